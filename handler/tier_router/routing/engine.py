@@ -1,0 +1,215 @@
+"""The decision engine: one chat request (+ headers) in, one immutable `Decision` out.
+
+Everything that can be done once is done by `routing.loader` when the rules file loads:
+model routes are shared frozen objects, conditions are compiled predicates, regexes live
+in RE2 sets. `Rules.decide` only measures the request and walks the rules in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tier_router.routing.conditions import Context, Predicate, RegexSets
+from tier_router.routing.features import Features, measure
+from tier_router.routing.request import ChatRequest
+from tier_router.routing.schema import PRIORITIES, Price, Priority, Provider, RulesFile
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    """A model as the forwarder needs it: where to send it and what it costs."""
+
+    name: str
+    provider_name: str
+    provider: Provider
+    model_id: str
+    price: Price
+    context_window: int | None
+    max_output: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "provider": self.provider_name,
+            "provider_kind": self.provider.kind,
+            "provider_model_id": self.model_id,
+            "price_per_1m": self.price.model_dump(exclude_none=True),
+            "context_window": self.context_window,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    name: str
+    tier: str
+    predicate: Predicate
+    priority: Priority | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    requested_model: str
+    tier: str | None
+    rule: str
+    """The matching rule's name, or "default" (no rule matched) or "explicit" (tier/model named)."""
+    why: str
+    candidates: tuple[ModelRoute, ...]
+    priority: Priority
+    priority_source: str
+    features: Features
+    skipped: tuple[tuple[str, str], ...] = field(default=())
+    """Candidates dropped before forwarding, with the reason (e.g. context window too small)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requested_model": self.requested_model,
+            "tier": self.tier,
+            "rule": self.rule,
+            "why": self.why,
+            "priority": self.priority,
+            "priority_source": self.priority_source,
+            "chain": [route.as_dict() for route in self.candidates],
+            "skipped": [{"model": name, "reason": reason} for name, reason in self.skipped],
+            "features": self.features.as_dict(),
+        }
+
+
+class UnknownModelError(LookupError):
+    """The request named a model that is neither `auto`, a tier, an alias nor a model."""
+
+    def __init__(self, requested: str, valid: list[str]) -> None:
+        self.requested = requested
+        self.valid = valid
+        super().__init__(
+            f"The model {requested!r} does not exist on this router. "
+            f"Use one of: {', '.join(valid)}."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a requested model name resolves to, precomputed for every valid name."""
+
+    kind: str  # "auto" | "tier" | "model"
+    tier: str | None
+    chain: tuple[ModelRoute, ...]
+
+
+class Rules:
+    """A loaded, validated and compiled rules file. Immutable; safe to share across requests."""
+
+    def __init__(
+        self,
+        spec: RulesFile,
+        source: Path | None,
+        routes: dict[str, ModelRoute],
+        tiers: dict[str, tuple[ModelRoute, ...]],
+        rules: tuple[CompiledRule, ...],
+        sets: RegexSets,
+        targets: dict[str, Target],
+    ) -> None:
+        self.spec = spec
+        self.source = source
+        self.routes = routes
+        self.tiers = tiers
+        self.rules = rules
+        self.sets = sets
+        self.targets = targets
+        self.default_tier = spec.default_tier
+        self.priority_spec = spec.priority
+        self.valid_names = sorted(targets)
+
+    def decide(self, request: ChatRequest, headers: Mapping[str, str] | None = None) -> Decision:
+        """Route one request. `headers` must have lower-case names (ASGI gives them so)."""
+        features = measure(request, headers or {})
+        target = self.targets.get(request.model)
+        if target is None:
+            raise UnknownModelError(request.model, self.valid_names)
+        if target.kind == AUTO:
+            return self._by_rules(request.model, features)
+        what = "tier" if target.kind == "tier" else "model"
+        priority, source = self._priority(features, None)
+        return self._finish(
+            request.model, target.tier, "explicit", f"request named {what} {request.model!r}",
+            target.chain, priority, source, features,
+        )
+
+    def _by_rules(self, requested: str, features: Features) -> Decision:
+        ctx = Context(features, self.sets)
+        for rule in self.rules:
+            if rule.predicate.test(ctx):
+                priority, source = self._priority(features, rule.priority)
+                why = "; ".join(rule.predicate.why(ctx))
+                return self._finish(
+                    requested, rule.tier, rule.name, why, self.tiers[rule.tier], priority, source, features
+                )
+        priority, source = self._priority(features, None)
+        return self._finish(
+            requested, self.default_tier, "default", "no rule matched",
+            self.tiers[self.default_tier], priority, source, features,
+        )
+
+    def _priority(self, features: Features, rule_priority: Priority | None) -> tuple[Priority, str]:
+        spec = self.priority_spec
+        if spec.header:
+            value = features.headers.get(spec.header)
+            if value is not None and value.lower() in PRIORITIES:
+                return value.lower(), "header"  # type: ignore[return-value]
+        if spec.metadata_key:
+            value = features.metadata.get(spec.metadata_key)
+            if value is not None and value.lower() in PRIORITIES:
+                return value.lower(), "metadata"  # type: ignore[return-value]
+        if rule_priority is not None:
+            return rule_priority, "rule"
+        return spec.default, "default"
+
+    @staticmethod
+    def _finish(
+        requested: str,
+        tier: str | None,
+        rule: str,
+        why: str,
+        chain: tuple[ModelRoute, ...],
+        priority: Priority,
+        priority_source: str,
+        features: Features,
+    ) -> Decision:
+        candidates, skipped = fit_context(chain, features)
+        return Decision(
+            requested_model=requested,
+            tier=tier,
+            rule=rule,
+            why=why,
+            candidates=candidates,
+            priority=priority,
+            priority_source=priority_source,
+            features=features,
+            skipped=skipped,
+        )
+
+
+def fit_context(
+    chain: tuple[ModelRoute, ...], features: Features
+) -> tuple[tuple[ModelRoute, ...], tuple[tuple[str, str], ...]]:
+    """Drop models whose context window cannot hold the conversation plus the requested output.
+
+    The token count is an estimate, so this only removes models that are clearly too small;
+    if it would remove every model, the chain is kept whole and the providers decide.
+    """
+    needed = features.conversation_tokens + (features.max_tokens or 0)
+    if all(route.context_window is None or route.context_window >= needed for route in chain):
+        return chain, ()
+    kept = tuple(r for r in chain if r.context_window is None or r.context_window >= needed)
+    if not kept:
+        return chain, ()
+    skipped = tuple(
+        (r.name, f"context window {r.context_window} < ~{needed} tokens needed")
+        for r in chain
+        if r not in kept
+    )
+    return kept, skipped

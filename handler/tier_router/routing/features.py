@@ -1,0 +1,115 @@
+"""What the decision engine measures about one request.
+
+Features are computed once per request in a single pass over the messages; conditions only
+read them. Texts are kept (regex conditions need them) but never exported: `as_dict()` is
+what explain output, logs and headers may show.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tier_router.routing.request import ChatRequest, Message
+from tier_router.routing.tokens import IMAGE_TOKENS, MESSAGE_OVERHEAD_TOKENS, estimate_tokens
+
+IMAGE_PART_TYPES = frozenset({"image_url", "input_image", "image"})
+SYSTEM_ROLES = frozenset({"system", "developer"})
+JSON_FORMATS = frozenset({"json_object", "json_schema"})
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    last_user_text: str
+    system_text: str
+    all_text: str
+    last_user_chars: int
+    last_user_tokens: int
+    conversation_chars: int
+    conversation_tokens: int
+    message_count: int
+    has_tools: bool
+    json_response: bool
+    has_images: bool
+    image_count: int
+    max_tokens: int | None
+    headers: Mapping[str, str]
+    metadata: Mapping[str, str]
+    user: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Numbers and flags only: safe to log and to return to clients."""
+        return {
+            "last_user_chars": self.last_user_chars,
+            "last_user_tokens": self.last_user_tokens,
+            "conversation_chars": self.conversation_chars,
+            "conversation_tokens": self.conversation_tokens,
+            "message_count": self.message_count,
+            "has_tools": self.has_tools,
+            "json_response": self.json_response,
+            "has_images": self.has_images,
+            "image_count": self.image_count,
+            "max_tokens": self.max_tokens,
+        }
+
+
+def message_text(message: Message) -> tuple[str, int]:
+    """The text of a message and how many image parts it carries."""
+    content = message.content
+    if content is None:
+        return "", 0
+    if isinstance(content, str):
+        return content, 0
+    texts: list[str] = []
+    images = 0
+    for part in content:
+        if part.text is not None:
+            texts.append(part.text)
+        elif part.type in IMAGE_PART_TYPES:
+            images += 1
+    return "\n".join(texts), images
+
+
+def measure(request: ChatRequest, headers: Mapping[str, str]) -> Features:
+    """Compute every feature in one pass. `headers` must have lower-case names."""
+    system_parts: list[str] = []
+    all_parts: list[str] = []
+    last_user = ""
+    chars = 0
+    tokens = 0
+    images = 0
+    for message in request.messages:
+        text, message_images = message_text(message)
+        images += message_images
+        chars += len(text)
+        tokens += estimate_tokens(text) + MESSAGE_OVERHEAD_TOKENS
+        all_parts.append(text)
+        if message.role == "user":
+            last_user = text
+        elif message.role in SYSTEM_ROLES:
+            system_parts.append(text)
+    tools = request.tools or request.functions
+    if tools:
+        tokens += estimate_tokens(json.dumps(tools, separators=(",", ":")))
+    tokens += images * IMAGE_TOKENS
+    response_format = request.response_format or {}
+    return Features(
+        last_user_text=last_user,
+        system_text="\n".join(system_parts),
+        all_text="\n".join(all_parts),
+        last_user_chars=len(last_user),
+        last_user_tokens=estimate_tokens(last_user),
+        conversation_chars=chars,
+        conversation_tokens=tokens,
+        message_count=len(request.messages),
+        has_tools=bool(tools),
+        json_response=response_format.get("type") in JSON_FORMATS,
+        has_images=images > 0,
+        image_count=images,
+        max_tokens=request.max_completion_tokens or request.max_tokens,
+        headers=headers,
+        metadata=request.metadata or {},
+        user=request.user,
+    )

@@ -1,0 +1,255 @@
+"""Load a rules file: parse YAML, validate, cross-check, compile — or fail with every problem.
+
+A router must never start with a half-valid rules file, and an operator must be able to fix
+a broken one from the error alone. So every problem is reported with the file, the rule (or
+provider / model / tier) it belongs to, the field, and the reason — all of them at once,
+not just the first.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from tier_router.routing.conditions import RegexError, RegexSets, compile_condition
+from tier_router.routing.engine import AUTO, CompiledRule, ModelRoute, Rules, Target
+from tier_router.routing import schema
+from tier_router.routing.schema import RulesFile
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}" if self.where else self.reason
+
+
+class RulesError(ValueError):
+    """The rules file is invalid. `problems` lists each one; str() is ready to print."""
+
+    def __init__(self, path: Path | str, problems: list[Problem]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        lines = [f"{self.path}: {problem}" for problem in problems]
+        head = f"invalid rules file {self.path} ({len(problems)} problem{'s' if len(problems) != 1 else ''})"
+        super().__init__("\n".join([head, *lines]))
+
+
+class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Safe YAML, plus an error on duplicate mapping keys (PyYAML silently keeps the last)."""
+
+
+def _construct_unique_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(path, [Problem("", f"cannot read: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise RulesError(path, [Problem("", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]) from None
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        reason = f"invalid YAML: {context + ': ' if context else ''}{problem}"
+        raise RulesError(path, [Problem(where, reason)]) from None
+
+
+def load_rules(path: Path | str) -> Rules:
+    """Read, validate and compile a rules file. Raises `RulesError` listing every problem."""
+    path = Path(path)
+    return parse_rules(read_yaml(path), path)
+
+
+def parse_rules(raw: Any, path: Path | str = "<rules>") -> Rules:
+    if not isinstance(raw, dict):
+        raise RulesError(path, [Problem("", "the file must be a YAML mapping (providers, models, tiers, ...)")])
+    try:
+        spec = RulesFile.model_validate(raw)
+    except ValidationError as exc:
+        raise RulesError(path, [pydantic_problem(error, raw) for error in exc.errors()]) from None
+    problems = list(cross_check(spec))
+    if problems:
+        raise RulesError(path, problems)
+    return compile_rules(spec, Path(path))
+
+
+# --- turning pydantic's errors into an operator's language -------------------------------
+
+KNOWN_KEYS = sorted(
+    {name for model in (schema.Provider, schema.Model, schema.Price, schema.Timeouts, schema.Rule,
+                        schema.RulesFile, schema.PrioritySource, schema.Routing, schema.HeaderTest,
+                        schema.MetadataTest, schema.Pattern, schema.Range)
+     for name in model.model_fields}
+    | {f.alias or name for name, f in schema.Condition.model_fields.items()}
+)
+
+
+def pydantic_problem(error: Any, raw: dict[str, Any]) -> Problem:
+    loc = tuple(error["loc"])
+    where = locate(loc, raw)
+    if error["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        hint = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+        reason = f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+    elif error["type"] == "missing":
+        reason = f"missing required key {loc[-1]!r}"
+    else:
+        reason = error["msg"].removeprefix("Value error, ")
+        if error["type"] != "value_error" and "input" in error and not isinstance(error["input"], dict | list):
+            reason += f" (got {error['input']!r})"
+    return Problem(where, reason)
+
+
+def locate(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
+    """('rules', 3, 'when', 'any', 0, 'x') → "rule 'name' (#4): when.any[0].x"."""
+    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+        rules = raw.get("rules")
+        name = None
+        if isinstance(rules, list) and loc[1] < len(rules) and isinstance(rules[loc[1]], dict):
+            name = rules[loc[1]].get("name")
+        head = f"rule {name!r} (#{loc[1] + 1})" if name else f"rule #{loc[1] + 1}"
+        return join_loc(head, loc[2:])
+    section_names = {"providers": "provider", "models": "model"}
+    if len(loc) >= 2 and loc[0] in section_names:
+        return join_loc(f"{section_names[loc[0]]} {loc[1]!r}", loc[2:])
+    if len(loc) >= 2 and loc[0] == "tiers":
+        return join_loc(f"tier {loc[1]!r}", loc[2:])
+    return join_loc("", loc)
+
+
+def join_loc(head: str, rest: Iterable[Any]) -> str:
+    text = ""
+    for part in rest:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text or head else str(part))
+    if head and text:
+        return f"{head}: {text.lstrip('.')}"
+    return head or text
+
+
+# --- references between sections ---------------------------------------------------------
+
+
+def cross_check(spec: RulesFile) -> Iterable[Problem]:
+    models, tiers, providers = spec.models, spec.tiers, spec.providers
+    for name, model in models.items():
+        if model.provider not in providers:
+            yield Problem(f"model {name!r}: provider", unknown("provider", model.provider, providers))
+    for tier, chain in tiers.items():
+        if not chain:
+            yield Problem(f"tier {tier!r}", "empty chain: list at least one model")
+        seen: set[str] = set()
+        for i, model_name in enumerate(chain):
+            if model_name not in models:
+                yield Problem(f"tier {tier!r}[{i}]", unknown("model", model_name, models))
+            if model_name in seen:
+                yield Problem(f"tier {tier!r}[{i}]", f"model {model_name!r} is listed twice")
+            seen.add(model_name)
+    for clash in sorted(set(tiers) & set(models)):
+        yield Problem(f"tier {clash!r}", "a tier and a model share this name; requests could not tell them apart")
+    for name in (AUTO,):
+        if name in tiers or name in models:
+            yield Problem(f"{name!r}", "is reserved for rule-based routing; rename the tier or model")
+    if spec.default_tier not in tiers:
+        yield Problem("default_tier", unknown("tier", spec.default_tier, tiers))
+    for alias, target in spec.aliases.items():
+        if alias in tiers or alias in models or alias == AUTO:
+            yield Problem(f"aliases.{alias}", "an alias cannot reuse the name of a tier, a model or 'auto'")
+        if target != AUTO and target not in tiers and target not in models:
+            yield Problem(f"aliases.{alias}", unknown("tier or model", target, {**tiers, **models}))
+    seen_rules: set[str] = set()
+    for i, rule in enumerate(spec.rules):
+        where = f"rule {rule.name!r} (#{i + 1})"
+        if rule.name in seen_rules:
+            yield Problem(where, "duplicate rule name")
+        seen_rules.add(rule.name)
+        if rule.tier not in tiers:
+            yield Problem(f"{where}: tier", unknown("tier", rule.tier, tiers))
+
+
+def unknown(kind: str, name: str, known: Iterable[str]) -> str:
+    names = sorted(known)
+    hint = difflib.get_close_matches(name, names, n=1)
+    suffix = f"; did you mean {hint[0]!r}?" if hint else ""
+    return f"unknown {kind} {name!r} (known: {', '.join(names)}){suffix}"
+
+
+# --- compilation -------------------------------------------------------------------------
+
+
+def compile_rules(spec: RulesFile, source: Path) -> Rules:
+    routes = {
+        name: ModelRoute(
+            name=name,
+            provider_name=model.provider,
+            provider=spec.providers[model.provider],
+            model_id=model.id,
+            price=model.price,
+            context_window=model.context_window,
+            max_output=model.max_output,
+        )
+        for name, model in spec.models.items()
+    }
+    tiers = {tier: tuple(routes[m] for m in chain) for tier, chain in spec.tiers.items()}
+    sets = RegexSets()
+    compiled: list[CompiledRule] = []
+    problems: list[Problem] = []
+    for i, rule in enumerate(spec.rules):
+        try:
+            predicate = compile_condition(rule.when, sets)
+        except RegexError as exc:
+            problems.append(Problem(f"rule {rule.name!r} (#{i + 1}): when", str(exc)))
+            continue
+        compiled.append(CompiledRule(rule.name, rule.tier, predicate, rule.priority))
+    try:
+        sets.compile()
+    except RegexError as exc:
+        problems.append(Problem("rules", str(exc)))
+    if problems:
+        raise RulesError(source, problems)
+    targets = build_targets(spec, routes, tiers)
+    return Rules(spec, source, routes, tiers, tuple(compiled), sets, targets)
+
+
+def build_targets(
+    spec: RulesFile, routes: dict[str, ModelRoute], tiers: dict[str, tuple[ModelRoute, ...]]
+) -> dict[str, Target]:
+    """Resolve every name a request may use, so a request does one dict lookup."""
+    targets: dict[str, Target] = {AUTO: Target(AUTO, None, ())}
+    for tier, chain in tiers.items():
+        targets[tier] = Target("tier", tier, chain)
+    for name, route in routes.items():
+        home = next((tier for tier, chain in tiers.items() if route in chain), None)
+        chain = (route,)
+        if home is not None and spec.routing.explicit_model_fallback:
+            chain += tuple(r for r in tiers[home] if r is not route)
+        targets[name] = Target("model", home, chain)
+    for alias, target in spec.aliases.items():
+        targets[alias] = targets[target]
+    return targets
