@@ -209,7 +209,10 @@ class RangeTest(Predicate):
         return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
     def why(self, ctx: Context) -> Iterator[str]:
-        bounds = [f"min {self.low}" if self.low is not None else "", f"max {self.high}" if self.high is not None else ""]
+        bounds = [
+            f"min {self.low}" if self.low is not None else "",
+            f"max {self.high}" if self.high is not None else "",
+        ]
         yield f"{self.field}={getattr(ctx.features, self.field)} ({', '.join(b for b in bounds if b)})"
 
 

@@ -86,8 +86,7 @@ class UnknownModelError(LookupError):
         self.requested = requested
         self.valid = valid
         super().__init__(
-            f"The model {requested!r} does not exist on this router. "
-            f"Use one of: {', '.join(valid)}."
+            f"The model {requested!r} does not exist on this router. Use one of: {', '.join(valid)}."
         )
 
 
@@ -135,8 +134,14 @@ class Rules:
         what = "tier" if target.kind == "tier" else "model"
         priority, source = self._priority(features, None)
         return self._finish(
-            request.model, target.tier, "explicit", f"request named {what} {request.model!r}",
-            target.chain, priority, source, features,
+            request.model,
+            target.tier,
+            "explicit",
+            f"request named {what} {request.model!r}",
+            target.chain,
+            priority,
+            source,
+            features,
         )
 
     def _by_rules(self, requested: str, features: Features) -> Decision:
@@ -150,8 +155,14 @@ class Rules:
                 )
         priority, source = self._priority(features, None)
         return self._finish(
-            requested, self.default_tier, "default", "no rule matched",
-            self.tiers[self.default_tier], priority, source, features,
+            requested,
+            self.default_tier,
+            "default",
+            "no rule matched",
+            self.tiers[self.default_tier],
+            priority,
+            source,
+            features,
         )
 
     def _priority(self, features: Features, rule_priority: Priority | None) -> tuple[Priority, str]:

@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from tier_router.routing import schema
 from tier_router.routing.conditions import RegexError, RegexSets, compile_condition
 from tier_router.routing.engine import AUTO, CompiledRule, ModelRoute, Rules, Target
-from tier_router.routing import schema
 from tier_router.routing.schema import RulesFile
 
 
@@ -89,7 +89,9 @@ def load_rules(path: Path | str) -> Rules:
 
 def parse_rules(raw: Any, path: Path | str = "<rules>") -> Rules:
     if not isinstance(raw, dict):
-        raise RulesError(path, [Problem("", "the file must be a YAML mapping (providers, models, tiers, ...)")])
+        raise RulesError(
+            path, [Problem("", "the file must be a YAML mapping (providers, models, tiers, ...)")]
+        )
     try:
         spec = RulesFile.model_validate(raw)
     except ValidationError as exc:
@@ -103,10 +105,24 @@ def parse_rules(raw: Any, path: Path | str = "<rules>") -> Rules:
 # --- turning pydantic's errors into an operator's language -------------------------------
 
 KNOWN_KEYS = sorted(
-    {name for model in (schema.Provider, schema.Model, schema.Price, schema.Timeouts, schema.Rule,
-                        schema.RulesFile, schema.PrioritySource, schema.Routing, schema.HeaderTest,
-                        schema.MetadataTest, schema.Pattern, schema.Range)
-     for name in model.model_fields}
+    {
+        name
+        for model in (
+            schema.Provider,
+            schema.Model,
+            schema.Price,
+            schema.Timeouts,
+            schema.Rule,
+            schema.RulesFile,
+            schema.PrioritySource,
+            schema.Routing,
+            schema.HeaderTest,
+            schema.MetadataTest,
+            schema.Pattern,
+            schema.Range,
+        )
+        for name in model.model_fields
+    }
     | {f.alias or name for name, f in schema.Condition.model_fields.items()}
 )
 
@@ -122,7 +138,11 @@ def pydantic_problem(error: Any, raw: dict[str, Any]) -> Problem:
         reason = f"missing required key {loc[-1]!r}"
     else:
         reason = error["msg"].removeprefix("Value error, ")
-        if error["type"] != "value_error" and "input" in error and not isinstance(error["input"], dict | list):
+        if (
+            error["type"] != "value_error"
+            and "input" in error
+            and not isinstance(error["input"], dict | list)
+        ):
             reason += f" (got {error['input']!r})"
     return Problem(where, reason)
 
@@ -172,7 +192,9 @@ def cross_check(spec: RulesFile) -> Iterable[Problem]:
                 yield Problem(f"tier {tier!r}[{i}]", f"model {model_name!r} is listed twice")
             seen.add(model_name)
     for clash in sorted(set(tiers) & set(models)):
-        yield Problem(f"tier {clash!r}", "a tier and a model share this name; requests could not tell them apart")
+        yield Problem(
+            f"tier {clash!r}", "a tier and a model share this name; requests could not tell them apart"
+        )
     for name in (AUTO,):
         if name in tiers or name in models:
             yield Problem(f"{name!r}", "is reserved for rule-based routing; rename the tier or model")

@@ -1,0 +1,178 @@
+"""The `tier-router` command line.
+
+Subcommands import what they need lazily: `check` and `explain` run in CI and in editors
+and should not pay for the HTTP stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tier_router.settings import default_rules_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except BrokenPipeError:  # e.g. `tier-router explain ... | head`
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tier-router", description="LLM routing gateway.")
+    commands = parser.add_subparsers(title="commands")
+
+    check = commands.add_parser("check", help="validate a rules file and run its golden examples")
+    check.add_argument(
+        "path", nargs="?", type=Path, help="rules file (default: $TIER_ROUTER_RULES or rules/router.yaml)"
+    )
+    check.add_argument("--examples", type=Path, help="examples file (default: beside the rules file)")
+    check.set_defaults(run=run_check)
+
+    explain = commands.add_parser("explain", help="show how one request would be routed (calls no provider)")
+    explain.add_argument("prompt", nargs="?", help="the last user message")
+    explain.add_argument(
+        "--request", type=Path, help="a chat-completions request body (JSON file, - for stdin)"
+    )
+    explain.add_argument("--system", help="a system prompt to send with PROMPT")
+    explain.add_argument("--model", default="auto", help="requested model: auto (default), a tier or a model")
+    explain.add_argument(
+        "--header", action="append", default=[], metavar="K=V", help="a request header; repeatable"
+    )
+    explain.add_argument(
+        "--rules", type=Path, help="rules file (default: $TIER_ROUTER_RULES or rules/router.yaml)"
+    )
+    explain.add_argument("--json", action="store_true", help="print the decision as one JSON object")
+    explain.set_defaults(run=run_explain)
+
+    return parser
+
+
+def load_or_report(path: Path | None) -> Any:
+    """The compiled rules, or None after printing every problem to stderr."""
+    from tier_router.routing.loader import RulesError, load_rules
+
+    try:
+        return load_rules(path or default_rules_path())
+    except RulesError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from tier_router.routing.examples import default_examples_path, load_examples, run_example
+    from tier_router.routing.loader import RulesError
+
+    path = args.path or default_rules_path()
+    rules = load_or_report(path)
+    if rules is None:
+        return 1
+    spec = rules.spec
+    print(
+        f"{path}: valid ({len(spec.providers)} providers, {len(spec.models)} models, "
+        f"{len(spec.tiers)} tiers, {len(spec.rules)} rules)"
+    )
+    examples_path = args.examples or default_examples_path(Path(path))
+    if examples_path is None:
+        print("no examples file found: add <rules-stem>.examples.yaml to test the rules", file=sys.stderr)
+        return 0
+    try:
+        examples = load_examples(examples_path)
+    except RulesError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    outcomes = [run_example(rules, example) for example in examples]
+    for outcome in outcomes:
+        print(outcome.line())
+    failed = sum(not o.ok for o in outcomes)
+    print(f"{examples_path}: {len(outcomes)} examples, {len(outcomes) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from tier_router.routing.engine import UnknownModelError
+    from tier_router.routing.request import ChatRequest
+
+    rules = load_or_report(args.rules)
+    if rules is None:
+        return 1
+    try:
+        body = explain_body(args)
+        headers = parse_headers(args.header)
+        request = ChatRequest.model_validate(body)
+    except (ValueError, OSError) as exc:
+        message = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        print(f"invalid request: {message}", file=sys.stderr)
+        return 2
+    try:
+        decision = rules.decide(request, headers)
+    except UnknownModelError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(decision.as_dict(), ensure_ascii=False))
+    else:
+        print(render_decision(decision))
+    return 0
+
+
+def explain_body(args: argparse.Namespace) -> dict[str, Any]:
+    if args.request is not None:
+        text = sys.stdin.read() if str(args.request) == "-" else args.request.read_text(encoding="utf-8")
+        body = json.loads(text)
+        if not isinstance(body, dict):
+            raise ValueError("the request file must hold a JSON object")
+        body.setdefault("model", args.model)
+        return body
+    if args.prompt is None:
+        raise ValueError("give a PROMPT or --request FILE")
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    messages.append({"role": "user", "content": args.prompt})
+    return {"model": args.model, "messages": messages}
+
+
+def parse_headers(pairs: list[str]) -> dict[str, str]:
+    headers = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--header expects NAME=VALUE, got {pair!r}")
+        headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def render_decision(decision: Any) -> str:
+    lines = [
+        f"rule      {decision.rule}",
+        f"why       {decision.why}",
+        f"tier      {decision.tier or '-'}",
+        f"priority  {decision.priority} (from {decision.priority_source})",
+        "chain",
+    ]
+    for i, route in enumerate(decision.candidates, 1):
+        price = route.price
+        lines.append(
+            f"  {i}. {route.name:<24} {route.provider_name + '/' + route.model_id:<36}"
+            f" ${price.input:g} in / ${price.output:g} out per 1M"
+        )
+    for name, reason in decision.skipped:
+        lines.append(f"  -  {name:<24} skipped: {reason}")
+    features = ", ".join(f"{k}={v}" for k, v in decision.features.as_dict().items())
+    lines.append(f"features  {features}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

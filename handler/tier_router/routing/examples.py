@@ -1,0 +1,125 @@
+"""Golden examples: requests with the tier and rule each must get.
+
+Rules are code, so they get tests: `tier-router check` runs every example against the
+rules file and prints one line per example (stable order, diff-friendly), failing on any
+mismatch — a rules change in a pull request shows exactly which requests it moves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tier_router.routing.engine import Decision, Rules, UnknownModelError
+from tier_router.routing.loader import Problem, RulesError, pydantic_problem, read_yaml
+from tier_router.routing.request import ChatRequest
+from tier_router.routing.schema import Priority
+
+
+class Expect(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tier: str | None = None
+    rule: str | None = None
+    priority: Priority | None = None
+    model: str | None = Field(default=None, description="the first model of the chain")
+
+
+class Example(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    prompt: str | None = None
+    system: str | None = None
+    request: dict[str, Any] | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    expect: Expect
+
+    @model_validator(mode="after")
+    def _one_input(self) -> Example:
+        if (self.prompt is None) == (self.request is None):
+            raise ValueError("give exactly one of prompt or request")
+        return self
+
+    def chat_request(self) -> ChatRequest:
+        if self.request is not None:
+            return ChatRequest.model_validate({"model": "auto", **self.request})
+        messages = [{"role": "system", "content": self.system}] if self.system else []
+        messages.append({"role": "user", "content": self.prompt})
+        return ChatRequest.model_validate({"model": "auto", "messages": messages})
+
+
+class ExamplesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    examples: list[Example] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    example: Example
+    decision: Decision | None
+    mismatches: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+    def line(self) -> str:
+        name = self.example.name
+        if self.decision is None:
+            return f"FAIL  {name}: {'; '.join(self.mismatches)}"
+        got = f"{self.decision.tier}/{self.decision.rule}"
+        if self.ok:
+            return f"ok    {name} -> {got}"
+        return f"FAIL  {name}: {'; '.join(self.mismatches)} (why: {self.decision.why})"
+
+
+def load_examples(path: Path) -> list[Example]:
+    raw = read_yaml(path)
+    try:
+        return ExamplesFile.model_validate(raw).examples
+    except ValidationError as exc:
+        raise RulesError(path, [pydantic_problem(e, {"rules": []}) for e in exc.errors()]) from None
+
+
+def run_example(rules: Rules, example: Example) -> Outcome:
+    try:
+        request = example.chat_request()
+    except ValidationError as exc:
+        return Outcome(example, None, (f"invalid request: {exc.errors()[0]['msg']}",))
+    headers = {k.lower(): v for k, v in example.headers.items()}
+    try:
+        decision = rules.decide(request, headers)
+    except UnknownModelError as exc:
+        return Outcome(example, None, (str(exc),))
+    expect = example.expect
+    got = {
+        "tier": decision.tier,
+        "rule": decision.rule,
+        "priority": decision.priority,
+        "model": decision.candidates[0].name,
+    }
+    mismatches = tuple(
+        f"{key} expected {want!r}, got {got[key]!r}"
+        for key, want in expect.model_dump(exclude_none=True).items()
+        if got[key] != want
+    )
+    return Outcome(example, decision, mismatches)
+
+
+def default_examples_path(rules_path: Path) -> Path | None:
+    """`<stem>.examples.yaml` beside the rules file; `examples.yaml` for `router.yaml`."""
+    own = rules_path.with_name(f"{rules_path.stem}.examples.yaml")
+    if own.exists():
+        return own
+    shared = rules_path.with_name("examples.yaml")
+    if rules_path.stem == "router" and shared.exists():
+        return shared
+    return None
+
+
+__all__ = ["Example", "Outcome", "Problem", "default_examples_path", "load_examples", "run_example"]
