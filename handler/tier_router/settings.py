@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_RULES = Path("rules/router.yaml")
 PACKAGED_RULES = Path(__file__).resolve().parent.parent / "rules" / "router.yaml"
+DEFAULT_STORE = "sqlite:///.tier-router/state.db"
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
-def default_rules_path() -> Path:
+def default_rules_path(environ: Mapping[str, str] | None = None) -> Path:
     """`TIER_ROUTER_RULES`, else `rules/router.yaml` in the working directory, else the packaged one."""
-    configured = os.environ.get("TIER_ROUTER_RULES")
+    environ = os.environ if environ is None else environ
+    configured = environ.get("TIER_ROUTER_RULES")
     if configured:
         return Path(configured)
     if DEFAULT_RULES.exists():
@@ -23,7 +27,20 @@ def default_rules_path() -> Path:
 @dataclass(frozen=True)
 class Settings:
     rules_path: Path
+    store_url: str = DEFAULT_STORE
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    """Router keys clients must present (`Authorization: Bearer ...`). Empty: no auth (local use)."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    log_requests: bool = True
 
     @classmethod
-    def from_env(cls) -> Settings:
-        return cls(rules_path=default_rules_path())
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        keys = tuple(k.strip() for k in environ.get("TIER_ROUTER_API_KEYS", "").split(",") if k.strip())
+        return cls(
+            rules_path=default_rules_path(environ),
+            store_url=environ.get("TIER_ROUTER_STORE", DEFAULT_STORE),
+            api_keys=keys,
+            max_body_bytes=int(environ.get("TIER_ROUTER_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+            log_requests=environ.get("TIER_ROUTER_LOG_REQUESTS", "1") not in ("0", "false", "no"),
+        )

@@ -554,6 +554,7 @@ def _translate_tools(tools: Any) -> list[dict[str, Any]]:
 
 
 def _translate_tool_choice(choice: Any, names: set[str], parallel: Any) -> dict[str, Any] | None:
+    """OpenAI ``tool_choice`` + ``parallel_tool_calls`` -> Anthropic ``tool_choice`` (None: its default)."""
     if choice is None or choice == "auto":
         translated: dict[str, Any] = {"type": "auto"}
     elif choice == "required":

@@ -1,0 +1,366 @@
+"""The ASGI app: OpenAI-compatible HTTP surface over the decision engine and the forwarder.
+
+One app everywhere: uvicorn locally (`tier-router serve`), Mangum on Lambda (buffered), or
+uvicorn behind the Lambda Web Adapter for true streaming. Everything that can be built once
+(rules, the shared httpx client, adapters, settings) is built in `Gateway.__init__`, at
+import time on Lambda, so a warm invocation does only per-request work.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tier_router.errors import APIError
+from tier_router.forward import AllCandidatesFailed, Attempt, Forwarder, Health, UpstreamClientError
+from tier_router.provider_keys import KeySource, redact
+from tier_router.providers.base import UpstreamProtocolError, dumps
+from tier_router.providers.mock import MockTransport
+from tier_router.routing.engine import Decision, ModelRoute, Rules, UnknownModelError
+from tier_router.routing.loader import load_rules
+from tier_router.routing.request import ChatRequest
+from tier_router.settings import Settings
+
+log = logging.getLogger("tier_router")
+access_log = logging.getLogger("tier_router.access")
+
+
+def make_http_client() -> httpx.AsyncClient:
+    """The one client per process: pooled keep-alive connections reused across requests
+    (and across Lambda invocations); `mock://` is served in-process."""
+    return httpx.AsyncClient(
+        mounts={"mock://": MockTransport()},
+        limits=httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=60),
+        timeout=httpx.Timeout(30.0),
+        follow_redirects=False,
+    )
+
+
+class Gateway:
+    """Everything a request needs, built once."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        rules: Rules | None = None,
+        client: httpx.AsyncClient | None = None,
+        keys: KeySource | None = None,
+        health: Health | None = None,
+    ) -> None:
+        self.settings = settings
+        self.rules = rules or load_rules(settings.rules_path)
+        self.client = client or make_http_client()
+        self.keys = keys or KeySource()
+        self.forwarder = Forwarder(self.client, self.keys, health)
+        self.api_keys = tuple(k.encode() for k in settings.api_keys)
+        self.key_names = sorted({p.api_key_env for p in self.rules.spec.providers.values() if p.api_key_env})
+        self.models_body = dumps(models_list(self.rules))
+        missing = self.keys.missing(self.key_names)
+        if missing:
+            log.warning("provider keys not set: %s (their models will be skipped)", ", ".join(missing))
+        if not self.api_keys:
+            log.warning("TIER_ROUTER_API_KEYS is not set: the router accepts requests without a key")
+
+    # -- request steps -------------------------------------------------------------------
+
+    def authenticate(self, request: Request) -> None:
+        if not self.api_keys:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        presented = token.strip().encode() if scheme.lower() == "bearer" else b""
+        # Compare against every key without short-circuiting, in constant time per key.
+        matched = False
+        for key in self.api_keys:
+            matched |= hmac.compare_digest(presented, key)
+        if not matched:
+            raise APIError(
+                401,
+                "Incorrect or missing API key. Send the router key as 'Authorization: Bearer <key>'.",
+                code="invalid_api_key",
+            )
+
+    async def read_json(self, request: Request) -> dict[str, Any]:
+        content_type = request.headers.get("content-type", "application/json")
+        if "json" not in content_type:
+            raise APIError(
+                415,
+                f"Content-Type must be application/json, got {content_type!r}.",
+                code="unsupported_media_type",
+            )
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            chunks.append(chunk)
+        try:
+            body = json.loads(b"".join(chunks))
+        except (ValueError, RecursionError) as exc:
+            reason = "invalid UTF-8" if isinstance(exc, UnicodeDecodeError) else "invalid JSON"
+            raise APIError(
+                400, f"The request body is not valid JSON ({reason}).", code="invalid_json"
+            ) from None
+        if not isinstance(body, dict):
+            raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
+        return body
+
+    def decide(self, request: Request, body: dict[str, Any]) -> Decision:
+        try:
+            chat = ChatRequest.model_validate(body)
+        except ValidationError as exc:
+            raise invalid_request(exc) from None
+        except RecursionError:
+            raise APIError(400, "The request is nested too deeply.", code="invalid_request") from None
+        try:
+            return self.rules.decide(chat, request.headers)
+        except UnknownModelError as exc:
+            raise APIError(404, str(exc), code="model_not_found", param="model") from None
+
+
+def too_large(limit: int) -> APIError:
+    return APIError(
+        413,
+        f"The request body is larger than this router's limit of {limit} bytes.",
+        code="request_too_large",
+    )
+
+
+def invalid_request(exc: ValidationError) -> APIError:
+    error = exc.errors(include_url=False, include_input=False)[0]
+    param = ".".join(str(part) for part in error["loc"])
+    return APIError(
+        400, f"Invalid request: {param}: {error['msg']}.", code="invalid_request", param=param or None
+    )
+
+
+def decision_headers(decision: Decision) -> dict[str, str]:
+    return {
+        "x-router-tier": decision.tier or "",
+        "x-router-rule": decision.rule,
+        "x-router-priority": decision.priority,
+    }
+
+
+def served_headers(route: ModelRoute, attempts: list[Attempt]) -> dict[str, str]:
+    return {
+        "x-router-model": route.name,
+        "x-router-provider": route.provider_name,
+        "x-router-attempts": str(sum(a.tried for a in attempts)),
+    }
+
+
+def all_failed_error(exc: AllCandidatesFailed) -> APIError:
+    """502 when providers failed, 504 when they all timed out, 429 when all were rate limited,
+    503 when nothing could even be tried (open breakers, missing keys)."""
+    attempts = exc.attempts
+    tried = [a for a in attempts if a.tried]
+    summary = "; ".join(
+        f"{a.model} ({a.provider}): {a.outcome}{' - ' + a.detail if a.detail else ''}" for a in attempts
+    )
+    headers: dict[str, str] = {"x-router-attempts": str(len(tried))}
+    if not tried:
+        status, code = 503, "no_available_provider"
+    elif all(a.status == 429 for a in tried):
+        status, code = 429, "upstream_rate_limited"
+        waits = [a.retry_after for a in tried if a.retry_after is not None]
+        if waits:
+            headers["retry-after"] = str(max(1, round(min(waits))))
+    elif all(a.outcome == "timeout" for a in tried):
+        status, code = 504, "upstream_timeout"
+    else:
+        status, code = 502, "upstream_error"
+    error = APIError(status, f"Every candidate model failed: {summary}", code=code, headers=headers)
+    error.type = "rate_limit_error" if status == 429 else "upstream_error"
+    return error
+
+
+def models_list(rules: Rules) -> dict[str, Any]:
+    names = ["auto", *rules.tiers, *rules.routes, *rules.spec.aliases]
+    return {
+        "object": "list",
+        "data": [{"id": name, "object": "model", "created": 0, "owned_by": "tier-router"} for name in names],
+    }
+
+
+# -- endpoints ---------------------------------------------------------------------------
+
+
+async def chat_completions(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    started = time.perf_counter()
+    gateway.authenticate(request)
+    body = await gateway.read_json(request)
+    decision = gateway.decide(request, body)
+    headers = decision_headers(decision)
+    try:
+        if body.get("stream"):
+            return await stream_response(gateway, decision, body, headers, started)
+        completion = await gateway.forwarder.complete(decision, body)
+    except AllCandidatesFailed as exc:
+        log_request(gateway, decision, exc.attempts, None, started, "failed")
+        raise all_failed_error(exc).with_headers(headers) from None
+    except UpstreamClientError as exc:
+        log_request(gateway, decision, exc.attempts, exc.route, started, "client_error")
+        raise APIError(exc.status, exc.message, code="upstream_rejected_request").with_headers(
+            {**headers, **served_headers(exc.route, exc.attempts)}
+        ) from None
+    headers.update(served_headers(completion.route, completion.attempts))
+    headers.update(completion.headers)
+    log_request(gateway, decision, completion.attempts, completion.route, started, "ok")
+    content = completion.raw if completion.raw is not None else dumps(completion.data)
+    return Response(content, headers=headers, media_type="application/json")
+
+
+async def stream_response(
+    gateway: Gateway, decision: Decision, body: dict[str, Any], headers: dict[str, str], started: float
+) -> Response:
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    opened = await gateway.forwarder.open_stream(decision, body, include_usage)
+    headers.update(served_headers(opened.route, opened.attempts))
+    headers.update(opened.headers)
+    headers["cache-control"] = "no-cache"
+    headers["x-accel-buffering"] = "no"
+
+    async def events() -> AsyncIterator[bytes]:
+        outcome = "ok"
+        try:
+            async for chunk in opened.chunks():
+                yield b"data: " + dumps(chunk) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+        except (UpstreamProtocolError, TimeoutError, httpx.HTTPError) as exc:
+            outcome = "stream_interrupted"
+            message = redact(
+                f"The provider's stream failed after it started: {exc or exc.__class__.__name__}"
+            )
+            error = {
+                "error": {
+                    "message": message,
+                    "type": "upstream_error",
+                    "param": None,
+                    "code": "stream_interrupted",
+                }
+            }
+            yield b"data: " + dumps(error) + b"\n\n"
+        finally:
+            log_request(gateway, decision, opened.attempts, opened.route, started, outcome)
+
+    return StreamingResponse(events(), headers=headers, media_type="text/event-stream")
+
+
+async def explain(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    gateway.authenticate(request)
+    body = await gateway.read_json(request)
+    decision = gateway.decide(request, body)
+    return JSONResponse(decision.as_dict(), headers=decision_headers(decision))
+
+
+async def models(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    gateway.authenticate(request)
+    return Response(gateway.models_body, media_type="application/json")
+
+
+async def healthz(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+async def readyz(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    problems = [f"provider key {name} is not set" for name in gateway.keys.missing(gateway.key_names)]
+    body = {
+        "status": "ready" if not problems else "not_ready",
+        "rules": str(gateway.rules.source),
+        "problems": problems,
+    }
+    return JSONResponse(body, status_code=200 if not problems else 503)
+
+
+def log_request(
+    gateway: Gateway,
+    decision: Decision,
+    attempts: list[Attempt],
+    route: ModelRoute | None,
+    started: float,
+    outcome: str,
+) -> None:
+    if not gateway.settings.log_requests or not access_log.isEnabledFor(logging.INFO):
+        return
+    access_log.info(
+        json.dumps(
+            {
+                "event": "request",
+                "outcome": outcome,
+                "tier": decision.tier,
+                "rule": decision.rule,
+                "priority": decision.priority,
+                "model": route.name if route else None,
+                "provider": route.provider_name if route else None,
+                "attempts": [a.as_dict() for a in attempts],
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                "features": decision.features.as_dict(),
+            }
+        )
+    )
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+async def on_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return exc.response()
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 500)
+    message = {404: "Unknown path.", 405: "Method not allowed."}.get(status, "Request failed.")
+    return APIError(status, f"{message} ({request.method} {request.url.path})").response()
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return APIError(
+        500, "The router hit an internal error; it has been logged.", type="server_error"
+    ).response()
+
+
+def create_app(settings: Settings | None = None, **gateway_options: Any) -> Starlette:
+    settings = settings or Settings.from_env()
+    gateway = Gateway(settings, **gateway_options)
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/route/explain", explain, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        exception_handlers={
+            APIError: on_api_error,
+            404: on_http_exception,
+            405: on_http_exception,
+            Exception: on_unexpected,
+        },
+    )
+    app.state.gateway = gateway
+    return app

@@ -1,0 +1,411 @@
+"""Forwarding: try the decision's candidates in order until one answers.
+
+Fallback rules (what moves on to the next candidate):
+- connect errors, timeouts, dropped connections, and answers that are not valid
+  (bad JSON, garbage SSE, a stream that ends before its end marker) — provider failures;
+- HTTP 408, 409, 425, 429 and 5xx — provider overload or outage; `retry-after` is never
+  waited on while another candidate remains;
+- HTTP 401, 403 and 404 — the operator's misconfiguration (a bad key, a wrong model id):
+  another provider can still serve, and the breaker keeps the broken one out of the way.
+- Any other 4xx (400, 413, 422...) is the client's request: returned as is, not retried.
+
+Streams are held back until the first real content (text or tool call): whatever goes
+wrong before that — an error status, a stall past `first_token`, garbage — is invisible to
+the client, who gets the next candidate's stream instead. After content has been sent, a
+failure ends the stream with an OpenAI-style error event and no `[DONE]`, so a truncated
+answer never looks complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from tier_router.provider_keys import KeySource, redact
+from tier_router.providers.base import (
+    Adapter,
+    ClientRequestError,
+    StreamDecoder,
+    UpstreamProtocolError,
+    is_content_chunk,
+)
+from tier_router.providers.registry import adapter_for
+from tier_router.routing.engine import Decision, ModelRoute
+
+RETRY_STATUSES = frozenset({408, 409, 425, 429})
+OPERATOR_STATUSES = frozenset({401, 403, 404})
+PASSTHROUGH_HEADERS = ("x-request-id", "request-id", "openai-processing-ms")
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One candidate tried (or skipped), as reported in errors and logs. Never holds secrets."""
+
+    model: str
+    provider: str
+    outcome: str
+    """ok | http_<status> | timeout | connect_error | connection_error | invalid_response |
+    missing_key | breaker_open | client_error"""
+    detail: str = ""
+    status: int | None = None
+    retry_after: float | None = None
+    elapsed_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"model": self.model, "provider": self.provider, "outcome": self.outcome}
+        if self.detail:
+            data["detail"] = self.detail
+        if self.retry_after is not None:
+            data["retry_after"] = self.retry_after
+        return data
+
+    @property
+    def tried(self) -> bool:
+        return self.outcome not in ("missing_key", "breaker_open")
+
+
+class AllCandidatesFailed(Exception):
+    def __init__(self, attempts: list[Attempt]) -> None:
+        super().__init__("every candidate failed")
+        self.attempts = attempts
+
+
+class UpstreamClientError(Exception):
+    """The provider rejected the request as the client's fault; the client gets it back."""
+
+    def __init__(self, status: int, message: str, route: ModelRoute, attempts: list[Attempt]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.route = route
+        self.attempts = attempts
+
+
+class Health(Protocol):
+    """Circuit breakers, as the forwarder sees them (see `tier_router.health`)."""
+
+    async def plan(self, candidates: tuple[ModelRoute, ...]) -> list[tuple[ModelRoute, bool]]:
+        """Candidates in the order to try them; False marks one whose breaker is open."""
+        ...
+
+    async def admit(self, route: ModelRoute) -> bool: ...
+
+    async def success(self, route: ModelRoute) -> None: ...
+
+    async def failure(self, route: ModelRoute) -> None: ...
+
+
+class AlwaysHealthy:
+    """No breakers: every candidate is tried in order."""
+
+    async def plan(self, candidates: tuple[ModelRoute, ...]) -> list[tuple[ModelRoute, bool]]:
+        return [(route, True) for route in candidates]
+
+    async def admit(self, route: ModelRoute) -> bool:
+        return True
+
+    async def success(self, route: ModelRoute) -> None:
+        return None
+
+    async def failure(self, route: ModelRoute) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class Completion:
+    route: ModelRoute
+    data: dict[str, Any]
+    raw: bytes | None
+    """The upstream body when it already is the OpenAI answer (sent as is, no re-encoding)."""
+    attempts: list[Attempt]
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class OpenedStream:
+    """A stream that has produced its first content: nothing after this can fail over."""
+
+    route: ModelRoute
+    attempts: list[Attempt]
+    held: list[dict[str, Any]]
+    decoder: StreamDecoder
+    headers: dict[str, str]
+    stall_s: float
+    _events: AsyncIterator[tuple[str, str]] | None
+    _response: httpx.Response | None
+    usage: dict[str, Any] | None = field(default=None)
+
+    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+        """The held chunks, then the rest of the upstream stream, each chunk within `stall_s`.
+
+        Raises UpstreamProtocolError / TimeoutError / httpx errors on a failure mid-stream.
+        """
+        try:
+            for chunk in self.held:
+                yield chunk
+            self.held = []
+            events = self._events
+            while events is not None and not self.decoder.finished:
+                try:
+                    async with asyncio.timeout(self.stall_s):
+                        event, data = await anext(events)
+                except StopAsyncIteration:
+                    raise UpstreamProtocolError("the provider's stream ended before its end marker") from None
+                for chunk in self.decoder.feed(event, data):
+                    yield chunk
+        finally:
+            self.usage = self.decoder.usage
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._response is not None:
+            response, self._response = self._response, None
+            await response.aclose()
+
+
+class Forwarder:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        keys: KeySource,
+        health: Health | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.health = health or AlwaysHealthy()
+        self.clock = clock
+
+    # -- non-streaming -------------------------------------------------------------------
+
+    async def complete(self, decision: Decision, body: dict[str, Any]) -> Completion:
+        attempts: list[Attempt] = []
+        for route, closed in await self.health.plan(decision.candidates):
+            prepared = await self._prepare(route, closed, body, attempts)
+            if prepared is None:
+                continue
+            adapter, request, secret = prepared
+            started = self.clock()
+            timeouts = route.provider.timeouts
+            response: httpx.Response | None = None
+            try:
+                async with asyncio.timeout(timeouts.total):
+                    response = await self.client.send(request)
+                    if response.status_code != 200:
+                        await self._refused(route, adapter, response, secret, started, attempts)
+                        continue
+                    data = adapter.parse(response.content)
+            except (httpx.HTTPError, TimeoutError, UpstreamProtocolError) as exc:
+                await self._failed(route, exc, secret, started, attempts)
+                continue
+            finally:
+                if response is not None:
+                    await response.aclose()
+            attempts.append(Attempt(route.name, route.provider_name, "ok", elapsed_ms=self._ms(started)))
+            await self.health.success(route)
+            raw = response.content if adapter.passthrough else None
+            return Completion(route, data, raw, attempts, upstream_headers(response))
+        raise AllCandidatesFailed(attempts)
+
+    # -- streaming -----------------------------------------------------------------------
+
+    async def open_stream(
+        self, decision: Decision, body: dict[str, Any], include_usage: bool
+    ) -> OpenedStream:
+        attempts: list[Attempt] = []
+        for route, closed in await self.health.plan(decision.candidates):
+            prepared = await self._prepare(route, closed, body, attempts)
+            if prepared is None:
+                continue
+            adapter, request, secret = prepared
+            started = self.clock()
+            timeouts = route.provider.timeouts
+            response: httpx.Response | None = None
+            try:
+                async with asyncio.timeout(timeouts.first_token):
+                    response = await self.client.send(request, stream=True)
+                    if response.status_code != 200:
+                        await response.aread()
+                        await self._refused(route, adapter, response, secret, started, attempts)
+                        continue
+                    content_type = response.headers.get("content-type", "")
+                    if not content_type.startswith("text/event-stream"):
+                        raise UpstreamProtocolError(
+                            f"expected an event stream, got {content_type or 'no type'!r}"
+                        )
+                    decoder = adapter.decoder(include_usage)
+                    events = sse_events(response)
+                    held = await hold_until_content(events, decoder)
+            except (httpx.HTTPError, TimeoutError, UpstreamProtocolError) as exc:
+                if response is not None:
+                    await response.aclose()
+                await self._failed(route, exc, secret, started, attempts)
+                continue
+            except BaseException:
+                if response is not None:
+                    await response.aclose()
+                raise
+            attempts.append(Attempt(route.name, route.provider_name, "ok", elapsed_ms=self._ms(started)))
+            await self.health.success(route)
+            return OpenedStream(
+                route, attempts, held, decoder, upstream_headers(response), timeouts.stall, events, response
+            )
+        raise AllCandidatesFailed(attempts)
+
+    # -- shared steps --------------------------------------------------------------------
+
+    async def _prepare(
+        self, route: ModelRoute, closed: bool, body: dict[str, Any], attempts: list[Attempt]
+    ) -> tuple[Adapter, httpx.Request, str | None] | None:
+        if not closed or not await self.health.admit(route):
+            attempts.append(
+                Attempt(route.name, route.provider_name, "breaker_open", "circuit breaker is open")
+            )
+            return None
+        secret: str | None = None
+        env = route.provider.api_key_env
+        if env is not None:
+            secret = await self.keys.get(env)
+            if secret is None:
+                attempts.append(Attempt(route.name, route.provider_name, "missing_key", f"{env} is not set"))
+                return None
+        adapter = adapter_for(route.provider.kind)
+        try:
+            upstream = adapter.build(route, body, secret)
+        except ClientRequestError as exc:
+            attempts.append(Attempt(route.name, route.provider_name, "client_error", str(exc), status=400))
+            raise UpstreamClientError(400, str(exc), route, attempts) from None
+        t = route.provider.timeouts
+        request = self.client.build_request(
+            "POST",
+            upstream.url,
+            headers=upstream.headers,
+            content=upstream.content,
+            timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=t.connect),
+        )
+        return adapter, request, secret
+
+    async def _refused(
+        self,
+        route: ModelRoute,
+        adapter: Adapter,
+        response: httpx.Response,
+        secret: str | None,
+        started: float,
+        attempts: list[Attempt],
+    ) -> None:
+        """Record a non-200 answer; raise UpstreamClientError if it is the client's fault."""
+        status = response.status_code
+        message = redact(adapter.error_message(status, response.content[:ERROR_BODY_LIMIT]), [secret or ""])
+        attempt = Attempt(
+            route.name,
+            route.provider_name,
+            f"http_{status}",
+            message,
+            status=status,
+            retry_after=retry_after_seconds(response.headers),
+            elapsed_ms=self._ms(started),
+        )
+        attempts.append(attempt)
+        if status in RETRY_STATUSES or status >= 500 or status in OPERATOR_STATUSES:
+            await self.health.failure(route)
+            return
+        raise UpstreamClientError(status, message, route, attempts)
+
+    async def _failed(
+        self,
+        route: ModelRoute,
+        exc: BaseException,
+        secret: str | None,
+        started: float,
+        attempts: list[Attempt],
+    ) -> None:
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+            outcome = "connect_error"
+        elif isinstance(exc, TimeoutError | httpx.TimeoutException):
+            outcome = "timeout"
+        elif isinstance(exc, UpstreamProtocolError):
+            outcome = "invalid_response"
+        else:
+            outcome = "connection_error"
+        detail = redact(str(exc) or exc.__class__.__name__, [secret or ""])[:300]
+        attempts.append(
+            Attempt(route.name, route.provider_name, outcome, detail, elapsed_ms=self._ms(started))
+        )
+        await self.health.failure(route)
+
+    def _ms(self, started: float) -> float:
+        return round((self.clock() - started) * 1000, 2)
+
+
+async def hold_until_content(
+    events: AsyncIterator[tuple[str, str]], decoder: StreamDecoder
+) -> list[dict[str, Any]]:
+    """Read events until the first content chunk (or a complete, empty answer)."""
+    held: list[dict[str, Any]] = []
+    async for event, data in events:
+        chunks = decoder.feed(event, data)
+        held.extend(chunks)
+        if decoder.finished or any(is_content_chunk(chunk) for chunk in chunks):
+            return held
+    raise UpstreamProtocolError("the provider's stream ended before any content")
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
+    """Server-sent events as (event name, data) pairs; comments and ids are ignored."""
+    event = ""
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "", []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event = value
+    if data:
+        yield event, "\n".join(data)
+
+
+def upstream_headers(response: httpx.Response) -> dict[str, str]:
+    headers = {name: response.headers[name] for name in PASSTHROUGH_HEADERS if name in response.headers}
+    if "request-id" in headers:  # Anthropic's name for it
+        headers.setdefault("x-request-id", headers.pop("request-id"))
+    for name, value in response.headers.items():
+        if name.startswith(("x-ratelimit-", "anthropic-ratelimit-")):
+            headers[name] = value
+    return headers
+
+
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    """`retry-after-ms`, or `retry-after` in seconds or as an HTTP date."""
+    if "retry-after-ms" in headers:
+        try:
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None

@@ -1,0 +1,13 @@
+"""AWS Lambda entry point (Function URL or API Gateway HTTP API v2 events).
+
+`lifespan="off"`: with Mangum's default, startup/shutdown would run on every invocation.
+The app, its rules and its shared httpx client are built at import (the init phase) and
+reused by every warm invocation. Mangum buffers the response, so a `stream: true` request
+gets its complete SSE body at once; see the README for true streaming on Lambda.
+"""
+
+from mangum import Mangum
+
+from tier_router.asgi import app
+
+lambda_handler = Mangum(app, lifespan="off")

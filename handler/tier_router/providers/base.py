@@ -1,0 +1,87 @@
+"""What every provider kind supplies to the forwarder.
+
+A provider adapter knows one wire format: how to build the upstream request from an
+OpenAI-style body, how to turn the upstream answer (whole or streamed) back into OpenAI's
+shapes, and how to read the upstream's error bodies. It knows nothing of rules, breakers,
+budgets or HTTP servers; the forwarder drives it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tier_router.routing.engine import ModelRoute
+
+
+class UpstreamProtocolError(ValueError):
+    """The provider answered something that is not a valid answer (bad JSON, garbage SSE).
+
+    Treated like an outage of that provider: the next candidate is tried.
+    """
+
+
+class ClientRequestError(ValueError):
+    """The request cannot be expressed for this provider (e.g. a content type it lacks)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    url: str
+    headers: dict[str, str]
+    content: bytes
+
+
+class StreamDecoder(Protocol):
+    """Turns upstream SSE events into OpenAI `chat.completion.chunk` dicts."""
+
+    finished: bool
+    """True once the upstream signalled a complete end (`[DONE]` / `message_stop`)."""
+
+    def feed(self, event: str, data: str) -> list[dict[str, Any]]: ...
+
+    @property
+    def usage(self) -> dict[str, Any] | None: ...
+
+
+class Adapter(Protocol):
+    kind: str
+    passthrough: bool
+    """True when the upstream's JSON body already is an OpenAI chat.completion."""
+
+    def build(self, route: ModelRoute, body: dict[str, Any], api_key: str | None) -> UpstreamRequest: ...
+
+    def parse(self, content: bytes) -> dict[str, Any]: ...
+
+    def decoder(self, include_usage: bool) -> StreamDecoder: ...
+
+    def error_message(self, status: int, content: bytes) -> str: ...
+
+
+def load_json_object(content: bytes, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UpstreamProtocolError(f"{what} is not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise UpstreamProtocolError(f"{what} is not a JSON object")
+    return data
+
+
+def dumps(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def is_content_chunk(chunk: dict[str, Any]) -> bool:
+    """A chunk that carries what a user would see: text, refusal or a tool call."""
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if (
+            delta.get("content")
+            or delta.get("tool_calls")
+            or delta.get("refusal")
+            or delta.get("function_call")
+        ):
+            return True
+    return False

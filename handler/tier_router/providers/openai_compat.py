@@ -1,0 +1,91 @@
+"""`openai` kind: any OpenAI-compatible endpoint (OpenAI, DeepSeek, Gemini's OpenAI API,
+Groq, vLLM, Ollama, ...).
+
+The client's body passes through with only `model` replaced, so fields this router does
+not know still reach the provider. For streams the router always asks for usage
+(`stream_options.include_usage`) so streamed requests can be priced; the usage-only chunk
+is dropped again if the client did not ask for it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tier_router.providers.base import UpstreamProtocolError, UpstreamRequest, dumps, load_json_object
+from tier_router.routing.engine import ModelRoute
+
+DONE = "[DONE]"
+
+
+class OpenAICompatAdapter:
+    kind = "openai"
+    passthrough = True
+
+    def build(self, route: ModelRoute, body: dict[str, Any], api_key: str | None) -> UpstreamRequest:
+        upstream = {**body, "model": route.model_id}
+        if upstream.get("stream"):
+            upstream["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        headers = {"content-type": "application/json", **route.provider.headers}
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        return UpstreamRequest(endpoint(route.provider.base_url, "/chat/completions"), headers, dumps(upstream))
+
+    def parse(self, content: bytes) -> dict[str, Any]:
+        data = load_json_object(content, "the provider's response")
+        if not isinstance(data.get("choices"), list):
+            raise UpstreamProtocolError("the provider's response has no 'choices' list")
+        return data
+
+    def decoder(self, include_usage: bool) -> OpenAIStreamDecoder:
+        return OpenAIStreamDecoder(include_usage)
+
+    def error_message(self, status: int, content: bytes) -> str:
+        return openai_error_message(status, content)
+
+
+class OpenAIStreamDecoder:
+    __slots__ = ("finished", "include_usage", "usage")
+
+    def __init__(self, include_usage: bool) -> None:
+        self.include_usage = include_usage
+        self.finished = False
+        self.usage: dict[str, Any] | None = None
+
+    def feed(self, event: str, data: str) -> list[dict[str, Any]]:
+        if data == DONE:
+            self.finished = True
+            return []
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise UpstreamProtocolError("the provider sent a stream chunk that is not JSON") from None
+        if not isinstance(chunk, dict):
+            raise UpstreamProtocolError("the provider sent a stream chunk that is not a JSON object")
+        if "error" in chunk:
+            error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+            raise UpstreamProtocolError(f"the provider reported an error mid-stream: {error.get('message')}")
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+            if not chunk.get("choices") and not self.include_usage:
+                return []
+        return [chunk]
+
+
+def endpoint(base_url: str, path: str) -> str:
+    """Append a path to a base URL, keeping its query (e.g. Azure's `?api-version=`)."""
+    base, sep, query = base_url.partition("?")
+    return f"{base.rstrip('/')}{path}{sep}{query}"
+
+
+def openai_error_message(status: int, content: bytes) -> str:
+    """The provider's own error message, if its body says one, else the status."""
+    try:
+        data = json.loads(content)
+        error = data.get("error") if isinstance(data, dict) else None
+        message = error.get("message") if isinstance(error, dict) else error
+        if isinstance(message, str) and message:
+            return message[:500]
+    except (ValueError, UnicodeDecodeError):
+        pass
+    return f"HTTP {status}"
