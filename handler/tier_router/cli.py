@@ -55,7 +55,46 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", action="store_true", help="print the decision as one JSON object")
     explain.set_defaults(run=run_explain)
 
+    serve = commands.add_parser("serve", help="run the router locally (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--rules", type=Path, help="rules file (default: $TIER_ROUTER_RULES or rules/router.yaml)"
+    )
+    serve.add_argument("--store", help="state store URL (default: $TIER_ROUTER_STORE or a local SQLite file)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (they share the store)")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(run=run_serve)
+
     return parser
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    import uvicorn
+
+    rules_path = args.rules or default_rules_path()
+    if load_or_report(rules_path) is None:  # fail before binding the port, with every problem listed
+        return 1
+    os.environ["TIER_ROUTER_RULES"] = str(rules_path)
+    if args.store:
+        os.environ["TIER_ROUTER_STORE"] = args.store
+    logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
+    uvicorn.run(
+        "tier_router.asgi:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        http="httptools",
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        lifespan="off",
+        access_log=False,
+        log_level=args.log_level,
+    )
+    return 0
 
 
 def load_or_report(path: Path | None) -> Any:
