@@ -121,6 +121,7 @@ class Rules:
         self.targets = targets
         self.default_tier = spec.default_tier
         self.priority_spec = spec.priority
+        self.priority_header = spec.priority.header.lower() if spec.priority.header else None
         self.valid_names = sorted(targets)
 
     def decide(self, request: ChatRequest, headers: Mapping[str, str] | None = None) -> Decision:
@@ -167,8 +168,8 @@ class Rules:
 
     def _priority(self, features: Features, rule_priority: Priority | None) -> tuple[Priority, str]:
         spec = self.priority_spec
-        if spec.header:
-            value = features.headers.get(spec.header)
+        if self.priority_header:
+            value = features.headers.get(self.priority_header)
             if value is not None and value.lower() in PRIORITIES:
                 return value.lower(), "header"  # type: ignore[return-value]
         if spec.metadata_key:
