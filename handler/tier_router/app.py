@@ -22,8 +22,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tier_router.breakers import BreakerBoard, BreakerConfig
 from tier_router.errors import APIError
-from tier_router.forward import AllCandidatesFailed, Attempt, Forwarder, Health, UpstreamClientError
+from tier_router.forward import AllCandidatesFailed, Attempt, Forwarder, UpstreamClientError
+from tier_router.health import BreakerHealth, Health
 from tier_router.provider_keys import KeySource, redact
 from tier_router.providers.base import UpstreamProtocolError, dumps
 from tier_router.providers.mock import MockTransport
@@ -31,6 +33,8 @@ from tier_router.routing.engine import Decision, ModelRoute, Rules, UnknownModel
 from tier_router.routing.loader import load_rules
 from tier_router.routing.request import ChatRequest
 from tier_router.settings import Settings
+from tier_router.store.base import Store, StoreError
+from tier_router.store.factory import open_store
 
 log = logging.getLogger("tier_router")
 access_log = logging.getLogger("tier_router.access")
@@ -58,12 +62,15 @@ class Gateway:
         client: httpx.AsyncClient | None = None,
         keys: KeySource | None = None,
         health: Health | None = None,
+        store: Store | None = None,
     ) -> None:
         self.settings = settings
         self.rules = rules or load_rules(settings.rules_path)
         self.client = client or make_http_client()
         self.keys = keys or KeySource()
-        self.forwarder = Forwarder(self.client, self.keys, health)
+        self.store = store or open_store(settings.store_url, http_client=self.client)
+        self.breakers = breaker_health(self.store, self.rules) if health is None else None
+        self.forwarder = Forwarder(self.client, self.keys, health or self.breakers)
         self.api_keys = tuple(k.encode() for k in settings.api_keys)
         self.key_names = sorted({p.api_key_env for p in self.rules.spec.providers.values() if p.api_key_env})
         self.models_body = dumps(models_list(self.rules))
@@ -133,6 +140,20 @@ class Gateway:
             return self.rules.decide(chat, request.headers)
         except UnknownModelError as exc:
             raise APIError(404, str(exc), code="model_not_found", param="model") from None
+
+
+def breaker_health(store: Store, rules: Rules) -> BreakerHealth | None:
+    spec = rules.spec.breakers
+    if not spec.enabled:
+        return None
+    config = BreakerConfig(
+        failure_threshold=spec.failure_threshold,
+        window_s=spec.window_s,
+        recovery_s=spec.recovery_s,
+        probe_lease_s=max(spec.recovery_s, 30.0),
+        cache_ttl_s=spec.cache_ttl_s,
+    )
+    return BreakerHealth(BreakerBoard(store, config))
 
 
 def too_large(limit: int) -> APIError:
@@ -279,6 +300,21 @@ async def models(request: Request) -> Response:
     return Response(gateway.models_body, media_type="application/json")
 
 
+async def status(request: Request) -> Response:
+    """Breaker states of every model (and, with the spend work, today's counters)."""
+    gateway: Gateway = request.app.state.gateway
+    gateway.authenticate(request)
+    breakers = {}
+    if gateway.breakers is not None:
+        try:
+            breakers = await gateway.breakers.states(list(gateway.rules.routes.values()))
+        except StoreError as exc:
+            raise APIError(503, f"state store unreachable: {exc}", code="store_unavailable") from None
+    return JSONResponse(
+        {"breakers": breakers, "tiers": {t: [r.name for r in c] for t, c in gateway.rules.tiers.items()}}
+    )
+
+
 async def healthz(request: Request) -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 
@@ -286,6 +322,10 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     problems = [f"provider key {name} is not set" for name in gateway.keys.missing(gateway.key_names)]
+    try:
+        await gateway.store.ping()
+    except StoreError as exc:
+        problems.append(f"state store unreachable: {exc}")
     body = {
         "status": "ready" if not problems else "not_ready",
         "rules": str(gateway.rules.source),
@@ -352,6 +392,7 @@ def create_app(settings: Settings | None = None, **gateway_options: Any) -> Star
             Route("/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/route/explain", explain, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/router/status", status, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

@@ -23,10 +23,11 @@ import email.utils
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
+from tier_router.health import AlwaysHealthy, Health, Level, Plan
 from tier_router.provider_keys import KeySource, redact
 from tier_router.providers.base import (
     Adapter,
@@ -86,36 +87,6 @@ class UpstreamClientError(Exception):
         self.message = message
         self.route = route
         self.attempts = attempts
-
-
-class Health(Protocol):
-    """Circuit breakers, as the forwarder sees them (see `tier_router.health`)."""
-
-    async def plan(self, candidates: tuple[ModelRoute, ...]) -> list[tuple[ModelRoute, bool]]:
-        """Candidates in the order to try them; False marks one whose breaker is open."""
-        ...
-
-    async def admit(self, route: ModelRoute) -> bool: ...
-
-    async def success(self, route: ModelRoute) -> None: ...
-
-    async def failure(self, route: ModelRoute) -> None: ...
-
-
-class AlwaysHealthy:
-    """No breakers: every candidate is tried in order."""
-
-    async def plan(self, candidates: tuple[ModelRoute, ...]) -> list[tuple[ModelRoute, bool]]:
-        return [(route, True) for route in candidates]
-
-    async def admit(self, route: ModelRoute) -> bool:
-        return True
-
-    async def success(self, route: ModelRoute) -> None:
-        return None
-
-    async def failure(self, route: ModelRoute) -> None:
-        return None
 
 
 @dataclass(slots=True)
@@ -187,8 +158,9 @@ class Forwarder:
 
     async def complete(self, decision: Decision, body: dict[str, Any]) -> Completion:
         attempts: list[Attempt] = []
-        for route, closed in await self.health.plan(decision.candidates):
-            prepared = await self._prepare(route, closed, body, attempts)
+        plan = await self.health.plan(decision.candidates)
+        async for route, admitted in plan.routes():
+            prepared = await self._prepare(route, admitted, body, attempts)
             if prepared is None:
                 continue
             adapter, request, secret = prepared
@@ -199,17 +171,17 @@ class Forwarder:
                 async with asyncio.timeout(timeouts.total):
                     response = await self.client.send(request)
                     if response.status_code != 200:
-                        await self._refused(route, adapter, response, secret, started, attempts)
+                        await self._refused(plan, route, adapter, response, secret, started, attempts)
                         continue
                     data = adapter.parse(response.content)
             except (httpx.HTTPError, TimeoutError, UpstreamProtocolError) as exc:
-                await self._failed(route, exc, secret, started, attempts)
+                await self._failed(plan, route, exc, secret, started, attempts)
                 continue
             finally:
                 if response is not None:
                     await response.aclose()
             attempts.append(Attempt(route.name, route.provider_name, "ok", elapsed_ms=self._ms(started)))
-            await self.health.success(route)
+            await plan.success(route)
             raw = response.content if adapter.passthrough else None
             return Completion(route, data, raw, attempts, upstream_headers(response))
         raise AllCandidatesFailed(attempts)
@@ -220,8 +192,9 @@ class Forwarder:
         self, decision: Decision, body: dict[str, Any], include_usage: bool
     ) -> OpenedStream:
         attempts: list[Attempt] = []
-        for route, closed in await self.health.plan(decision.candidates):
-            prepared = await self._prepare(route, closed, body, attempts)
+        plan = await self.health.plan(decision.candidates)
+        async for route, admitted in plan.routes():
+            prepared = await self._prepare(route, admitted, body, attempts)
             if prepared is None:
                 continue
             adapter, request, secret = prepared
@@ -233,7 +206,7 @@ class Forwarder:
                     response = await self.client.send(request, stream=True)
                     if response.status_code != 200:
                         await response.aread()
-                        await self._refused(route, adapter, response, secret, started, attempts)
+                        await self._refused(plan, route, adapter, response, secret, started, attempts)
                         continue
                     content_type = response.headers.get("content-type", "")
                     if not content_type.startswith("text/event-stream"):
@@ -246,14 +219,14 @@ class Forwarder:
             except (httpx.HTTPError, TimeoutError, UpstreamProtocolError) as exc:
                 if response is not None:
                     await response.aclose()
-                await self._failed(route, exc, secret, started, attempts)
+                await self._failed(plan, route, exc, secret, started, attempts)
                 continue
             except BaseException:
                 if response is not None:
                     await response.aclose()
                 raise
             attempts.append(Attempt(route.name, route.provider_name, "ok", elapsed_ms=self._ms(started)))
-            await self.health.success(route)
+            await plan.success(route)
             return OpenedStream(
                 route, attempts, held, decoder, upstream_headers(response), timeouts.stall, events, response
             )
@@ -262,9 +235,9 @@ class Forwarder:
     # -- shared steps --------------------------------------------------------------------
 
     async def _prepare(
-        self, route: ModelRoute, closed: bool, body: dict[str, Any], attempts: list[Attempt]
+        self, route: ModelRoute, admitted: bool, body: dict[str, Any], attempts: list[Attempt]
     ) -> tuple[Adapter, httpx.Request, str | None] | None:
-        if not closed or not await self.health.admit(route):
+        if not admitted:
             attempts.append(
                 Attempt(route.name, route.provider_name, "breaker_open", "circuit breaker is open")
             )
@@ -294,6 +267,7 @@ class Forwarder:
 
     async def _refused(
         self,
+        plan: Plan,
         route: ModelRoute,
         adapter: Adapter,
         response: httpx.Response,
@@ -315,12 +289,13 @@ class Forwarder:
         )
         attempts.append(attempt)
         if status in RETRY_STATUSES or status >= 500 or status in OPERATOR_STATUSES:
-            await self.health.failure(route)
+            await plan.failure(route, "model")
             return
         raise UpstreamClientError(status, message, route, attempts)
 
     async def _failed(
         self,
+        plan: Plan,
         route: ModelRoute,
         exc: BaseException,
         secret: str | None,
@@ -339,7 +314,8 @@ class Forwarder:
         attempts.append(
             Attempt(route.name, route.provider_name, outcome, detail, elapsed_ms=self._ms(started))
         )
-        await self.health.failure(route)
+        level: Level = "model" if outcome == "invalid_response" else "provider"
+        await plan.failure(route, level)
 
     def _ms(self, started: float) -> float:
         return round((self.clock() - started) * 1000, 2)

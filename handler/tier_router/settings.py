@@ -27,7 +27,8 @@ def default_rules_path(environ: Mapping[str, str] | None = None) -> Path:
 @dataclass(frozen=True)
 class Settings:
     rules_path: Path
-    store_url: str = DEFAULT_STORE
+    store_url: str = "memory://"
+    """`from_env` defaults to the local SQLite file; built directly (tests), to memory."""
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     """Router keys clients must present (`Authorization: Bearer ...`). Empty: no auth (local use)."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES

@@ -187,6 +187,18 @@ class Routing(Strict):
     )
 
 
+class Breakers(Strict):
+    """Circuit breakers per provider and per model, shared through the state store."""
+
+    enabled: bool = True
+    failure_threshold: int = Field(
+        default=5, ge=1, description="failures within window_s that open a breaker"
+    )
+    window_s: float = Field(default=30.0, gt=0)
+    recovery_s: float = Field(default=30.0, gt=0, description="how long an open breaker skips its target")
+    cache_ttl_s: float = Field(default=1.0, ge=0, description="how stale a process's view may be")
+
+
 class RulesFile(Strict):
     version: Literal[1] = 1
     providers: dict[Name, Provider] = Field(min_length=1)
@@ -198,4 +210,5 @@ class RulesFile(Strict):
     )
     priority: PrioritySource = PrioritySource()
     routing: Routing = Routing()
+    breakers: Breakers = Breakers()
     rules: list[Rule] = Field(default_factory=list)

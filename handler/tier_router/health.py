@@ -1,0 +1,138 @@
+"""Circuit breakers as the forwarder sees them: which candidates to try, and what to record.
+
+Two breakers guard each candidate: one per provider (`provider:<name>`) and one per model
+(`model:<name>`). Transport failures — connect errors, timeouts, dropped connections — say
+the provider's endpoint is in trouble and count against the provider, so all its models are
+skipped together; HTTP-level failures (429, 5xx, an invalid answer, a rejected key) count
+against the model, so one overloaded model does not take its provider's others down.
+
+A candidate is tried when both breakers admit it. If none is admitted because every
+breaker is open, the least-recently-failed candidate is tried anyway: one request to the
+provider most likely to have recovered beats failing outright.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Literal, Protocol
+
+from tier_router.breakers import CLOSED, BreakerBoard, BreakerView, least_recently_failed
+from tier_router.routing.engine import ModelRoute
+
+Level = Literal["provider", "model"]
+
+
+def provider_key(route: ModelRoute) -> str:
+    return f"provider:{route.provider_name}"
+
+
+def model_key(route: ModelRoute) -> str:
+    return f"model:{route.name}"
+
+
+class Plan(Protocol):
+    """One request's view of the breakers."""
+
+    def routes(self) -> AsyncIterator[tuple[ModelRoute, bool]]:
+        """Candidates in order; False marks one skipped because a breaker is open."""
+        ...
+
+    async def success(self, route: ModelRoute) -> None: ...
+
+    async def failure(self, route: ModelRoute, level: Level) -> None: ...
+
+
+class Health(Protocol):
+    async def plan(self, candidates: tuple[ModelRoute, ...]) -> Plan: ...
+
+
+class AlwaysHealthy:
+    """No breakers: every candidate is tried in order."""
+
+    async def plan(self, candidates: tuple[ModelRoute, ...]) -> Plan:
+        return _OpenPlan(candidates)
+
+
+class _OpenPlan:
+    def __init__(self, candidates: tuple[ModelRoute, ...]) -> None:
+        self.candidates = candidates
+
+    async def routes(self) -> AsyncIterator[tuple[ModelRoute, bool]]:
+        for route in self.candidates:
+            yield route, True
+
+    async def success(self, route: ModelRoute) -> None:
+        return None
+
+    async def failure(self, route: ModelRoute, level: Level) -> None:
+        return None
+
+
+class BreakerHealth:
+    """Breakers shared through the store; one board per process."""
+
+    def __init__(self, board: BreakerBoard) -> None:
+        self.board = board
+
+    async def plan(self, candidates: tuple[ModelRoute, ...]) -> Plan:
+        keys = [key for route in candidates for key in (provider_key(route), model_key(route))]
+        views = await self.board.snapshot(keys)  # one store round trip at most, usually none
+        return BreakerPlan(self.board, candidates, views)
+
+    async def states(self, routes: list[ModelRoute]) -> dict[str, dict[str, str]]:
+        """Breaker states of the given routes, for explain and status output."""
+        keys = [key for route in routes for key in (provider_key(route), model_key(route))]
+        views = await self.board.snapshot(keys)
+        return {
+            route.name: {
+                "provider": views.get(provider_key(route), CLOSED).state,
+                "model": views.get(model_key(route), CLOSED).state,
+            }
+            for route in routes
+        }
+
+
+class BreakerPlan:
+    def __init__(
+        self, board: BreakerBoard, candidates: tuple[ModelRoute, ...], views: dict[str, BreakerView]
+    ) -> None:
+        self.board = board
+        self.candidates = candidates
+        self.views = views
+
+    def view(self, key: str) -> BreakerView:
+        return self.views.get(key, CLOSED)
+
+    async def routes(self) -> AsyncIterator[tuple[ModelRoute, bool]]:
+        admitted_any = False
+        for route in self.candidates:
+            pkey, mkey = provider_key(route), model_key(route)
+            admitted = await self.board.admit(pkey, self.view(pkey)) and await self.board.admit(
+                mkey, self.view(mkey)
+            )
+            admitted_any |= admitted
+            yield route, admitted
+        if self.candidates and not admitted_any:
+            by_key = {model_key(r): r for r in self.candidates}
+            merged = {
+                mkey: _latest(self.view(mkey), self.view(provider_key(route)))
+                for mkey, route in by_key.items()
+            }
+            yield by_key[least_recently_failed(list(by_key), merged)], True
+
+    async def success(self, route: ModelRoute) -> None:
+        for key in (provider_key(route), model_key(route)):
+            await self.board.record_success(key, self.view(key))
+
+    async def failure(self, route: ModelRoute, level: Level) -> None:
+        key = provider_key(route) if level == "provider" else model_key(route)
+        await self.board.record_failure(key, self.view(key))
+
+
+def _latest(a: BreakerView, b: BreakerView) -> BreakerView:
+    """Of two views, the one that failed most recently (what least-recently-failed compares)."""
+
+    def last(view: BreakerView) -> float:
+        return view.last_failure_at or view.opened_at or 0.0
+
+    return a if last(a) >= last(b) else b
