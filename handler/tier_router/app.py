@@ -197,6 +197,12 @@ def all_failed_error(exc: AllCandidatesFailed) -> APIError:
         f"{a.model} ({a.provider}): {a.outcome}{' - ' + a.detail if a.detail else ''}" for a in attempts
     )
     headers: dict[str, str] = {"x-router-attempts": str(len(tried))}
+    unsupported = [a for a in attempts if a.outcome == "unsupported"]
+    if not tried and unsupported:
+        message = "; ".join(f"{a.model} ({a.provider}): {a.detail}" for a in unsupported)
+        return APIError(
+            400, f"No candidate model can serve this request: {message}", code="unsupported_request"
+        )
     if not tried:
         status, code = 503, "no_available_provider"
     elif all(a.status == 429 for a in tried):
@@ -269,7 +275,8 @@ async def stream_response(
         except (UpstreamProtocolError, TimeoutError, httpx.HTTPError) as exc:
             outcome = "stream_interrupted"
             message = redact(
-                f"The provider's stream failed after it started: {exc or exc.__class__.__name__}"
+                f"The provider's stream failed after it started: {exc or exc.__class__.__name__}",
+                [opened.secret or ""],
             )
             error = {
                 "error": {

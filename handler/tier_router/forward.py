@@ -53,7 +53,7 @@ class Attempt:
     provider: str
     outcome: str
     """ok | http_<status> | timeout | connect_error | connection_error | invalid_response |
-    missing_key | breaker_open | client_error"""
+    missing_key | breaker_open | unsupported (the provider cannot express the request)"""
     detail: str = ""
     status: int | None = None
     retry_after: float | None = None
@@ -69,7 +69,7 @@ class Attempt:
 
     @property
     def tried(self) -> bool:
-        return self.outcome not in ("missing_key", "breaker_open")
+        return self.outcome not in ("missing_key", "breaker_open", "unsupported")
 
 
 class AllCandidatesFailed(Exception):
@@ -112,6 +112,8 @@ class OpenedStream:
     _events: AsyncIterator[tuple[str, str]] | None
     _response: httpx.Response | None
     usage: dict[str, Any] | None = field(default=None)
+    secret: str | None = field(default=None, repr=False)
+    """The provider key used, so mid-stream error text can be scrubbed of it."""
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
         """The held chunks, then the rest of the upstream stream, each chunk within `stall_s`.
@@ -228,7 +230,15 @@ class Forwarder:
             attempts.append(Attempt(route.name, route.provider_name, "ok", elapsed_ms=self._ms(started)))
             await plan.success(route)
             return OpenedStream(
-                route, attempts, held, decoder, upstream_headers(response), timeouts.stall, events, response
+                route,
+                attempts,
+                held,
+                decoder,
+                upstream_headers(response),
+                timeouts.stall,
+                events,
+                response,
+                secret=secret,
             )
         raise AllCandidatesFailed(attempts)
 
@@ -252,9 +262,9 @@ class Forwarder:
         adapter = adapter_for(route.provider.kind)
         try:
             upstream = adapter.build(route, body, secret)
-        except ClientRequestError as exc:
-            attempts.append(Attempt(route.name, route.provider_name, "client_error", str(exc), status=400))
-            raise UpstreamClientError(400, str(exc), route, attempts) from None
+        except ClientRequestError as exc:  # this provider cannot express it; another may
+            attempts.append(Attempt(route.name, route.provider_name, "unsupported", str(exc), status=400))
+            return None
         t = route.provider.timeouts
         request = self.client.build_request(
             "POST",
@@ -288,7 +298,7 @@ class Forwarder:
             elapsed_ms=self._ms(started),
         )
         attempts.append(attempt)
-        if status in RETRY_STATUSES or status >= 500 or status in OPERATOR_STATUSES:
+        if not 400 <= status < 500 or status in RETRY_STATUSES or status in OPERATOR_STATUSES:
             await plan.failure(route, "model")
             return
         raise UpstreamClientError(status, message, route, attempts)
