@@ -1,0 +1,322 @@
+"""Circuit breakers shared through the store, so every copy of the function sees them.
+
+One breaker per key (the caller uses keys like `provider:openai` or `model:gpt-4o`):
+
+    closed --(failure_threshold failures in a window)--> open
+    open   --(recovery_s elapsed)--> half-open: exactly ONE probe request at a time
+    probe succeeds --> closed;  probe fails --> open again (a new recovery period)
+
+Store layout (prefix `breaker:` by default; values are small dicts of ints/strs):
+- `breaker:<key>`            {"state": "open", "opened_ms", "last_failure_ms"}; absent = closed
+- `breaker:<key>@<window#>`  {"failures": n} — an atomic counter per fixed window of
+                             `window_s` seconds (aligned to multiples of it), expiring after
+- `breaker:<key>!probe`      {"owner": token}: the half-open probe lease, taken with a
+                             conditional write and expiring after `probe_lease_s`, so a
+                             probe that crashed cannot wedge the breaker
+
+Hot-path cost: `snapshot()` reads every candidate's breaker with ONE `get_many` and keeps
+the result for `cache_ttl_s` (1 s by default) in process, so a warm process under load
+does not touch the store per request. Writes happen only on failures and on state changes;
+a success on a closed breaker writes nothing. (A success therefore does not reset the
+window's failure count: we count failures per window, not consecutive failures, so a
+provider failing every other request still trips.)
+
+When the store itself fails, breakers fail OPEN in the traffic sense: they read as closed
+and nothing is blocked — a broken state store must not take the gateway down with it.
+That is logged once per outage, not per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from tier_router.store.base import Store, StoreError, Value
+
+logger = logging.getLogger(__name__)
+
+State = Literal["closed", "open", "half_open"]
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    failure_threshold: int = 5  # failures within one window that open the breaker
+    window_s: float = 30.0  # length of a failure-counting window
+    recovery_s: float = 30.0  # how long an open breaker blocks before one probe is let through
+    probe_lease_s: float = 30.0  # a probe that neither succeeds nor fails frees its slot after this
+    cache_ttl_s: float = 1.0  # how stale a snapshot may be (0 = read the store every time)
+    key_prefix: str = "breaker:"
+
+    def __post_init__(self) -> None:
+        if self.failure_threshold < 1 or min(self.window_s, self.recovery_s, self.probe_lease_s) <= 0:
+            raise ValueError("breaker threshold, window, recovery and lease must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerView:
+    """A breaker as of a snapshot. Times are unix epoch seconds."""
+
+    state: State = "closed"
+    opened_at: float | None = None
+    failures: int = 0  # in the current window; counted only while closed
+    last_failure_at: float | None = None  # tracked for open breakers (what re-opened them)
+
+
+CLOSED = BreakerView()
+
+
+@dataclass(slots=True)
+class _Entry:
+    fetched_at: float
+    window: int
+    failures: int
+    item: Value | None  # the state item; None = closed
+
+
+class BreakerBoard:
+    """Every breaker, as one process sees them. Create one per process and share it."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: BreakerConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config or BreakerConfig()
+        self._clock = clock
+        self._cache: dict[str, _Entry] = {}
+        self._inflight: dict[str, asyncio.Future[None]] = {}
+        self._leases: dict[str, str] = {}  # breaker key -> our probe-lease token
+        self._tokens = (f"{uuid.uuid4().hex[:12]}:{n}" for n in itertools.count())
+        self._store_down = False
+
+    # --- reading ----------------------------------------------------------------------
+
+    async def snapshot(self, keys: Sequence[str]) -> dict[str, BreakerView]:
+        """Views of the given breakers: at most ONE store round trip, usually none (cache)."""
+        now = self._clock()
+        stale = [k for k in dict.fromkeys(keys) if not self._fresh(k, now)]
+        if stale:
+            await self._refresh(stale, now)
+        now = self._clock()
+        return {k: self._view(k, now) for k in keys}
+
+    def _fresh(self, key: str, now: float) -> bool:
+        entry = self._cache.get(key)
+        return entry is not None and now - entry.fetched_at < self.config.cache_ttl_s
+
+    async def _refresh(self, keys: list[str], now: float) -> None:
+        """Fetch stale keys; concurrent callers share one in-flight read per key."""
+        waits = {self._inflight[k] for k in keys if k in self._inflight}
+        todo = [k for k in keys if k not in self._inflight]
+        if todo:
+            task = asyncio.ensure_future(self._fetch(todo, now))
+            for k in todo:
+                self._inflight[k] = task
+            task.add_done_callback(lambda t: self._forget_inflight(todo, t))
+            waits.add(task)
+        for wait in waits:
+            await asyncio.shield(wait)  # one caller's cancellation must not cancel the others' read
+
+    def _forget_inflight(self, keys: list[str], task: asyncio.Future[None]) -> None:
+        for k in keys:
+            if self._inflight.get(k) is task:
+                del self._inflight[k]
+
+    async def _fetch(self, keys: list[str], now: float) -> None:
+        window = self._window(now)
+        names = [name for k in keys for name in (self._state_key(k), self._count_key(k, window))]
+        try:
+            items = await self.store.get_many(names)
+        except StoreError as exc:
+            self._store_failed("read", exc)
+            items = {}  # fail open: everything reads as closed until the next refresh
+        else:
+            self._store_ok()
+        for k in keys:
+            counter = items.get(self._count_key(k, window)) or {}
+            failures = counter.get("failures", 0)
+            self._cache[k] = _Entry(
+                now, window, failures if isinstance(failures, int) else 0, items.get(self._state_key(k))
+            )
+
+    def _view(self, key: str, now: float) -> BreakerView:
+        entry = self._cache.get(key)
+        if entry is None:
+            return CLOSED
+        item = entry.item
+        failures = entry.failures if entry.window == self._window(now) else 0
+        if item is None or item.get("state") != "open":
+            return BreakerView(failures=failures)
+        opened_at = _seconds(item.get("opened_ms"))
+        state: State = "open"
+        if opened_at is None or now >= opened_at + self.config.recovery_s:
+            state = "half_open"
+        return BreakerView(state, opened_at, failures, _seconds(item.get("last_failure_ms")))
+
+    # --- deciding ---------------------------------------------------------------------
+
+    async def admit(self, key: str, view: BreakerView) -> bool:
+        """May a request go to `key` now? Closed: yes. Open: no, until recovery has
+        elapsed; then yes for exactly one caller at a time (the probe-lease winner)."""
+        if view.state == "closed":
+            return True
+        now = self._clock()
+        if view.opened_at is not None and now < view.opened_at + self.config.recovery_s:
+            return False
+        token = next(self._tokens)
+        try:
+            won = await self.store.put_if(
+                self._probe_key(key),
+                {"owner": token},
+                expected={"owner": None},
+                expires_at=now + self.config.probe_lease_s,
+            )
+        except StoreError as exc:
+            self._store_failed("probe lease", exc)
+            return True
+        if won:
+            self._leases[key] = token
+            logger.info("breaker %s half-open: probing", key)
+        return won
+
+    async def candidates(self, keys: Sequence[str], views: Mapping[str, BreakerView]) -> AsyncIterator[str]:
+        """Yield the keys worth trying, in the caller's order, admitting each lazily
+        (an open breaker's probe lease is taken only when the caller gets that far).
+
+        If nothing was admitted because every breaker is open, the least-recently-failed
+        key is yielded anyway: one request to the provider most likely to have recovered
+        beats failing outright, and its outcome is recorded like a probe's.
+        """
+        admitted = False
+        for key in keys:
+            if await self.admit(key, views.get(key, CLOSED)):
+                admitted = True
+                yield key
+        if keys and not admitted:
+            yield least_recently_failed(keys, views)
+
+    # --- recording outcomes -----------------------------------------------------------
+
+    async def record_failure(self, key: str, view: BreakerView) -> None:
+        """Count a failure; open the breaker at the threshold; re-open it after a failed probe."""
+        now = self._clock()
+        ms = int(now * 1000)
+        try:
+            if view.state == "closed":
+                await self._count_failure(key, now, ms)
+            else:  # a probe (or a last-resort attempt) failed: a new recovery period starts
+                item: Value = {"state": "open", "opened_ms": ms, "last_failure_ms": ms}
+                await self.store.put(self._state_key(key), item)
+                self._remember(key, now, item=item)
+                await self._release_probe(key, now)
+                logger.warning("breaker %s re-opened: probe failed", key)
+        except StoreError as exc:
+            self._store_failed("record failure", exc)
+
+    async def _count_failure(self, key: str, now: float, ms: int) -> None:
+        window = self._window(now)
+        counts = await self.store.add(
+            self._count_key(key, window),
+            {"failures": 1},
+            expires_at=(window + 2) * self.config.window_s,  # outlive the window, then vanish
+        )
+        failures = counts["failures"] if counts else 0
+        self._remember(key, now, window=window, failures=failures)
+        if failures < self.config.failure_threshold:
+            return
+        item: Value = {"state": "open", "opened_ms": ms, "last_failure_ms": ms}
+        if await self.store.put_if(self._state_key(key), item, expected={"state": None}):
+            self._remember(key, now, item=item)
+            logger.warning("breaker %s opened: %d failures within %gs", key, failures, self.config.window_s)
+        else:
+            self._cache.pop(key, None)  # someone else opened it first: re-read next time
+
+    async def record_success(self, key: str, view: BreakerView) -> None:
+        """Close a breaker that was open or half-open. A closed one costs nothing."""
+        if view.state == "closed":
+            return
+        now = self._clock()
+        try:
+            await self.store.delete(self._state_key(key))
+            await self.store.delete(self._count_key(key, self._window(now)))
+            await self._release_probe(key, now)
+        except StoreError as exc:
+            self._store_failed("record success", exc)
+            return
+        self._cache[key] = _Entry(now, self._window(now), 0, None)
+        logger.info("breaker %s closed: probe succeeded", key)
+
+    async def _release_probe(self, key: str, now: float) -> None:
+        """Give the lease back, but only if it is still ours: an already-expired put is a
+        conditional delete, so a slow probe cannot free the lease of the one after it."""
+        token = self._leases.pop(key, None)
+        if token is not None:
+            await self.store.put_if(
+                self._probe_key(key), {"owner": token}, expected={"owner": token}, expires_at=now - 1
+            )
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _remember(
+        self,
+        key: str,
+        now: float,
+        *,
+        item: Value | None = None,
+        window: int | None = None,
+        failures: int | None = None,
+    ) -> None:
+        """Apply our own write to the cache, so this process sees it without a read."""
+        old = self._cache.get(key)
+        entry = _Entry(now, self._window(now), 0, None) if old is None else old
+        if item is not None:
+            entry.item = item
+        if window is not None and failures is not None:
+            entry.window, entry.failures = window, failures
+        self._cache[key] = entry
+
+    def _window(self, now: float) -> int:
+        return math.floor(now / self.config.window_s)
+
+    def _state_key(self, key: str) -> str:
+        return f"{self.config.key_prefix}{key}"
+
+    def _count_key(self, key: str, window: int) -> str:
+        return f"{self.config.key_prefix}{key}@{window}"
+
+    def _probe_key(self, key: str) -> str:
+        return f"{self.config.key_prefix}{key}!probe"
+
+    def _store_failed(self, what: str, exc: StoreError) -> None:
+        if not self._store_down:
+            self._store_down = True
+            logger.warning("breaker store failed (%s): %s; treating breakers as closed", what, exc)
+
+    def _store_ok(self) -> None:
+        if self._store_down:
+            self._store_down = False
+            logger.info("breaker store reachable again")
+
+
+def least_recently_failed(keys: Sequence[str], views: Mapping[str, BreakerView]) -> str:
+    """The key whose breaker failed longest ago (ties: the caller's order wins)."""
+
+    def last_failure(key: str) -> float:
+        view = views.get(key, CLOSED)
+        return view.last_failure_at or view.opened_at or 0.0
+
+    return min(keys, key=last_failure)
+
+
+def _seconds(ms: object) -> float | None:
+    return ms / 1000 if isinstance(ms, int) else None
