@@ -298,7 +298,15 @@ async def explain(request: Request) -> Response:
     gateway.authenticate(request)
     body = await gateway.read_json(request)
     decision = gateway.decide(request, body)
-    return JSONResponse(decision.as_dict(), headers=decision_headers(decision))
+    data = decision.as_dict()
+    if gateway.breakers is not None:
+        try:
+            states = await gateway.breakers.states(list(decision.candidates))
+        except StoreError:
+            states = {}
+        for entry in data["chain"]:
+            entry["breakers"] = states.get(entry["model"])
+    return JSONResponse(data, headers=decision_headers(decision))
 
 
 async def models(request: Request) -> Response:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--rules", type=Path, help="rules file (default: $TIER_ROUTER_RULES or rules/router.yaml)"
     )
     explain.add_argument("--json", action="store_true", help="print the decision as one JSON object")
+    explain.add_argument(
+        "--store", help="state store URL to show breaker states (default: $TIER_ROUTER_STORE, if set)"
+    )
     explain.set_defaults(run=run_explain)
 
     serve = commands.add_parser("serve", help="run the router locally (uvicorn)")
@@ -160,11 +164,40 @@ def run_explain(args: argparse.Namespace) -> int:
     except UnknownModelError as exc:
         print(exc, file=sys.stderr)
         return 1
+    states = breaker_states(rules, decision, args.store or os.environ.get("TIER_ROUTER_STORE"))
     if args.json:
-        print(json.dumps(decision.as_dict(), ensure_ascii=False))
+        data = decision.as_dict()
+        if states is not None:
+            for entry in data["chain"]:
+                entry["breakers"] = states.get(entry["model"])
+        print(json.dumps(data, ensure_ascii=False))
     else:
-        print(render_decision(decision))
+        print(render_decision(decision, states))
     return 0
+
+
+def breaker_states(rules: Any, decision: Any, store_url: str | None) -> dict[str, dict[str, str]] | None:
+    """Breaker states of the decision's chain, read from the store (None without a store)."""
+    if not store_url:
+        return None
+    import asyncio
+
+    from tier_router.app import breaker_health
+    from tier_router.store.base import StoreError
+    from tier_router.store.factory import open_store
+
+    async def read() -> dict[str, dict[str, str]] | None:
+        store = open_store(store_url)
+        try:
+            health = breaker_health(store, rules)
+            return await health.states(list(decision.candidates)) if health else None
+        except StoreError as exc:
+            print(f"warning: cannot read breaker states: {exc}", file=sys.stderr)
+            return None
+        finally:
+            await store.aclose()
+
+    return asyncio.run(read())
 
 
 def explain_body(args: argparse.Namespace) -> dict[str, Any]:
@@ -192,7 +225,7 @@ def parse_headers(pairs: list[str]) -> dict[str, str]:
     return headers
 
 
-def render_decision(decision: Any) -> str:
+def render_decision(decision: Any, states: dict[str, dict[str, str]] | None = None) -> str:
     lines = [
         f"rule      {decision.rule}",
         f"why       {decision.why}",
@@ -202,9 +235,13 @@ def render_decision(decision: Any) -> str:
     ]
     for i, route in enumerate(decision.candidates, 1):
         price = route.price
+        breaker = ""
+        if states is not None and route.name in states:
+            state = states[route.name]
+            breaker = f"  breakers: provider {state['provider']}, model {state['model']}"
         lines.append(
             f"  {i}. {route.name:<24} {route.provider_name + '/' + route.model_id:<36}"
-            f" ${price.input:g} in / ${price.output:g} out per 1M"
+            f" ${price.input:g} in / ${price.output:g} out per 1M{breaker}"
         )
     for name, reason in decision.skipped:
         lines.append(f"  -  {name:<24} skipped: {reason}")

@@ -29,7 +29,9 @@ class OpenAICompatAdapter:
         headers = {"content-type": "application/json", **route.provider.headers}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
-        return UpstreamRequest(endpoint(route.provider.base_url, "/chat/completions"), headers, dumps(upstream))
+        return UpstreamRequest(
+            endpoint(route.provider.base_url, "/chat/completions"), headers, dumps(upstream)
+        )
 
     def parse(self, content: bytes) -> dict[str, Any]:
         data = load_json_object(content, "the provider's response")
