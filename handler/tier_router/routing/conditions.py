@@ -39,7 +39,11 @@ SET_MAX_MEM = 64 << 20
 
 
 class RegexError(ValueError):
-    """A pattern RE2 cannot compile; the loader adds file and rule."""
+    """A pattern RE2 cannot compile; `where` is the field path, the loader adds file and rule."""
+
+    def __init__(self, message: str, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where
 
 
 def re2_options() -> re2.Options:
@@ -51,6 +55,8 @@ def re2_options() -> re2.Options:
 
 def compile_pattern(pattern: str, ignore_case: bool) -> re2._Regexp:
     try:
+        if ignore_case:  # wrapping could make an invalid pattern valid: `a)|(b` → `(?i:a)|(b)`
+            re2.compile(pattern, re2_options())
         return re2.compile(with_flags(pattern, ignore_case), re2_options())
     except re2.error as exc:
         reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
@@ -116,7 +122,7 @@ class RegexSets:
 
     def match(self, target: Target, text: str) -> frozenset[int]:
         regex_set = self._sets.get(target)
-        if regex_set is None or not text:
+        if regex_set is None:
             return frozenset()
         return frozenset(regex_set.Match(text) or ())
 
@@ -271,24 +277,30 @@ class ValuePredicate(Predicate):
             yield f"{self.label}={self.value(ctx)!r}"
 
 
-def compile_condition(condition: Condition, sets: RegexSets) -> Predicate:
+def compile_condition(condition: Condition, sets: RegexSets, where: str = "when") -> Predicate:
     """Compile one condition mapping; several keys in it are an implicit `all`."""
     parts: list[Predicate] = []
     for field in condition.model_fields_set:
-        parts.append(compile_field(condition, field, sets))
+        name = "not" if field == "not_" else field
+        try:
+            parts.append(compile_field(condition, field, sets, f"{where}.{name}"))
+        except RegexError as exc:
+            if not exc.where:
+                exc.where = f"{where}.{name}"
+            raise
     # Deterministic and cheap-first: flags and numbers before regexes, in schema order.
     parts.sort(key=lambda p: (isinstance(p, RegexTest | AllOf | AnyOf | Not), FIELD_ORDER.get(label(p), 99)))
     return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
 
 
-def compile_field(condition: Condition, field: str, sets: RegexSets) -> Predicate:
+def compile_field(condition: Condition, field: str, sets: RegexSets, where: str) -> Predicate:
     value = getattr(condition, field)
     if field == "all":
-        return AllOf(tuple(compile_condition(c, sets) for c in value))
+        return AllOf(tuple(compile_condition(c, sets, f"{where}[{i}]") for i, c in enumerate(value)))
     if field == "any":
-        return AnyOf(tuple(compile_condition(c, sets) for c in value))
+        return AnyOf(tuple(compile_condition(c, sets, f"{where}[{i}]") for i, c in enumerate(value)))
     if field == "not_":
-        return Not(compile_condition(value, sets), describe(value))
+        return Not(compile_condition(value, sets, where), describe(value))
     if field in TARGET_OF_FIELD:
         target = TARGET_OF_FIELD[field]
         return RegexTest(field, target, sets.add(target, value))
@@ -296,12 +308,16 @@ def compile_field(condition: Condition, field: str, sets: RegexSets) -> Predicat
         return RangeTest(field, value)
     if field in FLAG_FIELDS:
         return FlagTest(field, value)
-    if field == "header":
-        return ValuePredicate("header", value.name, value)
-    if field == "metadata":
-        return ValuePredicate("metadata", value.key, value)
-    if field == "user":
-        return ValuePredicate("user", None, value)
+    try:
+        if field == "header":
+            return ValuePredicate("header", value.name, value)
+        if field == "metadata":
+            return ValuePredicate("metadata", value.key, value)
+        if field == "user":
+            return ValuePredicate("user", None, value)
+    except RegexError as exc:
+        exc.where = f"{where}.matches"
+        raise
     raise AssertionError(f"condition field without a compiler: {field}")
 
 

@@ -83,7 +83,8 @@ def load_examples(path: Path) -> list[Example]:
     try:
         return ExamplesFile.model_validate(raw).examples
     except ValidationError as exc:
-        raise RulesError(path, [pydantic_problem(e, {"rules": []}) for e in exc.errors()]) from None
+        problems = [pydantic_problem(e, {"rules": []}, ExamplesFile) for e in exc.errors()]
+        raise RulesError(path, problems, kind="examples file") from None
 
 
 def run_example(rules: Rules, example: Example) -> Outcome:

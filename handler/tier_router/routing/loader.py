@@ -12,12 +12,12 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from tier_router.routing import schema
 from tier_router.routing.conditions import RegexError, RegexSets, compile_condition
 from tier_router.routing.engine import AUTO, CompiledRule, ModelRoute, Rules, Target
 from tier_router.routing.schema import RulesFile
@@ -35,11 +35,12 @@ class Problem:
 class RulesError(ValueError):
     """The rules file is invalid. `problems` lists each one; str() is ready to print."""
 
-    def __init__(self, path: Path | str, problems: list[Problem]) -> None:
+    def __init__(self, path: Path | str, problems: list[Problem], kind: str = "rules file") -> None:
         self.path = str(path)
         self.problems = problems
         lines = [f"{self.path}: {problem}" for problem in problems]
-        head = f"invalid rules file {self.path} ({len(problems)} problem{'s' if len(problems) != 1 else ''})"
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        head = f"invalid {kind} {self.path} ({count})"
         super().__init__("\n".join([head, *lines]))
 
 
@@ -51,6 +52,13 @@ def _construct_unique_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode, d
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a mapping key must be a plain value, not {type(key).__name__}", mark
+            ) from None
         if key in seen:
             mark = key_node.start_mark
             raise yaml.constructor.ConstructorError(
@@ -98,41 +106,69 @@ def parse_rules(raw: Any, path: Path | str = "<rules>") -> Rules:
         raise RulesError(path, [pydantic_problem(error, raw) for error in exc.errors()]) from None
     problems = list(cross_check(spec))
     if problems:
-        raise RulesError(path, problems)
+        raise RulesError(path, problems + regex_problems(spec))
     return compile_rules(spec, Path(path))
+
+
+def regex_problems(spec: RulesFile) -> list[Problem]:
+    """Compile every rule's regexes into a scratch set, only to report their errors too."""
+    problems = []
+    for i, rule in enumerate(spec.rules):
+        try:
+            compile_condition(rule.when, RegexSets())
+        except RegexError as exc:
+            problems.append(Problem(f"rule {rule.name!r} (#{i + 1}): {exc.where or 'when'}", str(exc)))
+    return problems
 
 
 # --- turning pydantic's errors into an operator's language -------------------------------
 
-KNOWN_KEYS = sorted(
-    {
-        name
-        for model in (
-            schema.Provider,
-            schema.Model,
-            schema.Price,
-            schema.Timeouts,
-            schema.Rule,
-            schema.RulesFile,
-            schema.PrioritySource,
-            schema.Routing,
-            schema.HeaderTest,
-            schema.MetadataTest,
-            schema.Pattern,
-            schema.Range,
-        )
-        for name in model.model_fields
-    }
-    | {f.alias or name for name, f in schema.Condition.model_fields.items()}
-)
+
+def model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The schema model that holds the key at the end of `loc` (for precise hints)."""
+    current: Any = root
+    for part in loc[:-1]:
+        current = unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = next((f for name, f in current.model_fields.items() if part in (name, f.alias)), None)
+            current = field.annotation if field else None
+        elif get_origin(current) in (list, tuple):
+            current = get_args(current)[0]
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        else:
+            return None
+    current = unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
-def pydantic_problem(error: Any, raw: dict[str, Any]) -> Problem:
+def unwrap(annotation: Any) -> Any:
+    """`X | None` → X; `Annotated[X, ...]` → X."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, UnionType):
+            args = [a for a in get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                return annotation
+            annotation = args[0]
+        else:
+            return annotation
+
+
+def valid_keys(model: type[BaseModel]) -> list[str]:
+    return sorted(f.alias or name for name, f in model.model_fields.items())
+
+
+def pydantic_problem(error: Any, raw: dict[str, Any], root: type[BaseModel] = RulesFile) -> Problem:
     loc = tuple(error["loc"])
     where = locate(loc, raw)
     if error["type"] == "extra_forbidden":
         key = str(loc[-1])
-        hint = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+        model = model_at(loc, root)
+        known = [k for k in valid_keys(model) if k != key] if model else []
+        hint = difflib.get_close_matches(key, known, n=1)
         reason = f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
     elif error["type"] == "missing":
         reason = f"missing required key {loc[-1]!r}"
@@ -246,7 +282,7 @@ def compile_rules(spec: RulesFile, source: Path) -> Rules:
         try:
             predicate = compile_condition(rule.when, sets)
         except RegexError as exc:
-            problems.append(Problem(f"rule {rule.name!r} (#{i + 1}): when", str(exc)))
+            problems.append(Problem(f"rule {rule.name!r} (#{i + 1}): {exc.where or 'when'}", str(exc)))
             continue
         compiled.append(CompiledRule(rule.name, rule.tier, predicate, rule.priority))
     try:

@@ -151,6 +151,14 @@ class Condition(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_empty_values(cls, value: object) -> object:
+        """`has_tools:` with nothing after it is YAML null: an error, not a never-true test."""
+        if value is None:
+            raise ValueError("empty value: give a test, or remove the key")
+        return value
+
     @field_validator("last_user_matches", "system_matches", "any_text_matches", mode="before")
     @classmethod
     def _bare_pattern(cls, value: object) -> object:
