@@ -35,9 +35,9 @@ from tier_router.routing.request import ChatRequest
 from tier_router.settings import Settings
 from tier_router.store.base import Store, StoreError
 from tier_router.store.factory import open_store
+from tier_router.telemetry import AccessLog
 
 log = logging.getLogger("tier_router")
-access_log = logging.getLogger("tier_router.access")
 
 
 def make_http_client() -> httpx.AsyncClient:
@@ -74,6 +74,7 @@ class Gateway:
         self.api_keys = tuple(k.encode() for k in settings.api_keys)
         self.key_names = sorted({p.api_key_env for p in self.rules.spec.providers.values() if p.api_key_env})
         self.models_body = dumps(models_list(self.rules))
+        self.access_log = AccessLog(enabled=settings.log_requests)
         missing = self.keys.missing(self.key_names)
         if missing:
             log.warning("provider keys not set: %s (their models will be skipped)", ", ".join(missing))
@@ -357,23 +358,21 @@ def log_request(
     started: float,
     outcome: str,
 ) -> None:
-    if not gateway.settings.log_requests or not access_log.isEnabledFor(logging.INFO):
+    if not gateway.access_log.enabled:
         return
-    access_log.info(
-        json.dumps(
-            {
-                "event": "request",
-                "outcome": outcome,
-                "tier": decision.tier,
-                "rule": decision.rule,
-                "priority": decision.priority,
-                "model": route.name if route else None,
-                "provider": route.provider_name if route else None,
-                "attempts": [a.as_dict() for a in attempts],
-                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-                "features": decision.features.as_dict(),
-            }
-        )
+    gateway.access_log.write(
+        {
+            "event": "request",
+            "outcome": outcome,
+            "tier": decision.tier,
+            "rule": decision.rule,
+            "priority": decision.priority,
+            "model": route.name if route else None,
+            "provider": route.provider_name if route else None,
+            "attempts": [a.as_dict() for a in attempts],
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            "features": decision.features.as_dict(),
+        }
     )
 
 
