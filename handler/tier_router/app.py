@@ -8,12 +8,13 @@ import time on Lambda, so a warm invocation does only per-request work.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import ValidationError
@@ -38,6 +39,7 @@ from tier_router.store.factory import open_store
 from tier_router.telemetry import AccessLog
 
 log = logging.getLogger("tier_router")
+T = TypeVar("T")
 
 
 def make_http_client() -> httpx.AsyncClient:
@@ -173,6 +175,41 @@ def invalid_request(exc: ValidationError) -> APIError:
     )
 
 
+class ClientGone(Exception):
+    """The client hung up before anything was sent to it."""
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it if the client disconnects first.
+
+    Until a response starts, Starlette does not watch for disconnects: without this, a client
+    that gives up on a held-back stream or a slow completion would still have the fallback
+    chain run — and paid for — on its behalf. One watcher task per request; the body has been
+    read, so `receive()` only returns on a disconnect (or after the response on Mangum).
+    """
+    current = asyncio.current_task()
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        if current is not None:
+            current.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if gone and current is not None:
+            current.uncancel()
+            raise ClientGone from None
+        raise
+    finally:
+        watcher.cancel()
+
+
 def decision_headers(decision: Decision) -> dict[str, str]:
     return {
         "x-router-tier": decision.tier or "",
@@ -240,8 +277,11 @@ async def chat_completions(request: Request) -> Response:
     headers = decision_headers(decision)
     try:
         if body.get("stream"):
-            return await stream_response(gateway, decision, body, headers, started)
-        completion = await gateway.forwarder.complete(decision, body)
+            return await stream_response(request, gateway, decision, body, headers, started)
+        completion = await unless_disconnected(request, gateway.forwarder.complete(decision, body))
+    except ClientGone:
+        log_request(gateway, decision, [], None, started, "client_gone")
+        return Response(status_code=499)
     except AllCandidatesFailed as exc:
         log_request(gateway, decision, exc.attempts, None, started, "failed")
         raise all_failed_error(exc).with_headers(headers) from None
@@ -258,10 +298,15 @@ async def chat_completions(request: Request) -> Response:
 
 
 async def stream_response(
-    gateway: Gateway, decision: Decision, body: dict[str, Any], headers: dict[str, str], started: float
+    request: Request,
+    gateway: Gateway,
+    decision: Decision,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    started: float,
 ) -> Response:
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    opened = await gateway.forwarder.open_stream(decision, body, include_usage)
+    opened = await unless_disconnected(request, gateway.forwarder.open_stream(decision, body, include_usage))
     headers.update(served_headers(opened.route, opened.attempts))
     headers.update(opened.headers)
     headers["cache-control"] = "no-cache"

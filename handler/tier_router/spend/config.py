@@ -164,11 +164,8 @@ class RateLimitConfig(KeyRateLimit):
 
     @property
     def enabled(self) -> bool:
-        return (
-            self.requests_per_minute is not None
-            or self.tokens_per_minute is not None
-            or any(k.requests_per_minute is not None or k.tokens_per_minute is not None for k in self.keys.values())
-        )
+        limits = [self, *self.keys.values()]
+        return any(k.requests_per_minute is not None or k.tokens_per_minute is not None for k in limits)
 
 
 # --- cache: -------------------------------------------------------------------------------

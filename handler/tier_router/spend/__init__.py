@@ -1,0 +1,67 @@
+"""Spend control: what requests cost, what was spent today, and the limits on both.
+
+Modules, one job each, all money in integer micro-dollars (1 USD = 1,000,000 µ$):
+
+- `pricing`   — usage × price → µ$ (exact decimals, rounded up once); worst-case estimate.
+- `counters`  — the budget day, and `SpendLedger`: today's spend by tier/model/rule/key.
+- `budget`    — `BudgetGuard`: pacing (downgrade while ahead of pace) and a hard daily
+                cap (atomic reservations, settled with the actual cost).
+- `ratelimit` — `RateLimiter`: requests and tokens per minute per router key.
+- `cache`     — `ResponseCache`: exact-match cache for deterministic completions.
+- `config`    — the rules-file sections `budgets:`, `limits:`, `cache:`.
+
+Per request, in this order (each step is skipped when its section is not configured):
+
+    limiter.check(key, tokens)            → Limited: 429 + its headers (no spend)
+    guard.pace(tier, priority, key)       → maybe a cheaper tier (re-resolve the chain)
+    cache.get(cache_key(...))             → hit: serve it, ledger.record(cost=0, cache_hit)
+    guard.reserve(key, guard.estimate())  → CapReached: retry on `fallback_tier` or 429
+    try: forward   finally: guard.settle(reservation, cost_micro_usd(route.price, usage))
+    ledger.record(...); cache.put(...) if should_store(completion)
+
+Every component fails open on store errors (logged once per outage), except the budget
+guard with `on_store_error: reject`.
+"""
+
+from tier_router.spend.budget import BudgetGuard, CapReached, PaceDecision, Reservation
+from tier_router.spend.cache import ResponseCache, cache_key, header_opt_in, is_cacheable, should_store
+from tier_router.spend.config import (
+    BudgetConfig,
+    CacheConfig,
+    CacheOverride,
+    CachePolicy,
+    KeyRateLimit,
+    PacingConfig,
+    RateLimitConfig,
+)
+from tier_router.spend.counters import SpendLedger, SpendReport, day_key
+from tier_router.spend.pricing import cost_micro_usd, usd, worst_case_micro_usd
+from tier_router.spend.ratelimit import Allowed, Limited, RateLimiter
+
+__all__ = [
+    "Allowed",
+    "BudgetConfig",
+    "BudgetGuard",
+    "CacheConfig",
+    "CacheOverride",
+    "CachePolicy",
+    "CapReached",
+    "KeyRateLimit",
+    "Limited",
+    "PaceDecision",
+    "PacingConfig",
+    "RateLimitConfig",
+    "RateLimiter",
+    "Reservation",
+    "ResponseCache",
+    "SpendLedger",
+    "SpendReport",
+    "cache_key",
+    "cost_micro_usd",
+    "day_key",
+    "header_opt_in",
+    "is_cacheable",
+    "should_store",
+    "usd",
+    "worst_case_micro_usd",
+]

@@ -1,0 +1,405 @@
+"""Daily budgets: pacing (a soft brake) and a hard cap, global and per router key.
+
+Store items, one per budget day and scope (prefix `budget:`):
+
+    budget:<day>                 the global budget      {"committed": µ$, "spent": µ$}
+    budget:<day>:key:<key id>    one router key's budget (only for keys that have a cap)
+
+`committed` = settled actual cost + outstanding reservations; the hard cap is enforced
+on it. `spent` = settled actual cost only; pacing reads it, so a burst of in-flight
+worst-case reservations (a premium request with no max_tokens reserves ~$1) does not
+look like spend and downgrade traffic it should not.
+
+Request lifecycle (see the package docstring for where the app calls what):
+
+1. `pace(tier, priority, key)` — may move the request one tier down (never HIGH);
+   reads the budget items at most once per `cache_ttl_s` per process.
+2. `reserve(key, estimate(...))` — atomically adds the worst case to `committed` under
+   `limits={"committed": cap}`: key item first, then global; if the global one refuses,
+   the key's add is rolled back. Refusal → `CapReached`.
+3. `settle(reservation, actual)` — adds `actual - reserved` to `committed` and `actual` to
+   `spent` on the same items, exactly once, even if the caller is cancelled.
+
+Overrun bound (the guarantee): every reservation is admitted only if `committed` stays
+`<= cap`, so committed never exceeds the cap at any reservation. Settling moves it by
+`actual - reserved`; that is negative (frees room) unless a request under-reserved. Hence
+at all times, for each scope,
+
+    committed <= cap + Σ over settled requests of max(0, actual_i - reserved_i)
+
+and today's spend exceeds the cap by at most that sum. Output tokens cannot exceed the
+bound used (max_tokens / the model's max_output are enforced by providers), so the only
+under-reservation source is the input estimate, which `reservation_margin` (×1.5) covers
+unless the estimate is off by more than 50% (or cache writes at 1.25× coincide with a
+>20% underestimate). Failures err the other way: a rollback or settle that cannot reach
+the store leaves the reservation counted (over-counting, never under-counting), except
+with `on_store_error: allow`, where requests admitted during an outage are not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+from urllib.parse import quote
+
+from tier_router.routing.schema import Price, Priority
+from tier_router.spend.config import BudgetConfig
+from tier_router.spend.counters import DAY_S, day_end, day_key, elapsed_fraction
+from tier_router.spend.pricing import usd, worst_case_micro_usd
+from tier_router.store.base import Store, StoreError, Value
+
+logger = logging.getLogger(__name__)
+
+Scope = Literal["global", "key"]
+
+
+class Priced(Protocol):
+    """What `estimate` needs from a candidate (`routing.engine.ModelRoute` fits)."""
+
+    @property
+    def price(self) -> Price: ...
+
+    @property
+    def max_output(self) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PaceDecision:
+    tier: str | None
+    downgraded_from: str | None = None
+    reason: str | None = None
+
+    @property
+    def downgraded(self) -> bool:
+        return self.downgraded_from is not None
+
+
+@dataclass(slots=True)
+class Reservation:
+    """Money held for one request. Pass it back to `settle` exactly once (extra calls are
+    no-ops)."""
+
+    day: str
+    router_key: str | None
+    reserved: int
+    items: tuple[str, ...]  # store keys the reservation was added to (empty: nothing to settle)
+    expires_at: float
+    uncounted: bool = False  # admitted without a full reservation because the store failed
+    settled: bool = False
+    actual: int | None = None  # what settle charged (reserved when the caller passed None)
+
+
+@dataclass(frozen=True, slots=True)
+class CapReached:
+    """The hard cap refused a reservation. Map it to HTTP 429 (see `message`, `retry_after_s`)."""
+
+    scope: Scope
+    router_key: str | None
+    cap: int
+    requested: int
+    retry_after_s: int  # until the budget day resets
+    fallback_tier: str | None  # `on_cap: tier:<name>`: retry once on this tier, else reject
+
+    @property
+    def message(self) -> str:
+        who = "this router's" if self.scope == "global" else f"router key {self.router_key!r}'s"
+        hours, rest = divmod(self.retry_after_s, 3600)
+        return (
+            f"The request would exceed {who} daily budget of ${usd(self.cap, 2)} "
+            f"(it may cost up to ${usd(self.requested)}). The budget resets in {hours}h{rest // 60:02d}m."
+        )
+
+
+@dataclass(slots=True)
+class _Seen:
+    fetched_at: float
+    spent: int
+
+
+@dataclass(slots=True)
+class _Scope:
+    kind: Scope
+    item: str
+    cap: int
+    label: str = field(default="")
+
+
+class BudgetGuard:
+    """One per process; share it across requests."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: BudgetConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        cache_ttl_s: float = 1.0,
+        tiers: Collection[str] | None = None,
+        key_prefix: str = "budget:",
+    ) -> None:
+        """`tiers`: the rules file's tier names; downgrade entries naming others are dropped."""
+        self.store = store
+        self.config = config
+        self._clock = clock
+        self._ttl = cache_ttl_s
+        self._prefix = key_prefix
+        downgrade = config.pacing.downgrade if config.pacing.enabled else {}
+        self.downgrade = {
+            src: dst for src, dst in downgrade.items() if tiers is None or (src in tiers and dst in tiers)
+        }
+        self._global_cap = config.daily_micro()
+        self._seen: dict[str, _Seen] = {}
+        self._inflight: dict[str, asyncio.Future[None]] = {}
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._store_down = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.enabled
+
+    # --- items ------------------------------------------------------------------------
+
+    def _scopes(self, day: str, router_key: str | None) -> list[_Scope]:
+        """Key scope first: per-key caps refuse more often, and refusing there spares the
+        hot global item a write and a rollback."""
+        scopes = []
+        key_cap = self.config.key_daily_micro(router_key)
+        if key_cap is not None and router_key is not None:
+            item = f"{self._prefix}{day}:key:{quote(router_key, safe='')}"
+            scopes.append(_Scope("key", item, key_cap, f"router key {router_key!r}: "))
+        if self._global_cap is not None:
+            scopes.append(_Scope("global", f"{self._prefix}{day}", self._global_cap))
+        return scopes
+
+    def _expiry(self, day: str) -> float:
+        return day_end(day, self.config.day_start_hour) + self.config.retention_days * DAY_S
+
+    # --- estimating -------------------------------------------------------------------
+
+    def estimate(self, candidates: Sequence[Priced], input_tokens: int, max_tokens: int | None) -> int:
+        """The reservation for a request: the worst case over every candidate it may fall
+        back to, with the input estimate inflated by `reservation_margin`."""
+        inflated = math.ceil(max(input_tokens, 0) * self.config.reservation_margin)
+        worst = 0
+        for route in candidates:
+            bounds = [b for b in (max_tokens, route.max_output) if b is not None and b > 0]
+            output = min(bounds) if bounds else self.config.default_max_output_tokens
+            worst = max(worst, worst_case_micro_usd(route.price, inflated, output))
+        return worst
+
+    # --- pacing -----------------------------------------------------------------------
+
+    async def pace(self, tier: str | None, priority: Priority, router_key: str | None) -> PaceDecision:
+        """Downgrade one step while spend runs ahead of an even spread over the day:
+        LOW above 1+slack × pace, NORMAL above 1+2×slack, HIGH never."""
+        unchanged = PaceDecision(tier)
+        if priority == "high" or tier is None or tier not in self.downgrade:
+            return unchanged
+        now = self._clock()
+        scopes = self._scopes(day_key(now, self.config.day_start_hour), router_key)
+        if not scopes:
+            return unchanged
+        spent = await self._spent([s.item for s in scopes], now)
+        pacing = self.config.pacing
+        fraction = max(elapsed_fraction(now, self.config.day_start_hour), pacing.min_day_fraction)
+        threshold = 1 + pacing.slack * (1 if priority == "low" else 2)
+        ahead: tuple[float, _Scope, int] | None = None
+        for scope in scopes:
+            allowance = scope.cap * fraction
+            used = spent.get(scope.item, 0)
+            ratio = used / allowance if allowance > 0 else (math.inf if used > 0 else 0.0)
+            if ratio > threshold and (ahead is None or ratio > ahead[0]):
+                ahead = (ratio, scope, used)
+        if ahead is None:
+            return unchanged
+        ratio, scope, used = ahead
+        pct = "∞" if math.isinf(ratio) else f"{(ratio - 1) * 100:.0f}"
+        reason = (
+            f"{scope.label}spend ${usd(used, 2)} is {pct}% ahead of pace "
+            f"for ${usd(scope.cap, 2)}/day ({priority} priority)"
+        )
+        return PaceDecision(self.downgrade[tier], tier, reason)
+
+    async def _spent(self, items: list[str], now: float) -> dict[str, int]:
+        stale = [k for k in items if (s := self._seen.get(k)) is None or now - s.fetched_at >= self._ttl]
+        if stale:
+            waits = {self._inflight[k] for k in stale if k in self._inflight}
+            todo = [k for k in stale if k not in self._inflight]
+            if todo:
+                task = asyncio.ensure_future(self._fetch(todo, now))
+                for k in todo:
+                    self._inflight[k] = task
+                task.add_done_callback(lambda t: self._forget(todo, t))
+                waits.add(task)
+            for wait in waits:
+                await asyncio.shield(wait)  # one caller's cancellation must not cancel the others' read
+        return {k: s.spent for k in items if (s := self._seen.get(k)) is not None}
+
+    def _forget(self, keys: list[str], task: asyncio.Future[None]) -> None:
+        for k in keys:
+            if self._inflight.get(k) is task:
+                del self._inflight[k]
+
+    async def _fetch(self, items: list[str], now: float) -> None:
+        try:
+            values: dict[str, Value] = await self.store.get_many(items)
+        except StoreError as exc:
+            self._failed("pacing read", exc)
+            values = {}  # no downgrades until the next refresh
+        else:
+            self._ok()
+        for k in items:
+            spent = values.get(k, {}).get("spent", 0)
+            self._seen[k] = _Seen(now, spent if isinstance(spent, int) else 0)
+
+    def _remember(self, item: str, new: Mapping[str, int], now: float) -> None:
+        """Our own add returned the item's fresh totals (everyone's writes): use them."""
+        if "spent" in new:
+            self._seen[item] = _Seen(now, new["spent"])
+
+    # --- the hard cap -----------------------------------------------------------------
+
+    async def reserve(self, router_key: str | None, worst_micro: int) -> Reservation | CapReached:
+        """Hold `worst_micro` against every cap that applies. Safe under cancellation: a
+        reservation the caller never received is released."""
+        if isinstance(worst_micro, bool) or not isinstance(worst_micro, int) or worst_micro < 0:
+            raise ValueError(f"worst_micro must be a non-negative int, got {worst_micro!r}")
+        task = self._spawn(self._reserve(router_key, worst_micro))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(self._release_orphan)
+            raise
+
+    def _release_orphan(self, task: asyncio.Future[Reservation | CapReached]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        result = task.result()
+        if isinstance(result, Reservation):
+            self._spawn(self.settle(result, 0))
+
+    async def _reserve(self, router_key: str | None, worst: int) -> Reservation | CapReached:
+        now = self._clock()
+        day = day_key(now, self.config.day_start_hour)
+        expires = self._expiry(day)
+        done: list[str] = []
+        try:
+            for scope in self._scopes(day, router_key):
+                new = await self.store.add(
+                    scope.item,
+                    {"committed": worst, "spent": 0},
+                    expires_at=expires,
+                    limits={"committed": scope.cap},
+                )
+                if new is None:
+                    await self._rollback(done, worst, expires)
+                    retry = math.ceil(day_end(day, self.config.day_start_hour) - now)
+                    return CapReached(
+                        scope.kind, router_key, scope.cap, worst, max(retry, 1), self.config.cap_tier
+                    )
+                done.append(scope.item)
+                self._remember(scope.item, new, now)
+        except StoreError as exc:
+            self._failed("reserve", exc)
+            if self.config.on_store_error == "reject":
+                await self._rollback(done, worst, expires)
+                raise
+            # Fail open: keep what was reserved (it will be settled); the rest goes uncounted.
+            return Reservation(day, router_key, worst, tuple(done), expires, uncounted=True)
+        self._ok()
+        return Reservation(day, router_key, worst, tuple(done), expires)
+
+    async def _rollback(self, items: list[str], worst: int, expires: float) -> None:
+        for item in items:
+            try:
+                await self.store.add(item, {"committed": -worst}, expires_at=expires)
+            except StoreError as exc:  # over-counts until the day ends: the safe direction
+                logger.warning("budget rollback of %s on %s failed: %s", usd(worst), item, exc)
+
+    async def settle(self, reservation: Reservation, actual_micro: int | None) -> None:
+        """Replace the reservation by the actual cost: 0 for a request that failed before a
+        provider charged it, None when the cost is unknown (the reservation is charged).
+
+        Exactly once: later calls do nothing. Never raises StoreError (a `finally` path);
+        the write finishes even if the caller is cancelled meanwhile.
+        """
+        if reservation.settled:
+            return
+        actual = reservation.reserved if actual_micro is None else actual_micro
+        if isinstance(actual, bool) or not isinstance(actual, int) or actual < 0:
+            raise ValueError(f"actual_micro must be a non-negative int or None, got {actual_micro!r}")
+        reservation.settled = True
+        reservation.actual = actual
+        delta = actual - reservation.reserved
+        if not reservation.items or (delta == 0 and actual == 0):
+            return
+        await asyncio.shield(self._spawn(self._apply(reservation, {"committed": delta, "spent": actual})))
+
+    async def _apply(self, reservation: Reservation, deltas: dict[str, int]) -> None:
+        for item in reservation.items:
+            try:
+                new = await self.store.add(item, deltas, expires_at=reservation.expires_at)
+            except StoreError as exc:
+                self._failed("settle", exc)
+                logger.warning(
+                    "budget settle on %s failed (%s): committed stays off by %s",
+                    item,
+                    exc,
+                    usd(deltas["committed"]),
+                )
+                continue
+            if new is not None:
+                self._remember(item, new, self._clock())
+
+    # --- status and housekeeping ------------------------------------------------------
+
+    async def status(self, router_keys: Sequence[str] = ()) -> dict[str, Any]:
+        """Today's caps, commitments and pace, for the status endpoint (one store read)."""
+        now = self._clock()
+        day = day_key(now, self.config.day_start_hour)
+        named: list[tuple[str | None, _Scope]] = [(None, s) for s in self._scopes(day, None)]
+        for key in dict.fromkeys(router_keys):
+            named += [(key, s) for s in self._scopes(day, key) if s.kind == "key"]
+        items = await self.store.get_many([s.item for _, s in named]) if named else {}
+        fraction = max(elapsed_fraction(now, self.config.day_start_hour), self.config.pacing.min_day_fraction)
+        out: dict[str, Any] = {"day": day, "global": None, "keys": {}}
+        for key, scope in named:
+            item = items.get(scope.item, {})
+            committed, spent = item.get("committed", 0), item.get("spent", 0)
+            entry = {
+                "cap_usd": usd(scope.cap),
+                "committed_usd": usd(committed if isinstance(committed, int) else 0),
+                "spent_usd": usd(spent if isinstance(spent, int) else 0),
+                "pace_usd": usd(math.floor(scope.cap * fraction)),
+            }
+            if key is None:
+                out["global"] = entry
+            else:
+                out["keys"][key] = entry
+        return out
+
+    async def drain(self) -> None:
+        """Wait for settles/reservations still running (tests, graceful shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)  # strong reference: the loop keeps only weak ones
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _failed(self, what: str, exc: StoreError) -> None:
+        if not self._store_down:
+            self._store_down = True
+            logger.warning("budget store failed (%s): %s", what, exc)
+
+    def _ok(self) -> None:
+        if self._store_down:
+            self._store_down = False
+            logger.info("budget store reachable again")

@@ -1,0 +1,186 @@
+"""Per router key rate limits: requests and tokens per minute, shared through the store.
+
+Fixed one-minute windows (aligned to the epoch minute): item `rl:<key id>:<minute>`
+holds {"requests", "tokens"}; each check is ONE `store.add` of {requests: 1, tokens: n}
+under `limits` — so the count and the verdict are atomic across every copy of the
+gateway — and the item expires two minutes after its window starts. A refused add
+changes nothing; one extra read then fills the 429's headers.
+
+Why fixed windows: one write per request and no clock coordination. The price is the
+usual edge burst (up to 2× the limit across a window boundary), acceptable for a gateway
+whose providers enforce their own limits anyway.
+
+`tokens` is the caller's estimate made BEFORE the request (prompt estimate + max_tokens,
+as OpenAI's own limiter counts); `reconcile` can correct it with the real usage later.
+A request larger than the whole per-minute token limit can never pass: it is refused at
+once with `too_large=True` (OpenAI answers 429 "Request too large" for the same case).
+
+Headers follow OpenAI's: x-ratelimit-{limit,remaining,reset}-{requests,tokens}, reset as
+"12s" / "250ms" (time until the window rolls over), only for the limits that apply.
+When the store fails, requests are allowed (logged once per outage).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import quote
+
+from tier_router.spend.config import RateLimitConfig
+from tier_router.store.base import Store, StoreError
+
+logger = logging.getLogger(__name__)
+
+WINDOW_S = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    headers: dict[str, str] = field(default_factory=dict)
+    window: str | None = None  # the store item counted against (for `reconcile`)
+    tokens: int = 0  # the estimate that was counted
+    expires_at: float | None = None  # the window item's expiry
+
+
+@dataclass(frozen=True, slots=True)
+class Limited:
+    """Answer HTTP 429 with `headers` (which include `retry-after`)."""
+
+    retry_after_s: int
+    headers: dict[str, str]
+    limit: Literal["requests", "tokens"]
+    limit_value: int
+    too_large: bool = False  # the request alone exceeds the per-minute token limit
+
+    @property
+    def message(self) -> str:
+        if self.too_large:
+            return (
+                f"Request too large: it needs about {self.headers.get('x-router-requested-tokens')} tokens, "
+                f"more than this key's limit of {self.limit_value} tokens per minute. "
+                "Send fewer messages or a lower max_tokens."
+            )
+        return (
+            f"Rate limit reached: {self.limit_value} {self.limit} per minute for this key. "
+            f"Try again in {self.retry_after_s}s."
+        )
+
+
+def format_reset(seconds: float) -> str:
+    """OpenAI's style: "250ms" below a second, else whole seconds rounded up ("12s")."""
+    if seconds < 1:
+        return f"{max(math.ceil(seconds * 1000), 1)}ms"
+    return f"{math.ceil(seconds)}s"
+
+
+class RateLimiter:
+    """One per process; share it across requests."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: RateLimitConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        key_prefix: str = "rl:",
+    ) -> None:
+        self.store = store
+        self.config = config
+        self._clock = clock
+        self._prefix = key_prefix
+        self._store_down = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.enabled
+
+    def _item(self, router_key: str, minute: int) -> str:
+        return f"{self._prefix}{quote(router_key, safe='')}:{minute}"
+
+    async def check(self, router_key: str, tokens: int) -> Allowed | Limited:
+        """Count one request of ~`tokens` tokens for `router_key`, unless that breaks a limit."""
+        rpm, tpm = self.config.for_key(router_key)
+        if rpm is None and tpm is None:
+            return Allowed()
+        tokens = max(int(tokens), 0)
+        now = self._clock()
+        minute = math.floor(now / WINDOW_S)
+        reset_s = (minute + 1) * WINDOW_S - now
+        retry_after = max(math.ceil(reset_s), 1)
+        if tpm is not None and tokens > tpm:
+            headers = _headers(rpm, tpm, None, None, reset_s)
+            headers.update({"retry-after": str(retry_after), "x-router-requested-tokens": str(tokens)})
+            return Limited(retry_after, headers, "tokens", tpm, too_large=True)
+
+        item = self._item(router_key, minute)
+        expires = (minute + 2) * WINDOW_S
+        limits = {name: limit for name, limit in (("requests", rpm), ("tokens", tpm)) if limit is not None}
+        try:
+            new = await self.store.add(
+                item, {"requests": 1, "tokens": tokens}, expires_at=expires, limits=limits
+            )
+            if new is not None:
+                self._ok()
+                headers = _headers(rpm, tpm, new["requests"], new["tokens"], reset_s)
+                return Allowed(headers, item, tokens, expires)
+            current = await self.store.get(item) or {}
+        except StoreError as exc:
+            self._failed(exc)
+            return Allowed()
+        used_requests = _int(current.get("requests"))
+        used_tokens = _int(current.get("tokens"))
+        which: Literal["requests", "tokens"] = (
+            "requests" if rpm is not None and used_requests + 1 > rpm else "tokens"
+        )
+        headers = _headers(rpm, tpm, used_requests, used_tokens, reset_s)
+        headers["retry-after"] = str(retry_after)
+        limit_value = rpm if which == "requests" else tpm
+        return Limited(retry_after, headers, which, limit_value or 0)
+
+    async def reconcile(self, allowed: Allowed, actual_tokens: int) -> None:
+        """Optional: replace the counted estimate by the real token usage (one write; never
+        raises). Worth it when estimates run far from usage (e.g. max_tokens far above
+        what responses use); skip it to save the write."""
+        if allowed.window is None or actual_tokens == allowed.tokens:
+            return
+        try:
+            await self.store.add(
+                allowed.window,
+                {"tokens": max(int(actual_tokens), 0) - allowed.tokens},
+                expires_at=allowed.expires_at,  # a late reconcile must not resurrect it forever
+            )
+        except StoreError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: StoreError) -> None:
+        if not self._store_down:
+            self._store_down = True
+            logger.warning("rate-limit store failed: %s; allowing requests", exc)
+
+    def _ok(self) -> None:
+        if self._store_down:
+            self._store_down = False
+            logger.info("rate-limit store reachable again")
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def _headers(
+    rpm: int | None, tpm: int | None, used_requests: int | None, used_tokens: int | None, reset_s: float
+) -> dict[str, str]:
+    """OpenAI-style headers for the limits that apply; `used_*` None = unknown (full)."""
+    headers: dict[str, str] = {}
+    reset = format_reset(reset_s)
+    for kind, limit, used in (("requests", rpm, used_requests), ("tokens", tpm, used_tokens)):
+        if limit is None:
+            continue
+        headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+        headers[f"x-ratelimit-remaining-{kind}"] = str(max(limit - (used or 0), 0))
+        headers[f"x-ratelimit-reset-{kind}"] = reset
+    return headers
