@@ -56,6 +56,7 @@ from tier_router.store.base import Store, StoreError, Value
 logger = logging.getLogger(__name__)
 
 Scope = Literal["global", "key"]
+_SEEN_MAX = 4096  # pacing cache entries (items) kept per process before pruning stale ones
 
 
 class Priced(Protocol):
@@ -70,6 +71,8 @@ class Priced(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PaceDecision:
+    """The tier to use. `reason` is ASCII (header-safe) and set only when downgraded."""
+
     tier: str | None
     downgraded_from: str | None = None
     reason: str | None = None
@@ -171,7 +174,7 @@ class BudgetGuard:
         key_cap = self.config.key_daily_micro(router_key)
         if key_cap is not None and router_key is not None:
             item = f"{self._prefix}{day}:key:{quote(router_key, safe='')}"
-            scopes.append(_Scope("key", item, key_cap, f"router key {router_key!r}: "))
+            scopes.append(_Scope("key", item, key_cap, f"router key {router_key!a}: "))
         if self._global_cap is not None:
             scopes.append(_Scope("global", f"{self._prefix}{day}", self._global_cap))
         return scopes
@@ -218,9 +221,9 @@ class BudgetGuard:
         if ahead is None:
             return unchanged
         ratio, scope, used = ahead
-        pct = "∞" if math.isinf(ratio) else f"{(ratio - 1) * 100:.0f}"
-        reason = (
-            f"{scope.label}spend ${usd(used, 2)} is {pct}% ahead of pace "
+        ahead_by = "infinitely" if math.isinf(ratio) else f"{(ratio - 1) * 100:.0f}%"
+        reason = (  # ASCII only, so it may go into a response header as is
+            f"{scope.label}spend ${usd(used, 2)} is {ahead_by} ahead of pace "
             f"for ${usd(scope.cap, 2)}/day ({priority} priority)"
         )
         return PaceDecision(self.downgrade[tier], tier, reason)
@@ -253,6 +256,8 @@ class BudgetGuard:
             values = {}  # no downgrades until the next refresh
         else:
             self._ok()
+        if len(self._seen) > _SEEN_MAX:  # old days and idle keys: keep the cache bounded
+            self._seen = {k: s for k, s in self._seen.items() if now - s.fetched_at < self._ttl}
         for k in items:
             spent = values.get(k, {}).get("spent", 0)
             self._seen[k] = _Seen(now, spent if isinstance(spent, int) else 0)
@@ -288,13 +293,12 @@ class BudgetGuard:
         day = day_key(now, self.config.day_start_hour)
         expires = self._expiry(day)
         done: list[str] = []
+        if worst == 0:  # nothing to hold (and a zero add is not portable, see `_nonzero`)
+            return Reservation(day, router_key, 0, (), expires)
         try:
             for scope in self._scopes(day, router_key):
                 new = await self.store.add(
-                    scope.item,
-                    {"committed": worst, "spent": 0},
-                    expires_at=expires,
-                    limits={"committed": scope.cap},
+                    scope.item, {"committed": worst}, expires_at=expires, limits={"committed": scope.cap}
                 )
                 if new is None:
                     await self._rollback(done, worst, expires)
@@ -303,7 +307,6 @@ class BudgetGuard:
                         scope.kind, router_key, scope.cap, worst, max(retry, 1), self.config.cap_tier
                     )
                 done.append(scope.item)
-                self._remember(scope.item, new, now)
         except StoreError as exc:
             self._failed("reserve", exc)
             if self.config.on_store_error == "reject":
@@ -335,10 +338,10 @@ class BudgetGuard:
             raise ValueError(f"actual_micro must be a non-negative int or None, got {actual_micro!r}")
         reservation.settled = True
         reservation.actual = actual
-        delta = actual - reservation.reserved
-        if not reservation.items or (delta == 0 and actual == 0):
+        deltas = _nonzero({"committed": actual - reservation.reserved, "spent": actual})
+        if not reservation.items or not deltas:
             return
-        await asyncio.shield(self._spawn(self._apply(reservation, {"committed": delta, "spent": actual})))
+        await asyncio.shield(self._spawn(self._apply(reservation, deltas)))
 
     async def _apply(self, reservation: Reservation, deltas: dict[str, int]) -> None:
         for item in reservation.items:
@@ -350,7 +353,7 @@ class BudgetGuard:
                     "budget settle on %s failed (%s): committed stays off by %s",
                     item,
                     exc,
-                    usd(deltas["committed"]),
+                    usd(deltas.get("committed", 0)),
                 )
                 continue
             if new is not None:
@@ -403,3 +406,10 @@ class BudgetGuard:
         if self._store_down:
             self._store_down = False
             logger.info("budget store reachable again")
+
+
+def _nonzero(deltas: dict[str, int]) -> dict[str, int]:
+    """Drop zero deltas. Besides saving bytes: moto's DynamoDB (unlike AWS, reportedly)
+    leaves unchanged fields out of UpdateItem's UPDATED_NEW, which `DynamoDBStore.add`
+    then reports as a StoreError."""
+    return {k: v for k, v in deltas.items() if v != 0}

@@ -183,12 +183,14 @@ class SpendLedger:
         """The fields one request adds (pure; `record` writes exactly this)."""
         if isinstance(cost, bool) or not isinstance(cost, int):
             raise TypeError(f"cost is integer micro-dollars, got {type(cost).__name__}")
-        deltas = {"total": cost, "requests": 1}
+        deltas = {"requests": 1}
         if cache_hit:
             deltas["cache_hits"] = 1
-        for kind, name in (("tier", tier), ("model", model), ("rule", rule), ("key", router_key)):
-            if name:
-                deltas[field_name(kind, name)] = cost
+        if cost:  # no zero deltas: moto's DynamoDB omits unchanged fields from add's result
+            deltas["total"] = cost
+            for kind, name in (("tier", tier), ("model", model), ("rule", rule), ("key", router_key)):
+                if name:
+                    deltas[field_name(kind, name)] = cost
         return deltas
 
     async def record(

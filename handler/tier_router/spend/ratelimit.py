@@ -106,7 +106,7 @@ class RateLimiter:
         rpm, tpm = self.config.for_key(router_key)
         if rpm is None and tpm is None:
             return Allowed()
-        tokens = max(int(tokens), 0)
+        tokens = max(int(tokens), 1)  # ≥1: a zero add is not portable across stores (see budget._nonzero)
         now = self._clock()
         minute = math.floor(now / WINDOW_S)
         reset_s = (minute + 1) * WINDOW_S - now
