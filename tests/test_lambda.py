@@ -65,7 +65,8 @@ def test_http_api_stream_request_returns_complete_sse_body(lambda_handler: Any) 
     chunks = [json.loads(e) for e in events[:-1]]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text.endswith("You said: hi")
-    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["total_tokens"] > 0
 
 
 def test_get_models(lambda_handler: Any) -> None:
@@ -79,4 +80,5 @@ def test_bad_json_is_an_openai_error(lambda_handler: Any) -> None:
     result = invoke(lambda_handler, "function_url_bad_json.json")
     assert result["statusCode"] == 400
     error = json.loads(body_of(result))["error"]
-    assert error["code"] == "invalid_json" and error["type"] == "invalid_request_error"
+    assert error["code"] == "invalid_json"
+    assert error["type"] == "invalid_request_error"

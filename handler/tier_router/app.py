@@ -9,11 +9,12 @@ import time on Lambda, so a warm invocation does only per-request work.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -23,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tier_router.admission import Admission, SpendControls, cost_header
 from tier_router.breakers import BreakerBoard, BreakerConfig
 from tier_router.errors import APIError
 from tier_router.forward import AllCandidatesFailed, Attempt, Forwarder, UpstreamClientError
@@ -72,8 +74,9 @@ class Gateway:
         self.keys = keys or KeySource()
         self.store = store or open_store(settings.store_url, http_client=self.client)
         self.breakers = breaker_health(self.store, self.rules) if health is None else None
+        self.spend = SpendControls(self.store, self.rules)
         self.forwarder = Forwarder(self.client, self.keys, health or self.breakers)
-        self.api_keys = tuple(k.encode() for k in settings.api_keys)
+        self.api_keys = tuple(router_key(entry) for entry in settings.api_keys)
         self.key_names = sorted({p.api_key_env for p in self.rules.spec.providers.values() if p.api_key_env})
         self.models_body = dumps(models_list(self.rules))
         self.access_log = AccessLog(enabled=settings.log_requests)
@@ -85,22 +88,25 @@ class Gateway:
 
     # -- request steps -------------------------------------------------------------------
 
-    def authenticate(self, request: Request) -> None:
+    def authenticate(self, request: Request) -> str | None:
+        """The caller's router-key id (never the key itself), or None when auth is off."""
         if not self.api_keys:
-            return
+            return None
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         presented = token.strip().encode() if scheme.lower() == "bearer" else b""
         # Compare against every key without short-circuiting, in constant time per key.
-        matched = False
-        for key in self.api_keys:
-            matched |= hmac.compare_digest(presented, key)
-        if not matched:
+        found: str | None = None
+        for key_id, secret in self.api_keys:
+            if hmac.compare_digest(presented, secret):
+                found = key_id
+        if found is None:
             raise APIError(
                 401,
                 "Incorrect or missing API key. Send the router key as 'Authorization: Bearer <key>'.",
                 code="invalid_api_key",
             )
+        return found
 
     async def read_json(self, request: Request) -> dict[str, Any]:
         content_type = request.headers.get("content-type", "application/json")
@@ -143,6 +149,16 @@ class Gateway:
             return self.rules.decide(chat, request.headers)
         except UnknownModelError as exc:
             raise APIError(404, str(exc), code="model_not_found", param="model") from None
+
+
+def router_key(entry: str) -> tuple[str, bytes]:
+    """`name=secret` names a key; a bare secret gets a stable id derived from its hash. The id
+    goes into logs, counters and budgets; the secret never does."""
+    name, sep, secret = entry.partition("=")
+    if sep and name.strip() and secret.strip():
+        return name.strip(), secret.strip().encode()
+    digest = hashlib.sha256(entry.encode()).hexdigest()[:12]
+    return f"k-{digest}", entry.encode()
 
 
 def breaker_health(store: Store, rules: Rules) -> BreakerHealth | None:
@@ -271,42 +287,114 @@ def models_list(rules: Rules) -> dict[str, Any]:
 async def chat_completions(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     started = time.perf_counter()
-    gateway.authenticate(request)
+    key_id = gateway.authenticate(request)
     body = await gateway.read_json(request)
     decision = gateway.decide(request, body)
-    headers = decision_headers(decision)
+    try:
+        admission = await gateway.spend.admit(decision, body, key_id, request.headers)
+    except APIError as exc:
+        log_request(gateway, decision, [], None, started, "refused", key_id)
+        raise exc.with_headers(decision_headers(decision)) from None
+    decision = admission.decision
+    headers = {**decision_headers(decision), **admission.headers}
+    if admission.cached is not None:
+        return cached_response(gateway, admission, headers, started)
     try:
         if body.get("stream"):
-            return await stream_response(request, gateway, decision, body, headers, started)
+            return await stream_response(request, gateway, admission, body, headers, started)
         completion = await unless_disconnected(request, gateway.forwarder.complete(decision, body))
     except ClientGone:
-        log_request(gateway, decision, [], None, started, "client_gone")
+        await gateway.spend.settle(admission, None, 0)
+        log_request(gateway, decision, [], None, started, "client_gone", key_id)
         return Response(status_code=499)
     except AllCandidatesFailed as exc:
-        log_request(gateway, decision, exc.attempts, None, started, "failed")
+        await gateway.spend.settle(admission, None, 0)
+        log_request(gateway, decision, exc.attempts, None, started, "failed", key_id)
         raise all_failed_error(exc).with_headers(headers) from None
     except UpstreamClientError as exc:
-        log_request(gateway, decision, exc.attempts, exc.route, started, "client_error")
+        await gateway.spend.settle(admission, exc.route, 0)
+        log_request(gateway, decision, exc.attempts, exc.route, started, "client_error", key_id)
         raise APIError(exc.status, exc.message, code="upstream_rejected_request").with_headers(
             {**headers, **served_headers(exc.route, exc.attempts)}
         ) from None
+    except BaseException:
+        await gateway.spend.settle(admission, None, None)
+        raise
+    cost = gateway.spend.price(completion.route, completion.data.get("usage"))
     headers.update(served_headers(completion.route, completion.attempts))
     headers.update(completion.headers)
-    log_request(gateway, decision, completion.attempts, completion.route, started, "ok")
+    headers.update(cost_header(cost))
+    log_request(gateway, decision, completion.attempts, completion.route, started, "ok", key_id, cost)
     content = completion.raw if completion.raw is not None else dumps(completion.data)
-    return Response(content, headers=headers, media_type="application/json")
+
+    async def settle() -> None:
+        await gateway.spend.settle(admission, completion.route, cost, completion=completion.data)
+
+    return SettlingResponse(content, settle, headers=headers, media_type="application/json")
+
+
+def cached_response(
+    gateway: Gateway, admission: Admission, headers: dict[str, str], started: float
+) -> Response:
+    """A cache hit costs nothing and is counted as a hit; the answer is the stored one."""
+    cached = admission.cached or {}
+    headers.update(cost_header(0))
+    route = gateway.rules.routes.get(str(cached.get("x_router_model", "")))
+    log_request(gateway, admission.decision, [], route, started, "cache_hit", admission.key_id, 0)
+
+    async def settle() -> None:
+        await gateway.spend.settle(admission, route, 0)
+
+    return SettlingResponse(dumps(cached), settle, headers=headers, media_type="application/json")
+
+
+class SettlingResponse(Response):
+    """A response that settles spend after it is sent — or after sending failed: the
+    `finally` makes sure a reservation is never left hanging."""
+
+    def __init__(self, content: bytes, on_done: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.on_done = on_done
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.on_done()
+
+
+class SettlingStream(StreamingResponse):
+    """The streamed twin: if the body never runs (client gone first), still settle and close
+    the upstream stream."""
+
+    def __init__(self, content: AsyncIterator[bytes], on_done: Callable[[], Awaitable[None]], **kwargs: Any):
+        super().__init__(content, **kwargs)
+        self.on_done = on_done
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.on_done()
 
 
 async def stream_response(
     request: Request,
     gateway: Gateway,
-    decision: Decision,
+    admission: Admission,
     body: dict[str, Any],
     headers: dict[str, str],
     started: float,
 ) -> Response:
+    decision = admission.decision
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    opened = await unless_disconnected(request, gateway.forwarder.open_stream(decision, body, include_usage))
+    try:
+        opened = await unless_disconnected(
+            request, gateway.forwarder.open_stream(decision, body, include_usage)
+        )
+    except BaseException:
+        await gateway.spend.settle(admission, None, 0)
+        raise
     headers.update(served_headers(opened.route, opened.attempts))
     headers.update(opened.headers)
     headers["cache-control"] = "no-cache"
@@ -314,8 +402,14 @@ async def stream_response(
 
     async def events() -> AsyncIterator[bytes]:
         outcome = "ok"
+        cost: int | None = None
         try:
             async for chunk in opened.chunks():
+                usage = chunk.get("usage")
+                if usage and not chunk.get("choices"):  # the final usage chunk: price it here
+                    cost = gateway.spend.price(opened.route, usage)
+                    if cost is not None:
+                        chunk["usage"] = {**usage, "cost_usd": cost / 1_000_000}
                 yield b"data: " + dumps(chunk) + b"\n\n"
             yield b"data: [DONE]\n\n"
         except (UpstreamProtocolError, TimeoutError, httpx.HTTPError) as exc:
@@ -334,9 +428,18 @@ async def stream_response(
             }
             yield b"data: " + dumps(error) + b"\n\n"
         finally:
-            log_request(gateway, decision, opened.attempts, opened.route, started, outcome)
+            if cost is None and outcome == "ok":
+                cost = gateway.spend.price(opened.route, opened.usage or opened.decoder.usage)
+            await gateway.spend.settle(admission, opened.route, cost)
+            log_request(
+                gateway, decision, opened.attempts, opened.route, started, outcome, admission.key_id, cost
+            )
 
-    return StreamingResponse(events(), headers=headers, media_type="text/event-stream")
+    async def cleanup() -> None:
+        await opened.aclose()
+        await gateway.spend.settle(admission, opened.route, None)
+
+    return SettlingStream(events(), cleanup, headers=headers, media_type="text/event-stream")
 
 
 async def explain(request: Request) -> Response:
@@ -371,9 +474,12 @@ async def status(request: Request) -> Response:
             breakers = await gateway.breakers.states(list(gateway.rules.routes.values()))
         except StoreError as exc:
             raise APIError(503, f"state store unreachable: {exc}", code="store_unavailable") from None
-    return JSONResponse(
-        {"breakers": breakers, "tiers": {t: [r.name for r in c] for t, c in gateway.rules.tiers.items()}}
-    )
+    try:
+        spend = await gateway.spend.status()
+    except StoreError as exc:
+        raise APIError(503, f"state store unreachable: {exc}", code="store_unavailable") from None
+    tiers = {t: [r.name for r in c] for t, c in gateway.rules.tiers.items()}
+    return JSONResponse({**spend, "breakers": breakers, "tiers": tiers})
 
 
 async def healthz(request: Request) -> Response:
@@ -402,6 +508,8 @@ def log_request(
     route: ModelRoute | None,
     started: float,
     outcome: str,
+    key_id: str | None = None,
+    cost: int | None = None,
 ) -> None:
     if not gateway.access_log.enabled:
         return
@@ -416,6 +524,8 @@ def log_request(
             "provider": route.provider_name if route else None,
             "attempts": [a.as_dict() for a in attempts],
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            "cost_micro_usd": cost,
+            "key": key_id,
             "features": decision.features.as_dict(),
         }
     )

@@ -8,7 +8,7 @@ in RE2 sets. `Rules.decide` only measures the request and walks the rules in ord
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,13 @@ class Rules:
             priority,
             source,
             features,
+        )
+
+    def retier(self, decision: Decision, tier: str, why: str) -> Decision:
+        """The same decision moved to another tier (budget pacing, the cap's fallback tier)."""
+        candidates, skipped = fit_context(self.tiers[tier], decision.features)
+        return replace(
+            decision, tier=tier, why=f"{decision.why}; then {why}", candidates=candidates, skipped=skipped
         )
 
     def _by_rules(self, requested: str, features: Features) -> Decision:

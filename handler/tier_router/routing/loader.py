@@ -241,6 +241,12 @@ def cross_check(spec: RulesFile) -> Iterable[Problem]:
             yield Problem(f"aliases.{alias}", "an alias cannot reuse the name of a tier, a model or 'auto'")
         if target != AUTO and target not in tiers and target not in models:
             yield Problem(f"aliases.{alias}", unknown("tier or model", target, {**tiers, **models}))
+    for problem in (*spec.budgets.unknown_tiers(tiers), *spec.cache.unknown_tiers(tiers)):
+        section, _, reason = problem.partition(": ")
+        yield Problem(section, reason)
+    for problem in spec.cache.unknown_rules([rule.name for rule in spec.rules]):
+        section, _, reason = problem.partition(": ")
+        yield Problem(section, reason)
     seen_rules: set[str] = set()
     for i, rule in enumerate(spec.rules):
         where = f"rule {rule.name!r} (#{i + 1})"

@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tier_router.spend.config import BudgetConfig, CacheConfig, RateLimitConfig
+
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")]
 PRIORITIES = ("low", "normal", "high")
 Priority = Literal["low", "normal", "high"]
@@ -219,4 +221,7 @@ class RulesFile(Strict):
     priority: PrioritySource = PrioritySource()
     routing: Routing = Routing()
     breakers: Breakers = Breakers()
+    budgets: BudgetConfig = BudgetConfig()
+    limits: RateLimitConfig = RateLimitConfig()
+    cache: CacheConfig = CacheConfig()
     rules: list[Rule] = Field(default_factory=list)

@@ -23,45 +23,45 @@ Every component fails open on store errors (logged once per outage), except the 
 guard with `on_store_error: reject`.
 """
 
-from tier_router.spend.budget import BudgetGuard, CapReached, PaceDecision, Reservation
-from tier_router.spend.cache import ResponseCache, cache_key, header_opt_in, is_cacheable, should_store
-from tier_router.spend.config import (
-    BudgetConfig,
-    CacheConfig,
-    CacheOverride,
-    CachePolicy,
-    KeyRateLimit,
-    PacingConfig,
-    RateLimitConfig,
-)
-from tier_router.spend.counters import SpendLedger, SpendReport, day_key
-from tier_router.spend.pricing import cost_micro_usd, usd, worst_case_micro_usd
-from tier_router.spend.ratelimit import Allowed, Limited, RateLimiter
+from __future__ import annotations
 
-__all__ = [
-    "Allowed",
-    "BudgetConfig",
-    "BudgetGuard",
-    "CacheConfig",
-    "CacheOverride",
-    "CachePolicy",
-    "CapReached",
-    "KeyRateLimit",
-    "Limited",
-    "PaceDecision",
-    "PacingConfig",
-    "RateLimitConfig",
-    "RateLimiter",
-    "Reservation",
-    "ResponseCache",
-    "SpendLedger",
-    "SpendReport",
-    "cache_key",
-    "cost_micro_usd",
-    "day_key",
-    "header_opt_in",
-    "is_cacheable",
-    "should_store",
-    "usd",
-    "worst_case_micro_usd",
-]
+import importlib
+from typing import Any
+
+# Re-exports resolved lazily: `spend.config` is imported by the rules schema, and `spend.budget`
+# imports the schema back, so eager imports here would be a cycle.
+_EXPORTS = {
+    "BudgetGuard": "budget",
+    "CapReached": "budget",
+    "PaceDecision": "budget",
+    "Reservation": "budget",
+    "ResponseCache": "cache",
+    "cache_key": "cache",
+    "header_opt_in": "cache",
+    "is_cacheable": "cache",
+    "should_store": "cache",
+    "BudgetConfig": "config",
+    "CacheConfig": "config",
+    "CacheOverride": "config",
+    "CachePolicy": "config",
+    "KeyRateLimit": "config",
+    "PacingConfig": "config",
+    "RateLimitConfig": "config",
+    "SpendLedger": "counters",
+    "SpendReport": "counters",
+    "day_key": "counters",
+    "cost_micro_usd": "pricing",
+    "usd": "pricing",
+    "worst_case_micro_usd": "pricing",
+    "Allowed": "ratelimit",
+    "Limited": "ratelimit",
+    "RateLimiter": "ratelimit",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -1,0 +1,220 @@
+"""Spend controls around one request: what happens before forwarding and after.
+
+Before (in this order, each step only when its rules-file section is configured):
+1. rate limit per router key (requests and estimated tokens per minute) → 429 + headers;
+2. budget pacing: while today's spend runs ahead of pace, low (then normal) priority
+   traffic moves one tier down; high priority never does;
+3. response cache lookup (deterministic or opted-in, non-streamed requests) → a hit is
+   served at zero cost;
+4. hard cap: reserve the worst-case cost atomically → 429 `insufficient_quota`, or a retry
+   on the `on_cap` tier.
+
+After (always, from a `finally` path): settle the reservation with the actual cost priced
+from the provider's `usage`, count it in today's ledger, store a cacheable answer.
+
+Store trouble never fails a request here (each component fails open, logged once), except
+budgets configured with `on_store_error: reject`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tier_router.errors import APIError
+from tier_router.routing.engine import Decision, ModelRoute, Rules
+from tier_router.spend import (
+    BudgetGuard,
+    CapReached,
+    Limited,
+    RateLimiter,
+    Reservation,
+    ResponseCache,
+    SpendLedger,
+    cache_key,
+    cost_micro_usd,
+    header_opt_in,
+    is_cacheable,
+    should_store,
+    usd,
+)
+from tier_router.store.base import Store, StoreError, StoreUnavailable
+
+log = logging.getLogger("tier_router.spend")
+
+
+@dataclass(slots=True)
+class Admission:
+    """What `admit` decided for one request; handed back to `settle`."""
+
+    decision: Decision
+    key_id: str | None
+    headers: dict[str, str] = field(default_factory=dict)
+    reservation: Reservation | None = None
+    cache_key: str | None = None
+    cache_ttl_s: int = 0
+    cached: dict[str, Any] | None = None
+    settled: bool = False
+
+
+class SpendControls:
+    """One per process: rate limiter, budget guard, ledger and cache over the shared store."""
+
+    def __init__(self, store: Store, rules: Rules) -> None:
+        spec = rules.spec
+        self.rules = rules
+        self.limiter = RateLimiter(store, spec.limits) if spec.limits.enabled else None
+        self.guard = (
+            BudgetGuard(store, spec.budgets, tiers=set(rules.tiers)) if spec.budgets.enabled else None
+        )
+        self.ledger = SpendLedger(
+            store, retention_days=spec.budgets.retention_days, day_start_hour=spec.budgets.day_start_hour
+        )
+        self.cache_config = spec.cache
+        uses_cache = (
+            spec.cache.enabled
+            or spec.cache.header
+            or any(o.enabled for o in (*spec.cache.tiers.values(), *spec.cache.rules.values()))
+        )
+        self.cache = ResponseCache(store, max_item_bytes=spec.cache.max_item_bytes) if uses_cache else None
+
+    # -- before forwarding ---------------------------------------------------------------
+
+    async def admit(
+        self, decision: Decision, body: dict[str, Any], key_id: str | None, headers: Mapping[str, str]
+    ) -> Admission:
+        """Raises APIError (429 / 503) when the request must not go out."""
+        admission = Admission(decision, key_id)
+        features = decision.features
+        if self.limiter is not None:
+            verdict = await self.limiter.check(
+                key_id or "anonymous", features.conversation_tokens + (features.max_tokens or 0)
+            )
+            if isinstance(verdict, Limited):
+                extra = {"x-should-retry": "false"} if verdict.too_large else {}
+                raise APIError(
+                    429, verdict.message, code="rate_limit_exceeded", headers={**verdict.headers, **extra}
+                )
+            admission.headers.update(verdict.headers)
+        if self.guard is not None:
+            pace = await self.guard.pace(decision.tier, decision.priority, key_id)
+            if pace.downgraded and pace.tier is not None:
+                admission.decision = self.rules.retier(decision, pace.tier, f"pacing: {pace.reason}")
+                admission.headers["x-router-downgraded-from"] = pace.downgraded_from or ""
+                admission.headers["x-router-downgrade-reason"] = pace.reason or ""
+        if self.cache is not None and await self._cached(admission, body, headers):
+            return admission
+        if self.guard is not None:
+            await self._reserve(admission)
+        return admission
+
+    async def _cached(self, admission: Admission, body: dict[str, Any], headers: Mapping[str, str]) -> bool:
+        config = self.cache_config
+        decision = admission.decision
+        policy = config.policy(decision.tier, decision.rule)
+        opt_in = header_opt_in(headers.get(config.header)) if config.header else None
+        if not (policy.enabled or opt_in) or not is_cacheable(body, opt_in=opt_in):
+            return False
+        scope = (admission.key_id or "") if config.scope == "key" else ""
+        admission.cache_key = cache_key(body, decision.tier or decision.candidates[0].name, scope=scope)
+        admission.cache_ttl_s = policy.ttl_s
+        admission.cached = await self.cache.get(admission.cache_key)  # type: ignore[union-attr]
+        admission.headers["x-router-cache"] = "hit" if admission.cached is not None else "miss"
+        return admission.cached is not None
+
+    async def _reserve(self, admission: Admission) -> None:
+        guard = self.guard
+        assert guard is not None
+        for _ in range(2):  # the second pass is the `on_cap: tier:<name>` retry
+            decision = admission.decision
+            features = decision.features
+            worst = guard.estimate(decision.candidates, features.conversation_tokens, features.max_tokens)
+            try:
+                outcome = await guard.reserve(admission.key_id, worst)
+            except StoreUnavailable as exc:
+                raise APIError(503, f"Budget state is unavailable: {exc}", code="store_unavailable") from None
+            if isinstance(outcome, Reservation):
+                admission.reservation = outcome
+                return
+            cap: CapReached = outcome
+            if cap.fallback_tier and decision.tier != cap.fallback_tier:
+                admission.decision = self.rules.retier(
+                    decision, cap.fallback_tier, "daily budget cap reached"
+                )
+                admission.headers["x-router-downgraded-from"] = decision.tier or ""
+                admission.headers["x-router-downgrade-reason"] = "daily budget cap reached"
+                continue
+            raise APIError(
+                429,
+                cap.message,
+                type="insufficient_quota",
+                code="budget_exceeded",
+                headers={"retry-after": str(cap.retry_after_s), "x-should-retry": "false"},
+            )
+
+    # -- after forwarding ----------------------------------------------------------------
+
+    @staticmethod
+    def price(route: ModelRoute | None, usage: Mapping[str, Any] | None) -> int | None:
+        """The cost in micro-dollars, or None when the provider reported no usage."""
+        if route is None or not usage:
+            return None
+        return cost_micro_usd(route.price, usage)
+
+    async def settle(
+        self,
+        admission: Admission,
+        route: ModelRoute | None,
+        cost: int | None,
+        *,
+        completion: dict[str, Any] | None = None,
+    ) -> None:
+        """Settle, count and cache. Exactly once per admission (later calls are no-ops); never
+        raises. `cost` None (no usage reported, or the stream was cut) charges the
+        reservation in full — the conservative choice; 0 for failed requests and cache hits.
+        """
+        if admission.settled:
+            return
+        admission.settled = True
+        cached = admission.cached is not None
+        if cached:
+            cost = 0
+        if admission.reservation is not None and self.guard is not None:
+            await self.guard.settle(admission.reservation, cost)
+            charged = admission.reservation.actual
+        else:
+            charged = cost
+        decision = admission.decision
+        try:
+            await self.ledger.record(
+                admission.reservation.day if admission.reservation else None,
+                cost=charged or 0,
+                tier=decision.tier,
+                model=route.name if route else None,
+                rule=decision.rule,
+                router_key=admission.key_id,
+                cache_hit=cached,
+            )
+        except StoreError as exc:
+            log.warning("spend ledger write failed: %s", exc)
+        if (
+            completion is not None
+            and admission.cache_key is not None
+            and not cached
+            and self.cache is not None
+            and should_store(completion)
+        ):
+            await self.cache.put(admission.cache_key, completion, admission.cache_ttl_s)
+
+    async def status(self) -> dict[str, Any]:
+        report = await self.ledger.today()
+        data: dict[str, Any] = {"spend": report.as_dict()}
+        if self.guard is not None:
+            data["budgets"] = await self.guard.status(list(self.guard.config.key_daily_usd))
+        return data
+
+
+def cost_header(cost: int | None) -> dict[str, str]:
+    return {} if cost is None else {"x-router-cost-usd": usd(cost)}
