@@ -70,7 +70,77 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=run_serve)
 
+    status = commands.add_parser("status", help="today's spend and the breaker states, from the state store")
+    status.add_argument(
+        "--rules", type=Path, help="rules file (default: $TIER_ROUTER_RULES or rules/router.yaml)"
+    )
+    status.add_argument(
+        "--store", help="state store URL (default: $TIER_ROUTER_STORE or the local SQLite file)"
+    )
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.set_defaults(run=run_status)
+
     return parser
+
+
+def run_status(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tier_router.admission import SpendControls
+    from tier_router.app import breaker_health
+    from tier_router.settings import DEFAULT_STORE
+    from tier_router.store.base import StoreError
+    from tier_router.store.factory import open_store
+
+    rules = load_or_report(args.rules)
+    if rules is None:
+        return 1
+    store_url = args.store or os.environ.get("TIER_ROUTER_STORE") or DEFAULT_STORE
+
+    async def read() -> dict[str, Any]:
+        store = open_store(store_url)
+        try:
+            data = await SpendControls(store, rules).status()
+            health = breaker_health(store, rules)
+            data["breakers"] = await health.states(list(rules.routes.values())) if health else {}
+            return data
+        finally:
+            await store.aclose()
+
+    try:
+        data = asyncio.run(read())
+    except StoreError as exc:
+        print(f"cannot read the state store {store_url}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(data))
+    else:
+        print(render_status(data))
+    return 0
+
+
+def render_status(data: dict[str, Any]) -> str:
+    spend = data["spend"]
+    lines = [
+        f"day       {spend['day']} (UTC budget day)",
+        f"spend     ${spend['total_usd']} over {spend['requests']} requests"
+        f" ({spend['cache_hits']} cache hits)",
+    ]
+    for title, key in (
+        ("by tier", "by_tier"),
+        ("by model", "by_model"),
+        ("by key", "by_key"),
+        ("by rule", "by_rule"),
+    ):
+        if spend[key]:
+            lines.append(title)
+            lines.extend(f"  {name:<28} ${amount}" for name, amount in spend[key].items())
+    for scope, budget in (data.get("budgets") or {}).items():
+        lines.append(f"budget    {scope}: {json.dumps(budget)}")
+    lines.append("breakers")
+    for model, state in data["breakers"].items():
+        lines.append(f"  {model:<28} provider {state['provider']:<9} model {state['model']}")
+    return "\n".join(lines)
 
 
 def run_serve(args: argparse.Namespace) -> int:
