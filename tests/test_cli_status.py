@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import httpx
 import pytest
-
 from tier_router.app import create_app
 from tier_router.cli import main
 from tier_router.settings import Settings
@@ -16,14 +16,7 @@ ROOT = Path(__file__).parent.parent
 DEMO = ROOT / "rules" / "local-demo.yaml"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.mark.anyio
-async def test_status_shows_spend_by_tier_model_key_and_breakers(tmp_path: Path, capsys) -> None:
-    store_url = f"sqlite:///{tmp_path}/state.db"
+async def serve_two_requests(store_url: str) -> list[float]:
     app = create_app(Settings(rules_path=DEMO, store_url=store_url, api_keys=("team-a=rk-1",)))
     transport = httpx.ASGITransport(app=app)
     costs = []
@@ -38,6 +31,12 @@ async def test_status_shows_spend_by_tier_model_key_and_breakers(tmp_path: Path,
             assert response.status_code == 200
             costs.append(float(response.headers["x-router-cost-usd"]))
     await app.state.gateway.store.aclose()
+    return costs
+
+
+def test_status_shows_spend_by_tier_model_key_and_breakers(tmp_path: Path, capsys) -> None:
+    store_url = f"sqlite:///{tmp_path}/state.db"
+    costs = asyncio.run(serve_two_requests(store_url))
     capsys.readouterr()
 
     assert main(["status", "--rules", str(DEMO), "--store", store_url, "--json"]) == 0
