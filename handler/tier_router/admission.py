@@ -19,11 +19,12 @@ budgets configured with `on_store_error: reject`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tier_router.errors import APIError
+from tier_router.router_keys import KeyRecord
 from tier_router.routing.engine import Decision, ModelRoute, Rules
 from tier_router.spend import (
     BudgetGuard,
@@ -40,6 +41,7 @@ from tier_router.spend import (
     should_store,
     usd,
 )
+from tier_router.spend.config import BudgetConfig, KeyRateLimit, RateLimitConfig
 from tier_router.store.base import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("tier_router.spend")
@@ -65,10 +67,10 @@ class SpendControls:
     def __init__(self, store: Store, rules: Rules) -> None:
         spec = rules.spec
         self.rules = rules
-        self.limiter = RateLimiter(store, spec.limits) if spec.limits.enabled else None
-        self.guard = (
-            BudgetGuard(store, spec.budgets, tiers=set(rules.tiers)) if spec.budgets.enabled else None
-        )
+        self.store = store
+        self.limiter: RateLimiter | None = None
+        self.guard: BudgetGuard | None = None
+        self._configure(spec.budgets, spec.limits)
         self.ledger = SpendLedger(
             store, retention_days=spec.budgets.retention_days, day_start_hour=spec.budgets.day_start_hour
         )
@@ -79,6 +81,29 @@ class SpendControls:
             or any(o.enabled for o in (*spec.cache.tiers.values(), *spec.cache.rules.values()))
         )
         self.cache = ResponseCache(store, max_item_bytes=spec.cache.max_item_bytes) if uses_cache else None
+
+    def _configure(self, budgets: BudgetConfig, limits: RateLimitConfig) -> None:
+        self.limiter = RateLimiter(self.store, limits) if limits.enabled else None
+        self.guard = (
+            BudgetGuard(self.store, budgets, tiers=set(self.rules.tiers)) if budgets.enabled else None
+        )
+
+    def apply_keys(self, records: Iterable[KeyRecord]) -> None:
+        """Per-key budgets and rate limits from the router keys file, on top of the rules file's
+        (the keys file wins for the keys it names)."""
+        spec = self.rules.spec
+        budgets, limits = spec.budgets, spec.limits
+        key_daily = {r.name: r.daily_usd for r in records if r.daily_usd is not None}
+        key_limits = {
+            r.name: KeyRateLimit(requests_per_minute=r.rpm, tokens_per_minute=r.tpm)
+            for r in records
+            if r.rpm is not None or r.tpm is not None
+        }
+        if not key_daily and not key_limits:
+            return
+        budgets = budgets.model_copy(update={"key_daily_usd": {**budgets.key_daily_usd, **key_daily}})
+        limits = limits.model_copy(update={"keys": {**limits.keys, **key_limits}})
+        self._configure(budgets, limits)
 
     # -- before forwarding ---------------------------------------------------------------
 

@@ -9,8 +9,6 @@ import time on Lambda, so a warm invocation does only per-request work.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -32,6 +30,7 @@ from tier_router.health import BreakerHealth, Health
 from tier_router.provider_keys import KeySource, redact
 from tier_router.providers.base import UpstreamProtocolError, dumps
 from tier_router.providers.mock import MockTransport
+from tier_router.router_keys import KeyRecord, KeyRing, parse_keys, plain_keys
 from tier_router.routing.engine import Decision, ModelRoute, Rules, UnknownModelError
 from tier_router.routing.loader import load_rules
 from tier_router.routing.request import ChatRequest
@@ -41,6 +40,7 @@ from tier_router.store.factory import open_store
 from tier_router.telemetry import AccessLog
 
 log = logging.getLogger("tier_router")
+KEYS_REFRESH_S = 300.0
 T = TypeVar("T")
 
 
@@ -76,37 +76,90 @@ class Gateway:
         self.breakers = breaker_health(self.store, self.rules) if health is None else None
         self.spend = SpendControls(self.store, self.rules)
         self.forwarder = Forwarder(self.client, self.keys, health or self.breakers)
-        self.api_keys = tuple(router_key(entry) for entry in settings.api_keys)
+        self.keyring = KeyRing(plain_keys(settings.api_keys))
+        if settings.keys_file is not None:
+            self.keyring.replace(
+                [*self.keyring.records, *parse_keys(settings.keys_file.read_text(), str(settings.keys_file))]
+            )
+        self.keys_loader: Callable[[], Awaitable[list[KeyRecord]]] | None = None
+        self._keys_loaded_at = 0.0
         self.key_names = sorted({p.api_key_env for p in self.rules.spec.providers.values() if p.api_key_env})
         self.models_body = dumps(models_list(self.rules))
         self.access_log = AccessLog(enabled=settings.log_requests)
         missing = self.keys.missing(self.key_names)
         if missing:
             log.warning("provider keys not set: %s (their models will be skipped)", ", ".join(missing))
-        if not self.api_keys:
-            log.warning("TIER_ROUTER_API_KEYS is not set: the router accepts requests without a key")
+        self.spend.apply_keys(self.keyring.records)
+        if not self.keyring and not settings.keys_ssm:
+            if settings.require_auth:
+                log.error("no router keys are configured: every request will be refused (fail closed)")
+            else:
+                log.warning("no router keys configured: the router accepts requests without a key")
 
     # -- request steps -------------------------------------------------------------------
 
-    def authenticate(self, request: Request) -> str | None:
-        """The caller's router-key id (never the key itself), or None when auth is off."""
-        if not self.api_keys:
+    async def authenticate(self, request: Request) -> KeyRecord | None:
+        """The caller's key record (its name goes to logs and counters, never the key), or
+        None when the router runs without keys (local use only)."""
+        if self.keys_loader is not None:
+            await self.refresh_keys()
+        if not self.keyring:
+            if self.settings.require_auth:
+                raise APIError(
+                    401,
+                    "This router has no keys configured and refuses every request.",
+                    code="no_keys_configured",
+                )
             return None
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        presented = token.strip().encode() if scheme.lower() == "bearer" else b""
-        # Compare against every key without short-circuiting, in constant time per key.
-        found: str | None = None
-        for key_id, secret in self.api_keys:
-            if hmac.compare_digest(presented, secret):
-                found = key_id
-        if found is None:
+        record = self.keyring.match(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+        if record is None:
             raise APIError(
                 401,
                 "Incorrect or missing API key. Send the router key as 'Authorization: Bearer <key>'.",
                 code="invalid_api_key",
             )
-        return found
+        return record
+
+    async def refresh_keys(self) -> None:
+        """Load (or refresh, every KEYS_REFRESH_S) keys from their remote source; keep the old
+        set if a refresh fails, so an SSM hiccup never locks everyone out."""
+        now = time.monotonic()
+        if self._keys_loaded_at and now - self._keys_loaded_at < KEYS_REFRESH_S:
+            return
+        self._keys_loaded_at = now
+        try:
+            records = await self.keys_loader()  # type: ignore[misc]
+        except Exception as exc:  # any failure: keep serving with what we have
+            log.warning("router keys could not be loaded: %s", exc)
+            if not self.keyring:
+                self._keys_loaded_at = now - KEYS_REFRESH_S + 5  # retry soon when we have nothing
+            return
+        self.keyring.replace(records)
+        self.spend.apply_keys(records)
+
+    def check_tier(self, record: KeyRecord | None, decision: Decision) -> Decision:
+        """Keys limited to some tiers: a request naming another tier is refused; a routed one
+        moves to the first tier the key allows."""
+        if record is None or not record.tiers or decision.tier in record.tiers:
+            return decision
+        if decision.rule == "explicit":
+            raise APIError(
+                403,
+                f"Router key {record.name!r} may not use {decision.requested_model!r}; "
+                f"allowed tiers: {', '.join(record.tiers)}.",
+                code="tier_not_allowed",
+                param="model",
+            )
+        allowed = next((t for t in record.tiers if t in self.rules.tiers), None)
+        if allowed is None:
+            raise APIError(
+                403, f"Router key {record.name!r} allows no existing tier.", code="tier_not_allowed"
+            )
+        return self.rules.retier(
+            decision, allowed, f"key {record.name!r} allows only {', '.join(record.tiers)}"
+        )
 
     async def read_json(self, request: Request) -> dict[str, Any]:
         content_type = request.headers.get("content-type", "application/json")
@@ -149,16 +202,6 @@ class Gateway:
             return self.rules.decide(chat, request.headers)
         except UnknownModelError as exc:
             raise APIError(404, str(exc), code="model_not_found", param="model") from None
-
-
-def router_key(entry: str) -> tuple[str, bytes]:
-    """`name=secret` names a key; a bare secret gets a stable id derived from its hash. The id
-    goes into logs, counters and budgets; the secret never does."""
-    name, sep, secret = entry.partition("=")
-    if sep and name.strip() and secret.strip():
-        return name.strip(), secret.strip().encode()
-    digest = hashlib.sha256(entry.encode()).hexdigest()[:12]
-    return f"k-{digest}", entry.encode()
 
 
 def breaker_health(store: Store, rules: Rules) -> BreakerHealth | None:
@@ -287,9 +330,10 @@ def models_list(rules: Rules) -> dict[str, Any]:
 async def chat_completions(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     started = time.perf_counter()
-    key_id = gateway.authenticate(request)
+    record = await gateway.authenticate(request)
+    key_id = record.name if record else None
     body = await gateway.read_json(request)
-    decision = gateway.decide(request, body)
+    decision = gateway.check_tier(record, gateway.decide(request, body))
     try:
         admission = await gateway.spend.admit(decision, body, key_id, request.headers)
     except APIError as exc:
@@ -444,7 +488,7 @@ async def stream_response(
 
 async def explain(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
-    gateway.authenticate(request)
+    await gateway.authenticate(request)
     body = await gateway.read_json(request)
     decision = gateway.decide(request, body)
     data = decision.as_dict()
@@ -460,14 +504,14 @@ async def explain(request: Request) -> Response:
 
 async def models(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
-    gateway.authenticate(request)
+    await gateway.authenticate(request)
     return Response(gateway.models_body, media_type="application/json")
 
 
 async def status(request: Request) -> Response:
     """Breaker states of every model (and, with the spend work, today's counters)."""
     gateway: Gateway = request.app.state.gateway
-    gateway.authenticate(request)
+    await gateway.authenticate(request)
     breakers = {}
     if gateway.breakers is not None:
         try:

@@ -68,7 +68,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--store", help="state store URL (default: $TIER_ROUTER_STORE or a local SQLite file)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (they share the store)")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow serving on a non-loopback address without router keys (never in production)",
+    )
     serve.set_defaults(run=run_serve)
+
+    keys = commands.add_parser("keys", help="manage router keys (who may call the router)")
+    key_commands = keys.add_subparsers(title="keys commands")
+    create = key_commands.add_parser("create", help="create a key: prints it once, stores only its hash")
+    create.add_argument("name", help="the key's name, shown in logs, counters and budgets")
+    create.add_argument("--file", type=Path, default=Path("rules/keys.yaml"), help="keys file to add it to")
+    create.add_argument(
+        "--print-only", action="store_true", help="print the entry instead of writing the file"
+    )
+    create.add_argument("--daily-usd", type=float, help="this key's daily budget (hard cap)")
+    create.add_argument("--rpm", type=int, help="requests per minute")
+    create.add_argument("--tpm", type=int, help="tokens per minute")
+    create.add_argument("--tiers", help="comma-separated tiers this key may use")
+    create.set_defaults(run=run_keys_create)
 
     status = commands.add_parser("status", help="today's spend and the breaker states, from the state store")
     status.add_argument(
@@ -81,6 +100,35 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(run=run_status)
 
     return parser
+
+
+def run_keys_create(args: argparse.Namespace) -> int:
+    import yaml
+
+    from tier_router.router_keys import KeyRecord, KeysError, append_key, hash_key, new_key
+
+    secret = new_key()
+    try:
+        record = KeyRecord(
+            name=args.name,
+            sha256=hash_key(secret),
+            daily_usd=args.daily_usd,
+            rpm=args.rpm,
+            tpm=args.tpm,
+            tiers=[t.strip() for t in args.tiers.split(",") if t.strip()] if args.tiers else None,
+        )
+        if args.print_only:
+            entry = yaml.safe_dump({"keys": [record.model_dump(exclude_none=True)]}, sort_keys=False)
+            print(entry, end="", file=sys.stderr)
+        else:
+            append_key(args.file, record)
+            print(f"added {args.name!r} to {args.file}", file=sys.stderr)
+    except (KeysError, ValueError) as exc:
+        print(f"cannot create key: {exc}", file=sys.stderr)
+        return 1
+    print("The key (shown once; only its hash is stored):", file=sys.stderr)
+    print(secret)
+    return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -152,6 +200,23 @@ def run_serve(args: argparse.Namespace) -> int:
     rules_path = args.rules or default_rules_path()
     if load_or_report(rules_path) is None:  # fail before binding the port, with every problem listed
         return 1
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    has_keys = any(
+        os.environ.get(v) for v in ("TIER_ROUTER_API_KEYS", "TIER_ROUTER_KEYS_FILE", "TIER_ROUTER_KEYS_SSM")
+    )
+    if not has_keys and not loopback and not args.insecure_no_auth:
+        print(
+            f"refusing to serve on {args.host} without router keys: create one with"
+            " `tier-router keys create NAME` and set TIER_ROUTER_KEYS_FILE, or pass --insecure-no-auth",
+            file=sys.stderr,
+        )
+        return 2
+    if not has_keys:
+        print(
+            f"WARNING: no router keys configured; anyone who can reach {args.host}:{args.port} may use your"
+            " provider keys. Fine for local experiments; create keys with `tier-router keys create NAME`.",
+            file=sys.stderr,
+        )
     os.environ["TIER_ROUTER_RULES"] = str(rules_path)
     if args.store:
         os.environ["TIER_ROUTER_STORE"] = args.store

@@ -33,6 +33,14 @@ class Settings:
     """Router keys clients must present (`Authorization: Bearer ...`). Empty: no auth (local use)."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_requests: bool = True
+    keys_file: Path | None = None
+    """A router keys file (hashes only), see `router_keys`."""
+    keys_ssm: str | None = None
+    """An SSM SecureString parameter holding the keys file (Lambda)."""
+    secrets_ssm_prefix: str | None = None
+    """Provider keys are read from SSM parameters `<prefix><ENV_VAR_NAME>` (Lambda)."""
+    require_auth: bool = False
+    """Refuse every request when no router keys are configured (fail closed). On for Lambda."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -44,4 +52,11 @@ class Settings:
             api_keys=keys,
             max_body_bytes=int(environ.get("TIER_ROUTER_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
             log_requests=environ.get("TIER_ROUTER_LOG_REQUESTS", "1") not in ("0", "false", "no"),
+            keys_file=Path(environ["TIER_ROUTER_KEYS_FILE"])
+            if environ.get("TIER_ROUTER_KEYS_FILE")
+            else None,
+            keys_ssm=environ.get("TIER_ROUTER_KEYS_SSM") or None,
+            secrets_ssm_prefix=environ.get("TIER_ROUTER_SECRETS_SSM_PREFIX") or None,
+            require_auth=bool(environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+            or environ.get("TIER_ROUTER_REQUIRE_AUTH", "") in ("1", "true", "yes"),
         )

@@ -1,0 +1,122 @@
+"""Router keys: who may call the router, and with which limits.
+
+Clients send `Authorization: Bearer <router key>`. The router stores only SHA-256 hashes
+of keys, each with a name (what logs, counters and budgets show), and optionally a daily
+budget, rate limits and the tiers the key may use. `tier-router keys create NAME` makes a
+key, prints it once, and stores its hash.
+
+Where keys come from (first match):
+- `TIER_ROUTER_KEYS_SSM`: an SSM SecureString holding the keys file (Lambda; read lazily
+  on the first request, refreshed every few minutes);
+- `TIER_ROUTER_KEYS_FILE`: a keys file on disk;
+- `TIER_ROUTER_API_KEYS`: `name=secret,...` in plain text — for local development only.
+
+Comparison is constant-time per stored hash and never stops at the first match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+KEY_PREFIX = "trk-"
+
+
+class KeyRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    daily_usd: float | None = Field(default=None, ge=0)
+    rpm: int | None = Field(default=None, ge=0)
+    tpm: int | None = Field(default=None, ge=0)
+    tiers: list[str] | None = Field(default=None, min_length=1, description="tiers this key may use")
+
+
+class KeysFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[KeyRecord] = Field(default_factory=list)
+
+
+class KeysError(ValueError):
+    """The keys file is invalid; the message names the source and the problem, never a key."""
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def parse_keys(text: str, source: str) -> list[KeyRecord]:
+    try:
+        raw = yaml.safe_load(text) or {}
+        records = KeysFile.model_validate(raw).keys
+    except yaml.YAMLError as exc:
+        raise KeysError(f"{source}: invalid YAML/JSON ({exc.__class__.__name__})") from None
+    except ValidationError as exc:
+        first = exc.errors(include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise KeysError(f"{source}: {where}: {first['msg']}") from None
+    names = [r.name for r in records]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise KeysError(f"{source}: duplicate key names: {', '.join(duplicates)}")
+    return records
+
+
+def plain_keys(entries: Iterable[str]) -> list[KeyRecord]:
+    """`TIER_ROUTER_API_KEYS` entries: `name=secret`, or a bare secret (named by its hash)."""
+    records = []
+    for entry in entries:
+        name, sep, secret = entry.partition("=")
+        if not (sep and name.strip() and secret.strip()):
+            name, secret = f"k-{hash_key(entry)[:12]}", entry
+        records.append(KeyRecord(name=name.strip(), sha256=hash_key(secret.strip())))
+    return records
+
+
+class KeyRing:
+    """The current set of keys. `match` is what authentication calls per request."""
+
+    def __init__(self, records: Iterable[KeyRecord] = ()) -> None:
+        self.replace(records)
+
+    def replace(self, records: Iterable[KeyRecord]) -> None:
+        self.records = list(records)
+        self._hashes = [(bytes.fromhex(r.sha256), r) for r in self.records]
+
+    def __bool__(self) -> bool:
+        return bool(self.records)
+
+    def match(self, presented: str) -> KeyRecord | None:
+        digest = hashlib.sha256(presented.encode()).digest()
+        found: KeyRecord | None = None
+        for stored, record in self._hashes:  # no early exit: time does not depend on which key
+            if hmac.compare_digest(digest, stored):
+                found = record
+        return found
+
+
+def append_key(path: Path, record: KeyRecord) -> None:
+    """Add a key to a keys file (created if absent); names stay unique."""
+    existing = parse_keys(path.read_text(encoding="utf-8"), str(path)) if path.exists() else []
+    if any(r.name == record.name for r in existing):
+        raise KeysError(f"{path}: a key named {record.name!r} already exists")
+    data: dict[str, Any] = {"keys": [r.model_dump(exclude_none=True) for r in [*existing, record]]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "# Router keys: SHA-256 hashes only. Create with `tier-router keys create NAME`.\n"
+        + yaml.safe_dump(data, sort_keys=False),
+        encoding="utf-8",
+    )
