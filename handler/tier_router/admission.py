@@ -45,6 +45,8 @@ from tier_router.spend.config import BudgetConfig, KeyRateLimit, RateLimitConfig
 from tier_router.store.base import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("tier_router.spend")
+CACHED_MODEL_FIELD = "x_router_model"
+"""Stored beside a cached answer so a hit can say which model produced it; removed when served."""
 
 
 @dataclass(slots=True)
@@ -75,10 +77,10 @@ class SpendControls:
             store, retention_days=spec.budgets.retention_days, day_start_hour=spec.budgets.day_start_hour
         )
         self.cache_config = spec.cache
-        uses_cache = (
-            spec.cache.enabled
-            or spec.cache.header
-            or any(o.enabled for o in (*spec.cache.tiers.values(), *spec.cache.rules.values()))
+        # The cache is the operator's choice (it costs store writes): off unless the rules
+        # file enables it somewhere; the request header only widens or bypasses it there.
+        uses_cache = spec.cache.enabled or any(
+            o.enabled for o in (*spec.cache.tiers.values(), *spec.cache.rules.values())
         )
         self.cache = ResponseCache(store, max_item_bytes=spec.cache.max_item_bytes) if uses_cache else None
 
@@ -140,7 +142,7 @@ class SpendControls:
         decision = admission.decision
         policy = config.policy(decision.tier, decision.rule)
         opt_in = header_opt_in(headers.get(config.header)) if config.header else None
-        if not (policy.enabled or opt_in) or not is_cacheable(body, opt_in=opt_in):
+        if not policy.enabled or not is_cacheable(body, opt_in=opt_in):
             return False
         scope = (admission.key_id or "") if config.scope == "key" else ""
         admission.cache_key = cache_key(body, decision.tier or decision.candidates[0].name, scope=scope)
@@ -231,7 +233,8 @@ class SpendControls:
             and self.cache is not None
             and should_store(completion)
         ):
-            await self.cache.put(admission.cache_key, completion, admission.cache_ttl_s)
+            stored = {**completion, CACHED_MODEL_FIELD: route.name} if route is not None else completion
+            await self.cache.put(admission.cache_key, stored, admission.cache_ttl_s)
 
     async def status(self) -> dict[str, Any]:
         report = await self.ledger.today()

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tier_router.admission import Admission, SpendControls, cost_header
+from tier_router.admission import CACHED_MODEL_FIELD, Admission, SpendControls, cost_header
 from tier_router.breakers import BreakerBoard, BreakerConfig
 from tier_router.errors import APIError
 from tier_router.forward import AllCandidatesFailed, Attempt, Forwarder, UpstreamClientError
@@ -381,9 +381,12 @@ def cached_response(
     gateway: Gateway, admission: Admission, headers: dict[str, str], started: float
 ) -> Response:
     """A cache hit costs nothing and is counted as a hit; the answer is the stored one."""
-    cached = admission.cached or {}
+    cached = dict(admission.cached or {})
     headers.update(cost_header(0))
-    route = gateway.rules.routes.get(str(cached.get("x_router_model", "")))
+    route = gateway.rules.routes.get(str(cached.pop(CACHED_MODEL_FIELD, "")))
+    if route is not None:
+        headers.update({"x-router-model": route.name, "x-router-provider": route.provider_name})
+    headers["x-router-attempts"] = "0"
     log_request(gateway, admission.decision, [], route, started, "cache_hit", admission.key_id, 0)
 
     async def settle() -> None:

@@ -669,6 +669,10 @@ def translate_usage(usage: dict[str, Any]) -> dict[str, Any]:
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cache_read, "cache_write_tokens": cache_write},
     }
+    creation = usage.get("cache_creation")
+    if isinstance(creation, dict) and creation.get("ephemeral_1h_input_tokens"):
+        # 1-hour cache writes bill at 2x input (5-minute ones at 1.25x): keep the split for pricing
+        out["prompt_tokens_details"]["cache_write_1h_tokens"] = creation["ephemeral_1h_input_tokens"]
     details = usage.get("output_tokens_details")
     if isinstance(details, dict) and details.get("thinking_tokens") is not None:
         out["completion_tokens_details"] = {"reasoning_tokens": details["thinking_tokens"]}

@@ -55,7 +55,11 @@ def _count(value: Any) -> int | None:
 
 
 def cost_micro_usd(
-    price: Price, usage: Mapping[str, Any] | None, *, cache_write_multiplier: float = 1.25
+    price: Price,
+    usage: Mapping[str, Any] | None,
+    *,
+    cache_write_multiplier: float = 1.25,
+    cache_write_1h_multiplier: float = 2.0,
 ) -> int:
     """The cost of one response's `usage` at `price`, in micro-dollars, rounded up."""
     if not isinstance(usage, Mapping):
@@ -77,13 +81,15 @@ def cost_micro_usd(
         details = {}
     cached = min(_count(details.get("cached_tokens")) or 0, prompt)
     written = min(_count(details.get("cache_write_tokens")) or 0, prompt - cached)
+    written_1h = min(_count(details.get("cache_write_1h_tokens")) or 0, written)  # Anthropic's 1-hour TTL
     uncached = prompt - cached - written
 
     cached_price = inp if price.cached_input is None else _dec(price.cached_input)
     micro = (
         uncached * inp
         + cached * cached_price
-        + written * inp * _dec(cache_write_multiplier)
+        + (written - written_1h) * inp * _dec(cache_write_multiplier)
+        + written_1h * inp * _dec(cache_write_1h_multiplier)
         + completion * out
     )
     return _ceil(micro)

@@ -1,0 +1,371 @@
+"""Spend control through the HTTP API: the real app in-process, providers faked with respx.
+
+Every router built here runs all its spend components — rate limiter, budget guard, ledger,
+response cache — and its store on ONE fake clock (`clock`, noon UTC on a fixed day), so
+time-of-day pacing, per-minute windows, budget days and cache TTLs are deterministic and
+no test sleeps. Breakers are off in these rules (they are not what is under test, and
+they use the real clock).
+
+Providers: one OpenAI-compatible provider per tier, on its own host, so a test can tell
+from respx which tier's model was actually called, plus an Anthropic-kind provider:
+
+    tier      model   provider host         price $/1M tokens (input / output / cached input)
+    premium   big     premium.test          2.5 / 10 / 1.25
+    standard  mid     standard.test         1.0 / 4.0 / -
+    budget    small   budget.test           0.028 / 0.042 / -
+    smart     claude  anthropic.test        3 / 15 / 0.3 (Anthropic Messages API)
+    duo       [mid, small]                  a two-model chain
+
+Helpers are fixtures (or attributes of what fixtures return), never imports: the test
+modules must not depend on how pytest names this package under `--import-mode=importlib`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from starlette.applications import Starlette
+from tier_router.app import Gateway, create_app
+from tier_router.provider_keys import KeySource
+from tier_router.routing.loader import parse_rules
+from tier_router.settings import Settings
+from tier_router.spend import BudgetGuard, RateLimiter, ResponseCache, SpendLedger
+from tier_router.spend.counters import day_key
+from tier_router.store.base import Store
+from tier_router.store.memory import MemoryStore
+from tier_router.store.sqlite import SQLiteStore
+
+NOON = datetime(2031, 5, 20, 12, 0, 0, tzinfo=UTC).timestamp()
+"""The fake clock's start: half of the budget day (day_start_hour 0) has passed."""
+
+URLS = {
+    "premium": "https://premium.test/v1/chat/completions",
+    "standard": "https://standard.test/v1/chat/completions",
+    "budget": "https://budget.test/v1/chat/completions",
+    "anthropic": "https://anthropic.test/v1/messages",
+}
+MODEL_IDS = {"premium": "big-1", "standard": "mid-1", "budget": "small-1"}
+
+PROVIDER_KEYS = {
+    "PREMIUM_KEY": "sk-premium-SECRET1",
+    "STANDARD_KEY": "sk-standard-SECRET2",
+    "BUDGET_KEY": "sk-budget-SECRET3",
+    "ANTHROPIC_KEY": "sk-ant-SECRET4",
+}
+ROUTER_KEYS = {"team-a": "rk-secret-a", "team-b": "rk-secret-b"}
+"""Router key id -> secret (`Settings.api_keys` entries are `id=secret`)."""
+
+BASE_RULES: dict[str, Any] = {
+    "version": 1,
+    "providers": {
+        "p-premium": {"kind": "openai", "base_url": "https://premium.test/v1", "api_key_env": "PREMIUM_KEY"},
+        "p-standard": {
+            "kind": "openai",
+            "base_url": "https://standard.test/v1",
+            "api_key_env": "STANDARD_KEY",
+        },
+        "p-budget": {"kind": "openai", "base_url": "https://budget.test/v1", "api_key_env": "BUDGET_KEY"},
+        "p-anthropic": {
+            "kind": "anthropic",
+            "base_url": "https://anthropic.test",
+            "api_key_env": "ANTHROPIC_KEY",
+        },
+    },
+    "models": {
+        "big": {
+            "provider": "p-premium",
+            "id": "big-1",
+            "price": {"input": 2.5, "output": 10.0, "cached_input": 1.25},
+        },
+        "mid": {"provider": "p-standard", "id": "mid-1", "price": {"input": 1.0, "output": 4.0}},
+        "small": {"provider": "p-budget", "id": "small-1", "price": {"input": 0.028, "output": 0.042}},
+        "claude": {
+            "provider": "p-anthropic",
+            "id": "claude-t",
+            "price": {"input": 3.0, "output": 15.0, "cached_input": 0.3},
+            "max_output": 4096,
+        },
+    },
+    "tiers": {
+        "premium": ["big"],
+        "standard": ["mid"],
+        "budget": ["small"],
+        "smart": ["claude"],
+        "duo": ["mid", "small"],
+    },
+    "default_tier": "standard",
+    "breakers": {"enabled": False},
+    "rules": [
+        {"name": "deep", "tier": "premium", "when": {"last_user_matches": {"pattern": "prove"}}},
+    ],
+}
+
+
+class FakeClock:
+    """`clock()` is the fake now; move it with `advance`."""
+
+    def __init__(self, now: float = NOON) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Router:
+    """One app, the httpx client talking to it, and the store/clock under it."""
+
+    app: Starlette
+    client: httpx.AsyncClient
+    store: Store
+    clock: FakeClock
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.app.state.gateway
+
+    @property
+    def day(self) -> str:
+        return day_key(self.clock())
+
+    async def chat(
+        self,
+        text: str = "Say hi",
+        *,
+        model: str = "auto",
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+        **fields: Any,
+    ) -> httpx.Response:
+        """POST one chat request; `key` is a router key id (team-a/team-b), sent as its secret."""
+        body = {"model": model, "messages": [{"role": "user", "content": text}], **fields}
+        sent = dict(headers or {})
+        if key is not None:
+            sent["authorization"] = f"Bearer {ROUTER_KEYS[key]}"
+        return await self.client.post("/v1/chat/completions", json=body, headers=sent)
+
+    async def status(self, key: str | None = None) -> dict[str, Any]:
+        headers = {"authorization": f"Bearer {ROUTER_KEYS[key]}"} if key else {}
+        response = await self.client.get("/v1/router/status", headers=headers)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def budget_item(self) -> dict[str, Any]:
+        """The global budget item the guard reserves against and pacing reads."""
+        return await self.store.get(f"budget:{self.day}") or {}
+
+    async def set_spent(self, micro: int) -> None:
+        """Pre-load today's global spend (as if earlier requests had settled)."""
+        await self.store.put(
+            f"budget:{self.day}", {"committed": micro, "spent": micro}, expires_at=self.clock() + 86_400
+        )
+
+    async def drain(self) -> None:
+        guard = self.gateway.spend.guard
+        if guard is not None:
+            await guard.drain()
+
+
+def _completion(model: str, text: str, usage: dict[str, Any] | None, finish: str = "stop") -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": f"chatcmpl-{model}",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+        ],
+        "system_fingerprint": "fp_test",
+    }
+    if usage is not None:
+        body["usage"] = usage
+    return body
+
+
+def usage_of(prompt: int, completion: int, **details: int) -> dict[str, Any]:
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if details:
+        usage["prompt_tokens_details"] = dict(details)
+    return usage
+
+
+@dataclass
+class Upstream:
+    """The respx router plus one route per provider host. Each OpenAI route answers
+    `reply(tier)` (usage 10 in / 5 out) until a test mocks it otherwise."""
+
+    mock: respx.MockRouter
+    routes: dict[str, respx.Route] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> respx.Route:
+        routes = self.__dict__.get("routes", {})
+        if name in routes:
+            return routes[name]
+        raise AttributeError(name)
+
+    @staticmethod
+    def reply(
+        tier: str,
+        text: str | None = None,
+        usage: dict[str, Any] | None = None,
+        *,
+        finish: str = "stop",
+        no_usage: bool = False,
+    ) -> httpx.Response:
+        """A 200 chat.completion from `tier`'s model (default usage: 10 prompt, 5 completion)."""
+        model = MODEL_IDS[tier]
+        return httpx.Response(
+            200,
+            json=_completion(
+                model,
+                text if text is not None else f"answer from {model}",
+                None if no_usage else (usage or usage_of(10, 5)),
+                finish,
+            ),
+        )
+
+    @staticmethod
+    def sse(events: list[dict[str, Any]], *, done: bool = True) -> httpx.Response:
+        body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+        if done:
+            body += b"data: [DONE]\n\n"
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    @staticmethod
+    def sse_raw(text: str) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=text.encode())
+
+    def called_model(self) -> list[str]:
+        """The `model` field of every upstream request, in order."""
+        return [json.loads(call.request.content).get("model", "") for call in self.mock.calls]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    """Every provider, mocked; unmocked URLs fail the request."""
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as mock:
+        up = Upstream(mock)
+        for tier in MODEL_IDS:
+            up.routes[tier] = mock.post(URLS[tier], name=tier).mock(return_value=Upstream.reply(tier))
+        up.routes["anthropic"] = mock.post(URLS["anthropic"], name="anthropic")
+        yield up
+
+
+@pytest.fixture
+def rules_dict() -> Callable[..., dict[str, Any]]:
+    """`rules_dict(budgets={...}, limits={...}, cache={...}, ...)` → a fresh copy of the base
+    rules with those top-level sections set."""
+
+    def build(**sections: Any) -> dict[str, Any]:
+        raw = copy.deepcopy(BASE_RULES)
+        raw.update(copy.deepcopy(sections))
+        return raw
+
+    return build
+
+
+@pytest.fixture
+async def make_router(
+    anyio_backend: str, clock: FakeClock, tmp_path: Path
+) -> AsyncIterator[Callable[..., Router]]:
+    """`make_router(rules_dict, store="memory"|"sqlite"|<Store>, auth=True, pacing_ttl_s=0.0)`.
+
+    `auth=True` requires the router keys team-a / team-b. `pacing_ttl_s` is how stale the
+    guard's view of today's spend may be (0: re-read on every request, so a test may write
+    the budget item between requests; production uses 1 s).
+    """
+    clients: list[httpx.AsyncClient] = []
+    stores: list[Store] = []
+
+    def make(
+        rules: dict[str, Any],
+        *,
+        store: str | Store = "memory",
+        auth: bool = True,
+        pacing_ttl_s: float = 0.0,
+    ) -> Router:
+        if isinstance(store, str):
+            if store == "memory":
+                store = MemoryStore(clock=clock)
+            elif store == "sqlite":
+                store = SQLiteStore(tmp_path / f"state-{len(stores)}.db", clock=clock)
+            else:
+                raise ValueError(store)
+        stores.append(store)
+        parsed = parse_rules(rules, "spend-http-rules.yaml")
+        upstream_client = httpx.AsyncClient()
+        clients.append(upstream_client)
+        settings = Settings(
+            rules_path=Path("spend-http-unused.yaml"),
+            store_url="memory://",
+            api_keys=tuple(f"{kid}={secret}" for kid, secret in ROUTER_KEYS.items()) if auth else (),
+            log_requests=False,
+        )
+        app = create_app(
+            settings, rules=parsed, client=upstream_client, keys=KeySource(dict(PROVIDER_KEYS)), store=store
+        )
+        # Every spend component on the fake clock (same construction as SpendControls.__init__).
+        spend = app.state.gateway.spend
+        spec = parsed.spec
+        if spend.limiter is not None:
+            spend.limiter = RateLimiter(store, spec.limits, clock=clock)
+        if spend.guard is not None:
+            spend.guard = BudgetGuard(
+                store, spec.budgets, clock=clock, cache_ttl_s=pacing_ttl_s, tiers=set(parsed.tiers)
+            )
+        spend.ledger = SpendLedger(
+            store,
+            retention_days=spec.budgets.retention_days,
+            day_start_hour=spec.budgets.day_start_hour,
+            clock=clock,
+        )
+        if spend.cache is not None:
+            spend.cache = ResponseCache(store, max_item_bytes=spec.cache.max_item_bytes, clock=clock)
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://router", timeout=30.0
+        )
+        clients.append(client)
+        return Router(app, client, store, clock)
+
+    yield make
+    for c in clients:
+        await c.aclose()
+    for s in stores:
+        await s.aclose()
+
+
+@pytest.fixture
+def usage() -> Callable[..., dict[str, Any]]:
+    """`usage(prompt, completion, cached_tokens=..., cache_write_tokens=...)` → OpenAI usage."""
+    return usage_of
