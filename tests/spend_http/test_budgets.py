@@ -214,7 +214,7 @@ async def test_hard_cap_holds_under_concurrency(make_router, rules_dict, upstrea
     assert MIN_OK <= len(ok) <= MAX_OK, len(ok)
     assert refused, "the cap never refused anything: the test is not exercising it"
     assert calls == len(ok)  # refused requests never reached the provider
-    assert most_inflight > CONCURRENCY // 2  # the requests really overlapped
+    assert most_inflight >= 4  # the requests really overlapped at the provider (not serialized)
     total = sum(costs)
     assert total <= CAP
     item = await router.budget_item()
