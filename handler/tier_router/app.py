@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tier_router.admission import CACHED_MODEL_FIELD, Admission, SpendControls, cost_header
+from tier_router.aws_secrets import SecretsError, SSMKeySource, fetch_parameter, key_source
 from tier_router.breakers import BreakerBoard, BreakerConfig
 from tier_router.errors import APIError
 from tier_router.forward import AllCandidatesFailed, Attempt, Forwarder, UpstreamClientError
@@ -71,7 +72,9 @@ class Gateway:
         self.settings = settings
         self.rules = rules or load_rules(settings.rules_path)
         self.client = client or make_http_client()
-        self.keys = keys or KeySource()
+        self.key_names = sorted({p.api_key_env for p in self.rules.spec.providers.values() if p.api_key_env})
+        # Provider keys: the environment locally; SSM SecureStrings on Lambda, read lazily.
+        self.keys = keys or key_source(self.key_names, http_client=self.client)
         self.store = store or open_store(settings.store_url, http_client=self.client)
         self.breakers = breaker_health(self.store, self.rules) if health is None else None
         self.spend = SpendControls(self.store, self.rules)
@@ -83,7 +86,8 @@ class Gateway:
             )
         self.keys_loader: Callable[[], Awaitable[list[KeyRecord]]] | None = None
         self._keys_loaded_at = 0.0
-        self.key_names = sorted({p.api_key_env for p in self.rules.spec.providers.values() if p.api_key_env})
+        if settings.keys_ssm:
+            self.keys_loader = ssm_keys_loader(settings.keys_ssm, self.client)
         self.models_body = dumps(models_list(self.rules))
         self.access_log = AccessLog(enabled=settings.log_requests)
         missing = self.keys.missing(self.key_names)
@@ -202,6 +206,15 @@ class Gateway:
             return self.rules.decide(chat, request.headers)
         except UnknownModelError as exc:
             raise APIError(404, str(exc), code="model_not_found", param="model") from None
+
+
+def ssm_keys_loader(name: str, client: httpx.AsyncClient) -> Callable[[], Awaitable[list[KeyRecord]]]:
+    """Router keys from one SSM SecureString (the keys file's text), fetched on demand."""
+
+    async def load() -> list[KeyRecord]:
+        return parse_keys(await fetch_parameter(name, http_client=client), f"ssm:{name}")
+
+    return load
 
 
 def breaker_health(store: Store, rules: Rules) -> BreakerHealth | None:
@@ -535,7 +548,17 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
-    problems = [f"provider key {name} is not set" for name in gateway.keys.missing(gateway.key_names)]
+    problems = []
+    if isinstance(gateway.keys, SSMKeySource):
+        try:
+            await gateway.keys.refresh()
+        except SecretsError as exc:
+            problems.append(f"provider keys unavailable: {exc}")
+    problems += [f"provider key {name} is not set" for name in gateway.keys.missing(gateway.key_names)]
+    if gateway.keys_loader is not None:
+        await gateway.refresh_keys()
+    if not gateway.keyring and gateway.settings.require_auth:
+        problems.append("no router keys are configured: every request is refused")
     try:
         await gateway.store.ping()
     except StoreError as exc:
