@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -89,7 +90,11 @@ class Gateway:
         if settings.keys_ssm:
             self.keys_loader = ssm_keys_loader(settings.keys_ssm, self.client)
         self.models_body = dumps(models_list(self.rules))
-        self.access_log = AccessLog(enabled=settings.log_requests)
+        self.access_log = AccessLog(enabled=settings.log_requests, emf=settings.emf_metrics)
+        if self.breakers is not None:
+            self.breakers.board.on_open = lambda key, change: self.access_log.event(
+                "BreakerOpened", breaker=key, change=change
+            )
         missing = self.keys.missing(self.key_names)
         if missing:
             log.warning("provider keys not set: %s (their models will be skipped)", ", ".join(missing))
@@ -282,6 +287,12 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
 
 
+def request_id_of(request: Request) -> str:
+    """Lambda's request id when there is one (so logs join up), else a fresh random id."""
+    context = request.scope.get("aws.context")
+    return getattr(context, "aws_request_id", None) or os.urandom(8).hex()
+
+
 def decision_headers(decision: Decision) -> dict[str, str]:
     return {
         "x-router-tier": decision.tier or "",
@@ -343,6 +354,7 @@ def models_list(rules: Rules) -> dict[str, Any]:
 async def chat_completions(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     started = time.perf_counter()
+    request_id = request_id_of(request)
     record = await gateway.authenticate(request)
     key_id = record.name if record else None
     body = await gateway.read_json(request)
@@ -350,10 +362,11 @@ async def chat_completions(request: Request) -> Response:
     try:
         admission = await gateway.spend.admit(decision, body, key_id, request.headers)
     except APIError as exc:
-        log_request(gateway, decision, [], None, started, "refused", key_id)
-        raise exc.with_headers(decision_headers(decision)) from None
+        refused = {**decision_headers(decision), "x-router-request-id": request_id}
+        log_request(gateway, decision, [], None, started, "refused", key_id, status=exc.status, extra=refused)
+        raise exc.with_headers(refused) from None
     decision = admission.decision
-    headers = {**decision_headers(decision), **admission.headers}
+    headers = {**decision_headers(decision), **admission.headers, "x-router-request-id": request_id}
     if admission.cached is not None:
         return cached_response(gateway, admission, headers, started)
     try:
@@ -362,15 +375,36 @@ async def chat_completions(request: Request) -> Response:
         completion = await unless_disconnected(request, gateway.forwarder.complete(decision, body))
     except ClientGone:
         await gateway.spend.settle(admission, None, 0)
-        log_request(gateway, decision, [], None, started, "client_gone", key_id)
+        log_request(gateway, decision, [], None, started, "client_gone", key_id, status=499, extra=headers)
         return Response(status_code=499)
     except AllCandidatesFailed as exc:
         await gateway.spend.settle(admission, None, 0)
-        log_request(gateway, decision, exc.attempts, None, started, "failed", key_id)
-        raise all_failed_error(exc).with_headers(headers) from None
+        error = all_failed_error(exc)
+        log_request(
+            gateway,
+            decision,
+            exc.attempts,
+            None,
+            started,
+            "failed",
+            key_id,
+            status=error.status,
+            extra=headers,
+        )
+        raise error.with_headers(headers) from None
     except UpstreamClientError as exc:
         await gateway.spend.settle(admission, exc.route, 0)
-        log_request(gateway, decision, exc.attempts, exc.route, started, "client_error", key_id)
+        log_request(
+            gateway,
+            decision,
+            exc.attempts,
+            exc.route,
+            started,
+            "client_error",
+            key_id,
+            status=exc.status,
+            extra=headers,
+        )
         raise APIError(exc.status, exc.message, code="upstream_rejected_request").with_headers(
             {**headers, **served_headers(exc.route, exc.attempts)}
         ) from None
@@ -381,7 +415,19 @@ async def chat_completions(request: Request) -> Response:
     headers.update(served_headers(completion.route, completion.attempts))
     headers.update(completion.headers)
     headers.update(cost_header(cost))
-    log_request(gateway, decision, completion.attempts, completion.route, started, "ok", key_id, cost)
+    usage = completion.data.get("usage")
+    log_request(
+        gateway,
+        decision,
+        completion.attempts,
+        completion.route,
+        started,
+        "ok",
+        key_id,
+        cost,
+        usage=usage,
+        extra=headers,
+    )
     content = completion.raw if completion.raw is not None else dumps(completion.data)
 
     async def settle() -> None:
@@ -400,7 +446,9 @@ def cached_response(
     if route is not None:
         headers.update({"x-router-model": route.name, "x-router-provider": route.provider_name})
     headers["x-router-attempts"] = "0"
-    log_request(gateway, admission.decision, [], route, started, "cache_hit", admission.key_id, 0)
+    log_request(
+        gateway, admission.decision, [], route, started, "cache_hit", admission.key_id, 0, extra=headers
+    )
 
     async def settle() -> None:
         await gateway.spend.settle(admission, route, 0)
@@ -491,8 +539,18 @@ async def stream_response(
             if cost is None and outcome == "ok":
                 cost = gateway.spend.price(opened.route, opened.usage or opened.decoder.usage)
             await gateway.spend.settle(admission, opened.route, cost)
+            usage = opened.usage or opened.decoder.usage
             log_request(
-                gateway, decision, opened.attempts, opened.route, started, outcome, admission.key_id, cost
+                gateway,
+                decision,
+                opened.attempts,
+                opened.route,
+                started,
+                outcome,
+                admission.key_id,
+                cost,
+                usage=usage,
+                extra=headers,
             )
 
     async def cleanup() -> None:
@@ -580,25 +638,48 @@ def log_request(
     outcome: str,
     key_id: str | None = None,
     cost: int | None = None,
+    *,
+    status: int = 200,
+    usage: Any = None,
+    extra: dict[str, str] | None = None,
 ) -> None:
+    """One line per request (and its metrics). `extra`: the admission headers, for cache and
+    downgrade facts."""
     if not gateway.access_log.enabled:
         return
-    gateway.access_log.write(
-        {
-            "event": "request",
-            "outcome": outcome,
-            "tier": decision.tier,
-            "rule": decision.rule,
-            "priority": decision.priority,
-            "model": route.name if route else None,
-            "provider": route.provider_name if route else None,
-            "attempts": [a.as_dict() for a in attempts],
-            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-            "cost_micro_usd": cost,
-            "key": key_id,
-            "features": decision.features.as_dict(),
-        }
-    )
+    latency = round((time.perf_counter() - started) * 1000, 2)
+    upstream = round(sum(a.elapsed_ms for a in attempts), 2)
+    extra = extra or {}
+    record: dict[str, Any] = {
+        "event": "request",
+        "request_id": extra.get("x-router-request-id"),
+        "outcome": outcome,
+        "status": status,
+        "key": key_id,
+        "tier": decision.tier,
+        "rule": decision.rule,
+        "priority": decision.priority,
+        "model": route.name if route else None,
+        "provider": route.provider_name if route else None,
+        "attempts": [a.as_dict() for a in attempts],
+        "latency_ms": latency,
+        "upstream_ms": upstream,
+        "router_ms": round(latency - upstream, 2),
+        "cost_micro_usd": cost,
+        "features": decision.features.as_dict(),
+    }
+    if isinstance(usage, dict):
+        record["prompt_tokens"] = usage.get("prompt_tokens")
+        record["completion_tokens"] = usage.get("completion_tokens")
+        record["_usage"] = usage
+    if "x-router-cache" in extra:
+        record["cache"] = extra["x-router-cache"]
+    if "x-router-downgraded-from" in extra:
+        record["downgraded_from"] = extra["x-router-downgraded-from"]
+        record["downgrade_reason"] = extra.get("x-router-downgrade-reason")
+    if not gateway.access_log.emf:
+        record.pop("_usage", None)
+    gateway.access_log.write(record)
 
 
 # -- errors --------------------------------------------------------------------------------

@@ -98,6 +98,8 @@ class BreakerBoard:
         self._leases: dict[str, str] = {}  # breaker key -> our probe-lease token
         self._tokens = (f"{uuid.uuid4().hex[:12]}:{n}" for n in itertools.count())
         self._store_down = False
+        self.on_open: Callable[[str, str], None] | None = None
+        """Called with (key, "opened" | "reopened") when this process opens a breaker (metrics)."""
 
     # --- reading ----------------------------------------------------------------------
 
@@ -220,6 +222,7 @@ class BreakerBoard:
                 self._remember(key, now, item=item)
                 await self._release_probe(key, now)
                 logger.warning("breaker %s re-opened: probe failed", key)
+                self._notify(key, "reopened")
         except StoreError as exc:
             self._store_failed("record failure", exc)
 
@@ -238,6 +241,7 @@ class BreakerBoard:
         if await self.store.put_if(self._state_key(key), item, expected={"state": None}):
             self._remember(key, now, item=item)
             logger.warning("breaker %s opened: %d failures within %gs", key, failures, self.config.window_s)
+            self._notify(key, "opened")
         else:
             self._cache.pop(key, None)  # someone else opened it first: re-read next time
 
@@ -296,6 +300,10 @@ class BreakerBoard:
 
     def _probe_key(self, key: str) -> str:
         return f"{self.config.key_prefix}{key}!probe"
+
+    def _notify(self, key: str, change: str) -> None:
+        if self.on_open is not None:
+            self.on_open(key, change)
 
     def _store_failed(self, what: str, exc: StoreError) -> None:
         if not self._store_down:

@@ -61,7 +61,14 @@ class Attempt:
     elapsed_ms: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"model": self.model, "provider": self.provider, "outcome": self.outcome}
+        data: dict[str, Any] = {
+            "model": self.model,
+            "provider": self.provider,
+            "outcome": self.outcome,
+            "ms": self.elapsed_ms,
+        }
+        if not self.tried:
+            data["tried"] = False
         if self.detail:
             data["detail"] = self.detail
         if self.retry_after is not None:

@@ -39,6 +39,8 @@ class Settings:
     """An SSM SecureString parameter holding the keys file (Lambda)."""
     secrets_ssm_prefix: str | None = None
     """Provider keys are read from SSM parameters `<prefix><ENV_VAR_NAME>` (Lambda)."""
+    emf_metrics: bool = False
+    """Add CloudWatch Embedded Metric Format to each request line (default on Lambda)."""
     require_auth: bool = False
     """Refuse every request when no router keys are configured (fail closed). On for Lambda."""
 
@@ -57,6 +59,10 @@ class Settings:
             else None,
             keys_ssm=environ.get("TIER_ROUTER_KEYS_SSM") or None,
             secrets_ssm_prefix=environ.get("TIER_ROUTER_SECRETS_SSM_PREFIX") or None,
+            emf_metrics=environ.get(
+                "TIER_ROUTER_EMF", "1" if environ.get("AWS_LAMBDA_FUNCTION_NAME") else "0"
+            )
+            in ("1", "true", "yes"),
             require_auth=bool(environ.get("AWS_LAMBDA_FUNCTION_NAME"))
             or environ.get("TIER_ROUTER_REQUIRE_AUTH", "") in ("1", "true", "yes"),
         )

@@ -1,9 +1,16 @@
-"""The per-request log line: one compact JSON object per request, on stdout.
+"""The per-request log line, which doubles as CloudWatch metrics.
 
-Written straight to the stream rather than through `logging`: a LogRecord, caller lookup and
-formatter cost more than the rest of the line, and this runs on every request. On Lambda,
-stdout goes to CloudWatch Logs line by line; locally it is the terminal or a file.
-The line carries routing facts and numbers only — never prompt text, never keys.
+One compact JSON object per request on stdout: routing facts and numbers only — never prompt
+or completion text, never keys. Written straight to the stream rather than through `logging`:
+a LogRecord, caller lookup and formatter cost more than the rest of the line, and this runs on
+every request. On Lambda, stdout goes to CloudWatch Logs line by line.
+
+With EMF on (the default on Lambda), the same line carries an `_aws` block in CloudWatch's
+Embedded Metric Format, so CloudWatch extracts metrics from the log stream itself: no
+PutMetricData calls, no extra latency, no SDK import. Metrics (namespace `TierRouter`):
+Requests, Errors, Fallbacks, LatencyMs, UpstreamMs, PromptTokens, CompletionTokens, CostUSD,
+CacheHits, Downgrades — by tier, and by model + provider. (Each dimension combination is a
+custom metric CloudWatch bills for; that is why the sets stay this small.)
 """
 
 from __future__ import annotations
@@ -13,16 +20,82 @@ import sys
 import time
 from typing import Any, TextIO
 
+NAMESPACE = "TierRouter"
+METRICS = [
+    {"Name": "Requests", "Unit": "Count"},
+    {"Name": "Errors", "Unit": "Count"},
+    {"Name": "Fallbacks", "Unit": "Count"},
+    {"Name": "LatencyMs", "Unit": "Milliseconds"},
+    {"Name": "UpstreamMs", "Unit": "Milliseconds"},
+    {"Name": "PromptTokens", "Unit": "Count"},
+    {"Name": "CompletionTokens", "Unit": "Count"},
+    {"Name": "CostUSD", "Unit": "None"},
+    {"Name": "CacheHits", "Unit": "Count"},
+    {"Name": "Downgrades", "Unit": "Count"},
+]
+DIMENSIONS = [["tier"], ["model", "provider"]]
+
 
 class AccessLog:
-    def __init__(self, stream: TextIO | None = None, *, enabled: bool = True) -> None:
+    def __init__(self, stream: TextIO | None = None, *, enabled: bool = True, emf: bool = False) -> None:
         self._stream = stream
         self.enabled = enabled
+        self.emf = emf
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        record["ts"] = round(time.time(), 3)
+        now = time.time()
+        record["ts"] = round(now, 3)
+        if self.emf:
+            add_emf(record, now)
         stream = self._stream or sys.stdout  # looked up late so test capture and redirection work
         stream.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
         stream.flush()
+
+    def event(self, name: str, **fields: str) -> None:
+        """A rare operational event (e.g. a breaker opened): its own line, and a metric
+        dimensioned by its string fields."""
+        if not self.enabled:
+            return
+        record: dict[str, Any] = {"event": name, **fields}
+        if self.emf:
+            record[name] = 1
+            record["_aws"] = {
+                "Timestamp": int(time.time() * 1000),
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": NAMESPACE,
+                        "Dimensions": [sorted(fields)],
+                        "Metrics": [{"Name": name, "Unit": "Count"}],
+                    }
+                ],
+            }
+        self.write(record)
+
+
+def add_emf(record: dict[str, Any], now: float) -> None:
+    """Metric values as top-level fields, plus the `_aws` directive that names them."""
+    attempts = record.get("attempts") or []
+    usage = record.pop("_usage", None) or {}
+    record.update(
+        {
+            "Requests": 1,
+            "Errors": 0 if record.get("status", 200) < 400 else 1,
+            "Fallbacks": max(0, sum(1 for a in attempts if a.get("tried", True)) - 1),
+            "LatencyMs": record.get("latency_ms", 0),
+            "UpstreamMs": record.get("upstream_ms", 0),
+            "PromptTokens": usage.get("prompt_tokens") or 0,
+            "CompletionTokens": usage.get("completion_tokens") or 0,
+            "CostUSD": (record.get("cost_micro_usd") or 0) / 1_000_000,
+            "CacheHits": 1 if record.get("cache") == "hit" else 0,
+            "Downgrades": 1 if record.get("downgraded_from") else 0,
+        }
+    )
+    for name in ("tier", "model", "provider"):
+        if not record.get(name):
+            record[name] = "-"  # EMF dimensions must be strings
+    record["_aws"] = {
+        "Timestamp": int(now * 1000),
+        "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": DIMENSIONS, "Metrics": METRICS}],
+    }
