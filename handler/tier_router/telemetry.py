@@ -47,7 +47,7 @@ class AccessLog:
             return
         now = time.time()
         record["ts"] = round(now, 3)
-        if self.emf:
+        if self.emf and "_aws" not in record:
             add_emf(record, now)
         stream = self._stream or sys.stdout  # looked up late so test capture and redirection work
         stream.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
