@@ -220,7 +220,9 @@ class BreakerBoard:
                 item: Value = {"state": "open", "opened_ms": ms, "last_failure_ms": ms}
                 await self.store.put(self._state_key(key), item)
                 self._remember(key, now, item=item)
-                await self._release_probe(key, now)
+                # Stores keep whole-second expiries (rounded up): end the hold a second early so
+                # it is surely gone when the new recovery period ends.
+                await self._hold_probe_until(key, now + self.config.recovery_s - 1)
                 logger.warning("breaker %s re-opened: probe failed", key)
                 self._notify(key, "reopened")
         except StoreError as exc:
@@ -259,6 +261,19 @@ class BreakerBoard:
             return
         self._cache[key] = _Entry(now, self._window(now), 0, None)
         logger.info("breaker %s closed: probe succeeded", key)
+
+    async def _hold_probe_until(self, key: str, until: float) -> None:
+        """After a failed probe, keep the lease until the new recovery period ends: another
+        process whose cached view still says half-open must not find a free lease and probe
+        again at once. Exactly one probe per recovery period, across processes."""
+        token = self._leases.pop(key, None)
+        lease = self._probe_key(key)
+        if token is not None:
+            await self.store.put_if(lease, {"owner": token}, expected={"owner": token}, expires_at=until)
+        else:  # a last-resort attempt, not a lease holder: take the lease if it is free
+            await self.store.put_if(
+                lease, {"owner": next(self._tokens)}, expected={"owner": None}, expires_at=until
+            )
 
     async def _release_probe(self, key: str, now: float) -> None:
         """Give the lease back, but only if it is still ours: an already-expired put is a

@@ -325,6 +325,7 @@ class Forwarder:
         if not 400 <= status < 500 or status in RETRY_STATUSES or status in OPERATOR_STATUSES:
             await plan.failure(route, "model")
             return
+        await plan.success(route)  # it answered: the client's request was wrong, the provider is up
         raise UpstreamClientError(status, message, route, attempts)
 
     async def _failed(

@@ -127,6 +127,11 @@ class BreakerPlan:
     async def failure(self, route: ModelRoute, level: Level) -> None:
         key = provider_key(route) if level == "provider" else model_key(route)
         await self.board.record_failure(key, self.view(key))
+        # A probe through the other breaker failed too: re-open it (a new recovery period)
+        # rather than leave its probe lease to expire.
+        other = model_key(route) if level == "provider" else provider_key(route)
+        if self.view(other).state != "closed":
+            await self.board.record_failure(other, self.view(other))
 
 
 def _latest(a: BreakerView, b: BreakerView) -> BreakerView:
