@@ -5,14 +5,15 @@
 # each invocation into an HTTP request to uvicorn and streams the response back
 # (AWS_LWA_INVOKE_MODE=response_stream, Function URL InvokeMode RESPONSE_STREAM).
 #
-# uvicorn comes from the artifact (handler/requirements.txt). HTTP parsing is h11 (pure Python,
-# already a dependency of httpcore) and the loop is plain asyncio: one request at a time per
-# Lambda instance, over loopback, so httptools/uvloop would buy microseconds for megabytes.
+# uvicorn comes from the artifact's lwa/ directory (handler/requirements-lwa.txt), which only
+# this script puts on sys.path. HTTP parsing is h11 (pure Python, already a dependency of
+# httpcore) and the loop is plain asyncio: one request at a time per Lambda instance, over
+# loopback, so httptools/uvloop would buy microseconds for megabytes.
 # --lifespan off: the app is built at import, as under Mangum. No access log: the router
 # writes its own JSON line per request.
 set -eu
 cd "${LAMBDA_TASK_ROOT:-$(dirname "$0")}"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD:$PWD/lwa${PYTHONPATH:+:$PYTHONPATH}"
 exec "${PYTHON:-python3}" -m uvicorn tier_router.asgi:app \
     --host 127.0.0.1 --port "${AWS_LWA_PORT:-8080}" \
     --lifespan off --http h11 --loop asyncio \
