@@ -275,7 +275,7 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
         if current is not None:
             current.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
         return await work
     except asyncio.CancelledError:
@@ -415,22 +415,22 @@ async def chat_completions(request: Request) -> Response:
     headers.update(served_headers(completion.route, completion.attempts))
     headers.update(completion.headers)
     headers.update(cost_header(cost))
-    usage = completion.data.get("usage")
-    log_request(
-        gateway,
-        decision,
-        completion.attempts,
-        completion.route,
-        started,
-        "ok",
-        key_id,
-        cost,
-        usage=usage,
-        extra=headers,
-    )
     content = completion.raw if completion.raw is not None else dumps(completion.data)
 
     async def settle() -> None:
+        """After the response is sent: the log line and the spend writes add no latency."""
+        log_request(
+            gateway,
+            decision,
+            completion.attempts,
+            completion.route,
+            started,
+            "ok",
+            key_id,
+            cost,
+            usage=completion.data.get("usage"),
+            extra=headers,
+        )
         await gateway.spend.settle(admission, completion.route, cost, completion=completion.data)
 
     return SettlingResponse(content, settle, headers=headers, media_type="application/json")
