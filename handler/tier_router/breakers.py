@@ -262,6 +262,13 @@ class BreakerBoard:
         self._cache[key] = _Entry(now, self._window(now), 0, None)
         logger.info("breaker %s closed: probe succeeded", key)
 
+    async def release(self, key: str) -> None:
+        """Give back a probe lease that was taken but not used (the request never went out)."""
+        try:
+            await self._release_probe(key, self._clock())
+        except StoreError as exc:
+            self._store_failed("release probe", exc)
+
     async def _hold_probe_until(self, key: str, until: float) -> None:
         """After a failed probe, keep the lease until the new recovery period ends: another
         process whose cached view still says half-open must not find a free lease and probe

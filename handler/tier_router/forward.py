@@ -172,7 +172,7 @@ class Forwarder:
         attempts: list[Attempt] = []
         plan = await self.health.plan(decision.candidates)
         async for route, admitted in plan.routes():
-            prepared = await self._prepare(route, admitted, body, attempts)
+            prepared = await self._prepare(plan, route, admitted, body, attempts)
             if prepared is None:
                 continue
             adapter, request, secret = prepared
@@ -206,7 +206,7 @@ class Forwarder:
         attempts: list[Attempt] = []
         plan = await self.health.plan(decision.candidates)
         async for route, admitted in plan.routes():
-            prepared = await self._prepare(route, admitted, body, attempts)
+            prepared = await self._prepare(plan, route, admitted, body, attempts)
             if prepared is None:
                 continue
             adapter, request, secret = prepared
@@ -255,7 +255,7 @@ class Forwarder:
     # -- shared steps --------------------------------------------------------------------
 
     async def _prepare(
-        self, route: ModelRoute, admitted: bool, body: dict[str, Any], attempts: list[Attempt]
+        self, plan: Plan, route: ModelRoute, admitted: bool, body: dict[str, Any], attempts: list[Attempt]
     ) -> tuple[Adapter, httpx.Request, str | None] | None:
         if not admitted:
             attempts.append(
@@ -268,12 +268,14 @@ class Forwarder:
             secret = await self.keys.get(env)
             if secret is None:
                 attempts.append(Attempt(route.name, route.provider_name, "missing_key", f"{env} is not set"))
+                await plan.release(route)
                 return None
         adapter = adapter_for(route.provider.kind)
         try:
             upstream = adapter.build(route, body, secret)
         except ClientRequestError as exc:  # this provider cannot express it; another may
             attempts.append(Attempt(route.name, route.provider_name, "unsupported", str(exc), status=400))
+            await plan.release(route)
             return None
         request = httpx.Request(
             "POST",

@@ -41,6 +41,10 @@ class Plan(Protocol):
 
     async def failure(self, route: ModelRoute, level: Level) -> None: ...
 
+    async def release(self, route: ModelRoute) -> None:
+        """The admitted candidate was not tried after all (no key, cannot express the request)."""
+        ...
+
 
 class Health(Protocol):
     async def plan(self, candidates: tuple[ModelRoute, ...]) -> Plan: ...
@@ -65,6 +69,9 @@ class _OpenPlan:
         return None
 
     async def failure(self, route: ModelRoute, level: Level) -> None:
+        return None
+
+    async def release(self, route: ModelRoute) -> None:
         return None
 
 
@@ -107,9 +114,10 @@ class BreakerPlan:
         admitted_any = False
         for route in self.candidates:
             pkey, mkey = provider_key(route), model_key(route)
-            admitted = await self.board.admit(pkey, self.view(pkey)) and await self.board.admit(
-                mkey, self.view(mkey)
-            )
+            admitted = await self.board.admit(pkey, self.view(pkey))
+            if admitted and not await self.board.admit(mkey, self.view(mkey)):
+                await self.board.release(pkey)  # a provider probe lease we will not use
+                admitted = False
             admitted_any |= admitted
             yield route, admitted
         if self.candidates and not admitted_any:
@@ -123,6 +131,10 @@ class BreakerPlan:
     async def success(self, route: ModelRoute) -> None:
         for key in (provider_key(route), model_key(route)):
             await self.board.record_success(key, self.view(key))
+
+    async def release(self, route: ModelRoute) -> None:
+        for key in (provider_key(route), model_key(route)):
+            await self.board.release(key)
 
     async def failure(self, route: ModelRoute, level: Level) -> None:
         key = provider_key(route) if level == "provider" else model_key(route)
