@@ -43,6 +43,8 @@ from tier_router.telemetry import AccessLog
 
 log = logging.getLogger("tier_router")
 KEYS_REFRESH_S = 300.0
+WATCH_AFTER_S = 0.25
+"""How long a request runs before the router starts watching for a client disconnect."""
 T = TypeVar("T")
 
 
@@ -261,11 +263,14 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 
     Until a response starts, Starlette does not watch for disconnects: without this, a client
     that gives up on a held-back stream or a slow completion would still have the fallback
-    chain run — and paid for — on its behalf. One watcher task per request; the body has been
-    read, so `receive()` only returns on a disconnect (or after the response on Mangum).
+    chain run — and paid for — on its behalf. The watcher task starts only once the work has
+    taken `WATCH_AFTER_S`: a fast answer costs one cancelled timer, not a task. The body has
+    been read, so `receive()` only returns on a disconnect (or after the response on Mangum).
     """
+    loop = asyncio.get_running_loop()
     current = asyncio.current_task()
     gone = False
+    watcher: asyncio.Task[None] | None = None
 
     async def watch() -> None:
         nonlocal gone
@@ -275,7 +280,11 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
         if current is not None:
             current.cancel()
 
-    watcher = asyncio.get_running_loop().create_task(watch())
+    def start_watching() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(watch())
+
+    timer = loop.call_later(WATCH_AFTER_S, start_watching)
     try:
         return await work
     except asyncio.CancelledError:
@@ -284,7 +293,9 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
             raise ClientGone from None
         raise
     finally:
-        watcher.cancel()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
 
 
 def request_id_of(request: Request) -> str:
@@ -433,7 +444,13 @@ async def chat_completions(request: Request) -> Response:
         )
         await gateway.spend.settle(admission, completion.route, cost, completion=completion.data)
 
-    return SettlingResponse(content, settle, headers=headers, media_type="application/json")
+    return SettlingResponse(
+        content,
+        settle,
+        background=gateway.settings.background_settle,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 def cached_response(
@@ -457,18 +474,40 @@ def cached_response(
 
 
 class SettlingResponse(Response):
-    """A response that settles spend after it is sent — or after sending failed: the
-    `finally` makes sure a reservation is never left hanging."""
+    """A response that settles spend (and writes the request line) after it is sent — or
+    after sending failed: the `finally` makes sure a reservation is never left hanging.
 
-    def __init__(self, content: bytes, on_done: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
+    With `background` (local serving), that work runs as its own task so the connection is
+    free for the client's next request at once; on Lambda it always runs inline, because a
+    frozen container would not finish a background task.
+    """
+
+    def __init__(
+        self,
+        content: bytes,
+        on_done: Callable[[], Awaitable[None]],
+        *,
+        background: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(content, **kwargs)
         self.on_done = on_done
+        self.in_background = background
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await self.on_done()
+            if self.in_background and "aws.event" not in scope:
+                task = asyncio.get_running_loop().create_task(self.on_done())
+                PENDING.add(task)
+                task.add_done_callback(PENDING.discard)
+            else:
+                await self.on_done()
+
+
+PENDING: set[asyncio.Task[None]] = set()
+"""Post-response work in flight (strong references, so tasks are not collected early)."""
 
 
 class SettlingStream(StreamingResponse):

@@ -218,6 +218,7 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     os.environ["TIER_ROUTER_RULES"] = str(rules_path)
+    os.environ.setdefault("TIER_ROUTER_BACKGROUND_SETTLE", "1")
     if args.store:
         os.environ["TIER_ROUTER_STORE"] = args.store
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s")

@@ -39,6 +39,9 @@ class Settings:
     """An SSM SecureString parameter holding the keys file (Lambda)."""
     secrets_ssm_prefix: str | None = None
     """Provider keys are read from SSM parameters `<prefix><ENV_VAR_NAME>` (Lambda)."""
+    background_settle: bool = False
+    """Settle spend and write the request line after the response, off the connection (local
+    serving; never on Lambda)."""
     emf_metrics: bool = False
     """Add CloudWatch Embedded Metric Format to each request line (default on Lambda)."""
     require_auth: bool = False
@@ -58,6 +61,7 @@ class Settings:
             if environ.get("TIER_ROUTER_KEYS_FILE")
             else None,
             keys_ssm=environ.get("TIER_ROUTER_KEYS_SSM") or None,
+            background_settle=environ.get("TIER_ROUTER_BACKGROUND_SETTLE", "0") in ("1", "true", "yes"),
             secrets_ssm_prefix=environ.get("TIER_ROUTER_SECRETS_SSM_PREFIX") or None,
             emf_metrics=environ.get(
                 "TIER_ROUTER_EMF", "1" if environ.get("AWS_LAMBDA_FUNCTION_NAME") else "0"

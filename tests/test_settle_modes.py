@@ -1,0 +1,55 @@
+"""Post-response work (spend settlement, the request line) runs off the connection when
+serving locally, and inline under Mangum (a frozen Lambda would never finish it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+from tier_router import app as app_module
+from tier_router.app import create_app
+from tier_router.settings import Settings
+
+DEMO = Path(__file__).parent.parent / "rules" / "local-demo.yaml"
+BODY = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_background_settle_finishes_after_the_response() -> None:
+    app = create_app(Settings(rules_path=DEMO, background_settle=True, log_requests=False))
+    ledger = app.state.gateway.spend.ledger
+
+    async def run() -> tuple[int, int, int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
+            response = await client.post("/v1/chat/completions", json=BODY)
+            assert response.status_code == 200
+            in_flight = len(app_module.PENDING)
+            await asyncio.gather(*app_module.PENDING)
+            return in_flight, (await ledger.today()).requests, len(app_module.PENDING)
+
+    in_flight, requests, left = asyncio.run(run())
+    assert in_flight == 1  # the settlement was still pending when the response arrived
+    assert requests == 1  # ...and it completed
+    assert left == 0
+
+
+def test_lambda_settles_inline_even_in_background_mode(monkeypatch) -> None:
+    monkeypatch.setenv("TIER_ROUTER_RULES", str(DEMO))
+    monkeypatch.setenv("TIER_ROUTER_STORE", "memory://")
+    monkeypatch.setenv("TIER_ROUTER_BACKGROUND_SETTLE", "1")
+    import importlib
+    import sys
+
+    for name in ("tier_router.lambda_entry", "tier_router.asgi"):
+        sys.modules.pop(name, None)
+    entry = importlib.import_module("tier_router.lambda_entry")
+    event = json.loads(
+        (Path(__file__).parent / "lambda_events" / "function_url_chat_base64.json").read_text()
+    )
+    result = entry.lambda_handler(event, type("Ctx", (), {"aws_request_id": "r-1"})())
+    assert result["statusCode"] == 200
+    assert not app_module.PENDING  # nothing left running when the invocation returned
+    report = asyncio.new_event_loop().run_until_complete(entry.app.state.gateway.spend.ledger.today())
+    assert report.requests == 1
