@@ -86,3 +86,24 @@ def test_breaker_opening_is_an_event_and_a_metric(capsys) -> None:
     directive = line["_aws"]["CloudWatchMetrics"][0]
     assert directive["Dimensions"] == [["breaker", "change"]]
     assert directive["Metrics"] == [{"Name": "BreakerOpened", "Unit": "Count"}]
+
+
+def test_buffered_log_writes_many_lines_at_once() -> None:
+    import io
+
+    from tier_router.telemetry import AccessLog
+
+    stream = io.StringIO()
+    log = AccessLog(stream, buffered=True)
+
+    async def burst() -> str:
+        for i in range(5):
+            log.write({"event": "request", "n": i})
+        before = stream.getvalue()
+        await asyncio.sleep(0.3)  # past FLUSH_S
+        return before
+
+    before_flush = asyncio.run(burst())
+    assert before_flush == ""  # nothing written per request...
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["n"] for line in lines] == [0, 1, 2, 3, 4]  # ...then all of them, in order

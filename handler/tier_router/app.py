@@ -92,7 +92,9 @@ class Gateway:
         if settings.keys_ssm:
             self.keys_loader = ssm_keys_loader(settings.keys_ssm, self.client)
         self.models_body = dumps(models_list(self.rules))
-        self.access_log = AccessLog(enabled=settings.log_requests, emf=settings.emf_metrics)
+        self.access_log = AccessLog(
+            enabled=settings.log_requests, emf=settings.emf_metrics, buffered=settings.background_settle
+        )
         if self.breakers is not None:
             self.breakers.board.on_open = lambda key, change: self.access_log.event(
                 "BreakerOpened", breaker=key, change=change

@@ -15,11 +15,15 @@ custom metric CloudWatch bills for; that is why the sets stay this small.)
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import json
 import sys
 import time
 from typing import Any, TextIO
 
+FLUSH_S = 0.2
+FLUSH_LINES = 256
 NAMESPACE = "TierRouter"
 METRICS = [
     {"Name": "Requests", "Unit": "Count"},
@@ -37,10 +41,45 @@ DIMENSIONS = [["tier"], ["model", "provider"]]
 
 
 class AccessLog:
-    def __init__(self, stream: TextIO | None = None, *, enabled: bool = True, emf: bool = False) -> None:
+    """`buffered` (local serving): lines are collected and written together at most every
+    FLUSH_S, one syscall for many requests. Unbuffered (Lambda, tests): written at once, so
+    nothing is lost when the invocation ends and the container freezes."""
+
+    def __init__(
+        self, stream: TextIO | None = None, *, enabled: bool = True, emf: bool = False, buffered: bool = False
+    ) -> None:
         self._stream = stream
         self.enabled = enabled
         self.emf = emf
+        self.buffered = buffered
+        self._pending: list[str] = []
+        self._flush_scheduled = False
+        if buffered:
+            atexit.register(self.flush)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        if self._pending:
+            lines, self._pending = self._pending, []
+            stream = self._stream or sys.stdout
+            stream.write("".join(lines))
+            stream.flush()
+
+    def _emit(self, line: str) -> None:
+        if not self.buffered:
+            stream = self._stream or sys.stdout  # looked up late so test capture and redirection work
+            stream.write(line)
+            stream.flush()
+            return
+        self._pending.append(line)
+        if len(self._pending) >= FLUSH_LINES:
+            self.flush()
+        elif not self._flush_scheduled:
+            try:
+                asyncio.get_running_loop().call_later(FLUSH_S, self.flush)
+                self._flush_scheduled = True
+            except RuntimeError:  # no event loop (CLI, tests): write now
+                self.flush()
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -49,9 +88,7 @@ class AccessLog:
         record["ts"] = round(now, 3)
         if self.emf and "_aws" not in record:
             add_emf(record, now)
-        stream = self._stream or sys.stdout  # looked up late so test capture and redirection work
-        stream.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
-        stream.flush()
+        self._emit(json.dumps(record, separators=(",", ":"), default=str) + "\n")
 
     def event(self, name: str, **fields: str) -> None:
         """A rare operational event (e.g. a breaker opened): its own line, and a metric
