@@ -51,5 +51,6 @@ def test_lambda_settles_inline_even_in_background_mode(monkeypatch) -> None:
     result = entry.lambda_handler(event, type("Ctx", (), {"aws_request_id": "r-1"})())
     assert result["statusCode"] == 200
     assert not app_module.PENDING  # nothing left running when the invocation returned
+    assert not entry.app.state.gateway.access_log._pending  # and no log line left buffered
     report = asyncio.new_event_loop().run_until_complete(entry.app.state.gateway.spend.ledger.today())
     assert report.requests == 1

@@ -99,7 +99,55 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(run=run_status)
 
+    replay = commands.add_parser(
+        "replay", help="re-route a request log through the rules and report cost (calls no provider)"
+    )
+    replay.add_argument("log", help="JSONL request log (.gz ok, - for stdin)")
+    replay.add_argument(
+        "--rules", type=Path, help="rules file (default: $TIER_ROUTER_RULES or rules/router.yaml)"
+    )
+    replay.add_argument("--against", type=Path, help="older rules file: report the requests that change tier")
+    replay.add_argument("--baseline", metavar="MODEL", help="price everything at MODEL (default: dearest)")
+    replay.add_argument("--model", help="route every request as if it named MODEL (e.g. auto)")
+    replay.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    replay.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML report")
+    replay.add_argument("--progress", action="store_true", help="progress on stderr even if not a terminal")
+    replay.add_argument("--list", type=int, default=50, metavar="N", help="list up to N changed requests")
+    replay.set_defaults(run=run_replay)
+
     return parser
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from tier_router.replay import ReplayError, render_html, render_text, replay
+
+    rules_path = args.rules or default_rules_path()
+    rules = load_or_report(rules_path)
+    against = load_or_report(args.against) if args.against else None
+    if rules is None or (args.against and against is None):
+        return 1
+    try:
+        data = replay(
+            args.log,
+            rules,
+            baseline=args.baseline,
+            against=against,
+            model=args.model,
+            list_limit=max(args.list, 0),
+            progress=True if args.progress else None,
+            rules_path=str(rules_path),
+            against_path=str(args.against) if args.against else None,
+        )
+        if args.html:
+            args.html.write_text(render_html(data), encoding="utf-8")
+    except (ReplayError, OSError) as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(data) if args.json else render_text(data))
+    if data["lines"]["total"] > data["lines"]["blank"] and not data["totals"]["requests"]:
+        print("replay: no line of the log could be replayed", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run_keys_create(args: argparse.Namespace) -> int:

@@ -6,8 +6,18 @@ reused by every warm invocation. Mangum buffers the response, so a `stream: true
 gets its complete SSE body at once; see the README for true streaming on Lambda.
 """
 
+from typing import Any
+
 from mangum import Mangum
 
 from tier_router.asgi import app
 
-lambda_handler = Mangum(app, lifespan="off")
+_mangum = Mangum(app, lifespan="off")
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        return _mangum(event, context)
+    finally:
+        # Nothing may stay buffered when the invocation returns: the container may freeze.
+        app.state.gateway.access_log.flush()
