@@ -39,6 +39,7 @@ import gzip
 import html
 import io
 import json
+import math
 import sys
 import time
 from collections.abc import Mapping
@@ -374,7 +375,8 @@ class Replayer:
         _add(audit.by_tier, tier, prompt, completion, routed, base)
         _add(audit.by_model, route.name, prompt, completion, routed, base)
         _add(audit.by_rule, decision.rule, prompt, completion, routed, base)
-        self._logged(obj, response, usage)
+        if counted is not None or "cost_micro_usd" in obj or "cost_usd" in obj:
+            self._logged(obj, response, counted)
         if self.against is not None:
             self.compare(
                 lineno,
@@ -390,21 +392,23 @@ class Replayer:
                 priced,
             )
 
-    def _logged(self, obj: dict[str, Any], response: Any, usage: Any) -> None:
+    def _logged(
+        self, obj: dict[str, Any], response: Any, counted: tuple[int, int, Mapping[str, Any] | None] | None
+    ) -> None:
         """What the request actually cost, when the log says (or lets us compute it)."""
         micro = obj.get("cost_micro_usd")
-        if type(micro) is not int:
+        if type(micro) is not int or micro < 0:
             dollars = obj.get("cost_usd")
             micro = None
-            if isinstance(dollars, int | float) and not isinstance(dollars, bool):
+            if type(dollars) in (int, float) and math.isfinite(dollars) and dollars >= 0:
                 micro = round(dollars * 1_000_000)
-            elif isinstance(usage, Mapping):
+            elif counted is not None:
                 used = obj.get("model_used")
                 if used is None and isinstance(response, dict):
                     used = response.get("model")
                 rate = self.rates.get(used) if isinstance(used, str) else None
                 if rate is not None:
-                    micro = cost_micro_usd(rate.price, usage)
+                    micro = rate.cost(*counted)
         if micro is not None:
             self.audit.logged_requests += 1
             self.audit.logged_micro += micro
