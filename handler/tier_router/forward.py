@@ -19,6 +19,7 @@ answer never looks complete.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import time
 from collections.abc import AsyncIterator, Callable
@@ -146,6 +147,10 @@ class OpenedStream:
             await self.aclose()
 
     async def aclose(self) -> None:
+        if self._events is not None:  # close the SSE reader here, not via the loop's finalizer hook
+            events, self._events = self._events, None
+            with contextlib.suppress(RuntimeError):  # already finished by a cancellation
+                await events.aclose()  # type: ignore[attr-defined]
         if self._response is not None:
             response, self._response = self._response, None
             await response.aclose()
@@ -171,7 +176,8 @@ class Forwarder:
     async def complete(self, decision: Decision, body: dict[str, Any]) -> Completion:
         attempts: list[Attempt] = []
         plan = await self.health.plan(decision.candidates)
-        async for route, admitted in plan.routes():
+        while (step := await plan.next()) is not None:
+            route, admitted = step
             prepared = await self._prepare(plan, route, admitted, body, attempts)
             if prepared is None:
                 continue
@@ -205,7 +211,8 @@ class Forwarder:
     ) -> OpenedStream:
         attempts: list[Attempt] = []
         plan = await self.health.plan(decision.candidates)
-        async for route, admitted in plan.routes():
+        while (step := await plan.next()) is not None:
+            route, admitted = step
             prepared = await self._prepare(plan, route, admitted, body, attempts)
             if prepared is None:
                 continue

@@ -13,7 +13,6 @@ provider most likely to have recovered beats failing outright.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Literal, Protocol
 
 from tier_router.breakers import CLOSED, BreakerBoard, BreakerView, least_recently_failed
@@ -33,8 +32,12 @@ def model_key(route: ModelRoute) -> str:
 class Plan(Protocol):
     """One request's view of the breakers."""
 
-    def routes(self) -> AsyncIterator[tuple[ModelRoute, bool]]:
-        """Candidates in order; False marks one skipped because a breaker is open."""
+    async def next(self) -> tuple[ModelRoute, bool] | None:
+        """The next candidate in order (False: skipped, a breaker is open), or None when done.
+
+        A pull method rather than an async generator: a generator abandoned mid-way (the
+        first candidate answered) is closed by the event loop's finalizer hook — a thread-safe
+        wake-up and an extra task on every request."""
         ...
 
     async def success(self, route: ModelRoute) -> None: ...
@@ -60,10 +63,13 @@ class AlwaysHealthy:
 class _OpenPlan:
     def __init__(self, candidates: tuple[ModelRoute, ...]) -> None:
         self.candidates = candidates
+        self.index = 0
 
-    async def routes(self) -> AsyncIterator[tuple[ModelRoute, bool]]:
-        for route in self.candidates:
-            yield route, True
+    async def next(self) -> tuple[ModelRoute, bool] | None:
+        if self.index >= len(self.candidates):
+            return None
+        self.index += 1
+        return self.candidates[self.index - 1], True
 
     async def success(self, route: ModelRoute) -> None:
         return None
@@ -106,27 +112,33 @@ class BreakerPlan:
         self.board = board
         self.candidates = candidates
         self.views = views
+        self.index = 0
+        self.admitted_any = False
+        self.last_resort_done = False
 
     def view(self, key: str) -> BreakerView:
         return self.views.get(key, CLOSED)
 
-    async def routes(self) -> AsyncIterator[tuple[ModelRoute, bool]]:
-        admitted_any = False
-        for route in self.candidates:
+    async def next(self) -> tuple[ModelRoute, bool] | None:
+        if self.index < len(self.candidates):
+            route = self.candidates[self.index]
+            self.index += 1
             pkey, mkey = provider_key(route), model_key(route)
             admitted = await self.board.admit(pkey, self.view(pkey))
             if admitted and not await self.board.admit(mkey, self.view(mkey)):
                 await self.board.release(pkey)  # a provider probe lease we will not use
                 admitted = False
-            admitted_any |= admitted
-            yield route, admitted
-        if self.candidates and not admitted_any:
+            self.admitted_any |= admitted
+            return route, admitted
+        if self.candidates and not self.admitted_any and not self.last_resort_done:
+            self.last_resort_done = True
             by_key = {model_key(r): r for r in self.candidates}
             merged = {
                 mkey: _latest(self.view(mkey), self.view(provider_key(route)))
                 for mkey, route in by_key.items()
             }
-            yield by_key[least_recently_failed(list(by_key), merged)], True
+            return by_key[least_recently_failed(list(by_key), merged)], True
+        return None
 
     async def success(self, route: ModelRoute) -> None:
         for key in (provider_key(route), model_key(route)):
