@@ -38,6 +38,7 @@ from tier_router.routing.loader import load_rules
 from tier_router.routing.request import ChatRequest
 from tier_router.settings import Settings
 from tier_router.store.base import Store, StoreError
+from tier_router.store.deadline import DeadlineStore
 from tier_router.store.factory import open_store
 from tier_router.telemetry import AccessLog
 
@@ -78,7 +79,9 @@ class Gateway:
         self.key_names = sorted({p.api_key_env for p in self.rules.spec.providers.values() if p.api_key_env})
         # Provider keys: the environment locally; SSM SecureStrings on Lambda, read lazily.
         self.keys = keys or key_source(self.key_names, http_client=self.client)
-        self.store = store or open_store(settings.store_url, http_client=self.client)
+        self.store: Store = DeadlineStore(
+            store or open_store(settings.store_url, http_client=self.client), settings.store_timeout_s
+        )
         self.breakers = breaker_health(self.store, self.rules) if health is None else None
         self.spend = SpendControls(self.store, self.rules)
         self.forwarder = Forwarder(self.client, self.keys, health or self.breakers)

@@ -32,6 +32,8 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     """Router keys clients must present (`Authorization: Bearer ...`). Empty: no auth (local use)."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    store_timeout_s: float = 1.0
+    """Deadline for any one state-store call; past it the store counts as unavailable."""
     log_requests: bool = True
     keys_file: Path | None = None
     """A router keys file (hashes only), see `router_keys`."""
@@ -56,6 +58,7 @@ class Settings:
             store_url=environ.get("TIER_ROUTER_STORE", DEFAULT_STORE),
             api_keys=keys,
             max_body_bytes=int(environ.get("TIER_ROUTER_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+            store_timeout_s=float(environ.get("TIER_ROUTER_STORE_TIMEOUT_S", "1.0")),
             log_requests=environ.get("TIER_ROUTER_LOG_REQUESTS", "1") not in ("0", "false", "no"),
             keys_file=Path(environ["TIER_ROUTER_KEYS_FILE"])
             if environ.get("TIER_ROUTER_KEYS_FILE")
