@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -196,8 +197,10 @@ class Gateway:
             if size > limit:
                 raise too_large(limit)
             chunks.append(chunk)
+        raw = b"".join(chunks)
         try:
-            body = json.loads(b"".join(chunks))
+            # Strict UTF-8 first: json.loads(bytes) would let encoded surrogates through.
+            body = json.loads(raw.decode("utf-8-sig"), parse_constant=reject_constant)
         except (ValueError, RecursionError) as exc:
             reason = "invalid UTF-8" if isinstance(exc, UnicodeDecodeError) else "invalid JSON"
             raise APIError(
@@ -205,6 +208,10 @@ class Gateway:
             ) from None
         if not isinstance(body, dict):
             raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
+        if SURROGATE_ESCAPE.search(raw) and not encodable(body):
+            raise APIError(
+                400, "The request body contains an unpaired surrogate (invalid Unicode).", code="invalid_json"
+            )
         return body
 
     def decide(self, request: Request, body: dict[str, Any]) -> Decision:
@@ -241,6 +248,24 @@ def breaker_health(store: Store, rules: Rules) -> BreakerHealth | None:
         cache_ttl_s=spec.cache_ttl_s,
     )
     return BreakerHealth(BreakerBoard(store, config))
+
+
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+"""JSON escapes of UTF-16 surrogates: only bodies containing one need the full check."""
+
+
+def reject_constant(name: str) -> float:
+    """NaN and Infinity are not JSON: refuse them rather than forward them to a provider."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def encodable(body: Any) -> bool:
+    """False if any string holds a lone surrogate (valid JSON escape, but not text)."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def too_large(limit: int) -> APIError:

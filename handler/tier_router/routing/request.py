@@ -46,6 +46,8 @@ class ChatRequest(BaseModel):
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
     stream: bool | None = None
+    stream_options: dict[str, Any] | None = None
+    modalities: list[str] | None = None
     tools: list[dict[str, Any]] | None = None
     functions: list[dict[str, Any]] | None = None
     response_format: dict[str, Any] | None = None
