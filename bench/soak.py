@@ -130,7 +130,9 @@ async def one(client: httpx.AsyncClient, n: int, stats: dict[str, Any]) -> None:
 
 async def drive(base: str, a: Any, requests: int, concurrency: int) -> dict[str, Any]:
     stats: dict[str, Any] = {"outcomes": Counter(), "latencies": [], "cost_micro": 0, "fallbacks": 0}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = httpx.Limits(
+        max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=30.0
+    )
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in range(requests):
         queue.put_nowait(n)

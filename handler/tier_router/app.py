@@ -52,10 +52,12 @@ T = TypeVar("T")
 
 def make_http_client() -> httpx.AsyncClient:
     """The one client per process: pooled keep-alive connections reused across requests
-    (and across Lambda invocations); `mock://` is served in-process."""
+    (and across Lambda invocations); `mock://` is served in-process. Idle connections are
+    dropped after 30 s, below common server keep-alive timeouts (ALB 60 s, nginx 75 s), so
+    the router does not reuse a connection the provider is closing."""
     return httpx.AsyncClient(
         mounts={"mock://": MockTransport()},
-        limits=httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=60),
+        limits=httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30),
         timeout=httpx.Timeout(30.0),
         follow_redirects=False,
     )

@@ -281,6 +281,9 @@ def run_serve(args: argparse.Namespace) -> int:
         lifespan="off",
         access_log=False,
         log_level=args.log_level,
+        # Longer than clients' keep-alive expiry (the OpenAI SDK's httpx: 5 s). With uvicorn's
+        # default of 5 s, a client can reuse a connection just as the server closes it.
+        timeout_keep_alive=75,
     )
     return 0
 

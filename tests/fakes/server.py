@@ -41,6 +41,9 @@ def run_uvicorn_in_thread(
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=graceful_shutdown_s,
+        # Longer than any client's keep-alive expiry (httpx: 5 s): with equal values a client can
+        # reuse a connection at the instant the server closes it, and a POST then fails.
+        timeout_keep_alive=75,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="uvicorn")
