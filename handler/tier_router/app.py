@@ -505,15 +505,36 @@ def cached_response(
     return SettlingResponse(dumps(cached), settle, headers=headers, media_type="application/json")
 
 
-class SettlingResponse(Response):
-    """A response that settles spend (and writes the request line) after it is sent — or
-    after sending failed: the `finally` makes sure a reservation is never left hanging.
+PENDING: set[asyncio.Task[None]] = set()
+"""Post-response work in flight (strong references, so tasks are not collected early)."""
 
-    With `background` (local serving), that work runs as its own task so the connection is
+
+class SettlesWhenDone:
+    """Runs `on_done` after the response is sent — or after sending failed: the `finally`
+    makes sure a reservation is never left hanging (and, for streams whose body never ran,
+    that the upstream stream is closed).
+
+    With `in_background` (local serving), that work runs as its own task so the connection is
     free for the client's next request at once; on Lambda it always runs inline, because a
     frozen container would not finish a background task.
     """
 
+    on_done: Callable[[], Awaitable[None]]
+    in_background: bool = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)  # type: ignore[misc]
+        finally:
+            if self.in_background and "aws.event" not in scope:
+                task = asyncio.get_running_loop().create_task(self.on_done())
+                PENDING.add(task)
+                task.add_done_callback(PENDING.discard)
+            else:
+                await self.on_done()
+
+
+class SettlingResponse(SettlesWhenDone, Response):
     def __init__(
         self,
         content: bytes,
@@ -526,35 +547,11 @@ class SettlingResponse(Response):
         self.on_done = on_done
         self.in_background = background
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            if self.in_background and "aws.event" not in scope:
-                task = asyncio.get_running_loop().create_task(self.on_done())
-                PENDING.add(task)
-                task.add_done_callback(PENDING.discard)
-            else:
-                await self.on_done()
 
-
-PENDING: set[asyncio.Task[None]] = set()
-"""Post-response work in flight (strong references, so tasks are not collected early)."""
-
-
-class SettlingStream(StreamingResponse):
-    """The streamed twin: if the body never runs (client gone first), still settle and close
-    the upstream stream."""
-
+class SettlingStream(SettlesWhenDone, StreamingResponse):
     def __init__(self, content: AsyncIterator[bytes], on_done: Callable[[], Awaitable[None]], **kwargs: Any):
         super().__init__(content, **kwargs)
         self.on_done = on_done
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self.on_done()
 
 
 async def stream_response(
@@ -607,10 +604,10 @@ async def stream_response(
             }
             yield b"data: " + dumps(error) + b"\n\n"
         finally:
+            usage = opened.decoder.usage
             if cost is None and outcome == "ok":
-                cost = gateway.spend.price(opened.route, opened.usage or opened.decoder.usage)
+                cost = gateway.spend.price(opened.route, usage)
             await gateway.spend.settle(admission, opened.route, cost)
-            usage = opened.usage or opened.decoder.usage
             log_request(
                 gateway,
                 decision,

@@ -338,14 +338,14 @@ class BreakerBoard:
             logger.info("breaker store reachable again")
 
 
+def last_failure(view: BreakerView) -> float:
+    """When the breaker last failed (epoch seconds; 0 when it never did)."""
+    return view.last_failure_at or view.opened_at or 0.0
+
+
 def least_recently_failed(keys: Sequence[str], views: Mapping[str, BreakerView]) -> str:
     """The key whose breaker failed longest ago (ties: the caller's order wins)."""
-
-    def last_failure(key: str) -> float:
-        view = views.get(key, CLOSED)
-        return view.last_failure_at or view.opened_at or 0.0
-
-    return min(keys, key=last_failure)
+    return min(keys, key=lambda key: last_failure(views.get(key, CLOSED)))
 
 
 def _seconds(ms: object) -> float | None:

@@ -120,7 +120,6 @@ class OpenedStream:
     stall_s: float
     _events: AsyncIterator[tuple[str, str]] | None
     _response: httpx.Response | None
-    usage: dict[str, Any] | None = field(default=None)
     secret: str | None = field(default=None, repr=False)
     """The provider key used, so mid-stream error text can be scrubbed of it."""
 
@@ -143,7 +142,6 @@ class OpenedStream:
                 for chunk in self.decoder.feed(event, data):
                     yield chunk
         finally:
-            self.usage = self.decoder.usage
             await self.aclose()
 
     async def aclose(self) -> None:

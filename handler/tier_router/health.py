@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-from tier_router.breakers import CLOSED, BreakerBoard, BreakerView, least_recently_failed
+from tier_router.breakers import CLOSED, BreakerBoard, BreakerView, last_failure, least_recently_failed
 from tier_router.routing.engine import ModelRoute
 
 Level = Literal["provider", "model"]
@@ -160,8 +160,4 @@ class BreakerPlan:
 
 def _latest(a: BreakerView, b: BreakerView) -> BreakerView:
     """Of two views, the one that failed most recently (what least-recently-failed compares)."""
-
-    def last(view: BreakerView) -> float:
-        return view.last_failure_at or view.opened_at or 0.0
-
-    return a if last(a) >= last(b) else b
+    return a if last_failure(a) >= last_failure(b) else b

@@ -80,6 +80,8 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+from tier_router.providers.base import is_content_chunk  # one definition for every provider
+
 __all__ = [
     "ANTHROPIC_VERSION",
     "StreamTranslator",
@@ -855,18 +857,6 @@ class StreamTranslator:
         if self.include_usage:  # OpenAI sends usage: null on every chunk but the last
             chunk["usage"] = usage
         return chunk
-
-
-def is_content_chunk(chunk: dict[str, Any]) -> bool:
-    """True if the chunk carries real output (text or a tool call), not just role/finish/usage.
-
-    The proxy holds a stream back until the first such chunk so it can still fail over.
-    """
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") or {}
-        if delta.get("content") or delta.get("tool_calls"):
-            return True
-    return False
 
 
 # --------------------------------------------------------------------------------------------
