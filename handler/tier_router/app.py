@@ -36,7 +36,7 @@ from tier_router.providers.mock import MockTransport
 from tier_router.router_keys import KeyRecord, KeyRing, parse_keys, plain_keys
 from tier_router.routing.engine import Decision, ModelRoute, Rules, UnknownModelError
 from tier_router.routing.loader import load_rules
-from tier_router.routing.request import ChatRequest
+from tier_router.routing.request import parse_chat
 from tier_router.settings import Settings
 from tier_router.store.base import Store, StoreError
 from tier_router.store.deadline import DeadlineStore
@@ -218,7 +218,7 @@ class Gateway:
 
     def decide(self, request: Request, body: dict[str, Any]) -> Decision:
         try:
-            chat = ChatRequest.model_validate(body)
+            chat = parse_chat(body)
         except ValidationError as exc:
             raise invalid_request(exc) from None
         except RecursionError:
@@ -771,10 +771,50 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
     ).response()
 
 
+CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+
+
+class RouterApp(Starlette):
+    """Starlette, with one shortcut: `POST` chat completions — the only hot path — goes straight
+    to its endpoint instead of through Starlette's middleware, routing and exception layers.
+
+    Those layers are generic (several nested ASGI calls and wrapped `send`s per request); for
+    this one route the same behaviour fits in a few lines: an APIError becomes its response,
+    anything else a logged 500. Every other path, and other methods on these paths (405), take
+    the normal Starlette route.
+    """
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and route_path(scope) in CHAT_PATHS:
+            scope["app"] = self
+            await self.serve_chat(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def serve_chat(self, scope: Any, receive: Any, send: Any) -> None:
+        request = Request(scope, receive, send)
+        try:
+            response = await chat_completions(request)
+        except APIError as exc:
+            response = exc.response()
+        except Exception as exc:  # the same net as Starlette's ServerErrorMiddleware
+            response = await on_unexpected(request, exc)
+        await response(scope, receive, send)
+
+
+def route_path(scope: Any) -> str:
+    """The path below the app's mount point (ASGI's `path` includes `root_path`)."""
+    path: str = scope["path"]
+    root = scope.get("root_path")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+        return path[len(root) :]
+    return path
+
+
 def create_app(settings: Settings | None = None, **gateway_options: Any) -> Starlette:
     settings = settings or Settings.from_env()
     gateway = Gateway(settings, **gateway_options)
-    app = Starlette(
+    app = RouterApp(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/chat/completions", chat_completions, methods=["POST"]),

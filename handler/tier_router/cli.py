@@ -333,7 +333,7 @@ def run_explain(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from tier_router.routing.engine import UnknownModelError
-    from tier_router.routing.request import ChatRequest
+    from tier_router.routing.request import parse_chat
 
     rules = load_or_report(args.rules)
     if rules is None:
@@ -341,7 +341,7 @@ def run_explain(args: argparse.Namespace) -> int:
     try:
         body = explain_body(args)
         headers = parse_headers(args.header)
-        request = ChatRequest.model_validate(body)
+        request = parse_chat(body)
     except (ValueError, OSError) as exc:
         message = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
         print(f"invalid request: {message}", file=sys.stderr)

@@ -168,6 +168,27 @@ class Forwarder:
         self.clock = clock
         self._urls: dict[str, httpx.URL] = {}
         self._timeouts: dict[str, dict[str, float]] = {}
+        self._transports: dict[httpx.URL, httpx.AsyncBaseTransport] = {}
+
+    async def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        """Send through the client's transport for the URL, skipping the client's own layers
+        (auth and redirect loops, event hooks, cookie jar) that a provider call never uses:
+        they cost more per request than the rest of the router's preparation. The transport
+        (pool, timeouts, `mock://` mount, test doubles) is exactly the one `client.send` uses."""
+        transport = self._transports.get(request.url)
+        if transport is None:
+            transport_for_url = getattr(self.client, "_transport_for_url", None)
+            if transport_for_url is None:  # a future httpx without it: the public path
+                return await self.client.send(request, stream=stream)
+            transport = self._transports[request.url] = transport_for_url(request.url)
+        response = await transport.handle_async_request(request)
+        response.request = request
+        if not stream:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        return response
 
     # -- non-streaming -------------------------------------------------------------------
 
@@ -185,7 +206,7 @@ class Forwarder:
             response: httpx.Response | None = None
             try:
                 async with asyncio.timeout(timeouts.total):
-                    response = await self.client.send(request)
+                    response = await self._send(request)
                     if response.status_code != 200:
                         await self._refused(plan, route, adapter, response, secret, started, attempts)
                         continue
@@ -220,7 +241,7 @@ class Forwarder:
             response: httpx.Response | None = None
             try:
                 async with asyncio.timeout(timeouts.first_token):
-                    response = await self.client.send(request, stream=True)
+                    response = await self._send(request, stream=True)
                     if response.status_code != 200:
                         await response.aread()
                         await self._refused(plan, route, adapter, response, secret, started, attempts)

@@ -51,7 +51,7 @@ from typing import IO, Any
 from pydantic import ValidationError
 
 from tier_router.routing.engine import AUTO, Rules, UnknownModelError
-from tier_router.routing.request import ChatRequest
+from tier_router.routing.request import Chat, parse_chat
 from tier_router.routing.schema import Price
 from tier_router.spend.pricing import cost_micro_usd, usd
 
@@ -345,7 +345,7 @@ class Replayer:
             if self.model is None:
                 audit.requested_unknown += 1
         try:
-            request = ChatRequest.model_validate(body)
+            request = parse_chat(body)
         except ValidationError as exc:
             audit.error(lineno, "invalid request", _validation_message(exc))
             return
@@ -418,7 +418,7 @@ class Replayer:
         lineno: int,
         obj: dict[str, Any],
         logged_name: Any,
-        request: ChatRequest,
+        request: Chat,
         headers: dict[str, str],
         tier: str,
         rule: str,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from tier_router.routing.engine import Decision, Rules
 from tier_router.routing.loader import load_rules, parse_rules
-from tier_router.routing.request import ChatRequest
+from tier_router.routing.request import Chat, parse_chat
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_RULES = ROOT / "rules" / "router.yaml"
@@ -95,16 +95,16 @@ def chat_request(
     system: str | None = None,
     messages: list[dict[str, Any]] | None = None,
     **fields: Any,
-) -> ChatRequest:
-    """A ChatRequest from a prompt (+ system), or from explicit messages; extra body fields allowed."""
+) -> Chat:
+    """A Chat from a prompt (+ system), or from explicit messages; extra body fields allowed."""
     if messages is None:
         messages = [{"role": "system", "content": system}] if system is not None else []
         messages.append({"role": "user", "content": prompt})
-    return ChatRequest.model_validate({"model": model, "messages": messages, **fields})
+    return parse_chat({"model": model, "messages": messages, **fields})
 
 
 @pytest.fixture
-def chat() -> Callable[..., ChatRequest]:
+def chat() -> Callable[..., Chat]:
     return chat_request
 
 
@@ -112,9 +112,7 @@ def chat() -> Callable[..., ChatRequest]:
 def holds(make_rules: Callable[..., Rules]) -> Callable[..., bool]:
     """`holds(when, request_or_prompt, headers=None)`: does a one-rule file route by that rule?"""
 
-    def check(
-        when: dict[str, Any], request: ChatRequest | str, headers: Mapping[str, str] | None = None
-    ) -> bool:
+    def check(when: dict[str, Any], request: Chat | str, headers: Mapping[str, str] | None = None) -> bool:
         rules = make_rules([{"name": "probe", "tier": "top", "when": when}])
         if isinstance(request, str):
             request = chat_request(request)
@@ -131,7 +129,7 @@ def decide_with(make_rules: Callable[..., Rules]) -> Callable[..., Decision]:
 
     def run(
         rules: list[dict[str, Any]],
-        request: ChatRequest,
+        request: Chat,
         headers: Mapping[str, str] | None = None,
         **top: Any,
     ) -> Decision:

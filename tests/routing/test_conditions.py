@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from tier_router.routing.engine import Rules
-from tier_router.routing.request import ChatRequest
+from tier_router.routing.request import Chat
 
 Holds = Callable[..., bool]
-Chat = Callable[..., ChatRequest]
+MakeChat = Callable[..., Chat]
 
 IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
@@ -43,7 +43,7 @@ def test_ignore_case_folds_non_ascii(holds: Holds) -> None:
     assert not holds({"last_user_matches": {"pattern": "привет"}}, "ПРИВЕТ, мир")
 
 
-def test_last_user_matches_only_the_last_user_message(holds: Holds, chat: Chat) -> None:
+def test_last_user_matches_only_the_last_user_message(holds: Holds, chat: MakeChat) -> None:
     when = {"last_user_matches": "refactor"}
     earlier = chat(
         messages=[
@@ -66,7 +66,7 @@ def test_last_user_matches_only_the_last_user_message(holds: Holds, chat: Chat) 
 
 
 @pytest.mark.parametrize("role", ["system", "developer"])
-def test_system_matches_system_and_developer_roles(holds: Holds, chat: Chat, role: str) -> None:
+def test_system_matches_system_and_developer_roles(holds: Holds, chat: MakeChat, role: str) -> None:
     when = {"system_matches": "you are a lawyer"}
     request = chat(
         messages=[{"role": role, "content": "you are a lawyer"}, {"role": "user", "content": "hi"}]
@@ -74,14 +74,14 @@ def test_system_matches_system_and_developer_roles(holds: Holds, chat: Chat, rol
     assert holds(when, request)
 
 
-def test_system_matches_ignores_user_text(holds: Holds, chat: Chat) -> None:
+def test_system_matches_ignores_user_text(holds: Holds, chat: MakeChat) -> None:
     when = {"system_matches": "lawyer"}
     assert not holds(when, chat("be my lawyer"))
     assert not holds(when, chat("hi", system="you are a poet"))
     assert holds(when, chat("hi", system="You are a LAWYER, a lawyer"))
 
 
-def test_any_text_matches_every_role(holds: Holds, chat: Chat) -> None:
+def test_any_text_matches_every_role(holds: Holds, chat: MakeChat) -> None:
     when = {"any_text_matches": "```"}
     for role in ("system", "user", "assistant", "tool"):
         messages = [{"role": role, "content": "see ```code```"}]
@@ -91,13 +91,15 @@ def test_any_text_matches_every_role(holds: Holds, chat: Chat) -> None:
     assert not holds(when, chat("no fences here"))
 
 
-def test_any_text_matches_ignore_case(holds: Holds, chat: Chat) -> None:
+def test_any_text_matches_ignore_case(holds: Holds, chat: MakeChat) -> None:
     request = chat(messages=[{"role": "assistant", "content": "SELECT 1"}, {"role": "user", "content": "ok"}])
     assert holds({"any_text_matches": {"pattern": "select", "ignore_case": True}}, request)
     assert not holds({"any_text_matches": {"pattern": "select", "ignore_case": False}}, request)
 
 
-def test_regexes_over_many_rules_keep_their_own_index(make_rules: Callable[..., Rules], chat: Chat) -> None:
+def test_regexes_over_many_rules_keep_their_own_index(
+    make_rules: Callable[..., Rules], chat: MakeChat
+) -> None:
     """All patterns on one text share an RE2 set: each hit must map back to its own rule."""
     targets = ["last_user_matches", "system_matches", "any_text_matches"]
     rules = make_rules(
@@ -116,7 +118,7 @@ def test_regexes_over_many_rules_keep_their_own_index(make_rules: Callable[..., 
         assert rules.decide(request).rule == f"r{i}"
 
 
-def test_regex_sets_are_scanned_lazily(make_rules: Callable[..., Rules], chat: Chat) -> None:
+def test_regex_sets_are_scanned_lazily(make_rules: Callable[..., Rules], chat: MakeChat) -> None:
     """Cheap conditions run first; a text is scanned at most once per request, and only if needed."""
     rules = make_rules(
         [
@@ -140,7 +142,7 @@ def test_regex_sets_are_scanned_lazily(make_rules: Callable[..., Rules], chat: C
     assert calls == ["last_user"]
 
 
-def test_regex_matching_empty_text_holds_on_an_empty_message(holds: Holds, chat: Chat) -> None:
+def test_regex_matching_empty_text_holds_on_an_empty_message(holds: Holds, chat: MakeChat) -> None:
     """BUG: RegexSets.match skips empty texts, so a rule for blank prompts never fires."""
     assert holds({"last_user_matches": r"^\s*$"}, chat("   "))
     assert holds({"last_user_matches": r"^\s*$"}, chat(""))
@@ -175,20 +177,20 @@ def test_last_user_tokens(holds: Holds) -> None:
     assert not holds({"last_user_tokens": {"min": 11}}, "日" * 10)
 
 
-def test_conversation_chars_sums_every_message(holds: Holds, chat: Chat) -> None:
+def test_conversation_chars_sums_every_message(holds: Holds, chat: MakeChat) -> None:
     request = chat("x" * 30, system="s" * 20)  # 50 characters in all
     assert holds({"conversation_chars": {"min": 50, "max": 50}}, request)
     assert not holds({"conversation_chars": {"min": 51}}, request)
     assert not holds({"last_user_chars": {"min": 50}}, request)
 
 
-def test_conversation_tokens_include_message_overhead(holds: Holds, chat: Chat) -> None:
+def test_conversation_tokens_include_message_overhead(holds: Holds, chat: MakeChat) -> None:
     request = chat("a" * 40, system="b" * 40)  # 10 + 10 tokens + 4 per message
     assert holds({"conversation_tokens": {"min": 28, "max": 28}}, request)
     assert not holds({"conversation_tokens": {"max": 27}}, request)
 
 
-def test_conversation_tokens_count_images_and_tools(holds: Holds, chat: Chat) -> None:
+def test_conversation_tokens_count_images_and_tools(holds: Holds, chat: MakeChat) -> None:
     plain = chat("hi")
     with_image = chat(messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}, IMAGE]}])
     assert not holds({"conversation_tokens": {"min": 700}}, plain)
@@ -197,21 +199,21 @@ def test_conversation_tokens_count_images_and_tools(holds: Holds, chat: Chat) ->
     assert not holds({"conversation_tokens": {"min": 10}}, plain)
 
 
-def test_message_count(holds: Holds, chat: Chat) -> None:
+def test_message_count(holds: Holds, chat: MakeChat) -> None:
     messages = [{"role": "user", "content": str(i)} for i in range(3)]
     assert holds({"message_count": {"min": 3, "max": 3}}, chat(messages=messages))
     assert not holds({"message_count": {"min": 4}}, chat(messages=messages))
     assert holds({"message_count": {"max": 1}}, chat("one"))
 
 
-def test_max_tokens_prefers_max_completion_tokens(holds: Holds, chat: Chat) -> None:
+def test_max_tokens_prefers_max_completion_tokens(holds: Holds, chat: MakeChat) -> None:
     when = {"max_tokens": {"min": 1000}}
     assert holds(when, chat("hi", max_tokens=100, max_completion_tokens=5000))
     assert not holds(when, chat("hi", max_tokens=5000, max_completion_tokens=100))
     assert holds(when, chat("hi", max_tokens=1000))
 
 
-def test_max_tokens_absent_never_satisfies_a_bound(holds: Holds, chat: Chat) -> None:
+def test_max_tokens_absent_never_satisfies_a_bound(holds: Holds, chat: MakeChat) -> None:
     assert not holds({"max_tokens": {"max": 100}}, chat("hi"))
     assert not holds({"max_tokens": {"min": 0}}, chat("hi"))
     assert holds({"not": {"max_tokens": {"max": 100}}}, chat("hi"))
@@ -220,7 +222,7 @@ def test_max_tokens_absent_never_satisfies_a_bound(holds: Holds, chat: Chat) -> 
 # --- flags --------------------------------------------------------------------------------------
 
 
-def test_has_tools_with_tools_or_legacy_functions(holds: Holds, chat: Chat) -> None:
+def test_has_tools_with_tools_or_legacy_functions(holds: Holds, chat: MakeChat) -> None:
     assert holds({"has_tools": True}, chat("hi", tools=[TOOL]))
     assert holds({"has_tools": True}, chat("hi", functions=[TOOL["function"]]))
     assert not holds({"has_tools": True}, chat("hi"))
@@ -238,13 +240,13 @@ def test_has_tools_with_tools_or_legacy_functions(holds: Holds, chat: Chat) -> N
         (None, False),
     ],
 )
-def test_json_response(holds: Holds, chat: Chat, response_format: Any, expected: bool) -> None:
+def test_json_response(holds: Holds, chat: MakeChat, response_format: Any, expected: bool) -> None:
     request = chat("hi", response_format=response_format)
     assert holds({"json_response": True}, request) is expected
     assert holds({"json_response": False}, request) is not expected
 
 
-def test_has_images(holds: Holds, chat: Chat) -> None:
+def test_has_images(holds: Holds, chat: MakeChat) -> None:
     image = chat(messages=[{"role": "user", "content": [{"type": "text", "text": "what is it?"}, IMAGE]}])
     text_only = chat(messages=[{"role": "user", "content": [{"type": "text", "text": "what is it?"}]}])
     responses_style = chat(
@@ -300,7 +302,7 @@ def test_header_present(holds: Holds, present: bool, headers: dict[str, str], ex
     assert holds({"header": {"name": "X-Debug", "present": present}}, "hi", headers) is expected
 
 
-def test_metadata_equals_and_matches(holds: Holds, chat: Chat) -> None:
+def test_metadata_equals_and_matches(holds: Holds, chat: MakeChat) -> None:
     equals = {"metadata": {"key": "task", "equals": ["batch", "eval"]}}
     matches = {"metadata": {"key": "team", "matches": "^ml-"}}
     assert holds(equals, chat("hi", metadata={"task": "eval"}))
@@ -312,7 +314,7 @@ def test_metadata_equals_and_matches(holds: Holds, chat: Chat) -> None:
     assert holds({"metadata": {"key": "task", "present": False}}, chat("hi"))
 
 
-def test_user_matches(holds: Holds, chat: Chat) -> None:
+def test_user_matches(holds: Holds, chat: MakeChat) -> None:
     when = {"user": {"matches": "^internal-"}}
     assert holds(when, chat("hi", user="internal-42"))
     assert not holds(when, chat("hi", user="customer-42"))
@@ -324,14 +326,14 @@ def test_user_matches(holds: Holds, chat: Chat) -> None:
 # --- combinators --------------------------------------------------------------------------------
 
 
-def test_several_keys_are_an_implicit_all(holds: Holds, chat: Chat) -> None:
+def test_several_keys_are_an_implicit_all(holds: Holds, chat: MakeChat) -> None:
     when = {"last_user_matches": "sql", "has_tools": True, "message_count": {"max": 1}}
     assert holds(when, chat("write sql", tools=[TOOL]))
     assert not holds(when, chat("write sql"))
     assert not holds(when, chat("write python", tools=[TOOL]))
 
 
-def test_all_any_not(holds: Holds, chat: Chat) -> None:
+def test_all_any_not(holds: Holds, chat: MakeChat) -> None:
     all_of = {"all": [{"last_user_matches": "a"}, {"last_user_matches": "b"}]}
     any_of = {"any": [{"last_user_matches": "a"}, {"last_user_matches": "b"}]}
     none_of = {"not": {"any": [{"last_user_matches": "a"}, {"last_user_matches": "b"}]}}
@@ -346,7 +348,7 @@ def test_all_any_not(holds: Holds, chat: Chat) -> None:
         assert holds(none_of, text) is not want_any, text
 
 
-def test_nested_combinators(holds: Holds, chat: Chat) -> None:
+def test_nested_combinators(holds: Holds, chat: MakeChat) -> None:
     when = {
         "any": [
             {"all": [{"has_tools": True}, {"not": {"last_user_matches": "weather"}}]},
@@ -363,13 +365,13 @@ def test_nested_combinators(holds: Holds, chat: Chat) -> None:
 # --- why ----------------------------------------------------------------------------------------
 
 
-def _why(make_rules: Callable[..., Rules], when: dict[str, Any], request: ChatRequest, **headers: str) -> str:
+def _why(make_rules: Callable[..., Rules], when: dict[str, Any], request: Chat, **headers: str) -> str:
     decision = make_rules([{"name": "probe", "tier": "top", "when": when}]).decide(request, headers)
     assert decision.rule == "probe"
     return decision.why
 
 
-def test_why_names_each_condition_that_held(make_rules: Callable[..., Rules], chat: Chat) -> None:
+def test_why_names_each_condition_that_held(make_rules: Callable[..., Rules], chat: MakeChat) -> None:
     why = _why(make_rules, {"last_user_tokens": {"max": 80}, "message_count": {"max": 6}}, chat("hi"))
     assert why == "last_user_tokens=1 (max 80); message_count=1 (max 6)"
     why = _why(make_rules, {"last_user_matches": {"pattern": "sql", "ignore_case": True}}, chat("SQL"))
@@ -380,7 +382,7 @@ def test_why_names_each_condition_that_held(make_rules: Callable[..., Rules], ch
     assert why == "conversation_chars=2 (min 1, max 9); has_tools=true"
 
 
-def test_why_of_any_names_only_the_branch_that_held(make_rules: Callable[..., Rules], chat: Chat) -> None:
+def test_why_of_any_names_only_the_branch_that_held(make_rules: Callable[..., Rules], chat: MakeChat) -> None:
     when = {
         "any": [
             {"header": {"name": "x-task", "equals": "batch"}},
@@ -391,7 +393,7 @@ def test_why_of_any_names_only_the_branch_that_held(make_rules: Callable[..., Ru
     assert _why(make_rules, when, chat("hi"), **{"x-task": "batch"}) == "header[x-task]='batch'"
 
 
-def test_why_of_not_and_present(make_rules: Callable[..., Rules], chat: Chat) -> None:
+def test_why_of_not_and_present(make_rules: Callable[..., Rules], chat: MakeChat) -> None:
     why = _why(
         make_rules,
         {"not": {"has_tools": True}, "header": {"name": "X-Debug", "present": True}},

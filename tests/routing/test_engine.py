@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from tier_router.routing.engine import Decision, Rules, UnknownModelError, fit_context
-from tier_router.routing.request import ChatRequest
+from tier_router.routing.request import Chat
 from tier_router.routing.tokens import estimate_tokens
 
 MakeRules = Callable[..., Rules]
-Chat = Callable[..., ChatRequest]
+MakeChat = Callable[..., Chat]
 
 IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
 
@@ -26,7 +26,7 @@ def names(decision: Decision) -> list[str]:
 # --- which rule ---------------------------------------------------------------------------------
 
 
-def test_first_matching_rule_wins(make_rules: MakeRules, chat: Chat) -> None:
+def test_first_matching_rule_wins(make_rules: MakeRules, chat: MakeChat) -> None:
     first = {"name": "first", "tier": "cheap", "when": {"last_user_matches": "hello"}}
     second = {"name": "second", "tier": "top", "when": {"last_user_chars": {"max": 100}}}
     decision = make_rules([first, second]).decide(chat("hello"))
@@ -35,7 +35,7 @@ def test_first_matching_rule_wins(make_rules: MakeRules, chat: Chat) -> None:
     assert (decision.rule, decision.tier) == ("second", "top")
 
 
-def test_default_tier_when_no_rule_matches(make_rules: MakeRules, chat: Chat) -> None:
+def test_default_tier_when_no_rule_matches(make_rules: MakeRules, chat: MakeChat) -> None:
     rules = make_rules([{"name": "never", "tier": "top", "when": {"has_tools": True}}])
     decision = rules.decide(chat("hello"))
     assert decision.rule == "default"
@@ -45,7 +45,7 @@ def test_default_tier_when_no_rule_matches(make_rules: MakeRules, chat: Chat) ->
     assert decision.requested_model == "auto"
 
 
-def test_explicit_tier_skips_the_rules(make_rules: MakeRules, chat: Chat) -> None:
+def test_explicit_tier_skips_the_rules(make_rules: MakeRules, chat: MakeChat) -> None:
     rules = make_rules([{"name": "everything", "tier": "cheap", "when": {"last_user_chars": {"min": 0}}}])
     assert rules.decide(chat("hi")).rule == "everything"
     decision = rules.decide(chat("hi", model="top"))
@@ -54,14 +54,14 @@ def test_explicit_tier_skips_the_rules(make_rules: MakeRules, chat: Chat) -> Non
     assert decision.why == "request named tier 'top'"
 
 
-def test_explicit_model_first_then_rest_of_its_tier(make_rules: MakeRules, chat: Chat) -> None:
+def test_explicit_model_first_then_rest_of_its_tier(make_rules: MakeRules, chat: MakeChat) -> None:
     decision = make_rules().decide(chat("hi", model="large"))
     assert (decision.rule, decision.tier) == ("explicit", "mid")  # the first tier listing it
     assert names(decision) == ["large", "medium"]
     assert decision.why == "request named model 'large'"
 
 
-def test_explicit_model_without_fallback(make_rules: MakeRules, chat: Chat) -> None:
+def test_explicit_model_without_fallback(make_rules: MakeRules, chat: MakeChat) -> None:
     rules = make_rules(routing={"explicit_model_fallback": False})
     decision = rules.decide(chat("hi", model="large"))
     assert (decision.rule, decision.tier) == ("explicit", "mid")
@@ -69,14 +69,14 @@ def test_explicit_model_without_fallback(make_rules: MakeRules, chat: Chat) -> N
     assert names(rules.decide(chat("hi", model="top"))) == ["large", "medium", "small"]  # tiers unchanged
 
 
-def test_explicit_model_in_no_tier(make_rules: MakeRules, minimal: dict[str, Any], chat: Chat) -> None:
+def test_explicit_model_in_no_tier(make_rules: MakeRules, minimal: dict[str, Any], chat: MakeChat) -> None:
     solo = {"provider": "local", "id": "solo-1", "price": {"input": 0, "output": 0}}
     rules = make_rules(models={**minimal["models"], "solo": solo})
     decision = rules.decide(chat("hi", model="solo"))
     assert (decision.tier, names(decision)) == (None, ["solo"])
 
 
-def test_shipped_explicit_tier_and_model(shipped: Rules, chat: Chat) -> None:
+def test_shipped_explicit_tier_and_model(shipped: Rules, chat: MakeChat) -> None:
     decision = shipped.decide(chat("Prove it step by step", model="premium"))
     assert (decision.rule, decision.tier) == ("explicit", "premium")
     assert names(decision) == ["claude-sonnet-4.5", "gpt-4.1", "gemini-2.5-pro"]
@@ -85,7 +85,7 @@ def test_shipped_explicit_tier_and_model(shipped: Rules, chat: Chat) -> None:
     assert names(decision) == ["gemini-2.5-flash", "gpt-4.1-mini", "claude-haiku-4.5"]
 
 
-def test_aliases(make_rules: MakeRules, chat: Chat) -> None:
+def test_aliases(make_rules: MakeRules, chat: MakeChat) -> None:
     rules = make_rules(
         [{"name": "greet", "tier": "cheap", "when": {"last_user_matches": "^hi$"}}],
         aliases={"gpt-4o": "auto", "gpt-4o-mini": "cheap", "legacy": "large"},
@@ -99,7 +99,7 @@ def test_aliases(make_rules: MakeRules, chat: Chat) -> None:
     assert (to_model.rule, names(to_model)) == ("explicit", ["large", "medium"])
 
 
-def test_unknown_model_lists_valid_names(make_rules: MakeRules, chat: Chat) -> None:
+def test_unknown_model_lists_valid_names(make_rules: MakeRules, chat: MakeChat) -> None:
     rules = make_rules(aliases={"gpt-4o": "auto"})
     with pytest.raises(UnknownModelError) as info:
         rules.decide(chat("hi", model="gpt-5-ultra"))
@@ -112,7 +112,7 @@ def test_unknown_model_lists_valid_names(make_rules: MakeRules, chat: Chat) -> N
     )
 
 
-def test_model_names_are_case_sensitive(shipped: Rules, chat: Chat) -> None:
+def test_model_names_are_case_sensitive(shipped: Rules, chat: MakeChat) -> None:
     with pytest.raises(UnknownModelError):
         shipped.decide(chat("hi", model="Premium"))
 
@@ -137,7 +137,7 @@ LOW_RULE = {"name": "batchy", "tier": "cheap", "priority": "low", "when": {"last
 )
 def test_priority_sources_in_order(
     make_rules: MakeRules,
-    chat: Chat,
+    chat: MakeChat,
     prompt: str,
     headers: dict[str, str],
     metadata: dict[str, str] | None,
@@ -147,7 +147,7 @@ def test_priority_sources_in_order(
     assert (decision.priority, decision.priority_source) == expected
 
 
-def test_priority_sources_are_configurable(make_rules: MakeRules, chat: Chat) -> None:
+def test_priority_sources_are_configurable(make_rules: MakeRules, chat: MakeChat) -> None:
     rules = make_rules(
         [LOW_RULE], priority={"header": "x-importance", "metadata_key": None, "default": "high"}
     )
@@ -157,14 +157,14 @@ def test_priority_sources_are_configurable(make_rules: MakeRules, chat: Chat) ->
     assert (decision.priority, decision.priority_source) == ("low", "header")
 
 
-def test_explicit_requests_still_read_priority(make_rules: MakeRules, chat: Chat) -> None:
+def test_explicit_requests_still_read_priority(make_rules: MakeRules, chat: MakeChat) -> None:
     decision = make_rules([LOW_RULE]).decide(chat("batch", model="top"), {"x-priority": "high"})
     assert (decision.rule, decision.priority, decision.priority_source) == ("explicit", "high", "header")
     decision = make_rules([LOW_RULE]).decide(chat("batch", model="top"))
     assert (decision.priority, decision.priority_source) == ("normal", "default")  # no rule ran
 
 
-def test_priority_header_name_in_rules_is_case_insensitive(make_rules: MakeRules, chat: Chat) -> None:
+def test_priority_header_name_in_rules_is_case_insensitive(make_rules: MakeRules, chat: MakeChat) -> None:
     """Request headers arrive lower-cased, so `priority: {header: X-Priority}` must still match."""
     rules = make_rules(priority={"header": "X-Priority"})
     decision = rules.decide(chat("hi"), {"x-priority": "high"})
@@ -174,7 +174,7 @@ def test_priority_header_name_in_rules_is_case_insensitive(make_rules: MakeRules
 # --- text handling ------------------------------------------------------------------------------
 
 
-def test_unicode_text_in_regex_and_length_conditions(make_rules: MakeRules, chat: Chat) -> None:
+def test_unicode_text_in_regex_and_length_conditions(make_rules: MakeRules, chat: MakeChat) -> None:
     rules = make_rules(
         [
             {"name": "japanese", "tier": "cheap", "when": {"last_user_matches": "翻訳|日本語"}},
@@ -195,7 +195,7 @@ def test_unicode_text_in_regex_and_length_conditions(make_rules: MakeRules, chat
     assert short.features.last_user_chars == 3
 
 
-def test_token_estimate_differs_for_non_ascii(shipped: Rules, chat: Chat) -> None:
+def test_token_estimate_differs_for_non_ascii(shipped: Rules, chat: MakeChat) -> None:
     ascii_ = shipped.decide(chat("a" * 300)).features
     cjk = shipped.decide(chat("日" * 300)).features
     assert ascii_.last_user_chars == cjk.last_user_chars == 300
@@ -208,7 +208,7 @@ def test_token_estimate_differs_for_non_ascii(shipped: Rules, chat: Chat) -> Non
 
 
 @pytest.mark.parametrize("content", ["", None, []], ids=["empty-string", "none", "no-parts"])
-def test_empty_messages(make_rules: MakeRules, chat: Chat, content: Any) -> None:
+def test_empty_messages(make_rules: MakeRules, chat: MakeChat, content: Any) -> None:
     rules = make_rules(
         [
             {"name": "has-text", "tier": "top", "when": {"last_user_matches": "\\S"}},
@@ -227,7 +227,7 @@ def test_empty_messages(make_rules: MakeRules, chat: Chat, content: Any) -> None
     assert features.message_count == 1
 
 
-def test_multi_part_content(make_rules: MakeRules, chat: Chat) -> None:
+def test_multi_part_content(make_rules: MakeRules, chat: MakeChat) -> None:
     parts = [
         {"type": "text", "text": "first part"},
         IMAGE,
@@ -245,7 +245,7 @@ def test_multi_part_content(make_rules: MakeRules, chat: Chat) -> None:
     assert (features.has_images, features.image_count) == (True, 2)
 
 
-def test_system_and_developer_text(shipped: Rules, chat: Chat) -> None:
+def test_system_and_developer_text(shipped: Rules, chat: MakeChat) -> None:
     request = chat(
         messages=[
             {"role": "system", "content": "sys one"},
@@ -258,7 +258,7 @@ def test_system_and_developer_text(shipped: Rules, chat: Chat) -> None:
     assert features.all_text == "sys one\ndev two\nhi"
 
 
-def test_last_user_message_is_the_last_user_message(shipped: Rules, chat: Chat) -> None:
+def test_last_user_message_is_the_last_user_message(shipped: Rules, chat: MakeChat) -> None:
     request = chat(
         messages=[
             {"role": "user", "content": "Prove that sqrt(2) is irrational."},
@@ -284,7 +284,7 @@ def windowed(make_rules: MakeRules, minimal: dict[str, Any]) -> Rules:
     return make_rules(models=models)
 
 
-def test_too_small_context_windows_are_skipped(windowed: Rules, chat: Chat) -> None:
+def test_too_small_context_windows_are_skipped(windowed: Rules, chat: MakeChat) -> None:
     decision = windowed.decide(chat("a" * 8_000, model="top"))  # ~2004 tokens
     assert names(decision) == ["large", "medium"]
     assert decision.skipped == (("small", "context window 1000 < ~2004 tokens needed"),)
@@ -293,19 +293,19 @@ def test_too_small_context_windows_are_skipped(windowed: Rules, chat: Chat) -> N
     ]
 
 
-def test_requested_output_counts_toward_the_window(windowed: Rules, chat: Chat) -> None:
+def test_requested_output_counts_toward_the_window(windowed: Rules, chat: MakeChat) -> None:
     decision = windowed.decide(chat("a" * 8_000, model="top", max_tokens=9_000))  # ~11004 tokens
     assert names(decision) == ["large"]
     assert [name for name, _ in decision.skipped] == ["medium", "small"]
 
 
-def test_chain_kept_whole_when_every_model_is_too_small(windowed: Rules, chat: Chat) -> None:
+def test_chain_kept_whole_when_every_model_is_too_small(windowed: Rules, chat: MakeChat) -> None:
     decision = windowed.decide(chat("a" * 40_000, model="cheap"))  # ~10004 tokens > 1000 and 10000
     assert names(decision) == ["small", "medium"]
     assert decision.skipped == ()
 
 
-def test_shipped_chains_skip_small_windows_for_huge_conversations(shipped: Rules, chat: Chat) -> None:
+def test_shipped_chains_skip_small_windows_for_huge_conversations(shipped: Rules, chat: MakeChat) -> None:
     """~225K tokens: deepseek-chat (128K) and Claude (200K) are skipped, the 1M-window models stay."""
     decision = shipped.decide(chat("a" * 900_000, model="budget"))
     assert names(decision) == ["gemini-2.5-flash-lite", "gpt-4.1-nano"]
@@ -316,7 +316,7 @@ def test_shipped_chains_skip_small_windows_for_huge_conversations(shipped: Rules
     assert shipped.decide(chat("a" * 900_000)).rule == "long-context"
 
 
-def test_unknown_context_window_is_never_skipped(make_rules: MakeRules, chat: Chat) -> None:
+def test_unknown_context_window_is_never_skipped(make_rules: MakeRules, chat: MakeChat) -> None:
     decision = make_rules().decide(chat("a" * 900_000, model="top"))
     assert names(decision) == ["large", "medium", "small"]
     assert decision.skipped == ()
@@ -325,7 +325,7 @@ def test_unknown_context_window_is_never_skipped(make_rules: MakeRules, chat: Ch
 # --- the Decision object --------------------------------------------------------------------------
 
 
-def test_decision_is_immutable(shipped: Rules, chat: Chat) -> None:
+def test_decision_is_immutable(shipped: Rules, chat: MakeChat) -> None:
     decision = shipped.decide(chat("hi"))
     with pytest.raises(dataclasses.FrozenInstanceError):
         decision.tier = "premium"  # type: ignore[misc]
@@ -337,7 +337,7 @@ def test_decision_is_immutable(shipped: Rules, chat: Chat) -> None:
     assert isinstance(decision.skipped, tuple)
 
 
-def test_as_dict_is_json_and_holds_no_prompt_text(shipped: Rules, chat: Chat) -> None:
+def test_as_dict_is_json_and_holds_no_prompt_text(shipped: Rules, chat: MakeChat) -> None:
     secret_user = "the launch codes are XYZZY-4242, summarize them"
     secret_system = "internal system prompt PLUGH-1717"
     decision = shipped.decide(chat(secret_user, system=secret_system))
@@ -357,7 +357,7 @@ def test_as_dict_is_json_and_holds_no_prompt_text(shipped: Rules, chat: Chat) ->
     assert not {"last_user_text", "system_text", "all_text"} & set(data["features"])
 
 
-def test_decide_without_headers(shipped: Rules, chat: Chat) -> None:
+def test_decide_without_headers(shipped: Rules, chat: MakeChat) -> None:
     assert shipped.decide(chat("hi")).rule == "short-chat"
     assert shipped.decide(chat("hi"), None).features.headers == {}
 

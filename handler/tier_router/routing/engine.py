@@ -14,7 +14,7 @@ from typing import Any
 
 from tier_router.routing.conditions import Context, Predicate, RegexSets
 from tier_router.routing.features import Features, measure
-from tier_router.routing.request import ChatRequest
+from tier_router.routing.request import Chat
 from tier_router.routing.schema import PRIORITIES, Price, Priority, Provider, RulesFile
 
 AUTO = "auto"
@@ -124,7 +124,7 @@ class Rules:
         self.priority_header = spec.priority.header.lower() if spec.priority.header else None
         self.valid_names = sorted(targets)
 
-    def decide(self, request: ChatRequest, headers: Mapping[str, str] | None = None) -> Decision:
+    def decide(self, request: Chat, headers: Mapping[str, str] | None = None) -> Decision:
         """Route one request. `headers` must have lower-case names (ASGI gives them so)."""
         features = measure(request, headers or {})
         target = self.targets.get(request.model)

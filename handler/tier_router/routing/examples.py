@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from tier_router.routing.engine import Decision, Rules, UnknownModelError
 from tier_router.routing.loader import Problem, RulesError, pydantic_problem, read_yaml
-from tier_router.routing.request import ChatRequest
+from tier_router.routing.request import Chat, parse_chat
 from tier_router.routing.schema import Priority
 
 
@@ -44,12 +44,12 @@ class Example(BaseModel):
             raise ValueError("give exactly one of prompt or request")
         return self
 
-    def chat_request(self) -> ChatRequest:
+    def chat_request(self) -> Chat:
         if self.request is not None:
-            return ChatRequest.model_validate({"model": "auto", **self.request})
+            return parse_chat({"model": "auto", **self.request})
         messages = [{"role": "system", "content": self.system}] if self.system else []
         messages.append({"role": "user", "content": self.prompt})
-        return ChatRequest.model_validate({"model": "auto", "messages": messages})
+        return parse_chat({"model": "auto", "messages": messages})
 
 
 class ExamplesFile(BaseModel):

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tier_router.routing.request import ChatRequest, Message
+from tier_router.routing.request import Chat
 from tier_router.routing.tokens import IMAGE_TOKENS, MESSAGE_OVERHEAD_TOKENS, estimate_tokens
 
 IMAGE_PART_TYPES = frozenset({"image_url", "input_image", "image"})
@@ -55,9 +55,9 @@ class Features:
         }
 
 
-def message_text(message: Message) -> tuple[str, int]:
-    """The text of a message and how many image parts it carries."""
-    content = message.content
+def message_text(message: dict[str, Any]) -> tuple[str, int]:
+    """The text of a (validated) message and how many image parts it carries."""
+    content = message.get("content")
     if content is None:
         return "", 0
     if isinstance(content, str):
@@ -65,14 +65,15 @@ def message_text(message: Message) -> tuple[str, int]:
     texts: list[str] = []
     images = 0
     for part in content:
-        if part.text is not None:
-            texts.append(part.text)
-        elif part.type in IMAGE_PART_TYPES:
+        text = part.get("text")
+        if text is not None:
+            texts.append(text)
+        elif part["type"] in IMAGE_PART_TYPES:
             images += 1
     return "\n".join(texts), images
 
 
-def measure(request: ChatRequest, headers: Mapping[str, str]) -> Features:
+def measure(request: Chat, headers: Mapping[str, str]) -> Features:
     """Compute every feature in one pass. `headers` must have lower-case names."""
     system_parts: list[str] = []
     all_parts: list[str] = []
@@ -86,9 +87,10 @@ def measure(request: ChatRequest, headers: Mapping[str, str]) -> Features:
         chars += len(text)
         tokens += estimate_tokens(text) + MESSAGE_OVERHEAD_TOKENS
         all_parts.append(text)
-        if message.role == "user":
+        role = message["role"]
+        if role == "user":
             last_user = text
-        elif message.role in SYSTEM_ROLES:
+        elif role in SYSTEM_ROLES:
             system_parts.append(text)
     tools = request.tools or request.functions
     if tools:

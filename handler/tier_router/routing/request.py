@@ -8,6 +8,7 @@ list of parts, or null) and strict where routing depends on it (messages, roles)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -55,3 +56,113 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     metadata: dict[str, Text] | None = None
     user: Text | None = None
+
+
+# -- the hot path -------------------------------------------------------------------------
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    """What routing reads of a request, validated. Messages stay the client's own dicts
+    (content: a string, a list of part dicts, or None): nothing is copied or rebuilt."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+    functions: list[dict[str, Any]] | None = None
+    response_format: dict[str, Any] | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    metadata: dict[str, str] | None = None
+    user: str | None = None
+
+
+def parse_chat(body: dict[str, Any]) -> Chat:
+    """Validate a request body as `ChatRequest` does and return what routing reads.
+
+    Why not just `ChatRequest.model_validate`: it runs on every request, and building a
+    model object per message and part costs several times more inside a busy server than
+    these direct checks. The checks accept a strict subset of what the model accepts (exact
+    types, no coercion); anything else goes through the model, which either explains what
+    is wrong (`pydantic.ValidationError`) or coerces it (`"max_tokens": "5"`), so both paths
+    accept and reject exactly the same bodies.
+    """
+    if body.__class__ is not dict or not _plainly_valid(body):
+        body = ChatRequest.model_validate(body).model_dump()
+    return Chat(
+        body["model"],
+        body["messages"],
+        body.get("tools"),
+        body.get("functions"),
+        body.get("response_format"),
+        body.get("max_tokens"),
+        body.get("max_completion_tokens"),
+        body.get("metadata"),
+        body.get("user"),
+    )
+
+
+def _text(value: Any) -> bool:
+    return value.__class__ is str and (value.isascii() or _utf8(value))
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _optional(value: Any, kind: type) -> bool:
+    return value is None or value.__class__ is kind
+
+
+def _positive_int(value: Any) -> bool:
+    return value is None or (value.__class__ is int and value >= 1)
+
+
+def _list_of(value: Any, kind: type) -> bool:
+    return value is None or (value.__class__ is list and all(item.__class__ is kind for item in value))
+
+
+def _plainly_valid(body: dict[str, Any]) -> bool:
+    """True when `body` is valid as `ChatRequest` with every field already of its exact type."""
+    model = body.get("model")
+    messages = body.get("messages")
+    if model.__class__ is not str or not model or messages.__class__ is not list or not messages:
+        return False
+    for message in messages:
+        if message.__class__ is not dict:
+            return False
+        role = message.get("role")
+        if role.__class__ is not str or role not in ROLES:
+            return False
+        content = message.get("content")
+        if content is None or _text(content):
+            continue
+        if content.__class__ is not list:
+            return False
+        for part in content:
+            if part.__class__ is not dict or part.get("type").__class__ is not str:
+                return False
+            text = part.get("text")
+            if text is not None and not _text(text):
+                return False
+    get = body.get
+    metadata = get("metadata")
+    user = get("user")
+    return (
+        _optional(get("stream"), bool)
+        and _optional(get("stream_options"), dict)
+        and _list_of(get("modalities"), str)
+        and _list_of(get("tools"), dict)
+        and _list_of(get("functions"), dict)
+        and _optional(get("response_format"), dict)
+        and _positive_int(get("max_tokens"))
+        and _positive_int(get("max_completion_tokens"))
+        and (metadata is None or (metadata.__class__ is dict and all(_text(v) for v in metadata.values())))
+        and (user is None or _text(user))
+    )

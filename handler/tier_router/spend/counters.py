@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -42,9 +43,19 @@ BREAKDOWNS = ("tier", "model", "rule", "key")
 
 def day_key(now: float, day_start_hour: int = 0) -> str:
     """The budget day `now` (unix seconds) falls in: "2026-11-23"."""
-    return datetime.fromtimestamp(now - day_start_hour * 3600, UTC).date().isoformat()
+    return _iso_day(int((now - day_start_hour * 3600) // DAY_S))
 
 
+@lru_cache(maxsize=64)
+def _iso_day(days_since_epoch: int) -> str:
+    """Cached: every request asks, and the answer changes once a day."""
+    return date.fromordinal(_EPOCH_ORDINAL + days_since_epoch).isoformat()
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+@lru_cache(maxsize=64)
 def day_start(day: str, day_start_hour: int = 0) -> float:
     """Unix seconds at which budget day `day` starts."""
     start = datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC)

@@ -31,6 +31,10 @@ from typing import Any
 from tier_router.routing.schema import Price
 
 _ONE_MILLION = Decimal(1_000_000)
+SCALE = 10**12
+"""Prices and multipliers are held as exact integers in units of 1e-12: every price anyone writes
+(0.028, 1.25, 0.000075) is exact there, and the cost is integer arithmetic — exact like Decimal,
+without Decimal's cost on every response."""
 
 
 @lru_cache(maxsize=1024)
@@ -39,12 +43,21 @@ def _dec(value: float) -> Decimal:
     return Decimal(repr(float(value)))
 
 
+@lru_cache(maxsize=1024)
+def _scaled(value: float) -> int | None:
+    """`value` × SCALE as an exact integer, or None if it has more decimals than SCALE holds."""
+    exact = _dec(value) * SCALE
+    return int(exact) if exact == exact.to_integral_value() else None
+
+
 def _ceil(value: Decimal) -> int:
     return int(value.to_integral_value(rounding=ROUND_CEILING))
 
 
 def _count(value: Any) -> int | None:
     """A token count from untrusted JSON: None when absent/unusable, never negative."""
+    if value.__class__ is int:  # the usual case, first
+        return value if value > 0 else 0
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
@@ -67,10 +80,9 @@ def cost_micro_usd(
     prompt = _count(usage.get("prompt_tokens"))
     completion = _count(usage.get("completion_tokens"))
     total = _count(usage.get("total_tokens"))
-    inp, out = _dec(price.input), _dec(price.output)
 
     if prompt is None and completion is None:
-        return _ceil(total * max(inp, out)) if total else 0
+        return _ceil(total * max(_dec(price.input), _dec(price.output))) if total else 0
     if completion is None:
         completion = max((total or 0) - (prompt or 0), 0)
     if prompt is None:
@@ -83,14 +95,29 @@ def cost_micro_usd(
     written = min(_count(details.get("cache_write_tokens")) or 0, prompt - cached)
     written_1h = min(_count(details.get("cache_write_1h_tokens")) or 0, written)  # Anthropic's 1-hour TTL
     uncached = prompt - cached - written
+    cached_input = price.input if price.cached_input is None else price.cached_input
 
-    cached_price = inp if price.cached_input is None else _dec(price.cached_input)
+    scaled = [
+        _scaled(x)
+        for x in (price.input, cached_input, price.output, cache_write_multiplier, cache_write_1h_multiplier)
+    ]
+    if None not in scaled:
+        inp, cached_price, out, write_mult, write_1h_mult = scaled  # all SCALE-scaled ints
+        micro_x_scale2 = (
+            (uncached * inp + cached * cached_price + completion * out) * SCALE
+            + (written - written_1h) * inp * write_mult  # type: ignore[operator]
+            + written_1h * inp * write_1h_mult  # type: ignore[operator]
+        )
+        return -(-micro_x_scale2 // (SCALE * SCALE))  # ceiling division
+
+    # A price with more than 12 decimals: exact Decimal arithmetic.
+    dinp = _dec(price.input)
     micro = (
-        uncached * inp
-        + cached * cached_price
-        + (written - written_1h) * inp * _dec(cache_write_multiplier)
-        + written_1h * inp * _dec(cache_write_1h_multiplier)
-        + completion * out
+        uncached * dinp
+        + cached * _dec(cached_input)
+        + (written - written_1h) * dinp * _dec(cache_write_multiplier)
+        + written_1h * dinp * _dec(cache_write_1h_multiplier)
+        + completion * _dec(price.output)
     )
     return _ceil(micro)
 
@@ -104,6 +131,10 @@ def worst_case_micro_usd(price: Price, input_tokens: int, max_output_tokens: int
 
 def usd(micro: int, places: int = 6) -> str:
     """Micro-dollars as a plain USD amount: usd(123) == "0.000123", usd(3_204_000, 2) == "3.20"."""
+    if places == 6:  # the per-response header: integer formatting, exact and cheap
+        sign = "-" if micro < 0 else ""
+        whole, fraction = divmod(abs(micro), 1_000_000)
+        return f"{sign}{whole}.{fraction:06d}"
     amount = Decimal(micro) / _ONE_MILLION
     if places < 6:
         amount = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
