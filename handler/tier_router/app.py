@@ -9,6 +9,7 @@ import time on Lambda, so a warm invocation does only per-request work.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import ValidationError
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -36,7 +37,7 @@ from tier_router.providers.mock import MockTransport
 from tier_router.router_keys import KeyRecord, KeyRing, parse_keys, plain_keys
 from tier_router.routing.engine import Decision, ModelRoute, Rules, UnknownModelError
 from tier_router.routing.loader import load_rules
-from tier_router.routing.request import parse_chat
+from tier_router.routing.request import encodable, parse_chat
 from tier_router.settings import Settings
 from tier_router.store.base import Store, StoreError
 from tier_router.store.deadline import DeadlineStore
@@ -192,17 +193,10 @@ class Gateway:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise too_large(limit)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large(limit)
-            chunks.append(chunk)
-        raw = b"".join(chunks)
+        raw = await read_body(request, limit)
         try:
             # Strict UTF-8 first: json.loads(bytes) would let encoded surrogates through.
-            body = json.loads(raw.decode("utf-8-sig"), parse_constant=reject_constant)
+            body = JSON_DECODER.decode(raw.decode("utf-8-sig"))
         except (ValueError, RecursionError) as exc:
             reason = "invalid UTF-8" if isinstance(exc, UnicodeDecodeError) else "invalid JSON"
             raise APIError(
@@ -218,7 +212,7 @@ class Gateway:
 
     def decide(self, request: Request, body: dict[str, Any]) -> Decision:
         try:
-            chat = parse_chat(body)
+            chat = parse_chat(body, text_checked=True)  # read_json refused lone surrogates
         except ValidationError as exc:
             raise invalid_request(exc) from None
         except RecursionError:
@@ -227,6 +221,32 @@ class Gateway:
             return self.rules.decide(chat, request.headers)
         except UnknownModelError as exc:
             raise APIError(404, str(exc), code="model_not_found", param="model") from None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused as soon as it passes `limit`. Reads ASGI messages directly:
+    usually there is exactly one, and `Request.stream()` would wrap it in an async generator."""
+    receive = request.receive
+    message = await receive()
+    if message["type"] != "http.request":
+        raise ClientDisconnect()
+    raw: bytes = message.get("body", b"")
+    if len(raw) > limit:
+        raise too_large(limit)
+    if not message.get("more_body", False):
+        return raw
+    chunks = [raw]
+    size = len(raw)
+    while message.get("more_body", False):
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def ssm_keys_loader(name: str, client: httpx.AsyncClient) -> Callable[[], Awaitable[list[KeyRecord]]]:
@@ -261,13 +281,8 @@ def reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def encodable(body: Any) -> bool:
-    """False if any string holds a lone surrogate (valid JSON escape, but not text)."""
-    try:
-        json.dumps(body, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+JSON_DECODER = json.JSONDecoder(parse_constant=reject_constant)
+"""Built once: `json.loads(..., parse_constant=...)` would build a decoder per request."""
 
 
 def too_large(limit: int) -> APIError:
@@ -331,9 +346,14 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 
 
 def request_id_of(request: Request) -> str:
-    """Lambda's request id when there is one (so logs join up), else a fresh random id."""
+    """Lambda's request id when there is one (so logs join up), else this process's random
+    prefix and a counter: unique across processes and restarts, without a syscall per request."""
     context = request.scope.get("aws.context")
-    return getattr(context, "aws_request_id", None) or os.urandom(8).hex()
+    return getattr(context, "aws_request_id", None) or f"{REQUEST_ID_PREFIX}{next(REQUEST_COUNTER):08x}"
+
+
+REQUEST_ID_PREFIX = os.urandom(6).hex()
+REQUEST_COUNTER = itertools.count(1)
 
 
 def decision_headers(decision: Decision) -> dict[str, str]:
@@ -395,7 +415,11 @@ def models_list(rules: Rules) -> dict[str, Any]:
 
 
 async def chat_completions(request: Request) -> Response:
-    gateway: Gateway = request.app.state.gateway
+    """The Starlette route (used when the app is mounted inside another one)."""
+    return await complete_chat(request, request.app.state.gateway)
+
+
+async def complete_chat(request: Request, gateway: Gateway) -> Response:
     started = time.perf_counter()
     request_id = request_id_of(request)
     record = await gateway.authenticate(request)
@@ -784,6 +808,8 @@ class RouterApp(Starlette):
     the normal Starlette route.
     """
 
+    gateway: Gateway
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and route_path(scope) in CHAT_PATHS:
             scope["app"] = self
@@ -794,7 +820,9 @@ class RouterApp(Starlette):
     async def serve_chat(self, scope: Any, receive: Any, send: Any) -> None:
         request = Request(scope, receive, send)
         try:
-            response = await chat_completions(request)
+            response = await complete_chat(request, self.gateway)
+        except ClientDisconnect:  # gone while sending its body: nobody to answer
+            return
         except APIError as exc:
             response = exc.response()
         except Exception as exc:  # the same net as Starlette's ServerErrorMiddleware
@@ -831,5 +859,5 @@ def create_app(settings: Settings | None = None, **gateway_options: Any) -> Star
             Exception: on_unexpected,
         },
     )
-    app.state.gateway = gateway
+    app.state.gateway = app.gateway = gateway
     return app

@@ -8,6 +8,7 @@ list of parts, or null) and strict where routing depends on it (messages, roles)
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -63,10 +64,11 @@ class ChatRequest(BaseModel):
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Chat:
     """What routing reads of a request, validated. Messages stay the client's own dicts
-    (content: a string, a list of part dicts, or None): nothing is copied or rebuilt."""
+    (content: a string, a list of part dicts, or None): nothing is copied or rebuilt.
+    Built once per request and only read (not frozen: a frozen init costs ~9x more)."""
 
     model: str
     messages: list[dict[str, Any]]
@@ -79,7 +81,7 @@ class Chat:
     user: str | None = None
 
 
-def parse_chat(body: dict[str, Any]) -> Chat:
+def parse_chat(body: dict[str, Any], *, text_checked: bool = False) -> Chat:
     """Validate a request body as `ChatRequest` does and return what routing reads.
 
     Why not just `ChatRequest.model_validate`: it runs on every request, and building a
@@ -88,8 +90,11 @@ def parse_chat(body: dict[str, Any]) -> Chat:
     types, no coercion); anything else goes through the model, which either explains what
     is wrong (`pydantic.ValidationError`) or coerces it (`"max_tokens": "5"`), so both paths
     accept and reject exactly the same bodies.
+
+    `text_checked`: the caller already knows every string in `body` is valid Unicode (no
+    lone surrogates — the proxy checks the raw bytes); otherwise the body is checked here.
     """
-    if body.__class__ is not dict or not _plainly_valid(body):
+    if body.__class__ is not dict or not (text_checked or encodable(body)) or not _plainly_valid(body):
         body = ChatRequest.model_validate(body).model_dump()
     return Chat(
         body["model"],
@@ -104,14 +109,13 @@ def parse_chat(body: dict[str, Any]) -> Chat:
     )
 
 
-def _text(value: Any) -> bool:
-    return value.__class__ is str and (value.isascii() or _utf8(value))
-
-
-def _utf8(value: str) -> bool:
+def encodable(body: Any) -> bool:
+    """False if any string (or key) holds a lone surrogate: valid as a JSON escape, not as text."""
     try:
-        value.encode("utf-8")
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
+        return False
+    except (TypeError, ValueError, RecursionError):  # not JSON data at all: the model will say why
         return False
     return True
 
@@ -129,7 +133,8 @@ def _list_of(value: Any, kind: type) -> bool:
 
 
 def _plainly_valid(body: dict[str, Any]) -> bool:
-    """True when `body` is valid as `ChatRequest` with every field already of its exact type."""
+    """True when `body` (free of lone surrogates) is valid as `ChatRequest` with every field
+    already of its exact type."""
     model = body.get("model")
     messages = body.get("messages")
     if model.__class__ is not str or not model or messages.__class__ is not list or not messages:
@@ -141,7 +146,7 @@ def _plainly_valid(body: dict[str, Any]) -> bool:
         if role.__class__ is not str or role not in ROLES:
             return False
         content = message.get("content")
-        if content is None or _text(content):
+        if content is None or content.__class__ is str:
             continue
         if content.__class__ is not list:
             return False
@@ -149,11 +154,10 @@ def _plainly_valid(body: dict[str, Any]) -> bool:
             if part.__class__ is not dict or part.get("type").__class__ is not str:
                 return False
             text = part.get("text")
-            if text is not None and not _text(text):
+            if text is not None and text.__class__ is not str:
                 return False
     get = body.get
     metadata = get("metadata")
-    user = get("user")
     return (
         _optional(get("stream"), bool)
         and _optional(get("stream_options"), dict)
@@ -163,6 +167,10 @@ def _plainly_valid(body: dict[str, Any]) -> bool:
         and _optional(get("response_format"), dict)
         and _positive_int(get("max_tokens"))
         and _positive_int(get("max_completion_tokens"))
-        and (metadata is None or (metadata.__class__ is dict and all(_text(v) for v in metadata.values())))
-        and (user is None or _text(user))
+        and (metadata is None or (metadata.__class__ is dict and _all_str(metadata.values())))
+        and _optional(get("user"), str)
     )
+
+
+def _all_str(values: Any) -> bool:
+    return all(value.__class__ is str for value in values)
