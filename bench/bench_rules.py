@@ -9,7 +9,8 @@ Measures, per call (p50 / p99 / mean in µs, after a warm-up):
 - `Rules.decide` with a generated 100-rule file (regexes on the last user message and on all
   text, length, header, metadata and user conditions) on a 32 KB prompt, where the request
   matches only the last rule, or no rule at all: the worst cases;
-- `ChatRequest.model_validate` (the request parsing the proxy does before deciding), separately;
+- `parse_chat` (the request validation the proxy does before deciding) and, for comparison,
+  `ChatRequest.model_validate` (the pydantic model it falls back to for unusual bodies);
 - loading (read + validate + compile) the shipped and the generated rules files.
 
 Prints a table, then one JSON object. `--markdown` also prints a section for bench/RESULTS.md.
@@ -34,7 +35,7 @@ from typing import Any
 import yaml
 from tier_router.routing.engine import Rules
 from tier_router.routing.loader import load_rules
-from tier_router.routing.request import ChatRequest
+from tier_router.routing.request import Chat, ChatRequest, parse_chat
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "rules" / "router.yaml"
@@ -206,11 +207,11 @@ def run(iterations: int) -> dict[str, Any]:
 
     prompts = {"short": "How are the bus timetables changing?", "4 KB": prose(4096), "32 KB": prose(32768)}
     bodies = {name: body(text) for name, text in prompts.items()}
-    requests = {name: ChatRequest.model_validate(b) for name, b in bodies.items()}
+    requests = {name: parse_chat(b) for name, b in bodies.items()}
     final = {"x-final": "yes", "x-tenant": "tenant-none", "x-task": "none"}
     other = {"x-tenant": "tenant-none", "x-task": "none"}
 
-    cases: list[tuple[str, Rules, ChatRequest, dict[str, str], str]] = [
+    cases: list[tuple[str, Rules, Chat, dict[str, str], str]] = [
         ("shipped, short prompt", shipped, requests["short"], {}, "short-chat"),
         ("shipped, 4 KB prompt", shipped, requests["4 KB"], {}, "default"),
         ("shipped, 32 KB prompt", shipped, requests["32 KB"], {}, "default"),
@@ -223,6 +224,8 @@ def run(iterations: int) -> dict[str, Any]:
         if got != expected:  # the scenario must measure what it claims to
             raise SystemExit(f"{label}: expected rule {expected!r}, got {got!r}")
         timed[f"decide: {label}"] = lambda r=rules, q=request, h=headers: r.decide(q, h)
+    for name, b in bodies.items():
+        timed[f"parse_chat, {name}"] = lambda b=b: parse_chat(b, text_checked=True)
     for name, b in bodies.items():
         timed[f"ChatRequest.model_validate, {name}"] = lambda b=b: ChatRequest.model_validate(b)
     results: dict[str, Any] = measure_interleaved(timed, iterations)
@@ -273,8 +276,9 @@ def markdown(report: dict[str, Any]) -> str:
             "100 rules (regexes on the last user message and on all text, length, header, metadata and "
             "user conditions, `all`/`any`/`not`) and the request matches only the last rule, or none. "
             "`decide` includes measuring the request (text joins, token estimate) and one RE2-set scan per "
-            "text a rule looks at. `ChatRequest.model_validate` is the parse the proxy does first, from a "
-            "dict. Load = read + validate + cross-check + compile.",
+            "text a rule looks at. `parse_chat` is the validation the proxy does first, from a dict (the "
+            "body already checked for lone surrogates); `ChatRequest.model_validate` is the pydantic model "
+            "it replaced on the hot path, for comparison. Load = read + validate + cross-check + compile.",
             "",
             "Decide and parse cases run interleaved in 10 rounds (order rotated) so a busy neighbour hits "
             'them alike; "p99, median round" is the median of the 10 per-round p99s. Loads are timed alone.',

@@ -399,3 +399,61 @@ async def test_sdk_maps_router_errors_to_exception_classes(sdk, upstream, urls):
     denied = sdk(settings=Settings(rules_path=Path("unused.yaml"), api_keys=("rk-other",)))
     with pytest.raises(openai.AuthenticationError):
         await denied.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
+
+
+# -- the chat shortcut past Starlette's layers -----------------------------------------------------
+
+
+async def test_an_unexpected_error_in_chat_is_a_logged_openai_shaped_500(make_app, chat, upstream, caplog):
+    app = make_app()
+
+    async def broken(decision, body):
+        raise RuntimeError("bug in the router")
+
+    app.gateway.forwarder.complete = broken
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as client:
+        response = await client.post(CHAT, json=chat())
+    error = openai_error(response, 500)
+    assert "bug in the router" not in error["message"]  # internals stay in the log
+    assert any("bug in the router" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+
+
+async def test_chat_is_served_below_a_root_path(make_app, chat, upstream, urls, completion):
+    """Mounted under a prefix (API Gateway stage, a reverse proxy), chat and the rest are served."""
+    upstream.post(urls["openai"]).respond(200, json=completion())
+    transport = httpx.ASGITransport(app=make_app(), root_path="/gateway")
+    async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
+        response = await client.post("/gateway" + CHAT, json=chat())
+        other = await client.get("/gateway/v1/models")
+    assert response.status_code == 200, response.text
+    assert response.headers["x-router-model"] == "primary"
+    assert other.status_code == 200
+
+
+async def test_a_client_gone_while_sending_its_body_gets_no_answer_and_logs_no_error(make_app, caplog):
+    app = make_app()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": CHAT,
+        "raw_path": CHAT.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+    await app(scope, receive, send)
+    assert sent == []
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
