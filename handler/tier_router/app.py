@@ -16,7 +16,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from pydantic import ValidationError
@@ -28,6 +28,7 @@ from starlette.routing import Route
 from tier_router.admission import CACHED_MODEL_FIELD, Admission, SpendControls, cost_header
 from tier_router.aws_secrets import SecretsError, SSMKeySource, fetch_parameter, key_source
 from tier_router.breakers import BreakerBoard, BreakerConfig
+from tier_router.disconnect import ClientGone, DisconnectWatch
 from tier_router.errors import APIError
 from tier_router.forward import AllCandidatesFailed, Attempt, Forwarder, UpstreamClientError
 from tier_router.health import BreakerHealth, Health
@@ -48,7 +49,6 @@ log = logging.getLogger("tier_router")
 KEYS_REFRESH_S = 300.0
 WATCH_AFTER_S = 0.25
 """How long a request runs before the router starts watching for a client disconnect."""
-T = TypeVar("T")
 
 
 def make_http_client() -> httpx.AsyncClient:
@@ -89,6 +89,7 @@ class Gateway:
         self.breakers = breaker_health(self.store, self.rules) if health is None else None
         self.spend = SpendControls(self.store, self.rules)
         self.forwarder = Forwarder(self.client, self.keys, health or self.breakers)
+        self.disconnects = DisconnectWatch(WATCH_AFTER_S)
         self.keyring = KeyRing(plain_keys(settings.api_keys))
         if settings.keys_file is not None:
             self.keyring.replace(
@@ -301,50 +302,6 @@ def invalid_request(exc: ValidationError) -> APIError:
     )
 
 
-class ClientGone(Exception):
-    """The client hung up before anything was sent to it."""
-
-
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it if the client disconnects first.
-
-    Until a response starts, Starlette does not watch for disconnects: without this, a client
-    that gives up on a held-back stream or a slow completion would still have the fallback
-    chain run — and paid for — on its behalf. The watcher task starts only once the work has
-    taken `WATCH_AFTER_S`: a fast answer costs one cancelled timer, not a task. The body has
-    been read, so `receive()` only returns on a disconnect (or after the response on Mangum).
-    """
-    loop = asyncio.get_running_loop()
-    current = asyncio.current_task()
-    gone = False
-    watcher: asyncio.Task[None] | None = None
-
-    async def watch() -> None:
-        nonlocal gone
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        gone = True
-        if current is not None:
-            current.cancel()
-
-    def start_watching() -> None:
-        nonlocal watcher
-        watcher = loop.create_task(watch())
-
-    timer = loop.call_later(WATCH_AFTER_S, start_watching)
-    try:
-        return await work
-    except asyncio.CancelledError:
-        if gone and current is not None:
-            current.uncancel()
-            raise ClientGone from None
-        raise
-    finally:
-        timer.cancel()
-        if watcher is not None:
-            watcher.cancel()
-
-
 def request_id_of(request: Request) -> str:
     """Lambda's request id when there is one (so logs join up), else this process's random
     prefix and a counter: unique across processes and restarts, without a syscall per request."""
@@ -439,7 +396,8 @@ async def complete_chat(request: Request, gateway: Gateway) -> Response:
     try:
         if body.get("stream"):
             return await stream_response(request, gateway, admission, body, headers, started)
-        completion = await unless_disconnected(request, gateway.forwarder.complete(decision, body))
+        with gateway.disconnects.request(request.receive):
+            completion = await gateway.forwarder.complete(decision, body)
     except ClientGone:
         await gateway.spend.settle(admission, None, 0)
         log_request(gateway, decision, [], None, started, "client_gone", key_id, status=499, extra=headers)
@@ -589,9 +547,8 @@ async def stream_response(
     decision = admission.decision
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     try:
-        opened = await unless_disconnected(
-            request, gateway.forwarder.open_stream(decision, body, include_usage)
-        )
+        with gateway.disconnects.request(request.receive):
+            opened = await gateway.forwarder.open_stream(decision, body, include_usage)
     except BaseException:
         await gateway.spend.settle(admission, None, 0)
         raise

@@ -44,7 +44,6 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,7 +52,7 @@ from pydantic import ValidationError
 from tier_router.routing.engine import AUTO, Rules, UnknownModelError
 from tier_router.routing.request import Chat, parse_chat
 from tier_router.routing.schema import Price
-from tier_router.spend.pricing import cost_micro_usd, usd
+from tier_router.spend.pricing import Rates, cost_micro_usd, rates_of, usd
 
 SCHEMA = "tier-router.replay/1"
 DEFAULT_COMPLETION_TOKENS = 300
@@ -61,8 +60,6 @@ DEFAULT_COMPLETION_TOKENS = 300
 PROGRESS_MIN_LINES = 5000
 """Progress is shown only for logs longer than this."""
 MAX_ERRORS_LISTED = 20
-NANO = 10**9
-"""Prices are held as integers in 1e-9 micro-dollars per token (exact for ≤ 9 decimals)."""
 SERVED_ERROR_STATUS = 400
 
 
@@ -73,31 +70,21 @@ class ReplayError(Exception):
 # -- pricing ---------------------------------------------------------------------------------
 
 
-def _nano(value: float) -> int | None:
-    exact = Decimal(repr(float(value))) * NANO
-    return int(exact) if exact == exact.to_integral_value() else None
-
-
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """One model's price, ready for integer math. `fast` is False if a price has > 9 decimals."""
+    """One model's price, ready for integer math (`rates` is None if a price has > 12 decimals)."""
 
     price: Price
-    input: int
-    output: int
-    fast: bool
+    rates: Rates | None
 
     @classmethod
     def of(cls, price: Price) -> Rate:
-        pin, pout = _nano(price.input), _nano(price.output)
-        if pin is None or pout is None:
-            return cls(price, 0, 0, False)
-        return cls(price, pin, pout, True)
+        return cls(price, rates_of(price))
 
     def cost(self, prompt: int, completion: int, usage: Mapping[str, Any] | None) -> int:
         """Micro-dollars, rounded up; equal to `cost_micro_usd(price, usage)`."""
-        if usage is None and self.fast:
-            return -(-(prompt * self.input + completion * self.output) // NANO)
+        if usage is None and self.rates is not None:
+            return self.rates.plain_cost(prompt, completion)
         if usage is None:
             usage = {"prompt_tokens": prompt, "completion_tokens": completion}
         return cost_micro_usd(self.price, usage)

@@ -220,13 +220,14 @@ def test_default_baseline_is_the_dearest_model_and_model_override(log_path: Path
 
 def test_fast_integer_pricing_matches_cost_micro_usd() -> None:
     rng = random.Random(8)
-    prices = [0.028, 0.1, 0.28, 0.42, 1.25, 3.0, 15.0, 0.075, 0.0375, 1e-10]
+    prices = [0.028, 0.1, 0.28, 0.42, 1.25, 3.0, 15.0, 0.075, 0.0375, 1e-10, 1e-13]
     for _ in range(2000):
         price = Price(input=rng.choice(prices), output=rng.choice(prices))
         prompt, completion = rng.randint(0, 200_000), rng.randint(0, 70_000)
         usage = {"prompt_tokens": prompt, "completion_tokens": completion}
         assert Rate.of(price).cost(prompt, completion, None) == cost_micro_usd(price, usage)
-    assert not Rate.of(Price(input=1e-10, output=1.0)).fast  # > 9 decimals: exact Decimal path
+    assert Rate.of(Price(input=1e-10, output=1.0)).rates is not None  # 10 decimals: integer math
+    assert Rate.of(Price(input=1e-13, output=1.0)).rates is None  # > 12 decimals: exact Decimal path
 
 
 def test_cached_usage_is_priced_like_the_router(rules: Rules) -> None:

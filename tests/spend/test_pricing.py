@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tier_router.routing.schema import Price
 from tier_router.spend.pricing import cost_micro_usd, usd, worst_case_micro_usd
 
@@ -132,3 +135,65 @@ def test_worst_case_bounds_actual() -> None:
 )
 def test_usd(micro: int, places: int, text: str) -> None:
     assert usd(micro, places) == text
+
+
+# --- integer arithmetic against an independent Decimal oracle ------------------------------------
+
+PRICES = st.sampled_from([0.0, 0.028, 0.1, 0.075, 0.0375, 1.25, 3.0, 15.0, 75.0, 1e-10, 1e-13, 0.123456789])
+
+
+def oracle(
+    price: Price, prompt: int, completion: int, cached: int, written: int, written_1h: int, mult: float
+) -> int:
+    """The formula of the module docstring, in Decimal, written independently of the module."""
+    d = lambda x: Decimal(repr(float(x)))  # noqa: E731 - the price as written
+    inp = d(price.input)
+    cached_price = inp if price.cached_input is None else d(price.cached_input)
+    micro = (
+        (prompt - cached - written) * inp
+        + cached * cached_price
+        + (written - written_1h) * inp * d(mult)
+        + written_1h * inp * d(2.0)
+        + completion * d(price.output)
+    )
+    return int(micro.to_integral_value(rounding=ROUND_CEILING))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    PRICES,
+    PRICES,
+    st.none() | PRICES,
+    st.integers(0, 10**8),
+    st.integers(0, 10**7),
+    st.integers(0, 10**8),
+    st.integers(0, 10**8),
+    st.integers(0, 10**8),
+    st.sampled_from([1.25, 1.3, 2.0, 1.0000000000001]),
+)
+def test_integer_pricing_equals_exact_decimal(
+    pin: float,
+    pout: float,
+    pcached: float | None,
+    prompt: int,
+    completion: int,
+    c: int,
+    w: int,
+    w1: int,
+    mult: float,
+) -> None:
+    price = Price(input=pin, output=pout, cached_input=pcached)
+    cached = min(c, prompt)
+    written = min(w, prompt - cached)
+    written_1h = min(w1, written)
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "prompt_tokens_details": {
+            "cached_tokens": c,
+            "cache_write_tokens": w,
+            "cache_write_1h_tokens": w1,
+        },
+    }
+    expected = oracle(price, prompt, completion, cached, written, written_1h, mult)
+    assert cost_micro_usd(price, usage, cache_write_multiplier=mult) == expected

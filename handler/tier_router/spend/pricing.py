@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Any
@@ -67,6 +68,37 @@ def _count(value: Any) -> int | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """One price as exact SCALE-scaled integers, ready for integer math."""
+
+    input: int
+    cached_input: int
+    output: int
+
+    def plain_cost(self, prompt: int, completion: int) -> int:
+        """Micro-dollars, rounded up, for uncached input and output only."""
+        return -(-(prompt * self.input + completion * self.output) // SCALE)
+
+
+_RATES: dict[int, tuple[Price, Rates | None]] = {}
+
+
+def rates_of(price: Price) -> Rates | None:
+    """`price` as Rates, or None if a price has more decimals than SCALE holds. Computed once per
+    Price object (that is, per model of a loaded rules file), looked up on every response."""
+    entry = _RATES.get(id(price))
+    if entry is not None and entry[0] is price:
+        return entry[1]
+    cached_input = price.input if price.cached_input is None else price.cached_input
+    scaled = (_scaled(price.input), _scaled(cached_input), _scaled(price.output))
+    rates = None if None in scaled else Rates(*scaled)  # type: ignore[arg-type]
+    if len(_RATES) > 4096:  # rules files reloaded many times over: start afresh
+        _RATES.clear()
+    _RATES[id(price)] = (price, rates)
+    return rates
+
+
 def cost_micro_usd(
     price: Price,
     usage: Mapping[str, Any] | None,
@@ -89,32 +121,28 @@ def cost_micro_usd(
         prompt = max((total or 0) - completion, 0)
 
     details = usage.get("prompt_tokens_details")
-    if not isinstance(details, Mapping):
-        details = {}
-    cached = min(_count(details.get("cached_tokens")) or 0, prompt)
-    written = min(_count(details.get("cache_write_tokens")) or 0, prompt - cached)
-    written_1h = min(_count(details.get("cache_write_1h_tokens")) or 0, written)  # Anthropic's 1-hour TTL
+    cached = written = written_1h = 0
+    if isinstance(details, Mapping):
+        cached = min(_count(details.get("cached_tokens")) or 0, prompt)
+        written = min(_count(details.get("cache_write_tokens")) or 0, prompt - cached)
+        written_1h = min(_count(details.get("cache_write_1h_tokens")) or 0, written)  # Anthropic's 1-h TTL
     uncached = prompt - cached - written
-    cached_input = price.input if price.cached_input is None else price.cached_input
 
-    scaled = [
-        _scaled(x)
-        for x in (price.input, cached_input, price.output, cache_write_multiplier, cache_write_1h_multiplier)
-    ]
-    if None not in scaled:
-        inp, cached_price, out, write_mult, write_1h_mult = scaled  # all SCALE-scaled ints
-        micro_x_scale2 = (
-            (uncached * inp + cached * cached_price + completion * out) * SCALE
-            + (written - written_1h) * inp * write_mult  # type: ignore[operator]
-            + written_1h * inp * write_1h_mult  # type: ignore[operator]
-        )
-        return -(-micro_x_scale2 // (SCALE * SCALE))  # ceiling division
+    rates = rates_of(price)
+    if rates is not None:
+        plain = uncached * rates.input + cached * rates.cached_input + completion * rates.output
+        if not written:
+            return -(-plain // SCALE)  # ceiling division
+        write, write_1h = _scaled(cache_write_multiplier), _scaled(cache_write_1h_multiplier)
+        if write is not None and write_1h is not None:
+            writes = (written - written_1h) * write + written_1h * write_1h
+            return -(-(plain * SCALE + writes * rates.input) // (SCALE * SCALE))
 
-    # A price with more than 12 decimals: exact Decimal arithmetic.
+    # A price or multiplier with more than 12 decimals: exact Decimal arithmetic.
     dinp = _dec(price.input)
     micro = (
         uncached * dinp
-        + cached * _dec(cached_input)
+        + cached * _dec(price.input if price.cached_input is None else price.cached_input)
         + (written - written_1h) * dinp * _dec(cache_write_multiplier)
         + written_1h * dinp * _dec(cache_write_1h_multiplier)
         + completion * _dec(price.output)
