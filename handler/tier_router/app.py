@@ -768,13 +768,10 @@ class RouterApp(Starlette):
     gateway: Gateway
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and route_path(scope) in CHAT_PATHS:
-            scope["app"] = self
-            await self.serve_chat(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] != "POST" or route_path(scope) not in CHAT_PATHS:
+            await super().__call__(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
-
-    async def serve_chat(self, scope: Any, receive: Any, send: Any) -> None:
+        scope["app"] = self
         request = Request(scope, receive, send)
         try:
             response = await complete_chat(request, self.gateway)

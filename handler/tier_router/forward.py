@@ -170,25 +170,17 @@ class Forwarder:
         self._timeouts: dict[str, dict[str, float]] = {}
         self._transports: dict[httpx.URL, httpx.AsyncBaseTransport] = {}
 
-    async def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
-        """Send through the client's transport for the URL, skipping the client's own layers
-        (auth and redirect loops, event hooks, cookie jar) that a provider call never uses:
-        they cost more per request than the rest of the router's preparation. The transport
-        (pool, timeouts, `mock://` mount, test doubles) is exactly the one `client.send` uses."""
-        transport = self._transports.get(request.url)
+    def _transport(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
+        """The client's transport for `url`, used directly: a provider call needs none of the
+        client's own layers (auth and redirect loops, event hooks, cookie jar), and they cost
+        more per request than the rest of the router's preparation. It is exactly the transport
+        `client.send` would use (pool, timeouts, the `mock://` mount, test doubles)."""
+        transport = self._transports.get(url)
         if transport is None:
             transport_for_url = getattr(self.client, "_transport_for_url", None)
-            if transport_for_url is None:  # a future httpx without it: the public path
-                return await self.client.send(request, stream=stream)
-            transport = self._transports[request.url] = transport_for_url(request.url)
-        response = await transport.handle_async_request(request)
-        response.request = request
-        if not stream:
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        return response
+            transport = transport_for_url(url) if transport_for_url else ClientTransport(self.client)
+            self._transports[url] = transport
+        return transport
 
     # -- non-streaming -------------------------------------------------------------------
 
@@ -206,7 +198,9 @@ class Forwarder:
             response: httpx.Response | None = None
             try:
                 async with asyncio.timeout(timeouts.total):
-                    response = await self._send(request)
+                    response = await self._transport(request.url).handle_async_request(request)
+                    response.request = request
+                    await response.aread()
                     if response.status_code != 200:
                         await self._refused(plan, route, adapter, response, secret, started, attempts)
                         continue
@@ -241,7 +235,8 @@ class Forwarder:
             response: httpx.Response | None = None
             try:
                 async with asyncio.timeout(timeouts.first_token):
-                    response = await self._send(request, stream=True)
+                    response = await self._transport(request.url).handle_async_request(request)
+                    response.request = request
                     if response.status_code != 200:
                         await response.aread()
                         await self._refused(plan, route, adapter, response, secret, started, attempts)
@@ -283,6 +278,7 @@ class Forwarder:
     async def _prepare(
         self, plan: Plan, route: ModelRoute, admitted: bool, body: dict[str, Any], attempts: list[Attempt]
     ) -> tuple[Adapter, httpx.Request, str | None] | None:
+        """The request for one candidate, or None (recorded in `attempts`) if it cannot be tried."""
         if not admitted:
             attempts.append(
                 Attempt(route.name, route.provider_name, "breaker_open", "circuit breaker is open")
@@ -418,6 +414,17 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]
             event = value
     if data:
         yield event, "\n".join(data)
+
+
+class ClientTransport(httpx.AsyncBaseTransport):
+    """`client.send` behind the transport interface: for a client without `_transport_for_url`
+    (a future httpx), so the forwarder keeps working, only slower."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.client.send(request, stream=True)
 
 
 def upstream_headers(response: httpx.Response) -> dict[str, str]:

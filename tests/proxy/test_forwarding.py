@@ -483,3 +483,37 @@ async def test_keys_never_leak_in_transport_errors(router, upstream, urls, chat,
     visible = everything_visible(response, caplog)
     assert keys["OPENAI_KEY"] not in visible
     assert keys["BACKUP_KEY"] not in visible
+
+
+# -- the transport shortcut -------------------------------------------------------------------------
+
+
+async def test_forwarding_works_with_a_client_that_has_no_transport_lookup(
+    rules_dict, upstream, urls, chat, completion, keys
+):
+    """The forwarder uses the client's transport directly via httpx's `_transport_for_url`; a
+    client without it (a future httpx) must still forward, through `client.send`, with fallback."""
+    from tier_router.forward import ClientTransport, Forwarder
+    from tier_router.provider_keys import KeySource
+    from tier_router.routing.loader import parse_rules
+    from tier_router.routing.request import parse_chat
+
+    class SendOnlyClient:
+        """Only the public `send`, as a client whose private lookup was renamed would offer."""
+
+        def __init__(self, client: httpx.AsyncClient) -> None:
+            self.inner = client
+
+        async def send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+            return await self.inner.send(request, stream=stream)
+
+    upstream.post(urls["openai"]).respond(503)
+    backup = upstream.post(urls["backup"]).respond(200, json=completion("from backup", model="gpt-b"))
+    rules = parse_rules(rules_dict(), "t.yaml")
+    async with httpx.AsyncClient() as client:
+        forwarder = Forwarder(SendOnlyClient(client), KeySource(keys))  # type: ignore[arg-type]
+        result = await forwarder.complete(rules.decide(parse_chat(chat())), chat())
+    assert result.route.name == "secondary"
+    assert [a.outcome for a in result.attempts] == ["http_503", "ok"]
+    assert json.loads(backup.calls.last.request.content)["model"] == "gpt-b-mini"
+    assert all(isinstance(t, ClientTransport) for t in forwarder._transports.values())
