@@ -10,6 +10,7 @@ import pytest
 from tier_router.disconnect import ClientGone, DisconnectWatch
 
 AFTER = 0.05
+SCOPE = {"type": "http"}
 
 
 class Client:
@@ -30,7 +31,7 @@ def test_fast_work_gets_no_watcher() -> None:
         watch = DisconnectWatch(AFTER)
         client = Client()
         for _ in range(100):
-            with watch.request(client.receive) as watched:
+            with watch.request(SCOPE, client.receive) as watched:
                 await asyncio.sleep(0)
             assert watched.watcher is None
         assert watch.in_flight == {}
@@ -62,7 +63,7 @@ def test_a_client_that_leaves_cancels_slow_work_as_client_gone() -> None:
         leaving = asyncio.create_task(leave_soon())
         loop = asyncio.get_running_loop()
         started = loop.time()
-        with pytest.raises(ClientGone), watch.request(client.receive):
+        with pytest.raises(ClientGone), watch.request(SCOPE, client.receive):
             await slow_work()
         assert cancelled.is_set()
         assert loop.time() - started < 2  # seconds, not the 30 s the work would take
@@ -77,7 +78,7 @@ def test_slow_work_for_a_client_that_stays_completes_and_its_watcher_stops() -> 
     async def main() -> None:
         watch = DisconnectWatch(AFTER)
         client = Client()
-        with watch.request(client.receive) as watched:
+        with watch.request(SCOPE, client.receive) as watched:
             await asyncio.sleep(AFTER * 4)
             result = "answer"
         assert result == "answer"
@@ -95,7 +96,7 @@ def test_a_cancellation_that_is_not_ours_stays_a_cancellation() -> None:
         client = Client()
 
         async def handler() -> None:
-            with watch.request(client.receive):
+            with watch.request(SCOPE, client.receive):
                 await asyncio.sleep(30)
 
         task = asyncio.create_task(handler())
@@ -120,7 +121,7 @@ def test_a_new_event_loop_gets_its_own_sweeper() -> None:
             client.left.set()
 
         leaving = asyncio.create_task(leave_soon())
-        with pytest.raises(ClientGone), watch.request(client.receive):
+        with pytest.raises(ClientGone), watch.request(SCOPE, client.receive):
             await asyncio.sleep(30)
         await leaving
 
@@ -136,3 +137,17 @@ def test_a_new_event_loop_gets_its_own_sweeper() -> None:
                 task.cancel()
             loop.run_until_complete(asyncio.sleep(0))
             loop.close()
+
+
+def test_lambda_invocations_are_not_watched() -> None:
+    """Mangum never reports a disconnect before the response: no watcher, no sweeper."""
+
+    async def main() -> None:
+        watch = DisconnectWatch(AFTER)
+        client = Client()
+        with watch.request({"type": "http", "aws.event": {}}, client.receive):
+            await asyncio.sleep(AFTER * 3)
+        assert watch._sweeper is None
+        assert client.receives == 0
+
+    asyncio.run(main())

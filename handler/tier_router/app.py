@@ -396,7 +396,7 @@ async def complete_chat(request: Request, gateway: Gateway) -> Response:
     try:
         if body.get("stream"):
             return await stream_response(request, gateway, admission, body, headers, started)
-        with gateway.disconnects.request(request.receive):
+        with gateway.disconnects.request(request.scope, request.receive):
             completion = await gateway.forwarder.complete(decision, body)
     except ClientGone:
         await gateway.spend.settle(admission, None, 0)
@@ -547,7 +547,7 @@ async def stream_response(
     decision = admission.decision
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     try:
-        with gateway.disconnects.request(request.receive):
+        with gateway.disconnects.request(request.scope, request.receive):
             opened = await gateway.forwarder.open_stream(decision, body, include_usage)
     except BaseException:
         await gateway.spend.settle(admission, None, 0)

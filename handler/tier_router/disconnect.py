@@ -57,16 +57,33 @@ class Watched:
         self._task.cancel()
 
 
+class Unwatched:
+    """For Lambda through Mangum: the function never hears of a client disconnect (Mangum's
+    `receive` only says "disconnect" once the response is complete), so there is nothing to
+    watch — and no sweeper left pending in a loop that stops between invocations."""
+
+    def __enter__(self) -> Unwatched:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+UNWATCHED = Unwatched()
+
+
 class DisconnectWatch:
-    """`with watch.request(receive): ...` — raises ClientGone if the client left meanwhile."""
+    """`with watch.request(scope, receive): ...` — raises ClientGone if the client left meanwhile."""
 
     def __init__(self, after: float = 0.25) -> None:
         self.after = after
         self.in_flight: dict[Watched, None] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
-    def request(self, receive: Any) -> Watched:
+    def request(self, scope: Any, receive: Any) -> Watched | Unwatched:
         """Must be called from the task that does the work (it is what gets cancelled)."""
+        if "aws.event" in scope:
+            return UNWATCHED
         loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
         assert task is not None, "called outside a task"
