@@ -372,7 +372,7 @@ def models_list(rules: Rules) -> dict[str, Any]:
 
 
 async def chat_completions(request: Request) -> Response:
-    """The Starlette route (used when the app is mounted inside another one)."""
+    """The Starlette route: serves chat when middleware was added (RouterApp steps aside then)."""
     return await complete_chat(request, request.app.state.gateway)
 
 
@@ -762,13 +762,19 @@ class RouterApp(Starlette):
     Those layers are generic (several nested ASGI calls and wrapped `send`s per request); for
     this one route the same behaviour fits in a few lines: an APIError becomes its response,
     anything else a logged 500. Every other path, and other methods on these paths (405), take
-    the normal Starlette route.
+    the normal Starlette route — and so does everything once middleware has been added with
+    `add_middleware`, so that middleware sees every request.
     """
 
     gateway: Gateway
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or route_path(scope) not in CHAT_PATHS:
+        if (
+            self.user_middleware
+            or scope["type"] != "http"
+            or scope["method"] != "POST"
+            or route_path(scope) not in CHAT_PATHS
+        ):
             await super().__call__(scope, receive, send)
             return
         scope["app"] = self

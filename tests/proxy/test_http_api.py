@@ -457,3 +457,25 @@ async def test_a_client_gone_while_sending_its_body_gets_no_answer_and_logs_no_e
     await app(scope, receive, send)
     assert sent == []
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+async def test_added_middleware_sees_chat_requests_too(make_app, chat, upstream, urls, completion):
+    """The shortcut must not bypass middleware an operator adds (CORS, tracing...)."""
+    upstream.post(urls["openai"]).respond(200, json=completion())
+    app = make_app()
+    seen: list[str] = []
+
+    class Tracing:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            seen.append(scope["path"])
+            await self.inner(scope, receive, send)
+
+    app.add_middleware(Tracing)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as client:
+        response = await client.post(CHAT, json=chat())
+    assert response.status_code == 200, response.text
+    assert response.headers["x-router-model"] == "primary"
+    assert seen == [CHAT]
