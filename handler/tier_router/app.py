@@ -13,7 +13,6 @@ import itertools
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -38,7 +37,7 @@ from tier_router.providers.mock import MockTransport
 from tier_router.router_keys import KeyRecord, KeyRing, parse_keys, plain_keys
 from tier_router.routing.engine import Decision, ModelRoute, Rules, UnknownModelError
 from tier_router.routing.loader import load_rules
-from tier_router.routing.request import encodable, parse_chat
+from tier_router.routing.request import MAY_HOLD_SURROGATES, encodable, parse_chat
 from tier_router.settings import Settings
 from tier_router.store.base import Store, StoreError
 from tier_router.store.deadline import DeadlineStore
@@ -205,7 +204,7 @@ class Gateway:
             ) from None
         if not isinstance(body, dict):
             raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
-        if SURROGATE_ESCAPE.search(raw) and not encodable(body):
+        if MAY_HOLD_SURROGATES.search(raw) and not encodable(body):
             raise APIError(
                 400, "The request body contains an unpaired surrogate (invalid Unicode).", code="invalid_json"
             )
@@ -271,10 +270,6 @@ def breaker_health(store: Store, rules: Rules) -> BreakerHealth | None:
         cache_ttl_s=spec.cache_ttl_s,
     )
     return BreakerHealth(BreakerBoard(store, config))
-
-
-SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-"""JSON escapes of UTF-16 surrogates: only bodies containing one need the full check."""
 
 
 def reject_constant(name: str) -> float:

@@ -50,7 +50,7 @@ from typing import IO, Any
 from pydantic import ValidationError
 
 from tier_router.routing.engine import AUTO, Rules, UnknownModelError
-from tier_router.routing.request import Chat, parse_chat
+from tier_router.routing.request import MAY_HOLD_SURROGATES, Chat, parse_chat
 from tier_router.routing.schema import Price
 from tier_router.spend.pricing import Rates, cost_micro_usd, rates_of, usd
 
@@ -305,7 +305,7 @@ class Replayer:
                 if obj.get("event") == "request" and "messages" not in obj:
                     self.router_line(lineno, obj)
                 else:
-                    self.request_line(lineno, obj)
+                    self.request_line(lineno, obj, text_checked=MAY_HOLD_SURROGATES.search(raw) is None)
             except Exception as exc:  # never let one odd line end a million-line replay
                 audit.error(lineno, "unexpected error", f"{type(exc).__name__}: {exc}"[:200])
         audit.lines = lineno
@@ -319,7 +319,7 @@ class Replayer:
             return self.model if self.model in rules.targets else AUTO
         return name if isinstance(name, str) and name in rules.targets else AUTO
 
-    def request_line(self, lineno: int, obj: dict[str, Any]) -> None:
+    def request_line(self, lineno: int, obj: dict[str, Any], *, text_checked: bool = False) -> None:
         audit = self.audit
         body = _body_of(obj)
         if body is None:
@@ -332,7 +332,7 @@ class Replayer:
             if self.model is None:
                 audit.requested_unknown += 1
         try:
-            request = parse_chat(body)
+            request = parse_chat(body, text_checked=text_checked)
         except ValidationError as exc:
             audit.error(lineno, "invalid request", _validation_message(exc))
             return

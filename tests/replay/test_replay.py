@@ -139,6 +139,7 @@ def test_hostile_lines_never_crash(tmp_path: Path, rules: Rules) -> None:
         b'{"request": "not a dict"}',
         b'{"model": "auto", "messages": [{"role": "wizard", "content": "hi"}]}',
         b'{"model": "auto", "messages": [{"role": "user", "content": "\\ud800"}]}',
+        b'{"model": "auto", "messages": [{"role": "user", "content": "\xed\xa0\x80"}]}',  # encoded
         b'{"event": "request", "model": "not-in-rules", "prompt_tokens": 5, "completion_tokens": 5}',
         b'{"model": 5, "messages": [{"role": "user", "content": "hi"}], "usage": {"prompt_tokens": "x"}}',
         b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "headers": [1]}',
@@ -150,7 +151,13 @@ def test_hostile_lines_never_crash(tmp_path: Path, rules: Rules) -> None:
     # the last three that are valid requests: model 5 -> auto; usage unusable -> estimated; headers ignored
     assert data["totals"]["requests"] == 2
     assert data["errors"]["count"] == len(lines) - 2
-    assert [e["line"] for e in data["errors"]["first"]] == [1, 2, 3, 4, 5, 6, 7, 10]
+    assert [e["line"] for e in data["errors"]["first"]] == [1, 2, 3, 4, 5, 6, 7, 8, 11]
+    assert "unexpected error" not in data["errors"]["by_kind"]  # each one is named for what it is
+    reasons = {e["line"]: e["reason"] for e in data["errors"]["first"]}
+    assert reasons[6].startswith("invalid request")
+    assert "surrogate" in reasons[6]
+    assert reasons[7].startswith("invalid request")
+    assert "surrogate" in reasons[7]
 
 
 def test_against_reports_exactly_the_requests_that_move(

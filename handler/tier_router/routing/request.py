@@ -9,6 +9,7 @@ list of parts, or null) and strict where routing depends on it (messages, roles)
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -107,6 +108,11 @@ def parse_chat(body: dict[str, Any], *, text_checked: bool = False) -> Chat:
         body.get("metadata"),
         body.get("user"),
     )
+
+
+MAY_HOLD_SURROGATES = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+"""In raw JSON bytes: a surrogate escape, or a UTF-8-encoded surrogate (which `json.loads(bytes)`
+lets through). JSON without either cannot hold a lone surrogate: the cheap test before `encodable`."""
 
 
 def encodable(body: Any) -> bool:
