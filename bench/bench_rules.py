@@ -35,7 +35,8 @@ from typing import Any
 import yaml
 from tier_router.routing.engine import Rules
 from tier_router.routing.loader import load_rules
-from tier_router.routing.request import Chat, ChatRequest, parse_chat
+from tier_router.routing.request import Chat, parse_chat
+from tier_router.routing.request_model import ChatRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "rules" / "router.yaml"

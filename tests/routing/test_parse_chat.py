@@ -9,6 +9,10 @@ empty lists) and unknown fields, and hold the fast path to that promise.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from tier_router.routing.features import measure
-from tier_router.routing.request import ChatRequest, _plainly_valid, encodable, parse_chat
+from tier_router.routing.request import _plainly_valid, encodable, parse_chat
+from tier_router.routing.request_model import ChatRequest
 
 LONE_SURROGATE = json.loads('"a\\ud800"')
 MISSING = object()
@@ -139,3 +144,24 @@ def test_text_checked_bodies_take_the_same_path(body: dict[str, Any]) -> None:
 def test_coercible_values_are_accepted_as_the_model_coerces_them() -> None:
     chat = parse_chat({"model": "auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": "7"})
     assert chat.max_tokens == 7
+
+
+def test_the_model_is_imported_only_when_a_body_needs_it() -> None:
+    """Building the pydantic model costs Lambda cold-start time: plain bodies must not need it."""
+    code = (
+        "import sys\n"
+        "from tier_router.routing.request import parse_chat\n"
+        "parse_chat({'model': 'auto', 'messages': [{'role': 'user', 'content': 'hi'}]})\n"
+        "print('tier_router.routing.request_model' in sys.modules)\n"
+        "parse_chat({'model': 'auto', 'messages': [{'role': 'user', 'content': 'hi'}], 'max_tokens': '5'})\n"
+        "print('tier_router.routing.request_model' in sys.modules)\n"
+    )
+    handler = Path(__file__).resolve().parents[2] / "handler"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(handler)},
+    ).stdout.split()
+    assert out == ["False", "True"]

@@ -1,9 +1,9 @@
 """The OpenAI chat-completions request, as far as routing needs to understand it.
 
-Unknown fields are kept (`extra="allow"`): the proxy forwards the client's body with only
-`model` replaced, so a field this router has never heard of still reaches the provider.
-Validation is deliberately loose where OpenAI itself is loose (content may be a string, a
-list of parts, or null) and strict where routing depends on it (messages, roles).
+`parse_chat` validates a body exactly as the pydantic model `ChatRequest` (in
+`routing.request_model`) does, but checks plain bodies directly and leaves the model to
+explain, or coerce, the rest. Messages are kept as the client's own dicts: the proxy forwards
+the body with only `model` replaced, so unknown fields still reach the provider.
 """
 
 from __future__ import annotations
@@ -11,56 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
-
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-
-
-def _encodable(value: str) -> str:
-    """Reject lone surrogates (`"\\ud800"` is valid JSON but not text): no UTF-8 form exists."""
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("text contains an unpaired surrogate (invalid Unicode)") from None
-    return value
-
-
-Text = Annotated[str, AfterValidator(_encodable)]
-
-
-class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    type: str
-    text: Text | None = None
-
-
-class Message(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: Text | list[ContentPart] | None = None
-
-
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(min_length=1)
-    messages: list[Message] = Field(min_length=1)
-    stream: bool | None = None
-    stream_options: dict[str, Any] | None = None
-    modalities: list[str] | None = None
-    tools: list[dict[str, Any]] | None = None
-    functions: list[dict[str, Any]] | None = None
-    response_format: dict[str, Any] | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    metadata: dict[str, Text] | None = None
-    user: Text | None = None
-
-
-# -- the hot path -------------------------------------------------------------------------
+from typing import Any
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -96,6 +47,8 @@ def parse_chat(body: dict[str, Any], *, text_checked: bool = False) -> Chat:
     lone surrogates — the proxy checks the raw bytes); otherwise the body is checked here.
     """
     if body.__class__ is not dict or not (text_checked or encodable(body)) or not _plainly_valid(body):
+        from tier_router.routing.request_model import ChatRequest
+
         body = ChatRequest.model_validate(body).model_dump()
     return Chat(
         body["model"],
