@@ -552,17 +552,22 @@ async def stream_response(
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"
 
+    cost: int | None = None
+
+    def price_usage(chunk: dict[str, Any]) -> None:
+        """The final usage chunk: priced here, and the client sees the cost in it."""
+        nonlocal cost
+        usage = chunk["usage"]
+        cost = gateway.spend.price(opened.route, usage)
+        if cost is not None:
+            chunk["usage"] = {**usage, "cost_usd": cost / 1_000_000}
+
     async def events() -> AsyncIterator[bytes]:
+        nonlocal cost
         outcome = "ok"
-        cost: int | None = None
         try:
-            async for chunk in opened.chunks():
-                usage = chunk.get("usage")
-                if usage and not chunk.get("choices"):  # the final usage chunk: price it here
-                    cost = gateway.spend.price(opened.route, usage)
-                    if cost is not None:
-                        chunk["usage"] = {**usage, "cost_usd": cost / 1_000_000}
-                yield b"data: " + dumps(chunk) + b"\n\n"
+            async for frame in opened.frames(price_usage):
+                yield frame
             yield b"data: [DONE]\n\n"
         except (UpstreamProtocolError, TimeoutError, httpx.HTTPError) as exc:
             outcome = "stream_interrupted"

@@ -35,6 +35,7 @@ from tier_router.providers.base import (
     ClientRequestError,
     StreamDecoder,
     UpstreamProtocolError,
+    dumps,
     is_content_chunk,
 )
 from tier_router.providers.registry import adapter_for
@@ -45,6 +46,8 @@ OPERATOR_STATUSES = frozenset({401, 403, 404})
 PASSTHROUGH_HEADERS = frozenset({"x-request-id", "request-id", "openai-processing-ms"})
 BASE_HEADERS = {"user-agent": "tier-router", "accept": "application/json"}
 ERROR_BODY_LIMIT = 64 * 1024
+DRAIN_S = 1.0
+"""At most this long to read the rest of a finished stream so its connection can be reused."""
 
 
 @dataclass(slots=True)
@@ -108,50 +111,97 @@ class Completion:
     headers: dict[str, str]
 
 
+Held = list[tuple[dict[str, Any], str | None]]
+"""Decoded chunks, each with the upstream's own JSON text when the chunk is exactly that text."""
+Events = list[tuple[str, str]]
+
+
 @dataclass(slots=True)
 class OpenedStream:
     """A stream that has produced its first content: nothing after this can fail over."""
 
     route: ModelRoute
     attempts: list[Attempt]
-    held: list[dict[str, Any]]
+    held: Held
+    pending: Events
+    """Events that arrived in the same read as the first content, not decoded yet."""
     decoder: StreamDecoder
     headers: dict[str, str]
     stall_s: float
-    _events: AsyncIterator[tuple[str, str]] | None
+    _batches: AsyncIterator[Events] | None
     _response: httpx.Response | None
     secret: str | None = field(default=None, repr=False)
     """The provider key used, so mid-stream error text can be scrubbed of it."""
 
-    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
-        """The held chunks, then the rest of the upstream stream, each chunk within `stall_s`.
+    async def frames(self, on_usage: Callable[[dict[str, Any]], None]) -> AsyncIterator[bytes]:
+        """The stream as the client gets it: SSE `data:` frames, as bytes — the held chunks
+        first, then whatever each upstream read brings, encoded together (one send per read,
+        not per chunk), each read within `stall_s`. `on_usage` may amend the final usage-only
+        chunk (the cost) before it is encoded.
 
-        Raises UpstreamProtocolError / TimeoutError / httpx errors on a failure mid-stream.
+        OpenAI-compatible chunks are forwarded as the provider's own text, not re-encoded.
+        Raises UpstreamProtocolError / TimeoutError / httpx errors on a failure mid-stream,
+        after yielding what was decoded before the failure.
         """
         try:
-            for chunk in self.held:
-                yield chunk
+            out = [sse_frame(chunk, raw, on_usage) for chunk, raw in self.held]
             self.held = []
-            events = self._events
-            while events is not None and not self.decoder.finished:
+            events, self.pending = self.pending, []
+            while True:
+                try:
+                    for event, data in events:
+                        if self.decoder.finished:
+                            break
+                        passthrough = self.decoder.passthrough
+                        chunks = self.decoder.feed(event, data)
+                        raw = data if passthrough and len(chunks) == 1 else None
+                        out.extend(sse_frame(chunk, raw, on_usage) for chunk in chunks)
+                except BaseException:
+                    if out:  # what the client has not seen yet of this read, then the failure
+                        yield b"".join(out)
+                    raise
+                if out:
+                    yield b"".join(out)
+                    out = []
+                if self.decoder.finished:
+                    await self._drain()
+                    return
+                if self._batches is None:
+                    return
                 try:
                     async with asyncio.timeout(self.stall_s):
-                        event, data = await anext(events)
+                        events = await anext(self._batches)
                 except StopAsyncIteration:
                     raise UpstreamProtocolError("the provider's stream ended before its end marker") from None
-                for chunk in self.decoder.feed(event, data):
-                    yield chunk
         finally:
             await self.aclose()
 
+    async def _drain(self) -> None:
+        """Read what follows the end marker (usually just the end of the chunked body), so the
+        connection goes back to the pool: a response closed unread takes its connection with
+        it, and every streamed request would pay a new TCP (and TLS) handshake."""
+        if self._batches is None:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(min(self.stall_s, DRAIN_S)):
+                async for _ in self._batches:
+                    pass
+
     async def aclose(self) -> None:
-        if self._events is not None:  # close the SSE reader here, not via the loop's finalizer hook
-            events, self._events = self._events, None
+        if self._batches is not None:  # close the SSE reader here, not via the loop's finalizer hook
+            batches, self._batches = self._batches, None
             with contextlib.suppress(RuntimeError):  # already finished by a cancellation
-                await events.aclose()  # type: ignore[attr-defined]
+                await batches.aclose()  # type: ignore[attr-defined]
         if self._response is not None:
             response, self._response = self._response, None
             await response.aclose()
+
+
+def sse_frame(chunk: dict[str, Any], raw: str | None, on_usage: Callable[[dict[str, Any]], None]) -> bytes:
+    if chunk.get("usage") and not chunk.get("choices"):  # the final usage chunk: the app amends it
+        on_usage(chunk)
+        raw = None
+    return b"data: " + (raw.encode() if raw is not None else dumps(chunk)) + b"\n\n"
 
 
 class Forwarder:
@@ -247,8 +297,8 @@ class Forwarder:
                             f"expected an event stream, got {content_type or 'no type'!r}"
                         )
                     decoder = adapter.decoder(include_usage)
-                    events = sse_events(response)
-                    held = await hold_until_content(events, decoder)
+                    batches = sse_batches(response)
+                    held, pending = await hold_until_content(batches, decoder)
             except (httpx.HTTPError, TimeoutError, UpstreamProtocolError) as exc:
                 if response is not None:
                     await response.aclose()
@@ -264,10 +314,11 @@ class Forwarder:
                 route,
                 attempts,
                 held,
+                pending,
                 decoder,
                 upstream_headers(response),
                 timeouts.stall,
-                events,
+                batches,
                 response,
                 secret=secret,
             )
@@ -380,40 +431,58 @@ class Forwarder:
         return round((self.clock() - started) * 1000, 2)
 
 
-async def hold_until_content(
-    events: AsyncIterator[tuple[str, str]], decoder: StreamDecoder
-) -> list[dict[str, Any]]:
-    """Read events until the first content chunk (or a complete, empty answer)."""
-    held: list[dict[str, Any]] = []
-    async for event, data in events:
-        chunks = decoder.feed(event, data)
-        held.extend(chunks)
-        if decoder.finished or any(is_content_chunk(chunk) for chunk in chunks):
-            return held
+async def hold_until_content(batches: AsyncIterator[Events], decoder: StreamDecoder) -> tuple[Held, Events]:
+    """Read until the first content chunk (or a complete, empty answer): the chunks so far, and
+    the events that came in the same read after it (decoded later, like the rest)."""
+    held: Held = []
+    async for events in batches:
+        for i, (event, data) in enumerate(events):
+            chunks = decoder.feed(event, data)
+            raw = data if decoder.passthrough and len(chunks) == 1 else None
+            held.extend((chunk, raw) for chunk in chunks)
+            if decoder.finished or any(is_content_chunk(chunk) for chunk in chunks):
+                return held, events[i + 1 :]
     raise UpstreamProtocolError("the provider's stream ended before any content")
 
 
-async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
-    """Server-sent events as (event name, data) pairs; comments and ids are ignored."""
+async def sse_batches(response: httpx.Response) -> AsyncIterator[Events]:
+    """Server-sent events as (event name, data) pairs, in the batches they arrived in: one list
+    per network read, so per-read work (a timeout, a send to the client) is not paid per event,
+    and nothing waits for more data than has come. Comments and ids are ignored; lines may end
+    in LF, CRLF or CR (a CR at the end of a read waits for the next read: it may be half a CRLF).
+    """
     event = ""
     data: list[str] = []
-    async for line in response.aiter_lines():
-        if not line:
-            if data:
-                yield event, "\n".join(data)
-            event, data = "", []
-            continue
-        if line.startswith(":"):
-            continue
+    rest = b""
+    async for block in response.aiter_bytes():
+        lines = (rest + block).splitlines(keepends=True) if rest else block.splitlines(keepends=True)
+        rest = lines.pop() if lines and (lines[-1][-1:] != b"\n") else b""
+        batch: Events = []
+        for line_bytes in lines:
+            line = line_bytes.rstrip(b"\r\n").decode("utf-8", "replace")
+            if not line:
+                if data:
+                    batch.append((event, "\n".join(data)))
+                event, data = "", []
+                continue
+            if line[0] == ":":
+                continue
+            name, _, value = line.partition(":")
+            if value[:1] == " ":
+                value = value[1:]
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event = value
+        if batch:
+            yield batch
+    if rest:  # the last line had no line ending
+        line = rest.rstrip(b"\r\n").decode("utf-8", "replace")
         name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
         if name == "data":
-            data.append(value)
-        elif name == "event":
-            event = value
+            data.append(value[1:] if value[:1] == " " else value)
     if data:
-        yield event, "\n".join(data)
+        yield [(event, "\n".join(data))]
 
 
 class ClientTransport(httpx.AsyncBaseTransport):

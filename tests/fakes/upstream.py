@@ -728,6 +728,7 @@ class FakeUpstream:
             "query": scope.get("query_string", b"").decode("latin-1"),
             "headers": headers,
             "body": body if body is not None else raw.decode("utf-8", "replace"),
+            "client_port": (scope.get("client") or ("", None))[1],  # which TCP connection
         }
         self.recent.append(record)
 

@@ -436,3 +436,16 @@ def test_anthropic_untranslatable_request_is_a_bad_request(stack, client: openai
 
     assert caught.value.status_code == 400
     assert stack.anthropic.requests == 0
+
+
+@pytest.mark.parametrize("model", ["fast", "claude-only"])
+def test_streamed_requests_reuse_the_upstream_connection(stack, client: openai.OpenAI, model: str) -> None:
+    """A finished stream hands its connection back to the pool: without that, every streamed
+    request pays a new TCP (and, to a real provider, TLS) handshake."""
+    fake = stack.a if model == "fast" else stack.anthropic
+    for i in range(4):
+        chunks = list(client.chat.completions.create(model=model, messages=user(f"stream {i}"), stream=True))
+        assert stream_text(chunks)
+    ports = [r["client_port"] for r in fake.stats()["recent"][-4:]]
+    assert len(ports) == 4
+    assert len(set(ports)) == 1, f"a new upstream connection per stream: {ports}"

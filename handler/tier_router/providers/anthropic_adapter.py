@@ -56,6 +56,7 @@ class AnthropicAdapter:
 
 class AnthropicStreamDecoder:
     __slots__ = ("translator",)
+    passthrough = False  # chunks are translations, encoded by the proxy
 
     def __init__(self, include_usage: bool) -> None:
         self.translator = anthropic.StreamTranslator(created=int(time.time()), include_usage=include_usage)

@@ -38,6 +38,9 @@ class StreamDecoder(Protocol):
 
     finished: bool
     """True once the upstream signalled a complete end (`[DONE]` / `message_stop`)."""
+    passthrough: bool
+    """True when `feed` returns at most one chunk per event, equal to the event's JSON data:
+    the proxy then forwards the provider's own text instead of re-encoding the chunk."""
 
     def feed(self, event: str, data: str) -> list[dict[str, Any]]: ...
 

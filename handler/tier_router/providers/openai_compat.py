@@ -48,6 +48,7 @@ class OpenAICompatAdapter:
 
 class OpenAIStreamDecoder:
     __slots__ = ("finished", "include_usage", "usage")
+    passthrough = True  # each chunk is the event's JSON, unchanged
 
     def __init__(self, include_usage: bool) -> None:
         self.include_usage = include_usage

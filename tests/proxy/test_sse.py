@@ -1,0 +1,89 @@
+"""The SSE reader: events are the same however the network splits the bytes (any block
+boundaries, LF / CRLF / CR line endings, multi-line data, comments), and each network read is
+one batch, so nothing waits for more data than has arrived."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tier_router.forward import sse_batches
+
+
+class Blocks(httpx.AsyncByteStream):
+    def __init__(self, blocks: list[bytes]) -> None:
+        self.blocks = blocks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for block in self.blocks:
+            yield block
+
+
+def read(blocks: list[bytes]) -> list[list[tuple[str, str]]]:
+    async def collect() -> list[list[tuple[str, str]]]:
+        response = httpx.Response(200, stream=Blocks(blocks))
+        return [batch async for batch in sse_batches(response)]
+
+    return asyncio.run(collect())
+
+
+def flat(batches: list[list[tuple[str, str]]]) -> list[tuple[str, str]]:
+    return [event for batch in batches for event in batch]
+
+
+values = st.text(
+    alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=12
+)
+events = st.lists(
+    st.tuples(
+        st.sampled_from(["", "message_start", "content_block_delta"]),
+        st.lists(values, min_size=1, max_size=3),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+def render(items: list[tuple[str, list[str]]], newline: str, comments: bool) -> bytes:
+    text = ""
+    for name, data_lines in items:
+        if comments:
+            text += f": keep-alive{newline}"
+        if name:
+            text += f"event: {name}{newline}"
+        text += "".join(f"data: {line}{newline}" for line in data_lines)
+        text += newline
+    return text.encode()
+
+
+@settings(max_examples=400, deadline=None)
+@given(events, st.sampled_from(["\n", "\r\n", "\r"]), st.booleans(), st.data())
+def test_events_do_not_depend_on_where_the_bytes_are_split(items, newline, comments, data) -> None:
+    raw = render(items, newline, comments)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=8)))
+    blocks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    expected = [(name, "\n".join(lines)) for name, lines in items]
+    assert flat(read([raw])) == expected
+    assert flat(read(blocks)) == expected
+
+
+def test_one_batch_per_read() -> None:
+    batches = read([b"data: 1\n\ndata: 2\n\n", b"data: 3\n\n"])
+    assert batches == [[("", "1"), ("", "2")], [("", "3")]]
+
+
+def test_an_event_split_across_reads_comes_with_the_read_that_completes_it() -> None:
+    assert read([b'data: {"a":', b" 1}\n", b"\n"]) == [[("", '{"a": 1}')]]
+
+
+def test_a_utf8_character_split_across_reads_survives() -> None:
+    text = "data: héllo 日本\n\n".encode()
+    cut = text.index("日".encode()) + 1  # inside the 3-byte character
+    assert flat(read([text[:cut], text[cut:]])) == [("", "héllo 日本")]
+
+
+def test_a_last_event_without_its_blank_line_is_still_delivered() -> None:
+    assert flat(read([b"data: [DONE]"])) == [("", "[DONE]")]
