@@ -57,6 +57,8 @@ BODY = {
     "temperature": 0.2,
     "max_tokens": 256,
 }
+STREAM_BODY = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
+"""--stream: the same request, streamed (the fake sends ~19 SSE events: role, one per word, usage)."""
 HEADERS = {"content-type": "application/json", "authorization": f"Bearer {API_KEY}"}
 
 
@@ -234,9 +236,13 @@ class Latency:
         }
 
 
-def measure_latency(ports: dict[str, int], n: int, warmup: int) -> dict[str, Latency]:
-    """Sequential keep-alive requests, one per target per round, rotating the order every round."""
-    body = json.dumps(BODY).encode()
+def measure_latency(
+    ports: dict[str, int], n: int, warmup: int, request: dict[str, Any] = BODY
+) -> dict[str, Latency]:
+    """Sequential keep-alive requests, one per target per round, rotating the order every round.
+    A streamed answer counts when its last byte is read, and must end with `[DONE]`."""
+    body = json.dumps(request).encode()
+    streamed = bool(request.get("stream"))
     conns = {name: http.client.HTTPConnection("127.0.0.1", port, timeout=30) for name, port in ports.items()}
     results = {name: Latency() for name in ports}
     names = list(ports)
@@ -248,10 +254,12 @@ def measure_latency(ports: dict[str, int], n: int, warmup: int) -> dict[str, Lat
                 started = time.perf_counter_ns()
                 conn.request("POST", PATH, body, HEADERS)
                 response = conn.getresponse()
-                response.read()
+                data = response.read()
                 elapsed = time.perf_counter_ns() - started
                 if response.status != 200:
                     raise RuntimeError(f"{name}: HTTP {response.status} during the latency run")
+                if streamed and not data.rstrip().endswith(b"data: [DONE]"):
+                    raise RuntimeError(f"{name}: a stream without [DONE] during the latency run")
                 if i >= warmup:
                     results[name].samples_us.append(elapsed / 1000)
     finally:
@@ -280,9 +288,9 @@ end
 """
 
 
-def write_wrk_script() -> Path:
+def write_wrk_script(request: dict[str, Any] = BODY) -> Path:
     path = OUT / "post_chat.lua"
-    path.write_text(WRK_LUA.format(body=json.dumps(BODY), key=API_KEY), encoding="utf-8")
+    path.write_text(WRK_LUA.format(body=json.dumps(request), key=API_KEY), encoding="utf-8")
     return path
 
 
@@ -303,11 +311,17 @@ def run_wrk(
 
 
 def measure_throughput(
-    wrk: str, services: dict[str, Service], upstream: Service, seconds: int, rounds: int, threads: int
+    wrk: str,
+    services: dict[str, Service],
+    upstream: Service,
+    seconds: int,
+    rounds: int,
+    threads: int,
+    request: dict[str, Any] = BODY,
 ) -> dict[str, dict[str, Any]]:
     """``rounds`` wrk runs per target, alternating targets (order rotated) so load spikes from other
     processes on the machine hit every target alike; medians per target, CPU summed over all runs."""
-    script = write_wrk_script()
+    script = write_wrk_script(request)
     for service in services.values():
         run_wrk(wrk, script, service.port, 1, threads, 32)  # fill pools, warm caches
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in services}
@@ -477,6 +491,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="memory://",
         help="router state store URL (default memory://: measures the router's own code, not disk I/O)",
     )
+    parser.add_argument("--stream", action="store_true", help="streamed requests (SSE) instead of plain ones")
     parser.add_argument("--json", type=Path, help="write the full report here")
     parser.add_argument("--enforce", action="store_true", help="exit 1 if a router/floor target is missed")
     args = parser.parse_args(argv)
@@ -549,7 +564,8 @@ def main(argv: list[str] | None = None) -> int:
         warmup = min(200, args.requests // 5)
         cpu_before = {name: cpu_seconds(s.popen.pid) for name, s in services.items()}
         seen_before = upstream_requests(upstream.port)
-        lat = measure_latency({name: s.port for name, s in services.items()}, args.requests, warmup)
+        request = STREAM_BODY if args.stream else BODY
+        lat = measure_latency({name: s.port for name, s in services.items()}, args.requests, warmup, request)
         latency = {name: r.summary() for name, r in lat.items()}
         served = {name: args.requests + warmup for name in services}
         served["direct"] = upstream_requests(upstream.port) - seen_before  # it also served the proxies
@@ -571,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = f"{args.rounds} x {args.wrk_seconds}s"
             print(f"throughput: wrk {runs} x {len(services)} targets, alternated ...", file=sys.stderr)
             throughput = measure_throughput(
-                wrk, services, upstream, args.wrk_seconds, args.rounds, args.wrk_threads
+                wrk, services, upstream, args.wrk_seconds, args.rounds, args.wrk_threads, request
             )
 
     report = {
@@ -583,7 +599,8 @@ def main(argv: list[str] | None = None) -> int:
             "wrk_threads": args.wrk_threads,
             "wrk_rounds": args.rounds,
             "wrk_connections": 32,
-            "body_bytes": len(json.dumps(BODY)),
+            "body_bytes": len(json.dumps(request)),
+            "stream": args.stream,
             "router_store": args.router_store if "router" in args.targets else None,
         },
         "latency": latency,

@@ -22,9 +22,9 @@ import asyncio
 import contextlib
 import email.utils
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -46,6 +46,7 @@ OPERATOR_STATUSES = frozenset({401, 403, 404})
 PASSTHROUGH_HEADERS = frozenset({"x-request-id", "request-id", "openai-processing-ms"})
 BASE_HEADERS = {"user-agent": "tier-router", "accept": "application/json"}
 ERROR_BODY_LIMIT = 64 * 1024
+T = TypeVar("T")
 DRAIN_S = 1.0
 """At most this long to read the rest of a finished stream so its connection can be reused."""
 
@@ -169,8 +170,7 @@ class OpenedStream:
                 if self._batches is None:
                     return
                 try:
-                    async with asyncio.timeout(self.stall_s):
-                        events = await anext(self._batches)
+                    events = await within(self.stall_s, anext(self._batches))
                 except StopAsyncIteration:
                     raise UpstreamProtocolError("the provider's stream ended before its end marker") from None
         finally:
@@ -195,6 +195,38 @@ class OpenedStream:
         if self._response is not None:
             response, self._response = self._response, None
             await response.aclose()
+
+
+class _Deadline:
+    """`within`'s timer callback: cancels the task and remembers that it did."""
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.fired = False
+
+    def __call__(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """`await awaitable`, or TimeoutError after `seconds` — `asyncio.timeout` without its
+    context-manager machinery: a stream pays this once per upstream read."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task(loop)
+    assert task is not None
+    deadline = _Deadline(task)
+    timer = loop.call_at(loop.time() + seconds, deadline)
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        if deadline.fired and task.uncancel() == 0:
+            raise TimeoutError from None
+        raise
+    finally:
+        timer.cancel()
 
 
 def sse_frame(chunk: dict[str, Any], raw: str | None, on_usage: Callable[[dict[str, Any]], None]) -> bytes:

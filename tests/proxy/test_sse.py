@@ -8,9 +8,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tier_router.forward import sse_batches
+from tier_router.forward import sse_batches, within
 
 
 class Blocks(httpx.AsyncByteStream):
@@ -87,3 +88,36 @@ def test_a_utf8_character_split_across_reads_survives() -> None:
 
 def test_a_last_event_without_its_blank_line_is_still_delivered() -> None:
     assert flat(read([b"data: [DONE]"])) == [("", "[DONE]")]
+
+
+# -- `within`: the per-read stall limit ------------------------------------------------------------
+
+
+def test_within_returns_the_result_and_leaves_no_timer() -> None:
+    async def main() -> None:
+        assert await within(1.0, asyncio.sleep(0, result="chunk")) == "chunk"
+        await asyncio.sleep(0.05)  # a timer left behind would cancel us here
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+    asyncio.run(main())
+
+
+def test_within_raises_timeout_error_and_the_task_is_not_left_cancelled() -> None:
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await within(0.02, asyncio.sleep(5))
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+        await asyncio.sleep(0)  # still usable
+
+    asyncio.run(main())
+
+
+def test_a_cancellation_that_is_not_the_deadline_stays_a_cancellation() -> None:
+    async def main() -> None:
+        task = asyncio.create_task(within(5.0, asyncio.sleep(5)))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
