@@ -148,23 +148,24 @@ class OpenedStream:
             out = [sse_frame(chunk, raw, on_usage) for chunk, raw in self.held]
             self.held = []
             events, self.pending = self.pending, []
+            decoder = self.decoder
+            passthrough = decoder.passthrough
             while True:
                 try:
                     for event, data in events:
-                        if self.decoder.finished:
+                        if decoder.finished:
                             break
-                        passthrough = self.decoder.passthrough
-                        chunks = self.decoder.feed(event, data)
+                        chunks = decoder.feed(event, data)
                         raw = data if passthrough and len(chunks) == 1 else None
                         out.extend(sse_frame(chunk, raw, on_usage) for chunk in chunks)
-                except BaseException:
+                except Exception:
                     if out:  # what the client has not seen yet of this read, then the failure
                         yield b"".join(out)
                     raise
                 if out:
                     yield b"".join(out)
                     out = []
-                if self.decoder.finished:
+                if decoder.finished:
                     await self._drain()
                     return
                 if self._batches is None:
