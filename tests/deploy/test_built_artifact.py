@@ -236,6 +236,7 @@ def test_artifact_layout(built_artifacts: list[Path]) -> None:
     for artifact in built_artifacts:
         rules = (artifact / "rules" / "router.yaml").read_text()
         assert rules == (ROOT / "rules" / "router.yaml").read_text(), artifact
+        assert not (artifact / "rules" / "samples").exists(), "the replay demo log is not for Lambda"
         assert (artifact / "run.sh").stat().st_mode & 0o111
         assert not list(artifact.glob("*.egg-info"))
         assert not (artifact / "bin").exists()
