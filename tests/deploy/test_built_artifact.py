@@ -237,6 +237,10 @@ def test_artifact_layout(built_artifacts: list[Path]) -> None:
         rules = (artifact / "rules" / "router.yaml").read_text()
         assert rules == (ROOT / "rules" / "router.yaml").read_text(), artifact
         assert not (artifact / "rules" / "samples").exists(), "the replay demo log is not for Lambda"
+        # certifi's roots as a hashed directory, one file per root (tests/test_tls.py: how it is used)
+        roots = (artifact / "certifi" / "cacert.pem").read_text().count("BEGIN CERTIFICATE")
+        assert roots > 50
+        assert len(list((artifact / "cacerts").iterdir())) == roots, artifact
         assert (artifact / "run.sh").stat().st_mode & 0o111
         assert not list(artifact.glob("*.egg-info"))
         assert not (artifact / "bin").exists()
