@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 from pydantic import ValidationError
+from starlette._utils import get_route_path  # what Starlette's own router matches on
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -243,27 +244,19 @@ class Gateway:
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refused as soon as it passes `limit`. Reads ASGI messages directly:
     usually there is exactly one, and `Request.stream()` would wrap it in an async generator."""
-    receive = request.receive
-    message = await receive()
-    if message["type"] != "http.request":
-        raise ClientDisconnect()
-    raw: bytes = message.get("body", b"")
-    if len(raw) > limit:
-        raise too_large(limit)
-    if not message.get("more_body", False):
-        return raw
-    chunks = [raw]
-    size = len(raw)
-    while message.get("more_body", False):
-        message = await receive()
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await request.receive()
         if message["type"] != "http.request":
             raise ClientDisconnect()
-        chunk = message.get("body", b"")
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise too_large(limit)
+        if not message.get("more_body", False):
+            return b"".join((*chunks, chunk)) if chunks else chunk
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def ssm_keys_loader(name: str, client: httpx.AsyncClient) -> Callable[[], Awaitable[list[KeyRecord]]]:
@@ -769,7 +762,7 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
     ).response()
 
 
-CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 
 
 class RouterApp(Starlette):
@@ -790,7 +783,7 @@ class RouterApp(Starlette):
             self.user_middleware
             or scope["type"] != "http"
             or scope["method"] != "POST"
-            or route_path(scope) not in CHAT_PATHS
+            or get_route_path(scope) not in CHAT_PATHS  # the path as Starlette's router sees it
         ):
             await super().__call__(scope, receive, send)
             return
@@ -807,22 +800,12 @@ class RouterApp(Starlette):
         await response(scope, receive, send)
 
 
-def route_path(scope: Any) -> str:
-    """The path below the app's mount point (ASGI's `path` includes `root_path`)."""
-    path: str = scope["path"]
-    root = scope.get("root_path")
-    if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
-        return path[len(root) :]
-    return path
-
-
 def create_app(settings: Settings | None = None, **gateway_options: Any) -> Starlette:
     settings = settings or Settings.from_env()
     gateway = Gateway(settings, **gateway_options)
     app = RouterApp(
         routes=[
-            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-            Route("/chat/completions", chat_completions, methods=["POST"]),
+            *(Route(path, chat_completions, methods=["POST"]) for path in CHAT_PATHS),
             Route("/v1/route/explain", explain, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/v1/router/status", status, methods=["GET"]),

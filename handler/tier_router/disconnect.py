@@ -91,7 +91,7 @@ class DisconnectWatch:
         self.in_flight[watched] = None
         sweeper = self._sweeper
         if sweeper is None or sweeper.done() or sweeper.get_loop() is not loop:
-            # (Mangum may run each invocation in a new loop: a sweeper of an old one never wakes.)
+            # (An app used from more than one event loop: a sweeper of a stopped loop never wakes.)
             self._sweeper = loop.create_task(self._sweep())
         return watched
 

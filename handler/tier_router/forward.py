@@ -149,15 +149,14 @@ class OpenedStream:
             self.held = []
             events, self.pending = self.pending, []
             decoder = self.decoder
-            passthrough = decoder.passthrough
             while True:
                 try:
                     for event, data in events:
                         if decoder.finished:
                             break
-                        chunks = decoder.feed(event, data)
-                        raw = data if passthrough and len(chunks) == 1 else None
-                        out.extend(sse_frame(chunk, raw, on_usage) for chunk in chunks)
+                        out.extend(
+                            sse_frame(chunk, raw, on_usage) for chunk, raw in decode(decoder, event, data)
+                        )
                 except Exception:
                     if out:  # what the client has not seen yet of this read, then the failure
                         yield b"".join(out)
@@ -228,6 +227,15 @@ async def within(seconds: float, awaitable: Awaitable[T]) -> T:
         raise
     finally:
         timer.cancel()
+
+
+def decode(decoder: StreamDecoder, event: str, data: str) -> Held:
+    """One upstream event's chunks, each with the event's own JSON text when the decoder passes
+    chunks through unchanged (so it can be forwarded without re-encoding)."""
+    chunks = decoder.feed(event, data)
+    if decoder.passthrough and len(chunks) == 1:
+        return [(chunks[0], data)]
+    return [(chunk, None) for chunk in chunks]
 
 
 def sse_frame(chunk: dict[str, Any], raw: str | None, on_usage: Callable[[dict[str, Any]], None]) -> bytes:
@@ -470,10 +478,9 @@ async def hold_until_content(batches: AsyncIterator[Events], decoder: StreamDeco
     held: Held = []
     async for events in batches:
         for i, (event, data) in enumerate(events):
-            chunks = decoder.feed(event, data)
-            raw = data if decoder.passthrough and len(chunks) == 1 else None
-            held.extend((chunk, raw) for chunk in chunks)
-            if decoder.finished or any(is_content_chunk(chunk) for chunk in chunks):
+            decoded = decode(decoder, event, data)
+            held.extend(decoded)
+            if decoder.finished or any(is_content_chunk(chunk) for chunk, _ in decoded):
                 return held, events[i + 1 :]
     raise UpstreamProtocolError("the provider's stream ended before any content")
 
@@ -481,15 +488,33 @@ async def hold_until_content(batches: AsyncIterator[Events], decoder: StreamDeco
 async def sse_batches(response: httpx.Response) -> AsyncIterator[Events]:
     """Server-sent events as (event name, data) pairs, in the batches they arrived in: one list
     per network read, so per-read work (a timeout, a send to the client) is not paid per event,
-    and nothing waits for more data than has come. Comments and ids are ignored; lines may end
-    in LF, CRLF or CR (a CR at the end of a read waits for the next read: it may be half a CRLF).
-    """
-    event = ""
-    data: list[str] = []
-    rest = b""
+    and nothing waits for more data than has come."""
+    parser = SSEParser()
     async for block in response.aiter_bytes():
+        batch = parser.feed(block)
+        if batch:
+            yield batch
+    batch = parser.close()
+    if batch:
+        yield batch
+
+
+class SSEParser:
+    """Bytes in, complete events out. Comments and ids are ignored; lines may end in LF, CRLF
+    or CR (a CR at the end of a block waits for the next block: it may be half a CRLF)."""
+
+    __slots__ = ("data", "event", "rest")
+
+    def __init__(self) -> None:
+        self.event = ""
+        self.data: list[str] = []
+        self.rest = b""
+
+    def feed(self, block: bytes) -> Events:
+        rest = self.rest
         lines = (rest + block).splitlines(keepends=True) if rest else block.splitlines(keepends=True)
-        rest = lines.pop() if lines and (lines[-1][-1:] != b"\n") else b""
+        self.rest = lines.pop() if lines and (lines[-1][-1:] != b"\n") else b""
+        event, data = self.event, self.data
         batch: Events = []
         for line_bytes in lines:
             line = line_bytes.rstrip(b"\r\n").decode("utf-8", "replace")
@@ -507,15 +532,17 @@ async def sse_batches(response: httpx.Response) -> AsyncIterator[Events]:
                 data.append(value)
             elif name == "event":
                 event = value
-        if batch:
-            yield batch
-    if rest:  # the last line had no line ending
-        line = rest.rstrip(b"\r\n").decode("utf-8", "replace")
-        name, _, value = line.partition(":")
-        if name == "data":
-            data.append(value[1:] if value[:1] == " " else value)
-    if data:
-        yield [(event, "\n".join(data))]
+        self.event, self.data = event, data
+        return batch
+
+    def close(self) -> Events:
+        """At the end of the stream: the last line even without its line ending, and an event
+        even without its blank line."""
+        batch = self.feed(b"\n") if self.rest else []
+        if self.data:
+            batch.append((self.event, "\n".join(self.data)))
+            self.event, self.data = "", []
+        return batch
 
 
 class ClientTransport(httpx.AsyncBaseTransport):

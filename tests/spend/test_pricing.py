@@ -197,3 +197,12 @@ def test_integer_pricing_equals_exact_decimal(
     }
     expected = oracle(price, prompt, completion, cached, written, written_1h, mult)
     assert cost_micro_usd(price, usage, cache_write_multiplier=mult) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(PRICES, PRICES, st.integers(-5, 10**8), st.integers(-5, 10**7))
+def test_worst_case_equals_exact_decimal(pin: float, pout: float, inp: int, out: int) -> None:
+    price = Price(input=pin, output=pout)
+    d = lambda x: Decimal(repr(float(x)))  # noqa: E731 - the price as written
+    expected = int((max(inp, 0) * d(pin) + max(out, 0) * d(pout)).to_integral_value(rounding=ROUND_CEILING))
+    assert worst_case_micro_usd(price, inp, out) == expected

@@ -72,10 +72,8 @@ def encodable(body: Any) -> bool:
     """False if any string (or key) holds a lone surrogate: valid as a JSON escape, not as text."""
     try:
         json.dumps(body, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    except (TypeError, ValueError, RecursionError):  # not JSON data at all: the model will say why
-        return False
+    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError; the
+        return False  # others mean "not JSON data at all", which the model will explain
     return True
 
 

@@ -154,6 +154,9 @@ def worst_case_micro_usd(price: Price, input_tokens: int, max_output_tokens: int
     """An upper bound for a request not yet sent: every input token uncached at the input
     price, every allowed output token produced. The caller inflates `input_tokens` (it is
     an estimate) — see `BudgetGuard.estimate`."""
+    rates = rates_of(price)
+    if rates is not None:
+        return rates.plain_cost(max(input_tokens, 0), max(max_output_tokens, 0))
     return _ceil(max(input_tokens, 0) * _dec(price.input) + max(max_output_tokens, 0) * _dec(price.output))
 
 
