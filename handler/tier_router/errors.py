@@ -1,16 +1,69 @@
-"""OpenAI-shaped HTTP errors.
+"""Every error tier-router raises on purpose, as one hierarchy.
 
-Clients use the official OpenAI SDK, which maps statuses to exception classes and reads
-`{"error": {"message", "type", "param", "code"}}`; every error the router returns has that
-shape, a correct status, and nothing secret or internal (no stack traces, no keys).
+    RouterError                      base: `except RouterError` catches anything deliberate
+    ├── ConfigError (ValueError)     a configuration file or setting is wrong; found at load
+    │     RulesError (routing.loader), RegexError (routing.conditions), KeysError (router_keys)
+    ├── StoreError                   the state store failed an operation (store.base)
+    │   └── StoreUnavailable         ... and is unreachable or too slow (timeout, throttling)
+    ├── SecretsError                 provider or router keys could not be read (aws.ssm)
+    │   └── SecretNotFound
+    ├── RequestError (ValueError)    the client's request cannot be served as written
+    │     UnknownModelError (routing.engine), ClientRequestError (providers.base)
+    ├── UpstreamError                a provider failed or refused
+    │     UpstreamProtocolError (providers.base): an answer that is not valid
+    │     AllCandidatesFailed, UpstreamClientError (fallback)
+    ├── ClientGone                   the client hung up before anything was sent to it
+    └── APIError                     an answer for the client: an HTTP status and an
+                                     OpenAI-shaped body (rendered by `responses.error_response`)
+
+Each module defines its own subclasses next to the code that raises them; `tests/test_errors.py`
+holds every exception class in the package to this tree. Clients use the official OpenAI SDK,
+which maps statuses to exception classes and reads `{"error": {"message", "type", "param",
+"code"}}`: every error the router returns has that shape, a correct status, and nothing secret
+or internal (no stack traces, no keys).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
-from starlette.responses import Response
+
+class RouterError(Exception):
+    """Base of every error tier-router raises on purpose."""
+
+
+class ConfigError(RouterError, ValueError):
+    """A configuration file or setting is wrong (found at load, never per request)."""
+
+
+class StoreError(RouterError):
+    """A state-store operation failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store is unreachable, throttling, or slower than its deadline. Components that
+    fail open treat every StoreError alike; `on_store_error: reject` budgets answer 503."""
+
+
+class SecretsError(RouterError):
+    """A secret (provider key, router keys) could not be read."""
+
+
+class SecretNotFound(SecretsError):
+    """The secret does not exist."""
+
+
+class RequestError(RouterError, ValueError):
+    """The client's request cannot be served as written."""
+
+
+class UpstreamError(RouterError):
+    """A provider failed, answered something invalid, or refused the request."""
+
+
+class ClientGone(RouterError):
+    """The client hung up before anything was sent to it."""
+
 
 TYPE_FOR_STATUS = {
     400: "invalid_request_error",
@@ -24,7 +77,9 @@ TYPE_FOR_STATUS = {
 }
 
 
-class APIError(Exception):
+class APIError(RouterError):
+    """An answer for the client: status, OpenAI error fields and extra headers."""
+
     def __init__(
         self,
         status: int,
@@ -52,11 +107,7 @@ class APIError(Exception):
     def body(self) -> dict[str, dict[str, str | None]]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
-    def response(self, extra_headers: Mapping[str, str] | None = None) -> Response:
-        headers = {**self.headers, **(extra_headers or {})}
-        return Response(
-            json.dumps(self.body()).encode(),
-            status_code=self.status,
-            headers=headers,
-            media_type="application/json",
-        )
+    def response(self, extra_headers: Mapping[str, str] | None = None):  # type: ignore[no-untyped-def]
+        from tier_router.responses import error_response  # noqa: PLC0415  (TEMPORARY during the restructure)
+
+        return error_response(self, extra_headers)
