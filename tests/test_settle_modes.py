@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import httpx
-from tier_router import app as app_module
 from tier_router.app import create_app
 from tier_router.settings import Settings
 
@@ -25,9 +24,10 @@ def test_background_settle_finishes_after_the_response() -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
             response = await client.post("/v1/chat/completions", json=BODY)
             assert response.status_code == 200
-            in_flight = len(app_module.PENDING)
-            await asyncio.gather(*app_module.PENDING)
-            return in_flight, (await ledger.today()).requests, len(app_module.PENDING)
+            pending = app.gateway.lifecycle.drainer.pending
+            in_flight = len(pending)
+            await asyncio.gather(*pending)
+            return in_flight, (await ledger.today()).requests, len(pending)
 
     in_flight, requests, left = asyncio.run(run())
     assert in_flight == 1  # the settlement was still pending when the response arrived
@@ -50,7 +50,7 @@ def test_lambda_settles_inline_even_in_background_mode(monkeypatch) -> None:
     )
     result = entry.lambda_handler(event, type("Ctx", (), {"aws_request_id": "r-1"})())
     assert result["statusCode"] == 200
-    assert not app_module.PENDING  # nothing left running when the invocation returned
+    assert not entry.app.gateway.lifecycle.drainer.pending  # nothing left running when it returned
     assert not entry.app.state.gateway.access_log._pending  # and no log line left buffered
     report = asyncio.new_event_loop().run_until_complete(entry.app.state.gateway.spend.ledger.today())
     assert report.requests == 1

@@ -39,7 +39,6 @@ from tier_router.spend import (
     header_opt_in,
     is_cacheable,
     should_store,
-    usd,
 )
 from tier_router.spend.config import BudgetConfig, KeyRateLimit, RateLimitConfig
 from tier_router.store.base import Store, StoreError, StoreUnavailable
@@ -55,12 +54,31 @@ class Admission:
 
     decision: Decision
     key_id: str | None
-    headers: dict[str, str] = field(default_factory=dict)
+    limit_headers: dict[str, str] = field(default_factory=dict)
+    """The rate limiter's `x-ratelimit-*` headers."""
+    downgraded_from: str | None = None
+    downgrade_reason: str | None = None
+    cache: str | None = None
+    """"hit" or "miss" when the response cache was consulted."""
     reservation: Reservation | None = None
     cache_key: str | None = None
     cache_ttl_s: int = 0
     cached: dict[str, Any] | None = None
     settled: bool = False
+
+    def response_headers(self) -> dict[str, str]:
+        headers = dict(self.limit_headers)
+        if self.cache is not None:
+            headers["x-router-cache"] = self.cache
+        if self.downgraded_from is not None:
+            headers["x-router-downgraded-from"] = self.downgraded_from
+            headers["x-router-downgrade-reason"] = self.downgrade_reason or ""
+        return headers
+
+    def downgrade(self, decision: Decision, from_tier: str | None, reason: str) -> None:
+        self.decision = decision
+        self.downgraded_from = from_tier or ""
+        self.downgrade_reason = reason
 
 
 class SpendControls:
@@ -124,13 +142,12 @@ class SpendControls:
                 raise APIError(
                     429, verdict.message, code="rate_limit_exceeded", headers={**verdict.headers, **extra}
                 )
-            admission.headers.update(verdict.headers)
+            admission.limit_headers.update(verdict.headers)
         if self.guard is not None:
             pace = await self.guard.pace(decision.tier, decision.priority, key_id)
             if pace.downgraded and pace.tier is not None:
-                admission.decision = self.rules.retier(decision, pace.tier, f"pacing: {pace.reason}")
-                admission.headers["x-router-downgraded-from"] = pace.downgraded_from or ""
-                admission.headers["x-router-downgrade-reason"] = pace.reason or ""
+                retiered = self.rules.retier(decision, pace.tier, f"pacing: {pace.reason}")
+                admission.downgrade(retiered, pace.downgraded_from, pace.reason or "")
         if self.cache is not None and await self._cached(admission, body, headers):
             return admission
         if self.guard is not None:
@@ -148,7 +165,7 @@ class SpendControls:
         admission.cache_key = cache_key(body, decision.tier or decision.candidates[0].name, scope=scope)
         admission.cache_ttl_s = policy.ttl_s
         admission.cached = await self.cache.get(admission.cache_key)  # type: ignore[union-attr]
-        admission.headers["x-router-cache"] = "hit" if admission.cached is not None else "miss"
+        admission.cache = "hit" if admission.cached is not None else "miss"
         return admission.cached is not None
 
     async def _reserve(self, admission: Admission) -> None:
@@ -167,11 +184,8 @@ class SpendControls:
                 return
             cap: CapReached = outcome
             if cap.fallback_tier and decision.tier != cap.fallback_tier:
-                admission.decision = self.rules.retier(
-                    decision, cap.fallback_tier, "daily budget cap reached"
-                )
-                admission.headers["x-router-downgraded-from"] = decision.tier or ""
-                admission.headers["x-router-downgrade-reason"] = "daily budget cap reached"
+                retiered = self.rules.retier(decision, cap.fallback_tier, "daily budget cap reached")
+                admission.downgrade(retiered, decision.tier, "daily budget cap reached")
                 continue
             raise APIError(
                 429,
@@ -197,13 +211,14 @@ class SpendControls:
         cost: int | None,
         *,
         completion: dict[str, Any] | None = None,
-    ) -> None:
-        """Settle, count and cache. Exactly once per admission (later calls are no-ops); never
-        raises. `cost` None (no usage reported, or the stream was cut) charges the
-        reservation in full — the conservative choice; 0 for failed requests and cache hits.
+    ) -> int:
+        """Settle, count and cache; returns what was charged (what the ledger counted). Exactly
+        once per admission (later calls are no-ops that return 0); never raises. `cost` None
+        (a provider answered without usage) charges the reservation in full — the
+        conservative choice; 0 for failed requests and cache hits.
         """
         if admission.settled:
-            return
+            return 0
         admission.settled = True
         cached = admission.cached is not None
         if cached:
@@ -226,6 +241,7 @@ class SpendControls:
             )
         except StoreError as exc:
             log.warning("spend ledger write failed: %s", exc)
+        charged = charged or 0
         if (
             completion is not None
             and admission.cache_key is not None
@@ -235,6 +251,7 @@ class SpendControls:
         ):
             stored = {**completion, CACHED_MODEL_FIELD: route.name} if route is not None else completion
             await self.cache.put(admission.cache_key, stored, admission.cache_ttl_s)
+        return charged
 
     async def status(self) -> dict[str, Any]:
         report = await self.ledger.today()
@@ -242,7 +259,3 @@ class SpendControls:
         if self.guard is not None:
             data["budgets"] = await self.guard.status(list(self.guard.config.key_daily_usd))
         return data
-
-
-def cost_header(cost: int | None) -> dict[str, str]:
-    return {} if cost is None else {"x-router-cost-usd": usd(cost)}

@@ -17,9 +17,9 @@ import asyncio
 from types import TracebackType
 from typing import Any
 
+from tier_router.errors import ClientGone
 
-class ClientGone(Exception):
-    """The client hung up before anything was sent to it."""
+__all__ = ["ClientGone", "DisconnectWatch"]
 
 
 class Watched:

@@ -1,17 +1,104 @@
-"""Responses: OpenAI-shaped errors (more to come with the lifecycle restructure)."""
+"""What the client gets back: answers, streams and errors, with their `x-router-*` headers.
+
+Nothing here settles or logs: responses only fill the request's `Exchange` (the outcome, the
+usage as it arrives), and `lifecycle` does the bookkeeping once, whatever the client does.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
-from starlette.responses import Response
+import httpx
+from starlette.responses import Response, StreamingResponse
 
+from tier_router.admission import SpendControls
 from tier_router.errors import APIError
+from tier_router.forward import Attempt, OpenedStream
+from tier_router.lifecycle import Exchange
+from tier_router.provider_keys import redact
+from tier_router.providers.base import UpstreamProtocolError, dumps
+from tier_router.request_line import Outcome
+from tier_router.routing.engine import Decision, ModelRoute
+from tier_router.spend.pricing import usd
+
+DONE = b"data: [DONE]\n\n"
+JSON = "application/json"
 
 
 def error_response(exc: APIError, extra_headers: Mapping[str, str] | None = None) -> Response:
     headers = {**exc.headers, **(extra_headers or {})}
-    return Response(
-        json.dumps(exc.body()).encode(), status_code=exc.status, headers=headers, media_type="application/json"
+    return Response(json.dumps(exc.body()).encode(), status_code=exc.status, headers=headers, media_type=JSON)
+
+
+def decision_headers(decision: Decision) -> dict[str, str]:
+    return {
+        "x-router-tier": decision.tier or "",
+        "x-router-rule": decision.rule,
+        "x-router-priority": decision.priority,
+    }
+
+
+def served_headers(route: ModelRoute, attempts: list[Attempt]) -> dict[str, str]:
+    return {
+        "x-router-model": route.name,
+        "x-router-provider": route.provider_name,
+        "x-router-attempts": str(sum(a.tried for a in attempts)),
+    }
+
+
+def cost_header(cost: int | None) -> dict[str, str]:
+    return {} if cost is None else {"x-router-cost-usd": usd(cost)}
+
+
+def answer(content: bytes, headers: dict[str, str]) -> Response:
+    return Response(content, headers=headers, media_type=JSON)
+
+
+def event_stream(
+    exchange: Exchange, opened: OpenedStream, spend: SpendControls, headers: dict[str, str]
+) -> StreamingResponse:
+    """The provider's stream as the client's SSE response. If the client leaves mid-way the
+    body is simply abandoned: the exchange keeps `client_gone` and `lifecycle` closes the
+    upstream and prices what was streamed."""
+    headers["cache-control"] = "no-cache"
+    headers["x-accel-buffering"] = "no"
+    exchange.ended(Outcome.CLIENT_GONE, 200)  # until the stream says otherwise
+    return StreamingResponse(
+        _events(exchange, opened, spend), headers=headers, media_type="text/event-stream"
     )
+
+
+async def _events(exchange: Exchange, opened: OpenedStream, spend: SpendControls) -> AsyncIterator[bytes]:
+    def on_usage(chunk: dict[str, Any]) -> None:
+        """The final usage chunk: priced here, and the client sees the cost in it."""
+        usage = chunk["usage"]
+        exchange.usage = usage
+        exchange.cost = cost = spend.price(opened.route, usage)
+        if cost is not None:
+            chunk["usage"] = {**usage, "cost_usd": cost / 1_000_000}
+
+    try:
+        async for frame in opened.frames(on_usage):
+            yield frame
+        exchange.ended(Outcome.OK)  # complete before the end marker: a client may close at [DONE]
+        yield DONE
+    except (UpstreamProtocolError, TimeoutError, httpx.HTTPError) as exc:
+        exchange.ended(Outcome.STREAM_INTERRUPTED)
+        message = redact(
+            f"The provider's stream failed after it started: {exc or exc.__class__.__name__}",
+            [opened.secret or ""],
+        )
+        error = {
+            "error": {
+                "message": message,
+                "type": "upstream_error",
+                "param": None,
+                "code": "stream_interrupted",
+            }
+        }
+        yield b"data: " + dumps(error) + b"\n\n"
+    except Exception:
+        exchange.ended(Outcome.ERROR)
+        raise

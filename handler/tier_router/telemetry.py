@@ -114,7 +114,6 @@ class AccessLog:
 def add_emf(record: dict[str, Any], now: float) -> None:
     """Metric values as top-level fields, plus the `_aws` directive that names them."""
     attempts = record.get("attempts") or []
-    usage = record.pop("_usage", None) or {}
     record.update(
         {
             "Requests": 1,
@@ -122,8 +121,8 @@ def add_emf(record: dict[str, Any], now: float) -> None:
             "Fallbacks": max(0, sum(1 for a in attempts if a.get("tried", True)) - 1),
             "LatencyMs": record.get("latency_ms", 0),
             "UpstreamMs": record.get("upstream_ms", 0),
-            "PromptTokens": usage.get("prompt_tokens") or 0,
-            "CompletionTokens": usage.get("completion_tokens") or 0,
+            "PromptTokens": record.get("prompt_tokens") or 0,
+            "CompletionTokens": record.get("completion_tokens") or 0,
             "CostUSD": (record.get("cost_micro_usd") or 0) / 1_000_000,
             "CacheHits": 1 if record.get("cache") == "hit" else 0,
             "Downgrades": 1 if record.get("downgraded_from") else 0,

@@ -1,0 +1,240 @@
+"""The endpoints. Each fills the request's `Exchange`; none settles or logs (see `lifecycle`).
+
+POST /v1/chat/completions   auth → body → decide → admit → cache | forward → answer/stream
+POST /v1/route/explain      the decision for a body, with breaker states, nothing forwarded
+GET  /v1/models             auto, the tiers, the models and the aliases
+GET  /v1/router/status      today's spend, budgets, breakers
+GET  /healthz, /readyz      liveness; readiness (keys, store)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tier_router.admission import CACHED_MODEL_FIELD, Admission
+from tier_router.auth import check_tier
+from tier_router.aws_secrets import SecretsError, SSMKeySource
+from tier_router.body import invalid_request, read_json
+from tier_router.errors import APIError, ClientGone, StoreError
+from tier_router.forward import AllCandidatesFailed, UpstreamClientError
+from tier_router.gateway import Gateway
+from tier_router.lifecycle import Exchange
+from tier_router.providers.base import dumps
+from tier_router.request_line import Outcome
+from tier_router.responses import answer, cost_header, decision_headers, event_stream, served_headers
+from tier_router.routing.engine import Decision, UnknownModelError
+from tier_router.routing.request import parse_chat
+
+EXCHANGE = "tier_router.exchange"
+"""The scope key under which `app` hands each request's Exchange to Starlette routes."""
+
+
+async def chat(request: Request, gateway: Gateway, exchange: Exchange) -> Response:
+    record = await gateway.auth.authenticate(request.headers.get("authorization", ""))
+    key_id = exchange.line.key = record.name if record else None
+    body = await read_json(request.headers, request.receive, gateway.settings.max_body_bytes)
+    decision = check_tier(gateway.rules, record, decide(gateway, request, body))
+    exchange.routed(decision)
+    try:
+        admission = await gateway.spend.admit(decision, body, key_id, request.headers)
+    except APIError as exc:
+        raise exc.with_headers(decision_headers(decision)) from None
+    exchange.admitted(admission)
+    headers = {**decision_headers(admission.decision), **admission.response_headers()}
+    if admission.cached is not None:
+        return cached_answer(gateway, exchange, admission, headers)
+    try:
+        if body.get("stream"):
+            return await stream(request, gateway, exchange, body, headers)
+        return await complete(request, gateway, exchange, body, headers)
+    except ClientGone:
+        exchange.ended(Outcome.CLIENT_GONE, 499)
+        return Response(status_code=499)
+    except AllCandidatesFailed as exc:
+        exchange.served_by(None, exc.attempts)
+        exchange.ended(Outcome.FAILED)
+        raise all_failed_error(exc).with_headers(headers) from None
+    except UpstreamClientError as exc:
+        exchange.served_by(exc.route, exc.attempts)
+        exchange.cost = 0
+        exchange.ended(Outcome.CLIENT_ERROR)
+        raise APIError(exc.status, exc.message, code="upstream_rejected_request").with_headers(
+            {**headers, **served_headers(exc.route, exc.attempts)}
+        ) from None
+
+
+def decide(gateway: Gateway, request: Request, body: dict[str, Any]) -> Decision:
+    try:
+        chat = parse_chat(body, text_checked=True)  # read_json refused lone surrogates
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+    except RecursionError:
+        raise APIError(400, "The request is nested too deeply.", code="invalid_request") from None
+    try:
+        return gateway.rules.decide(chat, request.headers)
+    except UnknownModelError as exc:
+        raise APIError(404, str(exc), code="model_not_found", param="model") from None
+
+
+async def complete(
+    request: Request, gateway: Gateway, exchange: Exchange, body: dict[str, Any], headers: dict[str, str]
+) -> Response:
+    assert exchange.decision is not None
+    with gateway.disconnects.request(request.scope, request.receive):
+        completion = await gateway.forwarder.complete(exchange.decision, body)
+    exchange.served_by(completion.route, completion.attempts)
+    exchange.usage = usage = completion.data.get("usage")
+    exchange.cost = cost = gateway.spend.price(completion.route, usage)
+    exchange.completion = completion.data
+    exchange.ended(Outcome.OK, 200)
+    headers.update(served_headers(completion.route, completion.attempts))
+    headers.update(completion.headers)
+    headers.update(cost_header(cost))
+    return answer(completion.raw if completion.raw is not None else dumps(completion.data), headers)
+
+
+async def stream(
+    request: Request, gateway: Gateway, exchange: Exchange, body: dict[str, Any], headers: dict[str, str]
+) -> Response:
+    assert exchange.decision is not None
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    with gateway.disconnects.request(request.scope, request.receive):
+        opened = await gateway.forwarder.open_stream(exchange.decision, body, include_usage)
+    exchange.stream = opened  # from here on, lifecycle closes it whatever happens
+    exchange.served_by(opened.route, opened.attempts)
+    headers.update(served_headers(opened.route, opened.attempts))
+    headers.update(opened.headers)
+    return event_stream(exchange, opened, gateway.spend, headers)
+
+
+def cached_answer(
+    gateway: Gateway, exchange: Exchange, admission: Admission, headers: dict[str, str]
+) -> Response:
+    """A cache hit costs nothing and is counted as a hit; the answer is the stored one."""
+    cached = dict(admission.cached or {})
+    route = gateway.rules.routes.get(str(cached.pop(CACHED_MODEL_FIELD, "")))
+    if route is not None:
+        headers.update({"x-router-model": route.name, "x-router-provider": route.provider_name})
+    headers["x-router-attempts"] = "0"
+    headers.update(cost_header(0))
+    exchange.served_by(route, [])
+    exchange.cost = 0
+    exchange.ended(Outcome.CACHE_HIT, 200)
+    return answer(dumps(cached), headers)
+
+
+# TEMPORARY: moves to fallback.py
+def all_failed_error(exc: AllCandidatesFailed) -> APIError:
+    """502 when providers failed, 504 when they all timed out, 429 when all were rate limited,
+    503 when nothing could even be tried (open breakers, missing keys)."""
+    attempts = exc.attempts
+    tried = [a for a in attempts if a.tried]
+    summary = "; ".join(
+        f"{a.model} ({a.provider}): {a.outcome}{' - ' + a.detail if a.detail else ''}" for a in attempts
+    )
+    headers: dict[str, str] = {"x-router-attempts": str(len(tried))}
+    unsupported = [a for a in attempts if a.outcome == "unsupported"]
+    if not tried and unsupported:
+        message = "; ".join(f"{a.model} ({a.provider}): {a.detail}" for a in unsupported)
+        return APIError(
+            400, f"No candidate model can serve this request: {message}", code="unsupported_request"
+        )
+    if not tried:
+        status, code = 503, "no_available_provider"
+    elif all(a.status == 429 for a in tried):
+        status, code = 429, "upstream_rate_limited"
+        waits = [a.retry_after for a in tried if a.retry_after is not None]
+        if waits:
+            headers["retry-after"] = str(max(1, round(min(waits))))
+    elif all(a.outcome == "timeout" for a in tried):
+        status, code = 504, "upstream_timeout"
+    else:
+        status, code = 502, "upstream_error"
+    error = APIError(status, f"Every candidate model failed: {summary}", code=code, headers=headers)
+    error.type = "rate_limit_error" if status == 429 else "upstream_error"
+    return error
+
+
+# -- the other endpoints (Starlette routes; `app` puts the exchange in the scope) ----------
+
+
+def gateway_of(request: Request) -> Gateway:
+    return request.app.gateway  # type: ignore[no-any-return]
+
+
+async def authenticated(request: Request) -> Gateway:
+    gateway = gateway_of(request)
+    record = await gateway.auth.authenticate(request.headers.get("authorization", ""))
+    request.scope[EXCHANGE].line.key = record.name if record else None
+    return gateway
+
+
+async def chat_route(request: Request) -> Response:
+    """Chat through Starlette's routing: used once middleware has been added (see `app`)."""
+    return await chat(request, gateway_of(request), request.scope[EXCHANGE])
+
+
+async def explain(request: Request) -> Response:
+    gateway = await authenticated(request)
+    body = await read_json(request.headers, request.receive, gateway.settings.max_body_bytes)
+    decision = decide(gateway, request, body)
+    data = decision.as_dict()
+    if gateway.breakers is not None:
+        try:
+            states = await gateway.breakers.states(list(decision.candidates))
+        except StoreError:
+            states = {}
+        for entry in data["chain"]:
+            entry["breakers"] = states.get(entry["model"])
+    return JSONResponse(data, headers=decision_headers(decision))
+
+
+async def models(request: Request) -> Response:
+    gateway = await authenticated(request)
+    return Response(gateway.models_body, media_type="application/json")
+
+
+async def status(request: Request) -> Response:
+    """Breaker states of every model, today's spend and budgets."""
+    gateway = await authenticated(request)
+    try:
+        breakers = {}
+        if gateway.breakers is not None:
+            breakers = await gateway.breakers.states(list(gateway.rules.routes.values()))
+        spend = await gateway.spend.status()
+    except StoreError as exc:
+        raise APIError(503, f"state store unreachable: {exc}", code="store_unavailable") from None
+    tiers = {t: [r.name for r in c] for t, c in gateway.rules.tiers.items()}
+    return JSONResponse({**spend, "breakers": breakers, "tiers": tiers})
+
+
+async def healthz(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+async def readyz(request: Request) -> Response:
+    gateway = gateway_of(request)
+    problems = []
+    if isinstance(gateway.keys, SSMKeySource):
+        try:
+            await gateway.keys.refresh()
+        except SecretsError as exc:
+            problems.append(f"provider keys unavailable: {exc}")
+    problems += [f"provider key {name} is not set" for name in gateway.keys.missing(gateway.key_names)]
+    await gateway.auth.refresh()
+    if not gateway.auth.configured and gateway.auth.require:
+        problems.append("no router keys are configured: every request is refused")
+    try:
+        await gateway.store.ping()
+    except StoreError as exc:
+        problems.append(f"state store unreachable: {exc}")
+    body = {
+        "status": "ready" if not problems else "not_ready",
+        "rules": str(gateway.rules.source),
+        "problems": problems,
+    }
+    return JSONResponse(body, status_code=200 if not problems else 503)

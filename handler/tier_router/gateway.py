@@ -1,0 +1,158 @@
+"""The composition root: everything a request needs, built once per process.
+
+At import time on Lambda (the init phase), so a warm invocation does only per-request work:
+the rules, the shared httpx client (pooled keep-alive connections, TLS roots), the state
+store behind its deadline, breakers, spend controls, provider and router keys, the access
+log and the request lifecycle. Nothing here runs per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from tier_router.admission import SpendControls
+from tier_router.auth import Auth, KeysLoader
+from tier_router.aws_secrets import fetch_parameter, key_source
+from tier_router.breakers import BreakerBoard, BreakerConfig
+from tier_router.disconnect import DisconnectWatch
+from tier_router.forward import Forwarder
+from tier_router.health import BreakerHealth, Health
+from tier_router.lifecycle import Lifecycle
+from tier_router.provider_keys import KeySource
+from tier_router.providers.base import dumps
+from tier_router.providers.mock import MockTransport
+from tier_router.router_keys import KeyRing, parse_keys, plain_keys
+from tier_router.routing.engine import Rules
+from tier_router.routing.loader import load_rules
+from tier_router.settings import Settings
+from tier_router.store.base import Store
+from tier_router.store.deadline import DeadlineStore
+from tier_router.store.factory import open_store
+from tier_router.telemetry import AccessLog
+
+log = logging.getLogger("tier_router")
+WATCH_AFTER_S = 0.25
+"""How long a request runs before the router starts watching for a client disconnect."""
+CA_DIR = Path(__file__).resolve().parent.parent / "cacerts"
+"""In the Lambda artifact: certifi's roots as an OpenSSL hashed directory (handler/Makefile)."""
+
+
+def tls_verify(ca_dir: Path = CA_DIR, environ: Mapping[str, str] = os.environ) -> ssl.SSLContext | bool:
+    """How the shared client verifies TLS. With the artifact's hashed CA directory, OpenSSL
+    loads only the roots a handshake needs: building a context from certifi's whole bundle
+    parses ~120 certificates, 20-35 ms of every cold start. Anywhere else, or when the operator
+    points SSL_CERT_FILE / SSL_CERT_DIR elsewhere, httpx's default (certifi, or those)."""
+    if environ.get("SSL_CERT_FILE") or environ.get("SSL_CERT_DIR") or not ca_dir.is_dir():
+        return True
+    return ssl.create_default_context(capath=str(ca_dir))
+
+
+def make_http_client() -> httpx.AsyncClient:
+    """The one client per process: pooled keep-alive connections reused across requests
+    (and across Lambda invocations); `mock://` is served in-process. Idle connections are
+    dropped after 30 s, below common server keep-alive timeouts (ALB 60 s, nginx 75 s), so
+    the router does not reuse a connection the provider is closing."""
+    return httpx.AsyncClient(
+        verify=tls_verify(),
+        mounts={"mock://": MockTransport()},
+        limits=httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30),
+        timeout=httpx.Timeout(30.0),
+        follow_redirects=False,
+    )
+
+
+class Gateway:
+    """Everything a request needs, built once."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        rules: Rules | None = None,
+        client: httpx.AsyncClient | None = None,
+        keys: KeySource | None = None,
+        health: Health | None = None,
+        store: Store | None = None,
+    ) -> None:
+        self.settings = settings
+        self.rules = rules or load_rules(settings.rules_path)
+        self.client = client or make_http_client()
+        self.key_names = sorted({p.api_key_env for p in self.rules.spec.providers.values() if p.api_key_env})
+        # Provider keys: the environment locally; SSM SecureStrings on Lambda, read lazily.
+        self.keys = keys or key_source(self.key_names, http_client=self.client)
+        self.store: Store = DeadlineStore(
+            store or open_store(settings.store_url, http_client=self.client), settings.store_timeout_s
+        )
+        self.breakers = breaker_health(self.store, self.rules) if health is None else None
+        self.spend = SpendControls(self.store, self.rules)
+        self.forwarder = Forwarder(self.client, self.keys, health or self.breakers)
+        self.disconnects = DisconnectWatch(WATCH_AFTER_S)
+        self.access_log = AccessLog(
+            enabled=settings.log_requests, emf=settings.emf_metrics, buffered=settings.background_settle
+        )
+        self.lifecycle = Lifecycle(self.spend, self.access_log, background=settings.background_settle)
+        self.auth = Auth(
+            router_keyring(settings),
+            require=settings.require_auth,
+            loader=ssm_keys_loader(settings.keys_ssm, self.client) if settings.keys_ssm else None,
+            on_keys=self.spend.apply_keys,
+        )
+        self.spend.apply_keys(self.auth.keyring.records)
+        self.models_body = dumps(models_list(self.rules))
+        if self.breakers is not None:
+            self.breakers.board.on_open = lambda key, change: self.access_log.event(
+                "BreakerOpened", breaker=key, change=change
+            )
+        missing = self.keys.missing(self.key_names)
+        if missing:
+            log.warning("provider keys not set: %s (their models will be skipped)", ", ".join(missing))
+
+    async def drain(self) -> None:
+        """At shutdown (SIGTERM included): finish every pending settle, then flush the log."""
+        await self.lifecycle.drainer.drain()
+        self.access_log.flush()
+
+
+def router_keyring(settings: Settings) -> KeyRing:
+    keyring = KeyRing(plain_keys(settings.api_keys))
+    if settings.keys_file is not None:
+        text = settings.keys_file.read_text()
+        keyring.replace([*keyring.records, *parse_keys(text, str(settings.keys_file))])
+    return keyring
+
+
+def ssm_keys_loader(name: str, client: httpx.AsyncClient) -> KeysLoader:
+    """Router keys from one SSM SecureString (the keys file's text), fetched on demand."""
+
+    async def load() -> list:  # type: ignore[type-arg]
+        return parse_keys(await fetch_parameter(name, http_client=client), f"ssm:{name}")
+
+    return load
+
+
+def breaker_health(store: Store, rules: Rules) -> BreakerHealth | None:
+    spec = rules.spec.breakers
+    if not spec.enabled:
+        return None
+    config = BreakerConfig(
+        failure_threshold=spec.failure_threshold,
+        window_s=spec.window_s,
+        recovery_s=spec.recovery_s,
+        probe_lease_s=max(spec.recovery_s, 30.0),
+        cache_ttl_s=spec.cache_ttl_s,
+    )
+    return BreakerHealth(BreakerBoard(store, config))
+
+
+def models_list(rules: Rules) -> dict[str, object]:
+    names = ["auto", *rules.tiers, *rules.routes, *rules.spec.aliases]
+    return {
+        "object": "list",
+        "data": [{"id": name, "object": "model", "created": 0, "owned_by": "tier-router"} for name in names],
+    }

@@ -1,0 +1,205 @@
+"""One request's lifecycle: an id first, then exactly one settle and one log line, whatever happens.
+
+    exchange = lifecycle.begin(scope)          # the request id, the clock
+    try:
+        ... the endpoint fills exchange: key, decision, admission, route, usage, outcome ...
+        ... the response is sent (a stream may be cut off anywhere by the client) ...
+    finally:
+        await lifecycle.finish(exchange)       # close the upstream, price, settle, log: once
+
+`app.RouterApp` holds the only `try/finally`. What `finish` does runs in its own task, so the
+client going away cannot cancel it: the ASGI server cancels (or, in Starlette's streaming
+response, cancel-scopes) the response task when the client disconnects, and any `await` in
+that task's cleanup would be cancelled too — which is how streamed requests used to vanish
+from the ledger and the log. Serving locally with `background_settle`, the response does not
+wait for it (the connection is free at once); otherwise — and always on Lambda, where a
+frozen container would never finish a background task — `finish` waits for it, shielded.
+Tasks still running at shutdown are awaited by `Drainer.drain` (the app's lifespan) so that
+SIGTERM loses nothing.
+
+Pricing, in order: the provider's usage; for a stream the client left before usage arrived,
+what was streamed (characters / 4) plus the prompt's estimate, flagged `cost_estimated`; 0
+when nothing was forwarded or nothing can be billed (failures, refusals, cache hits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tier_router.admission import Admission, SpendControls
+from tier_router.forward import Attempt, OpenedStream
+from tier_router.request_line import Outcome, RequestLine
+from tier_router.routing.engine import Decision, ModelRoute
+from tier_router.telemetry import AccessLog
+
+log = logging.getLogger("tier_router")
+
+REQUEST_ID_PREFIX = os.urandom(6).hex()
+REQUEST_COUNTER = itertools.count(1)
+CHARS_PER_TOKEN = 4
+"""For pricing a stream cut short: the usual English estimate, rounded up."""
+
+
+def request_id_of(scope: dict[str, Any]) -> str:
+    """Lambda's request id when there is one (so logs join up), else this process's random
+    prefix and a counter: unique across processes and restarts, without a syscall per request."""
+    context = scope.get("aws.context")
+    return getattr(context, "aws_request_id", None) or f"{REQUEST_ID_PREFIX}{next(REQUEST_COUNTER):08x}"
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request in flight: what the endpoint learned, for `finish`."""
+
+    line: RequestLine
+    started: float
+    decision: Decision | None = None
+    admission: Admission | None = None
+    route: ModelRoute | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    stream: OpenedStream | None = None
+    usage: dict[str, Any] | None = None
+    cost: int | None = None
+    completion: dict[str, Any] | None = None
+    """A complete non-streamed answer, which the response cache may store."""
+    finished: bool = False
+
+    @property
+    def request_id(self) -> str:
+        return self.line.request_id
+
+    def routed(self, decision: Decision) -> None:
+        self.decision = decision
+        self.line.tier, self.line.rule, self.line.priority = decision.tier, decision.rule, decision.priority
+
+    def admitted(self, admission: Admission) -> None:
+        self.admission = admission
+        self.routed(admission.decision)
+        self.line.cache = admission.cache
+        self.line.downgraded_from = admission.downgraded_from
+        self.line.downgrade_reason = admission.downgrade_reason
+
+    def served_by(self, route: ModelRoute | None, attempts: list[Attempt]) -> None:
+        self.route, self.attempts = route, attempts
+
+    def ended(self, outcome: Outcome, status: int | None = None) -> None:
+        self.line.outcome = outcome
+        if status is not None:
+            self.line.status = status
+
+
+class Drainer:
+    """Post-response work in flight, held by strong references until it is done."""
+
+    def __init__(self) -> None:
+        self.pending: set[asyncio.Task[None]] = set()
+
+    def start(self, work: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+        return task
+
+    async def drain(self, within_s: float = 10.0) -> None:
+        """Wait for everything pending (shutdown; Lambda before an invocation returns)."""
+        if self.pending:
+            await asyncio.wait(set(self.pending), timeout=within_s)
+
+
+class Lifecycle:
+    """One per process: begins exchanges and finishes each exactly once."""
+
+    def __init__(self, spend: SpendControls, access_log: AccessLog, *, background: bool = False) -> None:
+        self.spend = spend
+        self.access_log = access_log
+        self.background = background
+        self.drainer = Drainer()
+
+    def begin(self, scope: dict[str, Any]) -> Exchange:
+        line = RequestLine(request_id_of(scope), method=scope.get("method", ""), path=scope.get("path", ""))
+        return Exchange(line, time.perf_counter())
+
+    async def finish(self, exchange: Exchange, scope: dict[str, Any]) -> None:
+        """Settle and log `exchange`, once. Never raises; cannot be cancelled half-way."""
+        if exchange.finished:
+            return
+        exchange.finished = True
+        exchange.line.latency_ms = round((time.perf_counter() - exchange.started) * 1000, 2)
+        task = self.drainer.start(self._finish(exchange))
+        if self.background and "aws.event" not in scope:
+            return
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+
+    async def _finish(self, exchange: Exchange) -> None:
+        try:
+            if exchange.stream is not None:
+                await self._close_stream(exchange, exchange.stream)
+            self._price(exchange)
+            if exchange.admission is not None:
+                exchange.cost = await self.spend.settle(
+                    exchange.admission, exchange.route, exchange.cost, completion=exchange.completion
+                )
+        except Exception:
+            log.exception("settling request %s failed", exchange.request_id)
+        finally:
+            self._write(exchange)
+
+    @staticmethod
+    async def _close_stream(exchange: Exchange, stream: OpenedStream) -> None:
+        try:
+            await stream.aclose()
+        except Exception as exc:  # the upstream connection is gone either way
+            log.debug("closing the upstream stream of %s: %r", exchange.request_id, exc)
+        exchange.usage = exchange.usage or stream.decoder.usage
+
+    def _price(self, exchange: Exchange) -> None:
+        """The cost to settle: None (the reservation in full, or 0 without one) only when a
+        provider answered without usage and nothing better is known."""
+        if exchange.route is None:  # nothing was forwarded (or nothing answered)
+            exchange.cost = exchange.cost or 0
+        if exchange.cost is not None:
+            return
+        exchange.cost = self.spend.price(exchange.route, exchange.usage)
+        if exchange.cost is not None:
+            return
+        exchange.line.cost_estimated = True
+        if exchange.stream is not None and exchange.decision is not None:
+            streamed = getattr(exchange.stream, "streamed_chars", 0)
+            estimate = {
+                "prompt_tokens": exchange.decision.features.conversation_tokens,
+                "completion_tokens": -(-streamed // CHARS_PER_TOKEN),
+            }
+            exchange.cost = self.spend.price(exchange.route, estimate)
+
+    def _write(self, exchange: Exchange) -> None:
+        line = exchange.line
+        if not self.access_log.enabled:
+            return
+        route, attempts = exchange.route, exchange.attempts
+        if route is not None:
+            line.model, line.provider = route.name, route.provider_name
+        if attempts:
+            line.attempts = [a.as_dict() for a in attempts]
+            line.upstream_ms = round(sum(a.elapsed_ms for a in attempts), 2)
+        if exchange.admission is not None:
+            line.cost_micro_usd = exchange.cost
+        usage = exchange.usage
+        if isinstance(usage, dict):
+            line.prompt_tokens = _int(usage.get("prompt_tokens"))
+            line.completion_tokens = _int(usage.get("completion_tokens"))
+        if exchange.decision is not None:
+            line.features = exchange.decision.features.as_dict()
+        self.access_log.write(line.record())
+
+
+def _int(value: object) -> int | None:
+    return value if type(value) is int else None

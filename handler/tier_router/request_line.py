@@ -1,0 +1,145 @@
+"""The access-log record: one line per request, its one definition.
+
+`lifecycle` fills a `RequestLine` as the request goes and writes it exactly once; `replay`
+reads the same fields back with `RequestLine.read`. Routing facts and numbers only — never
+prompt or completion text, never keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Outcome(StrEnum):
+    """How a request ended, from the router's side."""
+
+    OK = "ok"
+    """Answered in full (a stream: its content was complete and the end marker sent)."""
+    CACHE_HIT = "cache_hit"
+    REFUSED = "refused"
+    """Answered with an error before anything was forwarded (auth, body, model, limits)."""
+    FAILED = "failed"
+    """Every candidate failed or none could be tried."""
+    CLIENT_ERROR = "client_error"
+    """A provider rejected the request as the client's fault."""
+    CLIENT_GONE = "client_gone"
+    """The client left before its answer was complete."""
+    STREAM_INTERRUPTED = "stream_interrupted"
+    """The provider's stream failed after content had been sent."""
+    ERROR = "error"
+    """The router itself failed (logged with its traceback)."""
+    CANCELLED = "cancelled"
+    """The server cancelled the request (shutdown) while the client was still there."""
+
+
+@dataclass(slots=True)
+class RequestLine:
+    """Everything one request line says. Filled in place as the request goes."""
+
+    request_id: str
+    method: str = "POST"
+    path: str = ""
+    outcome: Outcome = Outcome.CANCELLED
+    status: int = 499
+    error: str | None = None
+    """The OpenAI error code of an error answer."""
+    key: str | None = None
+    tier: str | None = None
+    rule: str | None = None
+    priority: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    latency_ms: float = 0.0
+    upstream_ms: float = 0.0
+    cost_micro_usd: int | None = None
+    cost_estimated: bool = False
+    """The provider's usage never arrived (the client left mid-stream): the cost was priced
+    from what had been streamed and the prompt's estimate."""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cache: str | None = None
+    downgraded_from: str | None = None
+    downgrade_reason: str | None = None
+    features: dict[str, Any] | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The JSON object written to the log (unset optional facts left out)."""
+        data: dict[str, Any] = {
+            "event": "request",
+            "request_id": self.request_id,
+            "method": self.method,
+            "path": self.path,
+            "outcome": str(self.outcome),
+            "status": self.status,
+            "key": self.key,
+            "latency_ms": self.latency_ms,
+        }
+        if self.error is not None:
+            data["error"] = self.error
+        if self.tier is not None or self.rule is not None:
+            data.update(tier=self.tier, rule=self.rule, priority=self.priority)
+        if self.attempts or self.model is not None:
+            data.update(
+                model=self.model,
+                provider=self.provider,
+                attempts=self.attempts,
+                upstream_ms=self.upstream_ms,
+                router_ms=round(self.latency_ms - self.upstream_ms, 2),
+            )
+        if self.tier is not None or self.cost_micro_usd is not None:
+            data["cost_micro_usd"] = self.cost_micro_usd
+            data["cost_estimated"] = self.cost_estimated
+        if self.prompt_tokens is not None or self.completion_tokens is not None:
+            data.update(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
+        if self.cache is not None:
+            data["cache"] = self.cache
+        if self.downgraded_from is not None:
+            data.update(downgraded_from=self.downgraded_from, downgrade_reason=self.downgrade_reason)
+        if self.features is not None:
+            data["features"] = self.features
+        return data
+
+    @classmethod
+    def read(cls, obj: dict[str, Any]) -> RequestLine | None:
+        """A line read back from a log (replay): None unless it is a request line. Values of
+        the wrong type read as absent — a log is data, not trusted input."""
+        if obj.get("event") != "request" or not isinstance(obj.get("request_id", ""), str):
+            return None
+        line = cls(str(obj.get("request_id", "")))
+        for name, kind in _READ_TYPES.items():
+            value = obj.get(name)
+            if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+                setattr(line, name, value)
+        try:
+            line.outcome = Outcome(obj.get("outcome"))
+        except ValueError:
+            line.outcome = Outcome.ERROR
+        return line
+
+
+_READ_TYPES: dict[str, type | tuple[type, ...]] = {
+    "method": str,
+    "path": str,
+    "status": int,
+    "error": str,
+    "key": str,
+    "tier": str,
+    "rule": str,
+    "priority": str,
+    "model": str,
+    "provider": str,
+    "attempts": list,
+    "latency_ms": (int, float),
+    "upstream_ms": (int, float),
+    "cost_micro_usd": int,
+    "cost_estimated": bool,
+    "prompt_tokens": int,
+    "completion_tokens": int,
+    "cache": str,
+    "downgraded_from": str,
+    "downgrade_reason": str,
+    "features": dict,
+}
