@@ -134,11 +134,11 @@ def test_remote_keys_load_lazily_and_a_failed_refresh_keeps_them() -> None:
             raise OSError("SSM unreachable")
         return [KeyRecord(name="remote", sha256=hash_key("k-remote"))]
 
-    gateway.keys_loader = loader
+    gateway.auth.loader = loader
     (first,) = asyncio.run(call(app, (CHAT, body(), "k-remote")))
     assert first.status_code == 200
     assert calls == [1]
-    gateway._keys_loaded_at = 1.0  # long ago: the next request refreshes, and the refresh fails
+    gateway.auth._loaded_at = 1.0  # long ago: the next request refreshes, and the refresh fails
     (second,) = asyncio.run(call(app, (CHAT, body(), "k-remote")))
     assert second.status_code == 200
     assert len(calls) == 2

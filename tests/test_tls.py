@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tier_router.app import tls_verify
+from tier_router.gateway import tls_verify
 
 HANDLER = Path(__file__).resolve().parents[1] / "handler"
 

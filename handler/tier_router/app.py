@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette._utils import get_route_path  # what Starlette's own router matches on
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -24,12 +24,11 @@ from tier_router import endpoints
 from tier_router.errors import APIError, ClientGone
 from tier_router.gateway import Gateway
 from tier_router.lifecycle import Exchange
-from tier_router.request_line import Outcome
+from tier_router.request_line import CHAT_PATHS, Outcome
 from tier_router.responses import error_response
 from tier_router.settings import Settings
 
 log = logging.getLogger("tier_router")
-CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 REQUEST_ID_HEADER = b"x-router-request-id"
 
 
@@ -74,6 +73,8 @@ class RouterApp(Starlette):
                 response = await self._chat(Request(scope, receive, send), exchange)
                 if response is not None:
                     await response(scope, receive, send_with_id)
+        except (ClientDisconnect, OSError):  # the client left while the answer was being sent
+            exchange.ended(Outcome.CLIENT_GONE)
         finally:
             if not started and exchange.line.outcome is Outcome.CANCELLED:
                 exchange.ended(Outcome.CLIENT_GONE, 499)

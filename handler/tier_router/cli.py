@@ -183,7 +183,7 @@ def run_status(args: argparse.Namespace) -> int:
     import asyncio
 
     from tier_router.admission import SpendControls
-    from tier_router.app import breaker_health
+    from tier_router.gateway import breaker_health
     from tier_router.settings import DEFAULT_STORE
     from tier_router.store.base import StoreError
     from tier_router.store.factory import open_store
@@ -369,7 +369,7 @@ def breaker_states(rules: Any, decision: Any, store_url: str | None) -> dict[str
         return None
     import asyncio
 
-    from tier_router.app import breaker_health
+    from tier_router.gateway import breaker_health
     from tier_router.store.base import StoreError
     from tier_router.store.factory import open_store
 

@@ -106,8 +106,3 @@ class APIError(RouterError):
 
     def body(self) -> dict[str, dict[str, str | None]]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-
-    def response(self, extra_headers: Mapping[str, str] | None = None):  # type: ignore[no-untyped-def]
-        from tier_router.responses import error_response  # noqa: PLC0415  (TEMPORARY during the restructure)
-
-        return error_response(self, extra_headers)

@@ -162,9 +162,10 @@ class Lifecycle:
         exchange.usage = exchange.usage or stream.decoder.usage
 
     def _price(self, exchange: Exchange) -> None:
-        """The cost to settle: None (the reservation in full, or 0 without one) only when a
-        provider answered without usage and nothing better is known."""
-        if exchange.route is None:  # nothing was forwarded (or nothing answered)
+        """The cost to settle. None — the reservation in full, or 0 without one — when a
+        provider answered without usage: the conservative choice. A stream the client left
+        before usage arrived is priced from what was streamed plus the prompt's estimate."""
+        if exchange.route is None:  # nothing was forwarded, or nothing answered
             exchange.cost = exchange.cost or 0
         if exchange.cost is not None:
             return
@@ -172,11 +173,13 @@ class Lifecycle:
         if exchange.cost is not None:
             return
         exchange.line.cost_estimated = True
-        if exchange.stream is not None and exchange.decision is not None:
-            streamed = getattr(exchange.stream, "streamed_chars", 0)
+        stream, decision = exchange.stream, exchange.decision
+        if stream is not None and decision is not None and exchange.line.outcome is Outcome.CLIENT_GONE:
             estimate = {
-                "prompt_tokens": exchange.decision.features.conversation_tokens,
-                "completion_tokens": -(-streamed // CHARS_PER_TOKEN),
+                "prompt_tokens": decision.features.conversation_tokens,
+                "completion_tokens": -(
+                    -getattr(stream, "streamed_chars", 0) // CHARS_PER_TOKEN
+                ),  # TODO merge
             }
             exchange.cost = self.spend.price(exchange.route, estimate)
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import gzip
 import html
-import io
 import json
 import math
 import sys
@@ -49,6 +48,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from tier_router.request_line import CHAT_PATHS, RequestLine
 from tier_router.routing.engine import AUTO, Rules, UnknownModelError
 from tier_router.routing.request import MAY_HOLD_SURROGATES, Chat, parse_chat
 from tier_router.routing.schema import Price
@@ -456,26 +456,28 @@ class Replayer:
             )
 
     def router_line(self, lineno: int, obj: dict[str, Any]) -> None:
-        """The router's own log line: priced as logged (no prompt text to re-route)."""
+        """The router's own log line (`RequestLine`): priced as logged (no prompt text to
+        re-route). Lines of other paths (status, health checks) are not requests to price."""
+        line = RequestLine.read(obj)
+        if line is None or (line.path and line.path not in CHAT_PATHS):
+            return
         audit = self.audit
         audit.router_lines += 1
-        model = obj.get("model")
-        status = obj.get("status")
-        if not isinstance(model, str) or (type(status) is int and status >= SERVED_ERROR_STATUS):
+        model = line.model
+        if model is None or line.status >= SERVED_ERROR_STATUS:
             audit.router_unserved += 1
             return
-        features = obj.get("features")
-        features = features if isinstance(features, dict) else {}
-        prompt, completion = _count(obj.get("prompt_tokens")), _count(obj.get("completion_tokens"))
+        features = line.features or {}
+        prompt, completion = line.prompt_tokens, line.completion_tokens
         if prompt is None or completion is None:
             audit.estimated_usage += 1
             if prompt is None:
                 prompt = _count(features.get("conversation_tokens")) or 0
             if completion is None:
                 completion = estimated_completion(_count(features.get("max_tokens")))
-        logged = obj.get("cost_micro_usd")
+        logged = line.cost_micro_usd
         rate = self.rates.get(model)
-        if type(logged) is int and logged >= 0:
+        if logged is not None and logged >= 0:
             routed = logged
             audit.logged_requests += 1
             audit.logged_micro += logged
@@ -485,10 +487,9 @@ class Replayer:
             audit.error(lineno, "router line without cost", f"model {model!r} is not in the rules")
             return
         base = self.base_rate.cost(prompt, completion, None)
-        tier, rule = obj.get("tier"), obj.get("rule")
-        _add(audit.by_tier, tier if isinstance(tier, str) else "-", prompt, completion, routed, base)
+        _add(audit.by_tier, line.tier or "-", prompt, completion, routed, base)
         _add(audit.by_model, model, prompt, completion, routed, base)
-        _add(audit.by_rule, rule if isinstance(rule, str) else "-", prompt, completion, routed, base)
+        _add(audit.by_rule, line.rule or "-", prompt, completion, routed, base)
 
 
 def replay(
@@ -528,12 +529,6 @@ def replay(
         baseline=replayer.baseline,
         elapsed=elapsed,
     )
-
-
-def replay_text(text: str, rules: Rules, **kwargs: Any) -> Audit:
-    """Replay JSONL held in memory (tests, notebooks)."""
-    replayer = Replayer(rules, **kwargs)
-    return replayer.run(io.BytesIO(text.encode("utf-8")))
 
 
 # -- the report ------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
+"""Where chat completions are served; their lines are the ones a replay prices."""
+
 
 class Outcome(StrEnum):
     """How a request ended, from the router's side."""
@@ -108,7 +111,7 @@ class RequestLine:
         the wrong type read as absent — a log is data, not trusted input."""
         if obj.get("event") != "request" or not isinstance(obj.get("request_id", ""), str):
             return None
-        line = cls(str(obj.get("request_id", "")))
+        line = cls(str(obj.get("request_id", "")), status=200)
         for name, kind in _READ_TYPES.items():
             value = obj.get(name)
             if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):

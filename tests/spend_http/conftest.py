@@ -34,7 +34,8 @@ import httpx
 import pytest
 import respx
 from starlette.applications import Starlette
-from tier_router.app import Gateway, create_app
+from tier_router.app import create_app
+from tier_router.gateway import Gateway
 from tier_router.provider_keys import KeySource
 from tier_router.routing.loader import parse_rules
 from tier_router.settings import Settings
