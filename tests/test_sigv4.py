@@ -13,7 +13,8 @@ import pytest
 from botocore.awsrequest import AWSRequest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tier_router.store.sigv4 import Credentials, credentials_from_env, host_from_url, sign
+from tier_router.aws.sigv4 import Credentials, host_from_url, sign
+from tier_router.settings import Settings, environment_credentials
 
 WHEN = datetime(2024, 2, 29, 23, 59, 58, tzinfo=UTC)
 CREDS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
@@ -179,12 +180,12 @@ def test_host_header_drops_default_ports() -> None:
 
 
 def test_credentials_from_env_and_their_repr_hides_secrets() -> None:
-    assert credentials_from_env({}) is None
-    assert credentials_from_env({"AWS_ACCESS_KEY_ID": "A"}) is None
-    creds = credentials_from_env(
-        {"AWS_ACCESS_KEY_ID": "A", "AWS_SECRET_ACCESS_KEY": "s3cr3t", "AWS_SESSION_TOKEN": "tok3n"}
-    )
+    assert environment_credentials({}) is None
+    assert environment_credentials({"AWS_ACCESS_KEY_ID": "A"}) is None
+    env = {"AWS_ACCESS_KEY_ID": "A", "AWS_SECRET_ACCESS_KEY": "s3cr3t", "AWS_SESSION_TOKEN": "tok3n"}
+    creds = environment_credentials(env)
     assert creds == Credentials("A", "s3cr3t", "tok3n")
+    assert Settings.from_env(env).aws_credentials() == creds
     assert "s3cr3t" not in repr(creds)
     assert "tok3n" not in repr(creds)
     assert creds.redact("x s3cr3t y tok3n") == "x *** y ***"

@@ -1,13 +1,14 @@
 """Provider API keys: where they come from, and making sure they never leak.
 
 Rules files name the environment variable (or secret) that holds each key, never the key.
-Locally keys come from the environment. `redact` scrubs every known key — and anything
-shaped like a provider key — from text that may reach a log line or a client.
+Locally keys come from the environment that `Settings.environ` holds (this module reads no
+environment itself); on Lambda from SSM (`aws.ssm.SSMKeySource`). `redact` scrubs every
+known key — and anything shaped like a provider key — from text that may reach a log line
+or a client.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 
@@ -15,19 +16,17 @@ KEY_SHAPES = re.compile(r"(sk-[A-Za-z0-9_\-*]{6,}|AIza[0-9A-Za-z_\-]{20,}|gsk_[A
 
 
 class KeySource:
-    """Looks keys up by name. The environment version; the Lambda one fetches secrets lazily."""
+    """Looks keys up by name in a mapping (the environment, from `Settings.environ`, or a
+    test's dict). The Lambda one, `aws.ssm.SSMKeySource`, fetches secrets lazily."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        self._environ = environ if environ is not None else os.environ
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
 
     async def get(self, name: str) -> str | None:
         return self._environ.get(name) or None
 
     def missing(self, names: Iterable[str]) -> list[str]:
         return sorted(name for name in set(names) if not self._environ.get(name))
-
-    def known_values(self, names: Iterable[str]) -> list[str]:
-        return [v for v in (self._environ.get(n) for n in names) if v]
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

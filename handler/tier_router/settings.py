@@ -1,16 +1,38 @@
-"""Settings from the environment, read once at start-up (never per request)."""
+"""Settings from the environment: the one module that reads it.
+
+Everything configurable is a field of `Settings`, read once at start-up by `from_env` (never
+per request) and handed to whatever needs it: the store factory, the provider key source,
+the AWS clients, the CLI. Two things are looked up later, in `Settings.environ`, because
+they are not settings but secrets that live in the environment: provider keys (named by the
+rules file) and AWS credentials (re-read on every AWS call because Lambda rotates them).
+
+`tier-router serve --workers N` hands its Settings to worker processes serialized in one
+variable (`export_to_workers` / `from_exported`), so a worker runs with exactly the parent's
+settings, CLI flags included.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tier_router.aws.sigv4 import Credentials
 
 DEFAULT_RULES = Path("rules/router.yaml")
 PACKAGED_RULES = Path(__file__).resolve().parent.parent / "rules" / "router.yaml"
 DEFAULT_STORE = "sqlite:///.tier-router/state.db"
+"""The store when TIER_ROUTER_STORE is not set: a SQLite file shared by local processes."""
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+WORKERS_ENV = "TIER_ROUTER_SERVE_SETTINGS"
+"""Where `export_to_workers` puts the serialized settings for `serve --workers N`."""
+
+_TRUE = ("1", "true", "yes")
 
 
 def default_rules_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -24,11 +46,34 @@ def default_rules_path(environ: Mapping[str, str] | None = None) -> Path:
     return PACKAGED_RULES
 
 
+def configured_store_url(environ: Mapping[str, str] | None = None) -> str | None:
+    """`TIER_ROUTER_STORE` when set (`tier-router explain` reads breakers only then)."""
+    environ = os.environ if environ is None else environ
+    return environ.get("TIER_ROUTER_STORE") or None
+
+
+def environment_credentials(environ: Mapping[str, str] | None = None) -> Credentials | None:
+    """AWS credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`
+    (what Lambda sets, and rotates: call this per request, never cache it); None if unset."""
+    from tier_router.aws.sigv4 import Credentials  # here: the signer is loaded only when AWS is used
+
+    env = os.environ if environ is None else environ
+    access_key = env.get("AWS_ACCESS_KEY_ID")
+    secret_key = env.get("AWS_SECRET_ACCESS_KEY")
+    if not access_key or not secret_key:
+        return None
+    return Credentials(access_key, secret_key, env.get("AWS_SESSION_TOKEN") or None)
+
+
+def _process_environ() -> Mapping[str, str]:
+    return os.environ
+
+
 @dataclass(frozen=True)
 class Settings:
     rules_path: Path
     store_url: str = "memory://"
-    """`from_env` defaults to the local SQLite file; built directly (tests), to memory."""
+    """`from_env` defaults to the local SQLite file (`DEFAULT_STORE`); built directly (tests), to memory."""
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     """Router keys clients must present (`Authorization: Bearer ...`). Empty: no auth (local use)."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -40,7 +85,8 @@ class Settings:
     keys_ssm: str | None = None
     """An SSM SecureString parameter holding the keys file (Lambda)."""
     secrets_ssm_prefix: str | None = None
-    """Provider keys are read from SSM parameters `<prefix><ENV_VAR_NAME>` (Lambda)."""
+    """Set: provider keys are the SSM parameters `<prefix><ENV_VAR_NAME>` (Lambda; see
+    `aws.ssm.key_source`). Unset: provider keys come from `environ`."""
     background_settle: bool = False
     """Settle spend and write the request line after the response, off the connection (local
     serving; never on Lambda)."""
@@ -48,14 +94,28 @@ class Settings:
     """Add CloudWatch Embedded Metric Format to each request line (default on Lambda)."""
     require_auth: bool = False
     """Refuse every request when no router keys are configured (fail closed). On for Lambda."""
+    aws_region: str | None = None
+    """`AWS_REGION`, else `AWS_DEFAULT_REGION` (Lambda sets both). A URL's `?region=` wins."""
+    aws_endpoint_url: str | None = None
+    """`AWS_ENDPOINT_URL`: every AWS service at one endpoint (LocalStack, moto)."""
+    dynamodb_endpoint_url: str | None = None
+    """`AWS_ENDPOINT_URL_DYNAMODB` (botocore's name): DynamoDB Local, moto."""
+    ssm_endpoint_url: str | None = None
+    """`AWS_ENDPOINT_URL_SSM`."""
+    environ: Mapping[str, str] = field(default_factory=_process_environ, repr=False, compare=False)
+    """Where provider keys and AWS credentials are looked up, when they are needed (a live
+    mapping: the process environment unless `from_env` was given another)."""
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, serve: bool = False) -> Settings:
+        """Read every setting. `serve=True`: the defaults of `tier-router serve` (settle in the
+        background unless TIER_ROUTER_BACKGROUND_SETTLE says otherwise)."""
         environ = os.environ if environ is None else environ
         keys = tuple(k.strip() for k in environ.get("TIER_ROUTER_API_KEYS", "").split(",") if k.strip())
+        lambda_ = bool(environ.get("AWS_LAMBDA_FUNCTION_NAME"))
         return cls(
             rules_path=default_rules_path(environ),
-            store_url=environ.get("TIER_ROUTER_STORE", DEFAULT_STORE),
+            store_url=configured_store_url(environ) or DEFAULT_STORE,
             api_keys=keys,
             max_body_bytes=int(environ.get("TIER_ROUTER_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
             store_timeout_s=float(environ.get("TIER_ROUTER_STORE_TIMEOUT_S", "1.0")),
@@ -64,12 +124,54 @@ class Settings:
             if environ.get("TIER_ROUTER_KEYS_FILE")
             else None,
             keys_ssm=environ.get("TIER_ROUTER_KEYS_SSM") or None,
-            background_settle=environ.get("TIER_ROUTER_BACKGROUND_SETTLE", "0") in ("1", "true", "yes"),
+            background_settle=environ.get("TIER_ROUTER_BACKGROUND_SETTLE", "1" if serve else "0") in _TRUE,
             secrets_ssm_prefix=environ.get("TIER_ROUTER_SECRETS_SSM_PREFIX") or None,
-            emf_metrics=environ.get(
-                "TIER_ROUTER_EMF", "1" if environ.get("AWS_LAMBDA_FUNCTION_NAME") else "0"
-            )
-            in ("1", "true", "yes"),
-            require_auth=bool(environ.get("AWS_LAMBDA_FUNCTION_NAME"))
-            or environ.get("TIER_ROUTER_REQUIRE_AUTH", "") in ("1", "true", "yes"),
+            emf_metrics=environ.get("TIER_ROUTER_EMF", "1" if lambda_ else "0") in _TRUE,
+            require_auth=lambda_ or environ.get("TIER_ROUTER_REQUIRE_AUTH", "") in _TRUE,
+            aws_region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None,
+            aws_endpoint_url=environ.get("AWS_ENDPOINT_URL") or None,
+            dynamodb_endpoint_url=environ.get("AWS_ENDPOINT_URL_DYNAMODB") or None,
+            ssm_endpoint_url=environ.get("AWS_ENDPOINT_URL_SSM") or None,
+            environ=environ,
         )
+
+    # --- AWS ------------------------------------------------------------------------------
+
+    def aws_endpoint(self, service: str) -> str | None:
+        """The endpoint configured for `service` ("dynamodb", "ssm"), else the one for all
+        services, else None (the public AWS endpoint of the region)."""
+        own = {"dynamodb": self.dynamodb_endpoint_url, "ssm": self.ssm_endpoint_url}.get(service)
+        return own or self.aws_endpoint_url
+
+    def aws_credentials(self) -> Credentials | None:
+        """The current AWS credentials in `environ` (call per request: Lambda rotates them)."""
+        return environment_credentials(self.environ)
+
+    # --- serve --workers N ----------------------------------------------------------------
+
+    def export_to_workers(self) -> None:
+        """Put these settings where `from_exported` finds them in worker processes (which
+        inherit the environment, so `environ` itself is not serialized)."""
+        os.environ[WORKERS_ENV] = self.to_json()
+
+    @classmethod
+    def from_exported(cls) -> Settings:
+        """The settings `export_to_workers` left for this worker process."""
+        return cls.from_json(os.environ[WORKERS_ENV])
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "environ":
+                continue
+            data[f.name] = str(value) if isinstance(value, Path) else value
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str, environ: Mapping[str, str] | None = None) -> Settings:
+        data = json.loads(text)
+        data["rules_path"] = Path(data["rules_path"]) if data.get("rules_path") is not None else None
+        data["keys_file"] = Path(data["keys_file"]) if data.get("keys_file") else None
+        data["api_keys"] = tuple(data.get("api_keys") or ())
+        return cls(**data, environ=os.environ if environ is None else environ)

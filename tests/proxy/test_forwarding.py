@@ -1,5 +1,5 @@
 """Non-streamed forwarding through the app: pass-through of the OpenAI body, routing headers,
-and every fallback rule of `tier_router.forward` (what moves on, what is returned as is), plus
+and every fallback rule of `tier_router.fallback` (what moves on, what is returned as is), plus
 the all-candidates-failed status mapping and key redaction."""
 
 from __future__ import annotations
@@ -493,10 +493,11 @@ async def test_forwarding_works_with_a_client_that_has_no_transport_lookup(
 ):
     """The forwarder uses the client's transport directly via httpx's `_transport_for_url`; a
     client without it (a future httpx) must still forward, through `client.send`, with fallback."""
-    from tier_router.forward import ClientTransport, Forwarder
+    from tier_router.forwarder import Forwarder
     from tier_router.provider_keys import KeySource
     from tier_router.routing.loader import parse_rules
     from tier_router.routing.request import parse_chat
+    from tier_router.transport import ClientTransport
 
     class SendOnlyClient:
         """Only the public `send`, as a client whose private lookup was renamed would offer."""

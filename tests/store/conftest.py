@@ -25,8 +25,9 @@ def anyio_backend() -> str:
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Fake credentials (child processes inherit them); never real ones."""
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_REGION", "TIER_ROUTER_DYNAMODB_ENDPOINT", "TIER_ROUTER_STORE"):
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("TIER_ROUTER_STORE", raising=False)
     for name, value in FAKE_ENV.items():
         monkeypatch.setenv(name, value)
     return FAKE_ENV

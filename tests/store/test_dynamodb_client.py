@@ -243,14 +243,10 @@ async def test_shared_client_is_not_closed_but_own_client_is() -> None:
     await shared.aclose()
 
 
-def test_region_and_endpoint_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AWS_REGION")
+def test_region_and_endpoint_resolution() -> None:
     with pytest.raises(ValueError, match="region"):
-        DynamoDBStore("t")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
-    assert DynamoDBStore("t").url == "https://dynamodb.eu-central-1.amazonaws.com/"
-    monkeypatch.setenv("AWS_REGION", "ap-south-1")
-    assert DynamoDBStore("t").region == "ap-south-1"
-    monkeypatch.setenv("TIER_ROUTER_DYNAMODB_ENDPOINT", "http://127.0.0.1:8000")
-    assert DynamoDBStore("t").url == "http://127.0.0.1:8000/"
-    assert DynamoDBStore("t", endpoint="http://127.0.0.1:5000/").url == "http://127.0.0.1:5000/"
+        DynamoDBStore("t")  # no region, no endpoint: nothing is read from the environment
+    assert DynamoDBStore("t", region="eu-central-1").url == "https://dynamodb.eu-central-1.amazonaws.com/"
+    assert DynamoDBStore("t", region="cn-north-1").url == "https://dynamodb.cn-north-1.amazonaws.com.cn/"
+    local = DynamoDBStore("t", endpoint="http://127.0.0.1:5000")
+    assert (local.url, local.region) == ("http://127.0.0.1:5000/", "us-east-1")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tier_router.store import DEFAULT_STORE_URL, open_store
+from tier_router.settings import DEFAULT_STORE, Settings
+from tier_router.store import open_store
 from tier_router.store.dynamodb import DynamoDBStore
 from tier_router.store.memory import MemoryStore
 from tier_router.store.sqlite import SQLiteStore
@@ -33,16 +34,24 @@ def test_sqlite_absolute_path(tmp_path: Path) -> None:
 
 def test_default_is_local_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    store = open_store()
-    assert DEFAULT_STORE_URL == "sqlite:///.tier-router/state.db"
+    settings = Settings.from_env({})
+    assert settings.store_url == DEFAULT_STORE == "sqlite:///.tier-router/state.db"
+    store = open_store(settings.store_url, settings=settings)
     assert isinstance(store, SQLiteStore)
     assert Path(store.path) == Path(".tier-router/state.db")
     assert (tmp_path / ".tier-router").is_dir()
 
 
-def test_env_var_picks_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TIER_ROUTER_STORE", "memory://")
-    assert isinstance(open_store(), MemoryStore)
+def test_env_var_picks_the_store() -> None:
+    settings = Settings.from_env({"TIER_ROUTER_STORE": "memory://"})
+    assert isinstance(open_store(settings.store_url, settings=settings), MemoryStore)
+
+
+def test_settings_give_every_store_its_deadline(tmp_path: Path) -> None:
+    settings = Settings.from_env({"TIER_ROUTER_STORE_TIMEOUT_S": "0.25", "AWS_REGION": "eu-west-1"})
+    for url in ("memory://", f"sqlite:///{tmp_path}/s.db", "dynamodb://t"):
+        assert open_store(url, settings=settings).deadline_s == 0.25
+    assert open_store("memory://").deadline_s is None  # the caller wraps it (DeadlineStore)
 
 
 def test_dynamodb_url_with_options() -> None:
@@ -55,7 +64,29 @@ def test_dynamodb_url_with_options() -> None:
     )
 
 
-def test_dynamodb_url_uses_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dynamodb_url_uses_the_settings() -> None:
+    settings = Settings.from_env({"AWS_REGION": "us-west-2"})
+    store = open_store("dynamodb://state", settings=settings)
+    assert isinstance(store, DynamoDBStore)
+    assert store.url == "https://dynamodb.us-west-2.amazonaws.com/"
+
+    settings = Settings.from_env({"AWS_DEFAULT_REGION": "eu-central-1"})
+    assert open_store("dynamodb://state", settings=settings).region == "eu-central-1"
+    local = Settings.from_env({"AWS_ENDPOINT_URL": "http://127.0.0.1:4566"})
+    assert open_store("dynamodb://state", settings=local).url == "http://127.0.0.1:4566/"
+    own = Settings.from_env(
+        {"AWS_ENDPOINT_URL": "http://127.0.0.1:4566", "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:8000"}
+    )
+    assert open_store("dynamodb://state", settings=own).url == "http://127.0.0.1:8000/"
+    # The URL's options win over the settings.
+    store = open_store("dynamodb://state?region=ap-south-1", settings=settings)
+    assert store.region == "ap-south-1"
+    with pytest.raises(ValueError, match="region"):
+        open_store("dynamodb://state", settings=Settings.from_env({}))
+
+
+def test_old_call_shape_reads_the_environment_through_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TEMPORARY (until every caller passes settings): `open_store(url)` as before."""
     monkeypatch.setenv("AWS_REGION", "us-west-2")
     store = open_store("dynamodb://state")
     assert isinstance(store, DynamoDBStore)

@@ -78,8 +78,10 @@ Streaming
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
 
+from tier_router.errors import RouterError, UpstreamError
 from tier_router.providers.base import is_content_chunk  # one definition for every provider
 
 __all__ = [
@@ -132,17 +134,19 @@ _JSON_OBJECT_INSTRUCTION: Final = (
 )
 
 
-class TranslationError(ValueError):
+class TranslationError(RouterError, ValueError):
     """A payload that cannot be translated.
 
     Raised by :func:`build_request` for bad client input (the proxy answers 400) and by
     :func:`parse_response` / :class:`StreamTranslator` for malformed upstream data (the proxy
-    treats it as an upstream failure).
+    treats it as an upstream failure): the adapter turns it into the branch of the error tree
+    it belongs to, ``ClientRequestError`` or ``UpstreamProtocolError``.
     """
 
 
-class UpstreamStreamError(TranslationError):
-    """Anthropic sent an ``error`` event mid-stream (e.g. ``overloaded_error``)."""
+class UpstreamStreamError(TranslationError, UpstreamError):
+    """Anthropic sent an ``error`` event mid-stream (e.g. ``overloaded_error``): always the
+    provider's failure."""
 
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(f"{error_type}: {message}")
@@ -356,48 +360,43 @@ def _text_block(text: Any, part: dict[str, Any] | None, where: str) -> dict[str,
         raise TranslationError(f"{where}: text must be a string")
     if not text:
         return None
-    block: dict[str, Any] = {"type": "text", "text": text}
+    return _cached({"type": "text", "text": text}, part)
+
+
+def _cached(block: dict[str, Any], part: dict[str, Any] | None) -> dict[str, Any]:
+    """The block, with the part's ``cache_control`` (Anthropic prompt caching) if it has one."""
     if part is not None and "cache_control" in part:
         block["cache_control"] = part["cache_control"]
     return block
 
 
+def _text_part(part: dict[str, Any], where: str) -> dict[str, Any] | None:
+    return _text_block(part.get("text"), part, where)
+
+
 def _text_blocks(content: Any, where: str) -> list[dict[str, Any]]:
     """Content that may only hold text (system, developer, tool)."""
-    if isinstance(content, str):
-        block = _text_block(content, None, where)
-        return [block] if block else []
-    if not isinstance(content, list):
-        raise TranslationError(f"{where}: content must be a string or a list of text parts")
-    blocks = []
-    for j, part in enumerate(content):
-        if not isinstance(part, dict) or part.get("type") != "text":
-            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-            raise TranslationError(f"{where}.content[{j}]: only text parts are allowed here, got {kind!r}")
-        block = _text_block(part.get("text"), part, f"{where}.content[{j}]")
-        if block:
-            blocks.append(block)
-    return blocks
+    return _blocks(content, where, _TEXT_PARTS)
 
 
 def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
+    return _blocks(content, where, _USER_PARTS)
+
+
+def _blocks(content: Any, where: str, parts: _Parts) -> list[dict[str, Any]]:
+    """A string, or a list of parts each turned into a block by the builder for its type."""
     if isinstance(content, str):
         block = _text_block(content, None, where)
         return [block] if block else []
     if not isinstance(content, list):
-        raise TranslationError(f"{where}: content must be a string or a list of content parts")
+        raise TranslationError(f"{where}: content must be a string or a list of {parts.name}")
     blocks = []
     for j, part in enumerate(content):
         part_where = f"{where}.content[{j}]"
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            block = _text_block(part.get("text"), part, part_where)
-        elif kind == "image_url":
-            block = _image_block(part, part_where)
-        elif kind == "file":
-            block = _document_block(part, part_where)
-        else:
-            raise TranslationError(f"{part_where}: unsupported content part type {kind!r}")
+        build = parts.builders.get(part.get("type")) if isinstance(part, dict) else None
+        if build is None:
+            raise TranslationError(f"{part_where}: {parts.refusal(part)}")
+        block = build(part, part_where)
         if block:
             blocks.append(block)
     return blocks
@@ -417,10 +416,7 @@ def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
         source = {"type": "url", "url": url}
     else:
         raise TranslationError(f"{where}: image_url.url must be a data: or http(s) URL")
-    block: dict[str, Any] = {"type": "image", "source": source}
-    if "cache_control" in part:
-        block["cache_control"] = part["cache_control"]
-    return block
+    return _cached({"type": "image", "source": source}, part)
 
 
 def _document_block(part: dict[str, Any], where: str) -> dict[str, Any]:
@@ -434,13 +430,32 @@ def _document_block(part: dict[str, Any], where: str) -> dict[str, Any]:
     media_type, data = _parse_data_url(file_data, where)
     if media_type != "application/pdf":
         raise TranslationError(f"{where}: unsupported file media type {media_type!r} (only PDF)")
-    block: dict[str, Any] = {
-        "type": "document",
-        "source": {"type": "base64", "media_type": media_type, "data": data},
-    }
-    if "cache_control" in part:
-        block["cache_control"] = part["cache_control"]
-    return block
+    source = {"type": "base64", "media_type": media_type, "data": data}
+    return _cached({"type": "document", "source": source}, part)
+
+
+class _Parts(NamedTuple):
+    """The content parts a message may hold: a block builder per part type."""
+
+    builders: dict[str, Callable[[dict[str, Any], str], dict[str, Any] | None]]
+    name: str
+    refusal: Callable[[Any], str]
+    """Why a part is refused."""
+
+
+def _only_text(part: Any) -> str:
+    kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+    return f"only text parts are allowed here, got {kind!r}"
+
+
+def _unsupported(part: Any) -> str:
+    return f"unsupported content part type {part.get('type') if isinstance(part, dict) else None!r}"
+
+
+_TEXT_PARTS = _Parts({"text": _text_part}, "text parts", _only_text)
+_USER_PARTS = _Parts(
+    {"text": _text_part, "image_url": _image_block, "file": _document_block}, "content parts", _unsupported
+)
 
 
 def _parse_data_url(url: str, where: str) -> tuple[str, str]:

@@ -12,17 +12,18 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tier_router.errors import RequestError, UpstreamError
 from tier_router.routing.engine import ModelRoute
 
 
-class UpstreamProtocolError(ValueError):
+class UpstreamProtocolError(UpstreamError, ValueError):
     """The provider answered something that is not a valid answer (bad JSON, garbage SSE).
 
     Treated like an outage of that provider: the next candidate is tried.
     """
 
 
-class ClientRequestError(ValueError):
+class ClientRequestError(RequestError, ValueError):
     """The request cannot be expressed for this provider (e.g. a content type it lacks)."""
 
 
@@ -88,3 +89,34 @@ def is_content_chunk(chunk: dict[str, Any]) -> bool:
         ):
             return True
     return False
+
+
+TEXT_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
+"""Delta fields whose text the client is sent: the answer, reasoning (DeepSeek's
+`reasoning_content`, OpenRouter's and vLLM's `reasoning`) and a refusal."""
+
+
+def content_chars(chunk: dict[str, Any]) -> int:
+    """Characters of generated output in a chunk: text, reasoning, refusal and tool-call
+    arguments — what a stream the client abandoned is priced by. Never raises: of a malformed
+    chunk (forwarded as is), what can be counted is."""
+    chars = 0
+    try:
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta")
+            if not delta:
+                continue
+            for name in TEXT_FIELDS:
+                text = delta.get(name)
+                if text.__class__ is str:
+                    chars += len(text)
+            for call in delta.get("tool_calls") or ():
+                arguments = (call.get("function") or {}).get("arguments")
+                if arguments.__class__ is str:
+                    chars += len(arguments)
+            arguments = (delta.get("function_call") or {}).get("arguments")
+            if arguments.__class__ is str:
+                chars += len(arguments)
+    except (AttributeError, TypeError):
+        pass
+    return chars

@@ -1,10 +1,19 @@
-"""The key-value state adapter: one small async interface, three implementations.
+"""The key-value state store: one small async interface, three backends, one base class.
 
 Budgets, breakers and leases all need the same few things from shared state: read several
 keys in one round trip, increment counters atomically (optionally under a ceiling), and
 write conditionally. `Store` is exactly that and nothing more, so the in-memory, SQLite
 and DynamoDB stores can be swapped by URL (see `tier_router.store.factory`) and proven
 equivalent by one contract test suite.
+
+`Store` is a template (as Powertools' `BasePersistenceLayer` is): its public methods are the
+interface every consumer calls, and they do once, for every backend, what does not depend
+on the backend — validate keys, values, deltas, limits and expectations; round the expiry;
+apply the deadline (`deadline_s`: a call slower than that is `StoreUnavailable`, so a hung
+store never hangs a request); log a failing store once per outage (then at DEBUG until a
+call succeeds), so the consumers that fail open need not. Then they call the backend's
+primitives (`_get_many`, `_put`, `_add`, `_put_if`, `_delete`, and optionally `_get`,
+`_ping`, `_aclose`), which receive only valid, normalized arguments.
 
 Data model:
 - a key names one item; an item is a small flat dict of `int` and `str` fields
@@ -15,17 +24,31 @@ Data model:
   conditions, even while it still physically exists (DynamoDB deletes it up to ~2 days
   late, SQLite and memory purge lazily);
 - `pk` and `expires_at` are reserved field names (they are DynamoDB attributes).
-
-The pure helpers at the bottom hold the semantics of `add` and `put_if` for the stores
-that evaluate them in Python (memory, SQLite), so those two cannot drift apart.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
+
+from tier_router.errors import StoreError, StoreUnavailable
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "RESERVED_FIELDS",
+    "Scalar",
+    "Store",
+    "StoreError",  # re-exported: defined in tier_router.errors
+    "StoreUnavailable",
+    "Value",
+    "check_value",
+]
+
+log = logging.getLogger("tier_router.store")
+T = TypeVar("T")
 
 Scalar = int | str
 Value = dict[str, Scalar]
@@ -34,40 +57,37 @@ RESERVED_FIELDS = frozenset({"pk", "expires_at"})
 MAX_KEY_BYTES = 2048  # DynamoDB's partition-key limit; enforced everywhere so stores agree.
 
 
-class StoreError(Exception):
-    """The store refused or failed an operation. Messages never contain credentials."""
-
-
-class StoreUnavailable(StoreError):
-    """The store could not be reached (or stayed throttled/locked) after retries.
-
-    Callers on the hot path may choose to fail open on this; `StoreError` proper means a
-    bug or misconfiguration (missing table, type mismatch) that retrying will not fix.
-    """
-
-
-@runtime_checkable
-class Store(Protocol):
-    """Async key-value state shared by every copy of the gateway.
+class Store:
+    """Async key-value state shared by every copy of the gateway (module doc).
 
     All methods are coroutines and never block the event loop. Values returned are fresh
-    dicts the caller may mutate.
+    dicts the caller may mutate. Invalid arguments raise ValueError before any I/O.
     """
+
+    def __init__(self, *, deadline_s: float | None = None) -> None:
+        self.deadline_s = deadline_s
+        self._failing = False
+        self._closed = False
+
+    # --- the interface --------------------------------------------------------------------
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Value]:
         """Read many items in ONE round trip (up to 100 keys on DynamoDB).
 
         Absent and expired keys are omitted from the result; duplicates are fine.
         """
-        ...
+        unique = list(dict.fromkeys(check_key(k) for k in keys))
+        if not unique:
+            return {}
+        return await self._run("get_many", self._get_many, unique)
 
     async def get(self, key: str) -> Value | None:
         """Read one item; None when absent or expired."""
-        ...
+        return await self._run("get", self._get, check_key(key))
 
     async def put(self, key: str, value: Mapping[str, Scalar], *, expires_at: float | None = None) -> None:
         """Replace the whole item (fields not in `value` are dropped)."""
-        ...
+        await self._run("put", self._put, check_key(key), check_value(value), normalize_expiry(expires_at))
 
     async def add(
         self,
@@ -87,7 +107,10 @@ class Store(Protocol):
         becomes the item's expiry; when omitted a live item keeps its expiry and a new
         item has none. Adding to a `str` field raises StoreError.
         """
-        ...
+        check_key(key)
+        check_deltas(deltas, limits)
+        expiry = normalize_expiry(expires_at)
+        return await self._run("add", self._add, key, dict(deltas), dict(limits or {}), expiry)
 
     async def put_if(
         self,
@@ -104,22 +127,85 @@ class Store(Protocol):
         empty `expected` makes this an unconditional put. A put with a past `expires_at`
         is a conditional delete.
         """
-        ...
+        check_key(key)
+        check_expected(expected)
+        item, expiry = check_value(value), normalize_expiry(expires_at)
+        return await self._run("put_if", self._put_if, key, item, expiry, dict(expected))
 
     async def delete(self, key: str) -> None:
         """Remove the item; deleting an absent key is not an error."""
-        ...
+        await self._run("delete", self._delete, check_key(key))
 
     async def ping(self) -> None:
         """Readiness check: one cheap round trip. Raises StoreUnavailable/StoreError."""
-        ...
+        await self._run("ping", self._ping)
 
     async def aclose(self) -> None:
         """Release connections/threads. Idempotent."""
-        ...
+        if not self._closed:
+            self._closed = True
+            await self._aclose()
+
+    # --- what a backend fills in (arguments are valid and normalized) ---------------------
+
+    async def _get_many(self, keys: list[str]) -> dict[str, Value]:
+        """`keys`: unique, at least one."""
+        raise NotImplementedError
+
+    async def _get(self, key: str) -> Value | None:
+        return (await self._get_many([key])).get(key)
+
+    async def _put(self, key: str, value: Value, expires_at: int | None) -> None:
+        raise NotImplementedError
+
+    async def _add(
+        self, key: str, deltas: dict[str, int], limits: dict[str, int], expires_at: int | None
+    ) -> dict[str, int] | None:
+        """`limits` ({} for none) only names fields among `deltas`."""
+        raise NotImplementedError
+
+    async def _put_if(
+        self, key: str, value: Value, expires_at: int | None, expected: dict[str, Scalar | None]
+    ) -> bool:
+        raise NotImplementedError
+
+    async def _delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    async def _ping(self) -> None:
+        return None
+
+    async def _aclose(self) -> None:
+        return None
+
+    # --- deadline and outage log ----------------------------------------------------------
+
+    async def _run(self, op: str, primitive: Callable[..., Awaitable[T]], *args: object) -> T:
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                result = await primitive(*args)
+        except TimeoutError:
+            if self.deadline_s is None:
+                raise
+            failure = StoreUnavailable(f"store {op} took longer than {self.deadline_s:g}s")
+            self._failed(op, failure)
+            raise failure from None
+        except StoreError as exc:
+            self._failed(op, exc)
+            raise
+        if self._failing:
+            self._failing = False
+            log.info("state store %r works again", self)
+        return result
+
+    def _failed(self, op: str, exc: StoreError) -> None:
+        """WARNING for the first failure of an outage, DEBUG for the rest of it."""
+        level = logging.DEBUG if self._failing else logging.WARNING
+        self._failing = True
+        log.log(level, "state store %r failed (%s): %s", self, op, exc)
 
 
-# --- validation shared by every store -------------------------------------------------
+# --- validation, done by `Store` for every backend ---------------------------------------
 
 
 def check_key(key: str) -> str:
@@ -137,7 +223,7 @@ def _check_field(name: str) -> None:
         raise ValueError(f"field name {name!r} is reserved ({', '.join(sorted(RESERVED_FIELDS))})")
 
 
-def _is_int(v: object) -> bool:
+def is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)  # True would silently become 1
 
 
@@ -145,7 +231,7 @@ def check_value(value: Mapping[str, Scalar]) -> Value:
     out: Value = {}
     for name, v in value.items():
         _check_field(name)
-        if not (_is_int(v) or isinstance(v, str)):
+        if not (is_int(v) or isinstance(v, str)):
             raise ValueError(f"field {name!r}: values are int or str, got {type(v).__name__}")
         out[name] = v
     return out
@@ -156,19 +242,19 @@ def check_deltas(deltas: Mapping[str, int], limits: Mapping[str, int] | None) ->
         raise ValueError("add() needs at least one field to increment")
     for name, d in deltas.items():
         _check_field(name)
-        if not _is_int(d):
+        if not is_int(d):
             raise ValueError(f"delta for {name!r} must be an int, got {type(d).__name__}")
     for name, limit in (limits or {}).items():
         if name not in deltas:
             raise ValueError(f"limit on {name!r}, which is not among the fields being added")
-        if not _is_int(limit):
+        if not is_int(limit):
             raise ValueError(f"limit for {name!r} must be an int, got {type(limit).__name__}")
 
 
 def check_expected(expected: Mapping[str, Scalar | None]) -> None:
     for name, v in expected.items():
         _check_field(name)
-        if v is not None and not (_is_int(v) or isinstance(v, str)):
+        if v is not None and not (is_int(v) or isinstance(v, str)):
             raise ValueError(f"expected {name!r}: int, str or None, got {type(v).__name__}")
 
 
@@ -179,59 +265,3 @@ def normalize_expiry(expires_at: float | None) -> int | None:
     if isinstance(expires_at, bool) or not isinstance(expires_at, int | float) or math.isnan(expires_at):
         raise ValueError(f"expires_at is unix epoch seconds, got {expires_at!r}")
     return math.ceil(expires_at)
-
-
-def is_expired(expires_at: int | float | None, now: float) -> bool:
-    return expires_at is not None and expires_at <= now
-
-
-# --- semantics for stores that evaluate in Python (memory, SQLite) ----------------------
-
-
-@dataclass(slots=True)
-class Record:
-    """One stored item as memory/SQLite keep it."""
-
-    value: Value
-    expires_at: float | None = None
-
-    def live(self, now: float) -> Record | None:
-        return None if is_expired(self.expires_at, now) else self
-
-
-def apply_add(
-    record: Record | None,
-    deltas: Mapping[str, int],
-    limits: Mapping[str, int] | None,
-    expires_at: float | None,
-    now: float,
-) -> tuple[Record, dict[str, int]] | None:
-    """Compute the item after `add`, or None when a limit refuses it."""
-    current = record.live(now) if record else None
-    fields: Value = dict(current.value) if current else {}
-    new: dict[str, int] = {}
-    for name, delta in deltas.items():
-        old = fields.get(name, 0)
-        if not _is_int(old):
-            raise StoreError(f"cannot add to field {name!r}: it holds a string")
-        new[name] = old + delta
-    if limits and any(new[name] > limit for name, limit in limits.items()):
-        return None
-    fields.update(new)
-    if expires_at is None and current is not None:
-        expires_at = current.expires_at
-    return Record(fields, expires_at), new
-
-
-def matches_expected(record: Record | None, expected: Mapping[str, Scalar | None], now: float) -> bool:
-    """True when every expected field equals the live item's (None = absent)."""
-    current = record.live(now) if record else None
-    fields = current.value if current else {}
-    for name, want in expected.items():
-        have = fields.get(name)
-        if want is None:
-            if have is not None:
-                return False
-        elif type(have) is not type(want) or have != want:
-            return False
-    return True

@@ -5,22 +5,22 @@
     sqlite:////absolute/path.db                (SQLAlchemy's convention: 4 slashes = absolute)
     dynamodb://table[?region=..&endpoint=..]   production (AWS Lambda)
 
-The URL comes from the caller, else `$TIER_ROUTER_STORE`, else `DEFAULT_STORE_URL`.
-Opening is cheap and does no I/O: connections are made on first use.
+The URL is the caller's (`Settings.store_url`; its default, `settings.DEFAULT_STORE`, is
+the local SQLite file). Everything else comes from `settings`: the deadline on every call
+(`store_timeout_s`) and, for DynamoDB, the region, endpoint and credentials (a URL's
+`?region=` / `?endpoint=` win). Opening is cheap and does no I/O: connections are made on
+first use.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from tier_router.settings import Settings
 from tier_router.store.base import Store
-
-STORE_ENV = "TIER_ROUTER_STORE"
-DEFAULT_STORE_URL = "sqlite:///.tier-router/state.db"
 
 _FORMS = (
     "memory://, sqlite:///relative/path.db, sqlite:////absolute/path.db, "
@@ -28,13 +28,15 @@ _FORMS = (
 )
 
 
-def store_url_from_env() -> str:
-    return os.environ.get(STORE_ENV) or DEFAULT_STORE_URL
+def open_store(
+    url: str, *, settings: Settings | None = None, http_client: httpx.AsyncClient | None = None
+) -> Store:
+    """Build the store named by `url` (see module doc). `http_client` is shared by DynamoDB.
 
-
-def open_store(url: str | None = None, *, http_client: httpx.AsyncClient | None = None) -> Store:
-    """Build the store named by `url` (see module doc). `http_client` is shared by DynamoDB."""
-    url = url or store_url_from_env()
+    TEMPORARY: without `settings` (the call shape of before the restructure), the AWS
+    settings come from `Settings.from_env()` and there is no deadline (the caller wraps the
+    store in a `DeadlineStore`); remove the default once every caller passes settings."""
+    deadline_s = None if settings is None else settings.store_timeout_s
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(f"not a store URL: {url!r}; valid forms: {_FORMS}")
@@ -43,7 +45,7 @@ def open_store(url: str | None = None, *, http_client: httpx.AsyncClient | None 
     if scheme == "memory":
         from tier_router.store.memory import MemoryStore
 
-        return MemoryStore()
+        return MemoryStore(deadline_s=deadline_s)
 
     if scheme == "sqlite":
         from tier_router.store.sqlite import SQLiteStore
@@ -52,7 +54,7 @@ def open_store(url: str | None = None, *, http_client: httpx.AsyncClient | None 
             raise ValueError(f"sqlite URL needs a path, like sqlite:///state.db; got {url!r}")
         path = Path(rest[1:])  # drop the slash that ends the (empty) host part
         path.parent.mkdir(parents=True, exist_ok=True)
-        return SQLiteStore(path)
+        return SQLiteStore(path, deadline_s=deadline_s)
 
     if scheme == "dynamodb":
         from tier_router.store.dynamodb import DynamoDBStore
@@ -65,8 +67,14 @@ def open_store(url: str | None = None, *, http_client: httpx.AsyncClient | None 
             raise ValueError(
                 f"bad dynamodb URL {url!r}: needs a table name; known options are region, endpoint"
             )
+        aws = Settings.from_env() if settings is None else settings
         return DynamoDBStore(
-            table, region=query.get("region"), endpoint=query.get("endpoint"), http_client=http_client
+            table,
+            region=query.get("region") or aws.aws_region,
+            endpoint=query.get("endpoint") or aws.aws_endpoint("dynamodb"),
+            credentials=aws.aws_credentials,
+            http_client=http_client,
+            deadline_s=deadline_s,
         )
 
     raise ValueError(f"unknown store scheme {scheme!r} in {url!r}; valid forms: {_FORMS}")

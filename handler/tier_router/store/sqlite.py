@@ -21,25 +21,13 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from tier_router.store.base import (
-    Record,
-    Scalar,
-    StoreError,
-    StoreUnavailable,
-    Value,
-    apply_add,
-    check_deltas,
-    check_expected,
-    check_key,
-    check_value,
-    matches_expected,
-    normalize_expiry,
-)
+from tier_router.store.base import Scalar, Store, StoreError, StoreUnavailable, Value
+from tier_router.store.record import Record, apply_add, matches_expected
 
 T = TypeVar("T")
 
@@ -52,7 +40,7 @@ _PURGE_EVERY_S = 60.0
 _PURGE_BATCH = 500
 
 
-class SQLiteStore:
+class SQLiteStore(Store):
     """`Store` on one SQLite file. Open one per process (connections do not survive fork)."""
 
     def __init__(
@@ -61,21 +49,23 @@ class SQLiteStore:
         *,
         busy_timeout_s: float = 5.0,
         clock: Callable[[], float] = time.time,
+        deadline_s: float | None = None,
     ) -> None:
+        super().__init__(deadline_s=deadline_s)
         self.path = str(path)
         self._busy_timeout_s = busy_timeout_s
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier-router-sqlite")
         self._conn: sqlite3.Connection | None = None  # touched only on the worker thread
         self._next_purge = 0.0
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
 
     # --- plumbing -------------------------------------------------------------------
 
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+    async def _on_thread(self, fn: Callable[..., T], *args: object) -> T:
+        """Run `fn` on the worker thread; sqlite3 errors become StoreError(s)."""
         if self._closed:
             raise StoreError(f"SQLite store {self.path} is closed")
         loop = asyncio.get_running_loop()
@@ -147,7 +137,7 @@ class SQLiteStore:
 
     # --- operations (each runs on the worker thread) ----------------------------------
 
-    def _get_many(self, keys: list[str]) -> dict[str, Value]:
+    def _select_many(self, keys: list[str]) -> dict[str, Value]:
         conn = self._connection()
         now = self._clock()
         out: dict[str, Value] = {}
@@ -160,11 +150,11 @@ class SQLiteStore:
                     out[k] = json.loads(v)
         return out
 
-    def _put(self, key: str, record: Record) -> None:
+    def _replace(self, key: str, record: Record) -> None:
         self._transaction(lambda: self._write(key, record))
 
-    def _add(
-        self, key: str, deltas: Mapping[str, int], limits: Mapping[str, int] | None, expiry: int | None
+    def _add_in_transaction(
+        self, key: str, deltas: dict[str, int], limits: dict[str, int], expiry: int | None
     ) -> dict[str, int] | None:
         def body() -> dict[str, int] | None:
             result = apply_add(self._read(key), deltas, limits, expiry, self._clock())
@@ -176,7 +166,7 @@ class SQLiteStore:
 
         return self._transaction(body)
 
-    def _put_if(self, key: str, record: Record, expected: Mapping[str, Scalar | None]) -> bool:
+    def _replace_if(self, key: str, record: Record, expected: dict[str, Scalar | None]) -> bool:
         def body() -> bool:
             if not matches_expected(self._read(key), expected, self._clock()):
                 return False
@@ -185,10 +175,10 @@ class SQLiteStore:
 
         return self._transaction(body)
 
-    def _delete(self, key: str) -> None:
+    def _remove(self, key: str) -> None:
         self._connection().execute("DELETE FROM kv WHERE k = ?", (key,))
 
-    def _ping(self) -> None:
+    def _select_one(self) -> None:
         self._connection().execute("SELECT 1 FROM kv LIMIT 1").fetchall()
 
     def _close(self) -> None:
@@ -196,59 +186,36 @@ class SQLiteStore:
             self._conn.close()
             self._conn = None
 
-    # --- the Store interface ----------------------------------------------------------
+    # --- primitives (see Store) ---------------------------------------------------------
 
-    async def get_many(self, keys: Sequence[str]) -> dict[str, Value]:
-        unique = list(dict.fromkeys(check_key(k) for k in keys))
-        if not unique:
-            return {}
-        return await self._run(self._get_many, unique)
+    async def _get_many(self, keys: list[str]) -> dict[str, Value]:
+        return await self._on_thread(self._select_many, keys)
 
-    async def get(self, key: str) -> Value | None:
-        return (await self.get_many([key])).get(key)
+    async def _put(self, key: str, value: Value, expires_at: int | None) -> None:
+        await self._on_thread(self._replace, key, Record(value, expires_at))
 
-    async def put(self, key: str, value: Mapping[str, Scalar], *, expires_at: float | None = None) -> None:
-        record = Record(check_value(value), normalize_expiry(expires_at))
-        await self._run(self._put, check_key(key), record)
-
-    async def add(
-        self,
-        key: str,
-        deltas: Mapping[str, int],
-        *,
-        expires_at: float | None = None,
-        limits: Mapping[str, int] | None = None,
+    async def _add(
+        self, key: str, deltas: dict[str, int], limits: dict[str, int], expires_at: int | None
     ) -> dict[str, int] | None:
-        check_deltas(deltas, limits)
-        return await self._run(self._add, check_key(key), dict(deltas), limits, normalize_expiry(expires_at))
+        return await self._on_thread(self._add_in_transaction, key, deltas, limits, expires_at)
 
-    async def put_if(
-        self,
-        key: str,
-        value: Mapping[str, Scalar],
-        *,
-        expected: Mapping[str, Scalar | None],
-        expires_at: float | None = None,
+    async def _put_if(
+        self, key: str, value: Value, expires_at: int | None, expected: dict[str, Scalar | None]
     ) -> bool:
-        check_expected(expected)
-        record = Record(check_value(value), normalize_expiry(expires_at))
-        return await self._run(self._put_if, check_key(key), record, dict(expected))
+        return await self._on_thread(self._replace_if, key, Record(value, expires_at), expected)
 
-    async def delete(self, key: str) -> None:
-        await self._run(self._delete, check_key(key))
+    async def _delete(self, key: str) -> None:
+        await self._on_thread(self._remove, key)
 
-    async def ping(self) -> None:
+    async def _ping(self) -> None:
         try:
-            await self._run(self._ping)
+            await self._on_thread(self._select_one)
         except StoreUnavailable:
             raise
         except StoreError as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    async def _aclose(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=False)

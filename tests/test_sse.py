@@ -11,7 +11,7 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tier_router.forward import sse_batches, within
+from tier_router.sse import SSEParser, sse_batches, within
 
 
 class Blocks(httpx.AsyncByteStream):
@@ -121,3 +121,26 @@ def test_a_cancellation_that_is_not_the_deadline_stays_a_cancellation() -> None:
             await task
 
     asyncio.run(main())
+
+
+# -- SSEParser, fed directly -----------------------------------------------------------------------
+
+
+def test_parser_ignores_ids_retries_and_unknown_fields_and_resets_the_event_name() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"id: 7\nretry: 100\nevent: ping\nfoo: bar\ndata:{}\n\ndata: x\n\n") == [
+        ("ping", "{}"),
+        ("", "x"),
+    ]
+
+
+def test_parser_keeps_a_half_line_and_a_trailing_cr_until_the_next_block() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"data: a\r") == []  # the CR may be half a CRLF
+    assert parser.feed(b"\n\r\ndata: b") == [("", "a")]
+    assert parser.close() == [("", "b")]
+    assert parser.close() == []  # closed twice: nothing more
+
+
+def test_parser_drops_an_event_without_data() -> None:
+    assert SSEParser().feed(b"event: message_start\n\n: comment only\n\n") == []

@@ -9,7 +9,8 @@ Scope: requests whose body is in memory (the payload hash is always computed) an
 URL query, if any, is already percent-encoded. Every header passed in is signed, so pass
 only headers the HTTP client will send unchanged (not `user-agent`, `connection`, ...).
 
-Credentials come from the environment on every call because Lambda rotates them.
+Used by `tier_router.aws.client` for every AWS call (DynamoDB, SSM). Where credentials
+come from is not this module's business: `settings.environment_credentials` reads them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,16 +43,6 @@ class Credentials:
             if secret:
                 text = text.replace(secret, "***")
         return text
-
-
-def credentials_from_env(environ: Mapping[str, str] | None = None) -> Credentials | None:
-    """Read `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`; None if unset."""
-    env = os.environ if environ is None else environ
-    access_key = env.get("AWS_ACCESS_KEY_ID")
-    secret_key = env.get("AWS_SECRET_ACCESS_KEY")
-    if not access_key or not secret_key:
-        return None
-    return Credentials(access_key, secret_key, env.get("AWS_SESSION_TOKEN") or None)
 
 
 def host_from_url(url: str) -> str:

@@ -1,0 +1,263 @@
+"""Fallback: what one candidate's attempt came to, and what follows from it.
+
+The policy (what moves on to the next candidate):
+- connect errors, timeouts, dropped connections, and answers that are not valid
+  (bad JSON, garbage SSE, a stream that ends before its end marker) — provider failures;
+- HTTP 408, 409, 425, 429 and 5xx — provider overload or outage; `retry-after` is never
+  waited on while another candidate remains;
+- HTTP 401, 403 and 404 — the operator's misconfiguration (a bad key, a wrong model id):
+  another provider can still serve, and the breaker keeps the broken one out of the way.
+- Any other 4xx (400, 413, 422...) is the client's request: returned as is, not retried, and
+  the provider counts as up (it answered).
+- A candidate that cannot be tried (breaker open, key missing, the provider cannot express the
+  request) is skipped.
+
+What a failure counts against (see `health`): transport failures — connect errors, timeouts,
+dropped connections — say the provider's endpoint is in trouble and count against the
+provider's breaker; HTTP-level failures (429, 5xx, a rejected key) and invalid answers count
+against the model's.
+
+Streams are held back until the first real content (text or tool call): whatever goes wrong
+before that — an error status, a stall past `first_token`, garbage — is an attempt like any
+other, invisible to the client, who gets the next candidate's stream instead. After content
+has been sent, a failure ends the stream (see `forwarder.OpenedStream.frames`).
+
+The policy is data — `VERDICTS`, `RETRY_STATUSES`, `OPERATOR_STATUSES`, `FAILURES`,
+`FAILURE_OUTCOMES` — read by two functions: `outcome_of(exc)` names a failure, and
+`verdict(outcome)` says what the candidate loop does next and what the breakers record.
+This is the seam for response validators: a validator turns an answer into an outcome
+(say, `INVALID_RESPONSE`), and the verdict does the rest.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import httpx
+
+from tier_router.errors import APIError, UpstreamError
+from tier_router.providers.base import UpstreamProtocolError
+
+if TYPE_CHECKING:
+    from tier_router.routing.engine import ModelRoute
+
+
+class Outcome(StrEnum):
+    """What one attempt came to. A `str`: `attempt.outcome == "timeout"` holds, and logs show
+    the plain value. A refusal is `http_<status>` (`Outcome.http(503)`), one member per
+    status, made on first use."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"
+    CONNECT_ERROR = "connect_error"
+    CONNECTION_ERROR = "connection_error"
+    INVALID_RESPONSE = "invalid_response"
+    MISSING_KEY = "missing_key"
+    BREAKER_OPEN = "breaker_open"
+    UNSUPPORTED = "unsupported"
+    """The provider cannot express the request (e.g. a content part it lacks)."""
+
+    @classmethod
+    def http(cls, status: int) -> Outcome:
+        return cls(f"http_{status}")
+
+    @classmethod
+    def _missing_(cls, value: object) -> Outcome | None:
+        if isinstance(value, str) and len(value) == 8 and value[:5] == "http_" and value[5:].isdigit():
+            member = str.__new__(cls, value)
+            member._name_ = value.upper()
+            member._value_ = value
+            return cls._value2member_map_.setdefault(value, member)  # type: ignore[return-value]
+        return None
+
+    @property
+    def status(self) -> int | None:
+        """The HTTP status of a refusal, else None."""
+        return int(self[5:]) if self[:5] == "http_" else None
+
+
+NOT_TRIED = frozenset({Outcome.MISSING_KEY, Outcome.BREAKER_OPEN, Outcome.UNSUPPORTED})
+"""Skipped candidates: no request was sent."""
+
+
+class Breaker(StrEnum):
+    """What an attempt records on its candidate's breakers (`health.Plan`)."""
+
+    SUCCESS = "success"
+    """The provider answered: both breakers record a success."""
+    PROVIDER = "provider"
+    """A failure of the provider's endpoint: counts against all of its models."""
+    MODEL = "model"
+    """A failure of this model: counts against this model only."""
+    RELEASE = "release"
+    """Admitted, then not tried: the probe leases go back unused."""
+    NONE = "none"
+    """Never admitted: nothing to record."""
+
+
+class Verdict(NamedTuple):
+    moves_on: bool
+    """The next candidate is tried."""
+    client_fault: bool
+    """The client's request is wrong: the refusal goes back to the client as is."""
+    breaker: Breaker
+
+
+SERVED = Verdict(moves_on=False, client_fault=False, breaker=Breaker.SUCCESS)
+CLIENT_FAULT = Verdict(moves_on=False, client_fault=True, breaker=Breaker.SUCCESS)
+REFUSED = Verdict(moves_on=True, client_fault=False, breaker=Breaker.MODEL)
+"""A refusal that is not the client's fault: overload, outage, the operator's misconfiguration."""
+
+VERDICTS: dict[Outcome, Verdict] = {
+    Outcome.OK: SERVED,
+    Outcome.TIMEOUT: Verdict(moves_on=True, client_fault=False, breaker=Breaker.PROVIDER),
+    Outcome.CONNECT_ERROR: Verdict(moves_on=True, client_fault=False, breaker=Breaker.PROVIDER),
+    Outcome.CONNECTION_ERROR: Verdict(moves_on=True, client_fault=False, breaker=Breaker.PROVIDER),
+    Outcome.INVALID_RESPONSE: Verdict(moves_on=True, client_fault=False, breaker=Breaker.MODEL),
+    Outcome.MISSING_KEY: Verdict(moves_on=True, client_fault=False, breaker=Breaker.RELEASE),
+    Outcome.UNSUPPORTED: Verdict(moves_on=True, client_fault=False, breaker=Breaker.RELEASE),
+    Outcome.BREAKER_OPEN: Verdict(moves_on=True, client_fault=False, breaker=Breaker.NONE),
+}
+"""Every outcome but the HTTP refusals, which `verdict` judges by status."""
+
+RETRY_STATUSES = frozenset({408, 409, 425, 429})
+"""4xx that mean overload or a transient conflict: move on."""
+OPERATOR_STATUSES = frozenset({401, 403, 404})
+"""4xx that mean the operator's misconfiguration (a bad key, a wrong model id): move on."""
+
+FAILURES: tuple[type[BaseException], ...] = (httpx.HTTPError, TimeoutError, UpstreamProtocolError)
+"""What an attempt may fail with; anything else (a bug, a cancellation) propagates."""
+FAILURE_OUTCOMES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Outcome], ...] = (
+    ((httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout), Outcome.CONNECT_ERROR),
+    ((TimeoutError, httpx.TimeoutException), Outcome.TIMEOUT),
+    (UpstreamProtocolError, Outcome.INVALID_RESPONSE),
+)
+"""The first match names a failure; any other of `FAILURES` is a `connection_error`."""
+
+
+def verdict(outcome: Outcome) -> Verdict:
+    """What the candidate loop does after an attempt with this outcome."""
+    found = VERDICTS.get(outcome)
+    if found is not None:
+        return found
+    status = outcome.status
+    if status is None:
+        raise ValueError(f"no fallback policy for outcome {outcome!r}")
+    if 400 <= status < 500 and status not in RETRY_STATUSES and status not in OPERATOR_STATUSES:
+        return CLIENT_FAULT
+    return REFUSED
+
+
+def outcome_of(exc: BaseException) -> Outcome:
+    """The outcome of an attempt that raised one of `FAILURES`."""
+    for types, outcome in FAILURE_OUTCOMES:
+        if isinstance(exc, types):
+            return outcome
+    return Outcome.CONNECTION_ERROR
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One candidate tried (or skipped), as reported in errors and logs. Never holds secrets."""
+
+    model: str
+    provider: str
+    outcome: Outcome
+    detail: str = ""
+    status: int | None = None
+    retry_after: float | None = None
+    elapsed_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "model": self.model,
+            "provider": self.provider,
+            "outcome": str(self.outcome),
+            "ms": self.elapsed_ms,
+        }
+        if not self.tried:
+            data["tried"] = False
+        if self.detail:
+            data["detail"] = self.detail
+        if self.retry_after is not None:
+            data["retry_after"] = self.retry_after
+        return data
+
+    @property
+    def tried(self) -> bool:
+        return self.outcome not in NOT_TRIED
+
+
+class AllCandidatesFailed(UpstreamError):
+    """No candidate served: every one failed, was refused, or could not be tried."""
+
+    def __init__(self, attempts: list[Attempt]) -> None:
+        super().__init__("every candidate failed")
+        self.attempts = attempts
+
+
+class UpstreamClientError(UpstreamError):
+    """The provider rejected the request as the client's fault; the client gets it back."""
+
+    def __init__(self, status: int, message: str, route: ModelRoute, attempts: list[Attempt]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.route = route
+        self.attempts = attempts
+
+
+def all_failed_error(exc: AllCandidatesFailed) -> APIError:
+    """502 when providers failed, 504 when they all timed out, 429 when all were rate limited,
+    503 when nothing could even be tried (open breakers, missing keys), 400 when no candidate
+    can express the request. Headers: `x-router-attempts`, and `retry-after` for a 429."""
+    attempts = exc.attempts
+    tried = [a for a in attempts if a.tried]
+    summary = "; ".join(
+        f"{a.model} ({a.provider}): {a.outcome}{' - ' + a.detail if a.detail else ''}" for a in attempts
+    )
+    headers: dict[str, str] = {"x-router-attempts": str(len(tried))}
+    unsupported = [a for a in attempts if a.outcome == Outcome.UNSUPPORTED]
+    if not tried and unsupported:
+        message = "; ".join(f"{a.model} ({a.provider}): {a.detail}" for a in unsupported)
+        return APIError(
+            400, f"No candidate model can serve this request: {message}", code="unsupported_request"
+        )
+    if not tried:
+        status, code = 503, "no_available_provider"
+    elif all(a.status == 429 for a in tried):
+        status, code = 429, "upstream_rate_limited"
+        waits = [a.retry_after for a in tried if a.retry_after is not None]
+        if waits:
+            headers["retry-after"] = str(max(1, round(min(waits))))
+    elif all(a.outcome == Outcome.TIMEOUT for a in tried):
+        status, code = 504, "upstream_timeout"
+    else:
+        status, code = 502, "upstream_error"
+    error = APIError(status, f"Every candidate model failed: {summary}", code=code, headers=headers)
+    error.type = "rate_limit_error" if status == 429 else "upstream_error"
+    return error
+
+
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    """`retry-after-ms`, or `retry-after` in seconds or as an HTTP date."""
+    if "retry-after-ms" in headers:
+        try:
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None

@@ -1,0 +1,333 @@
+"""Forwarding: try the decision's candidates in order until one answers.
+
+One candidate loop (`Forwarder._serve`) serves plain and streamed answers alike: for each
+candidate the breaker plan offers, it builds the provider's request, sends it, names the
+attempt's outcome, and lets the fallback policy (`fallback.verdict`) say what follows — serve,
+move on to the next candidate, or hand a refusal that is the client's fault back as is.
+
+What differs between a plain and a streamed answer is a small strategy (`Reception`): how long
+an attempt may take, and how a 200 answer is taken in —
+- `Plain`: the whole body within `timeouts.total`, parsed;
+- `Streamed`: an event stream (by its content type), held back until its first content (text
+  or tool call) within `timeouts.first_token`. Nothing reaches the client before that, so a
+  stream that fails until then is an attempt like any other; after it, `OpenedStream.frames`
+  raises and the caller ends the stream with an error event and no `[DONE]`, so a truncated
+  answer never looks complete.
+
+Plugging in later work (same-model retries, response validators) means changing this loop or
+the policy in `fallback`, once, for both kinds of answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+
+import httpx
+
+from tier_router.fallback import (
+    FAILURES,
+    AllCandidatesFailed,
+    Attempt,
+    Breaker,
+    Outcome,
+    UpstreamClientError,
+    outcome_of,
+    retry_after_seconds,
+    verdict,
+)
+from tier_router.health import AlwaysHealthy, Health, Plan
+from tier_router.provider_keys import KeySource, redact
+from tier_router.providers.base import Adapter, ClientRequestError, StreamDecoder, UpstreamProtocolError
+from tier_router.providers.registry import adapter_for
+from tier_router.routing.engine import Decision, ModelRoute
+from tier_router.sse import Events, sse_batches
+from tier_router.stream import Held, OpenedStream, hold_until_content
+from tier_router.transport import transport_for
+
+PASSTHROUGH_HEADERS = frozenset({"x-request-id", "request-id", "openai-processing-ms"})
+BASE_HEADERS = {"user-agent": "tier-router", "accept": "application/json"}
+ERROR_BODY_LIMIT = 64 * 1024
+
+A = TypeVar("A")
+
+
+@dataclass(slots=True)
+class Completion:
+    route: ModelRoute
+    data: dict[str, Any]
+    raw: bytes | None
+    """The upstream body when it already is the OpenAI answer (sent as is, no re-encoding)."""
+    attempts: list[Attempt]
+    headers: dict[str, str]
+
+
+# -- how an answer is received: the per-attempt strategy ------------------------------------------
+
+
+class Reception(Protocol[A]):
+    """How one attempt takes in a 200 answer: the part of the candidate loop that differs
+    between plain and streamed answers. `receive` raises one of `fallback.FAILURES` when the
+    answer is not valid; on success it owns the response (read to its end, or kept open)."""
+
+    def deadline(self, route: ModelRoute) -> float:
+        """Seconds the whole attempt may take, from sending the request to `receive`'s return."""
+        ...
+
+    async def receive(self, adapter: Adapter, response: httpx.Response) -> A: ...
+
+
+PlainAnswer = tuple[dict[str, Any], bytes | None]
+
+
+class Plain:
+    """A whole answer: the body, parsed; `raw` is the body when it is the OpenAI answer as is."""
+
+    __slots__ = ()
+
+    def deadline(self, route: ModelRoute) -> float:
+        return route.provider.timeouts.total
+
+    async def receive(self, adapter: Adapter, response: httpx.Response) -> PlainAnswer:
+        await response.aread()
+        data = adapter.parse(response.content)
+        return data, response.content if adapter.passthrough else None
+
+
+class HeldBack(NamedTuple):
+    decoder: StreamDecoder
+    batches: AsyncIterator[Events]
+    held: Held
+    pending: Events
+
+
+class Streamed:
+    """An event stream, read until its first content."""
+
+    __slots__ = ("include_usage",)
+
+    def __init__(self, include_usage: bool) -> None:
+        self.include_usage = include_usage
+
+    def deadline(self, route: ModelRoute) -> float:
+        return route.provider.timeouts.first_token
+
+    async def receive(self, adapter: Adapter, response: httpx.Response) -> HeldBack:
+        content_type = response.headers.get("content-type", "")
+        if not content_type.startswith("text/event-stream"):
+            raise UpstreamProtocolError(f"expected an event stream, got {content_type or 'no type'!r}")
+        decoder = adapter.decoder(self.include_usage)
+        batches = sse_batches(response)
+        try:
+            held, pending = await hold_until_content(batches, decoder)
+        except BaseException:
+            with contextlib.suppress(RuntimeError):
+                await batches.aclose()  # type: ignore[attr-defined]
+            raise
+        return HeldBack(decoder, batches, held, pending)
+
+
+PLAIN = Plain()
+
+
+# -- the candidate loop --------------------------------------------------------------------------
+
+
+class Served(NamedTuple, Generic[A]):
+    route: ModelRoute
+    attempts: list[Attempt]
+    secret: str | None
+    response: httpx.Response
+    answer: A
+
+
+class Prepared(NamedTuple):
+    adapter: Adapter
+    request: httpx.Request
+    secret: str | None
+
+
+class Forwarder:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        keys: KeySource,
+        health: Health | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.health = health or AlwaysHealthy()
+        self.clock = clock
+        self._urls: dict[str, httpx.URL] = {}
+        self._timeouts: dict[str, dict[str, float]] = {}
+        self._transports: dict[httpx.URL, httpx.AsyncBaseTransport] = {}
+
+    async def complete(self, decision: Decision, body: dict[str, Any]) -> Completion:
+        served = await self._serve(decision, body, PLAIN)
+        data, raw = served.answer
+        return Completion(served.route, data, raw, served.attempts, upstream_headers(served.response))
+
+    async def open_stream(
+        self, decision: Decision, body: dict[str, Any], include_usage: bool
+    ) -> OpenedStream:
+        served = await self._serve(decision, body, Streamed(include_usage))
+        decoder, batches, held, pending = served.answer
+        return OpenedStream(
+            served.route,
+            served.attempts,
+            held,
+            pending,
+            decoder,
+            upstream_headers(served.response),
+            served.route.provider.timeouts.stall,
+            batches,
+            served.response,
+            secret=served.secret,
+        )
+
+    async def _serve(self, decision: Decision, body: dict[str, Any], reception: Reception[A]) -> Served[A]:
+        """The candidate loop: every candidate the plan offers, until one serves. Raises
+        UpstreamClientError (a refusal that is the client's fault) or AllCandidatesFailed."""
+        attempts: list[Attempt] = []
+        plan = await self.health.plan(decision.candidates)
+        while (step := await plan.next()) is not None:
+            route, admitted = step
+            prepared = await self._prepare(route, admitted, body)
+            if isinstance(prepared, Attempt):  # not tried
+                attempt, got = prepared, None
+            else:
+                attempt, got = await self._attempt(route, prepared, reception)
+            attempts.append(attempt)
+            judged = verdict(attempt.outcome)
+            await record(plan, route, judged.breaker)
+            if judged.client_fault:
+                raise UpstreamClientError(attempt.status or 400, attempt.detail, route, attempts)
+            if judged.moves_on or got is None:
+                continue
+            return Served(route, attempts, *got)
+        raise AllCandidatesFailed(attempts)
+
+    async def _attempt(
+        self, route: ModelRoute, prepared: Prepared, reception: Reception[A]
+    ) -> tuple[Attempt, tuple[str | None, httpx.Response, A] | None]:
+        """Send one candidate's request: the attempt, and when it was answered, the key used,
+        the response (owned by the reception from here on) and the answer."""
+        adapter, request, secret = prepared
+        started = self.clock()
+        response: httpx.Response | None = None
+        try:
+            async with asyncio.timeout(reception.deadline(route)):
+                response = await self._transport(request.url).handle_async_request(request)
+                response.request = request
+                if response.status_code != 200:
+                    await response.aread()
+                    return self._refusal(route, adapter, response, secret, started), None
+                answer = await reception.receive(adapter, response)
+        except BaseException as exc:
+            if response is not None:
+                await response.aclose()
+            if not isinstance(exc, FAILURES):
+                raise
+            detail = redact(str(exc) or exc.__class__.__name__, [secret or ""])[:300]
+            failed = Attempt(route.name, route.provider_name, outcome_of(exc), detail)
+            failed.elapsed_ms = self._ms(started)
+            return failed, None
+        ok = Attempt(route.name, route.provider_name, Outcome.OK, elapsed_ms=self._ms(started))
+        return ok, (secret, response, answer)
+
+    def _refusal(
+        self,
+        route: ModelRoute,
+        adapter: Adapter,
+        response: httpx.Response,
+        secret: str | None,
+        started: float,
+    ) -> Attempt:
+        """A non-200 answer, as an attempt (whether it is the client's fault is `verdict`'s call)."""
+        status = response.status_code
+        message = redact(adapter.error_message(status, response.content[:ERROR_BODY_LIMIT]), [secret or ""])
+        return Attempt(
+            route.name,
+            route.provider_name,
+            Outcome.http(status),
+            message,
+            status=status,
+            retry_after=retry_after_seconds(response.headers),
+            elapsed_ms=self._ms(started),
+        )
+
+    async def _prepare(self, route: ModelRoute, admitted: bool, body: dict[str, Any]) -> Prepared | Attempt:
+        """The request for one candidate, or the attempt that says why it cannot be tried."""
+        if not admitted:
+            return Attempt(route.name, route.provider_name, Outcome.BREAKER_OPEN, "circuit breaker is open")
+        secret: str | None = None
+        env = route.provider.api_key_env
+        if env is not None:
+            secret = await self.keys.get(env)
+            if secret is None:
+                return Attempt(route.name, route.provider_name, Outcome.MISSING_KEY, f"{env} is not set")
+        adapter = adapter_for(route.provider.kind)
+        try:
+            upstream = adapter.build(route, body, secret)
+        except ClientRequestError as exc:  # this provider cannot express it; another may
+            return Attempt(route.name, route.provider_name, Outcome.UNSUPPORTED, str(exc), status=400)
+        request = httpx.Request(
+            "POST",
+            self._url(upstream.url),
+            headers={**BASE_HEADERS, **upstream.headers},
+            content=upstream.content,
+            extensions={"timeout": self._timeout(route)},
+        )
+        return Prepared(adapter, request, secret)
+
+    def _transport(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
+        """The client's own transport for `url`, used directly (see `transport`)."""
+        transport = self._transports.get(url)
+        if transport is None:
+            transport = self._transports[url] = transport_for(self.client, url)
+        return transport
+
+    def _url(self, url: str) -> httpx.URL:
+        """Parsed once per distinct URL: parsing a URL costs more than the rest of a request's setup."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
+
+    def _timeout(self, route: ModelRoute) -> dict[str, float]:
+        timeout = self._timeouts.get(route.provider_name)
+        if timeout is None:
+            t = route.provider.timeouts
+            timeout = httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=t.connect).as_dict()
+            self._timeouts[route.provider_name] = timeout
+        return timeout
+
+    def _ms(self, started: float) -> float:
+        return round((self.clock() - started) * 1000, 2)
+
+
+async def record(plan: Plan, route: ModelRoute, breaker: Breaker) -> None:
+    """Tell the breaker plan what an attempt came to."""
+    if breaker is Breaker.SUCCESS:
+        await plan.success(route)
+    elif breaker is Breaker.PROVIDER or breaker is Breaker.MODEL:
+        await plan.failure(route, breaker.value)  # type: ignore[arg-type]
+    elif breaker is Breaker.RELEASE:
+        await plan.release(route)
+
+
+def upstream_headers(response: httpx.Response) -> dict[str, str]:
+    """The provider's request id and rate-limit headers, in one pass over the raw headers."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in response.headers.raw:
+        name = raw_name.decode("latin-1").lower()
+        if name in PASSTHROUGH_HEADERS or name.startswith(("x-ratelimit-", "anthropic-ratelimit-")):
+            headers[name] = raw_value.decode("latin-1")
+    if "request-id" in headers:  # Anthropic's name for it
+        headers.setdefault("x-request-id", headers.pop("request-id"))
+    return headers

@@ -1,0 +1,110 @@
+"""Reading a provider's server-sent events: the parser, the batches a stream is read in, and
+the per-read stall limit.
+
+A stream is read one network read at a time: each read becomes one batch of complete events,
+so per-read work (a deadline, a send to the client) is not paid per event, and nothing waits
+for more data than has come. Writing events to the client is `forwarder.OpenedStream.frames`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import httpx
+
+Events = list[tuple[str, str]]
+"""(event name, data) pairs; the name is "" for an unnamed event."""
+T = TypeVar("T")
+
+
+class SSEParser:
+    """Bytes in, complete events out. Comments and ids are ignored; lines may end in LF, CRLF
+    or CR (a CR at the end of a block waits for the next block: it may be half a CRLF)."""
+
+    __slots__ = ("data", "event", "rest")
+
+    def __init__(self) -> None:
+        self.event = ""
+        self.data: list[str] = []
+        self.rest = b""
+
+    def feed(self, block: bytes) -> Events:
+        rest = self.rest
+        lines = (rest + block).splitlines(keepends=True) if rest else block.splitlines(keepends=True)
+        self.rest = lines.pop() if lines and (lines[-1][-1:] != b"\n") else b""
+        event, data = self.event, self.data
+        batch: Events = []
+        for line_bytes in lines:
+            line = line_bytes.rstrip(b"\r\n").decode("utf-8", "replace")
+            if not line:
+                if data:
+                    batch.append((event, "\n".join(data)))
+                event, data = "", []
+                continue
+            if line[0] == ":":
+                continue
+            name, _, value = line.partition(":")
+            if value[:1] == " ":
+                value = value[1:]
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event = value
+        self.event, self.data = event, data
+        return batch
+
+    def close(self) -> Events:
+        """At the end of the stream: the last line even without its line ending, and an event
+        even without its blank line."""
+        batch = self.feed(b"\n") if self.rest else []
+        if self.data:
+            batch.append((self.event, "\n".join(self.data)))
+            self.event, self.data = "", []
+        return batch
+
+
+async def sse_batches(response: httpx.Response) -> AsyncIterator[Events]:
+    """Server-sent events as (event name, data) pairs, in the batches they arrived in: one list
+    per network read. Holds nothing to clean up: closing it never waits."""
+    parser = SSEParser()
+    async for block in response.aiter_bytes():
+        batch = parser.feed(block)
+        if batch:
+            yield batch
+    batch = parser.close()
+    if batch:
+        yield batch
+
+
+class _Deadline:
+    """`within`'s timer callback: cancels the task and remembers that it did."""
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.fired = False
+
+    def __call__(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """`await awaitable`, or TimeoutError after `seconds` — `asyncio.timeout` without its
+    context-manager machinery: a stream pays this once per upstream read."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task(loop)
+    assert task is not None
+    deadline = _Deadline(task)
+    timer = loop.call_at(loop.time() + seconds, deadline)
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        if deadline.fired and task.uncancel() == 0:
+            raise TimeoutError from None
+        raise
+    finally:
+        timer.cancel()

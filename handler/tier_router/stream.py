@@ -1,0 +1,172 @@
+"""An opened stream: what the forwarder hands over once a provider's stream has produced its
+first content, and how it reaches the client — SSE frames, one send per upstream read, each
+read within the stall limit, the connection back to the pool at the end, and a count of what
+the client was sent (`streamed_chars`) for pricing a stream the client abandoned.
+
+Also the hold-back: `hold_until_content` reads a stream until its first content, so that
+anything that goes wrong before it is invisible to the client (see `forwarder.Streamed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from tier_router.fallback import Attempt
+from tier_router.providers.base import (
+    StreamDecoder,
+    UpstreamProtocolError,
+    content_chars,
+    dumps,
+    is_content_chunk,
+)
+from tier_router.routing.engine import ModelRoute
+from tier_router.sse import Events, within
+
+DRAIN_S = 1.0
+"""At most this long to read the rest of a finished stream so its connection can be reused."""
+Held = list[tuple[dict[str, Any], str | None]]
+"""Decoded chunks, each with the upstream's own JSON text when the chunk is exactly that text."""
+
+
+@dataclass(slots=True)
+class OpenedStream:
+    """A stream that has produced its first content: nothing after this can fail over."""
+
+    route: ModelRoute
+    attempts: list[Attempt]
+    held: Held
+    pending: Events
+    """Events that arrived in the same read as the first content, not decoded yet."""
+    decoder: StreamDecoder
+    headers: dict[str, str]
+    stall_s: float
+    _batches: AsyncIterator[Events] | None
+    _response: httpx.Response | None
+    secret: str | None = field(default=None, repr=False)
+    """The provider key used, so mid-stream error text can be scrubbed of it."""
+    streamed_chars: int = 0
+    """Characters of content, reasoning and tool-call arguments handed to the client so far
+    (`providers.base.content_chars`): what a stream the client abandoned is priced by."""
+    _closing: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    async def frames(self, on_usage: Callable[[dict[str, Any]], None]) -> AsyncIterator[bytes]:
+        """The stream as the client gets it: SSE `data:` frames, as bytes — the held chunks
+        first, then whatever each upstream read brings, encoded together (one send per read,
+        not per chunk), each read within `stall_s`. `on_usage` may amend the final usage-only
+        chunk (the cost) before it is encoded.
+
+        OpenAI-compatible chunks are forwarded as the provider's own text, not re-encoded.
+        Raises UpstreamProtocolError / TimeoutError / httpx errors on a failure mid-stream,
+        after yielding what was decoded before the failure.
+        """
+        try:
+            out: list[bytes] = []
+            chars = frame(self.held, out, on_usage)
+            self.held = []
+            events, self.pending = self.pending, []
+            decoder = self.decoder
+            while True:
+                try:
+                    for event, data in events:
+                        if decoder.finished:
+                            break
+                        chars += frame(decode(decoder, event, data), out, on_usage)
+                except Exception:
+                    if out:  # what the client has not seen yet of this read, then the failure
+                        self.streamed_chars += chars
+                        yield b"".join(out)
+                    raise
+                if out:
+                    self.streamed_chars += chars
+                    yield b"".join(out)
+                    out, chars = [], 0
+                if decoder.finished:
+                    await self._drain()
+                    return
+                if self._batches is None:
+                    return
+                try:
+                    events = await within(self.stall_s, anext(self._batches))
+                except StopAsyncIteration:
+                    raise UpstreamProtocolError("the provider's stream ended before its end marker") from None
+        finally:
+            await self.aclose()
+
+    async def _drain(self) -> None:
+        """Read what follows the end marker (usually just the end of the chunked body), so the
+        connection goes back to the pool: a response closed unread takes its connection with
+        it, and every streamed request would pay a new TCP (and TLS) handshake."""
+        if self._batches is None:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(min(self.stall_s, DRAIN_S)):
+                async for _ in self._batches:
+                    pass
+
+    async def aclose(self) -> None:
+        """Close the upstream response. Idempotent, and safe from any task at any time — also
+        after the task iterating `frames()` was cancelled mid-iteration (its own close may have
+        been cut short): a close with I/O left to do runs in a task of its own, which a
+        cancelled caller cannot interrupt, and every later call waits for that same close."""
+        batches, self._batches = self._batches, None
+        if batches is not None:  # never waits: sse_batches has nothing to clean up
+            with contextlib.suppress(RuntimeError):  # still running in a task being cancelled
+                await batches.aclose()  # type: ignore[attr-defined]
+        response = self._response
+        if response is None:
+            return
+        if not response.is_closed:  # not read to its end (a read to the end closes it)
+            if self._closing is None:
+                self._closing = asyncio.get_running_loop().create_task(close_quietly(response))
+            await asyncio.shield(self._closing)
+        self._response = None
+
+
+async def close_quietly(response: httpx.Response) -> None:
+    """A connection that fails while being closed is gone already: nothing is left to do."""
+    with contextlib.suppress(httpx.HTTPError, OSError):
+        await response.aclose()
+
+
+def decode(decoder: StreamDecoder, event: str, data: str) -> Held:
+    """One upstream event's chunks, each with the event's own JSON text when the decoder passes
+    chunks through unchanged (so it can be forwarded without re-encoding)."""
+    chunks = decoder.feed(event, data)
+    if decoder.passthrough and len(chunks) == 1:
+        return [(chunks[0], data)]
+    return [(chunk, None) for chunk in chunks]
+
+
+def frame(chunks: Held, out: list[bytes], on_usage: Callable[[dict[str, Any]], None]) -> int:
+    """Append the chunks' SSE frames to `out`; their characters of content (`content_chars`)."""
+    chars = 0
+    for chunk, raw in chunks:
+        out.append(sse_frame(chunk, raw, on_usage))
+        chars += content_chars(chunk)
+    return chars
+
+
+def sse_frame(chunk: dict[str, Any], raw: str | None, on_usage: Callable[[dict[str, Any]], None]) -> bytes:
+    if chunk.get("usage") and not chunk.get("choices"):  # the final usage chunk: the app amends it
+        on_usage(chunk)
+        raw = None
+    return b"data: " + (raw.encode() if raw is not None else dumps(chunk)) + b"\n\n"
+
+
+async def hold_until_content(batches: AsyncIterator[Events], decoder: StreamDecoder) -> tuple[Held, Events]:
+    """Read until the first content chunk (or a complete, empty answer): the chunks so far, and
+    the events that came in the same read after it (decoded later, like the rest)."""
+    held: Held = []
+    async for events in batches:
+        for i, (event, data) in enumerate(events):
+            decoded = decode(decoder, event, data)
+            held.extend(decoded)
+            if decoder.finished or any(is_content_chunk(chunk) for chunk, _ in decoded):
+                return held, events[i + 1 :]
+    raise UpstreamProtocolError("the provider's stream ended before any content")

@@ -1,0 +1,114 @@
+"""Issue 12, "Done when" 1: the real router under uvicorn (`tier-router serve`, the default
+configuration: SQLite store, access log on, router key required), driven by the real openai
+SDK, sync and async, streamed and not, with clients that read to the end, close at
+`data: [DONE]`, close after the first chunk and close before the first byte — and the ledger's
+request count, its cost, the budget's spent total, the `x-router-cost-usd` headers, the usage
+chunks' `cost_usd` and the access-log lines all agree, request for request.
+
+Once per store backend (SQLite; DynamoDB on a moto server): one router process per backend,
+shared by the scenarios, each scenario measured as a delta between two idle points.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.support.agreement import collect, problems, quiesce
+from tests.support.clients import (
+    ASYNC_BEHAVIOURS,
+    SYNC_BEHAVIOURS,
+    Seen,
+    admitted_precondition,
+    gather_async,
+    raw_close,
+    run_sync,
+    sync_client,
+)
+from tests.support.router_process import Router, running_router
+from tests.support.stack import (
+    PROVIDER_KEY,
+    PROVIDER_KEY_ENV,
+    ROUTER_KEY,
+    Upstream,
+    dynamodb_url,
+    moto_server,
+    rules_for,
+    scripted_upstream,
+    sqlite_url,
+    store_env,
+)
+
+pytestmark = pytest.mark.integration
+
+MODELS = ("auto", "model-a", "model-b", "alt")
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    with scripted_upstream() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module", params=["sqlite", "dynamodb"])
+def router(
+    request: pytest.FixtureRequest, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Router]:
+    workdir: Path = tmp_path_factory.mktemp(f"ledger-{request.param}")
+    with moto_server() if request.param == "dynamodb" else contextlib.nullcontext() as moto:
+        store = sqlite_url(workdir) if moto is None else dynamodb_url(moto)
+        env = {PROVIDER_KEY_ENV: PROVIDER_KEY, **store_env(store)}
+        with running_router(
+            workdir, rules_for(upstream.url), key=ROUTER_KEY, store_url=store, env=env
+        ) as running:
+            yield running
+
+
+def run_and_check(router: Router, upstream: Upstream, scenario: Callable[[], list[Seen]]) -> list[Seen]:
+    window = quiesce(router)
+    seen: list[Seen] = scenario()
+    unsure = admitted_precondition(seen, upstream.app)
+    assert not unsure, "\n".join(unsure)
+    observed = collect(window, len(seen))
+    found = problems(observed, seen)
+    assert not found, f"{len(found)} disagreement(s):\n" + "\n".join(found)
+    return seen
+
+
+def test_each_client_behaviour_alone(router: Router, upstream: Upstream) -> None:
+    """One request at a time: every behaviour, sync then async, then a raw socket that leaves."""
+
+    def scenario() -> list[Seen]:
+        seen = []
+        with sync_client(router.url, router.key) as client:
+            seen += [run_sync(client, b) for b in SYNC_BEHAVIOURS]
+        for behaviour in ASYNC_BEHAVIOURS:
+            seen += asyncio.run(gather_async(router.url, router.key, [(behaviour, "auto")]))
+        seen.append(raw_close(router.url, router.key, upstream.app))
+        return seen
+
+    run_and_check(router, upstream, scenario)
+
+
+def test_concurrent_mix_of_every_behaviour(router: Router, upstream: Upstream) -> None:
+    """Three of each behaviour per client kind, all at once, over every model name kind
+    (auto, a model, a tier), plus raw sockets that leave while the provider is working."""
+    models = itertools.cycle(MODELS)
+    sync_plan = [(b, next(models)) for b in SYNC_BEHAVIOURS for _ in range(3)]
+    async_plan = [(b, next(models)) for b in ASYNC_BEHAVIOURS for _ in range(3)]
+
+    def scenario() -> list[Seen]:
+        with ThreadPoolExecutor(max_workers=12) as pool, sync_client(router.url, router.key) as client:
+            async_part = pool.submit(asyncio.run, gather_async(router.url, router.key, async_plan))
+            raws = [pool.submit(raw_close, router.url, router.key, upstream.app, m) for m in ("auto", "alt")]
+            sync_part = list(pool.map(lambda plan: run_sync(client, *plan), sync_plan))
+            return [*sync_part, *async_part.result(), *(r.result() for r in raws)]
+
+    seen = run_and_check(router, upstream, scenario)
+    assert {s.model for s in seen} >= set(MODELS)

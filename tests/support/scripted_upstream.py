@@ -1,0 +1,122 @@
+"""A per-request script in front of `tests.fakes.upstream`'s fake provider.
+
+The fake's fault config is global (``POST /_control``), so concurrent requests cannot each
+ask for different behaviour. This wrapper reads directives from the request itself — written
+into the user message, which the router forwards untouched — and applies them around the
+fake:
+
+    [delay=1.5]     wait 1.5 s before answering (waking early if the router hangs up)
+    [drip=0.05]     once the answer starts, wait 0.05 s before each further body chunk
+    [status=500]    answer with that HTTP status and an OpenAI error body
+    [tag=abc123]    remember that a request with this tag arrived (see `seen`)
+
+Everything else is the fake's own behaviour (deterministic replies, usage, stream shapes).
+The counters are read from the test's thread while uvicorn's loop updates them: plain ints
+and a set, good enough for polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+DIRECTIVE = re.compile(rb"\[(delay|drip|status|tag)=([A-Za-z0-9._-]+)\]")
+
+
+def directives(body: bytes) -> dict[str, str]:
+    return {m.group(1).decode(): m.group(2).decode() for m in DIRECTIVE.finditer(body)}
+
+
+async def pause(receive: Receive, seconds: float) -> bool:
+    """Sleep `seconds`, or less if the peer hangs up first; True when it did."""
+    waiter = asyncio.ensure_future(receive())
+    try:
+        done, _ = await asyncio.wait({waiter}, timeout=seconds)
+    finally:
+        if not waiter.done():
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+    return bool(done) and waiter.result()["type"] == "http.disconnect"
+
+
+class ScriptedUpstream:
+    """ASGI wrapper: chat requests get their directives applied; everything else passes through."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.requests = 0  # chat requests received
+        self.in_flight = 0
+        self.disconnects = 0  # the router hung up before we finished
+        self.tags: set[str] = set()
+
+    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/chat/completions"):
+            await self.inner(scope, receive, send)
+            return
+        parts = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            parts.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(parts)
+        script = directives(body)
+        self.requests += 1
+        if "tag" in script:
+            self.tags.add(script["tag"])
+        self.in_flight += 1
+        try:
+            await self._answer(scope, receive, send, body, script)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(
+        self, scope: Any, receive: Receive, send: Send, body: bytes, script: dict[str, str]
+    ) -> None:
+        if "delay" in script and await pause(receive, float(script["delay"])):
+            self.disconnects += 1
+            return
+        if "status" in script:
+            status = int(script["status"])
+            error = {"message": "scripted failure", "type": "server_error", "param": None, "code": None}
+            data = json.dumps({"error": error}).encode()
+            head = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": head})
+            await send({"type": "http.response.body", "body": data})
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        out = send
+        if "drip" in script:
+            gap = float(script["drip"])
+            chunks = 0
+
+            async def out(message: Message) -> None:
+                nonlocal chunks
+                if message["type"] == "http.response.body" and message.get("body"):
+                    chunks += 1
+                    if chunks > 1 and await pause(receive, gap):
+                        self.disconnects += 1
+                        raise ConnectionAbortedError("scripted upstream: the router hung up")
+                await send(message)
+
+        with contextlib.suppress(ConnectionAbortedError):
+            await self.inner(scope, replay, out)

@@ -1,0 +1,76 @@
+"""The pieces every lifecycle test starts: a scripted fake provider on 127.0.0.1, a rules file
+that uses it, and the store URLs (SQLite in tmp, DynamoDB on a moto server)."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.fakes.server import run_uvicorn_in_thread
+from tests.fakes.upstream import make_fake_upstream
+from tests.store.moto_server import FAKE_ENV, MotoServer
+from tests.support.scripted_upstream import ScriptedUpstream
+
+PROVIDER_KEY_ENV = "LIFECYCLE_PROVIDER_KEY"
+PROVIDER_KEY = "sk-lifecycle-provider-SECRET"
+ROUTER_KEY = "rk-lifecycle-test"
+PRICES = {"model-a": {"input": 1.0, "output": 4.0}, "model-b": {"input": 0.5, "output": 2.0}}
+
+
+@dataclass
+class Upstream:
+    url: str
+    app: ScriptedUpstream
+
+
+@contextlib.contextmanager
+def scripted_upstream(name: str = "lifecycle-fake") -> Iterator[Upstream]:
+    app = ScriptedUpstream(make_fake_upstream("openai", name=name))
+    with run_uvicorn_in_thread(app) as url:
+        yield Upstream(url, app)
+
+
+def rules_for(upstream_url: str, **sections: Any) -> dict[str, Any]:
+    """One OpenAI-kind provider (the fake), two priced models, two tiers, a daily budget."""
+    rules: dict[str, Any] = {
+        "version": 1,
+        "providers": {
+            "fake": {"kind": "openai", "base_url": upstream_url + "/v1", "api_key_env": PROVIDER_KEY_ENV}
+        },
+        "models": {
+            name: {"provider": "fake", "id": f"{name}-2025", "price": price} for name, price in PRICES.items()
+        },
+        "tiers": {"main": ["model-a", "model-b"], "alt": ["model-b"]},
+        "default_tier": "main",
+        "budgets": {"daily_usd": 100},
+    }
+    rules.update(sections)
+    return rules
+
+
+def sqlite_url(directory: Path) -> str:
+    return f"sqlite:///{directory.resolve() / 'state.db'}"  # an absolute path: four slashes
+
+
+def dynamodb_url(moto: MotoServer) -> str:
+    table = f"lifecycle-{uuid.uuid4().hex[:10]}"
+    moto.create_table(table)
+    return f"dynamodb://{table}?endpoint={moto.endpoint}&region=us-east-1"
+
+
+def store_env(store_url: str) -> dict[str, str]:
+    """The router's environment for a store: dummy AWS credentials for DynamoDB."""
+    return dict(FAKE_ENV) if store_url.startswith("dynamodb://") else {}
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
