@@ -20,7 +20,7 @@ from tier_router.auth import check_tier
 from tier_router.aws_secrets import SecretsError, SSMKeySource
 from tier_router.body import invalid_request, read_json
 from tier_router.errors import APIError, ClientGone
-from tier_router.forward import AllCandidatesFailed, UpstreamClientError
+from tier_router.fallback import AllCandidatesFailed, UpstreamClientError, all_failed_error
 from tier_router.gateway import Gateway
 from tier_router.lifecycle import Exchange
 from tier_router.providers.base import dumps
@@ -126,38 +126,6 @@ def cached_answer(
     exchange.cost = 0
     exchange.ended(Outcome.CACHE_HIT, 200)
     return answer(dumps(cached), headers)
-
-
-# TEMPORARY: moves to fallback.py
-def all_failed_error(exc: AllCandidatesFailed) -> APIError:
-    """502 when providers failed, 504 when they all timed out, 429 when all were rate limited,
-    503 when nothing could even be tried (open breakers, missing keys)."""
-    attempts = exc.attempts
-    tried = [a for a in attempts if a.tried]
-    summary = "; ".join(
-        f"{a.model} ({a.provider}): {a.outcome}{' - ' + a.detail if a.detail else ''}" for a in attempts
-    )
-    headers: dict[str, str] = {"x-router-attempts": str(len(tried))}
-    unsupported = [a for a in attempts if a.outcome == "unsupported"]
-    if not tried and unsupported:
-        message = "; ".join(f"{a.model} ({a.provider}): {a.detail}" for a in unsupported)
-        return APIError(
-            400, f"No candidate model can serve this request: {message}", code="unsupported_request"
-        )
-    if not tried:
-        status, code = 503, "no_available_provider"
-    elif all(a.status == 429 for a in tried):
-        status, code = 429, "upstream_rate_limited"
-        waits = [a.retry_after for a in tried if a.retry_after is not None]
-        if waits:
-            headers["retry-after"] = str(max(1, round(min(waits))))
-    elif all(a.outcome == "timeout" for a in tried):
-        status, code = 504, "upstream_timeout"
-    else:
-        status, code = 502, "upstream_error"
-    error = APIError(status, f"Every candidate model failed: {summary}", code=code, headers=headers)
-    error.type = "rate_limit_error" if status == 429 else "upstream_error"
-    return error
 
 
 # -- the other endpoints (Starlette routes; `app` puts the exchange in the scope) ----------

@@ -21,7 +21,7 @@ from tier_router.auth import Auth, KeysLoader
 from tier_router.aws_secrets import fetch_parameter, key_source
 from tier_router.breakers import BreakerBoard, BreakerConfig
 from tier_router.disconnect import DisconnectWatch
-from tier_router.forward import Forwarder
+from tier_router.forwarder import Forwarder
 from tier_router.health import BreakerHealth, Health
 from tier_router.lifecycle import Lifecycle
 from tier_router.provider_keys import KeySource

@@ -35,9 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tier_router.admission import Admission, SpendControls
-from tier_router.forward import Attempt, OpenedStream
+from tier_router.fallback import Attempt
 from tier_router.request_line import Outcome, RequestLine
 from tier_router.routing.engine import Decision, ModelRoute
+from tier_router.stream import OpenedStream
 from tier_router.telemetry import AccessLog
 
 log = logging.getLogger("tier_router")
@@ -177,9 +178,7 @@ class Lifecycle:
         if stream is not None and decision is not None and exchange.line.outcome is Outcome.CLIENT_GONE:
             estimate = {
                 "prompt_tokens": decision.features.conversation_tokens,
-                "completion_tokens": -(
-                    -getattr(stream, "streamed_chars", 0) // CHARS_PER_TOKEN
-                ),  # TODO merge
+                "completion_tokens": -(-stream.streamed_chars // CHARS_PER_TOKEN),
             }
             exchange.cost = self.spend.price(exchange.route, estimate)
 

@@ -15,13 +15,14 @@ from starlette.responses import Response, StreamingResponse
 
 from tier_router.admission import SpendControls
 from tier_router.errors import APIError
-from tier_router.forward import Attempt, OpenedStream
+from tier_router.fallback import Attempt
 from tier_router.lifecycle import Exchange
 from tier_router.provider_keys import redact
 from tier_router.providers.base import UpstreamProtocolError, dumps
 from tier_router.request_line import Outcome
 from tier_router.routing.engine import Decision, ModelRoute
 from tier_router.spend.pricing import usd
+from tier_router.stream import OpenedStream
 
 DONE = b"data: [DONE]\n\n"
 JSON = "application/json"
