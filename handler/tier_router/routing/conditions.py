@@ -16,8 +16,9 @@ from typing import Literal
 
 import re2
 
+from tier_router.errors import ConfigError
 from tier_router.routing.features import Features
-from tier_router.routing.schema import Condition, Pattern, Range, ValueTest
+from tier_router.schema import Condition, Pattern, Range, ValueTest
 
 Target = Literal["last_user", "system", "any_text"]
 TARGET_OF_FIELD: dict[str, Target] = {
@@ -38,7 +39,7 @@ SET_MAX_MEM = 64 << 20
 """RE2's DFA memory per set. Generous: a Set whose DFA runs out of memory reports no match."""
 
 
-class RegexError(ValueError):
+class RegexError(ConfigError):
     """A pattern RE2 cannot compile; `where` is the field path, the loader adds file and rule."""
 
     def __init__(self, message: str, where: str = "") -> None:

@@ -11,7 +11,7 @@ usual edge burst (up to 2× the limit across a window boundary), acceptable for 
 whose providers enforce their own limits anyway.
 
 `tokens` is the caller's estimate made BEFORE the request (prompt estimate + max_tokens,
-as OpenAI's own limiter counts); `reconcile` can correct it with the real usage later.
+as OpenAI's own limiter counts); it is not corrected with the real usage afterwards.
 A request larger than the whole per-minute token limit can never pass: it is refused at
 once with `too_large=True` (OpenAI answers 429 "Request too large" for the same case).
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote
 
-from tier_router.spend.config import RateLimitConfig
+from tier_router.schema import RateLimitConfig
 from tier_router.store.base import Store, StoreError
 
 logger = logging.getLogger(__name__)
@@ -41,9 +41,6 @@ WINDOW_S = 60
 @dataclass(frozen=True, slots=True)
 class Allowed:
     headers: dict[str, str] = field(default_factory=dict)
-    window: str | None = None  # the store item counted against (for `reconcile`)
-    tokens: int = 0  # the estimate that was counted
-    expires_at: float | None = None  # the window item's expiry
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +123,7 @@ class RateLimiter:
             if new is not None:
                 self._ok()
                 headers = _headers(rpm, tpm, new["requests"], new["tokens"], reset_s)
-                return Allowed(headers, item, tokens, expires)
+                return Allowed(headers)
             current = await self.store.get(item) or {}
         except StoreError as exc:
             self._failed(exc)
@@ -140,21 +137,6 @@ class RateLimiter:
         headers["retry-after"] = str(retry_after)
         limit_value = rpm if which == "requests" else tpm
         return Limited(retry_after, headers, which, limit_value or 0)
-
-    async def reconcile(self, allowed: Allowed, actual_tokens: int) -> None:
-        """Optional: replace the counted estimate by the real token usage (one write; never
-        raises). Worth it when estimates run far from usage (e.g. max_tokens far above
-        what responses use); skip it to save the write."""
-        if allowed.window is None or actual_tokens == allowed.tokens:
-            return
-        try:
-            await self.store.add(
-                allowed.window,
-                {"tokens": max(int(actual_tokens), 0) - allowed.tokens},
-                expires_at=allowed.expires_at,  # a late reconcile must not resurrect it forever
-            )
-        except StoreError as exc:
-            self._failed(exc)
 
     def _failed(self, exc: StoreError) -> None:
         if not self._store_down:
