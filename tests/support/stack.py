@@ -4,6 +4,8 @@ that uses it, and the store URLs (SQLite in tmp, DynamoDB on a moto server)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,3 +76,14 @@ def moto_server() -> Iterator[MotoServer]:
         yield server
     finally:
         server.stop()
+
+
+def write_keys_file(path: Path, keys: dict[str, tuple[str, dict[str, Any]]]) -> Path:
+    """A router keys file (`tier-router keys create` format): name -> (secret, extra fields
+    such as tiers/daily_usd/rpm). Only the SHA-256 of each secret is written."""
+    records = [
+        {"name": name, "sha256": hashlib.sha256(secret.encode()).hexdigest(), **extra}
+        for name, (secret, extra) in keys.items()
+    ]
+    path.write_text(json.dumps({"keys": records}))
+    return path
