@@ -2,19 +2,29 @@
 
 Subcommands import what they need lazily: `check` and `explain` run in CI and in editors
 and should not pay for the HTTP stack.
+
+The CLI reads no environment itself: `Settings.from_env()` does, and the flags replace
+fields of the result (`serve_settings`), which is handed to the app. `serve --workers N`
+(N > 1) runs `worker_app` in each worker process (uvicorn's factory mode), which rebuilds
+the parent's settings from their serialized copy (`Settings.export_to_workers`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tier_router.settings import default_rules_path
+from tier_router.settings import Settings, configured_store_url, default_rules_path
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -183,18 +193,18 @@ def run_status(args: argparse.Namespace) -> int:
     import asyncio
 
     from tier_router.admission import SpendControls
-    from tier_router.app import breaker_health
-    from tier_router.settings import DEFAULT_STORE
-    from tier_router.store.base import StoreError
+    from tier_router.errors import StoreError
+    from tier_router.gateway import breaker_health
     from tier_router.store.factory import open_store
 
     rules = load_or_report(args.rules)
     if rules is None:
         return 1
-    store_url = args.store or os.environ.get("TIER_ROUTER_STORE") or DEFAULT_STORE
+    settings = Settings.from_env()
+    store_url = args.store or settings.store_url
 
     async def read() -> dict[str, Any]:
-        store = open_store(store_url)
+        store = open_store(store_url, settings=settings)
         try:
             data = await SpendControls(store, rules).status()
             health = breaker_health(store, rules)
@@ -239,40 +249,59 @@ def render_status(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def serve_settings(args: argparse.Namespace) -> Settings:
+    """The environment's settings with `serve`'s defaults, and the flags on top."""
+    settings = Settings.from_env(serve=True)
+    return dataclasses.replace(
+        settings,
+        rules_path=args.rules or settings.rules_path,
+        store_url=args.store or settings.store_url,
+    )
+
+
+def exposure_problem(settings: Settings, host: str, insecure_no_auth: bool) -> str | None:
+    """Why serving `settings` on `host` is refused (a network address without router keys)."""
+    if settings.api_keys or settings.keys_file or settings.keys_ssm:
+        return None
+    if host in LOOPBACK or insecure_no_auth:
+        return None
+    return (
+        f"refusing to serve on {host} without router keys: create one with"
+        " `tier-router keys create NAME` and set TIER_ROUTER_KEYS_FILE, or pass --insecure-no-auth"
+    )
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import logging
-    import os
 
     import uvicorn
 
-    rules_path = args.rules or default_rules_path()
-    if load_or_report(rules_path) is None:  # fail before binding the port, with every problem listed
+    settings = serve_settings(args)
+    if load_or_report(settings.rules_path) is None:  # fail before binding the port, listing every problem
         return 1
-    loopback = args.host in ("127.0.0.1", "localhost", "::1")
-    has_keys = any(
-        os.environ.get(v) for v in ("TIER_ROUTER_API_KEYS", "TIER_ROUTER_KEYS_FILE", "TIER_ROUTER_KEYS_SSM")
-    )
-    if not has_keys and not loopback and not args.insecure_no_auth:
-        print(
-            f"refusing to serve on {args.host} without router keys: create one with"
-            " `tier-router keys create NAME` and set TIER_ROUTER_KEYS_FILE, or pass --insecure-no-auth",
-            file=sys.stderr,
-        )
+    problem = exposure_problem(settings, args.host, args.insecure_no_auth)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
-    if not has_keys:
+    if not (settings.api_keys or settings.keys_file or settings.keys_ssm):
         print(
             f"WARNING: no router keys configured; anyone who can reach {args.host}:{args.port} may use your"
             " provider keys. Fine for local experiments; create keys with `tier-router keys create NAME`.",
             file=sys.stderr,
         )
-    os.environ["TIER_ROUTER_RULES"] = str(rules_path)
-    os.environ.setdefault("TIER_ROUTER_BACKGROUND_SETTLE", "1")
-    if args.store:
-        os.environ["TIER_ROUTER_STORE"] = args.store
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
+    app: Starlette | str
+    if args.workers > 1:  # uvicorn imports the app in each worker process: hand it the settings
+        settings.export_to_workers()
+        app = f"{__name__}:worker_app"
+    else:
+        from tier_router.app import create_app
+
+        app = create_app(settings)
     uvicorn.run(
-        "tier_router.asgi:app",
+        app,
+        factory=isinstance(app, str),
         host=args.host,
         port=args.port,
         workers=args.workers,
@@ -286,6 +315,13 @@ def run_serve(args: argparse.Namespace) -> int:
         timeout_keep_alive=75,
     )
     return 0
+
+
+def worker_app() -> Starlette:
+    """The app of one `serve --workers N` worker process, on the parent's settings."""
+    from tier_router.app import create_app
+
+    return create_app(Settings.from_exported())
 
 
 def load_or_report(path: Path | None) -> Any:
@@ -351,7 +387,7 @@ def run_explain(args: argparse.Namespace) -> int:
     except UnknownModelError as exc:
         print(exc, file=sys.stderr)
         return 1
-    states = breaker_states(rules, decision, args.store or os.environ.get("TIER_ROUTER_STORE"))
+    states = breaker_states(rules, decision, args.store or configured_store_url())
     if args.json:
         data = decision.as_dict()
         if states is not None:
@@ -369,12 +405,12 @@ def breaker_states(rules: Any, decision: Any, store_url: str | None) -> dict[str
         return None
     import asyncio
 
-    from tier_router.app import breaker_health
-    from tier_router.store.base import StoreError
+    from tier_router.errors import StoreError
+    from tier_router.gateway import breaker_health
     from tier_router.store.factory import open_store
 
     async def read() -> dict[str, dict[str, str]] | None:
-        store = open_store(store_url)
+        store = open_store(store_url, settings=Settings.from_env())
         try:
             health = breaker_health(store, rules)
             return await health.states(list(decision.candidates)) if health else None
