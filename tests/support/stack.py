@@ -58,10 +58,17 @@ def sqlite_url(directory: Path) -> str:
     return f"sqlite:///{directory.resolve() / 'state.db'}"  # an absolute path: four slashes
 
 
-def dynamodb_url(moto: MotoServer) -> str:
-    table = f"lifecycle-{uuid.uuid4().hex[:10]}"
-    moto.create_table(table)
-    return f"dynamodb://{table}?endpoint={moto.endpoint}&region=us-east-1"
+def dynamodb_url(moto: MotoServer, table: str | None = None, endpoint: str | None = None) -> str:
+    """A store URL for `table` (created now when not given) reached at `endpoint` (default:
+    the moto server itself; e.g. a `SlowProxy` in front of it)."""
+    if table is None:
+        table = f"lifecycle-{uuid.uuid4().hex[:10]}"
+        moto.create_table(table)
+    return f"dynamodb://{table}?endpoint={endpoint or moto.endpoint}&region=us-east-1"
+
+
+def table_of(store_url: str) -> str:
+    return store_url.removeprefix("dynamodb://").split("?", 1)[0]
 
 
 def store_env(store_url: str) -> dict[str, str]:
