@@ -35,8 +35,9 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
+from tier_router.outage import Outage
 from tier_router.snapshot import Snapshot
 from tier_router.store.base import Store, StoreError, Value
 
@@ -97,7 +98,7 @@ class BreakerBoard:
         self._known: Snapshot[_Known] = Snapshot(self._fetch, ttl_s=self.config.cache_ttl_s, clock=clock)
         self._leases: dict[str, str] = {}  # breaker key -> our probe-lease token
         self._tokens = (f"{uuid.uuid4().hex[:12]}:{n}" for n in itertools.count())
-        self._store_down = False
+        self._outage = Outage(logger, "breaker", "treating breakers as closed")
         self.on_open: Callable[[str, str], None] | None = None
         """Called with (key, "opened" | "reopened") when this process opens a breaker (metrics)."""
 
@@ -115,10 +116,10 @@ class BreakerBoard:
         try:
             items = await self.store.get_many(names)
         except StoreError as exc:
-            self._store_failed("read", exc)
+            self._outage.failed("read", exc)
             items = {}  # fail open: everything reads as closed until the next refresh
         else:
-            self._store_ok()
+            self._outage.ok()
         known = {}
         for k in keys:
             failures = (items.get(self._count_key(k, window)) or {}).get("failures", 0)
@@ -159,7 +160,7 @@ class BreakerBoard:
                 expires_at=now + self.config.probe_lease_s,
             )
         except StoreError as exc:
-            self._store_failed("probe lease", exc)
+            self._outage.failed("probe lease", exc)
             return True
         if won:
             self._leases[key] = token
@@ -185,7 +186,7 @@ class BreakerBoard:
                 logger.warning("breaker %s re-opened: probe failed", key)
                 self._notify(key, "reopened")
         except StoreError as exc:
-            self._store_failed("record failure", exc)
+            self._outage.failed("record failure", exc)
 
     async def _count_failure(self, key: str, now: float, ms: int) -> None:
         window = self._window(now)
@@ -216,7 +217,7 @@ class BreakerBoard:
             await self.store.delete(self._count_key(key, self._window(now)))
             await self._release_probe(key, now)
         except StoreError as exc:
-            self._store_failed("record success", exc)
+            self._outage.failed("record success", exc)
             return
         self._known.set(key, _Known(self._window(now), 0, None), now)
         logger.info("breaker %s closed: probe succeeded", key)
@@ -226,7 +227,7 @@ class BreakerBoard:
         try:
             await self._release_probe(key, self._clock())
         except StoreError as exc:
-            self._store_failed("release probe", exc)
+            self._outage.failed("release probe", exc)
 
     async def _hold_probe_until(self, key: str, until: float) -> None:
         """After a failed probe, keep the lease until the new recovery period ends: another
@@ -252,23 +253,11 @@ class BreakerBoard:
 
     # --- helpers ----------------------------------------------------------------------
 
-    def _remember(
-        self,
-        key: str,
-        now: float,
-        *,
-        item: Value | None = None,
-        window: int | None = None,
-        failures: int | None = None,
-    ) -> None:
-        """Apply our own write to the snapshot, so this process sees it without a read (the
-        rest of what it knows about the breaker is as old as it was)."""
+    def _remember(self, key: str, now: float, **changes: Any) -> None:
+        """Apply our own write (`changes` to `_Known`'s fields) to the snapshot, so this
+        process sees it without a read; the rest of what it knows is as old as it was."""
         known = self._known.get(key) or _Known(self._window(now), 0, None)
-        if item is not None:
-            known = replace(known, item=item)
-        if window is not None and failures is not None:
-            known = replace(known, window=window, failures=failures)
-        self._known.amend(key, known, now)
+        self._known.amend(key, replace(known, **changes), now)
 
     def _window(self, now: float) -> int:
         return math.floor(now / self.config.window_s)
@@ -285,16 +274,6 @@ class BreakerBoard:
     def _notify(self, key: str, change: str) -> None:
         if self.on_open is not None:
             self.on_open(key, change)
-
-    def _store_failed(self, what: str, exc: StoreError) -> None:
-        if not self._store_down:
-            self._store_down = True
-            logger.warning("breaker store failed (%s): %s; treating breakers as closed", what, exc)
-
-    def _store_ok(self) -> None:
-        if self._store_down:
-            self._store_down = False
-            logger.info("breaker store reachable again")
 
 
 def last_failure(view: BreakerView) -> float:

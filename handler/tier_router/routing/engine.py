@@ -92,18 +92,14 @@ class Decision:
         return self.label
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "requested_model": self.requested_model,
-            "tier": self.tier,
-            "kind": self.kind.value,
-            "rule": self.label,
-            "why": self.why,
-            "priority": self.priority,
-            "priority_source": self.priority_source,
-            "chain": [route.as_dict() for route in self.candidates],
-            "skipped": [{"model": name, "reason": reason} for name, reason in self.skipped],
-            "features": self.features.as_dict(),
-        }
+        """What explain shows (no prompt text: features are measurements)."""
+        told = ("requested_model", "tier", "kind", "rule", "why", "priority", "priority_source")
+        data: dict[str, Any] = {name: getattr(self, name) for name in told}
+        data.update(kind=self.kind.value, rule=self.label)
+        data["chain"] = [route.as_dict() for route in self.candidates]
+        data["skipped"] = [{"model": name, "reason": reason} for name, reason in self.skipped]
+        data["features"] = self.features.as_dict()
+        return data
 
 
 class UnknownModelError(RequestError, LookupError):
@@ -126,30 +122,26 @@ class Target:
     chain: tuple[ModelRoute, ...]
 
 
+@dataclass(eq=False)
 class Rules:
-    """A loaded, validated and compiled rules file. Immutable; safe to share across requests."""
+    """A loaded, validated and compiled rules file (built by `routing.loader`). Not to be
+    changed once built; safe to share across requests."""
 
-    def __init__(
-        self,
-        spec: RulesFile,
-        source: Path | None,
-        routes: dict[str, ModelRoute],
-        tiers: dict[str, tuple[ModelRoute, ...]],
-        rules: tuple[CompiledRule, ...],
-        sets: RegexSets,
-        targets: dict[str, Target],
-    ) -> None:
-        self.spec = spec
-        self.source = source
-        self.routes = routes
-        self.tiers = tiers
-        self.rules = rules
-        self.sets = sets
-        self.targets = targets
-        self.default_tier = spec.default_tier
-        self.priority_spec = spec.priority
-        self.priority_header = spec.priority.header.lower() if spec.priority.header else None
-        self.valid_names = sorted(targets)
+    spec: RulesFile
+    source: Path | None
+    routes: dict[str, ModelRoute]
+    tiers: dict[str, tuple[ModelRoute, ...]]
+    rules: tuple[CompiledRule, ...]
+    sets: RegexSets
+    targets: dict[str, Target]
+    """Every name a request may use (auto, tiers, models, aliases), resolved once."""
+
+    def __post_init__(self) -> None:
+        self.default_tier = self.spec.default_tier
+        self.priority_spec = self.spec.priority
+        header = self.spec.priority.header
+        self.priority_header = header.lower() if header else None
+        self.valid_names = sorted(self.targets)
 
     def decide(self, request: Chat, headers: Mapping[str, str] | None = None) -> Decision:
         """Route one request. `headers` must have lower-case names (ASGI gives them so)."""

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
+from tier_router.outage import Outage
 from tier_router.schema import BudgetConfig, Price, Priority
 from tier_router.snapshot import Snapshot
 from tier_router.spend.counters import DAY_S, day_end, day_key, elapsed_fraction
@@ -154,7 +155,7 @@ class BudgetGuard:
             self._fetch_spent, ttl_s=cache_ttl_s, clock=clock, max_entries=_SEEN_MAX
         )
         self._tasks: set[asyncio.Future[Any]] = set()  # strong references to background writes
-        self._store_down = False
+        self._outage = Outage(logger, "budget")
 
     @property
     def enabled(self) -> bool:
@@ -227,10 +228,10 @@ class BudgetGuard:
         try:
             values: dict[str, Value] = await self.store.get_many(items)
         except StoreError as exc:
-            self._failed("pacing read", exc)
+            self._outage.failed("pacing read", exc)
             values = {}  # no downgrades until the next refresh
         else:
-            self._ok()
+            self._outage.ok()
         spent = {k: values.get(k, {}).get("spent", 0) for k in items}
         return {k: v if isinstance(v, int) else 0 for k, v in spent.items()}
 
@@ -275,13 +276,13 @@ class BudgetGuard:
                     )
                 done.append(scope.item)
         except StoreError as exc:
-            self._failed("reserve", exc)
+            self._outage.failed("reserve", exc)
             if self.config.on_store_error == "reject":
                 await self._rollback(done, worst, expires)
                 raise
             # Fail open: keep what was reserved (it will be settled); the rest goes uncounted.
             return Reservation(day, router_key, worst, tuple(done), expires, uncounted=True)
-        self._ok()
+        self._outage.ok()
         return Reservation(day, router_key, worst, tuple(done), expires)
 
     async def _rollback(self, items: list[str], worst: int, expires: float) -> None:
@@ -315,7 +316,7 @@ class BudgetGuard:
             try:
                 new = await self.store.add(item, deltas, expires_at=reservation.expires_at)
             except StoreError as exc:
-                self._failed("settle", exc)
+                self._outage.failed("settle", exc)
                 logger.warning(
                     "budget settle on %s failed (%s): committed stays off by %s",
                     item,
@@ -358,16 +359,6 @@ class BudgetGuard:
         self._tasks.add(task)  # strong reference: the loop keeps only weak ones
         task.add_done_callback(self._tasks.discard)
         return task
-
-    def _failed(self, what: str, exc: StoreError) -> None:
-        if not self._store_down:
-            self._store_down = True
-            logger.warning("budget store failed (%s): %s", what, exc)
-
-    def _ok(self) -> None:
-        if self._store_down:
-            self._store_down = False
-            logger.info("budget store reachable again")
 
 
 def _nonzero(deltas: dict[str, int]) -> dict[str, int]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote
 
+from tier_router.outage import Outage
 from tier_router.schema import RateLimitConfig
 from tier_router.store.base import Store, StoreError
 
@@ -74,29 +75,24 @@ def format_reset(seconds: float) -> str:
     return f"{math.ceil(seconds)}s"
 
 
+@dataclass(eq=False)
 class RateLimiter:
     """One per process; share it across requests."""
 
-    def __init__(
-        self,
-        store: Store,
-        config: RateLimitConfig,
-        *,
-        clock: Callable[[], float] = time.time,
-        key_prefix: str = "rl:",
-    ) -> None:
-        self.store = store
-        self.config = config
-        self._clock = clock
-        self._prefix = key_prefix
-        self._store_down = False
+    store: Store
+    config: RateLimitConfig
+    clock: Callable[[], float] = field(default=time.time, kw_only=True)
+    key_prefix: str = field(default="rl:", kw_only=True)
+
+    def __post_init__(self) -> None:
+        self._outage = Outage(logger, "rate-limit", "allowing requests")
 
     @property
     def enabled(self) -> bool:
         return self.config.enabled
 
     def _item(self, router_key: str, minute: int) -> str:
-        return f"{self._prefix}{quote(router_key, safe='')}:{minute}"
+        return f"{self.key_prefix}{quote(router_key, safe='')}:{minute}"
 
     async def check(self, router_key: str, tokens: int) -> Allowed | Limited:
         """Count one request of ~`tokens` tokens for `router_key`, unless that breaks a limit."""
@@ -104,7 +100,7 @@ class RateLimiter:
         if rpm is None and tpm is None:
             return Allowed()
         tokens = max(int(tokens), 1)  # ≥1: a zero add is not portable across stores (see budget._nonzero)
-        now = self._clock()
+        now = self.clock()
         minute = math.floor(now / WINDOW_S)
         reset_s = (minute + 1) * WINDOW_S - now
         retry_after = max(math.ceil(reset_s), 1)
@@ -121,12 +117,12 @@ class RateLimiter:
                 item, {"requests": 1, "tokens": tokens}, expires_at=expires, limits=limits
             )
             if new is not None:
-                self._ok()
+                self._outage.ok()
                 headers = _headers(rpm, tpm, new["requests"], new["tokens"], reset_s)
                 return Allowed(headers)
             current = await self.store.get(item) or {}
         except StoreError as exc:
-            self._failed(exc)
+            self._outage.failed("check", exc)
             return Allowed()
         used_requests = _int(current.get("requests"))
         used_tokens = _int(current.get("tokens"))
@@ -137,16 +133,6 @@ class RateLimiter:
         headers["retry-after"] = str(retry_after)
         limit_value = rpm if which == "requests" else tpm
         return Limited(retry_after, headers, which, limit_value or 0)
-
-    def _failed(self, exc: StoreError) -> None:
-        if not self._store_down:
-            self._store_down = True
-            logger.warning("rate-limit store failed: %s; allowing requests", exc)
-
-    def _ok(self) -> None:
-        if self._store_down:
-            self._store_down = False
-            logger.info("rate-limit store reachable again")
 
 
 def _int(value: object) -> int:
