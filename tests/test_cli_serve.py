@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 import uvicorn
-from tier_router.cli import main, worker_app
+from tier_router.cli import main
+from tier_router.serve import worker_app
 from tier_router.settings import WORKERS_ENV, Settings
 
 DEMO = Path(__file__).parent.parent / "rules" / "local-demo.yaml"
@@ -114,7 +115,7 @@ def test_workers_build_the_app_from_the_parents_settings(
     monkeypatch.setenv("TIER_ROUTER_API_KEYS", "team-a=rk-1")
     before = dict(os.environ)
     assert serve("--workers", "3") == 0
-    assert served.app == "tier_router.cli:worker_app"
+    assert served.app == "tier_router.serve:worker_app"
     assert served.options["factory"] is True
     assert served.options["workers"] == 3
     added = {k: v for k, v in os.environ.items() if before.get(k) != v}

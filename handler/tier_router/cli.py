@@ -3,28 +3,20 @@
 Subcommands import what they need lazily: `check` and `explain` run in CI and in editors
 and should not pay for the HTTP stack.
 
-The CLI reads no environment itself: `Settings.from_env()` does, and the flags replace
-fields of the result (`serve_settings`), which is handed to the app. `serve --workers N`
-(N > 1) runs `worker_app` in each worker process (uvicorn's factory mode), which rebuilds
-the parent's settings from their serialized copy (`Settings.export_to_workers`).
+The CLI reads no environment itself: `Settings.from_env()` does, and flags replace fields
+of the result (`tier_router.serve` for `serve`).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tier_router.settings import Settings, configured_store_url, default_rules_path
-
-if TYPE_CHECKING:
-    from starlette.applications import Starlette
-
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -249,79 +241,20 @@ def render_status(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def serve_settings(args: argparse.Namespace) -> Settings:
-    """The environment's settings with `serve`'s defaults, and the flags on top."""
-    settings = Settings.from_env(serve=True)
-    return dataclasses.replace(
-        settings,
-        rules_path=args.rules or settings.rules_path,
-        store_url=args.store or settings.store_url,
-    )
-
-
-def exposure_problem(settings: Settings, host: str, insecure_no_auth: bool) -> str | None:
-    """Why serving `settings` on `host` is refused (a network address without router keys)."""
-    if settings.api_keys or settings.keys_file or settings.keys_ssm:
-        return None
-    if host in LOOPBACK or insecure_no_auth:
-        return None
-    return (
-        f"refusing to serve on {host} without router keys: create one with"
-        " `tier-router keys create NAME` and set TIER_ROUTER_KEYS_FILE, or pass --insecure-no-auth"
-    )
-
-
 def run_serve(args: argparse.Namespace) -> int:
-    import logging
+    from tier_router.serve import serve, serve_settings
 
-    import uvicorn
-
-    settings = serve_settings(args)
+    settings = serve_settings(args.rules, args.store)
     if load_or_report(settings.rules_path) is None:  # fail before binding the port, listing every problem
         return 1
-    problem = exposure_problem(settings, args.host, args.insecure_no_auth)
-    if problem:
-        print(problem, file=sys.stderr)
-        return 2
-    if not (settings.api_keys or settings.keys_file or settings.keys_ssm):
-        print(
-            f"WARNING: no router keys configured; anyone who can reach {args.host}:{args.port} may use your"
-            " provider keys. Fine for local experiments; create keys with `tier-router keys create NAME`.",
-            file=sys.stderr,
-        )
-    logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
-    app: Starlette | str
-    if args.workers > 1:  # uvicorn imports the app in each worker process: hand it the settings
-        settings.export_to_workers()
-        app = f"{__name__}:worker_app"
-    else:
-        from tier_router.app import create_app
-
-        app = create_app(settings)
-    uvicorn.run(
-        app,
-        factory=isinstance(app, str),
+    return serve(
+        settings,
         host=args.host,
         port=args.port,
         workers=args.workers,
-        http="httptools",
-        loop="uvloop" if sys.platform != "win32" else "asyncio",
-        lifespan="off",
-        access_log=False,
         log_level=args.log_level,
-        # Longer than clients' keep-alive expiry (the OpenAI SDK's httpx: 5 s). With uvicorn's
-        # default of 5 s, a client can reuse a connection just as the server closes it.
-        timeout_keep_alive=75,
+        insecure_no_auth=args.insecure_no_auth,
     )
-    return 0
-
-
-def worker_app() -> Starlette:
-    """The app of one `serve --workers N` worker process, on the parent's settings."""
-    from tier_router.app import create_app
-
-    return create_app(Settings.from_exported())
 
 
 def load_or_report(path: Path | None) -> Any:
