@@ -28,7 +28,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from tier_router.app import create_app, make_http_client
+from tier_router.app import create_app
+from tier_router.gateway import make_http_client
 from tier_router.provider_keys import KeySource
 from tier_router.routing.loader import parse_rules
 from tier_router.settings import Settings
