@@ -272,7 +272,8 @@ class Variant:
         started = time.perf_counter()
         plan = await health.plan(candidates)
         chosen = None
-        async for route, admitted in plan.routes():
+        while (step := await plan.next()) is not None:
+            route, admitted = step
             if admitted:
                 chosen = route
                 break

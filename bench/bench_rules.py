@@ -221,7 +221,7 @@ def run(iterations: int) -> dict[str, Any]:
     ]
     timed: dict[str, Callable[[], Any]] = {}
     for label, rules, request, headers, expected in cases:
-        got = rules.decide(request, headers).rule
+        got = rules.decide(request, headers).label
         if got != expected:  # the scenario must measure what it claims to
             raise SystemExit(f"{label}: expected rule {expected!r}, got {got!r}")
         timed[f"decide: {label}"] = lambda r=rules, q=request, h=headers: r.decide(q, h)

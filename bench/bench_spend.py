@@ -23,11 +23,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "handler"))
 
-from tier_router.routing.schema import Price  # noqa: E402
+from tier_router.schema import BudgetConfig, Price, RateLimitConfig  # noqa: E402
 from tier_router.spend import (  # noqa: E402
-    BudgetConfig,
     BudgetGuard,
-    RateLimitConfig,
     RateLimiter,
     Reservation,
     SpendLedger,

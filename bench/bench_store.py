@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.store.moto_server (dev-only moto helper)
 
 from tier_router.breakers import BreakerBoard, BreakerConfig  # noqa: E402
+from tier_router.settings import environment_credentials  # noqa: E402
 from tier_router.store.base import Store  # noqa: E402
 from tier_router.store.dynamodb import DynamoDBStore  # noqa: E402
 from tier_router.store.memory import MemoryStore  # noqa: E402
@@ -103,7 +105,6 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
 
 
 async def main(n: int) -> dict[str, Any]:
-    os.environ.update(FAKE_ENV)
     results: dict[str, dict[str, Any]] = {}
 
     results["memory"] = await bench_store(MemoryStore(), n)
@@ -116,7 +117,8 @@ async def main(n: int) -> dict[str, Any]:
     moto = MotoServer().start()
     try:
         moto.create_table("bench")
-        dynamo = DynamoDBStore("bench", endpoint=moto.endpoint)
+        credentials = functools.partial(environment_credentials, FAKE_ENV)  # fake ones, never real
+        dynamo = DynamoDBStore("bench", endpoint=moto.endpoint, credentials=credentials)
         results["dynamodb (moto, loopback)"] = await bench_store(dynamo, n)
         await dynamo.aclose()
     finally:

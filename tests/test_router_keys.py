@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from tier_router.app import create_app
+from tier_router.auth import KEYS_REFRESH_S, Auth
 from tier_router.cli import main
 from tier_router.router_keys import KeyRecord, KeyRing, KeysError, hash_key, parse_keys, plain_keys
 from tier_router.settings import Settings
@@ -123,9 +124,7 @@ def test_key_rate_limit_from_the_keys_file(tmp_path: Path) -> None:
     assert "retry-after" in responses[2].headers
 
 
-def test_remote_keys_load_lazily_and_a_failed_refresh_keeps_them() -> None:
-    app = create_app(Settings(rules_path=DEMO, require_auth=True))
-    gateway = app.state.gateway
+def test_remote_keys_load_lazily_and_a_failed_refresh_keeps_them(caplog: pytest.LogCaptureFixture) -> None:
     calls = []
 
     async def loader() -> list[KeyRecord]:
@@ -134,14 +133,17 @@ def test_remote_keys_load_lazily_and_a_failed_refresh_keeps_them() -> None:
             raise OSError("SSM unreachable")
         return [KeyRecord(name="remote", sha256=hash_key("k-remote"))]
 
-    gateway.auth.loader = loader
-    (first,) = asyncio.run(call(app, (CHAT, body(), "k-remote")))
-    assert first.status_code == 200
-    assert calls == [1]
-    gateway.auth._loaded_at = 1.0  # long ago: the next request refreshes, and the refresh fails
-    (second,) = asyncio.run(call(app, (CHAT, body(), "k-remote")))
-    assert second.status_code == 200
-    assert len(calls) == 2
+    async def scenario() -> None:
+        auth = Auth(KeyRing(), require=True, loader=loader)
+        assert calls == []  # lazily: nothing read before the first request
+        record = await auth.authenticate("Bearer k-remote")
+        assert (record.name if record else None, calls) == ("remote", [1])
+        auth._loaded_at -= KEYS_REFRESH_S  # the refresh is due, and it fails
+        record = await auth.authenticate("Bearer k-remote")
+        assert (record.name if record else None, len(calls)) == ("remote", 2)
+
+    asyncio.run(scenario())
+    assert "router keys could not be loaded: SSM unreachable" in caplog.text
 
 
 def test_keys_create_prints_the_key_once_and_stores_its_hash(tmp_path: Path, capsys) -> None:

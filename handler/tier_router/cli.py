@@ -2,19 +2,21 @@
 
 Subcommands import what they need lazily: `check` and `explain` run in CI and in editors
 and should not pay for the HTTP stack.
+
+The CLI reads no environment itself: `Settings.from_env()` does, and flags replace fields
+of the result (`tier_router.serve` for `serve`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tier_router.settings import default_rules_path
+from tier_router.settings import Settings, configured_store_url, default_rules_path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -183,18 +185,18 @@ def run_status(args: argparse.Namespace) -> int:
     import asyncio
 
     from tier_router.admission import SpendControls
+    from tier_router.errors import StoreError
     from tier_router.gateway import breaker_health
-    from tier_router.settings import DEFAULT_STORE
-    from tier_router.store.base import StoreError
     from tier_router.store.factory import open_store
 
     rules = load_or_report(args.rules)
     if rules is None:
         return 1
-    store_url = args.store or os.environ.get("TIER_ROUTER_STORE") or DEFAULT_STORE
+    settings = Settings.from_env()
+    store_url = args.store or settings.store_url
 
     async def read() -> dict[str, Any]:
-        store = open_store(store_url)
+        store = open_store(store_url, settings=settings)
         try:
             data = await SpendControls(store, rules).status()
             health = breaker_health(store, rules)
@@ -240,52 +242,19 @@ def render_status(data: dict[str, Any]) -> str:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import logging
-    import os
+    from tier_router.serve import serve, serve_settings
 
-    import uvicorn
-
-    rules_path = args.rules or default_rules_path()
-    if load_or_report(rules_path) is None:  # fail before binding the port, with every problem listed
+    settings = serve_settings(args.rules, args.store)
+    if load_or_report(settings.rules_path) is None:  # fail before binding the port, listing every problem
         return 1
-    loopback = args.host in ("127.0.0.1", "localhost", "::1")
-    has_keys = any(
-        os.environ.get(v) for v in ("TIER_ROUTER_API_KEYS", "TIER_ROUTER_KEYS_FILE", "TIER_ROUTER_KEYS_SSM")
-    )
-    if not has_keys and not loopback and not args.insecure_no_auth:
-        print(
-            f"refusing to serve on {args.host} without router keys: create one with"
-            " `tier-router keys create NAME` and set TIER_ROUTER_KEYS_FILE, or pass --insecure-no-auth",
-            file=sys.stderr,
-        )
-        return 2
-    if not has_keys:
-        print(
-            f"WARNING: no router keys configured; anyone who can reach {args.host}:{args.port} may use your"
-            " provider keys. Fine for local experiments; create keys with `tier-router keys create NAME`.",
-            file=sys.stderr,
-        )
-    os.environ["TIER_ROUTER_RULES"] = str(rules_path)
-    os.environ.setdefault("TIER_ROUTER_BACKGROUND_SETTLE", "1")
-    if args.store:
-        os.environ["TIER_ROUTER_STORE"] = args.store
-    logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
-    uvicorn.run(
-        "tier_router.asgi:app",
+    return serve(
+        settings,
         host=args.host,
         port=args.port,
         workers=args.workers,
-        http="httptools",
-        loop="uvloop" if sys.platform != "win32" else "asyncio",
-        lifespan="off",
-        access_log=False,
         log_level=args.log_level,
-        # Longer than clients' keep-alive expiry (the OpenAI SDK's httpx: 5 s). With uvicorn's
-        # default of 5 s, a client can reuse a connection just as the server closes it.
-        timeout_keep_alive=75,
+        insecure_no_auth=args.insecure_no_auth,
     )
-    return 0
 
 
 def load_or_report(path: Path | None) -> Any:
@@ -351,7 +320,7 @@ def run_explain(args: argparse.Namespace) -> int:
     except UnknownModelError as exc:
         print(exc, file=sys.stderr)
         return 1
-    states = breaker_states(rules, decision, args.store or os.environ.get("TIER_ROUTER_STORE"))
+    states = breaker_states(rules, decision, args.store or configured_store_url())
     if args.json:
         data = decision.as_dict()
         if states is not None:
@@ -369,12 +338,12 @@ def breaker_states(rules: Any, decision: Any, store_url: str | None) -> dict[str
         return None
     import asyncio
 
+    from tier_router.errors import StoreError
     from tier_router.gateway import breaker_health
-    from tier_router.store.base import StoreError
     from tier_router.store.factory import open_store
 
     async def read() -> dict[str, dict[str, str]] | None:
-        store = open_store(store_url)
+        store = open_store(store_url, settings=Settings.from_env())
         try:
             health = breaker_health(store, rules)
             return await health.states(list(decision.candidates)) if health else None

@@ -1,6 +1,6 @@
 """Forwarding: try the decision's candidates in order until one answers.
 
-One candidate loop (`Forwarder._serve`) serves plain and streamed answers alike: for each
+One candidate loop (`Forwarder.serve`) serves plain and streamed answers alike: for each
 candidate the breaker plan offers, it builds the provider's request, sends it, names the
 attempt's outcome, and lets the fallback policy (`fallback.verdict`) say what follows — serve,
 move on to the next candidate, or hand a refusal that is the client's fault back as is.
@@ -168,14 +168,14 @@ class Forwarder:
         self._transports: dict[httpx.URL, httpx.AsyncBaseTransport] = {}
 
     async def complete(self, decision: Decision, body: dict[str, Any]) -> Completion:
-        served = await self._serve(decision, body, PLAIN)
+        served = await self.serve(decision, body, PLAIN)
         data, raw = served.answer
         return Completion(served.route, data, raw, served.attempts, upstream_headers(served.response))
 
     async def open_stream(
         self, decision: Decision, body: dict[str, Any], include_usage: bool
     ) -> OpenedStream:
-        served = await self._serve(decision, body, Streamed(include_usage))
+        served = await self.serve(decision, body, Streamed(include_usage))
         decoder, batches, held, pending = served.answer
         return OpenedStream(
             served.route,
@@ -190,7 +190,7 @@ class Forwarder:
             secret=served.secret,
         )
 
-    async def _serve(self, decision: Decision, body: dict[str, Any], reception: Reception[A]) -> Served[A]:
+    async def serve(self, decision: Decision, body: dict[str, Any], reception: Reception[A]) -> Served[A]:
         """The candidate loop: every candidate the plan offers, until one serves. Raises
         UpstreamClientError (a refusal that is the client's fault) or AllCandidatesFailed."""
         attempts: list[Attempt] = []

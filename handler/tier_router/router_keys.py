@@ -26,6 +26,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tier_router.errors import ConfigError
+
 KEY_PREFIX = "trk-"
 
 
@@ -46,7 +48,7 @@ class KeysFile(BaseModel):
     keys: list[KeyRecord] = Field(default_factory=list)
 
 
-class KeysError(ValueError):
+class KeysError(ConfigError):
     """The keys file is invalid; the message names the source and the problem, never a key."""
 
 

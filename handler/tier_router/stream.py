@@ -121,9 +121,9 @@ class OpenedStream:
         response = self._response
         if response is None:
             return
-        if not response.is_closed:  # not read to its end (a read to the end closes it)
-            if self._closing is None:
-                self._closing = asyncio.get_running_loop().create_task(close_quietly(response))
+        if self._closing is None and not response.is_closed:  # a read to the end closes it
+            self._closing = asyncio.get_running_loop().create_task(close_quietly(response))
+        if self._closing is not None:
             await asyncio.shield(self._closing)
         self._response = None
 

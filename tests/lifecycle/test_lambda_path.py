@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
-import hashlib
 import json
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from tests.support.stack import (
     scripted_upstream,
     sqlite_url,
     store_env,
+    write_keys_file,
 )
 
 pytestmark = pytest.mark.integration
@@ -151,12 +151,6 @@ def upstream() -> Iterator[Upstream]:
         yield fake
 
 
-def keys_file(path: Path) -> Path:
-    digest = hashlib.sha256(ALT_ONLY_KEY.encode()).hexdigest()
-    path.write_text(json.dumps({"keys": [{"name": "alt-only", "sha256": digest, "tiers": ["alt"]}]}))
-    return path
-
-
 @dataclass
 class Invocation:
     case: Case
@@ -186,7 +180,9 @@ def invoke_all(workdir: Path, upstream: Upstream, store: str) -> Invoked:
             "TIER_ROUTER_RULES": str(rules_path),
             "TIER_ROUTER_STORE": store,
             "TIER_ROUTER_API_KEYS": ROUTER_KEY,
-            "TIER_ROUTER_KEYS_FILE": str(keys_file(workdir / "keys.yaml")),
+            "TIER_ROUTER_KEYS_FILE": str(
+                write_keys_file(workdir / "keys.yaml", {"alt-only": (ALT_ONLY_KEY, {"tiers": ["alt"]})})
+            ),
             "TIER_ROUTER_MAX_BODY_BYTES": str(MAX_BODY),
             "AWS_LAMBDA_FUNCTION_NAME": "tier-router-lifecycle",
             PROVIDER_KEY_ENV: PROVIDER_KEY,

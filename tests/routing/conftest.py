@@ -117,8 +117,8 @@ def holds(make_rules: Callable[..., Rules]) -> Callable[..., bool]:
         if isinstance(request, str):
             request = chat_request(request)
         decision = rules.decide(request, dict(headers or {}))
-        assert decision.rule in ("probe", "default")
-        return decision.rule == "probe"
+        assert decision.rule_name in ("probe", None)
+        return decision.rule_name == "probe"
 
     return check
 

@@ -115,7 +115,7 @@ def test_regexes_over_many_rules_keep_their_own_index(
             request = chat(
                 messages=[{"role": "assistant", "content": f"word{i}"}, {"role": "user", "content": "k"}]
             )
-        assert rules.decide(request).rule == f"r{i}"
+        assert rules.decide(request).label == f"r{i}"
 
 
 def test_regex_sets_are_scanned_lazily(make_rules: Callable[..., Rules], chat: MakeChat) -> None:
@@ -135,10 +135,10 @@ def test_regex_sets_are_scanned_lazily(make_rules: Callable[..., Rules], chat: M
         return match(target, text)
 
     rules.sets.match = counting  # type: ignore[method-assign]
-    assert rules.decide(chat("no tools here: x")).rule == "default"
+    assert rules.decide(chat("no tools here: x")).label == "default"
     assert calls == ["last_user"]  # rule a never scanned (has_tools failed first); b and c share one scan
     calls.clear()
-    assert rules.decide(chat("hi", tools=[TOOL])).rule == "default"
+    assert rules.decide(chat("hi", tools=[TOOL])).label == "default"
     assert calls == ["last_user"]
 
 
@@ -367,7 +367,7 @@ def test_nested_combinators(holds: Holds, chat: MakeChat) -> None:
 
 def _why(make_rules: Callable[..., Rules], when: dict[str, Any], request: Chat, **headers: str) -> str:
     decision = make_rules([{"name": "probe", "tier": "top", "when": when}]).decide(request, headers)
-    assert decision.rule == "probe"
+    assert decision.label == "probe"
     return decision.why
 
 

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tier_router.routing.engine import Decision, Rules, UnknownModelError, fit_context
+from tier_router.errors import RequestError
+from tier_router.routing.engine import Decision, DecisionKind, Rules, UnknownModelError, fit_context
 from tier_router.routing.request import Chat
 from tier_router.routing.tokens import estimate_tokens
 
@@ -30,15 +31,15 @@ def test_first_matching_rule_wins(make_rules: MakeRules, chat: MakeChat) -> None
     first = {"name": "first", "tier": "cheap", "when": {"last_user_matches": "hello"}}
     second = {"name": "second", "tier": "top", "when": {"last_user_chars": {"max": 100}}}
     decision = make_rules([first, second]).decide(chat("hello"))
-    assert (decision.rule, decision.tier, names(decision)) == ("first", "cheap", ["small", "medium"])
+    assert (decision.label, decision.tier, names(decision)) == ("first", "cheap", ["small", "medium"])
     decision = make_rules([second, first]).decide(chat("hello"))
-    assert (decision.rule, decision.tier) == ("second", "top")
+    assert (decision.label, decision.tier) == ("second", "top")
 
 
 def test_default_tier_when_no_rule_matches(make_rules: MakeRules, chat: MakeChat) -> None:
     rules = make_rules([{"name": "never", "tier": "top", "when": {"has_tools": True}}])
     decision = rules.decide(chat("hello"))
-    assert decision.rule == "default"
+    assert decision.label == "default"
     assert decision.tier == "mid"
     assert decision.why == "no rule matched"
     assert names(decision) == ["medium", "large"]
@@ -47,16 +48,16 @@ def test_default_tier_when_no_rule_matches(make_rules: MakeRules, chat: MakeChat
 
 def test_explicit_tier_skips_the_rules(make_rules: MakeRules, chat: MakeChat) -> None:
     rules = make_rules([{"name": "everything", "tier": "cheap", "when": {"last_user_chars": {"min": 0}}}])
-    assert rules.decide(chat("hi")).rule == "everything"
+    assert rules.decide(chat("hi")).label == "everything"
     decision = rules.decide(chat("hi", model="top"))
-    assert (decision.rule, decision.tier, decision.requested_model) == ("explicit", "top", "top")
+    assert (decision.label, decision.tier, decision.requested_model) == ("explicit", "top", "top")
     assert names(decision) == ["large", "medium", "small"]
     assert decision.why == "request named tier 'top'"
 
 
 def test_explicit_model_first_then_rest_of_its_tier(make_rules: MakeRules, chat: MakeChat) -> None:
     decision = make_rules().decide(chat("hi", model="large"))
-    assert (decision.rule, decision.tier) == ("explicit", "mid")  # the first tier listing it
+    assert (decision.label, decision.tier) == ("explicit", "mid")  # the first tier listing it
     assert names(decision) == ["large", "medium"]
     assert decision.why == "request named model 'large'"
 
@@ -64,7 +65,7 @@ def test_explicit_model_first_then_rest_of_its_tier(make_rules: MakeRules, chat:
 def test_explicit_model_without_fallback(make_rules: MakeRules, chat: MakeChat) -> None:
     rules = make_rules(routing={"explicit_model_fallback": False})
     decision = rules.decide(chat("hi", model="large"))
-    assert (decision.rule, decision.tier) == ("explicit", "mid")
+    assert (decision.label, decision.tier) == ("explicit", "mid")
     assert names(decision) == ["large"]
     assert names(rules.decide(chat("hi", model="top"))) == ["large", "medium", "small"]  # tiers unchanged
 
@@ -78,10 +79,10 @@ def test_explicit_model_in_no_tier(make_rules: MakeRules, minimal: dict[str, Any
 
 def test_shipped_explicit_tier_and_model(shipped: Rules, chat: MakeChat) -> None:
     decision = shipped.decide(chat("Prove it step by step", model="premium"))
-    assert (decision.rule, decision.tier) == ("explicit", "premium")
+    assert (decision.label, decision.tier) == ("explicit", "premium")
     assert names(decision) == ["claude-sonnet-4.5", "gpt-4.1", "gemini-2.5-pro"]
     decision = shipped.decide(chat("hi", model="gemini-2.5-flash"))
-    assert (decision.rule, decision.tier) == ("explicit", "standard")
+    assert (decision.label, decision.tier) == ("explicit", "standard")
     assert names(decision) == ["gemini-2.5-flash", "gpt-4.1-mini", "claude-haiku-4.5"]
 
 
@@ -91,12 +92,12 @@ def test_aliases(make_rules: MakeRules, chat: MakeChat) -> None:
         aliases={"gpt-4o": "auto", "gpt-4o-mini": "cheap", "legacy": "large"},
     )
     to_auto = rules.decide(chat("hi", model="gpt-4o"))
-    assert (to_auto.rule, to_auto.tier, to_auto.requested_model) == ("greet", "cheap", "gpt-4o")
-    assert rules.decide(chat("hello there", model="gpt-4o")).rule == "default"
+    assert (to_auto.label, to_auto.tier, to_auto.requested_model) == ("greet", "cheap", "gpt-4o")
+    assert rules.decide(chat("hello there", model="gpt-4o")).label == "default"
     to_tier = rules.decide(chat("hi", model="gpt-4o-mini"))
-    assert (to_tier.rule, to_tier.tier, names(to_tier)) == ("explicit", "cheap", ["small", "medium"])
+    assert (to_tier.label, to_tier.tier, names(to_tier)) == ("explicit", "cheap", ["small", "medium"])
     to_model = rules.decide(chat("hi", model="legacy"))
-    assert (to_model.rule, names(to_model)) == ("explicit", ["large", "medium"])
+    assert (to_model.label, names(to_model)) == ("explicit", ["large", "medium"])
 
 
 def test_unknown_model_lists_valid_names(make_rules: MakeRules, chat: MakeChat) -> None:
@@ -115,6 +116,51 @@ def test_unknown_model_lists_valid_names(make_rules: MakeRules, chat: MakeChat) 
 def test_model_names_are_case_sensitive(shipped: Rules, chat: MakeChat) -> None:
     with pytest.raises(UnknownModelError):
         shipped.decide(chat("hi", model="Premium"))
+
+
+def test_unknown_model_is_a_request_error_and_a_lookup_error(make_rules: MakeRules, chat: MakeChat) -> None:
+    with pytest.raises(UnknownModelError) as info:
+        make_rules().decide(chat("hi", model="nope"))
+    assert isinstance(info.value, RequestError)
+    assert isinstance(info.value, LookupError)
+
+
+# --- how the tier was chosen: typed, whatever the rules are called ------------------------------
+
+
+def test_the_kind_says_how_the_tier_was_chosen(make_rules: MakeRules, chat: MakeChat) -> None:
+    rules = make_rules([{"name": "greet", "tier": "cheap", "when": {"last_user_matches": "^hi$"}}])
+    by_rule, default, named = (
+        rules.decide(chat("hi")),
+        rules.decide(chat("hello")),
+        rules.decide(chat("hi", model="top")),
+    )
+    assert (by_rule.kind, by_rule.rule_name, by_rule.label) == (DecisionKind.AUTO, "greet", "greet")
+    assert (default.kind, default.rule_name, default.label) == (DecisionKind.DEFAULT, None, "default")
+    assert (named.kind, named.rule_name, named.label) == (DecisionKind.EXPLICIT, None, "explicit")
+    assert [d.as_dict()["kind"] for d in (by_rule, default, named)] == ["auto", "default", "explicit"]
+
+
+def test_rules_named_explicit_and_default_are_ordinary_rules(make_rules: MakeRules, chat: MakeChat) -> None:
+    """Before `kind`, a rule called `explicit` looked like a request that named its tier (a
+    tier-restricted key then got 403 on `model: auto`), and one called `default` like no match."""
+    rules = make_rules(
+        [
+            {"name": "explicit", "tier": "cheap", "when": {"last_user_matches": "^a$"}},
+            {"name": "default", "tier": "top", "when": {"last_user_matches": "^b$"}},
+        ]
+    )
+    a, b, neither, named = (
+        rules.decide(chat("a")),
+        rules.decide(chat("b")),
+        rules.decide(chat("c")),
+        rules.decide(chat("a", model="cheap")),
+    )
+    assert (a.kind, a.rule_name, a.tier) == (DecisionKind.AUTO, "explicit", "cheap")
+    assert (b.kind, b.rule_name, b.tier) == (DecisionKind.AUTO, "default", "top")
+    assert (neither.kind, neither.rule_name, neither.tier) == (DecisionKind.DEFAULT, None, "mid")
+    assert (named.kind, named.rule_name, named.tier) == (DecisionKind.EXPLICIT, None, "cheap")
+    assert a.kind is not DecisionKind.EXPLICIT  # what a tier check on the key must ask
 
 
 # --- priority -----------------------------------------------------------------------------------
@@ -159,7 +205,7 @@ def test_priority_sources_are_configurable(make_rules: MakeRules, chat: MakeChat
 
 def test_explicit_requests_still_read_priority(make_rules: MakeRules, chat: MakeChat) -> None:
     decision = make_rules([LOW_RULE]).decide(chat("batch", model="top"), {"x-priority": "high"})
-    assert (decision.rule, decision.priority, decision.priority_source) == ("explicit", "high", "header")
+    assert (decision.label, decision.priority, decision.priority_source) == ("explicit", "high", "header")
     decision = make_rules([LOW_RULE]).decide(chat("batch", model="top"))
     assert (decision.priority, decision.priority_source) == ("normal", "default")  # no rule ran
 
@@ -187,11 +233,11 @@ def test_unicode_text_in_regex_and_length_conditions(make_rules: MakeRules, chat
             {"name": "short", "tier": "mid", "when": {"last_user_chars": {"max": 3}}},
         ]
     )
-    assert rules.decide(chat("これを日本語に翻訳して")).rule == "japanese"
-    assert rules.decide(chat("launch 🚀🚀 now")).rule == "emoji"
-    assert rules.decide(chat("Привет, как дела?")).rule == "cyrillic"
+    assert rules.decide(chat("これを日本語に翻訳して")).label == "japanese"
+    assert rules.decide(chat("launch 🚀🚀 now")).label == "emoji"
+    assert rules.decide(chat("Привет, как дела?")).label == "cyrillic"
     short = rules.decide(chat("你好吗"))
-    assert short.rule == "short"
+    assert short.label == "short"
     assert short.features.last_user_chars == 3
 
 
@@ -203,8 +249,8 @@ def test_token_estimate_differs_for_non_ascii(shipped: Rules, chat: MakeChat) ->
     assert cjk.last_user_tokens == 300
     # 300 CJK characters exceed the shipped short-chat budget (80 tokens); 300 ASCII do too,
     # but 200 ASCII do not while 200 CJK still do
-    assert shipped.decide(chat("a" * 200)).rule == "short-chat"
-    assert shipped.decide(chat("日" * 200)).rule == "default"
+    assert shipped.decide(chat("a" * 200)).label == "short-chat"
+    assert shipped.decide(chat("日" * 200)).label == "default"
 
 
 @pytest.mark.parametrize("content", ["", None, []], ids=["empty-string", "none", "no-parts"])
@@ -220,7 +266,7 @@ def test_empty_messages(make_rules: MakeRules, chat: MakeChat, content: Any) -> 
         ]
     )
     decision = rules.decide(chat(messages=[{"role": "user", "content": content}]))
-    assert decision.rule == "blank"
+    assert decision.label == "blank"
     features = decision.features
     assert (features.last_user_chars, features.last_user_tokens, features.conversation_chars) == (0, 0, 0)
     assert features.conversation_tokens == 4  # the per-message overhead only
@@ -238,7 +284,7 @@ def test_multi_part_content(make_rules: MakeRules, chat: MakeChat) -> None:
         [{"name": "across-parts", "tier": "top", "when": {"last_user_matches": "part\\nsecond"}}]
     )
     decision = rules.decide(chat(messages=[{"role": "user", "content": parts}]))
-    assert decision.rule == "across-parts"  # text parts joined with a newline
+    assert decision.label == "across-parts"  # text parts joined with a newline
     features = decision.features
     assert features.last_user_text == "first part\nsecond part"
     assert features.last_user_chars == len("first part\nsecond part")
@@ -269,7 +315,7 @@ def test_last_user_message_is_the_last_user_message(shipped: Rules, chat: MakeCh
     )
     decision = shipped.decide(request)
     assert decision.features.last_user_text == "thanks!"
-    assert decision.rule == "short-chat"  # not hard-reasoning: the proof was an earlier turn
+    assert decision.label == "short-chat"  # not hard-reasoning: the proof was an earlier turn
 
 
 # --- context window -----------------------------------------------------------------------------
@@ -313,7 +359,7 @@ def test_shipped_chains_skip_small_windows_for_huge_conversations(shipped: Rules
     chain, skipped = fit_context(shipped.tiers["premium"], decision.features)
     assert [r.name for r in chain] == ["gpt-4.1", "gemini-2.5-pro"]
     assert [name for name, _ in skipped] == ["claude-sonnet-4.5"]
-    assert shipped.decide(chat("a" * 900_000)).rule == "long-context"
+    assert shipped.decide(chat("a" * 900_000)).label == "long-context"
 
 
 def test_unknown_context_window_is_never_skipped(make_rules: MakeRules, chat: MakeChat) -> None:
@@ -340,9 +386,9 @@ def test_as_dict_is_json_and_holds_no_prompt_text(shipped: Rules, chat: MakeChat
     secret_system = "internal system prompt PLUGH-1717"
     decision = shipped.decide(chat(secret_user, system=secret_system))
     data = decision.as_dict()
-    assert {"tier", "rule", "chain", "features"} <= set(data)
+    assert {"tier", "kind", "rule", "chain", "features"} <= set(data)
     assert data["tier"] == "budget"
-    assert data["rule"] == "simple-transforms"
+    assert (data["kind"], data["rule"]) == ("auto", "simple-transforms")
     assert [link["model"] for link in data["chain"]] == [
         "deepseek-chat",
         "gemini-2.5-flash-lite",
@@ -356,7 +402,7 @@ def test_as_dict_is_json_and_holds_no_prompt_text(shipped: Rules, chat: MakeChat
 
 
 def test_decide_without_headers(shipped: Rules, chat: MakeChat) -> None:
-    assert shipped.decide(chat("hi")).rule == "short-chat"
+    assert shipped.decide(chat("hi")).label == "short-chat"
     assert shipped.decide(chat("hi"), None).features.headers == {}
 
 

@@ -21,7 +21,7 @@ from tier_router.routing.conditions import RegexSets
 from tier_router.routing.engine import Rules
 from tier_router.routing.loader import load_rules
 from tier_router.routing.request import Chat, parse_chat
-from tier_router.routing.schema import Condition, Pattern
+from tier_router.schema import Condition, Pattern
 
 MakeRules = Callable[..., Rules]
 MakeChat = Callable[..., Chat]
@@ -81,7 +81,7 @@ def test_evil_patterns_on_long_texts(
     rules = make_rules([{"name": "evil", "tier": "top", "when": {field: pattern}}])
     request = chat(text, system=text) if field == "system_matches" else chat(text)
     decision = rules.decide(request)
-    assert decision.rule == ("evil" if expected else "default")
+    assert decision.label == ("evil" if expected else "default")
     assert decision.features.last_user_chars == len(text)
 
 
@@ -94,8 +94,8 @@ def test_many_evil_patterns_in_one_set(make_rules: MakeRules, chat: MakeChat) ->
         ]
     )
     decision = rules.decide(chat(A_BANG))
-    assert decision.rule == f"evil-{EVIL_PATTERNS.index('(.*a){20}')}"
-    assert rules.decide(chat("c" * 100_000 + "!")).rule == "default"
+    assert decision.label == f"evil-{EVIL_PATTERNS.index('(.*a){20}')}"
+    assert rules.decide(chat("c" * 100_000 + "!")).label == "default"
 
 
 @pytest.mark.parametrize("pattern", EVIL_PATTERNS)
@@ -111,9 +111,9 @@ def test_evil_patterns_on_header_metadata_and_user(
         ]
     )
     expected = oracle(pattern, False).search(value) is not None
-    assert rules.decide(chat("hi"), {"x-evil": value}).rule == ("h" if expected else "default")
-    assert rules.decide(chat("hi", metadata={"evil": value})).rule == ("m" if expected else "default")
-    assert rules.decide(chat("hi", user=value)).rule == ("u" if expected else "default")
+    assert rules.decide(chat("hi"), {"x-evil": value}).label == ("h" if expected else "default")
+    assert rules.decide(chat("hi", metadata={"evil": value})).label == ("m" if expected else "default")
+    assert rules.decide(chat("hi", user=value)).label == ("u" if expected else "default")
 
 
 # text → the shipped rule it must get (the same text, cut to 50K characters, is also the system
@@ -136,7 +136,7 @@ HOSTILE_TEXTS = {
 def test_shipped_rules_on_hostile_texts(shipped: Rules, chat: MakeChat, name: str) -> None:
     text, expected_rule = HOSTILE_TEXTS[name]
     decision = shipped.decide(chat(text, system=text[:50_000]))
-    assert decision.rule == expected_rule
+    assert decision.label == expected_rule
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_TEXTS))
@@ -164,7 +164,7 @@ def test_many_messages_and_parts(shipped: Rules, chat: MakeChat) -> None:
     ]
     decision = shipped.decide(chat(messages=messages))
     assert decision.features.message_count == 5_000
-    assert decision.rule == "default"
+    assert decision.label == "default"
 
 
 def test_deeply_nested_condition(make_rules: MakeRules, chat: MakeChat) -> None:
@@ -172,8 +172,8 @@ def test_deeply_nested_condition(make_rules: MakeRules, chat: MakeChat) -> None:
     for _ in range(60):
         when = {"not": {"not": when}}
     rules = make_rules([{"name": "deep", "tier": "top", "when": when}])
-    assert rules.decide(chat("deep")).rule == "deep"
-    assert rules.decide(chat("shallow")).rule == "default"
+    assert rules.decide(chat("deep")).label == "deep"
+    assert rules.decide(chat("shallow")).label == "default"
 
 
 def test_huge_max_tokens(shipped: Rules, chat: MakeChat) -> None:
@@ -200,7 +200,7 @@ def test_lone_surrogate_is_rejected_or_routed(make_rules: MakeRules) -> None:
         request = parse_chat(body)
     except ValidationError:
         return
-    assert rules.decide(request).rule == "default"
+    assert rules.decide(request).label == "default"
 
 
 # --- property: the RE2 set agrees with each pattern on its own ------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import httpx
@@ -40,7 +41,10 @@ async def test_router_and_provider_keys_come_from_ssm(
     moto.put_parameter(f"{prefix}providers/UP_KEY", "sk-upstream-secret-1")
     monkeypatch.setenv("TIER_ROUTER_SECRETS_SSM_PREFIX", f"{prefix}providers/")
     monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", moto.endpoint)
-    settings = Settings(rules_path=None, keys_ssm=keys_param, require_auth=True)  # type: ignore[arg-type]
+    # What the Lambda has: everything from the environment (old and new call shapes agree).
+    settings = dataclasses.replace(
+        Settings.from_env(), store_url="memory://", keys_ssm=keys_param, require_auth=True
+    )
     app = create_app(settings, rules=parse_rules(RULES))
 
     with respx.mock(assert_all_mocked=False) as mock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -87,6 +88,42 @@ class Observing(Wrapped):
         for name, value in (new or {}).items():
             self.peak[key, name] = max(self.peak.get((key, name), value), value)
         return new
+
+
+class Watched(Wrapped):
+    """Lets a test wait for writes made in the background (a settle that outlived its
+    cancelled caller): `await store.until(key, {"committed": 0})`."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.latest: dict[str, dict[str, int]] = {}  # what each item's last add returned
+        self._added = asyncio.Condition()
+
+    async def add(
+        self,
+        key: str,
+        deltas: Mapping[str, int],
+        *,
+        expires_at: float | None = None,
+        limits: Mapping[str, int] | None = None,
+    ) -> dict[str, int] | None:
+        new = await super().add(key, deltas, expires_at=expires_at, limits=limits)
+        if new is not None:
+            async with self._added:
+                self.latest[key] = new
+                self._added.notify_all()
+        return new
+
+    async def until(self, key: str, fields: Mapping[str, int], timeout_s: float = 5.0) -> None:
+        """Return once an add on `key` has left these field values (fail after `timeout_s`)."""
+
+        def reached() -> bool:
+            latest = self.latest.get(key, {})
+            return all(latest.get(name) == value for name, value in fields.items())
+
+        with anyio.fail_after(timeout_s):
+            async with self._added:
+                await self._added.wait_for(reached)
 
 
 class Slow(Wrapped):

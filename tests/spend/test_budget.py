@@ -11,14 +11,13 @@ from typing import Any
 
 import anyio
 import pytest
-from tier_router.routing.schema import Price, Priority
+from tier_router.schema import BudgetConfig, PacingConfig, Price, Priority
 from tier_router.spend.budget import BudgetGuard, CapReached, Reservation
-from tier_router.spend.config import BudgetConfig, PacingConfig
 from tier_router.store.base import Store, StoreUnavailable
 from tier_router.store.memory import MemoryStore
 from tier_router.store.sqlite import SQLiteStore
 
-from tests.spend.helpers import Failing, Observing, Slow, at
+from tests.spend.helpers import Failing, Observing, Slow, Watched, at
 from tests.store.support import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -33,8 +32,18 @@ def key_item(key: str) -> str:
     return f"budget:{DAY}:key:{key}"
 
 
+THREE_TIERS = {"premium": "standard", "standard": "budget"}
+
+
+def budgets(**config: Any) -> BudgetConfig:
+    """A `budgets:` section as a rules file with premium > standard > budget tiers gets it
+    (a section alone has no tiers to derive the downgrade map from)."""
+    config.setdefault("pacing", PacingConfig(downgrade=THREE_TIERS))
+    return BudgetConfig(**config)
+
+
 def make(store: Store, clock: FakeClock, **config: Any) -> BudgetGuard:
-    return BudgetGuard(store, BudgetConfig(**config), clock=clock)
+    return BudgetGuard(store, budgets(**config), clock=clock)
 
 
 async def spend(guard: BudgetGuard, micro: int, key: str | None = None) -> None:
@@ -126,12 +135,12 @@ async def test_the_most_ahead_scope_explains(clock: FakeClock) -> None:
 
 async def test_pacing_reads_nothing_when_it_cannot_matter(clock: FakeClock) -> None:
     observed = Observing(MemoryStore(clock=clock))
-    guard = BudgetGuard(observed, BudgetConfig(daily_usd=24.0), clock=clock)
+    guard = BudgetGuard(observed, budgets(daily_usd=24.0), clock=clock)
     assert (await guard.pace("premium", "high", "k")).tier == "premium"
     assert (await guard.pace("budget", "low", "k")).tier == "budget"  # bottom of the map
     assert (await guard.pace(None, "low", "k")).tier is None  # explicit model, no tier
     assert observed.calls == {}
-    no_budget = BudgetGuard(observed, BudgetConfig(), clock=clock)
+    no_budget = BudgetGuard(observed, budgets(), clock=clock)
     assert (await no_budget.pace("premium", "low", "k")).tier == "premium"
     assert observed.calls == {}
 
@@ -140,7 +149,7 @@ async def test_pacing_cache_is_short_and_shared(clock: FakeClock) -> None:
     clock.now = NOON
     inner = MemoryStore(clock=clock)
     observed = Observing(inner)
-    guard = BudgetGuard(observed, BudgetConfig(daily_usd=24.0), clock=clock)
+    guard = BudgetGuard(observed, budgets(daily_usd=24.0), clock=clock)
     results = await asyncio.gather(*(guard.pace("premium", "low", None) for _ in range(20)))
     assert {r.tier for r in results} == {"premium"}
     assert observed.calls["get_many"] == 1  # 20 concurrent callers, one read
@@ -168,12 +177,15 @@ async def test_pacing_config_and_known_tiers(clock: FakeClock) -> None:
     clock.now = NOON
     store = MemoryStore(clock=clock)
     await store.add(GLOBAL, {"spent": 20 * USD})
-    off = BudgetGuard(store, BudgetConfig(daily_usd=24.0, pacing=PacingConfig(enabled=False)), clock=clock)
+    off = BudgetGuard(store, budgets(daily_usd=24.0, pacing=PacingConfig(enabled=False)), clock=clock)
     assert not (await off.pace("premium", "low", None)).downgraded
-    custom = BudgetConfig(daily_usd=24.0, pacing=PacingConfig(downgrade={"gold": "silver"}, slack=0.5))
+    custom = budgets(daily_usd=24.0, pacing=PacingConfig(downgrade={"gold": "silver"}, slack=0.5))
     assert (await BudgetGuard(store, custom, clock=clock).pace("gold", "low", None)).tier == "silver"
-    partial = BudgetGuard(store, BudgetConfig(daily_usd=24.0), clock=clock, tiers={"premium", "standard"})
+    partial = BudgetGuard(store, budgets(daily_usd=24.0), clock=clock, tiers={"premium", "standard"})
     assert partial.downgrade == {"premium": "standard"}  # standard → budget names an unknown tier
+    unmapped = BudgetGuard(store, BudgetConfig(daily_usd=24.0), clock=clock)  # no tiers to derive from
+    assert unmapped.downgrade == {}
+    assert not (await unmapped.pace("premium", "low", None)).downgraded
 
 
 # --- the hard cap -----------------------------------------------------------------------
@@ -218,7 +230,7 @@ async def test_per_key_caps(store: Store, clock: FakeClock) -> None:
 
 async def test_key_refusal_spares_the_global_item(clock: FakeClock) -> None:
     observed = Observing(MemoryStore(clock=clock))
-    guard = BudgetGuard(observed, BudgetConfig(daily_usd=100.0, per_key_daily_usd=1.0), clock=clock)
+    guard = BudgetGuard(observed, budgets(daily_usd=100.0, per_key_daily_usd=1.0), clock=clock)
     assert isinstance(await guard.reserve("k", 2 * USD), CapReached)
     assert observed.calls == {"add": 1}
 
@@ -272,12 +284,12 @@ async def test_settle_exactly_once_and_its_variants(store: Store, clock: FakeClo
 
 async def test_free_and_uncapped_requests_write_nothing(clock: FakeClock) -> None:
     observed = Observing(MemoryStore(clock=clock))
-    capped = BudgetGuard(observed, BudgetConfig(daily_usd=1.0), clock=clock)
+    capped = BudgetGuard(observed, budgets(daily_usd=1.0), clock=clock)
     free = await capped.reserve("k", 0)
     assert isinstance(free, Reservation)
     assert free.items == ()
     await capped.settle(free, 0)
-    uncapped = BudgetGuard(observed, BudgetConfig(), clock=clock)
+    uncapped = BudgetGuard(observed, budgets(), clock=clock)
     held = await uncapped.reserve("k", 5 * USD)
     assert isinstance(held, Reservation)
     assert held.items == ()
@@ -307,7 +319,7 @@ async def test_estimate_takes_the_worst_candidate() -> None:
     cheap = Route(Price(input=0.1, output=0.4), 8000)
     dear = Route(Price(input=3.0, output=15.0), 64_000)
     unbounded = Route(Price(input=1.0, output=2.0), None)
-    guard = BudgetGuard(MemoryStore(), BudgetConfig(reservation_margin=1.5, default_max_output_tokens=4096))
+    guard = BudgetGuard(MemoryStore(), budgets(reservation_margin=1.5, default_max_output_tokens=4096))
     # input 1000 → 1500 reserved; output bounded by max_tokens (500) below max_output
     assert guard.estimate([cheap, dear], 1000, 500) == 1500 * 3 + 500 * 15
     # no max_tokens: the model's max_output bounds it
@@ -322,32 +334,31 @@ async def test_estimate_takes_the_worst_candidate() -> None:
 
 async def test_cancelled_reserve_releases_its_reservation(clock: FakeClock) -> None:
     clock.now = NOON
-    inner = MemoryStore(clock=clock)
-    guard = BudgetGuard(Slow(inner, 0.05), BudgetConfig(daily_usd=1.0, per_key_daily_usd=1.0), clock=clock)
+    inner = Watched(MemoryStore(clock=clock))
+    guard = BudgetGuard(Slow(inner, 0.05), budgets(daily_usd=1.0, per_key_daily_usd=1.0), clock=clock)
     with anyio.move_on_after(0.07):  # after the key add, during the global add
         await guard.reserve("k", 300_000)
         pytest.fail("reserve should have been cancelled")
-    await guard.drain()
-    assert (await inner.get(GLOBAL) or {}).get("committed") == 0
-    assert (await inner.get(key_item("k")) or {}).get("committed") == 0
+    await inner.until(GLOBAL, {"committed": 0})  # the global add finished, then was released
+    assert (await inner.get(key_item("k")) or {}).get("committed") == 0  # (released first)
 
 
 async def test_cancelled_settle_still_writes(clock: FakeClock) -> None:
     clock.now = NOON
-    inner = MemoryStore(clock=clock)
-    guard = BudgetGuard(Slow(inner, 0.05), BudgetConfig(daily_usd=1.0), clock=clock)
+    inner = Watched(MemoryStore(clock=clock))
+    guard = BudgetGuard(Slow(inner, 0.05), budgets(daily_usd=1.0), clock=clock)
     held = await guard.reserve(None, 300_000)
     assert isinstance(held, Reservation)
     with anyio.move_on_after(0.01):
         await guard.settle(held, 100_000)
-    await guard.drain()
-    assert await inner.get(GLOBAL) == {"committed": 100_000, "spent": 100_000}
+    assert await inner.get(GLOBAL) == {"committed": 300_000}  # the caller is gone, the write is not
+    await inner.until(GLOBAL, {"committed": 100_000, "spent": 100_000})
 
 
 async def test_store_down_fails_open_by_default(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     clock.now = NOON
     broken = Failing(MemoryStore(clock=clock))
-    guard = BudgetGuard(broken, BudgetConfig(daily_usd=1.0), clock=clock)
+    guard = BudgetGuard(broken, budgets(daily_usd=1.0), clock=clock)
     with caplog.at_level(logging.WARNING, "tier_router.spend.budget"):
         held = await guard.reserve("k", 2 * USD)  # over the cap, but we cannot tell
         assert isinstance(held, Reservation)
@@ -361,7 +372,7 @@ async def test_store_down_fails_open_by_default(clock: FakeClock, caplog: pytest
 
 async def test_store_down_can_reject(clock: FakeClock) -> None:
     broken = Failing(MemoryStore(clock=clock))
-    guard = BudgetGuard(broken, BudgetConfig(daily_usd=1.0, on_store_error="reject"), clock=clock)
+    guard = BudgetGuard(broken, budgets(daily_usd=1.0, on_store_error="reject"), clock=clock)
     with pytest.raises(StoreUnavailable):
         await guard.reserve("k", 1)
 
@@ -371,7 +382,7 @@ async def test_store_fails_between_the_two_adds(clock: FakeClock, mode: str) -> 
     clock.now = NOON
     inner = MemoryStore(clock=clock)
     flaky = Failing(inner, down=False, fail_adds={2})
-    config = BudgetConfig(daily_usd=1.0, per_key_daily_usd=1.0, on_store_error=mode)  # type: ignore[arg-type]
+    config = budgets(daily_usd=1.0, per_key_daily_usd=1.0, on_store_error=mode)  # type: ignore[arg-type]
     guard = BudgetGuard(flaky, config, clock=clock)
     if mode == "reject":
         with pytest.raises(StoreUnavailable):
@@ -442,9 +453,7 @@ async def run_load(
     async with anyio.create_task_group() as tg:
         for i, (delay, actual) in enumerate(plans):
             tg.start_soon(one, i, delay, actual)
-    for guard in guards:
-        await guard.drain()
-    return admitted, refused
+    return admitted, refused  # every settle was awaited (none was cancelled): all are written
 
 
 @pytest.mark.parametrize(
@@ -461,7 +470,7 @@ async def test_concurrent_requests_never_exceed_the_cap(
     clock.now = NOON
     cap = 50 * WORST  # room for 50 worst-case requests
     observed = Observing(store)
-    guard = BudgetGuard(observed, BudgetConfig(**config), clock=clock)
+    guard = BudgetGuard(observed, budgets(**config), clock=clock)
     admitted, refused = await run_load([guard], "load", (WORST // 2, WORST))
     actual = sum(a for _, a in admitted)
     final = await store.get(item) or {}
@@ -483,7 +492,7 @@ async def test_overrun_is_bounded_by_under_reservation(store: Store, clock: Fake
     exceeded, but only by the sum of those excesses — the documented bound."""
     clock.now = NOON
     cap = 50 * WORST
-    guard = BudgetGuard(store, BudgetConfig(daily_usd=50.0), clock=clock)
+    guard = BudgetGuard(store, budgets(daily_usd=50.0), clock=clock)
     admitted, _ = await run_load([guard], None, (WORST // 2, WORST * 6 // 5), seed=11)
     final = await store.get(GLOBAL) or {}
     excess = sum(max(0, a - r) for r, a in admitted)
@@ -496,7 +505,7 @@ async def test_two_processes_share_one_sqlite_cap(tmp_path: Path, clock: FakeClo
     clock.now = NOON
     stores = [SQLiteStore(tmp_path / "shared.db", clock=clock) for _ in range(2)]
     observed = [Observing(s) for s in stores]
-    guards = [BudgetGuard(o, BudgetConfig(daily_usd=50.0), clock=clock) for o in observed]
+    guards = [BudgetGuard(o, budgets(daily_usd=50.0), clock=clock) for o in observed]
     try:
         admitted, _ = await run_load(guards, None, (WORST // 2, WORST))
         final = await stores[0].get(GLOBAL) or {}

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tier_router.routing.schema import Price
+from tier_router.schema import Price
 from tier_router.spend.pricing import cost_micro_usd, usd, worst_case_micro_usd
 
 DEEPSEEK = Price(input=0.28, cached_input=0.028, output=0.42)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from tier_router.spend.config import KeyRateLimit, RateLimitConfig
+from tier_router.schema import KeyRateLimit, RateLimitConfig
 from tier_router.spend.ratelimit import Allowed, Limited, RateLimiter, format_reset
 from tier_router.store.base import Store
 from tier_router.store.memory import MemoryStore
@@ -152,19 +152,6 @@ async def test_store_down_allows(clock: FakeClock, caplog: pytest.LogCaptureFixt
             assert isinstance(verdict, Allowed)
             assert verdict.headers == {}
     assert sum("rate-limit store failed" in r.message for r in caplog.records) == 1
-
-
-async def test_reconcile_replaces_the_estimate(store: Store, clock: FakeClock) -> None:
-    clock.now = T0
-    limiter = RateLimiter(store, RateLimitConfig(tpm=1000), clock=clock)
-    first = await limiter.check("k", 900)  # estimate with max_tokens
-    assert isinstance(first, Allowed)
-    assert isinstance(await limiter.check("k", 200), Limited)
-    await limiter.reconcile(first, 150)  # the response used far less
-    second = await limiter.check("k", 200)
-    assert isinstance(second, Allowed)
-    assert second.headers["x-ratelimit-remaining-tokens"] == "650"
-    await limiter.reconcile(Allowed(), 5)  # nothing counted: nothing to do
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ that uses it, and the store URLs (SQLite in tmp, DynamoDB on a moto server)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,10 +58,17 @@ def sqlite_url(directory: Path) -> str:
     return f"sqlite:///{directory.resolve() / 'state.db'}"  # an absolute path: four slashes
 
 
-def dynamodb_url(moto: MotoServer) -> str:
-    table = f"lifecycle-{uuid.uuid4().hex[:10]}"
-    moto.create_table(table)
-    return f"dynamodb://{table}?endpoint={moto.endpoint}&region=us-east-1"
+def dynamodb_url(moto: MotoServer, table: str | None = None, endpoint: str | None = None) -> str:
+    """A store URL for `table` (created now when not given) reached at `endpoint` (default:
+    the moto server itself; e.g. a `SlowProxy` in front of it)."""
+    if table is None:
+        table = f"lifecycle-{uuid.uuid4().hex[:10]}"
+        moto.create_table(table)
+    return f"dynamodb://{table}?endpoint={endpoint or moto.endpoint}&region=us-east-1"
+
+
+def table_of(store_url: str) -> str:
+    return store_url.removeprefix("dynamodb://").split("?", 1)[0]
 
 
 def store_env(store_url: str) -> dict[str, str]:
@@ -74,3 +83,14 @@ def moto_server() -> Iterator[MotoServer]:
         yield server
     finally:
         server.stop()
+
+
+def write_keys_file(path: Path, keys: dict[str, tuple[str, dict[str, Any]]]) -> Path:
+    """A router keys file (`tier-router keys create` format): name -> (secret, extra fields
+    such as tiers/daily_usd/rpm). Only the SHA-256 of each secret is written."""
+    records = [
+        {"name": name, "sha256": hashlib.sha256(secret.encode()).hexdigest(), **extra}
+        for name, (secret, extra) in keys.items()
+    ]
+    path.write_text(json.dumps({"keys": records}))
+    return path

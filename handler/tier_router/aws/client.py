@@ -30,7 +30,7 @@ import enum
 import json
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -94,35 +94,18 @@ class Outcome(enum.Enum):
     BAD_RESPONSE = "bad response"  # HTTP 200 without a JSON object
 
 
-class Failure:
+class Failure(NamedTuple):
     """The facts of one failed call. `message` is already redacted; `body` is the parsed error
-    body of a failed condition (DynamoDB returns the old item there), else {}."""
+    body of a failed condition (DynamoDB returns the old item there)."""
 
-    __slots__ = ("attempts", "body", "code", "message", "op", "outcome", "status", "subject")
-
-    def __init__(
-        self,
-        outcome: Outcome,
-        op: str,
-        *,
-        subject: str = "",
-        code: str = "",
-        status: int = 0,
-        message: str = "",
-        attempts: int = 1,
-        body: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.outcome = outcome
-        self.op = op
-        self.subject = subject
-        self.code = code
-        self.status = status
-        self.message = message
-        self.attempts = attempts
-        self.body = dict(body or {})
-
-    def __repr__(self) -> str:
-        return f"Failure({self.outcome.name}, {self.op}, {self.detail()!r})"
+    outcome: Outcome
+    op: str
+    subject: str = ""
+    code: str = ""
+    status: int = 0  # 0: no HTTP answer (a transport error; `code` is its class name)
+    message: str = ""
+    attempts: int = 1
+    body: Mapping[str, Any] | None = None
 
     def detail(self) -> str:
         """What the wire said: `HTTP 400 Code: message`, or `ConnectError: ...`."""
@@ -202,11 +185,10 @@ class AWSClient:
             if response.status_code >= 500:
                 if idempotent:
                     continue
-                last.outcome = Outcome.UNKNOWN
+                last = last._replace(outcome=Outcome.UNKNOWN)
             raise self._failure(last)
         assert last is not None
-        last.outcome, last.attempts = Outcome.GAVE_UP, self.max_attempts
-        raise self._failure(last)
+        raise self._failure(last._replace(outcome=Outcome.GAVE_UP, attempts=self.max_attempts))
 
     async def backoff(self, attempt: int) -> None:
         """Sleep before retry `attempt + 1`: exponential backoff with full jitter, at most 1 s."""
@@ -268,12 +250,5 @@ def _failure_of(response: httpx.Response, op: str, subject: str, credentials: Cr
         outcome = Outcome.AUTH
     else:
         outcome = Outcome.REJECTED  # or, when retried to the end, GAVE_UP (set by the caller)
-    return Failure(
-        outcome,
-        op,
-        subject=subject,
-        code=code,
-        status=response.status_code,
-        message=_scrub(message, credentials),
-        body=data if outcome is Outcome.CONDITION_FAILED else None,
-    )
+    body = data if outcome is Outcome.CONDITION_FAILED else None
+    return Failure(outcome, op, subject, code, response.status_code, _scrub(message, credentials), 1, body)

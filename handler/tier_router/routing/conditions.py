@@ -12,12 +12,14 @@ Each predicate can also say *why* it held (`why`), used for explain output only.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import re2
 
+from tier_router.errors import ConfigError
 from tier_router.routing.features import Features
-from tier_router.routing.schema import Condition, Pattern, Range, ValueTest
+from tier_router.schema import Condition, Pattern, ValueTest
 
 Target = Literal["last_user", "system", "any_text"]
 TARGET_OF_FIELD: dict[str, Target] = {
@@ -38,7 +40,7 @@ SET_MAX_MEM = 64 << 20
 """RE2's DFA memory per set. Generous: a Set whose DFA runs out of memory reports no match."""
 
 
-class RegexError(ValueError):
+class RegexError(ConfigError):
     """A pattern RE2 cannot compile; `where` is the field path, the loader adds file and rule."""
 
     def __init__(self, message: str, where: str = "") -> None:
@@ -141,42 +143,42 @@ class Predicate:
         raise NotImplementedError
 
 
-class AllOf(Predicate):
+class Group(Predicate):
+    """All (`AllOf`) or any (`AnyOf`) of other predicates."""
+
     __slots__ = ("children",)
+    every: ClassVar[bool]
 
     def __init__(self, children: tuple[Predicate, ...]) -> None:
         self.children = children
 
     def test(self, ctx: Context) -> bool:
-        return all(child.test(ctx) for child in self.children)
+        tests = (child.test(ctx) for child in self.children)
+        return all(tests) if self.every else any(tests)
 
     def why(self, ctx: Context) -> Iterator[str]:
+        """All: every child's reasons. Any: the reasons of the first child that holds."""
         for child in self.children:
-            yield from child.why(ctx)
-
-
-class AnyOf(Predicate):
-    __slots__ = ("children",)
-
-    def __init__(self, children: tuple[Predicate, ...]) -> None:
-        self.children = children
-
-    def test(self, ctx: Context) -> bool:
-        return any(child.test(ctx) for child in self.children)
-
-    def why(self, ctx: Context) -> Iterator[str]:
-        for child in self.children:
-            if child.test(ctx):
+            if self.every or child.test(ctx):
                 yield from child.why(ctx)
-                return
+                if not self.every:
+                    return
 
 
+class AllOf(Group):
+    __slots__ = ()
+    every = True
+
+
+class AnyOf(Group):
+    __slots__ = ()
+    every = False
+
+
+@dataclass(frozen=True, slots=True)
 class Not(Predicate):
-    __slots__ = ("child", "label")
-
-    def __init__(self, child: Predicate, label: str) -> None:
-        self.child = child
-        self.label = label
+    child: Predicate
+    label: str
 
     def test(self, ctx: Context) -> bool:
         return not self.child.test(ctx)
@@ -185,13 +187,11 @@ class Not(Predicate):
         yield f"not ({self.label})"
 
 
+@dataclass(frozen=True, slots=True)
 class RegexTest(Predicate):
-    __slots__ = ("field", "index", "target")
-
-    def __init__(self, field: str, target: Target, index: int) -> None:
-        self.field = field
-        self.target = target
-        self.index = index
+    field: str
+    target: Target
+    index: int  # in the target's regex set
 
     def test(self, ctx: Context) -> bool:
         return self.index in ctx.hits(self.target)
@@ -200,13 +200,11 @@ class RegexTest(Predicate):
         yield f"{self.field} /{ctx.sets.pattern(self.target, self.index)}/"
 
 
+@dataclass(frozen=True, slots=True)
 class RangeTest(Predicate):
-    __slots__ = ("field", "high", "low")
-
-    def __init__(self, field: str, bounds: Range) -> None:
-        self.field = field
-        self.low = bounds.min
-        self.high = bounds.max
+    field: str
+    low: int | None
+    high: int | None
 
     def test(self, ctx: Context) -> bool:
         value = getattr(ctx.features, self.field)
@@ -222,12 +220,10 @@ class RangeTest(Predicate):
         yield f"{self.field}={getattr(ctx.features, self.field)} ({', '.join(b for b in bounds if b)})"
 
 
+@dataclass(frozen=True, slots=True)
 class FlagTest(Predicate):
-    __slots__ = ("expected", "field")
-
-    def __init__(self, field: str, expected: bool) -> None:
-        self.field = field
-        self.expected = expected
+    field: str
+    expected: bool
 
     def test(self, ctx: Context) -> bool:
         return getattr(ctx.features, self.field) is self.expected
@@ -289,7 +285,7 @@ def compile_condition(condition: Condition, sets: RegexSets, where: str = "when"
                 exc.where = f"{where}.{name}"
             raise
     # Deterministic and cheap-first: flags and numbers before regexes, in schema order.
-    parts.sort(key=lambda p: (isinstance(p, RegexTest | AllOf | AnyOf | Not), FIELD_ORDER.get(label(p), 99)))
+    parts.sort(key=lambda p: (isinstance(p, RegexTest | Group | Not), FIELD_ORDER.get(label(p), 99)))
     return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
 
 
@@ -305,7 +301,7 @@ def compile_field(condition: Condition, field: str, sets: RegexSets, where: str)
         target = TARGET_OF_FIELD[field]
         return RegexTest(field, target, sets.add(target, value))
     if field in RANGE_FIELDS:
-        return RangeTest(field, value)
+        return RangeTest(field, value.min, value.max)
     if field in FLAG_FIELDS:
         return FlagTest(field, value)
     try:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from tier_router.errors import RequestError
 from tier_router.routing.conditions import Context, Predicate, RegexSets
 from tier_router.routing.features import Features, measure
 from tier_router.routing.request import Chat
-from tier_router.routing.schema import PRIORITIES, Price, Priority, Provider, RulesFile
+from tier_router.schema import PRIORITIES, Price, Priority, Provider, RulesFile
 
 AUTO = "auto"
 
@@ -51,12 +53,24 @@ class CompiledRule:
     priority: Priority | None
 
 
+class DecisionKind(StrEnum):
+    """How the tier was chosen."""
+
+    AUTO = "auto"
+    """`model: auto` (or an alias of it) and a rule matched: `Decision.rule_name` names it."""
+    DEFAULT = "default"
+    """`model: auto` and no rule matched: the rules file's `default_tier`."""
+    EXPLICIT = "explicit"
+    """The request named a tier or a model (or an alias of one)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     requested_model: str
     tier: str | None
-    rule: str
-    """The matching rule's name, or "default" (no rule matched) or "explicit" (tier/model named)."""
+    kind: DecisionKind
+    rule_name: str | None
+    """The matching rule's name when `kind` is AUTO, else None."""
     why: str
     candidates: tuple[ModelRoute, ...]
     priority: Priority
@@ -65,21 +79,30 @@ class Decision:
     skipped: tuple[tuple[str, str], ...] = field(default=())
     """Candidates dropped before forwarding, with the reason (e.g. context window too small)."""
 
+    @property
+    def label(self) -> str:
+        """For people (logs, headers, the ledger's per-rule totals, explain): the rule's name,
+        or "default" / "explicit". A rule may itself be called that, so decide nothing by
+        comparing labels: use `kind` and `rule_name`."""
+        return self.rule_name if self.rule_name is not None else self.kind.value
+
+    @property
+    def rule(self) -> str:
+        """TEMPORARY alias of `label` for call sites not yet moved; delete at integration."""
+        return self.label
+
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "requested_model": self.requested_model,
-            "tier": self.tier,
-            "rule": self.rule,
-            "why": self.why,
-            "priority": self.priority,
-            "priority_source": self.priority_source,
-            "chain": [route.as_dict() for route in self.candidates],
-            "skipped": [{"model": name, "reason": reason} for name, reason in self.skipped],
-            "features": self.features.as_dict(),
-        }
+        """What explain shows (no prompt text: features are measurements)."""
+        told = ("requested_model", "tier", "kind", "rule", "why", "priority", "priority_source")
+        data: dict[str, Any] = {name: getattr(self, name) for name in told}
+        data.update(kind=self.kind.value, rule=self.label)
+        data["chain"] = [route.as_dict() for route in self.candidates]
+        data["skipped"] = [{"model": name, "reason": reason} for name, reason in self.skipped]
+        data["features"] = self.features.as_dict()
+        return data
 
 
-class UnknownModelError(LookupError):
+class UnknownModelError(RequestError, LookupError):
     """The request named a model that is neither `auto`, a tier, an alias nor a model."""
 
     def __init__(self, requested: str, valid: list[str]) -> None:
@@ -99,30 +122,26 @@ class Target:
     chain: tuple[ModelRoute, ...]
 
 
+@dataclass(eq=False)
 class Rules:
-    """A loaded, validated and compiled rules file. Immutable; safe to share across requests."""
+    """A loaded, validated and compiled rules file (built by `routing.loader`). Not to be
+    changed once built; safe to share across requests."""
 
-    def __init__(
-        self,
-        spec: RulesFile,
-        source: Path | None,
-        routes: dict[str, ModelRoute],
-        tiers: dict[str, tuple[ModelRoute, ...]],
-        rules: tuple[CompiledRule, ...],
-        sets: RegexSets,
-        targets: dict[str, Target],
-    ) -> None:
-        self.spec = spec
-        self.source = source
-        self.routes = routes
-        self.tiers = tiers
-        self.rules = rules
-        self.sets = sets
-        self.targets = targets
-        self.default_tier = spec.default_tier
-        self.priority_spec = spec.priority
-        self.priority_header = spec.priority.header.lower() if spec.priority.header else None
-        self.valid_names = sorted(targets)
+    spec: RulesFile
+    source: Path | None
+    routes: dict[str, ModelRoute]
+    tiers: dict[str, tuple[ModelRoute, ...]]
+    rules: tuple[CompiledRule, ...]
+    sets: RegexSets
+    targets: dict[str, Target]
+    """Every name a request may use (auto, tiers, models, aliases), resolved once."""
+
+    def __post_init__(self) -> None:
+        self.default_tier = self.spec.default_tier
+        self.priority_spec = self.spec.priority
+        header = self.spec.priority.header
+        self.priority_header = header.lower() if header else None
+        self.valid_names = sorted(self.targets)
 
     def decide(self, request: Chat, headers: Mapping[str, str] | None = None) -> Decision:
         """Route one request. `headers` must have lower-case names (ASGI gives them so)."""
@@ -137,7 +156,8 @@ class Rules:
         return self._finish(
             request.model,
             target.tier,
-            "explicit",
+            DecisionKind.EXPLICIT,
+            None,
             f"request named {what} {request.model!r}",
             target.chain,
             priority,
@@ -159,13 +179,22 @@ class Rules:
                 priority, source = self._priority(features, rule.priority)
                 why = "; ".join(rule.predicate.why(ctx))
                 return self._finish(
-                    requested, rule.tier, rule.name, why, self.tiers[rule.tier], priority, source, features
+                    requested,
+                    rule.tier,
+                    DecisionKind.AUTO,
+                    rule.name,
+                    why,
+                    self.tiers[rule.tier],
+                    priority,
+                    source,
+                    features,
                 )
         priority, source = self._priority(features, None)
         return self._finish(
             requested,
             self.default_tier,
-            "default",
+            DecisionKind.DEFAULT,
+            None,
             "no rule matched",
             self.tiers[self.default_tier],
             priority,
@@ -191,7 +220,8 @@ class Rules:
     def _finish(
         requested: str,
         tier: str | None,
-        rule: str,
+        kind: DecisionKind,
+        rule_name: str | None,
         why: str,
         chain: tuple[ModelRoute, ...],
         priority: Priority,
@@ -202,7 +232,8 @@ class Rules:
         return Decision(
             requested_model=requested,
             tier=tier,
-            rule=rule,
+            kind=kind,
+            rule_name=rule_name,
             why=why,
             candidates=candidates,
             priority=priority,

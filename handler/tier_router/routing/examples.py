@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tier_router.routing.engine import Decision, Rules, UnknownModelError
 from tier_router.routing.loader import Problem, RulesError, pydantic_problem, read_yaml
 from tier_router.routing.request import Chat, parse_chat
-from tier_router.routing.schema import Priority
+from tier_router.schema import Priority
 
 
 class Expect(BaseModel):
@@ -72,7 +72,7 @@ class Outcome:
         name = self.example.name
         if self.decision is None:
             return f"FAIL  {name}: {'; '.join(self.mismatches)}"
-        got = f"{self.decision.tier}/{self.decision.rule}"
+        got = f"{self.decision.tier}/{self.decision.label}"
         if self.ok:
             return f"ok    {name} -> {got}"
         return f"FAIL  {name}: {'; '.join(self.mismatches)} (why: {self.decision.why})"
@@ -100,7 +100,7 @@ def run_example(rules: Rules, example: Example) -> Outcome:
     expect = example.expect
     got = {
         "tier": decision.tier,
-        "rule": decision.rule,
+        "rule": decision.label,
         "priority": decision.priority,
         "model": decision.candidates[0].name,
     }

@@ -18,9 +18,10 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from tier_router.errors import ConfigError
 from tier_router.routing.conditions import RegexError, RegexSets, compile_condition
 from tier_router.routing.engine import AUTO, CompiledRule, ModelRoute, Rules, Target
-from tier_router.routing.schema import RulesFile
+from tier_router.schema import RulesFile
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Problem:
         return f"{self.where}: {self.reason}" if self.where else self.reason
 
 
-class RulesError(ValueError):
+class RulesError(ConfigError):
     """The rules file is invalid. `problems` lists each one; str() is ready to print."""
 
     def __init__(self, path: Path | str, problems: list[Problem], kind: str = "rules file") -> None:

@@ -1,227 +1,30 @@
-"""The rules file, as pydantic models.
+"""TEMPORARY re-export: the rules-file schema moved to `tier_router.schema`. Kept only until
+`replay.py` and `tests/replay` import from there; delete at integration."""
 
-This module only describes the *shape* of `rules/*.yaml`; cross references (a tier naming an
-unknown model, a rule naming an unknown tier) and regex compilation are checked by
-`routing.loader`, which turns every problem into one precise `RulesError`.
+from tier_router.schema import (
+    PRIORITIES,
+    Condition,
+    Model,
+    Pattern,
+    Price,
+    Priority,
+    Provider,
+    Range,
+    Rule,
+    RulesFile,
+    ValueTest,
+)
 
-Every model forbids unknown keys: a typo in a hand-edited YAML file must fail at load,
-not silently disable a condition.
-"""
-
-from __future__ import annotations
-
-from typing import Annotated, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from tier_router.spend.config import BudgetConfig, CacheConfig, RateLimitConfig
-
-Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")]
-PRIORITIES = ("low", "normal", "high")
-Priority = Literal["low", "normal", "high"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Timeouts(Strict):
-    """Seconds. `total` bounds a whole non-streamed attempt; streams use ttft/stall instead."""
-
-    connect: float = Field(default=5.0, gt=0)
-    read: float = Field(default=120.0, gt=0)
-    total: float = Field(default=300.0, gt=0)
-    first_token: float = Field(default=30.0, gt=0, description="max wait for the first streamed content")
-    stall: float = Field(default=30.0, gt=0, description="max gap between streamed chunks")
-
-
-class Provider(Strict):
-    kind: Literal["openai", "anthropic", "mock"]
-    base_url: str = Field(min_length=1)
-    api_key_env: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="name of the environment variable / secret that holds the key (never the key)",
-    )
-    timeouts: Timeouts = Timeouts()
-    headers: dict[str, str] = Field(default_factory=dict, description="extra static headers, no secrets")
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://", "mock://")):
-            raise ValueError("must start with http://, https:// (or mock:// for the mock kind)")
-        return value.rstrip("/")
-
-    @model_validator(mode="after")
-    def _key_needed(self) -> Provider:
-        if self.kind != "mock" and self.api_key_env is None:
-            raise ValueError("api_key_env is required: name the environment variable that holds the key")
-        return self
-
-
-class Price(Strict):
-    """USD per 1M tokens, as providers list them."""
-
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
-    cached_input: float | None = Field(default=None, ge=0)
-
-
-class Model(Strict):
-    provider: Name
-    id: str = Field(min_length=1, description="the provider's model id")
-    price: Price
-    context_window: int | None = Field(default=None, gt=0)
-    max_output: int | None = Field(default=None, gt=0)
-
-
-class Range(Strict):
-    """Inclusive bounds; either side may be omitted."""
-
-    min: int | None = Field(default=None, ge=0)
-    max: int | None = Field(default=None, ge=0)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Range:
-        if self.min is None and self.max is None:
-            raise ValueError("give min, max or both")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
-        return self
-
-
-class Pattern(Strict):
-    pattern: str = Field(min_length=1)
-    ignore_case: bool = False
-
-
-class ValueTest(Strict):
-    """Compare one string value: equal to one of several values, or match a regex."""
-
-    equals: list[str] | None = Field(default=None, min_length=1)
-    matches: str | None = Field(default=None, min_length=1)
-    ignore_case: bool = False
-    present: bool | None = None
-
-    @field_validator("equals", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _one_test(self) -> ValueTest:
-        given = [k for k in ("equals", "matches", "present") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of equals, matches, present")
-        return self
-
-
-class HeaderTest(ValueTest):
-    name: str = Field(min_length=1)
-
-
-class MetadataTest(ValueTest):
-    key: str = Field(min_length=1)
-
-
-class Condition(Strict):
-    """One condition. Several keys in one mapping must *all* hold; nest all/any/not for more."""
-
-    all: list[Condition] | None = Field(default=None, min_length=1)
-    any: list[Condition] | None = Field(default=None, min_length=1)
-    not_: Condition | None = Field(default=None, alias="not")
-
-    last_user_matches: Pattern | None = None
-    system_matches: Pattern | None = None
-    any_text_matches: Pattern | None = None
-
-    last_user_chars: Range | None = None
-    last_user_tokens: Range | None = None
-    conversation_chars: Range | None = None
-    conversation_tokens: Range | None = None
-
-    has_tools: bool | None = None
-    json_response: bool | None = None
-    has_images: bool | None = None
-    message_count: Range | None = None
-    max_tokens: Range | None = None
-
-    header: HeaderTest | None = None
-    metadata: MetadataTest | None = None
-    user: ValueTest | None = None
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_empty_values(cls, value: object) -> object:
-        """`has_tools:` with nothing after it is YAML null: an error, not a never-true test."""
-        if value is None:
-            raise ValueError("empty value: give a test, or remove the key")
-        return value
-
-    @field_validator("last_user_matches", "system_matches", "any_text_matches", mode="before")
-    @classmethod
-    def _bare_pattern(cls, value: object) -> object:
-        """`last_user_matches: "regex"` is shorthand for `{pattern: "regex"}`."""
-        return {"pattern": value} if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> Condition:
-        if not self.model_fields_set:
-            raise ValueError("empty condition: give at least one test")
-        return self
-
-
-class Rule(Strict):
-    name: Name
-    tier: Name
-    when: Condition
-    priority: Priority | None = Field(
-        default=None, description="priority for requests that do not state their own"
-    )
-    description: str | None = None
-
-
-class PrioritySource(Strict):
-    header: str | None = "x-priority"
-    metadata_key: str | None = "priority"
-    default: Priority = "normal"
-
-
-class Routing(Strict):
-    explicit_model_fallback: bool = Field(
-        default=True,
-        description="a request naming a model gets that model first, then the rest of its tier",
-    )
-
-
-class Breakers(Strict):
-    """Circuit breakers per provider and per model, shared through the state store."""
-
-    enabled: bool = True
-    failure_threshold: int = Field(
-        default=5, ge=1, description="failures within window_s that open a breaker"
-    )
-    window_s: float = Field(default=30.0, gt=0)
-    recovery_s: float = Field(default=30.0, gt=0, description="how long an open breaker skips its target")
-    cache_ttl_s: float = Field(default=1.0, ge=0, description="how stale a process's view may be")
-
-
-class RulesFile(Strict):
-    version: Literal[1] = 1
-    providers: dict[Name, Provider] = Field(min_length=1)
-    models: dict[Name, Model] = Field(min_length=1)
-    tiers: dict[Name, list[Name]] = Field(min_length=1)
-    default_tier: Name
-    aliases: dict[Name, Name] = Field(
-        default_factory=dict, description="extra request model names → 'auto', a tier or a model"
-    )
-    priority: PrioritySource = PrioritySource()
-    routing: Routing = Routing()
-    breakers: Breakers = Breakers()
-    budgets: BudgetConfig = BudgetConfig()
-    limits: RateLimitConfig = RateLimitConfig()
-    cache: CacheConfig = CacheConfig()
-    rules: list[Rule] = Field(default_factory=list)
+__all__ = [
+    "PRIORITIES",
+    "Condition",
+    "Model",
+    "Pattern",
+    "Price",
+    "Priority",
+    "Provider",
+    "Range",
+    "Rule",
+    "RulesFile",
+    "ValueTest",
+]

@@ -8,7 +8,6 @@ Modules, one job each, all money in integer micro-dollars (1 USD = 1,000,000 µ$
                 cap (atomic reservations, settled with the actual cost).
 - `ratelimit` — `RateLimiter`: requests and tokens per minute per router key.
 - `cache`     — `ResponseCache`: exact-match cache for deterministic completions.
-- `config`    — the rules-file sections `budgets:`, `limits:`, `cache:`.
 
 Per request, in this order (each step is skipped when its section is not configured):
 
@@ -20,48 +19,33 @@ Per request, in this order (each step is skipped when its section is not configu
     ledger.record(...); cache.put(...) if should_store(completion)
 
 Every component fails open on store errors (logged once per outage), except the budget
-guard with `on_store_error: reject`.
+guard with `on_store_error: reject`. Their configuration (`budgets:`, `limits:`, `cache:`)
+is part of the rules-file schema, `tier_router.schema`.
 """
 
-from __future__ import annotations
+from tier_router.spend.budget import BudgetGuard, CapReached, PaceDecision, Reservation
+from tier_router.spend.cache import ResponseCache, cache_key, header_opt_in, is_cacheable, should_store
+from tier_router.spend.counters import SpendLedger, SpendReport, day_key
+from tier_router.spend.pricing import cost_micro_usd, usd, worst_case_micro_usd
+from tier_router.spend.ratelimit import Allowed, Limited, RateLimiter
 
-import importlib
-from typing import Any
-
-# Re-exports resolved lazily: `spend.config` is imported by the rules schema, and `spend.budget`
-# imports the schema back, so eager imports here would be a cycle.
-_EXPORTS = {
-    "BudgetGuard": "budget",
-    "CapReached": "budget",
-    "PaceDecision": "budget",
-    "Reservation": "budget",
-    "ResponseCache": "cache",
-    "cache_key": "cache",
-    "header_opt_in": "cache",
-    "is_cacheable": "cache",
-    "should_store": "cache",
-    "BudgetConfig": "config",
-    "CacheConfig": "config",
-    "CacheOverride": "config",
-    "CachePolicy": "config",
-    "KeyRateLimit": "config",
-    "PacingConfig": "config",
-    "RateLimitConfig": "config",
-    "SpendLedger": "counters",
-    "SpendReport": "counters",
-    "day_key": "counters",
-    "cost_micro_usd": "pricing",
-    "usd": "pricing",
-    "worst_case_micro_usd": "pricing",
-    "Allowed": "ratelimit",
-    "Limited": "ratelimit",
-    "RateLimiter": "ratelimit",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__all__ = [
+    "Allowed",
+    "BudgetGuard",
+    "CapReached",
+    "Limited",
+    "PaceDecision",
+    "RateLimiter",
+    "Reservation",
+    "ResponseCache",
+    "SpendLedger",
+    "SpendReport",
+    "cache_key",
+    "cost_micro_usd",
+    "day_key",
+    "header_opt_in",
+    "is_cacheable",
+    "should_store",
+    "usd",
+    "worst_case_micro_usd",
+]

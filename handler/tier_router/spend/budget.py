@@ -42,13 +42,14 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
-from tier_router.routing.schema import Price, Priority
-from tier_router.spend.config import BudgetConfig
+from tier_router.outage import Outage
+from tier_router.schema import BudgetConfig, Price, Priority
+from tier_router.snapshot import Snapshot
 from tier_router.spend.counters import DAY_S, day_end, day_key, elapsed_fraction
 from tier_router.spend.pricing import usd, worst_case_micro_usd
 from tier_router.store.base import Store, StoreError, Value
@@ -56,7 +57,7 @@ from tier_router.store.base import Store, StoreError, Value
 logger = logging.getLogger(__name__)
 
 Scope = Literal["global", "key"]
-_SEEN_MAX = 4096  # pacing cache entries (items) kept per process before pruning stale ones
+_SEEN_MAX = 4096  # pacing snapshot entries (items) kept per process before pruning stale ones
 
 
 class Priced(Protocol):
@@ -119,12 +120,6 @@ class CapReached:
 
 
 @dataclass(slots=True)
-class _Seen:
-    fetched_at: float
-    spent: int
-
-
-@dataclass(slots=True)
 class _Scope:
     kind: Scope
     item: str
@@ -151,15 +146,16 @@ class BudgetGuard:
         self._clock = clock
         self._ttl = cache_ttl_s
         self._prefix = key_prefix
-        downgrade = config.pacing.downgrade if config.pacing.enabled else {}
+        downgrade = (config.pacing.downgrade or {}) if config.pacing.enabled else {}
         self.downgrade = {
             src: dst for src, dst in downgrade.items() if tiers is None or (src in tiers and dst in tiers)
         }
         self._global_cap = config.daily_micro()
-        self._seen: dict[str, _Seen] = {}
-        self._inflight: dict[str, asyncio.Future[None]] = {}
-        self._tasks: set[asyncio.Future[Any]] = set()
-        self._store_down = False
+        self._spent: Snapshot[int] = Snapshot(
+            self._fetch_spent, ttl_s=cache_ttl_s, clock=clock, max_entries=_SEEN_MAX
+        )
+        self._tasks: set[asyncio.Future[Any]] = set()  # strong references to background writes
+        self._outage = Outage(logger, "budget")
 
     @property
     def enabled(self) -> bool:
@@ -207,7 +203,7 @@ class BudgetGuard:
         scopes = self._scopes(day_key(now, self.config.day_start_hour), router_key)
         if not scopes:
             return unchanged
-        spent = await self._spent([s.item for s in scopes], now)
+        spent = await self._spent.read([s.item for s in scopes], now)
         pacing = self.config.pacing
         fraction = max(elapsed_fraction(now, self.config.day_start_hour), pacing.min_day_fraction)
         threshold = 1 + pacing.slack * (1 if priority == "low" else 2)
@@ -228,44 +224,16 @@ class BudgetGuard:
         )
         return PaceDecision(self.downgrade[tier], tier, reason)
 
-    async def _spent(self, items: list[str], now: float) -> dict[str, int]:
-        stale = [k for k in items if (s := self._seen.get(k)) is None or now - s.fetched_at >= self._ttl]
-        if stale:
-            waits = {self._inflight[k] for k in stale if k in self._inflight}
-            todo = [k for k in stale if k not in self._inflight]
-            if todo:
-                task = asyncio.ensure_future(self._fetch(todo, now))
-                for k in todo:
-                    self._inflight[k] = task
-                task.add_done_callback(lambda t: self._forget(todo, t))
-                waits.add(task)
-            for wait in waits:
-                await asyncio.shield(wait)  # one caller's cancellation must not cancel the others' read
-        return {k: s.spent for k in items if (s := self._seen.get(k)) is not None}
-
-    def _forget(self, keys: list[str], task: asyncio.Future[None]) -> None:
-        for k in keys:
-            if self._inflight.get(k) is task:
-                del self._inflight[k]
-
-    async def _fetch(self, items: list[str], now: float) -> None:
+    async def _fetch_spent(self, items: list[str], now: float) -> dict[str, int]:
         try:
             values: dict[str, Value] = await self.store.get_many(items)
         except StoreError as exc:
-            self._failed("pacing read", exc)
+            self._outage.failed("pacing read", exc)
             values = {}  # no downgrades until the next refresh
         else:
-            self._ok()
-        if len(self._seen) > _SEEN_MAX:  # old days and idle keys: keep the cache bounded
-            self._seen = {k: s for k, s in self._seen.items() if now - s.fetched_at < self._ttl}
-        for k in items:
-            spent = values.get(k, {}).get("spent", 0)
-            self._seen[k] = _Seen(now, spent if isinstance(spent, int) else 0)
-
-    def _remember(self, item: str, new: Mapping[str, int], now: float) -> None:
-        """Our own add returned the item's fresh totals (everyone's writes): use them."""
-        if "spent" in new:
-            self._seen[item] = _Seen(now, new["spent"])
+            self._outage.ok()
+        spent = {k: values.get(k, {}).get("spent", 0) for k in items}
+        return {k: v if isinstance(v, int) else 0 for k, v in spent.items()}
 
     # --- the hard cap -----------------------------------------------------------------
 
@@ -308,13 +276,13 @@ class BudgetGuard:
                     )
                 done.append(scope.item)
         except StoreError as exc:
-            self._failed("reserve", exc)
+            self._outage.failed("reserve", exc)
             if self.config.on_store_error == "reject":
                 await self._rollback(done, worst, expires)
                 raise
             # Fail open: keep what was reserved (it will be settled); the rest goes uncounted.
             return Reservation(day, router_key, worst, tuple(done), expires, uncounted=True)
-        self._ok()
+        self._outage.ok()
         return Reservation(day, router_key, worst, tuple(done), expires)
 
     async def _rollback(self, items: list[str], worst: int, expires: float) -> None:
@@ -348,7 +316,7 @@ class BudgetGuard:
             try:
                 new = await self.store.add(item, deltas, expires_at=reservation.expires_at)
             except StoreError as exc:
-                self._failed("settle", exc)
+                self._outage.failed("settle", exc)
                 logger.warning(
                     "budget settle on %s failed (%s): committed stays off by %s",
                     item,
@@ -356,8 +324,8 @@ class BudgetGuard:
                     usd(deltas.get("committed", 0)),
                 )
                 continue
-            if new is not None:
-                self._remember(item, new, self._clock())
+            if new is not None and "spent" in new:  # our add returned everyone's fresh total
+                self._spent.set(item, new["spent"])
 
     # --- status and housekeeping ------------------------------------------------------
 
@@ -386,26 +354,11 @@ class BudgetGuard:
                 out["keys"][key] = entry
         return out
 
-    async def drain(self) -> None:
-        """Wait for settles/reservations still running (tests, graceful shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)  # strong reference: the loop keeps only weak ones
         task.add_done_callback(self._tasks.discard)
         return task
-
-    def _failed(self, what: str, exc: StoreError) -> None:
-        if not self._store_down:
-            self._store_down = True
-            logger.warning("budget store failed (%s): %s", what, exc)
-
-    def _ok(self) -> None:
-        if self._store_down:
-            self._store_down = False
-            logger.info("budget store reachable again")
 
 
 def _nonzero(deltas: dict[str, int]) -> dict[str, int]:

@@ -38,8 +38,10 @@ import logging
 import time
 import zlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from tier_router.outage import Outage
 from tier_router.store.base import Store, StoreError
 
 logger = logging.getLogger(__name__)
@@ -124,31 +126,26 @@ def _decode(blob: str) -> dict[str, Any]:
     return data
 
 
+@dataclass(eq=False)
 class ResponseCache:
     """One per process; share it across requests."""
 
-    def __init__(
-        self,
-        store: Store,
-        *,
-        max_item_bytes: int = 350_000,
-        clock: Callable[[], float] = time.time,
-        key_prefix: str = "cache:",
-    ) -> None:
-        self.store = store
-        self.max_item_bytes = max_item_bytes
-        self._clock = clock
-        self._prefix = key_prefix
-        self._store_down = False
+    store: Store
+    max_item_bytes: int = field(default=350_000, kw_only=True)
+    clock: Callable[[], float] = field(default=time.time, kw_only=True)
+    key_prefix: str = field(default="cache:", kw_only=True)
+
+    def __post_init__(self) -> None:
+        self._outage = Outage(logger, "response cache", "serving without the cache")
 
     async def get(self, key: str) -> dict[str, Any] | None:
         """The cached completion, or None (miss, expired, unreadable, or store down)."""
         try:
-            item = await self.store.get(self._prefix + key)
+            item = await self.store.get(self.key_prefix + key)
         except StoreError as exc:
-            self._failed(exc)
+            self._outage.failed("get", exc)
             return None
-        self._ok()
+        self._outage.ok()
         if item is None or item.get("v") != FORMAT_VERSION or not isinstance(blob := item.get("z"), str):
             return None
         try:
@@ -168,7 +165,7 @@ class ResponseCache:
             if _rough_size(completion) > _OFFLOAD_BYTES
             else _encode(completion)
         )
-        size = len(blob) + len(self._prefix) + len(key) + _ITEM_OVERHEAD
+        size = len(blob) + len(self.key_prefix) + len(key) + _ITEM_OVERHEAD
         if size > self.max_item_bytes:
             logger.info(
                 "response cache: skipped %s…: %d bytes compressed > max_item_bytes %d",
@@ -179,23 +176,13 @@ class ResponseCache:
             return False
         try:
             await self.store.put(
-                self._prefix + key, {"v": FORMAT_VERSION, "z": blob}, expires_at=self._clock() + ttl_s
+                self.key_prefix + key, {"v": FORMAT_VERSION, "z": blob}, expires_at=self.clock() + ttl_s
             )
         except StoreError as exc:
-            self._failed(exc)
+            self._outage.failed("put", exc)
             return False
-        self._ok()
+        self._outage.ok()
         return True
-
-    def _failed(self, exc: StoreError) -> None:
-        if not self._store_down:
-            self._store_down = True
-            logger.warning("response cache store failed: %s; serving without the cache", exc)
-
-    def _ok(self) -> None:
-        if self._store_down:
-            self._store_down = False
-            logger.info("response cache store reachable again")
 
 
 def _rough_size(completion: Mapping[str, Any]) -> int:

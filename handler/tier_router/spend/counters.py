@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 from urllib.parse import quote, unquote
 
 from tier_router.spend.pricing import usd
@@ -150,6 +150,19 @@ def summarize(day: str, items: list[Value]) -> SpendReport:
 # --- the ledger -----------------------------------------------------------------------
 
 
+class Charge(TypedDict):
+    """One request, as the ledger counts it."""
+
+    cost: int
+    """Micro-dollars."""
+    tier: str | None
+    model: str | None
+    rule: str | None
+    """The decision's label: a rule's name, or "default" / "explicit"."""
+    router_key: str | None
+    cache_hit: NotRequired[bool]
+
+
 class SpendLedger:
     """Records what each request cost. One per process; cheap to construct."""
 
@@ -182,46 +195,32 @@ class SpendLedger:
         return [base] if self.shards == 1 else [f"{base}#{i}" for i in range(self.shards)]
 
     @staticmethod
-    def deltas(
-        *,
-        cost: int,
-        tier: str | None,
-        model: str | None,
-        rule: str | None,
-        router_key: str | None,
-        cache_hit: bool = False,
-    ) -> dict[str, int]:
+    def deltas(**charge: Unpack[Charge]) -> dict[str, int]:
         """The fields one request adds (pure; `record` writes exactly this)."""
+        cost = charge["cost"]
         if isinstance(cost, bool) or not isinstance(cost, int):
             raise TypeError(f"cost is integer micro-dollars, got {type(cost).__name__}")
         deltas = {"requests": 1}
-        if cache_hit:
+        if charge.get("cache_hit"):
             deltas["cache_hits"] = 1
         if cost:  # no zero deltas: moto's DynamoDB omits unchanged fields from add's result
             deltas["total"] = cost
-            for kind, name in (("tier", tier), ("model", model), ("rule", rule), ("key", router_key)):
+            for kind, name in (
+                ("tier", charge["tier"]),
+                ("model", charge["model"]),
+                ("rule", charge["rule"]),
+                ("key", charge["router_key"]),
+            ):
                 if name:
                     deltas[field_name(kind, name)] = cost
         return deltas
 
-    async def record(
-        self,
-        day: str | None = None,
-        *,
-        cost: int,
-        tier: str | None,
-        model: str | None,
-        rule: str | None,
-        router_key: str | None,
-        cache_hit: bool = False,
-    ) -> None:
+    async def record(self, day: str | None = None, **charge: Unpack[Charge]) -> None:
         """Count one request on `day` (default: today). One atomic write. Raises StoreError;
         the caller (a `finally` path) should log and move on — spend counters are reporting,
         the budget items hold what enforcement needs."""
         day = day or self.today_key()
-        deltas = self.deltas(
-            cost=cost, tier=tier, model=model, rule=rule, router_key=router_key, cache_hit=cache_hit
-        )
+        deltas = self.deltas(**charge)
         keys = self.item_keys(day)
         key = keys[0] if len(keys) == 1 else random.choice(keys)  # noqa: S311 - load spreading, not security
         expires = day_end(day, self.day_start_hour) + self.retention_days * DAY_S

@@ -29,7 +29,7 @@ from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Any
 
-from tier_router.routing.schema import Price
+from tier_router.schema import Price
 
 _ONE_MILLION = Decimal(1_000_000)
 SCALE = 10**12

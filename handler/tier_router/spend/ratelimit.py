@@ -11,7 +11,7 @@ usual edge burst (up to 2× the limit across a window boundary), acceptable for 
 whose providers enforce their own limits anyway.
 
 `tokens` is the caller's estimate made BEFORE the request (prompt estimate + max_tokens,
-as OpenAI's own limiter counts); `reconcile` can correct it with the real usage later.
+as OpenAI's own limiter counts); it is not corrected with the real usage afterwards.
 A request larger than the whole per-minute token limit can never pass: it is refused at
 once with `too_large=True` (OpenAI answers 429 "Request too large" for the same case).
 
@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote
 
-from tier_router.spend.config import RateLimitConfig
+from tier_router.outage import Outage
+from tier_router.schema import RateLimitConfig
 from tier_router.store.base import Store, StoreError
 
 logger = logging.getLogger(__name__)
@@ -41,9 +42,6 @@ WINDOW_S = 60
 @dataclass(frozen=True, slots=True)
 class Allowed:
     headers: dict[str, str] = field(default_factory=dict)
-    window: str | None = None  # the store item counted against (for `reconcile`)
-    tokens: int = 0  # the estimate that was counted
-    expires_at: float | None = None  # the window item's expiry
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,29 +75,24 @@ def format_reset(seconds: float) -> str:
     return f"{math.ceil(seconds)}s"
 
 
+@dataclass(eq=False)
 class RateLimiter:
     """One per process; share it across requests."""
 
-    def __init__(
-        self,
-        store: Store,
-        config: RateLimitConfig,
-        *,
-        clock: Callable[[], float] = time.time,
-        key_prefix: str = "rl:",
-    ) -> None:
-        self.store = store
-        self.config = config
-        self._clock = clock
-        self._prefix = key_prefix
-        self._store_down = False
+    store: Store
+    config: RateLimitConfig
+    clock: Callable[[], float] = field(default=time.time, kw_only=True)
+    key_prefix: str = field(default="rl:", kw_only=True)
+
+    def __post_init__(self) -> None:
+        self._outage = Outage(logger, "rate-limit", "allowing requests")
 
     @property
     def enabled(self) -> bool:
         return self.config.enabled
 
     def _item(self, router_key: str, minute: int) -> str:
-        return f"{self._prefix}{quote(router_key, safe='')}:{minute}"
+        return f"{self.key_prefix}{quote(router_key, safe='')}:{minute}"
 
     async def check(self, router_key: str, tokens: int) -> Allowed | Limited:
         """Count one request of ~`tokens` tokens for `router_key`, unless that breaks a limit."""
@@ -107,7 +100,7 @@ class RateLimiter:
         if rpm is None and tpm is None:
             return Allowed()
         tokens = max(int(tokens), 1)  # ≥1: a zero add is not portable across stores (see budget._nonzero)
-        now = self._clock()
+        now = self.clock()
         minute = math.floor(now / WINDOW_S)
         reset_s = (minute + 1) * WINDOW_S - now
         retry_after = max(math.ceil(reset_s), 1)
@@ -124,12 +117,12 @@ class RateLimiter:
                 item, {"requests": 1, "tokens": tokens}, expires_at=expires, limits=limits
             )
             if new is not None:
-                self._ok()
+                self._outage.ok()
                 headers = _headers(rpm, tpm, new["requests"], new["tokens"], reset_s)
-                return Allowed(headers, item, tokens, expires)
+                return Allowed(headers)
             current = await self.store.get(item) or {}
         except StoreError as exc:
-            self._failed(exc)
+            self._outage.failed("check", exc)
             return Allowed()
         used_requests = _int(current.get("requests"))
         used_tokens = _int(current.get("tokens"))
@@ -140,31 +133,6 @@ class RateLimiter:
         headers["retry-after"] = str(retry_after)
         limit_value = rpm if which == "requests" else tpm
         return Limited(retry_after, headers, which, limit_value or 0)
-
-    async def reconcile(self, allowed: Allowed, actual_tokens: int) -> None:
-        """Optional: replace the counted estimate by the real token usage (one write; never
-        raises). Worth it when estimates run far from usage (e.g. max_tokens far above
-        what responses use); skip it to save the write."""
-        if allowed.window is None or actual_tokens == allowed.tokens:
-            return
-        try:
-            await self.store.add(
-                allowed.window,
-                {"tokens": max(int(actual_tokens), 0) - allowed.tokens},
-                expires_at=allowed.expires_at,  # a late reconcile must not resurrect it forever
-            )
-        except StoreError as exc:
-            self._failed(exc)
-
-    def _failed(self, exc: StoreError) -> None:
-        if not self._store_down:
-            self._store_down = True
-            logger.warning("rate-limit store failed: %s; allowing requests", exc)
-
-    def _ok(self) -> None:
-        if self._store_down:
-            self._store_down = False
-            logger.info("rate-limit store reachable again")
 
 
 def _int(value: object) -> int:

@@ -182,8 +182,11 @@ class Store:
 
     async def _run(self, op: str, primitive: Callable[..., Awaitable[T]], *args: object) -> T:
         try:
-            async with asyncio.timeout(self.deadline_s):
+            if self.deadline_s is None:
                 result = await primitive(*args)
+            else:
+                async with asyncio.timeout(self.deadline_s):
+                    result = await primitive(*args)
         except TimeoutError:
             if self.deadline_s is None:
                 raise

@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
-
-import httpx
 
 from tier_router.aws.client import AWSClient, CredentialSource, Failure, Outcome, Service
 from tier_router.settings import environment_credentials
@@ -60,41 +58,27 @@ class _ConditionFailed(StoreError):
 
 
 class DynamoDBStore(Store):
-    """`Store` over one DynamoDB table. `region`/`endpoint`: see `AWSClient` (the factory
-    passes them from the URL or `Settings`); `timeout_s` bounds one HTTP attempt."""
+    """`Store` over one DynamoDB table. Region and endpoint: see `AWSClient` (the factory
+    passes them from the URL or `Settings`)."""
 
     def __init__(
         self,
         table: str,
         *,
-        region: str | None = None,
-        endpoint: str | None = None,
-        http_client: httpx.AsyncClient | None = None,
         credentials: CredentialSource = environment_credentials,
         consistent_reads: bool = True,
-        timeout_s: float = 2.0,
-        max_attempts: int = 5,
-        backoff_base_s: float = 0.025,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         deadline_s: float | None = None,
+        **client_options: Any,
     ) -> None:
+        """`client_options` go to `AWSClient`: region, endpoint, http_client, timeout_s (one
+        HTTP attempt), max_attempts (here 5), backoff_base_s (here 25 ms), sleep."""
         if not table:
             raise ValueError("DynamoDB store needs a table name")
         super().__init__(deadline_s=deadline_s)
         self.table = table
-        self._aws = AWSClient(
-            DYNAMODB,
-            failure=self._error,
-            credentials=credentials,
-            region=region,
-            endpoint=endpoint,
-            http_client=http_client,
-            timeout_s=timeout_s,
-            max_attempts=max_attempts,
-            backoff_base_s=backoff_base_s,
-            sleep=sleep,
-        )
+        options = {"max_attempts": 5, "backoff_base_s": 0.025, **client_options}
+        self._aws = AWSClient(DYNAMODB, failure=self._error, credentials=credentials, **options)
         self.region = self._aws.region
         self.url = self._aws.url
         self._consistent = consistent_reads
@@ -259,7 +243,7 @@ class DynamoDBStore(Store):
         where = f"{failure.op} on {self.table!r}"
         outcome = failure.outcome
         if outcome is Outcome.CONDITION_FAILED:
-            return _ConditionFailed(failure.body.get("Item"))
+            return _ConditionFailed((failure.body or {}).get("Item"))
         if outcome is Outcome.GAVE_UP:
             attempts = f"gave up after {failure.attempts} attempts"
             return StoreUnavailable(f"DynamoDB {where}: {attempts} ({failure.detail()})")

@@ -15,11 +15,11 @@ Store layout (prefix `breaker:` by default; values are small dicts of ints/strs)
                              probe that crashed cannot wedge the breaker
 
 Hot-path cost: `snapshot()` reads every candidate's breaker with ONE `get_many` and keeps
-the result for `cache_ttl_s` (1 s by default) in process, so a warm process under load
-does not touch the store per request. Writes happen only on failures and on state changes;
-a success on a closed breaker writes nothing. (A success therefore does not reset the
-window's failure count: we count failures per window, not consecutive failures, so a
-provider failing every other request still trips.)
+the result in process for `cache_ttl_s` (1 s by default; a `tier_router.snapshot.Snapshot`),
+so a warm process under load does not touch the store per request. Writes happen only on
+failures and on state changes; a success on a closed breaker writes nothing. (A success
+therefore does not reset the window's failure count: we count failures per window, not
+consecutive failures, so a provider failing every other request still trips.)
 
 When the store itself fails, breakers fail OPEN in the traffic sense: they read as closed
 and nothing is blocked — a broken state store must not take the gateway down with it.
@@ -28,16 +28,17 @@ That is logged once per outage, not per request.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
+from tier_router.outage import Outage
+from tier_router.snapshot import Snapshot
 from tier_router.store.base import Store, StoreError, Value
 
 logger = logging.getLogger(__name__)
@@ -72,10 +73,11 @@ class BreakerView:
 CLOSED = BreakerView()
 
 
-@dataclass(slots=True)
-class _Entry:
-    fetched_at: float
-    window: int
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What the store said about one breaker (or what we wrote to it)."""
+
+    window: int  # the failure window `failures` counts in
     failures: int
     item: Value | None  # the state item; None = closed
 
@@ -93,11 +95,10 @@ class BreakerBoard:
         self.store = store
         self.config = config or BreakerConfig()
         self._clock = clock
-        self._cache: dict[str, _Entry] = {}
-        self._inflight: dict[str, asyncio.Future[None]] = {}
+        self._known: Snapshot[_Known] = Snapshot(self._fetch, ttl_s=self.config.cache_ttl_s, clock=clock)
         self._leases: dict[str, str] = {}  # breaker key -> our probe-lease token
         self._tokens = (f"{uuid.uuid4().hex[:12]}:{n}" for n in itertools.count())
-        self._store_down = False
+        self._outage = Outage(logger, "breaker", "treating breakers as closed")
         self.on_open: Callable[[str, str], None] | None = None
         """Called with (key, "opened" | "reopened") when this process opens a breaker (metrics)."""
 
@@ -105,58 +106,33 @@ class BreakerBoard:
 
     async def snapshot(self, keys: Sequence[str]) -> dict[str, BreakerView]:
         """Views of the given breakers: at most ONE store round trip, usually none (cache)."""
-        now = self._clock()
-        stale = [k for k in dict.fromkeys(keys) if not self._fresh(k, now)]
-        if stale:
-            await self._refresh(stale, now)
+        await self._known.read(keys)
         now = self._clock()
         return {k: self._view(k, now) for k in keys}
 
-    def _fresh(self, key: str, now: float) -> bool:
-        entry = self._cache.get(key)
-        return entry is not None and now - entry.fetched_at < self.config.cache_ttl_s
-
-    async def _refresh(self, keys: list[str], now: float) -> None:
-        """Fetch stale keys; concurrent callers share one in-flight read per key."""
-        waits = {self._inflight[k] for k in keys if k in self._inflight}
-        todo = [k for k in keys if k not in self._inflight]
-        if todo:
-            task = asyncio.ensure_future(self._fetch(todo, now))
-            for k in todo:
-                self._inflight[k] = task
-            task.add_done_callback(lambda t: self._forget_inflight(todo, t))
-            waits.add(task)
-        for wait in waits:
-            await asyncio.shield(wait)  # one caller's cancellation must not cancel the others' read
-
-    def _forget_inflight(self, keys: list[str], task: asyncio.Future[None]) -> None:
-        for k in keys:
-            if self._inflight.get(k) is task:
-                del self._inflight[k]
-
-    async def _fetch(self, keys: list[str], now: float) -> None:
+    async def _fetch(self, keys: list[str], now: float) -> dict[str, _Known]:
         window = self._window(now)
         names = [name for k in keys for name in (self._state_key(k), self._count_key(k, window))]
         try:
             items = await self.store.get_many(names)
         except StoreError as exc:
-            self._store_failed("read", exc)
+            self._outage.failed("read", exc)
             items = {}  # fail open: everything reads as closed until the next refresh
         else:
-            self._store_ok()
+            self._outage.ok()
+        known = {}
         for k in keys:
-            counter = items.get(self._count_key(k, window)) or {}
-            failures = counter.get("failures", 0)
-            self._cache[k] = _Entry(
-                now, window, failures if isinstance(failures, int) else 0, items.get(self._state_key(k))
-            )
+            failures = (items.get(self._count_key(k, window)) or {}).get("failures", 0)
+            failures = failures if isinstance(failures, int) else 0
+            known[k] = _Known(window, failures, items.get(self._state_key(k)))
+        return known
 
     def _view(self, key: str, now: float) -> BreakerView:
-        entry = self._cache.get(key)
-        if entry is None:
+        known = self._known.get(key)
+        if known is None:
             return CLOSED
-        item = entry.item
-        failures = entry.failures if entry.window == self._window(now) else 0
+        item = known.item
+        failures = known.failures if known.window == self._window(now) else 0
         if item is None or item.get("state") != "open":
             return BreakerView(failures=failures)
         opened_at = _seconds(item.get("opened_ms"))
@@ -184,28 +160,12 @@ class BreakerBoard:
                 expires_at=now + self.config.probe_lease_s,
             )
         except StoreError as exc:
-            self._store_failed("probe lease", exc)
+            self._outage.failed("probe lease", exc)
             return True
         if won:
             self._leases[key] = token
             logger.info("breaker %s half-open: probing", key)
         return won
-
-    async def candidates(self, keys: Sequence[str], views: Mapping[str, BreakerView]) -> AsyncIterator[str]:
-        """Yield the keys worth trying, in the caller's order, admitting each lazily
-        (an open breaker's probe lease is taken only when the caller gets that far).
-
-        If nothing was admitted because every breaker is open, the least-recently-failed
-        key is yielded anyway: one request to the provider most likely to have recovered
-        beats failing outright, and its outcome is recorded like a probe's.
-        """
-        admitted = False
-        for key in keys:
-            if await self.admit(key, views.get(key, CLOSED)):
-                admitted = True
-                yield key
-        if keys and not admitted:
-            yield least_recently_failed(keys, views)
 
     # --- recording outcomes -----------------------------------------------------------
 
@@ -226,7 +186,7 @@ class BreakerBoard:
                 logger.warning("breaker %s re-opened: probe failed", key)
                 self._notify(key, "reopened")
         except StoreError as exc:
-            self._store_failed("record failure", exc)
+            self._outage.failed("record failure", exc)
 
     async def _count_failure(self, key: str, now: float, ms: int) -> None:
         window = self._window(now)
@@ -245,7 +205,7 @@ class BreakerBoard:
             logger.warning("breaker %s opened: %d failures within %gs", key, failures, self.config.window_s)
             self._notify(key, "opened")
         else:
-            self._cache.pop(key, None)  # someone else opened it first: re-read next time
+            self._known.discard(key)  # someone else opened it first: re-read next time
 
     async def record_success(self, key: str, view: BreakerView) -> None:
         """Close a breaker that was open or half-open. A closed one costs nothing."""
@@ -257,9 +217,9 @@ class BreakerBoard:
             await self.store.delete(self._count_key(key, self._window(now)))
             await self._release_probe(key, now)
         except StoreError as exc:
-            self._store_failed("record success", exc)
+            self._outage.failed("record success", exc)
             return
-        self._cache[key] = _Entry(now, self._window(now), 0, None)
+        self._known.set(key, _Known(self._window(now), 0, None), now)
         logger.info("breaker %s closed: probe succeeded", key)
 
     async def release(self, key: str) -> None:
@@ -267,7 +227,7 @@ class BreakerBoard:
         try:
             await self._release_probe(key, self._clock())
         except StoreError as exc:
-            self._store_failed("release probe", exc)
+            self._outage.failed("release probe", exc)
 
     async def _hold_probe_until(self, key: str, until: float) -> None:
         """After a failed probe, keep the lease until the new recovery period ends: another
@@ -293,23 +253,11 @@ class BreakerBoard:
 
     # --- helpers ----------------------------------------------------------------------
 
-    def _remember(
-        self,
-        key: str,
-        now: float,
-        *,
-        item: Value | None = None,
-        window: int | None = None,
-        failures: int | None = None,
-    ) -> None:
-        """Apply our own write to the cache, so this process sees it without a read."""
-        old = self._cache.get(key)
-        entry = _Entry(now, self._window(now), 0, None) if old is None else old
-        if item is not None:
-            entry.item = item
-        if window is not None and failures is not None:
-            entry.window, entry.failures = window, failures
-        self._cache[key] = entry
+    def _remember(self, key: str, now: float, **changes: Any) -> None:
+        """Apply our own write (`changes` to `_Known`'s fields) to the snapshot, so this
+        process sees it without a read; the rest of what it knows is as old as it was."""
+        known = self._known.get(key) or _Known(self._window(now), 0, None)
+        self._known.amend(key, replace(known, **changes), now)
 
     def _window(self, now: float) -> int:
         return math.floor(now / self.config.window_s)
@@ -326,16 +274,6 @@ class BreakerBoard:
     def _notify(self, key: str, change: str) -> None:
         if self.on_open is not None:
             self.on_open(key, change)
-
-    def _store_failed(self, what: str, exc: StoreError) -> None:
-        if not self._store_down:
-            self._store_down = True
-            logger.warning("breaker store failed (%s): %s; treating breakers as closed", what, exc)
-
-    def _store_ok(self) -> None:
-        if self._store_down:
-            self._store_down = False
-            logger.info("breaker store reachable again")
 
 
 def last_failure(view: BreakerView) -> float:

@@ -1,129 +1,23 @@
-"""Circuit breakers: the state machine, the probe lease, the hot-path cache, sharing
-through a real SQLite file, and failing open when the store is down."""
+"""The breaker board: the state machine, the probe lease, the hot-path snapshot, sharing
+through a real SQLite file, and failing open when the store is down. (Which candidates a
+request tries is `test_plan.py`.)"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
 from tier_router.breakers import CLOSED, BreakerBoard, BreakerConfig, BreakerView, least_recently_failed
-from tier_router.store.base import Scalar, Store, StoreUnavailable, Value
-from tier_router.store.memory import MemoryStore
 from tier_router.store.sqlite import SQLiteStore
 
+from tests.breakers.support import CONFIG, BrokenStore, CountingStore, fail, open_breaker, view_of
 from tests.store.support import FakeClock
 
 pytestmark = pytest.mark.anyio
-
-CONFIG = BreakerConfig(failure_threshold=3, window_s=30, recovery_s=20, probe_lease_s=10, cache_ttl_s=1.0)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-class CountingStore:
-    """Wraps a store and counts calls per method (reads vs writes on the hot path)."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.calls: dict[str, int] = {}
-
-    def _count(self, name: str) -> None:
-        self.calls[name] = self.calls.get(name, 0) + 1
-
-    @property
-    def writes(self) -> int:
-        return sum(n for name, n in self.calls.items() if name in {"put", "add", "put_if", "delete"})
-
-    async def get_many(self, keys: Sequence[str]) -> dict[str, Value]:
-        self._count("get_many")
-        await anyio.lowlevel.checkpoint()  # let concurrent callers pile up, as a real round trip would
-        return await self.inner.get_many(keys)
-
-    async def get(self, key: str) -> Value | None:
-        self._count("get")
-        return await self.inner.get(key)
-
-    async def put(self, key: str, value: Mapping[str, Scalar], **kw: Any) -> None:
-        self._count("put")
-        await self.inner.put(key, value, **kw)
-
-    async def add(self, key: str, deltas: Mapping[str, int], **kw: Any) -> dict[str, int] | None:
-        self._count("add")
-        return await self.inner.add(key, deltas, **kw)
-
-    async def put_if(self, key: str, value: Mapping[str, Scalar], **kw: Any) -> bool:
-        self._count("put_if")
-        return await self.inner.put_if(key, value, **kw)
-
-    async def delete(self, key: str) -> None:
-        self._count("delete")
-        await self.inner.delete(key)
-
-    async def ping(self) -> None:
-        await self.inner.ping()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-class BrokenStore(CountingStore):
-    """Every call fails as an unreachable store would."""
-
-    def __init__(self) -> None:
-        super().__init__(MemoryStore())
-
-    async def get_many(self, keys: Sequence[str]) -> dict[str, Value]:
-        self._count("get_many")
-        raise StoreUnavailable("DynamoDB unreachable")
-
-    async def add(self, key: str, deltas: Mapping[str, int], **kw: Any) -> dict[str, int] | None:
-        raise StoreUnavailable("DynamoDB unreachable")
-
-    async def put_if(self, key: str, value: Mapping[str, Scalar], **kw: Any) -> bool:
-        raise StoreUnavailable("DynamoDB unreachable")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    clock = FakeClock()
-    clock.now = 1_800_000_000.0  # the start of a failure window, so tests never straddle one by chance
-    return clock
-
-
-@pytest.fixture
-def store(clock: FakeClock) -> CountingStore:
-    return CountingStore(MemoryStore(clock=clock))
-
-
-@pytest.fixture
-def board(store: CountingStore, clock: FakeClock) -> BreakerBoard:
-    return BreakerBoard(store, CONFIG, clock=clock)
-
-
-async def view_of(board: BreakerBoard, key: str, clock: FakeClock) -> BreakerView:
-    clock.advance(CONFIG.cache_ttl_s)  # step past the cache so we see the store
-    return (await board.snapshot([key]))[key]
-
-
-async def fail(board: BreakerBoard, key: str, times: int = 1) -> None:
-    for _ in range(times):
-        view = (await board.snapshot([key]))[key]
-        await board.record_failure(key, view)
-
-
-async def open_breaker(board: BreakerBoard, key: str, clock: FakeClock) -> BreakerView:
-    await fail(board, key, CONFIG.failure_threshold)
-    view = await view_of(board, key, clock)
-    assert view.state == "open"
-    return view
 
 
 # --- the state machine ------------------------------------------------------------------
@@ -161,8 +55,6 @@ async def test_failures_in_an_earlier_window_do_not_count(board: BreakerBoard, c
 
 async def test_open_breaker_is_skipped_until_recovery(board: BreakerBoard, clock: FakeClock) -> None:
     opened = await open_breaker(board, "a", clock)
-    views = await board.snapshot(["a", "b"])
-    assert [k async for k in board.candidates(["a", "b"], views)] == ["b"]
     assert opened.opened_at is not None
     clock.now = opened.opened_at + CONFIG.recovery_s - 1 - CONFIG.cache_ttl_s
     view = await view_of(board, "a", clock)  # one second before recovery
@@ -296,46 +188,17 @@ async def test_failures_write_only_a_counter_until_the_threshold(
     assert store.writes == CONFIG.failure_threshold - 1
 
 
-# --- choosing candidates ----------------------------------------------------------------
+# --- least recently failed ----------------------------------------------------------------
 
 
-async def test_candidates_keep_order_and_skip_open(board: BreakerBoard, clock: FakeClock) -> None:
-    await open_breaker(board, "b", clock)
-    views = await board.snapshot(["a", "b", "c"])
-    assert [k async for k in board.candidates(["a", "b", "c"], views)] == ["a", "c"]
-
-
-async def test_when_all_are_open_the_least_recently_failed_is_tried(
-    board: BreakerBoard, clock: FakeClock
-) -> None:
+async def test_least_recently_failed(board: BreakerBoard, clock: FakeClock) -> None:
     await open_breaker(board, "a", clock)
     clock.advance(5)
     await open_breaker(board, "b", clock)
-    clock.advance(5)
-    await open_breaker(board, "c", clock)
-    views = await board.snapshot(["c", "b", "a"])
-    assert {v.state for v in views.values()} == {"open"}
-    assert [k async for k in board.candidates(["c", "b", "a"], views)] == ["a"]
-    assert least_recently_failed(["c", "b", "a"], views) == "a"
-
-    # That last-resort attempt fails too: "a" now failed most recently, so "b" is next.
-    await board.record_failure("a", views["a"])
-    views = await board.snapshot(["c", "b", "a"])
-    assert [k async for k in board.candidates(["c", "b", "a"], views)] == ["b"]
-
-
-async def test_candidates_take_a_probe_lease_only_when_reached(
-    store: CountingStore, board: BreakerBoard, clock: FakeClock
-) -> None:
-    await open_breaker(board, "a", clock)
-    clock.advance(CONFIG.recovery_s)
-    views = await view_of(board, "a", clock), await board.snapshot(["b"])
-    snapshot = {"a": views[0], **views[1]}
-    before = store.calls.get("put_if", 0)
-    async for key in board.candidates(["b", "a"], snapshot):
-        assert key == "b"
-        break  # "b" worked: "a" was never asked for, so no lease was taken
-    assert store.calls.get("put_if", 0) == before
+    views = await board.snapshot(["b", "a", "never"])
+    assert least_recently_failed(["b", "a"], views) == "a"
+    assert least_recently_failed(["b", "a", "never"], views) == "never"  # never failed: first
+    assert least_recently_failed(["x", "y"], {}) == "x"  # ties: the caller's order
 
 
 # --- store failures ---------------------------------------------------------------------

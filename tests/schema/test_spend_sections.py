@@ -1,4 +1,4 @@
-"""The rules-file sections `budgets:`, `limits:` and `cache:`."""
+"""The rules-file sections `budgets:`, `limits:` and `cache:` (`tier_router.schema.spend`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
-from tier_router.spend.config import BudgetConfig, CacheConfig, RateLimitConfig, usd_to_micro
+from tier_router.schema import BudgetConfig, CacheConfig, RateLimitConfig, usd_to_micro
 
 PROPOSED = """
 budgets:
@@ -46,7 +46,7 @@ cache:
 
 
 class Sections(BaseModel):
-    """How the lead would nest them in RulesFile."""
+    """The three sections alone, without the rest of a rules file."""
 
     model_config = ConfigDict(extra="forbid")
     budgets: BudgetConfig = BudgetConfig()
@@ -74,7 +74,7 @@ def test_the_proposed_yaml_loads() -> None:
     assert cache.policy("premium", "code").model_dump() == {"enabled": True, "ttl_s": 600}
     assert cache.policy("premium", "background-batch").ttl_s == 86_400  # rule beats tier
     assert not cache.policy("premium", "hard-reasoning").enabled
-    assert cache.policy(None, "default").model_dump() == {"enabled": True, "ttl_s": 3600}
+    assert cache.policy(None, None).model_dump() == {"enabled": True, "ttl_s": 3600}  # no rule decided
     assert cache.unknown_rules(["background-batch", "hard-reasoning"]) == []
     assert cache.unknown_rules(["background-batch"]) == ["cache.rules: unknown rule 'hard-reasoning'"]
 
@@ -84,7 +84,7 @@ def test_defaults_are_off() -> None:
     assert not spec.budgets.enabled
     assert not spec.limits.enabled
     assert not spec.cache.enabled
-    assert spec.budgets.pacing.downgrade == {"premium": "standard", "standard": "budget"}
+    assert spec.budgets.pacing.downgrade is None  # derived from the tiers by a whole rules file
     assert spec.budgets.cap_tier is None
 
 
@@ -114,9 +114,8 @@ def test_mistakes_fail_at_load(section: str, data: dict[str, Any]) -> None:
         Sections.model_validate({section: data})
 
 
-def test_unknown_tiers() -> None:
-    default_map = BudgetConfig(daily_usd=1)
-    assert default_map.unknown_tiers({"fast", "smart"}) == []  # the default map is exempt
+def test_unknown_tiers_and_rules() -> None:
+    assert BudgetConfig(daily_usd=1).unknown_tiers({"fast", "smart"}) == []  # nothing named
     explicit = BudgetConfig.model_validate(
         {"pacing": {"downgrade": {"smart": "fast", "x": "y"}}, "on_cap": "tier:z"}
     )
@@ -126,6 +125,13 @@ def test_unknown_tiers() -> None:
         "budgets.on_cap: unknown tier 'z'",
     ]
     assert CacheConfig(tiers={"gold": {}}).unknown_tiers({"fast"}) == ["cache.tiers: unknown tier 'gold'"]  # type: ignore[dict-item]
+    # `default` and `explicit` are not rules: a request no rule decided takes the tier's settings.
+    rules = CacheConfig(rules={"default": {}, "explicit": {}})  # type: ignore[dict-item]
+    assert rules.unknown_rules(["fast-path"]) == [
+        "cache.rules: unknown rule 'default'",
+        "cache.rules: unknown rule 'explicit'",
+    ]
+    assert rules.unknown_rules(["default", "explicit"]) == []  # rules that are really called so
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,92 @@
+"""The rules file (`rules/*.yaml`), as pydantic models: the one place its shape is defined.
+
+    common      Strict (unknown keys are errors), Name, Usd, Priority, usd_to_micro
+    routing     providers, models, prices, conditions, rules, priority, breakers
+    spend       budgets (pacing, hard cap), limits, cache
+    rules_file  RulesFile: the whole file, and the defaults that need all of it
+
+Only shapes live here. Cross references (a tier naming an unknown model, a rule naming an
+unknown tier, a downgrade to an unknown tier) and regex compilation are checked by
+`routing.loader`, which turns every problem into one `RulesError` naming the file, the
+rule (or section) and the reason.
+
+Pacing without naming tiers: tiers may have any names, so nothing here knows "premium" or
+"budget". When `budgets.pacing.downgrade` is omitted, each tier's paced requests move to
+the nearest tier whose every model is cheaper (per input and per output token) than every
+model of that tier; a tier with no such tier below it is never downgraded (see
+`derive_downgrade`). With the usual three tiers that is premium -> standard -> budget;
+a file whose tiers are not ordered by price that clearly gets fewer downgrades, never a
+dearer one. Write the map to choose otherwise, or `downgrade: {}` for none.
+"""
+
+from tier_router.schema.common import (
+    NAME_PATTERN,
+    PRIORITIES,
+    KeyId,
+    Name,
+    Priority,
+    Strict,
+    Usd,
+    usd_to_micro,
+)
+from tier_router.schema.routing import (
+    Breakers,
+    Condition,
+    HeaderTest,
+    MetadataTest,
+    Model,
+    Pattern,
+    Price,
+    PrioritySource,
+    Provider,
+    Range,
+    Routing,
+    Rule,
+    Timeouts,
+    ValueTest,
+)
+from tier_router.schema.rules_file import RulesFile
+from tier_router.schema.spend import (
+    BudgetConfig,
+    CacheConfig,
+    CacheOverride,
+    CachePolicy,
+    KeyRateLimit,
+    PacingConfig,
+    RateLimitConfig,
+    derive_downgrade,
+)
+
+__all__ = [
+    "NAME_PATTERN",
+    "PRIORITIES",
+    "Breakers",
+    "BudgetConfig",
+    "CacheConfig",
+    "CacheOverride",
+    "CachePolicy",
+    "Condition",
+    "HeaderTest",
+    "KeyId",
+    "KeyRateLimit",
+    "MetadataTest",
+    "Model",
+    "Name",
+    "PacingConfig",
+    "Pattern",
+    "Price",
+    "Priority",
+    "PrioritySource",
+    "Provider",
+    "Range",
+    "RateLimitConfig",
+    "Routing",
+    "Rule",
+    "RulesFile",
+    "Strict",
+    "Timeouts",
+    "Usd",
+    "ValueTest",
+    "derive_downgrade",
+    "usd_to_micro",
+]

@@ -1,0 +1,44 @@
+"""The top-level shape of a rules file, and the defaults that need the whole file."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tier_router.schema.common import Name, Strict
+from tier_router.schema.routing import Breakers, Model, PrioritySource, Provider, Routing, Rule
+from tier_router.schema.spend import BudgetConfig, CacheConfig, RateLimitConfig, derive_downgrade
+
+
+class RulesFile(Strict):
+    version: Literal[1] = 1
+    providers: dict[Name, Provider] = Field(min_length=1)
+    models: dict[Name, Model] = Field(min_length=1)
+    tiers: dict[Name, list[Name]] = Field(min_length=1)
+    default_tier: Name
+    aliases: dict[Name, Name] = Field(
+        default_factory=dict, description="extra request model names → 'auto', a tier or a model"
+    )
+    priority: PrioritySource = PrioritySource()
+    routing: Routing = Routing()
+    breakers: Breakers = Breakers()
+    budgets: BudgetConfig = BudgetConfig()
+    limits: RateLimitConfig = RateLimitConfig()
+    cache: CacheConfig = CacheConfig()
+    rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _derive_pacing(self) -> RulesFile:
+        """Fill in `budgets.pacing.downgrade` from the tiers' prices when the file omits it
+        (models the file does not define are left out: the loader reports them)."""
+        pacing = self.budgets.pacing
+        if pacing.downgrade is None:
+            prices = {
+                tier: [self.models[m].price for m in chain if m in self.models]
+                for tier, chain in self.tiers.items()
+            }
+            derived = pacing.model_copy(update={"downgrade": derive_downgrade(prices)})
+            # Still inside validation, before anyone holds the object: set the frozen field.
+            self.__dict__["budgets"] = self.budgets.model_copy(update={"pacing": derived})
+        return self

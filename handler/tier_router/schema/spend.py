@@ -1,0 +1,243 @@
+"""The spend sections of the rules file: `budgets:`, `limits:` and `cache:`.
+
+Cross references (tier names in `pacing.downgrade` / `on_cap`, rule names under
+`cache.rules`) need the whole rules file; `unknown_tiers()` / `unknown_rules()` give the
+loader what it needs to report them. Money is written in USD (floats, as humans write it)
+and turned into integer micro-dollars exactly once, here (`*_micro` helpers), so nothing
+downstream sees a float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Literal
+
+from pydantic import AliasChoices, ConfigDict, Field, field_validator
+
+from tier_router.schema.common import NAME_PATTERN, KeyId, Name, Strict, Usd, usd_to_micro
+from tier_router.schema.routing import Price
+
+# --- budgets: -----------------------------------------------------------------------------
+
+
+class PacingConfig(Strict):
+    """Downgrade traffic while today's spend runs ahead of an even spread over the day.
+
+    `downgrade` maps a tier to the tier its paced requests move to (one step). Omitted, it
+    is derived from the tiers' prices by `derive_downgrade` when the rules file loads; `{}`
+    turns downgrades off while keeping the hard cap.
+    """
+
+    enabled: bool = True
+    slack: float = Field(
+        default=0.1, ge=0, le=10, description="low priority is downgraded above 1+slack × pace"
+    )
+    min_day_fraction: float = Field(
+        default=1 / 24,
+        gt=0,
+        le=1,
+        description="the pace allowance never drops below this fraction of the day (so the first"
+        " minutes after the day starts do not downgrade everything)",
+    )
+    downgrade: dict[Name, Name] | None = Field(
+        default=None, description="one step down per tier; omitted: derived from the tiers' prices"
+    )
+
+    @field_validator("downgrade")
+    @classmethod
+    def _no_self_loops(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for src, dst in (value or {}).items():
+            if src == dst:
+                raise ValueError(f"tier {src!r} downgrades to itself")
+        return value
+
+
+def derive_downgrade(tiers: Mapping[str, Sequence[Price]]) -> dict[str, str]:
+    """The default pacing map, from each tier's model prices (tier -> its chain's prices).
+
+    Tier B is *below* tier A when every model of B is cheaper than every model of A, where
+    a model is cheaper than another when it costs no more per input token and no more per
+    output token, and less for one of them (cached-input prices are not compared). So a
+    downgrade can never make any attempt of a request, fallbacks included, dearer. A tier
+    moves to the nearest tier below it: one that no other tier below it is above (the first
+    listed if several are). A tier with no tier below it is not downgraded.
+    """
+    lower = {a: [b for b in tiers if _below(tiers[b], tiers[a])] for a in tiers}
+    downgrade = {}
+    for tier, candidates in lower.items():
+        nearest = [b for b in candidates if not any(_below(tiers[b], tiers[c]) for c in candidates)]
+        if nearest:
+            downgrade[tier] = nearest[0]
+    return downgrade
+
+
+def _below(lower: Sequence[Price], upper: Sequence[Price]) -> bool:
+    return bool(lower and upper) and all(_cheaper(b, a) for b in lower for a in upper)
+
+
+def _cheaper(b: Price, a: Price) -> bool:
+    return b.input <= a.input and b.output <= a.output and (b.input, b.output) != (a.input, a.output)
+
+
+class BudgetConfig(Strict):
+    """Daily budgets: a paced soft limit and a hard cap, global and per router key.
+
+    No budget configured (`daily_usd`, `per_key_daily_usd` and `key_daily_usd` all
+    empty) = no reservations, no pacing; spend is still counted by the ledger.
+    """
+
+    daily_usd: Usd | None = Field(default=None, description="hard cap for all traffic, per day")
+    per_key_daily_usd: Usd | None = Field(default=None, description="hard cap for each router key")
+    key_daily_usd: dict[KeyId, Usd] = Field(
+        default_factory=dict, description="per router key id; overrides per_key_daily_usd"
+    )
+    pacing: PacingConfig = PacingConfig()
+    on_cap: str = Field(
+        default="reject",
+        pattern=f"^(reject|tier:{NAME_PATTERN})$",
+        description="'reject' (429) or 'tier:<name>': retry the request once on that tier",
+    )
+    day_start_hour: int = Field(default=0, ge=0, le=23, description="UTC hour at which the budget day starts")
+    retention_days: int = Field(default=35, ge=1, le=3660, description="how long daily counters are kept")
+    reservation_margin: float = Field(
+        default=1.5, ge=1, le=100, description="multiplier on the estimated input tokens when reserving"
+    )
+    default_max_output_tokens: int = Field(
+        default=4096,
+        ge=1,
+        description="output tokens reserved when neither the request (max_tokens) nor the model"
+        " (max_output) bounds them",
+    )
+    on_store_error: Literal["allow", "reject"] = Field(
+        default="allow",
+        description="state store unreachable: let requests through uncounted, or fail them (503)",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.daily_usd is not None or self.per_key_daily_usd is not None or bool(self.key_daily_usd)
+
+    @property
+    def cap_tier(self) -> str | None:
+        """The tier named by `on_cap: tier:<name>`, else None."""
+        return self.on_cap.partition(":")[2] if self.on_cap.startswith("tier:") else None
+
+    def daily_micro(self) -> int | None:
+        return None if self.daily_usd is None else usd_to_micro(self.daily_usd)
+
+    def key_daily_micro(self, key_id: str | None) -> int | None:
+        """The cap for one router key, or None when that key has none."""
+        if key_id is None:
+            return None
+        usd = self.key_daily_usd.get(key_id, self.per_key_daily_usd)
+        return None if usd is None else usd_to_micro(usd)
+
+    def unknown_tiers(self, tiers: Collection[str]) -> list[str]:
+        problems = []
+        for src, dst in (self.pacing.downgrade or {}).items():
+            for name in (src, dst):
+                if name not in tiers:
+                    problems.append(f"budgets.pacing.downgrade: unknown tier {name!r}")
+        if self.cap_tier is not None and self.cap_tier not in tiers:
+            problems.append(f"budgets.on_cap: unknown tier {self.cap_tier!r}")
+        return problems
+
+
+# --- limits: ------------------------------------------------------------------------------
+
+
+class KeyRateLimit(Strict):
+    """One router key's limits. An omitted limit inherits the top-level one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    requests_per_minute: int | None = Field(
+        default=None, ge=0, validation_alias=AliasChoices("requests_per_minute", "rpm")
+    )
+    tokens_per_minute: int | None = Field(
+        default=None, ge=0, validation_alias=AliasChoices("tokens_per_minute", "tpm")
+    )
+
+
+class RateLimitConfig(KeyRateLimit):
+    """Per router key, fixed one-minute windows. The top-level values apply to every key."""
+
+    keys: dict[KeyId, KeyRateLimit] = Field(default_factory=dict)
+
+    def for_key(self, key_id: str) -> tuple[int | None, int | None]:
+        """(requests_per_minute, tokens_per_minute) for one key; None = unlimited."""
+        own = self.keys.get(key_id)
+        if own is None:
+            return self.requests_per_minute, self.tokens_per_minute
+        return (
+            self.requests_per_minute if own.requests_per_minute is None else own.requests_per_minute,
+            self.tokens_per_minute if own.tokens_per_minute is None else own.tokens_per_minute,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        limits = [self, *self.keys.values()]
+        return any(k.requests_per_minute is not None or k.tokens_per_minute is not None for k in limits)
+
+
+# --- cache: -------------------------------------------------------------------------------
+
+
+class CacheOverride(Strict):
+    enabled: bool | None = None
+    ttl_s: int | None = Field(default=None, ge=1, le=30 * 86400)
+
+
+class CachePolicy(Strict):
+    """What applies to one request after tier and rule overrides."""
+
+    enabled: bool
+    ttl_s: int
+
+
+class CacheConfig(Strict):
+    """Exact-match response cache. Off unless `enabled: true`.
+
+    Precedence: rules.<rule> over tiers.<tier> over the top level; the request header
+    (`header: on|off`) is applied by the caller on top (see `spend.cache.header_opt_in`).
+    `rules:` names rules of this file only: a request no rule decided (it named a tier or a
+    model, or no rule matched) takes its tier's and the top-level settings.
+    """
+
+    enabled: bool = False
+    ttl_s: int = Field(default=3600, ge=1, le=30 * 86400)
+    scope: Literal["key", "global"] = Field(
+        default="key",
+        description="'key': each router key has its own cache (no cross-tenant probing);"
+        " 'global': all keys share hits",
+    )
+    header: str | None = Field(
+        default="x-router-cache",
+        min_length=1,
+        description="request header: 'on' caches a non-deterministic request, 'off' bypasses",
+    )
+    max_item_bytes: int = Field(default=350_000, ge=1_000, le=399_000)
+    tiers: dict[Name, CacheOverride] = Field(default_factory=dict)
+    rules: dict[Name, CacheOverride] = Field(default_factory=dict)
+
+    @field_validator("header")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return value.lower() if value else value
+
+    def policy(self, tier: str | None, rule: str | None) -> CachePolicy:
+        """`rule`: the name of the rule that chose the tier, None when no rule did."""
+        enabled, ttl = self.enabled, self.ttl_s
+        for override in (self.tiers.get(tier or ""), self.rules.get(rule or "")):
+            if override is not None:
+                if override.enabled is not None:
+                    enabled = override.enabled
+                if override.ttl_s is not None:
+                    ttl = override.ttl_s
+        return CachePolicy(enabled=enabled, ttl_s=ttl)
+
+    def unknown_tiers(self, tiers: Collection[str]) -> list[str]:
+        return [f"cache.tiers: unknown tier {t!r}" for t in self.tiers if t not in tiers]
+
+    def unknown_rules(self, rules: Collection[str]) -> list[str]:
+        return [f"cache.rules: unknown rule {r!r}" for r in self.rules if r not in rules]

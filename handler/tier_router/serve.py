@@ -1,0 +1,99 @@
+"""`tier-router serve`: the router under uvicorn, on settings handed over explicitly.
+
+The settings are `Settings.from_env(serve=True)` with the command's flags on top; the app is
+built from them (`create_app(settings)`), never from a rewritten environment. With one
+worker uvicorn serves that app object. With several, uvicorn imports the app in each worker
+process, so it runs `worker_app` (factory mode), which rebuilds the parent's settings from
+the serialized copy the parent left for it (`Settings.export_to_workers`).
+
+Serving on a network address without router keys is refused unless `--insecure-no-auth`:
+anyone who can reach the port could spend the provider keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tier_router.settings import Settings
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def serve_settings(rules: Path | None, store: str | None) -> Settings:
+    """The environment's settings with `serve`'s defaults, and the flags on top."""
+    settings = Settings.from_env(serve=True)
+    return dataclasses.replace(
+        settings, rules_path=rules or settings.rules_path, store_url=store or settings.store_url
+    )
+
+
+def has_router_keys(settings: Settings) -> bool:
+    return bool(settings.api_keys or settings.keys_file or settings.keys_ssm)
+
+
+def exposure_problem(settings: Settings, host: str, insecure_no_auth: bool) -> str | None:
+    """Why serving `settings` on `host` is refused (a network address without router keys)."""
+    if has_router_keys(settings) or host in LOOPBACK or insecure_no_auth:
+        return None
+    return (
+        f"refusing to serve on {host} without router keys: create one with"
+        " `tier-router keys create NAME` and set TIER_ROUTER_KEYS_FILE, or pass --insecure-no-auth"
+    )
+
+
+def serve(
+    settings: Settings, *, host: str, port: int, workers: int, log_level: str, insecure_no_auth: bool
+) -> int:
+    """Run until stopped; the exit status (2: refused). The caller has checked the rules."""
+    import uvicorn
+
+    problem = exposure_problem(settings, host, insecure_no_auth)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    if not has_router_keys(settings):
+        print(
+            f"WARNING: no router keys configured; anyone who can reach {host}:{port} may use your"
+            " provider keys. Fine for local experiments; create keys with `tier-router keys create NAME`.",
+            file=sys.stderr,
+        )
+    logging.basicConfig(level=log_level.upper(), format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
+    app: Starlette | str
+    if workers > 1:  # uvicorn imports the app in each worker process: hand it the settings
+        settings.export_to_workers()
+        app = f"{__name__}:worker_app"
+    else:
+        from tier_router.app import create_app
+
+        app = create_app(settings)
+    uvicorn.run(
+        app,
+        factory=isinstance(app, str),
+        host=host,
+        port=port,
+        workers=workers,
+        http="httptools",
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        lifespan="off",
+        access_log=False,
+        log_level=log_level,
+        # Longer than clients' keep-alive expiry (the OpenAI SDK's httpx: 5 s). With uvicorn's
+        # default of 5 s, a client can reuse a connection just as the server closes it.
+        timeout_keep_alive=75,
+    )
+    return 0
+
+
+def worker_app() -> Starlette:
+    """The app of one `serve --workers N` worker process, on the parent's settings."""
+    from tier_router.app import create_app
+
+    return create_app(Settings.from_exported())
