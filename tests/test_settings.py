@@ -10,11 +10,6 @@ from tier_router.settings import DEFAULT_STORE, Settings, configured_store_url
 
 PACKAGE = Path(__file__).parent.parent / "handler" / "tier_router"
 READER = PACKAGE / "settings.py"
-PENDING = {
-    # TEMPORARY, owned elsewhere in the restructure (issue 12): `tls_verify` should take
-    # `settings.environ` instead of defaulting to os.environ. Remove the entry with the fix.
-    PACKAGE / "gateway.py": "tls_verify",
-}
 
 
 def environment_reads(path: Path) -> list[str]:
@@ -38,8 +33,7 @@ def test_settings_is_the_only_reader_of_the_environment() -> None:
     readers = {path: environment_reads(path) for path in sorted(PACKAGE.rglob("*.py"))}
     assert readers[READER]  # the scan does see reads
     others = {p.relative_to(PACKAGE).as_posix(): r for p, r in readers.items() if r and p != READER}
-    pending = {p.relative_to(PACKAGE).as_posix() for p in PENDING if p.exists()}
-    assert set(others) <= pending, f"read the environment through tier_router.settings: {others}"
+    assert not others, f"read the environment through tier_router.settings: {others}"
 
 
 def test_from_env_reads_everything_once() -> None:

@@ -123,7 +123,7 @@ def test_the_build_step_names_each_root_by_its_subject_hash(pki: dict[str, Path]
 
 
 def test_a_server_signed_by_a_root_in_the_directory_is_trusted(pki: dict[str, Path]) -> None:
-    verify = tls_verify(pki["trusting"], environ={})
+    verify = tls_verify({}, pki["trusting"])
     assert not isinstance(verify, bool)
     response = asyncio.run(https_get(verify, pki["cert"], pki["key"]))
     assert response.status_code == 200
@@ -131,7 +131,7 @@ def test_a_server_signed_by_a_root_in_the_directory_is_trusted(pki: dict[str, Pa
 
 
 def test_a_server_signed_by_another_root_is_refused(pki: dict[str, Path]) -> None:
-    verify = tls_verify(pki["other_only"], environ={})
+    verify = tls_verify({}, pki["other_only"])
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         asyncio.run(https_get(verify, pki["cert"], pki["key"]))
 
@@ -139,6 +139,6 @@ def test_a_server_signed_by_another_root_is_refused(pki: dict[str, Path]) -> Non
 def test_the_operators_settings_and_a_missing_directory_mean_httpx_defaults(
     pki: dict[str, Path], tmp_path: Path
 ) -> None:
-    assert tls_verify(pki["trusting"], environ={"SSL_CERT_FILE": "/etc/corp-ca.pem"}) is True
-    assert tls_verify(pki["trusting"], environ={"SSL_CERT_DIR": "/etc/corp-certs"}) is True
-    assert tls_verify(tmp_path / "absent", environ={}) is True
+    assert tls_verify({"SSL_CERT_FILE": "/etc/corp-ca.pem"}, pki["trusting"]) is True
+    assert tls_verify({"SSL_CERT_DIR": "/etc/corp-certs"}, pki["trusting"]) is True
+    assert tls_verify({}, tmp_path / "absent") is True

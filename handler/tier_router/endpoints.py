@@ -17,9 +17,9 @@ from starlette.responses import JSONResponse, Response
 
 from tier_router.admission import CACHED_MODEL_FIELD, Admission
 from tier_router.auth import check_tier
-from tier_router.aws_secrets import SecretsError, SSMKeySource
+from tier_router.aws.ssm import SSMKeySource
 from tier_router.body import invalid_request, read_json
-from tier_router.errors import APIError, ClientGone
+from tier_router.errors import APIError, ClientGone, SecretsError, StoreError
 from tier_router.fallback import AllCandidatesFailed, UpstreamClientError, all_failed_error
 from tier_router.gateway import Gateway
 from tier_router.lifecycle import Exchange
@@ -28,7 +28,6 @@ from tier_router.request_line import Outcome
 from tier_router.responses import answer, cost_header, decision_headers, event_stream, served_headers
 from tier_router.routing.engine import Decision, UnknownModelError
 from tier_router.routing.request import parse_chat
-from tier_router.store.base import StoreError
 
 EXCHANGE = "tier_router.exchange"
 """The scope key under which `app` hands each request's Exchange to Starlette routes."""

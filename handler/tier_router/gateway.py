@@ -9,7 +9,6 @@ log and the request lifecycle. Nothing here runs per request.
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +17,7 @@ import httpx
 
 from tier_router.admission import SpendControls
 from tier_router.auth import Auth, KeysLoader
-from tier_router.aws_secrets import fetch_parameter, key_source
+from tier_router.aws.ssm import fetch_parameter, key_source
 from tier_router.breakers import BreakerBoard, BreakerConfig
 from tier_router.disconnect import DisconnectWatch
 from tier_router.forwarder import Forwarder
@@ -27,7 +26,7 @@ from tier_router.lifecycle import Lifecycle
 from tier_router.provider_keys import KeySource
 from tier_router.providers.base import dumps
 from tier_router.providers.mock import MockTransport
-from tier_router.router_keys import KeyRing, parse_keys, plain_keys
+from tier_router.router_keys import KeyRecord, KeyRing, parse_keys, plain_keys
 from tier_router.routing.engine import Rules
 from tier_router.routing.loader import load_rules
 from tier_router.settings import Settings
@@ -43,7 +42,7 @@ CA_DIR = Path(__file__).resolve().parent.parent / "cacerts"
 """In the Lambda artifact: certifi's roots as an OpenSSL hashed directory (handler/Makefile)."""
 
 
-def tls_verify(ca_dir: Path = CA_DIR, environ: Mapping[str, str] = os.environ) -> ssl.SSLContext | bool:
+def tls_verify(environ: Mapping[str, str], ca_dir: Path = CA_DIR) -> ssl.SSLContext | bool:
     """How the shared client verifies TLS. With the artifact's hashed CA directory, OpenSSL
     loads only the roots a handshake needs: building a context from certifi's whole bundle
     parses ~120 certificates, 20-35 ms of every cold start. Anywhere else, or when the operator
@@ -53,13 +52,13 @@ def tls_verify(ca_dir: Path = CA_DIR, environ: Mapping[str, str] = os.environ) -
     return ssl.create_default_context(capath=str(ca_dir))
 
 
-def make_http_client() -> httpx.AsyncClient:
+def make_http_client(settings: Settings) -> httpx.AsyncClient:
     """The one client per process: pooled keep-alive connections reused across requests
     (and across Lambda invocations); `mock://` is served in-process. Idle connections are
     dropped after 30 s, below common server keep-alive timeouts (ALB 60 s, nginx 75 s), so
     the router does not reuse a connection the provider is closing."""
     return httpx.AsyncClient(
-        verify=tls_verify(),
+        verify=tls_verify(settings.environ),
         mounts={"mock://": MockTransport()},
         limits=httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30),
         timeout=httpx.Timeout(30.0),
@@ -82,12 +81,14 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.rules = rules or load_rules(settings.rules_path)
-        self.client = client or make_http_client()
+        self.client = client or make_http_client(settings)
         self.key_names = sorted({p.api_key_env for p in self.rules.spec.providers.values() if p.api_key_env})
         # Provider keys: the environment locally; SSM SecureStrings on Lambda, read lazily.
-        self.keys = keys or key_source(self.key_names, http_client=self.client)
-        self.store: Store = DeadlineStore(
-            store or open_store(settings.store_url, http_client=self.client), settings.store_timeout_s
+        self.keys = keys or key_source(self.key_names, settings=settings, http_client=self.client)
+        self.store: Store = (
+            open_store(settings.store_url, settings=settings, http_client=self.client)
+            if store is None
+            else DeadlineStore(store, settings.store_timeout_s)
         )
         self.breakers = breaker_health(self.store, self.rules) if health is None else None
         self.spend = SpendControls(self.store, self.rules)
@@ -100,7 +101,7 @@ class Gateway:
         self.auth = Auth(
             router_keyring(settings),
             require=settings.require_auth,
-            loader=ssm_keys_loader(settings.keys_ssm, self.client) if settings.keys_ssm else None,
+            loader=ssm_keys_loader(settings, self.client) if settings.keys_ssm else None,
             on_keys=self.spend.apply_keys,
         )
         self.spend.apply_keys(self.auth.keyring.records)
@@ -127,11 +128,12 @@ def router_keyring(settings: Settings) -> KeyRing:
     return keyring
 
 
-def ssm_keys_loader(name: str, client: httpx.AsyncClient) -> KeysLoader:
+def ssm_keys_loader(settings: Settings, client: httpx.AsyncClient) -> KeysLoader:
     """Router keys from one SSM SecureString (the keys file's text), fetched on demand."""
+    name = settings.keys_ssm or ""
 
-    async def load() -> list:  # type: ignore[type-arg]
-        return parse_keys(await fetch_parameter(name, http_client=client), f"ssm:{name}")
+    async def load() -> list[KeyRecord]:
+        return parse_keys(await fetch_parameter(name, settings=settings, http_client=client), f"ssm:{name}")
 
     return load
 

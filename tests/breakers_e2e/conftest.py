@@ -242,7 +242,9 @@ def start_router() -> Iterator[Callable[[dict[str, Any], str], Router]]:
             app = create_app(
                 Settings(rules_path=Path("breakers-e2e.yaml"), store_url=store_url, log_requests=False),
                 rules=parse_rules(rules, "breakers-e2e.yaml"),
-                client=make_http_client(),  # the production client configuration
+                client=make_http_client(
+                    Settings(rules_path=Path("rules.yaml"))
+                ),  # the production client configuration
                 keys=KeySource({KEY_ENV: KEY_VALUE}),
             )
             url = stack.enter_context(run_uvicorn_in_thread(ClosesOnShutdown(app), lifespan="on"))

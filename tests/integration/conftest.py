@@ -216,7 +216,9 @@ def _stack() -> Iterator[Stack]:
         an_url = stack.enter_context(
             run_uvicorn_in_thread(make_fake_upstream("anthropic", name="fake-anthropic"))
         )
-        client = make_http_client()  # the production client configuration
+        client = make_http_client(
+            Settings(rules_path=Path("rules.yaml"))
+        )  # the production client configuration
         store = FreshStore()
         app = create_app(
             Settings(
