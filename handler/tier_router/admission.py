@@ -26,6 +26,7 @@ from typing import Any
 from tier_router.errors import APIError
 from tier_router.router_keys import KeyRecord
 from tier_router.routing.engine import Decision, ModelRoute, Rules
+from tier_router.schema import BudgetConfig, KeyRateLimit, RateLimitConfig
 from tier_router.spend import (
     BudgetGuard,
     CapReached,
@@ -40,7 +41,6 @@ from tier_router.spend import (
     is_cacheable,
     should_store,
 )
-from tier_router.spend.config import BudgetConfig, KeyRateLimit, RateLimitConfig
 from tier_router.store.base import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("tier_router.spend")

@@ -29,6 +29,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import httpx
 
+from tier_router.breakers import AlwaysHealthy, Health, Plan
 from tier_router.fallback import (
     FAILURES,
     AllCandidatesFailed,
@@ -40,7 +41,6 @@ from tier_router.fallback import (
     retry_after_seconds,
     verdict,
 )
-from tier_router.health import AlwaysHealthy, Health, Plan
 from tier_router.provider_keys import KeySource, redact
 from tier_router.providers.base import Adapter, ClientRequestError, StreamDecoder, UpstreamProtocolError
 from tier_router.providers.registry import adapter_for

@@ -18,10 +18,9 @@ import httpx
 from tier_router.admission import SpendControls
 from tier_router.auth import Auth, KeysLoader
 from tier_router.aws.ssm import fetch_parameter, key_source
-from tier_router.breakers import BreakerBoard, BreakerConfig
+from tier_router.breakers import BreakerBoard, BreakerConfig, BreakerHealth, Health
 from tier_router.disconnect import DisconnectWatch
 from tier_router.forwarder import Forwarder
-from tier_router.health import BreakerHealth, Health
 from tier_router.lifecycle import Lifecycle
 from tier_router.provider_keys import KeySource
 from tier_router.providers.base import dumps
