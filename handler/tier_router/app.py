@@ -9,6 +9,7 @@ log line, whatever happened. Everything that can be built once is built in `gate
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -75,14 +76,19 @@ class RouterApp(Starlette):
                     await response(scope, receive, send_with_id)
         except (ClientDisconnect, OSError):  # the client left while the answer was being sent
             exchange.ended(Outcome.CLIENT_GONE)
+        except asyncio.CancelledError:  # the server's cancellation (shutdown), not the client's
+            if exchange.line.outcome is None:
+                exchange.ended(Outcome.CANCELLED)
+            raise
         finally:
-            if not started and exchange.line.outcome is Outcome.CANCELLED:
-                exchange.ended(Outcome.CLIENT_GONE, 499)
-            elif exchange.line.outcome is Outcome.CANCELLED:  # a Starlette route answered
+            if exchange.line.outcome is None:
                 status = exchange.line.status
-                exchange.ended(
-                    Outcome.OK if status < 400 else Outcome.ERROR if status >= 500 else Outcome.REFUSED
-                )
+                if not started:
+                    exchange.ended(Outcome.CLIENT_GONE, 499)
+                else:  # a Starlette route answered
+                    exchange.ended(
+                        Outcome.OK if status < 400 else Outcome.ERROR if status >= 500 else Outcome.REFUSED
+                    )
             await lifecycle.finish(exchange, scope)
 
     async def _chat(self, request: Request, exchange: Exchange) -> Response | None:
@@ -98,7 +104,7 @@ class RouterApp(Starlette):
 
 
 def refused(exchange: Exchange, exc: APIError) -> Response:
-    if exchange.line.outcome is Outcome.CANCELLED:
+    if exchange.line.outcome is None:
         exchange.ended(Outcome.REFUSED)
     exchange.line.error = exc.code
     return error_response(exc)

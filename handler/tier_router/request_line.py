@@ -44,7 +44,8 @@ class RequestLine:
     request_id: str
     method: str = "POST"
     path: str = ""
-    outcome: Outcome = Outcome.CANCELLED
+    outcome: Outcome | None = None
+    """None until the request's end is known (`app` decides it at the latest)."""
     status: int = 499
     error: str | None = None
     """The OpenAI error code of an error answer."""
@@ -75,7 +76,7 @@ class RequestLine:
             "request_id": self.request_id,
             "method": self.method,
             "path": self.path,
-            "outcome": str(self.outcome),
+            "outcome": str(self.outcome or Outcome.CANCELLED),
             "status": self.status,
             "key": self.key,
             "latency_ms": self.latency_ms,
