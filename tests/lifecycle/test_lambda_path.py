@@ -20,7 +20,6 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,7 @@ from tests.support.stack import (
     ROUTER_KEY,
     Upstream,
     dynamodb_url,
-    moto_server,
     rules_for,
-    scripted_upstream,
     sqlite_url,
     store_env,
     write_keys_file,
@@ -145,12 +142,6 @@ def cases() -> list[Case]:
     ]
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    with scripted_upstream("lambda-fake") as fake:
-        yield fake
-
-
 @dataclass
 class Invocation:
     case: Case
@@ -216,9 +207,11 @@ def invoked(
 ) -> Invoked:
     """Every case, invoked once in one Lambda-like process per store backend."""
     workdir = tmp_path_factory.mktemp(f"lambda-{request.param}")
-    with moto_server() if request.param == "dynamodb" else contextlib.nullcontext() as moto:
-        store = sqlite_url(workdir) if moto is None else dynamodb_url(moto)
-        return invoke_all(workdir, upstream, store)
+    if request.param == "dynamodb":
+        store = dynamodb_url(request.getfixturevalue("moto"))
+    else:
+        store = sqlite_url(workdir)
+    return invoke_all(workdir, upstream, store)
 
 
 def test_every_invocation_got_its_status_and_a_request_id(invoked: Invoked) -> None:

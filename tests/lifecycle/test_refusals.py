@@ -28,7 +28,6 @@ from tests.support.stack import (
     ROUTER_KEY,
     Upstream,
     rules_for,
-    scripted_upstream,
     sqlite_url,
     write_keys_file,
 )
@@ -98,12 +97,6 @@ class Answer:
     status: int
     request_id: str | None
     lines: list[dict[str, Any]]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    with scripted_upstream("refusals-fake") as fake:
-        yield fake
 
 
 @pytest.fixture(scope="module")

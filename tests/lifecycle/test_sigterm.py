@@ -15,7 +15,6 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.moto_process import MotoProcess
 from tests.support.router_process import (
     REQUEST_ID,
     Ledger,
@@ -38,9 +38,7 @@ from tests.support.stack import (
     ROUTER_KEY,
     Upstream,
     dynamodb_url,
-    moto_server,
     rules_for,
-    scripted_upstream,
     sqlite_url,
     store_env,
     table_of,
@@ -49,12 +47,6 @@ from tests.support.stack import (
 pytestmark = pytest.mark.integration
 
 EXIT_TIMEOUT_S = 20.0
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    with scripted_upstream("sigterm-fake") as fake:
-        yield fake
 
 
 def launch(workdir: Path, upstream: Upstream) -> tuple[Router, str]:
@@ -174,25 +166,26 @@ def test_sigterm_while_streams_run_drains_and_records_them(upstream: Upstream, t
     assert ledger.total == sum(line.get("cost_micro_usd") or 0 for line in lines)
 
 
-def test_sigterm_while_settles_wait_for_a_slow_store(upstream: Upstream, tmp_path: Path) -> None:
+def test_sigterm_while_settles_wait_for_a_slow_store(
+    upstream: Upstream, moto: MotoProcess, tmp_path: Path
+) -> None:
     """Every answer is out, but settling (after the response) still waits on a store 0.3 s
     away: SIGTERM must let those settles finish and their lines be written."""
-    with moto_server() as moto:
-        direct = dynamodb_url(moto)
-        with slow_proxy(moto.endpoint, 0.3) as proxy:
-            store = dynamodb_url(moto, table_of(direct), proxy.endpoint)
-            env = {PROVIDER_KEY_ENV: PROVIDER_KEY, **store_env(store)}
-            router = start_router(tmp_path, rules_for(upstream.url), key=ROUTER_KEY, store_url=store, env=env)
-            try:
-                plan = [(f"Slow store {i}", i % 2 == 0) for i in range(8)]
-                with ThreadPoolExecutor(max_workers=len(plan)) as pool:
-                    answers = list(pool.map(lambda p: ask(router, *p), plan))
-                code = stop(router)
-            finally:
-                if router.alive():
-                    router.proc.kill()
-        assert code in CLEAN_EXIT, router.stderr()[-3000:]
-        lines = check_lines(router, answers)
-        ledger = stored_ledger(tmp_path, direct, store_env(direct))
+    direct = dynamodb_url(moto)
+    with slow_proxy(moto.endpoint, 0.3) as proxy:
+        store = dynamodb_url(moto, table_of(direct), proxy.endpoint)
+        env = {PROVIDER_KEY_ENV: PROVIDER_KEY, **store_env(store)}
+        router = start_router(tmp_path, rules_for(upstream.url), key=ROUTER_KEY, store_url=store, env=env)
+        try:
+            plan = [(f"Slow store {i}", i % 2 == 0) for i in range(8)]
+            with ThreadPoolExecutor(max_workers=len(plan)) as pool:
+                answers = list(pool.map(lambda p: ask(router, *p), plan))
+            code = stop(router)
+        finally:
+            if router.alive():
+                router.proc.kill()
+    assert code in CLEAN_EXIT, router.stderr()[-3000:]
+    lines = check_lines(router, answers)
+    ledger = stored_ledger(tmp_path, direct, store_env(direct))
     assert ledger.requests == len(plan), f"the store settled {ledger.requests} of {len(plan)} requests"
     assert ledger.total == sum(line.get("cost_micro_usd") or 0 for line in lines)

@@ -11,7 +11,7 @@ Behaviours:
                    — the SDK closes the connection at `data: [DONE]`
 - ``stream_iter``  `for chunk in create(..., stream=True)` — also closes at `[DONE]`
 - ``first_chunk``  `for chunk in stream: break`, then close (the provider is still dripping)
-- ``timeout``      `timeout=0.5, max_retries=0` against a provider that waits 1.5 s:
+- ``timeout``      `timeout=1.0, max_retries=0` against a provider that waits 2 s:
                    the client leaves before the first byte (non-streamed)
 - ``timeout_stream`` the same, streamed
 - ``raw_close``    a raw socket: sends the request, waits until the provider has it, closes
@@ -35,9 +35,11 @@ import openai
 from tests.support.router_process import REQUEST_ID, micro
 from tests.support.scripted_upstream import ScriptedUpstream
 
-CLIENT_TIMEOUT_S = 0.5
-"""The impatient client's timeout; the scripted provider waits SLOW_S before answering."""
-SLOW_S = 1.5
+CLIENT_TIMEOUT_S = 1.0
+"""The impatient client's timeout; the scripted provider waits SLOW_S before answering. A
+whole second for the router to route (and usually forward) the request before the client
+leaves, even on a loaded machine."""
+SLOW_S = 2.0
 DRIP_S = 0.05
 SDK_TIMEOUT_S = 20.0
 
@@ -69,9 +71,12 @@ class Seen:
     header_cost: int | None = None  # x-router-cost-usd, micro-dollars
     usage_cost: int | None = None  # the final usage chunk's cost_usd, micro-dollars
     error: str | None = None
+    expected: int | None = None  # the status the client should get, when not the behaviour's
 
     @property
     def expect_status(self) -> int:
+        if self.expected is not None:
+            return self.expected
         return 499 if self.behaviour in GONE_BEFORE_ANSWER else 200
 
     @property
@@ -261,16 +266,6 @@ def raw_close(
         sock.sendall(http_request(url, key, body))
         wait_until(lambda: seen.tag in upstream.tags, 10.0, f"the provider to receive {seen.tag}")
     return seen
-
-
-def admitted_precondition(seen: list[Seen], upstream: ScriptedUpstream) -> list[str]:
-    """Clients that left before the answer must have left AFTER the router forwarded their
-    request (otherwise whether it was admitted is a race, not the promise under test)."""
-    return [
-        f"{s.describe()}: the provider never received it (client left before the router forwarded it)"
-        for s in seen
-        if s.behaviour in GONE_BEFORE_ANSWER and s.tag not in upstream.tags
-    ]
 
 
 def sync_client(url: str, key: str) -> openai.OpenAI:

@@ -144,7 +144,6 @@ class BudgetGuard:
         self.store = store
         self.config = config
         self._clock = clock
-        self._ttl = cache_ttl_s
         self._prefix = key_prefix
         downgrade = (config.pacing.downgrade or {}) if config.pacing.enabled else {}
         self.downgrade = {

@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, NotRequired, TypedDict, Unpack
@@ -94,13 +94,14 @@ class SpendReport:
     """One day's spend. Amounts are micro-dollars."""
 
     day: str
-    total: int = 0
-    requests: int = 0
-    cache_hits: int = 0
-    by_tier: dict[str, int] = field(default_factory=dict)
-    by_model: dict[str, int] = field(default_factory=dict)
-    by_rule: dict[str, int] = field(default_factory=dict)
-    by_key: dict[str, int] = field(default_factory=dict)
+    total: int
+    requests: int
+    cache_hits: int
+    by_tier: dict[str, int]
+    by_model: dict[str, int]
+    by_rule: dict[str, int]
+    """By the decision's label: a rule's name, or "default" / "explicit"."""
+    by_key: dict[str, int]
 
     def as_dict(self) -> dict[str, Any]:
         """For the status endpoint: USD strings, largest spend first."""
