@@ -72,7 +72,7 @@ ROUTER_ENV = {"BENCH_UPSTREAM_KEY": API_KEY}
 def write_router_rules(path: Path, upstream_url: str) -> None:
     """LEAD: a rules file with one tier whose only model is served by the fake upstream.
 
-    ``upstream_url`` is the fake's base URL including ``/v1``. Follows ``routing/schema.py`` as of
+    ``upstream_url`` is the fake's base URL including ``/v1``. Follows ``schema/`` as of
     writing; one non-matching regex rule keeps rule evaluation in the measured path, as in production.
     """
     path.write_text(

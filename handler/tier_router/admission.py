@@ -157,7 +157,7 @@ class SpendControls:
     async def _cached(self, admission: Admission, body: dict[str, Any], headers: Mapping[str, str]) -> bool:
         config = self.cache_config
         decision = admission.decision
-        policy = config.policy(decision.tier, decision.rule)
+        policy = config.policy(decision.tier, decision.rule_name)
         opt_in = header_opt_in(headers.get(config.header)) if config.header else None
         if not policy.enabled or not is_cacheable(body, opt_in=opt_in):
             return False
@@ -235,7 +235,7 @@ class SpendControls:
                 cost=charged or 0,
                 tier=decision.tier,
                 model=route.name if route else None,
-                rule=decision.rule,
+                rule=decision.label,
                 router_key=admission.key_id,
                 cache_hit=cached,
             )

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from tier_router.errors import APIError
 from tier_router.router_keys import KeyRecord, KeyRing
-from tier_router.routing.engine import Decision, Rules
+from tier_router.routing.engine import Decision, DecisionKind, Rules
 
 log = logging.getLogger("tier_router")
 KEYS_REFRESH_S = 300.0
@@ -93,7 +93,7 @@ def check_tier(rules: Rules, record: KeyRecord | None, decision: Decision) -> De
     moves to the first tier the key allows."""
     if record is None or not record.tiers or decision.tier in record.tiers:
         return decision
-    if decision.rule == "explicit":
+    if decision.kind is DecisionKind.EXPLICIT:
         raise APIError(
             403,
             f"Router key {record.name!r} may not use {decision.requested_model!r}; "

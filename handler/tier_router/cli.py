@@ -383,7 +383,7 @@ def parse_headers(pairs: list[str]) -> dict[str, str]:
 
 def render_decision(decision: Any, states: dict[str, dict[str, str]] | None = None) -> str:
     lines = [
-        f"rule      {decision.rule}",
+        f"rule      {decision.label}",
         f"why       {decision.why}",
         f"tier      {decision.tier or '-'}",
         f"priority  {decision.priority} (from {decision.priority_source})",

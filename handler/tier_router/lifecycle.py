@@ -79,7 +79,7 @@ class Exchange:
 
     def routed(self, decision: Decision) -> None:
         self.decision = decision
-        self.line.tier, self.line.rule, self.line.priority = decision.tier, decision.rule, decision.priority
+        self.line.tier, self.line.rule, self.line.priority = decision.tier, decision.label, decision.priority
 
     def admitted(self, admission: Admission) -> None:
         self.admission = admission

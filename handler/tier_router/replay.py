@@ -51,7 +51,7 @@ from pydantic import ValidationError
 from tier_router.request_line import CHAT_PATHS, RequestLine
 from tier_router.routing.engine import AUTO, Rules, UnknownModelError
 from tier_router.routing.request import MAY_HOLD_SURROGATES, Chat, parse_chat
-from tier_router.routing.schema import Price
+from tier_router.schema import Price
 from tier_router.spend.pricing import Rates, cost_micro_usd, rates_of, usd
 
 SCHEMA = "tier-router.replay/1"
@@ -361,7 +361,7 @@ class Replayer:
         audit.rerouted += 1
         _add(audit.by_tier, tier, prompt, completion, routed, base)
         _add(audit.by_model, route.name, prompt, completion, routed, base)
-        _add(audit.by_rule, decision.rule, prompt, completion, routed, base)
+        _add(audit.by_rule, decision.label, prompt, completion, routed, base)
         if counted is not None or "cost_micro_usd" in obj or "cost_usd" in obj:
             self._logged(obj, response, counted)
         if self.against is not None:
@@ -372,7 +372,7 @@ class Replayer:
                 request,
                 headers,
                 tier,
-                decision.rule,
+                decision.label,
                 routed,
                 prompt,
                 completion,
@@ -421,7 +421,7 @@ class Replayer:
             request = request.model_copy(update={"model": old_name})
         try:
             old = self.against.decide(request, headers)
-            old_tier, old_rule = old.tier or "-", old.rule
+            old_tier, old_rule = old.tier or "-", old.label
             old_routed = self.old_rates[old.candidates[0].name].cost(prompt, completion, priced)
         except UnknownModelError:
             old_tier, old_rule, old_routed = "(unknown model)", "-", 0

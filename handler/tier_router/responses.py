@@ -36,7 +36,7 @@ def error_response(exc: APIError, extra_headers: Mapping[str, str] | None = None
 def decision_headers(decision: Decision) -> dict[str, str]:
     return {
         "x-router-tier": decision.tier or "",
-        "x-router-rule": decision.rule,
+        "x-router-rule": decision.label,
         "x-router-priority": decision.priority,
     }
 

@@ -15,7 +15,7 @@ from tier_router.cli import main
 from tier_router.replay import Progress, Rate, Replayer, render_text, replay, report
 from tier_router.routing.engine import Rules
 from tier_router.routing.loader import load_rules
-from tier_router.routing.schema import Price
+from tier_router.schema import Price
 from tier_router.spend.pricing import cost_micro_usd
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -174,9 +174,8 @@ class Router:
         )
 
     async def drain(self) -> None:
-        guard = self.gateway.spend.guard
-        if guard is not None:
-            await guard.drain()
+        """Wait for every request's settle (the lifecycle finishes requests after responding)."""
+        await self.gateway.lifecycle.drainer.drain()
 
 
 def _completion(model: str, text: str, usage: dict[str, Any] | None, finish: str = "stop") -> dict[str, Any]:

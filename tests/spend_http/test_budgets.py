@@ -164,7 +164,10 @@ MIN_OK = math.floor((CAP - CONCURRENCY * WORST) / ACTUAL) + 1  # 57
 
 
 def capped_rules(rules_dict: Any, **budgets: Any) -> dict[str, Any]:
-    raw = rules_dict(budgets={"daily_usd": CAP / 1_000_000, **budgets})
+    # Pacing off unless a test asks for it: these tests are about the cap, and "everyday" has
+    # a cheaper tier, so pacing (derived from prices) would move requests there.
+    pacing = budgets.pop("pacing", {"enabled": False})
+    raw = rules_dict(budgets={"daily_usd": CAP / 1_000_000, "pacing": pacing, **budgets})
     raw["providers"]["p-main"] = {
         "kind": "openai",
         "base_url": "https://main.test/v1",

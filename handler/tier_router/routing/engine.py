@@ -86,11 +86,6 @@ class Decision:
         comparing labels: use `kind` and `rule_name`."""
         return self.rule_name if self.rule_name is not None else self.kind.value
 
-    @property
-    def rule(self) -> str:
-        """TEMPORARY alias of `label` for call sites not yet moved; delete at integration."""
-        return self.label
-
     def as_dict(self) -> dict[str, Any]:
         """What explain shows (no prompt text: features are measurements)."""
         told = ("requested_model", "tier", "kind", "rule", "why", "priority", "priority_source")
