@@ -88,7 +88,7 @@ class Decision:
 
     def as_dict(self) -> dict[str, Any]:
         """What explain shows (no prompt text: features are measurements)."""
-        told = ("requested_model", "tier", "kind", "rule", "why", "priority", "priority_source")
+        told = ("requested_model", "tier", "why", "priority", "priority_source")
         data: dict[str, Any] = {name: getattr(self, name) for name in told}
         data.update(kind=self.kind.value, rule=self.label)
         data["chain"] = [route.as_dict() for route in self.candidates]
