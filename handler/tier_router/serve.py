@@ -82,7 +82,7 @@ def serve(
         workers=workers,
         http="httptools",
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        lifespan="off",
+        lifespan="on",  # shutdown (SIGTERM, Ctrl-C) drains pending settles and flushes the log
         access_log=False,
         log_level=log_level,
         # Longer than clients' keep-alive expiry (the OpenAI SDK's httpx: 5 s). With uvicorn's
