@@ -87,7 +87,7 @@ class Gateway:
         self.store: Store = (
             open_store(settings.store_url, settings=settings, http_client=self.client)
             if store is None
-            else DeadlineStore(store, settings.store_timeout_s)
+            else under_deadline(store, settings.store_timeout_s)
         )
         self.breakers = breaker_health(self.store, self.rules) if health is None else None
         self.spend = SpendControls(self.store, self.rules)
@@ -117,6 +117,15 @@ class Gateway:
         """At shutdown (SIGTERM included): finish every pending settle, then flush the log."""
         await self.lifecycle.drainer.drain()
         self.access_log.flush()
+
+
+def under_deadline(store: Store, timeout_s: float) -> Store:
+    """A store handed in (tests, embedding): ours take the deadline themselves; anything else
+    store-shaped is wrapped (validating twice would cost every request)."""
+    if isinstance(store, Store) and not isinstance(store, DeadlineStore) and store.deadline_s is None:
+        store.deadline_s = timeout_s
+        return store
+    return DeadlineStore(store, timeout_s)
 
 
 def router_keyring(settings: Settings) -> KeyRing:
