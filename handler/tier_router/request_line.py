@@ -93,9 +93,8 @@ class RequestLine:
                 upstream_ms=self.upstream_ms,
                 router_ms=round(self.latency_ms - self.upstream_ms, 2),
             )
-        if self.tier is not None or self.cost_micro_usd is not None:
-            data["cost_micro_usd"] = self.cost_micro_usd
-            data["cost_estimated"] = self.cost_estimated
+        data["cost_micro_usd"] = self.cost_micro_usd  # null: nothing was admitted, nothing settled
+        data["cost_estimated"] = self.cost_estimated
         if self.prompt_tokens is not None or self.completion_tokens is not None:
             data.update(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
         if self.cache is not None:
