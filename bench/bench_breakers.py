@@ -233,7 +233,9 @@ class Variant:
             limits=httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=60),
             timeout=httpx.Timeout(30.0),
         )
-        self.store = BreakerKeysOnly(open_store(store_url, http_client=self.client))
+        self.store = BreakerKeysOnly(
+            open_store(store_url, settings=Settings.from_env(), http_client=self.client)
+        )
         self.app = create_app(
             Settings(
                 rules_path=Path("bench-breakers.yaml"),

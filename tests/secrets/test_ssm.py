@@ -382,17 +382,6 @@ async def test_key_source_is_chosen_by_the_settings(http: httpx.AsyncClient) -> 
     assert "https://ssm.eu-west-1.amazonaws.com/" in repr(ssm)
 
 
-async def test_key_source_old_call_shape_reads_the_environment_through_settings(
-    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """TEMPORARY (until every caller passes settings): `key_source(names, http_client=...)`."""
-    monkeypatch.setenv("UP_KEY", "sk-from-the-environment")
-    plain = key_source(["UP_KEY"], http_client=http)
-    assert await plain.get("UP_KEY") == "sk-from-the-environment"
-    monkeypatch.setenv("TIER_ROUTER_SECRETS_SSM_PREFIX", "/q/")
-    assert isinstance(key_source(["UP_KEY"], http_client=http), SSMKeySource)
-
-
 async def test_region_and_endpoint_come_from_the_settings(http: httpx.AsyncClient) -> None:
     def url(env: dict[str, str]) -> str:
         source = key_source([], http_client=http, settings=Settings.from_env(env))

@@ -12,7 +12,14 @@ import os
 from multiprocessing.synchronize import Barrier
 from typing import Any
 
+from tier_router.settings import Settings
 from tier_router.store.factory import open_store
+
+
+def NO_DEADLINE() -> Settings:
+    """This process's settings with a deadline no emulator under 8 processes' load reaches:
+    these tests are about atomicity, not about slow stores."""
+    return Settings.from_env({**os.environ, "TIER_ROUTER_STORE_TIMEOUT_S": "60"})
 
 
 def add_many(env: dict[str, str], url: str, key: str, count: int, barrier: Barrier) -> None:
@@ -20,7 +27,7 @@ def add_many(env: dict[str, str], url: str, key: str, count: int, barrier: Barri
     os.environ.update(env)
 
     async def run() -> None:
-        store = open_store(url)
+        store = open_store(url, settings=NO_DEADLINE())
         try:
             await store.ping()  # connect before the barrier so all start hammering together
             barrier.wait()
@@ -39,7 +46,7 @@ def race_put_if(
     os.environ.update(env)
 
     async def run() -> list[str]:
-        store = open_store(url)
+        store = open_store(url, settings=NO_DEADLINE())
         try:
             await store.ping()
             barrier.wait()

@@ -13,21 +13,26 @@ from tier_router.store.sqlite import SQLiteStore
 
 
 def test_memory() -> None:
-    a, b = open_store("memory://"), open_store("memory://")
+    a, b = (
+        open_store("memory://", settings=Settings.from_env()),
+        open_store("memory://", settings=Settings.from_env()),
+    )
     assert isinstance(a, MemoryStore)
     assert a is not b  # each call is its own state
 
 
 def test_sqlite_relative_path_creates_its_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    store = open_store("sqlite:///nested/dir/state.db")
+    store = open_store("sqlite:///nested/dir/state.db", settings=Settings.from_env())
     assert isinstance(store, SQLiteStore)
     assert Path(store.path) == Path("nested/dir/state.db")
     assert (tmp_path / "nested" / "dir").is_dir()
 
 
 def test_sqlite_absolute_path(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path}/abs.db")  # tmp_path starts with '/': 4 slashes
+    store = open_store(
+        f"sqlite:///{tmp_path}/abs.db", settings=Settings.from_env()
+    )  # tmp_path starts with '/': 4 slashes
     assert isinstance(store, SQLiteStore)
     assert Path(store.path) == tmp_path / "abs.db"
 
@@ -51,11 +56,13 @@ def test_settings_give_every_store_its_deadline(tmp_path: Path) -> None:
     settings = Settings.from_env({"TIER_ROUTER_STORE_TIMEOUT_S": "0.25", "AWS_REGION": "eu-west-1"})
     for url in ("memory://", f"sqlite:///{tmp_path}/s.db", "dynamodb://t"):
         assert open_store(url, settings=settings).deadline_s == 0.25
-    assert open_store("memory://").deadline_s is None  # the caller wraps it (DeadlineStore)
 
 
 def test_dynamodb_url_with_options() -> None:
-    store = open_store("dynamodb://tier-router-state?region=eu-west-1&endpoint=http://127.0.0.1:5000")
+    store = open_store(
+        "dynamodb://tier-router-state?region=eu-west-1&endpoint=http://127.0.0.1:5000",
+        settings=Settings.from_env(),
+    )
     assert isinstance(store, DynamoDBStore)
     assert (store.table, store.region, store.url) == (
         "tier-router-state",
@@ -85,14 +92,6 @@ def test_dynamodb_url_uses_the_settings() -> None:
         open_store("dynamodb://state", settings=Settings.from_env({}))
 
 
-def test_old_call_shape_reads_the_environment_through_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """TEMPORARY (until every caller passes settings): `open_store(url)` as before."""
-    monkeypatch.setenv("AWS_REGION", "us-west-2")
-    store = open_store("dynamodb://state")
-    assert isinstance(store, DynamoDBStore)
-    assert store.url == "https://dynamodb.us-west-2.amazonaws.com/"
-
-
 @pytest.mark.parametrize(
     ("url", "message"),
     [
@@ -105,7 +104,7 @@ def test_old_call_shape_reads_the_environment_through_settings(monkeypatch: pyte
 )
 def test_bad_urls_list_the_valid_forms(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
-        open_store(url)
+        open_store(url, settings=Settings.from_env())
     if "scheme" in message or "not a store URL" in message:
         assert "memory://" in str(info.value)
         assert "sqlite:///" in str(info.value)

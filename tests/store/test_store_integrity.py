@@ -54,7 +54,7 @@ def test_concurrent_adds_from_many_processes_are_exact(shared_url: str) -> None:
     barrier = _context().Barrier(PROCESSES)
     _run_all(store_workers.add_many, [(FAKE_ENV, shared_url, "counter", ADDS_EACH, barrier)] * PROCESSES)
 
-    store = open_store(shared_url)
+    store = open_store(shared_url, settings=store_workers.NO_DEADLINE())
     assert asyncio.run(_get_and_close(store, "counter")) == {"n": PROCESSES * ADDS_EACH}
 
 
@@ -70,7 +70,7 @@ def test_put_if_race_between_processes_has_exactly_one_winner_per_key(shared_url
     won = dict(results.get(timeout=5) for _ in range(PROCESSES))
     winners = {key: [me for me, keys_won in won.items() if key in keys_won] for key in keys}
     assert all(len(w) == 1 for w in winners.values()), winners
-    store = open_store(shared_url)
+    store = open_store(shared_url, settings=store_workers.NO_DEADLINE())
     stored = asyncio.run(_get_many_and_close(store, keys))
     assert {key: value["owner"] for key, value in stored.items()} == {k: w[0] for k, w in winners.items()}
 

@@ -270,15 +270,11 @@ def key_source(
     names: Iterable[str],
     *,
     http_client: httpx.AsyncClient,
-    settings: Settings | None = None,
+    settings: Settings,
     **options: Any,
 ) -> KeySource:
     """`SSMKeySource` when `settings.secrets_ssm_prefix` is set, else the keys in
-    `settings.environ`. `options` go to the SSM client (`ssm_client`).
-
-    TEMPORARY: without `settings`, `Settings.from_env()` (the call shape of before the
-    restructure); remove the default once every caller passes settings."""
-    settings = Settings.from_env() if settings is None else settings
+    `settings.environ`. `options` go to the SSM client (`ssm_client`)."""
     if not settings.secrets_ssm_prefix:
         return KeySource(settings.environ)
     client = ssm_client(settings, http_client, **options)
@@ -288,14 +284,14 @@ def key_source(
 async def fetch_parameter(
     name: str,
     *,
+    settings: Settings,
     http_client: httpx.AsyncClient | None = None,
-    settings: Settings | None = None,
     **options: Any,
 ) -> str:
     """The (decrypted) value of one SSM parameter, via GetParameters (same IAM action as the
     key source). Raises SecretNotFound if it does not exist, SecretsError otherwise. Without
-    `http_client`, a temporary one. TEMPORARY: without `settings`, `Settings.from_env()`."""
-    client = ssm_client(Settings.from_env() if settings is None else settings, http_client, **options)
+    `http_client`, a temporary one."""
+    client = ssm_client(settings, http_client, **options)
     try:
         found, _ = await get_parameters(client, [name])
     finally:

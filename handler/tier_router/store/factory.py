@@ -28,15 +28,10 @@ _FORMS = (
 )
 
 
-def open_store(
-    url: str, *, settings: Settings | None = None, http_client: httpx.AsyncClient | None = None
-) -> Store:
+def open_store(url: str, *, settings: Settings, http_client: httpx.AsyncClient | None = None) -> Store:
     """Build the store named by `url` (see module doc). `http_client` is shared by DynamoDB.
-
-    TEMPORARY: without `settings` (the call shape of before the restructure), the AWS
-    settings come from `Settings.from_env()` and there is no deadline (the caller wraps the
-    store in a `DeadlineStore`); remove the default once every caller passes settings."""
-    deadline_s = None if settings is None else settings.store_timeout_s
+    The deadline of every call is `settings.store_timeout_s`."""
+    deadline_s = settings.store_timeout_s
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(f"not a store URL: {url!r}; valid forms: {_FORMS}")
@@ -67,7 +62,7 @@ def open_store(
             raise ValueError(
                 f"bad dynamodb URL {url!r}: needs a table name; known options are region, endpoint"
             )
-        aws = Settings.from_env() if settings is None else settings
+        aws = settings
         return DynamoDBStore(
             table,
             region=query.get("region") or aws.aws_region,
