@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.support.agreement import collect, line_cost, problems, quiesce
+from tests.support.agreement import collect, line_cost, problems, quiesce, report
 from tests.support.clients import (
     Seen,
     cost_of_usage,
@@ -60,7 +60,7 @@ NO_BREAKERS = {"breakers": {"enabled": False}}
 def assert_agree(window: Any, seen: list[Seen], reached: Collection[str] = ()) -> None:
     observed = collect(window, len(seen))
     found = problems(observed, seen, reached=reached)
-    assert not found, f"{len(found)} disagreement(s):\n" + "\n".join(found)
+    assert not found, report(found)
 
 
 def connect(url: str) -> socket.socket:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.agreement import collect, problems, quiesce
+from tests.support.agreement import collect, problems, quiesce, report
 from tests.support.clients import (
     ASYNC_BEHAVIOURS,
     SYNC_BEHAVIOURS,
@@ -66,7 +66,7 @@ def run_and_check(router: Router, upstream: Upstream, scenario: Callable[[], lis
     seen: list[Seen] = scenario()
     observed = collect(window, len(seen))
     found = problems(observed, seen, reached=upstream.app.tags)
-    assert not found, f"{len(found)} disagreement(s):\n" + "\n".join(found)
+    assert not found, report(found)
     return seen
 
 

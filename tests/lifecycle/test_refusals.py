@@ -10,6 +10,7 @@ checked by its own test, so a failure names the status that broke.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import httpx
 import pytest
 
 from tests.support.agreement import quiesce
+from tests.support.clients import wait_until
 from tests.support.router_process import REQUEST_ID, Ledger, Router, running_router
 from tests.support.stack import (
     PROVIDER_KEY,
@@ -183,3 +185,20 @@ def test_every_line_of_the_run_belongs_to_a_response(router: Router, answers: An
         if line.get("request_id") not in ids and line.get("request_id") not in router.own_ids
     ]
     assert not stray, stray[:3]
+
+
+def test_the_tests_own_requests_got_an_id_and_one_line_each(router: Router, answers: Any) -> None:
+    """Health checks and status polls are HTTP requests too: each answer had an id, and each
+    id is on exactly one line."""
+    assert router.own_unidentified == 0, f"{router.own_unidentified} responses without {REQUEST_ID}"
+    own = set(router.own_ids)
+
+    def counts() -> Counter[Any]:
+        return Counter(line.get("request_id") for line in router.request_lines())
+
+    with contextlib.suppress(TimeoutError):  # the last poll's line may still be on its way
+        wait_until(lambda: all(counts()[rid] for rid in own), 5.0, "a line for every own request")
+    seen = counts()
+    wrong = {rid: seen[rid] for rid in own if seen[rid] != 1}
+    assert not wrong, f"ids with other than one line: {wrong}"
+    assert len(router.own_ids) >= 3  # start-up health check, two status reads

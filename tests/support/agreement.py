@@ -115,6 +115,13 @@ def collect(window: Window, expected_lines: int, deadline_s: float = SETTLE_DEAD
         time.sleep(0.1)
 
 
+def report(found: list[str], limit: int = 25) -> str:
+    """The problems for an assertion message: the first `limit`, and how many more."""
+    shown = found[:limit]
+    more = f"\n... and {len(found) - limit} more" if len(found) > limit else ""
+    return f"{len(found)} disagreement(s):\n" + "\n".join(shown) + more
+
+
 def problems(obs: Observed, seen: Sequence[Seen], *, reached: Collection[str] = ()) -> list[str]:
     """Every way the log, the ledger, the budget and the clients disagree. `reached`: the
     tags the provider received (those requests were surely admitted, like every request
