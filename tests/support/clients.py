@@ -15,6 +15,9 @@ Behaviours:
                    the client leaves before the first byte (non-streamed)
 - ``timeout_stream`` the same, streamed
 - ``raw_close``    a raw socket: sends the request, waits until the provider has it, closes
+
+Records made by hand elsewhere use ``random_cut`` (a stream left at an arbitrary point: nothing
+exact to check), ``refused`` (a limit said no: not admitted) or ``upstream_failed``.
 """
 
 from __future__ import annotations
