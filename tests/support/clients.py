@@ -43,7 +43,7 @@ CLIENT_TIMEOUT_S = 1.0
 whole second for the router to route (and usually forward) the request before the client
 leaves, even on a loaded machine."""
 SLOW_S = 2.0
-DRIP_S = 0.05
+DRIP_S = 0.1  # ~17 chunks: the provider is still streaming long after the client left
 SDK_TIMEOUT_S = 20.0
 
 SYNC_BEHAVIOURS = (
