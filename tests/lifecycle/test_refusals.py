@@ -204,3 +204,15 @@ def test_the_tests_own_requests_got_an_id_and_one_line_each(router: Router, answ
     wrong = {rid: seen[rid] for rid in own if seen[rid] != 1}
     assert not wrong, f"ids with other than one line: {wrong}"
     assert len(router.own_ids) >= 3  # start-up health check, two status reads
+
+
+def test_refusal_lines_carry_the_cost_fields(answers: Any) -> None:
+    """The promised line shape holds for refusals too: `cost_micro_usd` (int or null — a
+    refusal costs nothing) and `cost_estimated` (a bool, false)."""
+    wrong = []
+    for answer in answers[0].values():
+        for line in answer.lines:
+            cost, flag = line.get("cost_micro_usd", "absent"), line.get("cost_estimated", "absent")
+            if cost not in (None, 0) or flag is not False:
+                wrong.append(f"{answer.refusal.name}: cost_micro_usd={cost!r} cost_estimated={flag!r}")
+    assert not wrong, "\n".join(wrong)
