@@ -26,10 +26,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.support.agreement import collect, line_cost, problems, quiesce
+from tests.support.agreement import collect, line_cost, problems, quiesce, report
 from tests.support.clients import (
     Seen,
     cost_of_usage,
+    header_cost,
     http_request,
     new_tag,
     run_sync,
@@ -60,7 +61,7 @@ NO_BREAKERS = {"breakers": {"enabled": False}}
 def assert_agree(window: Any, seen: list[Seen], reached: Collection[str] = ()) -> None:
     observed = collect(window, len(seen))
     found = problems(observed, seen, reached=reached)
-    assert not found, f"{len(found)} disagreement(s):\n" + "\n".join(found)
+    assert not found, report(found)
 
 
 def connect(url: str) -> socket.socket:
@@ -313,3 +314,49 @@ def test_concurrent_sdk_mix_over_keep_alive_connections(router: Router, upstream
     with sync_client(router.url, router.key) as client, ThreadPoolExecutor(16) as pool:
         seen = list(pool.map(lambda b: run_sync(client, b), plan))
     assert_agree(window, seen, upstream.app.tags)
+
+
+# ------------------------------------------------------------------- the budget cap
+
+
+def test_a_burst_against_a_small_budget_cap(upstream: Upstream, tmp_path: Path) -> None:
+    """30 concurrent requests against a cap a few of them fill: some are refused (429),
+    some streams are cut. The admitted ones are billed once each; once idle, every
+    reservation is settled (committed == spent) and spent == ledger == lines."""
+    rules = rules_for(upstream.url, budgets={"daily_usd": 0.002}, **NO_BREAKERS)
+    env = {PROVIDER_KEY_ENV: PROVIDER_KEY}
+    with running_router(tmp_path, rules, key=ROUTER_KEY, store_url=sqlite_url(tmp_path), env=env) as router:
+        window = quiesce(router)
+
+        async def burst() -> list[Seen]:
+            limits = httpx.Limits(max_connections=30, max_keepalive_connections=0)
+            async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+                return list(await asyncio.gather(*(_capped(http, router, i) for i in range(30))))
+
+        seen = asyncio.run(burst())
+        refused = sum(s.status == 429 for s in seen)
+        assert 0 < refused < len(seen), f"{refused} of {len(seen)} refused: the cap proves nothing"
+        assert_agree(window, seen, upstream.app.tags)
+
+
+async def _capped(http: httpx.AsyncClient, router: Router, index: int) -> Seen:
+    tag = new_tag()
+    stream = index % 2 == 1
+    body = chat_body(f"Capped {index} [tag={tag}] [drip=0.01]", stream=stream)
+    body["max_tokens"] = 50  # keeps each reservation small enough that several fit
+    seen = Seen("random_cut" if stream else "plain", "raw", tag, "auto")
+    headers = {"authorization": f"Bearer {router.key}"}
+    async with http.stream("POST", router.url + "/v1/chat/completions", json=body, headers=headers) as r:
+        seen.status, seen.request_id = r.status_code, r.headers.get(REQUEST_ID)
+        if r.status_code != 200:
+            seen.expected = r.status_code if r.status_code == 429 else 200
+            seen.behaviour = "refused"
+            await r.aread()
+        elif stream:
+            async for _ in r.aiter_raw():
+                if index % 4 == 1:
+                    break  # every other stream leaves after its first bytes
+        else:
+            await r.aread()
+            seen.header_cost = header_cost(r.headers)
+    return seen

@@ -10,6 +10,7 @@ checked by its own test, so a failure names the status that broke.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import httpx
 import pytest
 
 from tests.support.agreement import quiesce
+from tests.support.clients import wait_until
 from tests.support.router_process import REQUEST_ID, Ledger, Router, running_router
 from tests.support.stack import (
     PROVIDER_KEY,
@@ -74,7 +76,9 @@ REFUSALS = [
     Refusal("invalid-utf8", 400, content=b'{"model": "auto", "messages": "\xff\xfe"}'),
     Refusal("not-an-object", 400, content=b"[1, 2, 3]"),
     Refusal("invalid-params", 400, content=json.dumps({"model": "auto", "messages": "hi"}).encode()),
+    Refusal("explain-invalid-json", 400, path="/v1/route/explain", content=b"{nope"),
     Refusal("no-key", 401, content=body(), key=None),
+    Refusal("status-no-key", 401, method="GET", path="/v1/router/status", key=None),
     Refusal("bad-key", 401, content=body(), key="rk-not-a-key"),
     Refusal("tier-not-allowed", 403, content=body(model="model-a"), key=secret("alt-only")),
     Refusal("unknown-model", 404, content=body(model="gpt-9-ultra")),
@@ -183,3 +187,32 @@ def test_every_line_of_the_run_belongs_to_a_response(router: Router, answers: An
         if line.get("request_id") not in ids and line.get("request_id") not in router.own_ids
     ]
     assert not stray, stray[:3]
+
+
+def test_the_tests_own_requests_got_an_id_and_one_line_each(router: Router, answers: Any) -> None:
+    """Health checks and status polls are HTTP requests too: each answer had an id, and each
+    id is on exactly one line."""
+    assert router.own_unidentified == 0, f"{router.own_unidentified} responses without {REQUEST_ID}"
+    own = set(router.own_ids)
+
+    def counts() -> Counter[Any]:
+        return Counter(line.get("request_id") for line in router.request_lines())
+
+    with contextlib.suppress(TimeoutError):  # the last poll's line may still be on its way
+        wait_until(lambda: all(counts()[rid] for rid in own), 5.0, "a line for every own request")
+    seen = counts()
+    wrong = {rid: seen[rid] for rid in own if seen[rid] != 1}
+    assert not wrong, f"ids with other than one line: {wrong}"
+    assert len(router.own_ids) >= 3  # start-up health check, two status reads
+
+
+def test_refusal_lines_carry_the_cost_fields(answers: Any) -> None:
+    """The promised line shape holds for refusals too: `cost_micro_usd` (int or null — a
+    refusal costs nothing) and `cost_estimated` (a bool, false)."""
+    wrong = []
+    for answer in answers[0].values():
+        for line in answer.lines:
+            cost, flag = line.get("cost_micro_usd", "absent"), line.get("cost_estimated", "absent")
+            if cost not in (None, 0) or flag is not False:
+                wrong.append(f"{answer.refusal.name}: cost_micro_usd={cost!r} cost_estimated={flag!r}")
+    assert not wrong, "\n".join(wrong)

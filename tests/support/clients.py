@@ -15,6 +15,9 @@ Behaviours:
                    the client leaves before the first byte (non-streamed)
 - ``timeout_stream`` the same, streamed
 - ``raw_close``    a raw socket: sends the request, waits until the provider has it, closes
+
+Records made by hand elsewhere use ``random_cut`` (a stream left at an arbitrary point: nothing
+exact to check), ``refused`` (a limit said no: not admitted) or ``upstream_failed``.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ CLIENT_TIMEOUT_S = 1.0
 whole second for the router to route (and usually forward) the request before the client
 leaves, even on a loaded machine."""
 SLOW_S = 2.0
-DRIP_S = 0.05
+DRIP_S = 0.1  # ~17 chunks: the provider is still streaming long after the client left
 SDK_TIMEOUT_S = 20.0
 
 SYNC_BEHAVIOURS = (

@@ -56,6 +56,11 @@ CODE_ENV = "LIFECYCLE_HANDLER_DIR"
 known to break the promise. Unset: the installed (editable) package."""
 
 
+EXTRA_ENV = "LIFECYCLE_ROUTER_ENV"
+"""Optional: a JSON object of settings added to every child router's environment, to run the
+same checks on another configuration, e.g. '{"TIER_ROUTER_BACKGROUND_SETTLE": "0"}'."""
+
+
 def base_env(extra: Mapping[str, str]) -> dict[str, str]:
     """The parent's environment without any TIER_ROUTER_*/AWS_* setting the test did not ask for."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TIER_ROUTER_", "AWS_"))}
@@ -63,6 +68,7 @@ def base_env(extra: Mapping[str, str]) -> dict[str, str]:
     if code:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (code, env.get("PYTHONPATH")) if p)
     env.update(extra)
+    env.update(json.loads(os.environ.get(EXTRA_ENV) or "{}"))
     return env
 
 

@@ -86,6 +86,10 @@ class ScriptedUpstream:
     ) -> None:
         if "delay" in script and await pause(receive, float(script["delay"])):
             self.disconnects += 1
+            # Nobody will read it (the server drops it), but uvicorn then does not log an
+            # "ASGI callable returned without completing response" error for it.
+            await send({"type": "http.response.start", "status": 499, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
             return
         if "status" in script:
             status = int(script["status"])
