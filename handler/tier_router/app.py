@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from starlette._utils import get_route_path  # what Starlette's own router matches on
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -62,11 +61,7 @@ class RouterApp(Starlette):
             await send(message)
 
         try:
-            if (
-                self.user_middleware
-                or scope["method"] != "POST"
-                or get_route_path(scope) not in CHAT_PATHS  # the path as Starlette's router sees it
-            ):
+            if self.user_middleware or scope["method"] != "POST" or route_path(scope) not in CHAT_PATHS:
                 scope[endpoints.EXCHANGE] = exchange
                 await super().__call__(scope, receive, send_with_id)
             else:
@@ -101,6 +96,18 @@ class RouterApp(Starlette):
             return refused(exchange, exc)
         except Exception as exc:  # the same net as Starlette's ServerErrorMiddleware
             return unexpected(request, exc)
+
+
+def route_path(scope: Any) -> str:
+    """The path below `root_path`, as Starlette's router matches it (its private
+    `starlette._utils.get_route_path`; tests/test_app.py holds the two equal)."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    if path == root:
+        return ""
+    return path[len(root) :] if path[len(root)] == "/" else path
 
 
 def refused(exchange: Exchange, exc: APIError) -> Response:
