@@ -23,7 +23,7 @@ from tier_router.forwarder import (
     upstream_headers,
 )
 from tier_router.sse import Events, SSEParser, sse_batches, within
-from tier_router.stream import DRAIN_S, Held, OpenedStream, decode, hold_until_content, sse_frame
+from tier_router.stream import DRAIN_S, Held, OpenedStream, decode, frame, hold_until_content
 from tier_router.transport import ClientTransport
 
 __all__ = [
@@ -45,10 +45,10 @@ __all__ = [
     "UpstreamClientError",
     "all_failed_error",
     "decode",
+    "frame",
     "hold_until_content",
     "retry_after_seconds",
     "sse_batches",
-    "sse_frame",
     "upstream_headers",
     "within",
 ]
