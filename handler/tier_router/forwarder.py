@@ -29,7 +29,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import httpx
 
-from tier_router.breakers import AlwaysHealthy, Health, Plan
+from tier_router.breakers import AlwaysHealthy, Health
 from tier_router.fallback import (
     FAILURES,
     AllCandidatesFailed,
@@ -145,10 +145,8 @@ class Served(NamedTuple, Generic[A]):
     answer: A
 
 
-class Prepared(NamedTuple):
-    adapter: Adapter
-    request: httpx.Request
-    secret: str | None
+Prepared = tuple[Adapter, httpx.Request, str | None]
+"""A candidate's request, its adapter, and the provider key in it."""
 
 
 class Forwarder:
@@ -204,7 +202,13 @@ class Forwarder:
                 attempt, got = await self._attempt(route, prepared, reception)
             attempts.append(attempt)
             judged = verdict(attempt.outcome)
-            await record(plan, route, judged.breaker)
+            breaker = judged.breaker  # what the breakers record
+            if breaker is Breaker.SUCCESS:
+                await plan.success(route)
+            elif breaker is Breaker.PROVIDER or breaker is Breaker.MODEL:
+                await plan.failure(route, breaker.value)  # type: ignore[arg-type]
+            elif breaker is Breaker.RELEASE:
+                await plan.release(route)
             if judged.client_fault:
                 raise UpstreamClientError(attempt.status or 400, attempt.detail, route, attempts)
             if judged.moves_on or got is None:
@@ -234,9 +238,8 @@ class Forwarder:
             if not isinstance(exc, FAILURES):
                 raise
             detail = redact(str(exc) or exc.__class__.__name__, [secret or ""])[:300]
-            failed = Attempt(route.name, route.provider_name, outcome_of(exc), detail)
-            failed.elapsed_ms = self._ms(started)
-            return failed, None
+            outcome, elapsed = outcome_of(exc), self._ms(started)
+            return Attempt(route.name, route.provider_name, outcome, detail, elapsed_ms=elapsed), None
         ok = Attempt(route.name, route.provider_name, Outcome.OK, elapsed_ms=self._ms(started))
         return ok, (secret, response, answer)
 
@@ -283,7 +286,7 @@ class Forwarder:
             content=upstream.content,
             extensions={"timeout": self._timeout(route)},
         )
-        return Prepared(adapter, request, secret)
+        return adapter, request, secret
 
     def _transport(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
         """The client's own transport for `url`, used directly (see `transport`)."""
@@ -309,16 +312,6 @@ class Forwarder:
 
     def _ms(self, started: float) -> float:
         return round((self.clock() - started) * 1000, 2)
-
-
-async def record(plan: Plan, route: ModelRoute, breaker: Breaker) -> None:
-    """Tell the breaker plan what an attempt came to."""
-    if breaker is Breaker.SUCCESS:
-        await plan.success(route)
-    elif breaker is Breaker.PROVIDER or breaker is Breaker.MODEL:
-        await plan.failure(route, breaker.value)  # type: ignore[arg-type]
-    elif breaker is Breaker.RELEASE:
-        await plan.release(route)
 
 
 def upstream_headers(response: httpx.Response) -> dict[str, str]:

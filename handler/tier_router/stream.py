@@ -66,26 +66,25 @@ class OpenedStream:
         after yielding what was decoded before the failure.
         """
         try:
-            out: list[bytes] = []
-            chars = frame(self.held, out, on_usage)
-            self.held = []
-            events, self.pending = self.pending, []
             decoder = self.decoder
+            chunks, self.held = self.held, []
+            events, self.pending = self.pending, []
             while True:
+                failure: Exception | None = None
                 try:
                     for event, data in events:
                         if decoder.finished:
                             break
-                        chars += frame(decode(decoder, event, data), out, on_usage)
-                except Exception:
-                    if out:  # what the client has not seen yet of this read, then the failure
-                        self.streamed_chars += chars
-                        yield b"".join(out)
-                    raise
-                if out:
+                        chunks += decode(decoder, event, data)
+                except Exception as exc:  # what the client has not seen of this read goes first
+                    failure = exc
+                if chunks:
+                    sent, chars = frame(chunks, on_usage)
                     self.streamed_chars += chars
-                    yield b"".join(out)
-                    out, chars = [], 0
+                    yield sent
+                    chunks = []
+                if failure is not None:
+                    raise failure
                 if decoder.finished:
                     await self._drain()
                     return
@@ -143,20 +142,19 @@ def decode(decoder: StreamDecoder, event: str, data: str) -> Held:
     return [(chunk, None) for chunk in chunks]
 
 
-def frame(chunks: Held, out: list[bytes], on_usage: Callable[[dict[str, Any]], None]) -> int:
-    """Append the chunks' SSE frames to `out`; their characters of content (`content_chars`)."""
+def frame(chunks: Held, on_usage: Callable[[dict[str, Any]], None]) -> tuple[bytes, int]:
+    """Chunks as the client gets them — SSE `data:` frames, joined for one send — and their
+    characters of content (`content_chars`). A chunk with its provider's own text goes as that
+    text; the final usage-only chunk goes to `on_usage` first (which may amend it: the cost)."""
+    out = []
     chars = 0
     for chunk, raw in chunks:
-        out.append(sse_frame(chunk, raw, on_usage))
+        if chunk.get("usage") and not chunk.get("choices"):
+            on_usage(chunk)
+            raw = None
+        out.append(b"data: " + (raw.encode() if raw is not None else dumps(chunk)) + b"\n\n")
         chars += content_chars(chunk)
-    return chars
-
-
-def sse_frame(chunk: dict[str, Any], raw: str | None, on_usage: Callable[[dict[str, Any]], None]) -> bytes:
-    if chunk.get("usage") and not chunk.get("choices"):  # the final usage chunk: the app amends it
-        on_usage(chunk)
-        raw = None
-    return b"data: " + (raw.encode() if raw is not None else dumps(chunk)) + b"\n\n"
+    return b"".join(out), chars
 
 
 async def hold_until_content(batches: AsyncIterator[Events], decoder: StreamDecoder) -> tuple[Held, Events]:

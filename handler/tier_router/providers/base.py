@@ -98,8 +98,18 @@ TEXT_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
 
 def content_chars(chunk: dict[str, Any]) -> int:
     """Characters of generated output in a chunk: text, reasoning, refusal and tool-call
-    arguments — what a stream the client abandoned is priced by. Never raises: of a malformed
-    chunk (forwarded as is), what can be counted is."""
+    arguments — what a stream the client abandoned is priced by. Paid on every streamed chunk,
+    so the common one (one choice, a delta that is only text) is read first. Never raises: of a
+    malformed chunk (forwarded as is), what can be counted is."""
+    try:
+        (choice,) = chunk["choices"]
+        delta = choice["delta"]
+        if len(delta) == 1:
+            text = delta["content"]
+            if text.__class__ is str:
+                return len(text)
+    except (LookupError, TypeError, ValueError):
+        pass
     chars = 0
     try:
         for choice in chunk.get("choices") or ():
