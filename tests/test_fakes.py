@@ -20,8 +20,8 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes.server import run_uvicorn_in_thread
-from tests.fakes.upstream import iter_sse, make_fake_upstream
+from tests.support.fake_upstream import iter_sse, make_fake_upstream
+from tests.support.loopback import run_uvicorn_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -490,7 +490,7 @@ def _free_port() -> int:
 
 def test_cli_runs_a_fake_in_its_own_process() -> None:
     port = _free_port()
-    cmd = [sys.executable, "-m", "tests.fakes.upstream", "--kind", "anthropic", "--port", str(port)]
+    cmd = [sys.executable, "-m", "tests.support.fake_upstream", "--kind", "anthropic", "--port", str(port)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -1,4 +1,4 @@
-"""A per-request script in front of `tests.fakes.upstream`'s fake provider.
+"""A per-request script in front of `tests.support.fake_upstream`'s fake provider.
 
 The fake's fault config is global (``POST /_control``), so concurrent requests cannot each
 ask for different behaviour. This wrapper reads directives from the request itself — written

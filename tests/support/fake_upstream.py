@@ -29,7 +29,7 @@ connection's transport through uvicorn's ``receive`` (a bound method of its requ
 gracefully mid-body (the peer sees an incomplete chunked body). Under servers without that attribute,
 ``reset`` degrades to an exception (the server's 500) and ``stream_cut`` to returning mid-response.
 
-CLI (own process, for benchmarks): ``python -m tests.fakes.upstream --kind openai --port 9001``.
+CLI (own process, for benchmarks): ``python -m tests.support.fake_upstream --kind openai --port 9001``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from tier_router.router_keys import hash_key
 from tier_router.routing.loader import parse_rules
 from tier_router.settings import Settings
 
-from tests.secrets.conftest import SecretsMoto
+from tests.support.moto_server import MotoServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -34,7 +34,7 @@ COMPLETION = {
 
 
 async def test_router_and_provider_keys_come_from_ssm(
-    moto: SecretsMoto, prefix: str, monkeypatch: pytest.MonkeyPatch
+    moto: MotoServer, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     keys_param = f"{prefix}router-keys"
     moto.put_parameter(keys_param, json.dumps({"keys": [{"name": "team-a", "sha256": hash_key("trk-a")}]}))

@@ -1,33 +1,43 @@
-"""Store wrappers for the spend tests: observe writes, slow them down, or fail them."""
+"""Store wrappers: watch a real store's calls, slow them down, or fail them.
+
+`Wrapped` delegates the whole `Store` interface to `inner` and calls `before(name)` first on
+every call but `aclose`; each wrapper below is that hook (plus an override where it needs the
+call's result).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 
 import anyio
+import anyio.lowlevel
 from tier_router.store.base import Scalar, Store, StoreUnavailable, Value
+from tier_router.store.memory import MemoryStore
 
-
-def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: float = 0) -> float:
-    """Unix seconds for a UTC wall-clock time."""
-    return datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp() + second
+WRITES = frozenset({"put", "add", "put_if", "delete"})
 
 
 class Wrapped:
-    """Delegates every `Store` call; subclasses override what they watch."""
+    """Delegates every `Store` call to `inner`, after `before(method name)`."""
 
     def __init__(self, inner: Store) -> None:
         self.inner = inner
 
+    async def before(self, name: str) -> None:
+        """Runs before every call but `aclose` (the hook subclasses override)."""
+
     async def get_many(self, keys: Sequence[str]) -> dict[str, Value]:
+        await self.before("get_many")
         return await self.inner.get_many(keys)
 
     async def get(self, key: str) -> Value | None:
+        await self.before("get")
         return await self.inner.get(key)
 
     async def put(self, key: str, value: Mapping[str, Scalar], *, expires_at: float | None = None) -> None:
+        await self.before("put")
         await self.inner.put(key, value, expires_at=expires_at)
 
     async def add(
@@ -38,6 +48,7 @@ class Wrapped:
         expires_at: float | None = None,
         limits: Mapping[str, int] | None = None,
     ) -> dict[str, int] | None:
+        await self.before("add")
         return await self.inner.add(key, deltas, expires_at=expires_at, limits=limits)
 
     async def put_if(
@@ -48,32 +59,86 @@ class Wrapped:
         expected: Mapping[str, Scalar | None],
         expires_at: float | None = None,
     ) -> bool:
+        await self.before("put_if")
         return await self.inner.put_if(key, value, expected=expected, expires_at=expires_at)
 
     async def delete(self, key: str) -> None:
+        await self.before("delete")
         await self.inner.delete(key)
 
     async def ping(self) -> None:
+        await self.before("ping")
         await self.inner.ping()
 
     async def aclose(self) -> None:
         await self.inner.aclose()
 
 
-class Observing(Wrapped):
-    """Remembers the highest value every added field ever reached, and counts calls."""
+class Counting(Wrapped):
+    """Counts calls per method (every method but `ping`), and `writes` among them.
+
+    `pile_up`: every `get_many` first yields to the event loop, so concurrent callers pile up
+    as they would behind a real round trip."""
+
+    counted = frozenset({"get_many", "get", *WRITES})
+
+    def __init__(self, inner: Store, *, pile_up: bool = False) -> None:
+        super().__init__(inner)
+        self.pile_up = pile_up
+        self.calls: Counter[str] = Counter()
+
+    async def before(self, name: str) -> None:
+        if name in self.counted:
+            self.calls[name] += 1
+        if self.pile_up and name == "get_many":
+            await anyio.lowlevel.checkpoint()
+
+    @property
+    def writes(self) -> int:
+        return sum(n for name, n in self.calls.items() if name in WRITES)
+
+
+class Broken(Counting):
+    """Every read and conditional write fails as an unreachable store would (reads counted)."""
+
+    def __init__(self) -> None:
+        super().__init__(MemoryStore())
+
+    async def before(self, name: str) -> None:
+        if name == "get_many":
+            self.calls[name] += 1
+        if name in ("get_many", "add", "put_if"):
+            raise StoreUnavailable("DynamoDB unreachable")
+        await super().before(name)
+
+
+class Faulty(Counting):
+    """A `MemoryStore` unless told to misbehave. `mode`: "ok" | "down" (every call raises
+    `StoreUnavailable`) | "slow" (every call first sleeps `delay_s`). Every call is counted."""
+
+    counted = frozenset({*Counting.counted, "ping"})
+
+    def __init__(self, mode: str = "ok", delay_s: float = 0.3) -> None:
+        super().__init__(MemoryStore())
+        self.mode = mode
+        self.delay_s = delay_s
+
+    async def before(self, name: str) -> None:
+        await super().before(name)
+        if self.mode == "down":
+            raise StoreUnavailable(f"injected outage ({name})")
+        if self.mode == "slow":
+            await asyncio.sleep(self.delay_s)
+
+
+class Observing(Counting):
+    """Counts reads and adds, and remembers the highest value every added field ever reached."""
+
+    counted = frozenset({"get_many", "add"})
 
     def __init__(self, inner: Store) -> None:
         super().__init__(inner)
         self.peak: dict[tuple[str, str], int] = {}
-        self.calls: dict[str, int] = {}
-
-    def _count(self, name: str) -> None:
-        self.calls[name] = self.calls.get(name, 0) + 1
-
-    async def get_many(self, keys: Sequence[str]) -> dict[str, Value]:
-        self._count("get_many")
-        return await super().get_many(keys)
 
     async def add(
         self,
@@ -83,7 +148,6 @@ class Observing(Wrapped):
         expires_at: float | None = None,
         limits: Mapping[str, int] | None = None,
     ) -> dict[str, int] | None:
-        self._count("add")
         new = await super().add(key, deltas, expires_at=expires_at, limits=limits)
         for name, value in (new or {}).items():
             self.peak[key, name] = max(self.peak.get((key, name), value), value)
@@ -133,21 +197,14 @@ class Slow(Wrapped):
         super().__init__(inner)
         self.delay = delay
 
-    async def add(
-        self,
-        key: str,
-        deltas: Mapping[str, int],
-        *,
-        expires_at: float | None = None,
-        limits: Mapping[str, int] | None = None,
-    ) -> dict[str, int] | None:
-        await anyio.sleep(self.delay)
-        return await super().add(key, deltas, expires_at=expires_at, limits=limits)
+    async def before(self, name: str) -> None:
+        if name == "add":
+            await anyio.sleep(self.delay)
 
 
 class Failing(Wrapped):
-    """Raises StoreUnavailable on every call while `down`, and on the adds whose 1-based
-    ordinal is in `fail_adds`."""
+    """Raises StoreUnavailable on every read, put and add while `down`, and on the adds whose
+    1-based ordinal is in `fail_adds`."""
 
     def __init__(self, inner: Store, *, down: bool = True, fail_adds: set[int] | None = None) -> None:
         super().__init__(inner)
@@ -156,33 +213,12 @@ class Failing(Wrapped):
         self.adds = 0
         self.calls = 0
 
-    def _maybe_fail(self) -> None:
-        self.calls += 1
-        if self.down:
-            raise StoreUnavailable("store is down (test)")
-
-    async def get_many(self, keys: Sequence[str]) -> dict[str, Value]:
-        self._maybe_fail()
-        return await super().get_many(keys)
-
-    async def get(self, key: str) -> Value | None:
-        self._maybe_fail()
-        return await super().get(key)
-
-    async def put(self, key: str, value: Mapping[str, Scalar], *, expires_at: float | None = None) -> None:
-        self._maybe_fail()
-        await super().put(key, value, expires_at=expires_at)
-
-    async def add(
-        self,
-        key: str,
-        deltas: Mapping[str, int],
-        *,
-        expires_at: float | None = None,
-        limits: Mapping[str, int] | None = None,
-    ) -> dict[str, int] | None:
-        self.adds += 1
-        if self.adds in self.fail_adds:
-            raise StoreUnavailable("outcome unknown (test)")
-        self._maybe_fail()
-        return await super().add(key, deltas, expires_at=expires_at, limits=limits)
+    async def before(self, name: str) -> None:
+        if name == "add":
+            self.adds += 1
+            if self.adds in self.fail_adds:
+                raise StoreUnavailable("outcome unknown (test)")
+        if name in ("get_many", "get", "put", "add"):
+            self.calls += 1
+            if self.down:
+                raise StoreUnavailable("store is down (test)")
