@@ -15,20 +15,9 @@ from typing import Any
 import openai
 import pytest
 
-pytestmark = pytest.mark.integration
+from tests.support.openai_bodies import WEATHER_TOOL
 
-WEATHER_TOOL: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
-            "required": ["city", "unit"],
-        },
-    },
-}
+pytestmark = pytest.mark.integration
 
 
 def user(text: str = "What is the capital of France?") -> Any:

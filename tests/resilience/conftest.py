@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-import copy
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 from tier_router.settings import Settings
 
 from tests.support.router_app import Apps
+from tests.support.rules import with_sections
 from tests.support.stores import Faulty
 
 PRIMARY_URL = "https://primary.test/v1/chat/completions"
@@ -59,12 +60,7 @@ def urls() -> dict[str, str]:
 def rules_dict() -> Callable[..., dict[str, Any]]:
     """`rules_dict(**sections)` → a fresh copy of RULES with extra top-level sections."""
 
-    def build(**sections: Any) -> dict[str, Any]:
-        raw = copy.deepcopy(RULES)
-        raw.update(copy.deepcopy(sections))
-        return raw
-
-    return build
+    return functools.partial(with_sections, RULES)
 
 
 @pytest.fixture

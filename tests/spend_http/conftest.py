@@ -19,7 +19,7 @@ from respx which tier's model was actually called, plus an Anthropic-kind provid
 
 from __future__ import annotations
 
-import copy
+import functools
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,6 +41,7 @@ from tests.support.clock import FakeClock, at
 from tests.support.openai_bodies import completion, encode_sse, sse_response
 from tests.support.openai_bodies import usage as usage_of
 from tests.support.router_app import Apps, app_settings
+from tests.support.rules import with_sections
 
 NOON = at(2031, 5, 20, 12)
 """The fake clock's start: half of the budget day (day_start_hour 0) has passed."""
@@ -231,12 +232,7 @@ def rules_dict() -> Callable[..., dict[str, Any]]:
     """`rules_dict(budgets={...}, limits={...}, cache={...}, ...)` → a fresh copy of the base
     rules with those top-level sections set."""
 
-    def build(**sections: Any) -> dict[str, Any]:
-        raw = copy.deepcopy(BASE_RULES)
-        raw.update(copy.deepcopy(sections))
-        return raw
-
-    return build
+    return functools.partial(with_sections, BASE_RULES)
 
 
 @pytest.fixture

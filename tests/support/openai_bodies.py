@@ -11,6 +11,20 @@ import httpx
 
 CREATED = 1_700_000_000
 
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+            "required": ["city", "unit"],
+        },
+    },
+}
+"""A function tool with a required enum argument."""
+
 
 def chat_request(text: str = "Say hi", model: str = "auto", **fields: Any) -> dict[str, Any]:
     """A chat-completions request body: one user message."""

@@ -43,11 +43,13 @@ def build_app(
     )
 
 
-def asgi_client(app: Any, *, timeout: float = 10.0, **transport_options: Any) -> httpx.AsyncClient:
-    """An httpx client talking to `app` in-process, at `http://router`."""
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, **transport_options), base_url="http://router", timeout=timeout
-    )
+def asgi_client(
+    app: Any, *, timeout: float = 10.0, raise_app_exceptions: bool = True, **client_options: Any
+) -> httpx.AsyncClient:
+    """An httpx client talking to `app` in-process, at `http://router`. `raise_app_exceptions`:
+    False to get the 500 a client would see instead of the app's exception."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+    return httpx.AsyncClient(transport=transport, base_url="http://router", timeout=timeout, **client_options)
 
 
 class Apps:
@@ -64,9 +66,9 @@ class Apps:
         self._opened.append(upstream)
         return build_app(rules, client=upstream, **options)
 
-    def client(self, app: Any, *, timeout: float = 10.0, **transport_options: Any) -> httpx.AsyncClient:
-        """`asgi_client(app)`, closed with the others."""
-        client = asgi_client(app, timeout=timeout, **transport_options)
+    def client(self, app: Any, **options: Any) -> httpx.AsyncClient:
+        """`asgi_client(app, **options)`, closed with the others."""
+        client = asgi_client(app, **options)
         self._opened.append(client)
         return client
 

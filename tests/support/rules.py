@@ -12,6 +12,7 @@ By default the providers live on fake hosts (`*.test`) that respx answers in-pro
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 KEYS: dict[str, str] = {
@@ -79,5 +80,11 @@ def three_providers(
             }
         ],
     }
-    rules.update(sections)
-    return rules
+    return with_sections(rules, **sections)
+
+
+def with_sections(rules: dict[str, Any], **sections: Any) -> dict[str, Any]:
+    """A deep copy of `rules` with those top-level sections set (replaced when present)."""
+    out = copy.deepcopy(rules)
+    out.update(copy.deepcopy(sections))
+    return out

@@ -1,8 +1,8 @@
 """Store wrappers: watch a real store's calls, slow them down, or fail them.
 
-`Wrapped` delegates the whole `Store` interface to `inner` and calls `before(name)` first on
-every call but `aclose`; each wrapper below is that hook (plus an override where it needs the
-call's result).
+`Wrapped` delegates the whole `Store` interface to `inner` (keyword options passed through as
+they are) and calls `before(name)` first on every call but `aclose`; each wrapper below is
+that hook (plus an override where it needs the call's result).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -36,31 +37,17 @@ class Wrapped:
         await self.before("get")
         return await self.inner.get(key)
 
-    async def put(self, key: str, value: Mapping[str, Scalar], *, expires_at: float | None = None) -> None:
+    async def put(self, key: str, value: Mapping[str, Scalar], **options: Any) -> None:
         await self.before("put")
-        await self.inner.put(key, value, expires_at=expires_at)
+        await self.inner.put(key, value, **options)
 
-    async def add(
-        self,
-        key: str,
-        deltas: Mapping[str, int],
-        *,
-        expires_at: float | None = None,
-        limits: Mapping[str, int] | None = None,
-    ) -> dict[str, int] | None:
+    async def add(self, key: str, deltas: Mapping[str, int], **options: Any) -> dict[str, int] | None:
         await self.before("add")
-        return await self.inner.add(key, deltas, expires_at=expires_at, limits=limits)
+        return await self.inner.add(key, deltas, **options)
 
-    async def put_if(
-        self,
-        key: str,
-        value: Mapping[str, Scalar],
-        *,
-        expected: Mapping[str, Scalar | None],
-        expires_at: float | None = None,
-    ) -> bool:
+    async def put_if(self, key: str, value: Mapping[str, Scalar], **options: Any) -> bool:
         await self.before("put_if")
-        return await self.inner.put_if(key, value, expected=expected, expires_at=expires_at)
+        return await self.inner.put_if(key, value, **options)
 
     async def delete(self, key: str) -> None:
         await self.before("delete")
@@ -140,15 +127,8 @@ class Observing(Counting):
         super().__init__(inner)
         self.peak: dict[tuple[str, str], int] = {}
 
-    async def add(
-        self,
-        key: str,
-        deltas: Mapping[str, int],
-        *,
-        expires_at: float | None = None,
-        limits: Mapping[str, int] | None = None,
-    ) -> dict[str, int] | None:
-        new = await super().add(key, deltas, expires_at=expires_at, limits=limits)
+    async def add(self, key: str, deltas: Mapping[str, int], **options: Any) -> dict[str, int] | None:
+        new = await super().add(key, deltas, **options)
         for name, value in (new or {}).items():
             self.peak[key, name] = max(self.peak.get((key, name), value), value)
         return new
@@ -163,15 +143,8 @@ class Watched(Wrapped):
         self.latest: dict[str, dict[str, int]] = {}  # what each item's last add returned
         self._added = asyncio.Condition()
 
-    async def add(
-        self,
-        key: str,
-        deltas: Mapping[str, int],
-        *,
-        expires_at: float | None = None,
-        limits: Mapping[str, int] | None = None,
-    ) -> dict[str, int] | None:
-        new = await super().add(key, deltas, expires_at=expires_at, limits=limits)
+    async def add(self, key: str, deltas: Mapping[str, int], **options: Any) -> dict[str, int] | None:
+        new = await super().add(key, deltas, **options)
         if new is not None:
             async with self._added:
                 self.latest[key] = new
