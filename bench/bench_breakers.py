@@ -49,7 +49,7 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # for tests.store.moto_server (dev-only moto helper)
+sys.path.insert(0, str(ROOT))  # for tests.support.moto_server (dev-only moto helper)
 
 from tier_router.app import create_app  # noqa: E402
 from tier_router.provider_keys import KeySource  # noqa: E402
@@ -59,11 +59,11 @@ from tier_router.store.base import Store  # noqa: E402
 from tier_router.store.factory import open_store  # noqa: E402
 from tier_router.store.memory import MemoryStore  # noqa: E402
 
-from tests.store.moto_server import FAKE_ENV  # noqa: E402
+from tests.support.moto_server import FAKE_ENV  # noqa: E402
 
 MOTO_SCRIPT = """
 import sys
-from tests.store.moto_server import MotoServer
+from tests.support.moto_server import MotoServer
 server = MotoServer().start()
 for table in sys.argv[1:]:
     server.create_table(table)
@@ -74,7 +74,7 @@ server.stop()
 
 
 class MotoProcess:
-    """moto's DynamoDB (tests/store/moto_server.py) in its own process, so its CPU and GIL
+    """moto's DynamoDB (tests/support/moto_server.py) in its own process, so its CPU and GIL
     time never land in the process being measured."""
 
     def __init__(self, tables: list[str]) -> None:

@@ -12,12 +12,12 @@ the same recipe, which is what runs here). Rows, each the median of --runs fresh
 - memory://, no .pyc   the artifact with its bytecode deleted = what SAM's default Python
                        builder ships (it precompiles nothing).
 
-The provider is the fake OpenAI upstream (tests/fakes) on 127.0.0.1, in this process. Peak RSS
-is the child's VmHWM (/proc/self/status): its `getrusage` ru_maxrss is also reported, but Linux
-carries the parent's RSS at fork/exec into it (it read 106 MB here only because this process had
-imported moto). Process CPU is the child's user+sys time, the figure least disturbed by a busy
-machine; Lambda at 1024 MB gives a function roughly 0.6 of a vCPU. Size is the unzipped (and
-zipped) size of the artifact, everything included.
+The provider is the fake OpenAI upstream (tests/support/fake_upstream.py) on 127.0.0.1, in this
+process. Peak RSS is the child's VmHWM (/proc/self/status): its `getrusage` ru_maxrss is also
+reported, but Linux carries the parent's RSS at fork/exec into it (it read 106 MB here only
+because this process had imported moto). Process CPU is the child's user+sys time, the figure
+least disturbed by a busy machine; Lambda at 1024 MB gives a function roughly 0.6 of a vCPU.
+Size is the unzipped (and zipped) size of the artifact, everything included.
 Targets: init + first request <= 250 ms, RSS <= 80 MB, package <= 10 MB.
 Not measurable here: Lambda's own runtime start-up and code download, and Graviton's speed —
 this machine's numbers are for comparing builds, not a Lambda SLA.
@@ -161,7 +161,7 @@ def store_ops(python: str, artifact: Path, env: dict[str, str], event: dict[str,
     for the rules file with no spend sections, with rate limits, with limits + a budget."""
     import threading
 
-    from tests.store import moto_server
+    from tests.support import moto_server
 
     calls: list[tuple[str, int]] = []
     lock = threading.Lock()
@@ -237,9 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store-ops", action="store_true", help="only count DynamoDB calls per request")
     args = parser.parse_args(argv)
 
-    from tests.fakes.server import run_uvicorn_in_thread
-    from tests.fakes.upstream import make_fake_upstream
-    from tests.store.moto_server import MotoServer
+    from tests.support.fake_upstream import make_fake_upstream
+    from tests.support.loopback import run_uvicorn_in_thread
+    from tests.support.moto_server import MotoServer
 
     artifact = find_artifact(args.artifact)
     deployable = ROOT / ".aws-sam" / "build" / "RouterFunction"

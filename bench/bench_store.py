@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # for tests.store.moto_server (dev-only moto helper)
+sys.path.insert(0, str(ROOT))  # for tests.support.moto_server (dev-only moto helper)
 
 from tier_router.breakers import BreakerBoard, BreakerConfig  # noqa: E402
 from tier_router.settings import environment_credentials  # noqa: E402
@@ -38,7 +38,7 @@ from tier_router.store.dynamodb import DynamoDBStore  # noqa: E402
 from tier_router.store.memory import MemoryStore  # noqa: E402
 from tier_router.store.sqlite import SQLiteStore  # noqa: E402
 
-from tests.store.moto_server import FAKE_ENV, MotoServer  # noqa: E402
+from tests.support.moto_server import FAKE_ENV, MotoServer  # noqa: E402
 
 ITEMS = [f"budget:user:{i}" for i in range(5)]  # 5 present items, read together per request
 CANDIDATES = [f"provider:p{i}" for i in range(5)]  # 5 breakers, all closed (the common case)

@@ -519,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     py,
                     "-m",
-                    "tests.fakes.upstream",
+                    "tests.support.fake_upstream",
                     "--kind",
                     "openai",
                     "--port",

@@ -41,8 +41,8 @@ from tier_router.provider_keys import KeySource  # noqa: E402
 from tier_router.routing.loader import parse_rules  # noqa: E402
 from tier_router.settings import Settings  # noqa: E402
 
-from tests.fakes.server import run_uvicorn_in_thread  # noqa: E402
-from tests.fakes.upstream import make_fake_upstream  # noqa: E402
+from tests.support.fake_upstream import make_fake_upstream  # noqa: E402
+from tests.support.loopback import run_uvicorn_in_thread  # noqa: E402
 
 KEYS = {"A_KEY": "sk-soak-a-0123456789", "B_KEY": "sk-soak-b-9876543210"}
 PHASES: list[dict[str, Any]] = [

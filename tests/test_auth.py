@@ -15,6 +15,8 @@ from tier_router.routing.loader import parse_rules
 from tier_router.settings import Settings
 from tier_router.store.memory import MemoryStore
 
+from tests.support.router_app import asgi_client
+
 RULES: dict[str, Any] = {
     "version": 1,
     "providers": {"mock": {"kind": "mock", "base_url": "mock://m"}},
@@ -34,8 +36,7 @@ RULES: dict[str, Any] = {
 
 def chat(app: Any, model: str, text: str) -> httpx.Response:
     async def call() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
+        async with asgi_client(app) as client:
             return await client.post(
                 "/v1/chat/completions",
                 json={"model": model, "messages": [{"role": "user", "content": text}]},

@@ -6,11 +6,12 @@ import asyncio
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 from tier_router.app import create_app
 from tier_router.cli import main
 from tier_router.settings import Settings
+
+from tests.support.router_app import asgi_client
 
 ROOT = Path(__file__).parent.parent
 DEMO = ROOT / "rules" / "local-demo.yaml"
@@ -18,11 +19,8 @@ DEMO = ROOT / "rules" / "local-demo.yaml"
 
 async def serve_two_requests(store_url: str) -> list[float]:
     app = create_app(Settings(rules_path=DEMO, store_url=store_url, api_keys=("team-a=rk-1",)))
-    transport = httpx.ASGITransport(app=app)
     costs = []
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://router", headers={"authorization": "Bearer rk-1"}
-    ) as client:
+    async with asgi_client(app, headers={"authorization": "Bearer rk-1"}) as client:
         for prompt in ("hi", "Why is the sky blue?"):
             response = await client.post(
                 "/v1/chat/completions",

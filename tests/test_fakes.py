@@ -20,8 +20,9 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes.server import run_uvicorn_in_thread
-from tests.fakes.upstream import iter_sse, make_fake_upstream
+from tests.support.fake_upstream import iter_sse, make_fake_upstream
+from tests.support.loopback import run_uvicorn_in_thread
+from tests.support.openai_bodies import WEATHER_TOOL
 
 pytestmark = pytest.mark.integration
 
@@ -30,22 +31,10 @@ CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"
 OPENAI_AUTH = {"authorization": "Bearer sk-test"}
 ANTHROPIC_AUTH = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
-WEATHER_OPENAI = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
-            "required": ["city", "unit"],
-        },
-    },
-}
 WEATHER_ANTHROPIC = {
     "name": "get_weather",
     "description": "Weather for a city",
-    "input_schema": WEATHER_OPENAI["function"]["parameters"],
+    "input_schema": WEATHER_TOOL["function"]["parameters"],
 }
 
 
@@ -158,7 +147,7 @@ def test_openai_stream_without_include_usage_has_no_usage_chunk(oa: httpx.Client
 
 def test_openai_tools_answer_with_tool_call_in_both_modes(sdk: openai.OpenAI) -> None:
     messages: Any = [{"role": "user", "content": "Weather in Paris?"}]
-    whole = sdk.chat.completions.create(model="gpt-test", messages=messages, tools=[WEATHER_OPENAI])
+    whole = sdk.chat.completions.create(model="gpt-test", messages=messages, tools=[WEATHER_TOOL])
     choice = whole.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content is None
@@ -167,7 +156,7 @@ def test_openai_tools_answer_with_tool_call_in_both_modes(sdk: openai.OpenAI) ->
     assert json.loads(call.function.arguments) == {"city": "Weather in Paris?", "unit": "c"}  # type: ignore[union-attr]
 
     stream = sdk.chat.completions.create(
-        model="gpt-test", messages=messages, tools=[WEATHER_OPENAI], stream=True
+        model="gpt-test", messages=messages, tools=[WEATHER_TOOL], stream=True
     )
     deltas = [c.choices[0].delta for c in stream]
     calls = [tc for d in deltas for tc in (d.tool_calls or [])]
@@ -180,7 +169,7 @@ def test_openai_tools_answer_with_tool_call_in_both_modes(sdk: openai.OpenAI) ->
         {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
         {"role": "tool", "tool_call_id": call.id, "content": "18C and sunny"},
     ]
-    final = sdk.chat.completions.create(model="gpt-test", messages=followup, tools=[WEATHER_OPENAI])
+    final = sdk.chat.completions.create(model="gpt-test", messages=followup, tools=[WEATHER_TOOL])
     assert final.choices[0].finish_reason == "stop"
     assert "18C and sunny" in (final.choices[0].message.content or "")
 
@@ -490,7 +479,7 @@ def _free_port() -> int:
 
 def test_cli_runs_a_fake_in_its_own_process() -> None:
     port = _free_port()
-    cmd = [sys.executable, "-m", "tests.fakes.upstream", "--kind", "anthropic", "--port", str(port)]
+    cmd = [sys.executable, "-m", "tests.support.fake_upstream", "--kind", "anthropic", "--port", str(port)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -15,6 +15,8 @@ from tier_router.cli import main
 from tier_router.router_keys import KeyRecord, KeyRing, KeysError, hash_key, parse_keys, plain_keys
 from tier_router.settings import Settings
 
+from tests.support.router_app import asgi_client
+
 DEMO = Path(__file__).parent.parent / "rules" / "local-demo.yaml"
 CHAT = "/v1/chat/completions"
 
@@ -25,7 +27,7 @@ def body(prompt: str = "hi", model: str = "auto") -> dict[str, Any]:
 
 async def call(app: Any, *requests: tuple[str, dict[str, Any], str | None]) -> list[httpx.Response]:
     responses = []
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router") as client:
+    async with asgi_client(app) as client:
         for path, payload, key in requests:
             headers = {"authorization": f"Bearer {key}"} if key else {}
             responses.append(await client.post(path, json=payload, headers=headers))

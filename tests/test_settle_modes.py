@@ -7,9 +7,10 @@ import asyncio
 import json
 from pathlib import Path
 
-import httpx
 from tier_router.app import create_app
 from tier_router.settings import Settings
+
+from tests.support.router_app import asgi_client
 
 DEMO = Path(__file__).parent.parent / "rules" / "local-demo.yaml"
 BODY = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
@@ -20,8 +21,7 @@ def test_background_settle_finishes_after_the_response() -> None:
     ledger = app.state.gateway.spend.ledger
 
     async def run() -> tuple[int, int, int]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
+        async with asgi_client(app) as client:
             response = await client.post("/v1/chat/completions", json=BODY)
             assert response.status_code == 200
             pending = app.gateway.lifecycle.drainer.pending

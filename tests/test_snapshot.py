@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import pytest
 from tier_router.snapshot import Snapshot
 
-from tests.store.support import FakeClock
+from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 

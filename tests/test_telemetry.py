@@ -11,6 +11,8 @@ from tier_router.app import create_app
 from tier_router.settings import Settings
 from tier_router.telemetry import DIMENSIONS, NAMESPACE
 
+from tests.support.router_app import asgi_client
+
 DEMO = Path(__file__).parent.parent / "rules" / "local-demo.yaml"
 PROMPT = "Why is the sky blue? my-private-prompt-text"
 
@@ -19,8 +21,7 @@ def one_request(settings: Settings, capsys) -> tuple[httpx.Response, dict]:
     app = create_app(settings)
 
     async def run() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
+        async with asgi_client(app) as client:
             body = {"model": "auto", "messages": [{"role": "user", "content": PROMPT}]}
             return await client.post(
                 "/v1/chat/completions", json=body, headers={"authorization": "Bearer rk"}

@@ -1,6 +1,6 @@
 """`tier_router.aws.client`: endpoints, signing, the retry policy, error parsing and redaction,
 on a scripted wire (httpx.MockTransport). Its users' behaviour on real servers (moto) is
-tested in tests/store and tests/secrets."""
+tested in tests/store and tests/aws/test_ssm.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import httpx
 import pytest
 from tier_router.aws.client import AWSClient, Failure, Outcome, Service
 from tier_router.aws.sigv4 import Credentials
+
+from tests.support.scripted_wire import ScriptedWire
 
 pytestmark = pytest.mark.anyio
 
@@ -33,34 +35,18 @@ def error(code: str, status: int = 400, message: str = "boom", **extra: Any) -> 
     return httpx.Response(status, json={"__type": f"com.amazonaws.x#{code}", "message": message, **extra})
 
 
-class Wire:
-    """Answers requests from a script (the last answer repeats), remembering each request."""
-
-    def __init__(self, *answers: httpx.Response | Exception) -> None:
-        self.answers = list(answers)
-        self.requests: list[httpx.Request] = []
-        self.sleeps: list[float] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
+class Wire(ScriptedWire):
+    """A scripted AWS endpoint."""
 
     def client(
         self, credentials: Callable[[], Credentials | None] = lambda: CREDS, **options: Any
     ) -> AWSClient:
-        http = httpx.AsyncClient(transport=httpx.MockTransport(self))
         return AWSClient(
             SERVICE,
             failure=Raised,
             credentials=credentials,
             endpoint="http://127.0.0.1:9",
-            http_client=http,
+            http_client=self.http_client(),
             sleep=self.sleep,
             **options,
         )

@@ -6,27 +6,21 @@ import pytest
 from tier_router.breakers import BreakerBoard
 from tier_router.store.memory import MemoryStore
 
-from tests.breakers.support import CONFIG, CountingStore
-from tests.store.support import FakeClock
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+from tests.breakers.support import CONFIG
+from tests.support.clock import FakeClock
+from tests.support.stores import Counting
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    clock = FakeClock()
-    clock.now = 1_800_000_000.0  # the start of a failure window, so tests never straddle one by chance
-    return clock
+    return FakeClock(1_800_000_000.0)  # the start of a failure window: tests never straddle one by chance
 
 
 @pytest.fixture
-def store(clock: FakeClock) -> CountingStore:
-    return CountingStore(MemoryStore(clock=clock))
+def store(clock: FakeClock) -> Counting:
+    return Counting(MemoryStore(clock=clock), pile_up=True)
 
 
 @pytest.fixture
-def board(store: CountingStore, clock: FakeClock) -> BreakerBoard:
+def board(store: Counting, clock: FakeClock) -> BreakerBoard:
     return BreakerBoard(store, CONFIG, clock=clock)

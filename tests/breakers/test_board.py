@@ -14,8 +14,9 @@ import pytest
 from tier_router.breakers import CLOSED, BreakerBoard, BreakerConfig, BreakerView, least_recently_failed
 from tier_router.store.sqlite import SQLiteStore
 
-from tests.breakers.support import CONFIG, BrokenStore, CountingStore, fail, open_breaker, view_of
-from tests.store.support import FakeClock
+from tests.breakers.support import CONFIG, fail, open_breaker, view_of
+from tests.support.clock import FakeClock
+from tests.support.stores import Broken, Counting
 
 pytestmark = pytest.mark.anyio
 
@@ -63,7 +64,7 @@ async def test_open_breaker_is_skipped_until_recovery(board: BreakerBoard, clock
 
 
 async def test_after_recovery_exactly_one_probe_is_admitted(
-    store: CountingStore, board: BreakerBoard, clock: FakeClock
+    store: Counting, board: BreakerBoard, clock: FakeClock
 ) -> None:
     await open_breaker(board, "p", clock)
     clock.advance(CONFIG.recovery_s)
@@ -125,7 +126,7 @@ async def test_a_crashed_probe_frees_its_lease_after_the_lease_time(
 
 
 async def test_a_slow_probe_does_not_release_its_successors_lease(
-    store: CountingStore, board: BreakerBoard, clock: FakeClock
+    store: Counting, board: BreakerBoard, clock: FakeClock
 ) -> None:
     await open_breaker(board, "p", clock)
     clock.advance(CONFIG.recovery_s)
@@ -144,7 +145,7 @@ async def test_a_slow_probe_does_not_release_its_successors_lease(
 
 
 async def test_snapshot_is_one_read_and_then_served_from_cache(
-    store: CountingStore, board: BreakerBoard, clock: FakeClock
+    store: Counting, board: BreakerBoard, clock: FakeClock
 ) -> None:
     keys = ["provider:openai", "provider:anthropic", "model:gpt-4o", "model:claude"]
     await board.snapshot(keys)
@@ -158,21 +159,21 @@ async def test_snapshot_is_one_read_and_then_served_from_cache(
     assert store.calls == {"get_many": 2}
 
 
-async def test_concurrent_cold_snapshots_share_one_read(store: CountingStore, board: BreakerBoard) -> None:
+async def test_concurrent_cold_snapshots_share_one_read(store: Counting, board: BreakerBoard) -> None:
     async with anyio.create_task_group() as tg:
         for _ in range(50):
             tg.start_soon(board.snapshot, ["a", "b"])
     assert store.calls == {"get_many": 1}
 
 
-async def test_cache_can_be_disabled(store: CountingStore, clock: FakeClock) -> None:
+async def test_cache_can_be_disabled(store: Counting, clock: FakeClock) -> None:
     board = BreakerBoard(store, BreakerConfig(cache_ttl_s=0), clock=clock)
     await board.snapshot(["a"])
     await board.snapshot(["a"])
     assert store.calls == {"get_many": 2}
 
 
-async def test_success_on_a_closed_breaker_writes_nothing(store: CountingStore, board: BreakerBoard) -> None:
+async def test_success_on_a_closed_breaker_writes_nothing(store: Counting, board: BreakerBoard) -> None:
     views = await board.snapshot(["a"])
     for _ in range(10):
         assert await board.admit("a", views["a"]) is True
@@ -181,7 +182,7 @@ async def test_success_on_a_closed_breaker_writes_nothing(store: CountingStore, 
 
 
 async def test_failures_write_only_a_counter_until_the_threshold(
-    store: CountingStore, board: BreakerBoard
+    store: Counting, board: BreakerBoard
 ) -> None:
     await fail(board, "a", CONFIG.failure_threshold - 1)
     assert store.calls.get("add") == CONFIG.failure_threshold - 1
@@ -207,7 +208,7 @@ async def test_least_recently_failed(board: BreakerBoard, clock: FakeClock) -> N
 async def test_store_down_fails_open_and_logs_once(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = BrokenStore()
+    store = Broken()
     board = BreakerBoard(store, CONFIG, clock=clock)
     open_view = BreakerView("open", opened_at=clock.now - 1, last_failure_at=clock.now - 1)
     with caplog.at_level(logging.WARNING, logger="tier_router.breakers"):

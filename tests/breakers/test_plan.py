@@ -16,8 +16,9 @@ from tier_router.breakers import (
 from tier_router.routing.engine import ModelRoute
 from tier_router.schema import Price, Provider
 
-from tests.breakers.support import CONFIG, CountingStore, fail, open_breaker, view_of
-from tests.store.support import FakeClock
+from tests.breakers.support import CONFIG, fail, open_breaker, view_of
+from tests.support.clock import FakeClock
+from tests.support.stores import Counting
 
 pytestmark = pytest.mark.anyio
 
@@ -61,7 +62,7 @@ async def test_an_open_provider_skips_all_its_models(board: BreakerBoard, clock:
 
 
 async def test_every_breaker_open_tries_the_least_recently_failed_once(
-    store: CountingStore, board: BreakerBoard, clock: FakeClock
+    store: Counting, board: BreakerBoard, clock: FakeClock
 ) -> None:
     await open_breaker(board, model_key(A), clock)
     clock.advance(5)
@@ -116,7 +117,7 @@ async def test_no_last_resort_once_a_candidate_was_admitted(board: BreakerBoard,
 
 
 async def test_a_probe_lease_is_taken_only_when_the_plan_gets_there(
-    store: CountingStore, board: BreakerBoard, clock: FakeClock
+    store: Counting, board: BreakerBoard, clock: FakeClock
 ) -> None:
     await open_breaker(board, model_key(B), clock)
     clock.advance(CONFIG.recovery_s)

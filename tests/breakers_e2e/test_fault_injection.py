@@ -10,13 +10,14 @@ regression tests at the end run on memory only (what they check sits above the s
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+
+from tests.support.loopback import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -79,13 +80,6 @@ def open_model_breaker(router: Any, fakes: Any, client: openai.OpenAI) -> None:
         assert served(chat(client)) == ("b", 2)
     assert router.breaker("a") == {"provider": "closed", "model": "open"}
     assert fakes.a.requests == THRESHOLD
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then closed): connecting to it is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ------------------------------------------------------------------- A down: B serves, A skipped
@@ -286,18 +280,18 @@ def test_a_probe_slot_taken_by_a_request_the_provider_cannot_serve_is_freed(
     30 s. A candidate skipped for a missing key after admission leaks the lease the same way.)"""
     avoid_window_edge(WINDOW_S)
     router = start_router(make_rules(), "memory://")  # the bug is above the store
-    fakes.c.control(mode="status", status=529)
+    fakes.anthropic.control(mode="status", status=529)
     with router.sdk() as client:
         for _ in range(THRESHOLD):
             raw = client.chat.completions.with_raw_response.create(model="mixed", messages=user())
             assert served(raw) == ("b", 2)
         assert router.breaker("c") == {"provider": "closed", "model": "open"}
 
-        fakes.c.control(mode="ok")
+        fakes.anthropic.control(mode="ok")
         time.sleep(RECOVERED_S)
         raw = client.chat.completions.with_raw_response.create(model="mixed", messages=user(), logprobs=True)
         assert served(raw) == ("b", 1)  # C was not tried: it cannot serve logprobs
-        assert fakes.c.requests == THRESHOLD
+        assert fakes.anthropic.requests == THRESHOLD
 
         raw = client.chat.completions.with_raw_response.create(model="mixed", messages=user())
         assert served(raw) == ("c", 1), "C is healthy, recovered, and nobody has probed it"

@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +20,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
+from tests.support.loopback import free_port
+from tests.support.router_process import tier_router_command
 
 pytestmark = pytest.mark.integration
 
@@ -35,17 +36,6 @@ STARTUP_S = 30.0
 def breakers(recovery_s: float) -> dict[str, Any]:
     """Default cache (1 s); long recovery unless a test needs a probe."""
     return {"failure_threshold": THRESHOLD, "window_s": WINDOW_S, "recovery_s": recovery_s}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def tier_router_command() -> list[str]:
-    script = Path(sys.executable).parent / "tier-router"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tier_router.cli"]
 
 
 @dataclass

@@ -19,13 +19,14 @@ import platform
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.store.moto_server import FAKE_ENV, MotoServer
+from tests.support.fake_providers import FakeProviders
+from tests.support.moto_server import FAKE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("artifact_child.py")
@@ -157,29 +158,10 @@ def run_artifact(artifact: Path, python312: str, tmp_path: Path) -> Callable[...
     return run
 
 
-@pytest.fixture(scope="session")
-def moto() -> Iterator[MotoServer]:
-    server = MotoServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def table(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> str:
-    for name, value in FAKE_ENV.items():
-        monkeypatch.setenv(name, value)
-    name = f"deploy-{uuid.uuid4().hex[:12]}"
-    moto.create_table(name)
-    return name
-
-
-@pytest.fixture(scope="session")
-def fake_openai() -> Iterator[str]:
-    from tests.fakes.server import run_uvicorn_in_thread
-    from tests.fakes.upstream import make_fake_upstream
-
-    with run_uvicorn_in_thread(make_fake_upstream("openai", name="fake-openai"), lifespan="off") as url:
-        yield url
+def fake_openai(fakes: FakeProviders) -> str:
+    """The URL of an OpenAI-compatible fake provider (the root conftest's `fakes.a`, reset)."""
+    return fakes.a.url
 
 
 def rules_for(upstream_url: str) -> dict[str, Any]:

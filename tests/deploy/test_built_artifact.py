@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import socket
 import subprocess
 import time
 import tomllib
@@ -22,7 +21,8 @@ import httpx
 import pytest
 
 from tests.deploy.conftest import ROOT, base_env, load_event
-from tests.store.moto_server import FAKE_ENV, MotoServer
+from tests.support.loopback import free_port
+from tests.support.moto_server import MotoServer
 
 pytestmark = pytest.mark.integration
 
@@ -44,16 +44,7 @@ def sse_events(text: str) -> list[str]:
 
 
 def scan(moto: MotoServer, table: str) -> dict[str, dict[str, Any]]:
-    import botocore.session
-
-    client = botocore.session.get_session().create_client(
-        "dynamodb",
-        region_name=FAKE_ENV["AWS_REGION"],
-        endpoint_url=moto.endpoint,
-        aws_access_key_id=FAKE_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_ENV["AWS_SECRET_ACCESS_KEY"],
-    )
-    items = client.scan(TableName=table, ConsistentRead=True)["Items"]
+    items = moto.botocore("dynamodb").scan(TableName=table, ConsistentRead=True)["Items"]
 
     def plain(value: dict[str, Any]) -> Any:
         (kind, raw), *_ = value.items()
@@ -251,12 +242,6 @@ def test_artifact_layout(built_artifacts: list[Path]) -> None:
 
 
 # -- StreamingMode=lwa: run.sh starts uvicorn from the artifact ---------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_run_sh_serves_a_real_sse_stream(

@@ -15,67 +15,26 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import respx
-from tier_router.app import create_app
-from tier_router.provider_keys import KeySource
-from tier_router.routing.loader import parse_rules
 from tier_router.settings import Settings
 
-OPENAI_URL = "https://openai.test/v1/chat/completions"
-BACKUP_URL = "https://backup.test/v1/chat/completions"
-ANTHROPIC_URL = "https://anthropic.test/v1/messages"
+from tests.support.openai_bodies import chunks, completion, encode_sse, sse_response
+from tests.support.router_app import app_settings, asgi_client, build_app
+from tests.support.rules import KEYS, URLS, three_providers
 
-PROVIDER_KEYS: dict[str, str] = {
-    "OPENAI_KEY": "sk-test-openai-SECRET123",
-    "BACKUP_KEY": "sk-test-backup-SECRET456",
-    "ANTHROPIC_KEY": "sk-ant-test-SECRET789",
-}
 ROUTER_KEY = "rk-1"
 AUTH_SETTING = ("t=rk-1",)
 SMALL_LIMIT = 64 * 1024
 """`max_body_bytes` of the `small` harness: enormous bodies stay cheap to build."""
 
-RULES: dict[str, Any] = {
-    "version": 1,
-    "providers": {
-        "openai-a": {"kind": "openai", "base_url": "https://openai.test/v1", "api_key_env": "OPENAI_KEY"},
-        "openai-b": {"kind": "openai", "base_url": "https://backup.test/v1", "api_key_env": "BACKUP_KEY"},
-        "anthropic": {
-            "kind": "anthropic",
-            "base_url": "https://anthropic.test",
-            "api_key_env": "ANTHROPIC_KEY",
-        },
-    },
-    "models": {
-        "primary": {"provider": "openai-a", "id": "gpt-a-2025", "price": {"input": 1.0, "output": 4.0}},
-        "secondary": {"provider": "openai-b", "id": "gpt-b-mini", "price": {"input": 0.2, "output": 0.8}},
-        "claude": {
-            "provider": "anthropic",
-            "id": "claude-test-1",
-            "price": {"input": 3.0, "output": 15.0},
-            "max_output": 2048,
-        },
-    },
-    "tiers": {"fast": ["primary", "secondary"], "smart": ["claude", "secondary"]},
-    "default_tier": "fast",
-    "aliases": {"gpt-4o": "fast"},
-    "rules": [
-        {
-            "name": "needs-thinking",
-            "tier": "smart",
-            "when": {"last_user_matches": {"pattern": "prove", "ignore_case": True}},
-        }
-    ],
-}
 MODELS = ("auto", "fast", "smart", "gpt-4o", "primary", "secondary", "claude")
 
 # Things that must never reach a client: provider keys, stack traces, module paths.
-SECRETS = (*PROVIDER_KEYS.values(), "SECRET123", "SECRET456", "SECRET789")
+SECRETS = (*KEYS.values(), "SECRET123", "SECRET456", "SECRET789")
 LEAK_MARKERS = (
     "Traceback",
     'File "',
@@ -95,56 +54,12 @@ ERROR_STATUSES = frozenset(range(400, 500))
 # -- the fake providers ----------------------------------------------------------------------
 
 
-def _sse(events: list[dict[str, Any]]) -> bytes:
-    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-
-
-def _openai_chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-fuzz-1",
-        "object": "chat.completion.chunk",
-        "created": 1_700_000_000,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-    }
-
-
 def openai_answer(request: httpx.Request) -> httpx.Response:
     body = json.loads(request.content)
     model = str(body.get("model"))
     if body.get("stream"):
-        chunks = [
-            _openai_chunk(model, {"role": "assistant", "content": ""}),
-            _openai_chunk(model, {"content": "Hello"}),
-            _openai_chunk(model, {}, "stop"),
-            {
-                "id": "chatcmpl-fuzz-1",
-                "object": "chat.completion.chunk",
-                "created": 1_700_000_000,
-                "model": model,
-                "choices": [],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
-            },
-        ]
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=_sse(chunks))
-    return httpx.Response(
-        200,
-        json={
-            "id": "chatcmpl-fuzz-1",
-            "object": "chat.completion",
-            "created": 1_700_000_000,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "Hello", "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
-        },
-    )
+        return sse_response(encode_sse(chunks(["Hello"], model)))
+    return httpx.Response(200, json=completion("Hello", model))
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
@@ -271,17 +186,8 @@ class Harness:
         self.token = token
         self.runner = asyncio.Runner()
         self.upstream_client = httpx.AsyncClient()
-        self.app = create_app(
-            settings,
-            rules=parse_rules(json.loads(json.dumps(RULES)), "fuzz-rules.yaml"),
-            client=self.upstream_client,
-            keys=KeySource(dict(PROVIDER_KEYS)),
-        )
-        self.client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app, raise_app_exceptions=False),
-            base_url="http://router",
-            timeout=10.0,
-        )
+        self.app = build_app(three_providers(), settings=settings, keys=KEYS, client=self.upstream_client)
+        self.client = asgi_client(self.app, raise_app_exceptions=False)
 
     def auth(self, headers: dict[str, str] | None = None) -> dict[str, str]:
         out = dict(headers or {})
@@ -350,9 +256,9 @@ class Harness:
 def upstream() -> Iterator[respx.MockRouter]:
     """Every provider answers a valid completion, whatever it was sent."""
     with respx.mock(assert_all_called=False, assert_all_mocked=True) as mock:
-        mock.post(OPENAI_URL).mock(side_effect=openai_answer)
-        mock.post(BACKUP_URL).mock(side_effect=openai_answer)
-        mock.post(ANTHROPIC_URL).mock(side_effect=anthropic_answer)
+        mock.post(URLS["openai"]).mock(side_effect=openai_answer)
+        mock.post(URLS["backup"]).mock(side_effect=openai_answer)
+        mock.post(URLS["anthropic"]).mock(side_effect=anthropic_answer)
         yield mock
 
 
@@ -368,21 +274,19 @@ def _harness(settings: Settings, token: str | None = None) -> Iterator[Harness]:
 @pytest.fixture(scope="module")
 def open_router(upstream: respx.MockRouter) -> Iterator[Harness]:
     """No router auth, the default (10 MiB) body limit."""
-    yield from _harness(Settings(rules_path=Path("fuzz-unused.yaml"), log_requests=False))
+    yield from _harness(app_settings(log_requests=False))
 
 
 @pytest.fixture(scope="module")
 def small(upstream: respx.MockRouter) -> Iterator[Harness]:
     """No router auth, a 64 KiB body limit."""
-    yield from _harness(
-        Settings(rules_path=Path("fuzz-unused.yaml"), log_requests=False, max_body_bytes=SMALL_LIMIT)
-    )
+    yield from _harness(app_settings(log_requests=False, max_body_bytes=SMALL_LIMIT))
 
 
 @pytest.fixture(scope="module")
 def authed(upstream: respx.MockRouter) -> Iterator[Harness]:
     """Router keys required (`t=rk-1`); the harness sends `Bearer rk-1` unless told otherwise."""
     yield from _harness(
-        Settings(rules_path=Path("fuzz-unused.yaml"), api_keys=AUTH_SETTING, log_requests=True),
+        app_settings(api_keys=AUTH_SETTING, log_requests=True),
         token=ROUTER_KEY,
     )

@@ -417,7 +417,7 @@ def test_all_rate_limited_on_a_stream_is_rate_limit_error(stack, client: openai.
 
 
 def test_provider_error_echoing_its_key_never_reaches_the_client(stack, client: openai.OpenAI) -> None:
-    a_key, b_key = stack.keys["OPENAI_A_KEY"], stack.keys["OPENAI_B_KEY"]
+    a_key, b_key = stack.keys["OPENAI_KEY"], stack.keys["BACKUP_KEY"]
     stack.a.control(mode="status", status=401, body={"error": {"message": f"Incorrect API key: {a_key}"}})
     stack.b.control(mode="status", status=500, body={"error": {"message": f"key {b_key} is broken"}})
 

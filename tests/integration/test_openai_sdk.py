@@ -15,20 +15,9 @@ from typing import Any
 import openai
 import pytest
 
-pytestmark = pytest.mark.integration
+from tests.support.openai_bodies import WEATHER_TOOL
 
-WEATHER_TOOL: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
-            "required": ["city", "unit"],
-        },
-    },
-}
+pytestmark = pytest.mark.integration
 
 
 def user(text: str = "What is the capital of France?") -> Any:
@@ -326,7 +315,7 @@ def test_openai_provider_receives_model_id_unknown_fields_and_its_own_key(stack,
     assert body["temperature"] == 0.3
     assert body["messages"] == user()
     headers = seen["headers"]
-    assert headers["authorization"] == "Bearer " + stack.keys["OPENAI_A_KEY"]
+    assert headers["authorization"] == "Bearer " + stack.keys["OPENAI_KEY"]
     assert "rk-test" not in json.dumps(seen)
 
 
@@ -355,11 +344,11 @@ def test_fallback_provider_gets_its_own_key_not_the_first_ones(stack, client: op
 
     client.chat.completions.create(model="fast", messages=user())
 
-    assert stack.a.last["headers"]["authorization"] == "Bearer " + stack.keys["OPENAI_A_KEY"]
+    assert stack.a.last["headers"]["authorization"] == "Bearer " + stack.keys["OPENAI_KEY"]
     seen = stack.b.last
-    assert seen["headers"]["authorization"] == "Bearer " + stack.keys["OPENAI_B_KEY"]
+    assert seen["headers"]["authorization"] == "Bearer " + stack.keys["BACKUP_KEY"]
     assert seen["body"]["model"] == "gpt-b-mini"
-    assert stack.keys["OPENAI_A_KEY"] not in json.dumps(seen)
+    assert stack.keys["OPENAI_KEY"] not in json.dumps(seen)
     assert "rk-test" not in json.dumps(seen)
 
 

@@ -9,6 +9,7 @@ import json
 import logging
 import socket
 from collections.abc import AsyncIterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,8 @@ import respx
 from tier_router import router_keys
 from tier_router.router_keys import KeyRing, plain_keys
 from tier_router.settings import Settings
+
+from tests.support.router_app import build_app, serve_in_thread
 
 pytestmark = pytest.mark.anyio
 
@@ -247,19 +250,10 @@ def test_chunked_body_over_limit_on_a_real_socket_is_413(make_app_for_socket) ->
 @pytest.fixture
 def make_app_for_socket(rules_dict):
     """`make(settings)` → the app served by uvicorn on 127.0.0.1 (torn down after the test)."""
-    from contextlib import ExitStack
-
-    from tier_router.app import create_app
-    from tier_router.provider_keys import KeySource
-    from tier_router.routing.loader import parse_rules
-
-    from tests.fakes.server import run_uvicorn_in_thread
-
     stack = ExitStack()
 
     def make(cfg: Settings) -> str:
-        app = create_app(cfg, rules=parse_rules(rules_dict(), "r.yaml"), keys=KeySource({}))
-        return stack.enter_context(run_uvicorn_in_thread(app))
+        return stack.enter_context(serve_in_thread(build_app(rules_dict(), settings=cfg, keys={})))
 
     with stack:
         yield make

@@ -1,7 +1,7 @@
 """The state store fails or slows down: what each feature promises (README "Guarantees").
 
-Every test plugs a `FaultyStore` (conftest) into `create_app(..., store=...)`: "down" raises
-`StoreUnavailable` on every call, "slow" sleeps before every call.
+Every test plugs a `Faulty` store (`tests.support.stores`) into `create_app(..., store=...)`:
+"down" raises `StoreUnavailable` on every call, "slow" sleeps before every call.
 
 Measured bound for a slow store (0.3 s per call): the router puts no deadline of its own on
 store calls, so one request costs `store calls x store latency` on top of the upstream time.

@@ -17,8 +17,8 @@ from tier_router.store.base import Store, StoreUnavailable
 from tier_router.store.memory import MemoryStore
 from tier_router.store.sqlite import SQLiteStore
 
-from tests.spend.helpers import Failing, Observing, Slow, Watched, at
-from tests.store.support import FakeClock
+from tests.support.clock import FakeClock, at
+from tests.support.stores import Failing, Observing, Slow, Watched
 
 pytestmark = pytest.mark.anyio
 

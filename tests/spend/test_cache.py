@@ -17,8 +17,8 @@ from tier_router.spend.cache import (
 from tier_router.store.base import Store
 from tier_router.store.memory import MemoryStore
 
-from tests.spend.helpers import Failing
-from tests.store.support import FakeClock
+from tests.support.clock import FakeClock
+from tests.support.stores import Failing
 
 BODY: dict[str, Any] = {
     "model": "auto",

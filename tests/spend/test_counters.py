@@ -18,8 +18,8 @@ from tier_router.spend.counters import (
 )
 from tier_router.store.base import RESERVED_FIELDS, Store, check_value
 
-from tests.spend.helpers import Observing, at
-from tests.store.support import FakeClock
+from tests.support.clock import FakeClock, at
+from tests.support.stores import Observing
 
 
 @pytest.mark.parametrize(

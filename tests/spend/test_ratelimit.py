@@ -10,8 +10,8 @@ from tier_router.spend.ratelimit import Allowed, Limited, RateLimiter, format_re
 from tier_router.store.base import Store
 from tier_router.store.memory import MemoryStore
 
-from tests.spend.helpers import Failing, Observing, at
-from tests.store.support import FakeClock
+from tests.support.clock import FakeClock, at
+from tests.support.stores import Failing, Observing
 
 pytestmark = pytest.mark.anyio
 

@@ -15,18 +15,14 @@ from respx which tier's model was actually called, plus an Anthropic-kind provid
     budget    small   budget.test           0.028 / 0.042 / -
     smart     claude  anthropic.test        3 / 15 / 0.3 (Anthropic Messages API)
     duo       [mid, small]                  a two-model chain
-
-Helpers are fixtures (or attributes of what fixtures return), never imports: the test
-modules must not depend on how pytest names this package under `--import-mode=importlib`.
 """
 
 from __future__ import annotations
 
-import copy
+import functools
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +30,20 @@ import httpx
 import pytest
 import respx
 from starlette.applications import Starlette
-from tier_router.app import create_app
 from tier_router.gateway import Gateway
-from tier_router.provider_keys import KeySource
-from tier_router.routing.loader import parse_rules
-from tier_router.settings import Settings
 from tier_router.spend import BudgetGuard, RateLimiter, ResponseCache, SpendLedger
 from tier_router.spend.counters import day_key
 from tier_router.store.base import Store
 from tier_router.store.memory import MemoryStore
 from tier_router.store.sqlite import SQLiteStore
 
-NOON = datetime(2031, 5, 20, 12, 0, 0, tzinfo=UTC).timestamp()
+from tests.support.clock import FakeClock, at
+from tests.support.openai_bodies import completion, encode_sse, sse_response
+from tests.support.openai_bodies import usage as usage_of
+from tests.support.router_app import Apps, app_settings
+from tests.support.rules import with_sections
+
+NOON = at(2031, 5, 20, 12)
 """The fake clock's start: half of the budget day (day_start_hour 0) has passed."""
 
 URLS = {
@@ -111,19 +109,6 @@ BASE_RULES: dict[str, Any] = {
 }
 
 
-class FakeClock:
-    """`clock()` is the fake now; move it with `advance`."""
-
-    def __init__(self, now: float = NOON) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @dataclass
 class Router:
     """One app, the httpx client talking to it, and the store/clock under it."""
@@ -178,38 +163,6 @@ class Router:
         await self.gateway.lifecycle.drainer.drain()
 
 
-def _completion(model: str, text: str, usage: dict[str, Any] | None, finish: str = "stop") -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": f"chatcmpl-{model}",
-        "object": "chat.completion",
-        "created": 1_700_000_000,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
-                "logprobs": None,
-                "finish_reason": finish,
-            }
-        ],
-        "system_fingerprint": "fp_test",
-    }
-    if usage is not None:
-        body["usage"] = usage
-    return body
-
-
-def usage_of(prompt: int, completion: int, **details: int) -> dict[str, Any]:
-    usage: dict[str, Any] = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    if details:
-        usage["prompt_tokens_details"] = dict(details)
-    return usage
-
-
 @dataclass
 class Upstream:
     """The respx router plus one route per provider host. Each OpenAI route answers
@@ -237,24 +190,21 @@ class Upstream:
         model = MODEL_IDS[tier]
         return httpx.Response(
             200,
-            json=_completion(
-                model,
+            json=completion(
                 text if text is not None else f"answer from {model}",
-                None if no_usage else (usage or usage_of(10, 5)),
-                finish,
+                model,
+                usage=False if no_usage else (usage or usage_of(10, 5)),
+                finish=finish,
             ),
         )
 
     @staticmethod
     def sse(events: list[dict[str, Any]], *, done: bool = True) -> httpx.Response:
-        body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
-        if done:
-            body += b"data: [DONE]\n\n"
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+        return sse_response(encode_sse(events, done=done))
 
     @staticmethod
     def sse_raw(text: str) -> httpx.Response:
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=text.encode())
+        return sse_response(text.encode())
 
     def called_model(self) -> list[str]:
         """The `model` field of every upstream request, in order."""
@@ -262,13 +212,8 @@ class Upstream:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(NOON)
 
 
 @pytest.fixture
@@ -287,25 +232,17 @@ def rules_dict() -> Callable[..., dict[str, Any]]:
     """`rules_dict(budgets={...}, limits={...}, cache={...}, ...)` → a fresh copy of the base
     rules with those top-level sections set."""
 
-    def build(**sections: Any) -> dict[str, Any]:
-        raw = copy.deepcopy(BASE_RULES)
-        raw.update(copy.deepcopy(sections))
-        return raw
-
-    return build
+    return functools.partial(with_sections, BASE_RULES)
 
 
 @pytest.fixture
-async def make_router(
-    anyio_backend: str, clock: FakeClock, tmp_path: Path
-) -> AsyncIterator[Callable[..., Router]]:
+async def make_router(apps: Apps, clock: FakeClock, tmp_path: Path) -> AsyncIterator[Callable[..., Router]]:
     """`make_router(rules_dict, store="memory"|"sqlite"|<Store>, auth=True, pacing_ttl_s=0.0)`.
 
     `auth=True` requires the router keys team-a / team-b. `pacing_ttl_s` is how stale the
     guard's view of today's spend may be (0: re-read on every request, so a test may write
     the budget item between requests; production uses 1 s).
     """
-    clients: list[httpx.AsyncClient] = []
     stores: list[Store] = []
 
     def make(
@@ -323,20 +260,14 @@ async def make_router(
             else:
                 raise ValueError(store)
         stores.append(store)
-        parsed = parse_rules(rules, "spend-http-rules.yaml")
-        upstream_client = httpx.AsyncClient()
-        clients.append(upstream_client)
-        settings = Settings(
-            rules_path=Path("spend-http-unused.yaml"),
+        settings = app_settings(
             store_url="memory://",
             api_keys=tuple(f"{kid}={secret}" for kid, secret in ROUTER_KEYS.items()) if auth else (),
             log_requests=False,
         )
-        app = create_app(
-            settings, rules=parsed, client=upstream_client, keys=KeySource(dict(PROVIDER_KEYS)), store=store
-        )
+        app = apps.app(rules, settings=settings, keys=PROVIDER_KEYS, store=store)
         # Every spend component on the fake clock (same construction as SpendControls.__init__).
-        spend = app.state.gateway.spend
+        spend, parsed = app.state.gateway.spend, app.state.gateway.rules
         spec = parsed.spec
         if spend.limiter is not None:
             spend.limiter = RateLimiter(store, spec.limits, clock=clock)
@@ -352,15 +283,9 @@ async def make_router(
         )
         if spend.cache is not None:
             spend.cache = ResponseCache(store, max_item_bytes=spec.cache.max_item_bytes, clock=clock)
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://router", timeout=30.0
-        )
-        clients.append(client)
-        return Router(app, client, store, clock)
+        return Router(app, apps.client(app, timeout=30.0), store, clock)
 
     yield make
-    for c in clients:
-        await c.aclose()
     for s in stores:
         await s.aclose()
 

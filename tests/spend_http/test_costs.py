@@ -13,44 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.openai_bodies import chunks, parse_sse
+
 pytestmark = pytest.mark.anyio
-
-
-def sse_payloads(text: str) -> list[str]:
-    return [
-        line[len("data: ") :]
-        for block in text.split("\n\n")
-        for line in block.split("\n")
-        if line.startswith("data: ")
-    ]
-
-
-def openai_chunks(model: str, pieces: list[str], usage: dict[str, Any] | None) -> list[dict[str, Any]]:
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {
-            "id": "chatcmpl-s",
-            "object": "chat.completion.chunk",
-            "created": 1_700_000_000,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-            "usage": None,
-        }
-
-    chunks = [chunk({"role": "assistant", "content": ""})]
-    chunks += [chunk({"content": p}) for p in pieces]
-    chunks.append(chunk({}, "stop"))
-    if usage is not None:
-        chunks.append(
-            {
-                "id": "chatcmpl-s",
-                "object": "chat.completion.chunk",
-                "created": 1_700_000_000,
-                "model": model,
-                "choices": [],
-                "usage": usage,
-            }
-        )
-    return chunks
 
 
 # Anthropic's answer with both cache reads and 5-minute cache writes (a real response's shape).
@@ -189,11 +154,11 @@ async def test_anthropic_cache_reads_and_writes_are_priced_from_the_translated_u
 async def test_stream_final_usage_chunk_carries_cost_usd(make_router, rules_dict, upstream) -> None:
     # big: 5 × 2.5 + 2 × 10 = 32.5 → 33 µ$
     usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
-    upstream.premium.mock(return_value=upstream.sse(openai_chunks("big-1", ["Hel", "lo"], usage)))
+    upstream.premium.mock(return_value=upstream.sse(chunks(["Hel", "lo"], "big-1", usage=usage)))
     router = make_router(rules_dict(), auth=False)
     response = await router.chat(model="premium", stream=True, stream_options={"include_usage": True})
     assert response.status_code == 200
-    payloads = sse_payloads(response.text)
+    payloads = parse_sse(response.text)
     assert payloads[-1] == "[DONE]"
     final = json.loads(payloads[-2])
     assert final["choices"] == []
@@ -212,11 +177,11 @@ async def test_stream_without_usage_requested_is_still_priced_and_counted(
     make_router, rules_dict, upstream
 ) -> None:
     usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
-    upstream.premium.mock(return_value=upstream.sse(openai_chunks("big-1", ["Hi"], usage)))
+    upstream.premium.mock(return_value=upstream.sse(chunks(["Hi"], "big-1", usage=usage)))
     router = make_router(rules_dict(), auth=False)
     response = await router.chat(model="premium", stream=True)
     assert response.status_code == 200
-    payloads = sse_payloads(response.text)
+    payloads = parse_sse(response.text)
     # The client did not ask for usage: it gets no usage chunk ...
     assert all(json.loads(p).get("choices") for p in payloads[:-1])
     # ... but the router asked the provider for it and counted the cost.
@@ -233,7 +198,7 @@ async def test_anthropic_stream_usage_chunk_carries_cost_usd(make_router, rules_
     router = make_router(rules_dict(), auth=False)
     response = await router.chat(model="claude", stream=True, stream_options={"include_usage": True})
     assert response.status_code == 200
-    payloads = sse_payloads(response.text)
+    payloads = parse_sse(response.text)
     assert payloads[-1] == "[DONE]"
     final = json.loads(payloads[-2])
     assert final["choices"] == []

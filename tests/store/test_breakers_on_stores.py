@@ -8,7 +8,7 @@ import pytest
 from tier_router.breakers import CLOSED, BreakerBoard, BreakerConfig
 from tier_router.store.base import Store
 
-from tests.store.support import FakeClock
+from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 

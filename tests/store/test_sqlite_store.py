@@ -11,7 +11,7 @@ import pytest
 from tier_router.store.base import StoreError, StoreUnavailable
 from tier_router.store.sqlite import SQLiteStore
 
-from tests.store.support import FakeClock
+from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,7 @@ import anyio
 import pytest
 from tier_router.store.base import Store, StoreError
 
-from tests.store.support import FakeClock
+from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 

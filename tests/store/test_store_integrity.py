@@ -16,7 +16,7 @@ from tier_router.store.base import Store, Value
 from tier_router.store.factory import open_store
 
 from tests.store import store_workers
-from tests.store.moto_server import FAKE_ENV, MotoServer
+from tests.support.moto_server import FAKE_ENV, MotoServer
 
 PROCESSES = 8
 ADDS_EACH = 500

@@ -271,12 +271,14 @@ def raw_close(
     return seen
 
 
-def sync_client(url: str, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=SDK_TIMEOUT_S)
+def sync_client(url: str, key: str, timeout: float = SDK_TIMEOUT_S) -> openai.OpenAI:
+    """The OpenAI SDK on the router at `url`, with router key `key` and no retries."""
+    return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=timeout)
 
 
-def async_client(url: str, key: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=SDK_TIMEOUT_S)
+def async_client(url: str, key: str, timeout: float = SDK_TIMEOUT_S) -> openai.AsyncOpenAI:
+    """The same, async: create it inside the test's event loop (its connections belong there)."""
+    return openai.AsyncOpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=timeout)
 
 
 async def gather_async(url: str, key: str, plan: list[tuple[str, str]]) -> list[Seen]:

@@ -1,4 +1,4 @@
-"""The repo's moto DynamoDB server (`tests.store.moto_server.MotoServer`), in its own process.
+"""The repo's moto DynamoDB server (`tests.support.moto_server.MotoServer`), in its own process.
 
 In the test process, moto shares the GIL with the clients, the fake provider and their
 threads: under a concurrent mix its calls took over a second, past the router's store
@@ -68,7 +68,7 @@ def moto_process() -> Iterator[MotoProcess]:
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
-    from tests.store.moto_server import MotoServer
+    from tests.support.moto_server import MotoServer
 
     server = MotoServer().start()
     print(server.endpoint, flush=True)

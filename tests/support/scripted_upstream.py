@@ -1,4 +1,4 @@
-"""A per-request script in front of `tests.fakes.upstream`'s fake provider.
+"""A per-request script in front of `tests.support.fake_upstream`'s fake provider.
 
 The fake's fault config is global (``POST /_control``), so concurrent requests cannot each
 ask for different behaviour. This wrapper reads directives from the request itself — written
@@ -17,12 +17,13 @@ and a set, good enough for polling.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from tests.support.fake_upstream import pause
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -33,19 +34,6 @@ DIRECTIVE = re.compile(rb"\[(delay|drip|status|tag)=([A-Za-z0-9._-]+)\]")
 
 def directives(body: bytes) -> dict[str, str]:
     return {m.group(1).decode(): m.group(2).decode() for m in DIRECTIVE.finditer(body)}
-
-
-async def pause(receive: Receive, seconds: float) -> bool:
-    """Sleep `seconds`, or less if the peer hangs up first; True when it did."""
-    waiter = asyncio.ensure_future(receive())
-    try:
-        done, _ = await asyncio.wait({waiter}, timeout=seconds)
-    finally:
-        if not waiter.done():
-            waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiter
-    return bool(done) and waiter.result()["type"] == "http.disconnect"
 
 
 class ScriptedUpstream:

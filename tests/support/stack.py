@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.server import run_uvicorn_in_thread
-from tests.fakes.upstream import make_fake_upstream
-from tests.store.moto_server import FAKE_ENV
-from tests.support.moto_process import MotoProcess, moto_process
+from tests.support.fake_upstream import make_fake_upstream
+from tests.support.loopback import run_uvicorn_in_thread
+from tests.support.moto_process import MotoProcess
+from tests.support.moto_server import FAKE_ENV
 from tests.support.scripted_upstream import ScriptedUpstream
 
 PROVIDER_KEY_ENV = "LIFECYCLE_PROVIDER_KEY"
@@ -82,9 +82,6 @@ def store_env(store_url: str) -> dict[str, str]:
     if not store_url.startswith("dynamodb://"):
         return {}
     return {**FAKE_ENV, "TIER_ROUTER_STORE_TIMEOUT_S": DYNAMODB_TIMEOUT_S}
-
-
-moto_server = moto_process
 
 
 def write_keys_file(path: Path, keys: dict[str, tuple[str, dict[str, Any]]]) -> Path:

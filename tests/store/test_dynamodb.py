@@ -1,4 +1,4 @@
-"""The DynamoDB wire client: request shape, retries, error mapping, secrets hygiene.
+"""The DynamoDB store on the wire: request shape, retries, error mapping, secrets hygiene.
 
 Failures that moto cannot produce on demand (throttling, 5xx, dropped connections,
 unprocessed keys) are injected with an httpx.MockTransport; the happy paths run against
@@ -8,7 +8,6 @@ moto in the contract suite.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,9 +15,9 @@ import pytest
 from tier_router.store.base import StoreError, StoreUnavailable
 from tier_router.store.dynamodb import DynamoDBStore
 
-pytestmark = pytest.mark.anyio
+from tests.support.scripted_wire import ScriptedWire
 
-Handler = Callable[[httpx.Request], httpx.Response]
+pytestmark = pytest.mark.anyio
 
 
 def _error(code: str, status: int = 400, message: str = "boom", **extra: Any) -> httpx.Response:
@@ -26,34 +25,17 @@ def _error(code: str, status: int = 400, message: str = "boom", **extra: Any) ->
     return httpx.Response(status, json=body)
 
 
-class Recorder:
-    """A scripted DynamoDB: answers requests from a list, remembering each one."""
-
-    def __init__(self, *answers: httpx.Response | Exception | Handler) -> None:
-        self.answers = list(answers)
-        self.requests: list[httpx.Request] = []
-        self.sleeps: list[float] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        if isinstance(answer, Exception):
-            raise answer
-        if callable(answer):
-            return answer(request)
-        return answer
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
+class Recorder(ScriptedWire):
+    """A scripted DynamoDB."""
 
     def store(self, **kwargs: Any) -> DynamoDBStore:
-        client = httpx.AsyncClient(transport=httpx.MockTransport(self))
         return DynamoDBStore(
-            "budgets", endpoint="http://127.0.0.1:9", http_client=client, sleep=self.sleep, **kwargs
+            "budgets",
+            endpoint="http://127.0.0.1:9",
+            http_client=self.http_client(),
+            sleep=self.sleep,
+            **kwargs,
         )
-
-    def bodies(self) -> list[dict[str, Any]]:
-        return [json.loads(r.content) for r in self.requests]
 
 
 async def test_request_shape_signing_and_marshalling() -> None:

@@ -1,4 +1,5 @@
-"""Run any ASGI app under a real uvicorn server on 127.0.0.1, in a background thread.
+"""Servers and ports on 127.0.0.1: any ASGI app under a real uvicorn server in a background
+thread, and a free port.
 
 Why real uvicorn instead of an in-process transport: the router's timeouts, connection reuse and
 streaming only show their true behaviour over real sockets, and the fakes' ``reset``/``stream_cut``
@@ -15,6 +16,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (bound, then released): a server may take it, and
+    until one does, connecting to it is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

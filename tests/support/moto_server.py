@@ -1,23 +1,26 @@
-"""A real DynamoDB-compatible HTTP server on 127.0.0.1 (moto), for tests and the bench.
+"""Fake AWS for tests and the bench: fake credentials, and moto's DynamoDB, SSM and Secrets
+Manager on one real HTTP server on 127.0.0.1.
 
 moto's threaded server applies concurrent UpdateItems without a lock and was seen to lose
-increments (1,599 of 1,600). We serialize its WSGI app behind one lock so that when an
+increments (1,599 of 1,600). We serialize its WSGI apps behind one lock so that when an
 integrity test fails, the bug is in OUR code, not in the emulator.
 
 Served by uvicorn rather than werkzeug's dev server: werkzeug closes the connection after
 every response and starts a thread per connection, which made the 4,000-increment
-integrity test ~3x slower. Only moto's DynamoDB app is mounted (no Host-based dispatch).
+integrity test ~3x slower. Every service speaks AWS's JSON protocol, so one server serves
+them all, dispatching on the `X-Amz-Target` header (no Host-based dispatch).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
-import socket
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from tests.support.loopback import run_uvicorn_in_thread
 
 FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "AKIDTESTTESTTEST",
@@ -25,8 +28,37 @@ FAKE_ENV = {
     "AWS_SESSION_TOKEN": "test-session-token",
     "AWS_REGION": "us-east-1",
 }
+HOST_SETTINGS = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ENDPOINT_URL_SSM",
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    "TIER_ROUTER_STORE",
+    "TIER_ROUTER_DYNAMODB_ENDPOINT",
+    "TIER_ROUTER_SECRETS_SSM_PREFIX",
+)
+"""What the host may have set that would point a test (or its child processes) at real AWS or
+at another store."""
+
+SERVICES = {"DynamoDB_20120810": "dynamodb", "AmazonSSM": "ssm", "secretsmanager": "secretsmanager"}
+"""`X-Amz-Target` prefix → moto service."""
+
+if TYPE_CHECKING:
+    import pytest
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def use_fake_aws(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Fake credentials only (child processes inherit them); no endpoint, profile or store
+    setting leaks in from the host."""
+    for name in HOST_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in FAKE_ENV.items():
+        monkeypatch.setenv(name, value)
+    return FAKE_ENV
 
 
 class SerializedWSGI:
@@ -41,7 +73,22 @@ class SerializedWSGI:
             return list(self._app(environ, start_response))
 
 
-class _ASGIOverWSGI:
+class ByTarget:
+    """Route a JSON-protocol request to the moto app of its service (by X-Amz-Target)."""
+
+    def __init__(self, apps: dict[str, WSGIApp]) -> None:
+        self._apps = apps
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        prefix = environ.get("HTTP_X_AMZ_TARGET", "").partition(".")[0]
+        app = self._apps.get(prefix)
+        if app is None:
+            start_response("400 Bad Request", [("Content-Type", "application/json")])
+            return [b'{"__type":"UnknownOperationException","message":"no such service"}']
+        return app(environ, start_response)
+
+
+class ASGIOverWSGI:
     """Minimal ASGI -> WSGI bridge. Runs the (serialized, fast) app inline on the loop."""
 
     def __init__(self, app: WSGIApp) -> None:
@@ -97,55 +144,54 @@ class _ASGIOverWSGI:
 
 
 class MotoServer:
-    """moto's DynamoDB on a free loopback port, served by uvicorn from a daemon thread."""
+    """moto's DynamoDB, SSM and Secrets Manager on a free loopback port, served by uvicorn
+    from a daemon thread. `start()` returns once it accepts connections."""
 
     def __init__(self) -> None:
-        import uvicorn
         from moto.moto_server.werkzeug_app import create_backend_app
 
-        app = _ASGIOverWSGI(SerializedWSGI(create_backend_app("dynamodb")))
-        self._socket = socket.socket()
-        self._socket.bind(("127.0.0.1", 0))
-        self.endpoint = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-        self._botocore: Any = None
+        apps = {target: create_backend_app(service) for target, service in SERVICES.items()}
+        self._app = ASGIOverWSGI(SerializedWSGI(ByTarget(apps)))
+        self._running = contextlib.ExitStack()
+        self._clients: dict[str, Any] = {}
+        self.endpoint = ""
 
     def start(self) -> MotoServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("moto server did not start")
-            time.sleep(0.01)
+        self.endpoint = self._running.enter_context(run_uvicorn_in_thread(self._app, lifespan="off"))
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._socket.close()
+        self._running.close()
 
-    def create_table(self, name: str) -> None:
-        """Create a store table (pk: S, TTL on expires_at) with botocore — test-only dependency."""
-        if self._botocore is None:
+    def botocore(self, service: str) -> Any:
+        """A botocore client for setting up fixtures (botocore is a test-only dependency)."""
+        if service not in self._clients:
             import botocore.session
 
-            self._botocore = botocore.session.get_session().create_client(
-                "dynamodb",
+            self._clients[service] = botocore.session.get_session().create_client(
+                service,
                 region_name=FAKE_ENV["AWS_REGION"],
                 endpoint_url=self.endpoint,
                 aws_access_key_id=FAKE_ENV["AWS_ACCESS_KEY_ID"],
                 aws_secret_access_key=FAKE_ENV["AWS_SECRET_ACCESS_KEY"],
             )
-        self._botocore.create_table(
+        return self._clients[service]
+
+    def create_table(self, name: str) -> None:
+        """Create a store table (pk: S, TTL on expires_at)."""
+        dynamodb = self.botocore("dynamodb")
+        dynamodb.create_table(
             TableName=name,
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        self._botocore.update_time_to_live(
+        dynamodb.update_time_to_live(
             TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
         )
+
+    def put_parameter(self, name: str, value: str) -> None:
+        self.botocore("ssm").put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+
+    def delete_parameter(self, name: str) -> None:
+        self.botocore("ssm").delete_parameter(Name=name)

@@ -13,7 +13,8 @@ from tier_router.router_keys import hash_key
 from tier_router.routing.loader import parse_rules
 from tier_router.settings import Settings
 
-from tests.secrets.conftest import SecretsMoto
+from tests.support.moto_server import MotoServer
+from tests.support.router_app import asgi_client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -34,7 +35,7 @@ COMPLETION = {
 
 
 async def test_router_and_provider_keys_come_from_ssm(
-    moto: SecretsMoto, prefix: str, monkeypatch: pytest.MonkeyPatch
+    moto: MotoServer, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     keys_param = f"{prefix}router-keys"
     moto.put_parameter(keys_param, json.dumps({"keys": [{"name": "team-a", "sha256": hash_key("trk-a")}]}))
@@ -52,8 +53,7 @@ async def test_router_and_provider_keys_come_from_ssm(
         upstream = mock.post("https://upstream.test/v1/chat/completions").mock(
             return_value=httpx.Response(200, json=COMPLETION)
         )
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
+        async with asgi_client(app) as client:
             body = {"model": "auto", "messages": [{"role": "user", "content": "hello"}]}
             denied = await client.post(
                 "/v1/chat/completions", json=body, headers={"authorization": "Bearer nope"}

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,8 +20,9 @@ from tier_router.errors import SecretNotFound, SecretsError
 from tier_router.provider_keys import KeySource
 from tier_router.settings import Settings
 
-from tests.secrets.conftest import FakeClock, SecretsMoto, Wire
-from tests.store.moto_server import FAKE_ENV
+from tests.support.clock import FakeClock
+from tests.support.loopback import free_port
+from tests.support.moto_server import FAKE_ENV, MotoServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -28,14 +30,67 @@ SECRET_KEY = FAKE_ENV["AWS_SECRET_ACCESS_KEY"]
 TOKEN = FAKE_ENV["AWS_SESSION_TOKEN"]
 
 
-def settings_for(moto: SecretsMoto) -> Settings:
+class Wire(httpx.AsyncBaseTransport):
+    """Wraps a real transport: records every request, replays scripted responses/errors first,
+    and while `down` sends requests to a closed port (a real 'connection refused')."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.requests: list[httpx.Request] = []
+        self.script: list[httpx.Response | Exception] = []
+        self.down = False
+        self._closed_port = free_port()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        self.requests.append(request)
+        if self.script:
+            step = self.script.pop(0)
+            if isinstance(step, Exception):
+                raise step
+            return step
+        if self.down:
+            request.url = request.url.copy_with(port=self._closed_port)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def targets(self) -> list[str]:
+        return [r.headers.get("x-amz-target", "") for r in self.requests]
+
+
+@pytest.fixture
+def wire() -> Wire:
+    return Wire()
+
+
+@pytest.fixture
+async def http(wire: Wire) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=wire) as client:
+        yield client
+
+
+@pytest.fixture
+def no_sleep() -> Callable[[float], Any]:
+    """Backoff sleeps that return at once (retries stay fast), recording their lengths."""
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    sleep.slept = slept  # type: ignore[attr-defined]
+    return sleep
+
+
+def settings_for(moto: MotoServer) -> Settings:
     """What the Lambda would have: credentials in the live environment (rotated under the
     tests' feet by monkeypatch), SSM at moto's endpoint."""
     return dataclasses.replace(Settings.from_env(), ssm_endpoint_url=moto.endpoint)
 
 
 def source(
-    moto: SecretsMoto,
+    moto: MotoServer,
     prefix: str,
     names: list[str],
     http: httpx.AsyncClient,
@@ -62,7 +117,7 @@ def aws_error(status: int, code: str, message: str = "") -> httpx.Response:
 
 
 async def test_lazy_then_one_call_for_all_names_then_cached(
-    moto: SecretsMoto, prefix: str, wire: Wire, http: httpx.AsyncClient, clock: FakeClock
+    moto: MotoServer, prefix: str, wire: Wire, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     moto.put_parameter(f"{prefix}OPENAI_API_KEY", "sk-openai-value-1")
     moto.put_parameter(f"{prefix}GROQ_API_KEY", "gsk_groqvalue1234567")
@@ -89,7 +144,7 @@ async def test_lazy_then_one_call_for_all_names_then_cached(
 
 
 async def test_concurrent_first_gets_share_one_fetch(
-    moto: SecretsMoto, prefix: str, wire: Wire, http: httpx.AsyncClient, clock: FakeClock
+    moto: MotoServer, prefix: str, wire: Wire, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     moto.put_parameter(f"{prefix}A", "value-a")
     moto.put_parameter(f"{prefix}B", "value-b")
@@ -100,7 +155,7 @@ async def test_concurrent_first_gets_share_one_fetch(
 
 
 async def test_refreshed_after_refresh_s_in_the_background(
-    moto: SecretsMoto, prefix: str, wire: Wire, http: httpx.AsyncClient, clock: FakeClock
+    moto: MotoServer, prefix: str, wire: Wire, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     moto.put_parameter(f"{prefix}KEY", "old-value")
     keys = source(moto, prefix, ["KEY"], http, clock, refresh_s=300)
@@ -121,7 +176,7 @@ async def test_refreshed_after_refresh_s_in_the_background(
 
 
 async def test_failed_refresh_keeps_serving_cached_values(
-    moto: SecretsMoto,
+    moto: MotoServer,
     prefix: str,
     wire: Wire,
     http: httpx.AsyncClient,
@@ -170,7 +225,7 @@ async def test_failed_refresh_keeps_serving_cached_values(
 
 
 async def test_first_fetch_failure_returns_none_then_retries_after_backoff(
-    moto: SecretsMoto,
+    moto: MotoServer,
     prefix: str,
     wire: Wire,
     http: httpx.AsyncClient,
@@ -201,7 +256,7 @@ async def test_first_fetch_failure_returns_none_then_retries_after_backoff(
 
 
 async def test_missing_parameter_is_reported(
-    moto: SecretsMoto, prefix: str, wire: Wire, http: httpx.AsyncClient, clock: FakeClock
+    moto: MotoServer, prefix: str, wire: Wire, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     moto.put_parameter(f"{prefix}PRESENT", "here")
     keys = source(moto, prefix, ["PRESENT", "ABSENT"], http, clock)
@@ -220,7 +275,7 @@ async def test_missing_parameter_is_reported(
 
 
 async def test_more_than_ten_names_are_chunked(
-    moto: SecretsMoto, prefix: str, wire: Wire, http: httpx.AsyncClient, clock: FakeClock
+    moto: MotoServer, prefix: str, wire: Wire, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     names = [f"KEY_{i:02d}" for i in range(23)]
     for name in names[:-1]:
@@ -236,7 +291,7 @@ async def test_more_than_ten_names_are_chunked(
 
 
 async def test_unlisted_name_is_fetched_on_demand(
-    moto: SecretsMoto, prefix: str, wire: Wire, http: httpx.AsyncClient, clock: FakeClock
+    moto: MotoServer, prefix: str, wire: Wire, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     moto.put_parameter(f"{prefix}LATE", "late-value")
     keys = source(moto, prefix, [], http, clock)
@@ -246,7 +301,7 @@ async def test_unlisted_name_is_fetched_on_demand(
 
 
 async def test_signature_matches_botocore_and_session_token_is_sent(
-    moto: SecretsMoto,
+    moto: MotoServer,
     prefix: str,
     wire: Wire,
     http: httpx.AsyncClient,
@@ -280,7 +335,7 @@ async def test_signature_matches_botocore_and_session_token_is_sent(
 
 
 async def test_credentials_are_read_on_every_call(
-    moto: SecretsMoto,
+    moto: MotoServer,
     prefix: str,
     wire: Wire,
     http: httpx.AsyncClient,
@@ -299,7 +354,7 @@ async def test_credentials_are_read_on_every_call(
 
 
 async def test_throttling_5xx_and_transport_errors_are_retried(
-    moto: SecretsMoto,
+    moto: MotoServer,
     prefix: str,
     wire: Wire,
     http: httpx.AsyncClient,
@@ -320,7 +375,7 @@ async def test_throttling_5xx_and_transport_errors_are_retried(
 
 
 async def test_auth_errors_are_not_retried_and_never_leak_secrets(
-    moto: SecretsMoto,
+    moto: MotoServer,
     prefix: str,
     wire: Wire,
     http: httpx.AsyncClient,
@@ -356,7 +411,7 @@ async def test_auth_errors_are_not_retried_and_never_leak_secrets(
 
 
 async def test_no_credentials(
-    moto: SecretsMoto,
+    moto: MotoServer,
     prefix: str,
     wire: Wire,
     http: httpx.AsyncClient,
@@ -402,7 +457,7 @@ async def test_region_and_endpoint_come_from_the_settings(http: httpx.AsyncClien
 # --- one-shot helpers ---------------------------------------------------------------------
 
 
-async def test_fetch_parameter(moto: SecretsMoto, prefix: str, wire: Wire, http: httpx.AsyncClient) -> None:
+async def test_fetch_parameter(moto: MotoServer, prefix: str, wire: Wire, http: httpx.AsyncClient) -> None:
     keys_file = "keys:\n  - id: team-a\n    key: rk-abcdef\n"
     moto.put_parameter(f"{prefix}router-keys", keys_file)
     settings = settings_for(moto)

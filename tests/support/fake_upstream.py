@@ -29,7 +29,7 @@ connection's transport through uvicorn's ``receive`` (a bound method of its requ
 gracefully mid-body (the peer sees an incomplete chunked body). Under servers without that attribute,
 ``reset`` degrades to an exception (the server's 500) and ``stream_cut`` to returning mid-response.
 
-CLI (own process, for benchmarks): ``python -m tests.fakes.upstream --kind openai --port 9001``.
+CLI (own process, for benchmarks): ``python -m tests.support.fake_upstream --kind openai --port 9001``.
 """
 
 from __future__ import annotations
@@ -521,7 +521,7 @@ async def _cut_connection(receive: Receive) -> None:
         await _settle(receive)
 
 
-async def _pause(receive: Receive, seconds: float) -> bool:
+async def pause(receive: Receive, seconds: float) -> bool:
     """Sleep, waking early if the client hangs up. Returns True on disconnect.
 
     Only call once the request body has been read: uvicorn's ``receive`` then blocks until disconnect.
@@ -745,7 +745,7 @@ class FakeUpstream:
 
         self.in_flight += 1
         try:
-            if await _pause(receive, self.faults.latency_ms / 1000):
+            if await pause(receive, self.faults.latency_ms / 1000):
                 self.disconnects += 1
                 return
             if problem is not None:
@@ -766,7 +766,7 @@ class FakeUpstream:
             await _reset_connection(receive)
             return True
         if mode == "timeout":
-            if await _pause(receive, f.delay_s):
+            if await pause(receive, f.delay_s):
                 return False
             mode = "ok"
         if mode == "status":
@@ -795,7 +795,7 @@ class FakeUpstream:
             data = data[: len(data) // 2]
         head = [("content-type", "application/json"), ("content-length", str(len(data))), *headers]
         await _start(send, 200, head)
-        if mode == "stream_stall" and await _pause(receive, f.delay_s):
+        if mode == "stream_stall" and await pause(receive, f.delay_s):
             return False
         if mode == "stream_cut":
             await _body(send, data[: len(data) // 2], more=True)
@@ -827,11 +827,11 @@ class FakeUpstream:
                 if mode == "stream_cut":
                     await _cut_connection(receive)
                     return True
-                if mode == "stream_stall" and await _pause(receive, f.delay_s):
+                if mode == "stream_stall" and await pause(receive, f.delay_s):
                     return False
                 if mode == "stream_garbage":
                     await _body(send, GARBAGE[self.kind], more=True)
-            if mode == "drip" and i and await _pause(receive, f.drip_ms / 1000):
+            if mode == "drip" and i and await pause(receive, f.drip_ms / 1000):
                 return False
             await _body(send, event, more=True)
         await _body(send, b"")

@@ -1,0 +1,124 @@
+"""Fixtures used across test directories. The helpers behind them are plain modules in
+`tests.support`, imported by name (`from tests.support.rules import three_providers`);
+a directory's own conftest holds only what is specific to it.
+
+- `anyio_backend`: asyncio only.
+- `clock`: a `FakeClock` at the real time (to the second); directories that need another
+  start override it.
+- `aws_env`: fake AWS credentials, nothing of the host's AWS or store settings.
+- `moto` (session), `table`: moto's DynamoDB, SSM and Secrets Manager on 127.0.0.1; a new table.
+- `store`: parametrized over the backends (memory, SQLite, DynamoDB on moto), all on `clock`.
+- `fakes`: the fake providers on real sockets (started once per session), reset.
+- `apps`: router apps in-process and clients talking to them, closed after the test.
+- `upstream`: every provider mocked by respx (an unmocked URL fails the request).
+- `chat`, `completion`: an OpenAI request body, a provider's answer (`tests.support.openai_bodies`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import respx
+from tier_router.store.base import Store
+from tier_router.store.memory import MemoryStore
+from tier_router.store.sqlite import SQLiteStore
+
+from tests.support import openai_bodies
+from tests.support.clock import FakeClock
+from tests.support.fake_providers import FakeProviders, fake_providers
+from tests.support.moto_server import MotoServer, use_fake_aws
+from tests.support.router_app import Apps
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Fake AWS credentials (child processes inherit them); never real ones."""
+    return use_fake_aws(monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoServer]:
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def table(moto: MotoServer) -> str:
+    """A new store table on `moto`."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    moto.create_table(name)
+    return name
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("dynamodb", marks=pytest.mark.integration)])
+async def store(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> AsyncIterator[Store]:
+    """The contract fixture: every test using it runs once per backend, all on `clock`."""
+    s: Store
+    if request.param == "memory":
+        s = MemoryStore(clock=clock)
+    elif request.param == "sqlite":
+        s = SQLiteStore(tmp_path / "state.db", clock=clock)
+    else:
+        from tier_router.store.dynamodb import DynamoDBStore
+
+        request.getfixturevalue("aws_env")
+        moto: MotoServer = request.getfixturevalue("moto")
+        s = DynamoDBStore(request.getfixturevalue("table"), endpoint=moto.endpoint, clock=clock)
+    yield s
+    await s.aclose()
+
+
+@pytest.fixture(scope="session")
+def _fake_providers() -> Iterator[FakeProviders]:
+    with fake_providers() as running:
+        yield running
+
+
+@pytest.fixture
+def fakes(_fake_providers: FakeProviders) -> FakeProviders:
+    """The fake providers on 127.0.0.1, every one reset: mode ok, no request counted."""
+    return _fake_providers.reset()
+
+
+@pytest.fixture
+async def apps(anyio_backend: str) -> AsyncIterator[Apps]:
+    """`apps.app(rules, settings=..., keys=..., store=...)` builds an app (respx intercepts its
+    upstream client); `apps.client(app)` talks to it. Every client is closed after the test."""
+    opened = Apps()
+    yield opened
+    await opened.aclose()
+
+
+@pytest.fixture
+def upstream() -> Iterator[respx.MockRouter]:
+    """Every provider, mocked. A request to any unmocked URL fails (respx raises)."""
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as mock:
+        yield mock
+
+
+@pytest.fixture
+def chat() -> Callable[..., dict[str, Any]]:
+    """`chat(text="Say hi", model="auto", **fields)` → a chat-completions request body."""
+    return openai_bodies.chat_request
+
+
+@pytest.fixture
+def completion() -> Callable[..., dict[str, Any]]:
+    """`completion(text, model=..., usage=..., finish=..., **fields)` → a `chat.completion` body
+    as a provider sends it."""
+    return openai_bodies.completion
