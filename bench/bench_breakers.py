@@ -38,7 +38,6 @@ import os
 import platform
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,48 +58,17 @@ from tier_router.store.base import Store  # noqa: E402
 from tier_router.store.factory import open_store  # noqa: E402
 from tier_router.store.memory import MemoryStore  # noqa: E402
 
+from tests.support.moto_process import MotoProcess  # noqa: E402
 from tests.support.moto_server import FAKE_ENV  # noqa: E402
 
-MOTO_SCRIPT = """
-import sys
-from tests.support.moto_server import MotoServer
-server = MotoServer().start()
-for table in sys.argv[1:]:
-    server.create_table(table)
-print(server.endpoint, flush=True)
-sys.stdin.read()  # until the bench closes our stdin
-server.stop()
-"""
 
-
-class MotoProcess:
-    """moto's DynamoDB (tests/support/moto_server.py) in its own process, so its CPU and GIL
-    time never land in the process being measured."""
-
-    def __init__(self, tables: list[str]) -> None:
-        env = {**os.environ, **FAKE_ENV, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", MOTO_SCRIPT, *tables],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        self.endpoint = self.proc.stdout.readline().strip()
-        if not self.endpoint.startswith("http://127.0.0.1:"):
-            self.stop()
-            raise RuntimeError("moto did not start")
-
-    def stop(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def moto_with(tables: list[str]) -> MotoProcess:
+    """moto (tests/support/moto_server.py) in its own process, so its CPU and GIL time never
+    land in the process being measured; with these tables."""
+    moto = MotoProcess()
+    for table in tables:
+        moto.create_table(table)
+    return moto
 
 
 UPSTREAM = "http://upstream.bench"
@@ -426,7 +394,7 @@ def main() -> None:
 
     facts = machine()
     tables = [f"{TABLE}-{i}" for i, v in enumerate(variants) if v.backend == "dynamodb"]
-    moto = MotoProcess(tables) if tables else None
+    moto = moto_with(tables) if tables else None
     started = time.monotonic()
     try:
         with tempfile.TemporaryDirectory() as tmp:
