@@ -52,5 +52,5 @@ def test_lambda_settles_inline_even_in_background_mode(monkeypatch) -> None:
     assert result["statusCode"] == 200
     assert not entry.app.gateway.lifecycle.drainer.pending  # nothing left running when it returned
     assert not entry.app.state.gateway.access_log._pending  # and no log line left buffered
-    report = asyncio.new_event_loop().run_until_complete(entry.app.state.gateway.spend.ledger.today())
+    report = asyncio.run(entry.app.gateway.spend.ledger.today())
     assert report.requests == 1

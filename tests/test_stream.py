@@ -91,6 +91,7 @@ def quietly(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
         gc.collect()
         await asyncio.sleep(0.05)  # let finalizers and close tasks run
 
+    gc.collect()  # earlier tests' garbage is theirs: collect it before recording
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         asyncio.run(wrapped())
