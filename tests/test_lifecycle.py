@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import io
 import json
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -83,10 +84,8 @@ def body(stream: bool) -> dict[str, Any]:
     }
 
 
-async def run_until(app: Any, request: dict[str, Any], steps: int | None) -> list[dict[str, Any]]:
-    """Run one request; cancel its task after `steps` loop iterations (None: let it finish)."""
-    scope, raw = scope_for(request)
-    sent: list[dict[str, Any]] = []
+def staying_client(raw: bytes) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """An ASGI `receive` that delivers the body, then never reports a disconnect."""
     delivered = False
 
     async def receive() -> dict[str, Any]:
@@ -96,6 +95,15 @@ async def run_until(app: Any, request: dict[str, Any], steps: int | None) -> lis
             return {"type": "http.request", "body": raw, "more_body": False}
         await asyncio.Event().wait()  # the client never hangs up on its own
         raise AssertionError("unreachable")
+
+    return receive
+
+
+async def run_until(app: Any, request: dict[str, Any], steps: int | None) -> list[dict[str, Any]]:
+    """Run one request; cancel its task after `steps` loop iterations (None: let it finish)."""
+    scope, raw = scope_for(request)
+    sent: list[dict[str, Any]] = []
+    receive = staying_client(raw)
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
@@ -172,15 +180,7 @@ def test_a_stream_abandoned_mid_way_is_priced_from_what_was_streamed(cut_after: 
         scope, raw = scope_for(body(True))
         scope["asgi"]["spec_version"] = "2.4"
         bodies = 0
-        delivered = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            await asyncio.Event().wait()
-            raise AssertionError("unreachable")
+        receive = staying_client(raw)
 
         async def send(message: dict[str, Any]) -> None:
             nonlocal bodies
