@@ -13,6 +13,7 @@
     │     UpstreamProtocolError (providers.base): an answer that is not valid
     │     AllCandidatesFailed, UpstreamClientError (fallback)
     ├── ClientGone                   the client hung up before anything was sent to it
+    ├── ReplayError (replay)         a replay cannot start (unreadable log, unknown baseline)
     └── APIError                     an answer for the client: an HTTP status and an
                                      OpenAI-shaped body (rendered by `responses.error_response`)
 

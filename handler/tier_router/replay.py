@@ -48,6 +48,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from tier_router.errors import RouterError
 from tier_router.request_line import CHAT_PATHS, RequestLine
 from tier_router.routing.engine import AUTO, Rules, UnknownModelError
 from tier_router.routing.request import MAY_HOLD_SURROGATES, Chat, parse_chat
@@ -63,7 +64,7 @@ MAX_ERRORS_LISTED = 20
 SERVED_ERROR_STATUS = 400
 
 
-class ReplayError(Exception):
+class ReplayError(RouterError):
     """The replay cannot start (unreadable log, unknown baseline model)."""
 
 
