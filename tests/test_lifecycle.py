@@ -231,3 +231,36 @@ def test_refusals_before_routing_get_an_id_and_a_line() -> None:
         assert line["status"] == status
         assert line["outcome"] == "refused"
     assert len({rid for _, rid, _ in results}) == 3
+
+
+def test_a_burst_of_finishes_reaches_the_store_a_few_at_a_time() -> None:
+    """Hundreds of requests ending at once must not queue inside the store (where the wait
+    counts against each call's deadline): settles take turns."""
+    from tier_router.lifecycle import SETTLE_CONCURRENCY
+
+    class Slow(MemoryStore):
+        active = most = 0
+
+        async def _add(self, *args: Any) -> Any:
+            settling = "spent" in args[1] or "requests" in args[1]  # budget settle, ledger record
+            Slow.active += settling
+            Slow.most = max(Slow.most, Slow.active)
+            try:
+                await asyncio.sleep(0.002)
+                return await super()._add(*args)
+            finally:
+                Slow.active -= settling
+
+    async def scenario() -> tuple[int, int]:
+        app = create_app(
+            Settings(rules_path="rules.yaml", log_requests=False, background_settle=True),
+            rules=parse_rules(RULES),
+            store=Slow(),
+        )
+        await asyncio.gather(*(run_until(app, body(False), None) for _ in range(120)))
+        await app.gateway.lifecycle.drainer.drain()
+        return (await app.gateway.spend.ledger.today()).requests, Slow.most
+
+    requests, most = asyncio.run(scenario())
+    assert requests == 120
+    assert 1 < most <= SETTLE_CONCURRENCY < 120  # bounded, and below the burst

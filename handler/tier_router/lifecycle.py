@@ -45,6 +45,10 @@ log = logging.getLogger("tier_router")
 
 REQUEST_ID_PREFIX = os.urandom(6).hex()
 REQUEST_COUNTER = itertools.count(1)
+SETTLE_CONCURRENCY = 16
+"""At most this many settles talk to the store at once; the rest wait their turn here. A burst
+of finishes (hundreds of streams cut at once) would otherwise queue inside the store, where
+the wait counts against each call's deadline and settles fail (seen: SQLite, 200 at once)."""
 CHARS_PER_TOKEN = 4
 """For pricing a stream cut short: the usual English estimate, rounded up."""
 
@@ -123,6 +127,15 @@ class Lifecycle:
         self.access_log = access_log
         self.background = background
         self.drainer = Drainer()
+        self._slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+    def _settle_slot(self) -> asyncio.Semaphore:
+        """This event loop's settle slots (an app may be driven by several loops: tests, Mangum)."""
+        loop = asyncio.get_running_loop()
+        slots = self._slots.get(loop)
+        if slots is None:
+            self._slots = {loop: (slots := asyncio.Semaphore(SETTLE_CONCURRENCY))}
+        return slots
 
     def begin(self, scope: dict[str, Any]) -> Exchange:
         line = RequestLine(request_id_of(scope), method=scope.get("method", ""), path=scope.get("path", ""))
@@ -146,9 +159,10 @@ class Lifecycle:
                 await self._close_stream(exchange, exchange.stream)
             self._price(exchange)
             if exchange.admission is not None:
-                exchange.cost = await self.spend.settle(
-                    exchange.admission, exchange.route, exchange.cost, completion=exchange.completion
-                )
+                async with self._settle_slot():
+                    exchange.cost = await self.spend.settle(
+                        exchange.admission, exchange.route, exchange.cost, completion=exchange.completion
+                    )
         except Exception:
             log.exception("settling request %s failed", exchange.request_id)
         finally:

@@ -112,9 +112,16 @@ async def _one_stream(http: httpx.AsyncClient, router: Router, rng: random.Rando
     return seen
 
 
+CONCURRENT_STREAMS = 48
+"""Streams open at once. Hundreds at once on the default SQLite store queue its writes past
+the store's 1 s deadline, and a reservation that times out is admitted outside the budget —
+the slow-store drift of issue 13 (item 2), not this test's subject: a stream cut anywhere is
+counted once."""
+
+
 async def _many_streams(router: Router, n: int, seed: int) -> list[Seen]:
     rng = random.Random(seed)
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=0)
+    limits = httpx.Limits(max_connections=min(n, CONCURRENT_STREAMS), max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
         return list(await asyncio.gather(*(_one_stream(http, router, rng, i) for i in range(n))))
 
