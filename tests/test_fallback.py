@@ -32,6 +32,7 @@ from tier_router.providers.base import ClientRequestError, UpstreamProtocolError
 MOVES_ON_MODEL = Verdict(moves_on=True, client_fault=False, breaker=Breaker.MODEL)
 MOVES_ON_PROVIDER = Verdict(moves_on=True, client_fault=False, breaker=Breaker.PROVIDER)
 CLIENT_FAULT = Verdict(moves_on=False, client_fault=True, breaker=Breaker.SUCCESS)
+MOVES_ON_NOTHING = Verdict(moves_on=True, client_fault=False, breaker=Breaker.RELEASE)
 
 
 # -- statuses ----------------------------------------------------------------------------------------
@@ -86,10 +87,12 @@ request = httpx.Request("POST", "https://provider.test/v1/chat/completions")
     [
         (httpx.ConnectError("refused", request=request), "connect_error", MOVES_ON_PROVIDER),
         (httpx.ConnectTimeout("slow", request=request), "connect_error", MOVES_ON_PROVIDER),
-        (httpx.PoolTimeout("pool", request=request), "connect_error", MOVES_ON_PROVIDER),
-        (httpx.ReadTimeout("slow", request=request), "timeout", MOVES_ON_PROVIDER),
-        (httpx.WriteTimeout("slow", request=request), "timeout", MOVES_ON_PROVIDER),
-        (TimeoutError(), "timeout", MOVES_ON_PROVIDER),  # a deadline: total / first_token / stall
+        # the router's own pool, exhausted: the request never left; no breaker records it
+        (httpx.PoolTimeout("pool", request=request), "router_busy", MOVES_ON_NOTHING),
+        # a slow model: its own breaker, not its provider's
+        (httpx.ReadTimeout("slow", request=request), "timeout", MOVES_ON_MODEL),
+        (httpx.WriteTimeout("slow", request=request), "timeout", MOVES_ON_MODEL),
+        (TimeoutError(), "timeout", MOVES_ON_MODEL),  # a deadline: total / first_token / stall
         (httpx.ReadError("reset", request=request), "connection_error", MOVES_ON_PROVIDER),
         (httpx.RemoteProtocolError("eof", request=request), "connection_error", MOVES_ON_PROVIDER),
         (UpstreamProtocolError("bad JSON"), "invalid_response", MOVES_ON_MODEL),
@@ -106,6 +109,7 @@ def test_failure_policy(exc: BaseException, outcome: str, expected: Verdict) -> 
         (Outcome.BREAKER_OPEN, Breaker.NONE),  # never admitted: nothing to record
         (Outcome.MISSING_KEY, Breaker.RELEASE),  # admitted, not tried: the probe lease goes back
         (Outcome.UNSUPPORTED, Breaker.RELEASE),
+        (Outcome.ROUTER_BUSY, Breaker.RELEASE),  # the router's own pool: never reached the provider
     ],
 )
 def test_skipped_candidates_move_on_and_are_not_tried(outcome: Outcome, breaker: Breaker) -> None:
@@ -171,6 +175,9 @@ def attempt(outcome: str, status: int | None = None, retry_after: float | None =
     [
         ([attempt("http_503", 503), attempt("connect_error")], 502, "upstream_error", "upstream_error", {}),
         ([attempt("timeout"), attempt("timeout")], 504, "upstream_timeout", "upstream_error", {}),
+        ([attempt("router_busy"), attempt("router_busy")], 503, "router_busy", "upstream_error", {}),
+        ([attempt("router_busy"), attempt("timeout")], 504, "upstream_timeout", "upstream_error", {}),
+        ([attempt("breaker_open"), attempt("router_busy")], 503, "router_busy", "upstream_error", {}),
         (
             [attempt("http_429", 429, 7.4), attempt("http_429", 429, 2.6), attempt("breaker_open")],
             429,

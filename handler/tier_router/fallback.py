@@ -9,13 +9,22 @@ The policy (what moves on to the next candidate):
   another provider can still serve, and the breaker keeps the broken one out of the way.
 - Any other 4xx (400, 413, 422...) is the client's request: returned as is, not retried, and
   the provider counts as up (it answered).
+- The router's own connection pool exhausted (`router_busy`): the request never left, the next
+  candidate is tried, and no breaker records anything.
 - A candidate that cannot be tried (breaker open, key missing, the provider cannot express the
   request) is skipped.
 
-What a failure counts against (see `health`): transport failures — connect errors, timeouts,
-dropped connections — say the provider's endpoint is in trouble and count against the
-provider's breaker; HTTP-level failures (429, 5xx, a rejected key) and invalid answers count
-against the model's.
+What a failure counts against (see `breakers.plan`): only failures that say the endpoint
+itself is down — connect errors (refused, unreachable, connect timeouts) and connections reset
+or dropped — count against the provider's breaker, so all its models are skipped together.
+Everything one model can cause on its own counts against the model's breaker: timeouts (a slow
+model: `total`, `first_token`, read timeouts), HTTP-level failures (429, 5xx, a rejected key)
+and invalid answers. A slow model therefore never takes its provider's fast models down.
+
+The router's own trouble is nobody's failure: a wait for a connection from the router's pool
+that times out (`httpx.PoolTimeout`: the pool is exhausted, the request never left) is
+`router_busy` — the next candidate is tried, no breaker records anything (an admitted probe's
+lease goes back), and a chain where every tried attempt was `router_busy` answers 503.
 
 Streams are held back until the first real content (text or tool call): whatever goes wrong
 before that — an error status, a stall past `first_token`, garbage — is an attempt like any
@@ -60,6 +69,8 @@ class Outcome(StrEnum):
     BREAKER_OPEN = "breaker_open"
     UNSUPPORTED = "unsupported"
     """The provider cannot express the request (e.g. a content part it lacks)."""
+    ROUTER_BUSY = "router_busy"
+    """The router's own connection pool was exhausted: the request never reached the provider."""
 
     @classmethod
     def http(cls, status: int) -> Outcome:
@@ -80,8 +91,9 @@ class Outcome(StrEnum):
         return int(self[5:]) if self[:5] == "http_" else None
 
 
-NOT_TRIED = frozenset({Outcome.MISSING_KEY, Outcome.BREAKER_OPEN, Outcome.UNSUPPORTED})
-"""Skipped candidates: no request was sent."""
+NOT_TRIED = frozenset({Outcome.MISSING_KEY, Outcome.BREAKER_OPEN, Outcome.UNSUPPORTED, Outcome.ROUTER_BUSY})
+"""Skipped candidates: no request reached the provider (`router_busy`: the router's own pool
+had no connection for it in time)."""
 
 
 class Breaker(StrEnum):
@@ -90,11 +102,12 @@ class Breaker(StrEnum):
     SUCCESS = "success"
     """The provider answered: both breakers record a success."""
     PROVIDER = "provider"
-    """A failure of the provider's endpoint: counts against all of its models."""
+    """The provider's endpoint is down (connect error, connection reset): counts against all of
+    its models."""
     MODEL = "model"
-    """A failure of this model: counts against this model only."""
+    """A failure this model can cause alone (timeout, 429, 5xx, invalid answer): this model only."""
     RELEASE = "release"
-    """Admitted, then not tried: the probe leases go back unused."""
+    """Admitted, then not tried (or never sent: `router_busy`): the probe leases go back unused."""
     NONE = "none"
     """Never admitted: nothing to record."""
 
@@ -114,12 +127,13 @@ REFUSED = Verdict(moves_on=True, client_fault=False, breaker=Breaker.MODEL)
 
 VERDICTS: dict[Outcome, Verdict] = {
     Outcome.OK: SERVED,
-    Outcome.TIMEOUT: Verdict(moves_on=True, client_fault=False, breaker=Breaker.PROVIDER),
+    Outcome.TIMEOUT: Verdict(moves_on=True, client_fault=False, breaker=Breaker.MODEL),
     Outcome.CONNECT_ERROR: Verdict(moves_on=True, client_fault=False, breaker=Breaker.PROVIDER),
     Outcome.CONNECTION_ERROR: Verdict(moves_on=True, client_fault=False, breaker=Breaker.PROVIDER),
     Outcome.INVALID_RESPONSE: Verdict(moves_on=True, client_fault=False, breaker=Breaker.MODEL),
     Outcome.MISSING_KEY: Verdict(moves_on=True, client_fault=False, breaker=Breaker.RELEASE),
     Outcome.UNSUPPORTED: Verdict(moves_on=True, client_fault=False, breaker=Breaker.RELEASE),
+    Outcome.ROUTER_BUSY: Verdict(moves_on=True, client_fault=False, breaker=Breaker.RELEASE),
     Outcome.BREAKER_OPEN: Verdict(moves_on=True, client_fault=False, breaker=Breaker.NONE),
 }
 """Every outcome but the HTTP refusals, which `verdict` judges by status."""
@@ -132,7 +146,8 @@ OPERATOR_STATUSES = frozenset({401, 403, 404})
 FAILURES: tuple[type[BaseException], ...] = (httpx.HTTPError, TimeoutError, UpstreamProtocolError)
 """What an attempt may fail with; anything else (a bug, a cancellation) propagates."""
 FAILURE_OUTCOMES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Outcome], ...] = (
-    ((httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout), Outcome.CONNECT_ERROR),
+    (httpx.PoolTimeout, Outcome.ROUTER_BUSY),  # before TIMEOUT: a PoolTimeout is a TimeoutException
+    ((httpx.ConnectError, httpx.ConnectTimeout), Outcome.CONNECT_ERROR),
     ((TimeoutError, httpx.TimeoutException), Outcome.TIMEOUT),
     (UpstreamProtocolError, Outcome.INVALID_RESPONSE),
 )
@@ -213,7 +228,8 @@ class UpstreamClientError(UpstreamError):
 
 def all_failed_error(exc: AllCandidatesFailed) -> APIError:
     """502 when providers failed, 504 when they all timed out, 429 when all were rate limited,
-    503 when nothing could even be tried (open breakers, missing keys), 400 when no candidate
+    503 when nothing could even be tried (open breakers, missing keys; `router_busy` when a
+    candidate waited in vain for the router's own exhausted connection pool), 400 when no candidate
     can express the request. Headers: `x-router-attempts`, and `retry-after` for a 429."""
     attempts = exc.attempts
     tried = [a for a in attempts if a.tried]
@@ -222,13 +238,14 @@ def all_failed_error(exc: AllCandidatesFailed) -> APIError:
     )
     headers: dict[str, str] = {"x-router-attempts": str(len(tried))}
     unsupported = [a for a in attempts if a.outcome == Outcome.UNSUPPORTED]
-    if not tried and unsupported:
+    busy = any(a.outcome == Outcome.ROUTER_BUSY for a in attempts)
+    if not tried and unsupported and not busy:
         message = "; ".join(f"{a.model} ({a.provider}): {a.detail}" for a in unsupported)
         return APIError(
             400, f"No candidate model can serve this request: {message}", code="unsupported_request"
         )
     if not tried:
-        status, code = 503, "no_available_provider"
+        status, code = 503, "router_busy" if busy else "no_available_provider"
     elif all(a.status == 429 for a in tried):
         status, code = 429, "upstream_rate_limited"
         waits = [a.retry_after for a in tried if a.retry_after is not None]

@@ -23,6 +23,7 @@ from tier_router.breakers.plan import (
     Level,
     Plan,
     model_key,
+    probe_lease_s,
     provider_key,
 )
 
@@ -41,5 +42,6 @@ __all__ = [
     "last_failure",
     "least_recently_failed",
     "model_key",
+    "probe_lease_s",
     "provider_key",
 ]

@@ -11,8 +11,10 @@ Store layout (prefix `breaker:` by default; values are small dicts of ints/strs)
 - `breaker:<key>@<window#>`  {"failures": n} — an atomic counter per fixed window of
                              `window_s` seconds (aligned to multiples of it), expiring after
 - `breaker:<key>!probe`      {"owner": token}: the half-open probe lease, taken with a
-                             conditional write and expiring after `probe_lease_s`, so a
-                             probe that crashed cannot wedge the breaker
+                             conditional write and expiring after the lease the caller
+                             asks for (at least `probe_lease_s`; the plan asks for the
+                             attempt's longest timeout), so a probe that crashed cannot
+                             wedge the breaker and a slow one is not joined by a second
 
 Hot-path cost: `snapshot()` reads every candidate's breaker with ONE `get_many` and keeps
 the result in process for `cache_ttl_s` (1 s by default; a `tier_router.snapshot.Snapshot`),
@@ -143,9 +145,13 @@ class BreakerBoard:
 
     # --- deciding ---------------------------------------------------------------------
 
-    async def admit(self, key: str, view: BreakerView) -> bool:
+    async def admit(self, key: str, view: BreakerView, lease_s: float | None = None) -> bool:
         """May a request go to `key` now? Closed: yes. Open: no, until recovery has
-        elapsed; then yes for exactly one caller at a time (the probe-lease winner)."""
+        elapsed; then yes for exactly one caller at a time (the probe-lease winner).
+
+        `lease_s`: how long the probe lease is held, at least `probe_lease_s`. The caller passes
+        the longest its request may take (see `plan.probe_lease_s`): a lease that expired while
+        its probe was still in flight would let a second probe in."""
         if view.state == "closed":
             return True
         now = self._clock()
@@ -157,7 +163,7 @@ class BreakerBoard:
                 self._probe_key(key),
                 {"owner": token},
                 expected={"owner": None},
-                expires_at=now + self.config.probe_lease_s,
+                expires_at=now + max(self.config.probe_lease_s, lease_s or 0.0),
             )
         except StoreError as exc:
             self._outage.failed("probe lease", exc)

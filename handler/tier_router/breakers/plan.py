@@ -5,10 +5,15 @@ Per request: `plan = await health.plan(candidates)` (one snapshot of their break
 `release`. `AlwaysHealthy` is the same protocol without breakers.
 
 Two breakers guard each candidate: one per provider (`provider:<name>`) and one per model
-(`model:<name>`). Transport failures — connect errors, timeouts, dropped connections — say
-the provider's endpoint is in trouble and count against the provider, so all its models are
-skipped together; HTTP-level failures (429, 5xx, an invalid answer, a rejected key) count
-against the model, so one overloaded model does not take its provider's others down.
+(`model:<name>`). Failures that say the endpoint itself is down — connect errors, connections
+reset or dropped — count against the provider, so all its models are skipped together;
+everything one model can cause alone — timeouts (a slow model), 429, 5xx, an invalid answer, a
+rejected key — counts against the model, so one slow or overloaded model does not take its
+provider's others down (the table is `fallback.VERDICTS`).
+
+A probe holds its lease for `probe_lease_s(route)`: at least as long as the attempt may take
+(the larger of the provider's `total` and `first_token` timeouts, plus a margin to record the
+outcome), so a slow probe's lease cannot expire under it and let a second probe in.
 
 A candidate is tried when both breakers admit it. If none is admitted because every
 breaker is open, the least-recently-failed candidate is tried anyway: one request to the
@@ -25,6 +30,17 @@ if TYPE_CHECKING:
     from tier_router.routing.engine import ModelRoute
 
 Level = Literal["provider", "model"]
+
+PROBE_LEASE_MARGIN_S = 5.0
+"""Beyond the attempt's own deadline: time to record its outcome (a store write) in the lease."""
+
+
+def probe_lease_s(route: ModelRoute) -> float:
+    """How long a probe through `route` may hold its lease: the longest its attempt may take —
+    `total` for a whole answer, `first_token` for a stream (a stream's probe is over at its
+    first content, when the loop records success) — plus `PROBE_LEASE_MARGIN_S`."""
+    timeouts = route.provider.timeouts
+    return max(timeouts.total, timeouts.first_token) + PROBE_LEASE_MARGIN_S
 
 
 def provider_key(route: ModelRoute) -> str:
@@ -133,8 +149,9 @@ class BreakerPlan:
             route = self.candidates[self.index]
             self.index += 1
             pkey, mkey = provider_key(route), model_key(route)
-            admitted = await self.board.admit(pkey, self.view(pkey))
-            if admitted and not await self.board.admit(mkey, self.view(mkey)):
+            lease_s = probe_lease_s(route)
+            admitted = await self.board.admit(pkey, self.view(pkey), lease_s)
+            if admitted and not await self.board.admit(mkey, self.view(mkey), lease_s):
                 await self.board.release(pkey)  # a provider probe lease we will not use
                 admitted = False
             self.admitted_any |= admitted
