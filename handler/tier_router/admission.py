@@ -162,7 +162,8 @@ class SpendControls:
         if not policy.enabled or not is_cacheable(body, opt_in=opt_in):
             return False
         scope = (admission.key_id or "") if config.scope == "key" else ""
-        admission.cache_key = cache_key(body, decision.tier or decision.candidates[0].name, scope=scope)
+        chain = [f"{r.name}={r.provider_name}/{r.model_id}" for r in decision.candidates]
+        admission.cache_key = cache_key(body, chain, scope=scope)
         admission.cache_ttl_s = policy.ttl_s
         admission.cached = await self.cache.get(admission.cache_key)  # type: ignore[union-attr]
         admission.cache = "hit" if admission.cached is not None else "miss"

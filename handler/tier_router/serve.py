@@ -7,7 +7,12 @@ process, so it runs `worker_app` (factory mode), which rebuilds the parent's set
 the serialized copy the parent left for it (`Settings.export_to_workers`).
 
 Serving on a network address without router keys is refused unless `--insecure-no-auth`:
-anyone who can reach the port could spend the provider keys.
+anyone who can reach the port could spend the provider keys. Fail closed: a key source that
+is configured but holds no key (`TIER_ROUTER_API_KEYS=","`, a keys file with `keys: []`
+after the last key was revoked) is refused the same way, with a message naming the source,
+and a network address always serves with `require_auth` (a source that empties later, such
+as an SSM parameter refreshed every 5 minutes, refuses requests with 401 instead of opening).
+Loopback (127.0.0.1, ::1, localhost) serves without keys for local use, with a warning.
 """
 
 from __future__ import annotations
@@ -34,14 +39,51 @@ def serve_settings(rules: Path | None, store: str | None) -> Settings:
     )
 
 
+def key_sources(settings: Settings) -> list[str]:
+    """The router key sources configured, as the user named them (empty or not)."""
+    sources = []
+    if settings.api_keys or settings.api_keys_set:
+        sources.append("TIER_ROUTER_API_KEYS")
+    if settings.keys_file is not None:
+        sources.append(f"TIER_ROUTER_KEYS_FILE ({settings.keys_file})")
+    if settings.keys_ssm:
+        sources.append(f"TIER_ROUTER_KEYS_SSM ({settings.keys_ssm})")
+    return sources
+
+
 def has_router_keys(settings: Settings) -> bool:
-    return bool(settings.api_keys or settings.keys_file or settings.keys_ssm)
+    """At least one router key is loaded: the keys themselves are counted, not the variables
+    that name their source. An SSM source counts as configured (its keys are fetched on first
+    use; empty, every request is refused: a network address serves with `require_auth`).
+    Raises `OSError` / `KeysError` when the keys file cannot be read."""
+    from tier_router.gateway import router_keyring
+
+    return bool(settings.keys_ssm) or bool(router_keyring(settings))
+
+
+def _sources(sources: list[str]) -> str:
+    if len(sources) == 1:
+        return f"the router key source {sources[0]} holds"
+    return f"the router key sources {', '.join(sources[:-1])} and {sources[-1]} hold"
 
 
 def exposure_problem(settings: Settings, host: str, insecure_no_auth: bool) -> str | None:
-    """Why serving `settings` on `host` is refused (a network address without router keys)."""
-    if has_router_keys(settings) or host in LOOPBACK or insecure_no_auth:
+    """Why serving `settings` on `host` is refused: the keys file cannot be read (anywhere),
+    or a network address without a router key (no source, or configured sources all empty)."""
+    from tier_router.router_keys import KeysError
+
+    try:
+        keyed = has_router_keys(settings)
+    except (OSError, KeysError) as exc:
+        return f"refusing to serve: cannot read the router keys file: {exc}"
+    if keyed or host in LOOPBACK or insecure_no_auth:
         return None
+    sources = key_sources(settings)
+    if sources:
+        return (
+            f"refusing to serve on {host}: {_sources(sources)} no keys (fail closed; was the last"
+            " key revoked?). Create one with `tier-router keys create NAME`, or pass --insecure-no-auth"
+        )
     return (
         f"refusing to serve on {host} without router keys: create one with"
         " `tier-router keys create NAME` and set TIER_ROUTER_KEYS_FILE, or pass --insecure-no-auth"
@@ -58,9 +100,13 @@ def serve(
     if problem:
         print(problem, file=sys.stderr)
         return 2
+    if host not in LOOPBACK and not insecure_no_auth:  # keys that empty later: 401, never open
+        settings = dataclasses.replace(settings, require_auth=True)
     if not has_router_keys(settings):
+        sources = key_sources(settings)
+        what = f"{_sources(sources)} no keys" if sources else "no router keys configured"
         print(
-            f"WARNING: no router keys configured; anyone who can reach {host}:{port} may use your"
+            f"WARNING: {what}; anyone who can reach {host}:{port} may use your"
             " provider keys. Fine for local experiments; create keys with `tier-router keys create NAME`.",
             file=sys.stderr,
         )

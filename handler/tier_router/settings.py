@@ -76,6 +76,9 @@ class Settings:
     """`from_env` defaults to the local SQLite file (`DEFAULT_STORE`); built directly (tests), to memory."""
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     """Router keys clients must present (`Authorization: Bearer ...`). Empty: no auth (local use)."""
+    api_keys_set: bool = False
+    """TIER_ROUTER_API_KEYS is set (to anything but ""), even when it holds no key (`","`, spaces):
+    a configured source that is empty, which `serve` refuses on a network address."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     store_timeout_s: float = 1.0
     """Deadline for any one state-store call; past it the store counts as unavailable."""
@@ -117,6 +120,7 @@ class Settings:
             rules_path=default_rules_path(environ),
             store_url=configured_store_url(environ) or DEFAULT_STORE,
             api_keys=keys,
+            api_keys_set=bool(environ.get("TIER_ROUTER_API_KEYS")),
             max_body_bytes=int(environ.get("TIER_ROUTER_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
             store_timeout_s=float(environ.get("TIER_ROUTER_STORE_TIMEOUT_S", "1.0")),
             log_requests=environ.get("TIER_ROUTER_LOG_REQUESTS", "1") not in ("0", "false", "no"),

@@ -12,12 +12,18 @@ bypasses. Only complete answers are stored (`should_store`: every choice finishe
 
 The key (`cache_key`) is the SHA-256 of a normalized JSON of the body:
 - keys sorted, no whitespace, integral floats written as ints (`0.0` == `0`);
-- `model` replaced by the routing target (the tier), so `auto` and `premium` routed to
-  the same tier share entries, and the same body on another tier does not;
-- dropped, because they do not change the answer: `stream`, `stream_options`, `user`,
-  `safety_identifier`, `metadata`, `store`, `service_tier`, `prompt_cache_key`;
-- kept: everything else, including `n` (it changes the response's shape), `seed`,
-  `max_tokens`, `tools`, `response_format`;
+- `model` replaced by the models the request may be served by: the decision's candidate
+  chain in order, each as `name=provider/upstream id` (admission builds it). Two models of
+  one tier, a model named explicitly and its tier, or one name whose upstream model the
+  rules file changed, are different keys, so no request is answered with another model's
+  answer; `auto` and `premium` resolved to the same chain share entries;
+- dropped, because they are transport or bookkeeping and do not change the answer:
+  `stream`, `stream_options`, `user`, `safety_identifier`, `metadata`, `store`,
+  `service_tier`, `prompt_cache_key`;
+- kept: every other field, known or not (anything we do not know may change the answer),
+  including `messages`, `n` (it changes the response's shape), `seed`, `max_tokens`,
+  `max_completion_tokens`, `temperature`, `top_p`, `stop`, `tools`, `tool_choice`,
+  `response_format`, `logprobs`, `reasoning_effort`;
 - `scope` (the router key id unless `cache.scope: global`) is part of the hash, so one
   tenant cannot probe another's prompts through hit latency.
 
@@ -37,7 +43,7 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,10 +80,11 @@ def _normalize(value: Any) -> Any:
     return value
 
 
-def cache_key(body: Mapping[str, Any], tier: str, *, scope: str = "") -> str:
-    """The cache key of a request routed to `tier` (see the module docstring)."""
+def cache_key(body: Mapping[str, Any], chain: str | Sequence[str], *, scope: str = "") -> str:
+    """The cache key of a request that may be served by the models of `chain`, in order (see
+    the module docstring; one string is a chain of one)."""
     normalized = {k: _normalize(v) for k, v in body.items() if k not in IGNORED_FIELDS}
-    normalized["model"] = tier
+    normalized["model"] = [chain] if isinstance(chain, str) else [str(m) for m in chain]
     payload = json.dumps(
         [FORMAT_VERSION, scope, normalized], sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
