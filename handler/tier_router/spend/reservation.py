@@ -1,14 +1,15 @@
 """An upper bound, by construction, on what a chat request can be billed — the hard cap's input.
 
-Computed only when a hard cap applies (one walk over the parsed body, no serialisation), and
+Computed only when a budget cap is configured (one walk over the parsed body, no serialisation), and
 never used for routing conditions (those keep `routing.tokens.estimate_tokens`, a cheap
 chars/4 guess that real tokenizers can exceed ~4× on CJK, emoji or random bytes).
 
 Input tokens ≤ `Bound.input_tokens`, which counts:
 
-* every string of the body (but `UNBILLED_FIELDS`: model, sampling and limits), keys and values (message text, assistant `tool_calls` names and
-  arguments, `tools` / `functions` definitions, `response_format` schemas, `input_audio`
-  data, anything else a provider may bill) at ONE TOKEN PER UTF-8 BYTE, plus the bytes of
+* every string of the body, keys and values (message text, assistant `tool_calls` names
+  and arguments, `tools` / `functions` definitions, `response_format` schemas, `input_audio`
+  data, anything else a provider may bill; not `UNBILLED_FIELDS`: model, sampling and
+  limits) at ONE TOKEN PER UTF-8 BYTE, plus the bytes of
   compact JSON punctuation and of numbers. Every tokenizer in use (byte-level BPE:
   OpenAI, Anthropic, Llama 3; SentencePiece with byte fallback: Gemini, Llama 2) emits at
   least one byte of text per token, so no text can bill more tokens than it has bytes;
