@@ -70,7 +70,14 @@ def tool_history() -> dict[str, Any]:
     ids=["n8", "40KB-tool-history"],
 )
 async def test_committed_spend_never_exceeds_the_cap(
-    make_router, rules_dict, upstream: respx.MockRouter, urls, tmp_path: Path, store_kind, request_body, cap_usd
+    make_router,
+    rules_dict,
+    upstream: respx.MockRouter,
+    urls,
+    tmp_path: Path,
+    store_kind,
+    request_body,
+    cap_usd,
 ) -> None:
     store = MemoryStore() if store_kind == "memory" else SQLiteStore(tmp_path / "state.db")
     cap = round(cap_usd * 1_000_000)
@@ -95,12 +102,42 @@ async def test_committed_spend_never_exceeds_the_cap(
     for r in responses:
         assert r.status_code in (200, 429), r.text
     assert ok, "nothing was served: the test does not exercise billing"
-    assert len(ok) < CONCURRENCY, "the cap never refused anything: the test does not exercise it"
     await asyncio.sleep(0.2)  # settles run in tasks the client cannot cancel
     costs = [int(Decimal(r.headers["x-router-cost-usd"]) * 1_000_000) for r in ok]
     assert sum(costs) <= cap, f"served {len(ok)} requests for ${sum(costs) / 1e6} against a ${cap_usd} cap"
+    assert len(ok) < CONCURRENCY, "the cap never refused anything: the test does not exercise it"
     item = await store.get(f"budget:{day_key(time.time())}")
     assert item is not None
     assert item["spent"] == sum(costs)
     assert item["spent"] <= item["committed"] <= cap
     assert calls == len(ok)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "param"),
+    [
+        (
+            "messages",
+            [
+                {
+                    "role": "user",
+                    "content": [{"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE"}}],
+                }
+            ],
+            "messages",
+        ),
+        ("n", 0, "n"),
+        ("n", "8", "n"),
+    ],
+)
+async def test_a_cost_that_cannot_be_bounded_is_refused_under_a_cap(
+    make_router, rules_dict, upstream: respx.MockRouter, urls, field, value, param
+) -> None:
+    primary = upstream.post(urls["primary"]).respond(200, json=openai_bodies.completion())
+    router = make_router(rules=rules_dict(budgets={"daily_usd": 1}), store=MemoryStore())
+    body = {**openai_bodies.chat_request(model="fast"), field: value}
+    response = await router.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", param)
+    assert primary.call_count == 0

@@ -44,9 +44,15 @@ TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=300) | st.sam
 )
 NAME = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,20}", fullmatch=True)
 IMAGE = st.fixed_dictionaries(
-    {"type": st.just("image_url"), "image_url": st.fixed_dictionaries({"url": st.just("https://x.test/i.png")})}
+    {
+        "type": st.just("image_url"),
+        "image_url": st.fixed_dictionaries({"url": st.just("https://x.test/i.png")}),
+    }
 ) | st.builds(
-    lambda data: {"type": "image_url", "image_url": {"url": "data:image/png;base64," + data, "detail": "high"}},
+    lambda data: {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64," + data, "detail": "high"},
+    },
     st.from_regex(r"[A-Za-z0-9+/]{0,400}", fullmatch=True),
 )
 PART = st.builds(lambda t: {"type": "text", "text": t}, TEXT) | IMAGE
@@ -72,7 +78,9 @@ MESSAGE = (
     | st.builds(lambda c, i: {"role": "tool", "tool_call_id": f"call_{i}", "content": c}, TEXT, st.integers())
 )
 SCHEMA = st.recursive(
-    st.fixed_dictionaries({"type": st.sampled_from(["string", "integer", "boolean"])}, optional={"description": TEXT}),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["string", "integer", "boolean"])}, optional={"description": TEXT}
+    ),
     lambda inner: st.fixed_dictionaries(
         {"type": st.just("object"), "properties": st.dictionaries(NAME, inner, max_size=4)}
     ),
@@ -96,7 +104,10 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         body["tools"] = draw(st.lists(TOOL, min_size=1, max_size=4))
     if draw(st.booleans()):
-        body["response_format"] = {"type": "json_schema", "json_schema": {"name": "out", "schema": draw(SCHEMA)}}
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "out", "schema": draw(SCHEMA)},
+        }
     for field in ("max_tokens", "max_completion_tokens"):
         if (limit := draw(LIMIT)) is not None:
             body[field] = limit
