@@ -41,6 +41,7 @@ from tier_router.spend import (
     is_cacheable,
     should_store,
 )
+from tier_router.spend.reservation import Unbounded
 from tier_router.store.base import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("tier_router.spend")
@@ -151,7 +152,7 @@ class SpendControls:
         if self.cache is not None and await self._cached(admission, body, headers):
             return admission
         if self.guard is not None:
-            await self._reserve(admission)
+            await self._reserve(admission, body)
         return admission
 
     async def _cached(self, admission: Admission, body: dict[str, Any], headers: Mapping[str, str]) -> bool:
@@ -169,13 +170,17 @@ class SpendControls:
         admission.cache = "hit" if admission.cached is not None else "miss"
         return admission.cached is not None
 
-    async def _reserve(self, admission: Admission) -> None:
+    async def _reserve(self, admission: Admission, body: dict[str, Any]) -> None:
         guard = self.guard
         assert guard is not None
         for _ in range(2):  # the second pass is the `on_cap: tier:<name>` retry
             decision = admission.decision
-            features = decision.features
-            worst = guard.estimate(decision.candidates, features.conversation_tokens, features.max_tokens)
+            try:  # an upper bound of the cost, by construction (see spend/budget.py)
+                worst = guard.reservation(decision.candidates, body)
+            except Unbounded as exc:
+                if guard.capped(admission.key_id):
+                    raise APIError(400, str(exc), code="invalid_request", param=exc.param) from None
+                worst = 0  # no cap applies to this key: nothing to hold
             try:
                 outcome = await guard.reserve(admission.key_id, worst)
             except StoreUnavailable as exc:

@@ -327,6 +327,9 @@ async def test_estimate_takes_the_worst_candidate() -> None:
     # neither: the configured default
     assert guard.estimate([unbounded], 1000, None) == 1500 * 1 + 4096 * 2
     assert guard.estimate([], 1000, None) == 0
+    # n choices multiply the output; cache writes price the input at the dearest multiplier (2×)
+    assert guard.estimate([cheap, dear], 1000, 500, n=8) == 1500 * 3 + 8 * 500 * 15
+    assert guard.estimate([dear], 1000, 500, cache_writes=True) == 3000 * 3 + 500 * 15
 
 
 # --- failure paths ----------------------------------------------------------------------

@@ -144,14 +144,15 @@ async def test_pacing_has_nothing_to_do_without_a_cheaper_tier(make_router, rule
 
 # --- the hard cap under concurrency ------------------------------------------------------
 
-# One model `main` at $1 / $4 per 1M tokens. Each request: "Say hi" = 2 + 4 (message
-# overhead) = 6 estimated input tokens, × 1.5 reservation margin = 9; max_tokens 100.
-#   worst case reserved W = 9 × 1 + 100 × 4 = 409 µ$
+# One model `main` at $1 / $4 per 1M tokens. Each request: the input bound of
+# {"messages": [{"role": "user", "content": "Say hi"}]} is 74 tokens (spend/reservation.py:
+# 50 bytes of JSON + 8 per message + 16 per request), × 1.5 reservation margin = 111; max_tokens 100.
+#   worst case reserved W = 111 × 1 + 100 × 4 = 511 µ$
 #   actual cost         A = 6 × 1 + 60 × 4 = 246 µ$   (the fixed usage every answer reports)
-WORST = 409
+WORST = 511
 ACTUAL = 246
 FITS = 50
-CAP = FITS * WORST  # 20,450 µ$ = $0.02045
+CAP = FITS * WORST  # 25,550 µ$ = $0.02555
 TOTAL_REQUESTS = 200
 CONCURRENCY = 16
 # The documented guarantee (spend/budget.py): a reservation is admitted only while
@@ -159,8 +160,8 @@ CONCURRENCY = 16
 # - upper bound: every admitted request settles A <= W, so n_ok × A <= cap;
 # - lower bound: a refusal means settled × A + (other in-flight, <= CONCURRENCY-1) × W + W > cap,
 #   so by the last refusal more than (cap - CONCURRENCY × W) / A requests had settled.
-MAX_OK = CAP // ACTUAL  # 83
-MIN_OK = math.floor((CAP - CONCURRENCY * WORST) / ACTUAL) + 1  # 57
+MAX_OK = CAP // ACTUAL  # 103
+MIN_OK = math.floor((CAP - CONCURRENCY * WORST) / ACTUAL) + 1  # 71
 
 
 def capped_rules(rules_dict: Any, **budgets: Any) -> dict[str, Any]:
@@ -230,18 +231,19 @@ async def test_hard_cap_holds_under_concurrency(make_router, rules_dict, upstrea
 async def test_over_the_cap_the_on_cap_tier_serves_until_it_is_full_too(
     make_router, rules_dict, upstream
 ) -> None:
-    """`on_cap: tier:budget`. Per request ("Say hi", max_tokens 100; 9 inflated input tokens):
-    premium (big)  reserves 9 × 2.5 + 100 × 10 = 1022.5 → 1023, costs 6 × 2.5 + 100 × 10 = 1015;
-    budget (small) reserves 9 × 0.028 + 100 × 0.042 = 4.452 → 5, costs 0.168 + 4.2 → 5.
-    Cap 2050 µ$: two premium (committed 2030), then four on budget (2035 .. 2050), then 429."""
+    """`on_cap: tier:budget`. Per request ("Say hi", max_tokens 100; 111 inflated input tokens,
+    and the provider reports 111 prompt tokens, so each request costs its reservation):
+    premium (big)  reserves and costs 111 × 2.5 + 100 × 10 = 1277.5 → 1278;
+    budget (small) reserves and costs 111 × 0.028 + 100 × 0.042 = 7.308 → 8.
+    Cap 2588 µ$: two premium (committed 2556), then four on budget (2564 .. 2588), then 429."""
     upstream.premium.mock(
-        return_value=upstream.reply("premium", usage={"prompt_tokens": 6, "completion_tokens": 100})
+        return_value=upstream.reply("premium", usage={"prompt_tokens": 111, "completion_tokens": 100})
     )
     upstream.budget.mock(
-        return_value=upstream.reply("budget", usage={"prompt_tokens": 6, "completion_tokens": 100})
+        return_value=upstream.reply("budget", usage={"prompt_tokens": 111, "completion_tokens": 100})
     )
     router = make_router(
-        rules_dict(budgets={"daily_usd": 0.00205, "on_cap": "tier:budget", "pacing": {"enabled": False}})
+        rules_dict(budgets={"daily_usd": 0.002588, "on_cap": "tier:budget", "pacing": {"enabled": False}})
     )
 
     served = []
@@ -255,9 +257,9 @@ async def test_over_the_cap_the_on_cap_tier_serves_until_it_is_full_too(
             )
         )
     assert served == [
-        ("premium", None, "0.001015"),
-        ("premium", None, "0.001015"),
-        *[("budget", "premium", "0.000005")] * 4,
+        ("premium", None, "0.001278"),
+        ("premium", None, "0.001278"),
+        *[("budget", "premium", "0.000008")] * 4,
     ]
     assert upstream.premium.call_count == 2
     assert upstream.budget.call_count == 4
@@ -272,9 +274,9 @@ async def test_over_the_cap_the_on_cap_tier_serves_until_it_is_full_too(
     assert upstream.budget.call_count == 4
 
     await router.drain()
-    assert await router.budget_item() == {"committed": 2050, "spent": 2050}
+    assert await router.budget_item() == {"committed": 2588, "spent": 2588}
     spend = (await router.status(key="team-a"))["spend"]
-    assert spend["by_tier"] == {"premium": "0.002030", "budget": "0.000020"}
+    assert spend["by_tier"] == {"premium": "0.002556", "budget": "0.000032"}
 
 
 async def test_cap_downgrade_header_reason(make_router, rules_dict, upstream) -> None:
@@ -290,10 +292,10 @@ async def test_cap_downgrade_header_reason(make_router, rules_dict, upstream) ->
 
 
 async def test_per_key_cap_refuses_one_key_only(make_router, rules_dict, upstream) -> None:
-    """`key_daily_usd: {team-b: 0.0005}`: team-b hits its own cap; team-a is unaffected.
-    mid, "Say hi" with max_tokens 100: reserves 9 × 1 + 100 × 4 = 409 µ$, costs 10 × 1 + 5 × 4
-    = 30. After n settled: 30n + 409 <= 500 holds for n <= 3, so the 5th request is refused."""
-    router = make_router(rules_dict(budgets={"daily_usd": 10, "key_daily_usd": {"team-b": 0.0005}}))
+    """`key_daily_usd: {team-b: 0.00062}`: team-b hits its own cap; team-a is unaffected.
+    mid, "Say hi" with max_tokens 100: reserves 111 × 1 + 100 × 4 = 511 µ$, costs 10 × 1 + 5 × 4
+    = 30. After n settled: 30n + 511 <= 620 holds for n <= 3, so the 5th request is refused."""
+    router = make_router(rules_dict(budgets={"daily_usd": 10, "key_daily_usd": {"team-b": 0.00062}}))
     statuses = [(await router.chat(model="standard", key="team-b", max_tokens=100)) for _ in range(5)]
     assert [r.status_code for r in statuses] == [200, 200, 200, 200, 429]
     error = statuses[-1].json()["error"]
@@ -367,7 +369,7 @@ async def test_stream_without_usage_is_charged_its_reservation(make_router, rule
     response = await router.chat(model="standard", key="team-a", stream=True, max_tokens=100)
     assert response.status_code == 200
     await router.drain()
-    assert await router.budget_item() == {"committed": 409, "spent": 409}
+    assert await router.budget_item() == {"committed": 511, "spent": 511}
 
 
 async def test_cache_hits_are_served_past_the_cap(make_router, rules_dict, upstream) -> None:

@@ -108,6 +108,13 @@ class BudgetConfig(Strict):
         description="output tokens reserved when neither the request (max_tokens) nor the model"
         " (max_output) bounds them",
     )
+    image_tokens: int = Field(
+        default=4000,
+        ge=1,
+        le=1_000_000,
+        description="input tokens reserved per image part: an upper bound of the providers' per-image"
+        " rule (see spend/reservation.py; raise it for models such as gpt-4o-mini)",
+    )
     on_store_error: Literal["allow", "reject"] = Field(
         default="allow",
         description="state store unreachable: let requests through uncounted, or fail them (503)",

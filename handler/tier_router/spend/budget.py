@@ -27,13 +27,27 @@ at all times, for each scope,
 
     committed <= cap + Σ over settled requests of max(0, actual_i - reserved_i)
 
-and today's spend exceeds the cap by at most that sum. Output tokens cannot exceed the
-bound used (max_tokens / the model's max_output are enforced by providers), so the only
-under-reservation source is the input estimate, which `reservation_margin` (×1.5) covers
-unless the estimate is off by more than 50% (or cache writes at 1.25× coincide with a
->20% underestimate). Failures err the other way: a rollback or settle that cannot reach
-the store leaves the reservation counted (over-counting, never under-counting), except
-with `on_store_error: allow`, where requests admitted during an outage are not counted.
+and today's spend exceeds the cap by at most that sum.
+
+Reservation bound (why that sum is 0): `reservation(candidates, body)` reserves, for the
+dearest candidate,
+
+    input  = ceil(B × reservation_margin × (2 if the body has cache_control else 1)) × price.input
+    output = n × min(max_tokens or max_completion_tokens (the larger), max_output)
+             × price.output   (max_output, else default_max_output_tokens, when absent)
+
+where B (`spend.reservation.bound`) counts every string of the body — message text,
+tool_calls names and arguments, tools/functions, response_format schemas, audio data — at
+one token per UTF-8 byte (no tokenizer emits a token for less than one byte), JSON
+punctuation, 8 tokens per message, 16 per request, 512 when tools are present, and
+`image_tokens` (4,000) per image part. So `actual <= reserved` for any provider that bills
+within its documented rules and enforces the output limit; file parts cannot be bounded
+and are refused (400) while a hard cap applies. `reservation_margin` is headroom on top of a
+bound, not a correction of an estimate. The bound is NOT the routing estimate
+(`conversation_tokens`, ~chars/4), which stays cheap and can be ~4× low on adversarial text.
+Failures err the other way: a rollback or settle that cannot reach the store leaves the
+reservation counted (over-counting, never under-counting), except with `on_store_error:
+allow`, where requests admitted during an outage are not counted.
 """
 
 from __future__ import annotations
@@ -52,6 +66,7 @@ from tier_router.schema import BudgetConfig, Price, Priority
 from tier_router.snapshot import Snapshot
 from tier_router.spend.counters import DAY_S, day_end, day_key, elapsed_fraction
 from tier_router.spend.pricing import usd, worst_case_micro_usd
+from tier_router.spend.reservation import CACHE_WRITE_MAX_MULTIPLIER, bound
 from tier_router.store.base import Store, StoreError, Value
 
 logger = logging.getLogger(__name__)
@@ -174,21 +189,43 @@ class BudgetGuard:
             scopes.append(_Scope("global", f"{self._prefix}{day}", self._global_cap))
         return scopes
 
+    def capped(self, router_key: str | None) -> bool:
+        """True when a hard cap (global or this key's) applies to the key's requests."""
+        return self._global_cap is not None or self.config.key_daily_micro(router_key) is not None
+
     def _expiry(self, day: str) -> float:
         return day_end(day, self.config.day_start_hour) + self.config.retention_days * DAY_S
 
     # --- estimating -------------------------------------------------------------------
 
-    def estimate(self, candidates: Sequence[Priced], input_tokens: int, max_tokens: int | None) -> int:
+    def estimate(
+        self,
+        candidates: Sequence[Priced],
+        input_tokens: int,
+        max_tokens: int | None,
+        *,
+        n: int = 1,
+        cache_writes: bool = False,
+    ) -> int:
         """The reservation for a request: the worst case over every candidate it may fall
-        back to, with the input estimate inflated by `reservation_margin`."""
-        inflated = math.ceil(max(input_tokens, 0) * self.config.reservation_margin)
+        back to, with the input bound inflated by `reservation_margin` (and by the dearest
+        cache-write multiplier when the request asks for caching), and the output limit per
+        choice multiplied by `n`."""
+        factor = self.config.reservation_margin * (CACHE_WRITE_MAX_MULTIPLIER if cache_writes else 1)
+        inflated = math.ceil(max(input_tokens, 0) * factor)
         worst = 0
         for route in candidates:
             bounds = [b for b in (max_tokens, route.max_output) if b is not None and b > 0]
             output = min(bounds) if bounds else self.config.default_max_output_tokens
-            worst = max(worst, worst_case_micro_usd(route.price, inflated, output))
+            worst = max(worst, worst_case_micro_usd(route.price, inflated, output * max(n, 1)))
         return worst
+
+    def reservation(self, candidates: Sequence[Priced], body: dict[str, Any]) -> int:
+        """The reservation for a chat body: `estimate` over `spend.reservation.bound`, an
+        upper bound of every billed input (see the module docstring). Raises `Unbounded`
+        (answer 400) for parts whose cost has no bound (files) or an invalid `n`."""
+        b = bound(body, self.config.image_tokens)
+        return self.estimate(candidates, b.input_tokens, b.max_tokens, n=b.n, cache_writes=b.cache_writes)
 
     # --- pacing -----------------------------------------------------------------------
 
