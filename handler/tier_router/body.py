@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tier_router.errors import APIError, ClientGone
+from tier_router.errors import APIError, ClientGone, RequestError
 from tier_router.routing.request import MAY_HOLD_SURROGATES, encodable
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -25,7 +25,7 @@ def reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
-class NonFiniteNumber(ValueError):
+class NonFiniteNumber(RequestError):
     """A JSON number too large for a float (`1e400`): Python would make it infinity, which
     a provider would then receive as the non-JSON token `Infinity`."""
 

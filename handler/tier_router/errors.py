@@ -8,7 +8,8 @@
     ├── SecretsError                 provider or router keys could not be read (aws.ssm)
     │   └── SecretNotFound
     ├── RequestError (ValueError)    the client's request cannot be served as written
-    │     UnknownModelError (routing.engine), ClientRequestError (providers.base)
+    │     UnknownModelError (routing.engine), ClientRequestError (providers.base),
+    │     NonFiniteNumber (body)
     ├── UpstreamError                a provider failed or refused
     │     UpstreamProtocolError (providers.base): an answer that is not valid
     │     AllCandidatesFailed, UpstreamClientError (fallback)
