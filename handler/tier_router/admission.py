@@ -49,6 +49,14 @@ CACHED_MODEL_FIELD = "x_router_model"
 """Stored beside a cached answer so a hit can say which model produced it; removed when served."""
 
 
+def store_unavailable_message(exc: StoreError) -> str:
+    """The client's side of a failed budget reservation under `on_store_error: reject`:
+    whether the failure looks transient, never the store's own message (it may name a file,
+    a table or an endpoint)."""
+    kind = "unreachable or too slow" if isinstance(exc, StoreUnavailable) else "failing"
+    return f"Budget state is unavailable (the router's state store is {kind}); the request was not sent."
+
+
 @dataclass(slots=True)
 class Admission:
     """What `admit` decided for one request; handed back to `settle`."""
@@ -183,8 +191,11 @@ class SpendControls:
                 worst = 0  # no cap applies to this key: nothing to hold
             try:
                 outcome = await guard.reserve(admission.key_id, worst)
-            except StoreUnavailable as exc:
-                raise APIError(503, f"Budget state is unavailable: {exc}", code="store_unavailable") from None
+            except StoreError as exc:
+                # Every store failure, transient or not (missing table, no credentials, a
+                # read-only or broken SQLite file): `on_store_error: reject` promises a 503.
+                # The detail is logged by the guard; the client gets no internal paths.
+                raise APIError(503, store_unavailable_message(exc), code="store_unavailable") from None
             if isinstance(outcome, Reservation):
                 admission.reservation = outcome
                 return

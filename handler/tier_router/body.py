@@ -2,7 +2,8 @@
 
 Refused with an OpenAI-style error: a non-JSON content type (415), a body over the limit
 (413, as soon as it passes the limit — never buffered whole), invalid UTF-8, invalid JSON,
-NaN/Infinity, unpaired surrogates, or anything but an object (400).
+NaN/Infinity however written (also as a number too large for a float, `1e400`), unpaired
+surrogates, or anything but an object (400).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tier_router.errors import APIError, ClientGone
+from tier_router.errors import APIError, ClientGone, RequestError
 from tier_router.routing.request import MAY_HOLD_SURROGATES, encodable
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -24,7 +25,20 @@ def reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
-JSON_DECODER = json.JSONDecoder(parse_constant=reject_constant)
+class NonFiniteNumber(RequestError):
+    """A JSON number too large for a float (`1e400`): Python would make it infinity, which
+    a provider would then receive as the non-JSON token `Infinity`."""
+
+
+def finite_float(text: str) -> float:
+    """`parse_float` hook: the default conversion, then one comparison on the hot path."""
+    value = float(text)
+    if value - value != 0.0:  # inf - inf is nan; NaN itself cannot come from a JSON number
+        raise NonFiniteNumber(f"the number {text[:32]} is too large")
+    return value
+
+
+JSON_DECODER = json.JSONDecoder(parse_constant=reject_constant, parse_float=finite_float)
 """Built once: `json.loads(..., parse_constant=...)` would build a decoder per request."""
 
 
@@ -43,6 +57,12 @@ async def read_json(headers: Mapping[str, str], receive: Receive, limit: int) ->
     try:
         # Strict UTF-8 first: json.loads(bytes) would let encoded surrogates through.
         body = JSON_DECODER.decode(raw.decode("utf-8-sig"))
+    except NonFiniteNumber as exc:
+        raise APIError(
+            400,
+            f"The request body is not valid JSON ({exc}: only finite numbers are accepted).",
+            code="invalid_json",
+        ) from None
     except (ValueError, RecursionError) as exc:
         reason = "invalid UTF-8" if isinstance(exc, UnicodeDecodeError) else "invalid JSON"
         raise APIError(400, f"The request body is not valid JSON ({reason}).", code="invalid_json") from None

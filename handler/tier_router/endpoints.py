@@ -9,6 +9,9 @@ GET  /healthz, /readyz      liveness; readiness (keys, store)
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,6 +33,10 @@ from tier_router.routing.engine import Decision, UnknownModelError
 from tier_router.routing.request import parse_chat
 
 EXCHANGE = "tier_router.exchange"
+READYZ_KEY = f"readyz:{socket.gethostname()}:{os.getpid()}"
+"""The write probe's key: one small item per process, overwritten by each probe."""
+READYZ_PROBE_TTL_S = 300
+"""The probe item expires on its own (the stores purge expired items)."""
 """The scope key under which `app` hands each request's Exchange to Starlette routes."""
 
 
@@ -200,6 +207,15 @@ async def readyz(request: Request) -> Response:
         await gateway.store.ping()
     except StoreError as exc:
         problems.append(f"state store unreachable: {exc}")
+    else:
+        # A store that answers reads may still refuse writes (a read-only SQLite file, a
+        # read-only IAM role): every budget, limit and breaker write would then fail.
+        try:
+            await gateway.store.put(
+                READYZ_KEY, {"at": int(time.time())}, expires_at=time.time() + READYZ_PROBE_TTL_S
+            )
+        except StoreError as exc:
+            problems.append(f"state store not writable: {exc}")
     body = {
         "status": "ready" if not problems else "not_ready",
         "rules": str(gateway.rules.source),

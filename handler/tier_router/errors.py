@@ -8,8 +8,9 @@
     ├── SecretsError                 provider or router keys could not be read (aws.ssm)
     │   └── SecretNotFound
     ├── RequestError (ValueError)    the client's request cannot be served as written
-    │     UnknownModelError (routing.engine), ClientRequestError (providers.base)
-    │     Unbounded (spend.reservation): a cost no hard cap can bound (file parts, bad `n`)
+    │     UnknownModelError (routing.engine), ClientRequestError (providers.base),
+    │     NonFiniteNumber (body), Unbounded (spend.reservation): a cost no hard cap can
+    │     bound (file parts, bad `n`)
     ├── UpstreamError                a provider failed or refused
     │     UpstreamProtocolError (providers.base): an answer that is not valid
     │     AllCandidatesFailed, UpstreamClientError (fallback)

@@ -11,17 +11,37 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from tier_router.schema.common import Name, Priority, Strict
+from tier_router.schema.common import (
+    MAX_PRICE_PER_MTOK,
+    MAX_TIMEOUT_S,
+    MAX_TOKENS,
+    MAX_WINDOW_S,
+    Name,
+    Priority,
+    Strict,
+)
 
 
 class Timeouts(Strict):
     """Seconds. `total` bounds a whole non-streamed attempt; streams use ttft/stall instead."""
 
-    connect: float = Field(default=5.0, gt=0)
-    read: float = Field(default=120.0, gt=0)
-    total: float = Field(default=300.0, gt=0)
-    first_token: float = Field(default=30.0, gt=0, description="max wait for the first streamed content")
-    stall: float = Field(default=30.0, gt=0, description="max gap between streamed chunks")
+    connect: float = Field(default=5.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+    read: float = Field(default=120.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+    total: float = Field(default=300.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+    first_token: float = Field(
+        default=30.0,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        allow_inf_nan=False,
+        description="max wait for the first streamed content",
+    )
+    stall: float = Field(
+        default=30.0,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        allow_inf_nan=False,
+        description="max gap between streamed chunks",
+    )
 
 
 class Provider(Strict):
@@ -52,24 +72,24 @@ class Provider(Strict):
 class Price(Strict):
     """USD per 1M tokens, as providers list them."""
 
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
-    cached_input: float | None = Field(default=None, ge=0)
+    input: float = Field(ge=0, le=MAX_PRICE_PER_MTOK, allow_inf_nan=False)
+    output: float = Field(ge=0, le=MAX_PRICE_PER_MTOK, allow_inf_nan=False)
+    cached_input: float | None = Field(default=None, ge=0, le=MAX_PRICE_PER_MTOK, allow_inf_nan=False)
 
 
 class Model(Strict):
     provider: Name
     id: str = Field(min_length=1, description="the provider's model id")
     price: Price
-    context_window: int | None = Field(default=None, gt=0)
-    max_output: int | None = Field(default=None, gt=0)
+    context_window: int | None = Field(default=None, gt=0, le=MAX_TOKENS)
+    max_output: int | None = Field(default=None, gt=0, le=MAX_TOKENS)
 
 
 class Range(Strict):
     """Inclusive bounds; either side may be omitted."""
 
-    min: int | None = Field(default=None, ge=0)
-    max: int | None = Field(default=None, ge=0)
+    min: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    max: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
 
     @model_validator(mode="after")
     def _ordered(self) -> Range:
@@ -191,8 +211,23 @@ class Breakers(Strict):
 
     enabled: bool = True
     failure_threshold: int = Field(
-        default=5, ge=1, description="failures within window_s that open a breaker"
+        default=5,
+        ge=1,
+        le=1_000_000,  # a threshold never reached is a disabled breaker: say `enabled: false`
+        description="failures within window_s that open a breaker",
     )
-    window_s: float = Field(default=30.0, gt=0)
-    recovery_s: float = Field(default=30.0, gt=0, description="how long an open breaker skips its target")
-    cache_ttl_s: float = Field(default=1.0, ge=0, description="how stale a process's view may be")
+    window_s: float = Field(default=30.0, gt=0, le=MAX_WINDOW_S, allow_inf_nan=False)
+    recovery_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=MAX_WINDOW_S,
+        allow_inf_nan=False,
+        description="how long an open breaker skips its target",
+    )
+    cache_ttl_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=MAX_TIMEOUT_S,
+        allow_inf_nan=False,
+        description="how stale a process's view may be",
+    )

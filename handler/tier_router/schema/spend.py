@@ -14,7 +14,16 @@ from typing import Literal
 
 from pydantic import AliasChoices, ConfigDict, Field, field_validator
 
-from tier_router.schema.common import NAME_PATTERN, KeyId, Name, Strict, Usd, usd_to_micro
+from tier_router.schema.common import (
+    MAX_PER_MINUTE,
+    MAX_TOKENS,
+    NAME_PATTERN,
+    KeyId,
+    Name,
+    Strict,
+    Usd,
+    usd_to_micro,
+)
 from tier_router.schema.routing import Price
 
 # --- budgets: -----------------------------------------------------------------------------
@@ -30,12 +39,17 @@ class PacingConfig(Strict):
 
     enabled: bool = True
     slack: float = Field(
-        default=0.1, ge=0, le=10, description="low priority is downgraded above 1+slack × pace"
+        default=0.1,
+        ge=0,
+        le=10,
+        allow_inf_nan=False,
+        description="low priority is downgraded above 1+slack × pace",
     )
     min_day_fraction: float = Field(
         default=1 / 24,
         gt=0,
         le=1,
+        allow_inf_nan=False,
         description="the pace allowance never drops below this fraction of the day (so the first"
         " minutes after the day starts do not downgrade everything)",
     )
@@ -100,11 +114,16 @@ class BudgetConfig(Strict):
     day_start_hour: int = Field(default=0, ge=0, le=23, description="UTC hour at which the budget day starts")
     retention_days: int = Field(default=35, ge=1, le=3660, description="how long daily counters are kept")
     reservation_margin: float = Field(
-        default=1.5, ge=1, le=100, description="multiplier on the estimated input tokens when reserving"
+        default=1.5,
+        ge=1,
+        le=100,
+        allow_inf_nan=False,
+        description="multiplier on the estimated input tokens when reserving",
     )
     default_max_output_tokens: int = Field(
         default=4096,
         ge=1,
+        le=MAX_TOKENS,
         description="output tokens reserved when neither the request (max_tokens) nor the model"
         " (max_output) bounds them",
     )
@@ -159,10 +178,10 @@ class KeyRateLimit(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     requests_per_minute: int | None = Field(
-        default=None, ge=0, validation_alias=AliasChoices("requests_per_minute", "rpm")
+        default=None, ge=0, le=MAX_PER_MINUTE, validation_alias=AliasChoices("requests_per_minute", "rpm")
     )
     tokens_per_minute: int | None = Field(
-        default=None, ge=0, validation_alias=AliasChoices("tokens_per_minute", "tpm")
+        default=None, ge=0, le=MAX_PER_MINUTE, validation_alias=AliasChoices("tokens_per_minute", "tpm")
     )
 
 
