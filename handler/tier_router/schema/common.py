@@ -35,15 +35,22 @@ MAX_TOKENS = 100_000_000
 MAX_PER_MINUTE = 1_000_000_000
 """Requests or tokens per minute: beyond any real traffic; the counters stay small ints."""
 
+Seconds = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)]
+"""A timeout: positive, at most MAX_TIMEOUT_S."""
+WindowSeconds = Annotated[float, Field(gt=0, le=MAX_WINDOW_S)]
+"""A breaker window or recovery period: positive, at most a day."""
+PricePerMTok = Annotated[float, Field(ge=0, le=MAX_PRICE_PER_MTOK)]
+"""USD per 1M tokens."""
+
 PRIORITIES = ("low", "normal", "high")
 Priority = Literal["low", "normal", "high"]
 
 
 class Strict(BaseModel):
     """Unknown keys are errors: a typo in a hand-edited file must fail at load, not silently
-    disable what it meant to configure."""
+    disable what it meant to configure. No float may be NaN or infinite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def usd_to_micro(usd: float) -> int:

@@ -12,36 +12,25 @@ from typing import Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from tier_router.schema.common import (
-    MAX_PRICE_PER_MTOK,
     MAX_TIMEOUT_S,
     MAX_TOKENS,
-    MAX_WINDOW_S,
     Name,
+    PricePerMTok,
     Priority,
+    Seconds,
     Strict,
+    WindowSeconds,
 )
 
 
 class Timeouts(Strict):
     """Seconds. `total` bounds a whole non-streamed attempt; streams use ttft/stall instead."""
 
-    connect: float = Field(default=5.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
-    read: float = Field(default=120.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
-    total: float = Field(default=300.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
-    first_token: float = Field(
-        default=30.0,
-        gt=0,
-        le=MAX_TIMEOUT_S,
-        allow_inf_nan=False,
-        description="max wait for the first streamed content",
-    )
-    stall: float = Field(
-        default=30.0,
-        gt=0,
-        le=MAX_TIMEOUT_S,
-        allow_inf_nan=False,
-        description="max gap between streamed chunks",
-    )
+    connect: Seconds = 5.0
+    read: Seconds = 120.0
+    total: Seconds = 300.0
+    first_token: Seconds = Field(default=30.0, description="max wait for the first streamed content")
+    stall: Seconds = Field(default=30.0, description="max gap between streamed chunks")
 
 
 class Provider(Strict):
@@ -72,9 +61,9 @@ class Provider(Strict):
 class Price(Strict):
     """USD per 1M tokens, as providers list them."""
 
-    input: float = Field(ge=0, le=MAX_PRICE_PER_MTOK, allow_inf_nan=False)
-    output: float = Field(ge=0, le=MAX_PRICE_PER_MTOK, allow_inf_nan=False)
-    cached_input: float | None = Field(default=None, ge=0, le=MAX_PRICE_PER_MTOK, allow_inf_nan=False)
+    input: PricePerMTok
+    output: PricePerMTok
+    cached_input: PricePerMTok | None = None
 
 
 class Model(Strict):
@@ -216,18 +205,8 @@ class Breakers(Strict):
         le=1_000_000,  # a threshold never reached is a disabled breaker: say `enabled: false`
         description="failures within window_s that open a breaker",
     )
-    window_s: float = Field(default=30.0, gt=0, le=MAX_WINDOW_S, allow_inf_nan=False)
-    recovery_s: float = Field(
-        default=30.0,
-        gt=0,
-        le=MAX_WINDOW_S,
-        allow_inf_nan=False,
-        description="how long an open breaker skips its target",
-    )
+    window_s: WindowSeconds = 30.0
+    recovery_s: WindowSeconds = Field(default=30.0, description="how long an open breaker skips its target")
     cache_ttl_s: float = Field(
-        default=1.0,
-        ge=0,
-        le=MAX_TIMEOUT_S,
-        allow_inf_nan=False,
-        description="how stale a process's view may be",
+        default=1.0, ge=0, le=MAX_TIMEOUT_S, description="how stale a process's view may be"
     )

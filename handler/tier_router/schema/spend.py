@@ -39,17 +39,12 @@ class PacingConfig(Strict):
 
     enabled: bool = True
     slack: float = Field(
-        default=0.1,
-        ge=0,
-        le=10,
-        allow_inf_nan=False,
-        description="low priority is downgraded above 1+slack × pace",
+        default=0.1, ge=0, le=10, description="low priority is downgraded above 1+slack × pace"
     )
     min_day_fraction: float = Field(
         default=1 / 24,
         gt=0,
         le=1,
-        allow_inf_nan=False,
         description="the pace allowance never drops below this fraction of the day (so the first"
         " minutes after the day starts do not downgrade everything)",
     )
@@ -114,11 +109,7 @@ class BudgetConfig(Strict):
     day_start_hour: int = Field(default=0, ge=0, le=23, description="UTC hour at which the budget day starts")
     retention_days: int = Field(default=35, ge=1, le=3660, description="how long daily counters are kept")
     reservation_margin: float = Field(
-        default=1.5,
-        ge=1,
-        le=100,
-        allow_inf_nan=False,
-        description="multiplier on the estimated input tokens when reserving",
+        default=1.5, ge=1, le=100, description="headroom multiplied onto the input bound when reserving"
     )
     default_max_output_tokens: int = Field(
         default=4096,
