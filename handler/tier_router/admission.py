@@ -41,7 +41,7 @@ from tier_router.spend import (
     is_cacheable,
     should_store,
 )
-from tier_router.spend.reservation import Unbounded
+from tier_router.spend.reservation import Bound, Unbounded, bound
 from tier_router.store.base import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("tier_router.spend")
@@ -181,14 +181,15 @@ class SpendControls:
     async def _reserve(self, admission: Admission, body: dict[str, Any]) -> None:
         guard = self.guard
         assert guard is not None
+        try:  # what the body can be billed: an upper bound by construction (see spend/budget.py)
+            billed: Bound | None = bound(body, guard.config.image_tokens)
+        except Unbounded as exc:
+            if guard.capped(admission.key_id):
+                raise APIError(400, str(exc), code="invalid_request", param=exc.param) from None
+            billed = None  # no cap applies to this key: nothing to hold
         for _ in range(2):  # the second pass is the `on_cap: tier:<name>` retry
             decision = admission.decision
-            try:  # an upper bound of the cost, by construction (see spend/budget.py)
-                worst = guard.reservation(decision.candidates, body)
-            except Unbounded as exc:
-                if guard.capped(admission.key_id):
-                    raise APIError(400, str(exc), code="invalid_request", param=exc.param) from None
-                worst = 0  # no cap applies to this key: nothing to hold
+            worst = 0 if billed is None else guard.reservation(decision.candidates, billed)
             try:
                 outcome = await guard.reserve(admission.key_id, worst)
             except StoreError as exc:

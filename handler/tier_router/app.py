@@ -118,10 +118,8 @@ def refused(exchange: Exchange, exc: APIError) -> Response:
 
 
 def unexpected(request: Request, exc: Exception) -> Response:
+    """A logged 500 (the request line's outcome follows from the status: `error`)."""
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    exchange = request.scope.get(endpoints.EXCHANGE)
-    if isinstance(exchange, Exchange):
-        exchange.ended(Outcome.ERROR)
     return error_response(
         APIError(500, "The router hit an internal error; it has been logged.", type="server_error")
     )

@@ -29,20 +29,28 @@ from tier_router.lifecycle import Exchange
 from tier_router.providers.base import dumps
 from tier_router.request_line import Outcome
 from tier_router.responses import answer, cost_header, decision_headers, event_stream, served_headers
+from tier_router.router_keys import KeyRecord
 from tier_router.routing.engine import Decision, UnknownModelError
 from tier_router.routing.request import parse_chat
 
 EXCHANGE = "tier_router.exchange"
+"""The scope key under which `app` hands each request's Exchange to Starlette routes."""
 READYZ_KEY = f"readyz:{socket.gethostname()}:{os.getpid()}"
 """The write probe's key: one small item per process, overwritten by each probe."""
 READYZ_PROBE_TTL_S = 300
 """The probe item expires on its own (the stores purge expired items)."""
-"""The scope key under which `app` hands each request's Exchange to Starlette routes."""
+
+
+async def caller(request: Request, gateway: Gateway, exchange: Exchange) -> KeyRecord | None:
+    """The caller's router key (its name goes on the request line), or APIError 401."""
+    record = await gateway.auth.authenticate(request.headers.get("authorization", ""))
+    exchange.line.key = record.name if record else None
+    return record
 
 
 async def chat(request: Request, gateway: Gateway, exchange: Exchange) -> Response:
-    record = await gateway.auth.authenticate(request.headers.get("authorization", ""))
-    key_id = exchange.line.key = record.name if record else None
+    record = await caller(request, gateway, exchange)
+    key_id = exchange.line.key
     body = await read_json(request.headers, request.receive, gateway.settings.max_body_bytes)
     decision = check_tier(gateway.rules, record, decide(gateway, request, body))
     exchange.routed(decision)
@@ -124,9 +132,7 @@ def cached_answer(
     """A cache hit costs nothing and is counted as a hit; the answer is the stored one."""
     cached = dict(admission.cached or {})
     route = gateway.rules.routes.get(str(cached.pop(CACHED_MODEL_FIELD, "")))
-    if route is not None:
-        headers.update({"x-router-model": route.name, "x-router-provider": route.provider_name})
-    headers["x-router-attempts"] = "0"
+    headers.update(served_headers(route, []) if route is not None else {"x-router-attempts": "0"})
     headers.update(cost_header(0))
     exchange.served_by(route, [])
     exchange.cost = 0
@@ -143,8 +149,7 @@ def gateway_of(request: Request) -> Gateway:
 
 async def authenticated(request: Request) -> Gateway:
     gateway = gateway_of(request)
-    record = await gateway.auth.authenticate(request.headers.get("authorization", ""))
-    request.scope[EXCHANGE].line.key = record.name if record else None
+    await caller(request, gateway, request.scope[EXCHANGE])
     return gateway
 
 

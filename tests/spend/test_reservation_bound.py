@@ -166,7 +166,7 @@ ROUTES = st.builds(
 def test_the_reservation_covers_any_honest_bill(body: dict[str, Any], route: Route, margin: float) -> None:
     parse_chat(body)  # a valid request, as the router would accept it
     guard = BudgetGuard(MemoryStore(), BudgetConfig(daily_usd=1, reservation_margin=margin))
-    reserved = guard.reservation([route], body)
+    reserved = guard.reservation([route], bound(body, guard.config.image_tokens))
     usage = honest_bill(body, route.max_output, guard.config.default_max_output_tokens)
     assert reserved >= cost_micro_usd(route.price, usage), (usage, bound(body, guard.config.image_tokens))
 

@@ -66,7 +66,7 @@ from tier_router.schema import BudgetConfig, Price, Priority
 from tier_router.snapshot import Snapshot
 from tier_router.spend.counters import DAY_S, day_end, day_key, elapsed_fraction
 from tier_router.spend.pricing import usd, worst_case_micro_usd
-from tier_router.spend.reservation import CACHE_WRITE_MAX_MULTIPLIER, bound
+from tier_router.spend.reservation import CACHE_WRITE_MAX_MULTIPLIER, Bound
 from tier_router.store.base import Store, StoreError, Value
 
 logger = logging.getLogger(__name__)
@@ -220,11 +220,11 @@ class BudgetGuard:
             worst = max(worst, worst_case_micro_usd(route.price, inflated, output * max(n, 1)))
         return worst
 
-    def reservation(self, candidates: Sequence[Priced], body: dict[str, Any]) -> int:
-        """The reservation for a chat body: `estimate` over `spend.reservation.bound`, an
-        upper bound of every billed input (see the module docstring). Raises `Unbounded`
-        (answer 400) for parts whose cost has no bound (files) or an invalid `n`."""
-        b = bound(body, self.config.image_tokens)
+    def reservation(self, candidates: Sequence[Priced], billed: Bound) -> int:
+        """The reservation for a chat body whose billed inputs are `billed`
+        (`spend.reservation.bound(body, config.image_tokens)`, an upper bound of every billed
+        input: see the module docstring) on the most expensive of `candidates`."""
+        b = billed
         return self.estimate(candidates, b.input_tokens, b.max_tokens, n=b.n, cache_writes=b.cache_writes)
 
     # --- pacing -----------------------------------------------------------------------
