@@ -3,7 +3,7 @@
 `lifespan="off"`: with Mangum's default, startup/shutdown would run on every invocation.
 The app, its rules and its shared httpx client are built at import (the init phase) and
 reused by every warm invocation. Mangum buffers the response, so a `stream: true` request
-gets its complete SSE body at once; see the README for true streaming on Lambda. Each
+gets its complete SSE body at once; see docs/aws.md for true streaming on Lambda. Each
 request is settled and logged before Mangum returns (`lifecycle` never defers work on
 Lambda); the log is flushed here so nothing stays buffered when the container freezes.
 """

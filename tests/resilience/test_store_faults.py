@@ -1,14 +1,14 @@
-"""The state store fails or slows down: what each feature promises (README "Guarantees").
+"""The state store fails or slows down: what each feature promises (docs/guarantees.md).
 
 Every test plugs a `Faulty` store (`tests.support.stores`) into `create_app(..., store=...)`:
 "down" raises `StoreUnavailable` on every call, "slow" sleeps before every call.
 
-Measured bound for a slow store (0.3 s per call): the router puts no deadline of its own on
-store calls, so one request costs `store calls x store latency` on top of the upstream time.
-With every feature configured (rate limit, budget, cache, breakers) that is at most 8 store
-calls on a cold process (5 before forwarding, 3 settling afterwards), fewer once breaker and
-pacing reads are cached. A store that never answers therefore holds requests forever: see
-`test_a_hung_store_does_not_hang_requests` (fails today; bug report in the README section).
+Measured bound for a slow store (0.3 s per call): one request costs `store calls x store
+latency` on top of the upstream time. With every feature configured (rate limit, budget,
+cache, breakers) that is at most 8 store calls on a cold process (5 before forwarding, 3
+settling afterwards), fewer once breaker and pacing reads are cached. Every call has a
+deadline (`TIER_ROUTER_STORE_TIMEOUT_S`), so a store that never answers cannot hold a request:
+`test_a_hung_store_does_not_hang_requests`.
 """
 
 from __future__ import annotations
