@@ -9,7 +9,7 @@ Input tokens ≤ `Bound.input_tokens`, which counts:
 * every string of the body, keys and values (message text, assistant `tool_calls` names
   and arguments, `tools` / `functions` definitions, `response_format` schemas, `input_audio`
   data, anything else a provider may bill; not `UNBILLED_FIELDS`: model, sampling and
-  limits) at ONE TOKEN PER UTF-8 BYTE, plus the bytes of
+  limits) at ONE TOKEN PER UTF-8 BYTE of its JSON form (escapes counted), plus the bytes of
   compact JSON punctuation and of numbers. Every tokenizer in use (byte-level BPE:
   OpenAI, Anthropic, Llama 3; SentencePiece with byte fallback: Gemini, Llama 2) emits at
   least one byte of text per token, so no text can bill more tokens than it has bytes;
@@ -40,6 +40,7 @@ when the request gives none; `default_max_output_tokens` when neither does. Cach
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,8 +83,17 @@ class Bound:
     cache_writes: bool  # the body asks for prompt caching (`cache_control`)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _utf8(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    """UTF-8 bytes of `text` as JSON may carry it into a prompt (a schema, tool arguments): a
+    quote or backslash is escaped in two bytes, a control character in up to six (`\u0007`)."""
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    escaped = text.count('"') + text.count("\\")
+    if _CONTROL.search(text) is not None:
+        escaped += 5 * len(_CONTROL.findall(text))
+    return size + escaped
 
 
 def _limit(value: Any) -> int | None:
