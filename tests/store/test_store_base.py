@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tier_router.store.base import Scalar, Store, StoreError, StoreUnavailable, Value
+from tier_router.store.base import Marks, Scalar, Store, StoreError, StoreUnavailable, Value
 from tier_router.store.deadline import DeadlineStore
 from tier_router.store.dynamodb import DynamoDBStore
 from tier_router.store.memory import MemoryStore
@@ -62,7 +62,7 @@ class Spy(Store):
         await self._record("put", key, value, expires_at)
 
     async def _add(
-        self, key: str, deltas: dict[str, int], limits: dict[str, int], expires_at: int | None
+        self, key: str, deltas: dict[str, int], limits: dict[str, int], expires_at: int | None, marks: Marks
     ) -> dict[str, int] | None:
         await self._record("add", key, deltas, limits, expires_at)
         return dict(deltas)

@@ -169,6 +169,63 @@ async def test_concurrent_adds_in_one_process_are_exact(store: Store) -> None:
     assert await store.get("c") == {"n": 100}
 
 
+# --- claim / release: idempotent adds (budget reservations keyed by request) -------------
+
+
+async def test_claim_adds_once_and_sets_the_field(store: Store) -> None:
+    first = await store.add("b", {"committed": 500}, limits={"committed": 1000}, claim=("h.9.req-1", 500))
+    assert first == {"committed": 500}
+    assert await store.get("b") == {"committed": 500, "h.9.req-1": 500}
+    # The same claim again (a retried or late-landing write) changes nothing.
+    assert await store.add("b", {"committed": 500}, claim=("h.9.req-1", 500)) is None
+    assert await store.get("b") == {"committed": 500, "h.9.req-1": 500}
+
+
+async def test_claim_still_obeys_limits(store: Store) -> None:
+    await store.add("b", {"committed": 900})
+    assert await store.add("b", {"committed": 200}, limits={"committed": 1000}, claim=("h.1.r", 200)) is None
+    assert await store.get("b") == {"committed": 900}
+
+
+async def test_release_applies_once_and_removes_the_field(store: Store) -> None:
+    await store.add("b", {"committed": 500}, claim=("h.9.req-1", 500))
+    settled = await store.add("b", {"committed": -300, "spent": 200}, release="h.9.req-1")
+    assert settled == {"committed": 200, "spent": 200}
+    assert await store.get("b") == {"committed": 200, "spent": 200}
+    # Released twice (a retried settle, two sweepers): the second finds no field.
+    assert await store.add("b", {"committed": -300, "spent": 200}, release="h.9.req-1") is None
+    assert await store.get("b") == {"committed": 200, "spent": 200}
+
+
+async def test_release_of_an_absent_field_or_item_changes_nothing(store: Store) -> None:
+    assert await store.add("none", {"committed": -5}, release="h.1.r") is None
+    assert await store.get("none") is None
+    await store.put("b", {"committed": 7})
+    assert await store.add("b", {"committed": -5}, release="h.1.r") is None
+    assert await store.get("b") == {"committed": 7}
+
+
+async def test_claim_on_an_expired_item_starts_fresh(store: Store, clock: FakeClock) -> None:
+    await store.add("b", {"committed": 5}, expires_at=clock.now + 10, claim=("h.1.old", 5))
+    clock.advance(11)
+    new = await store.add("b", {"committed": 3}, expires_at=clock.now + 10, claim=("h.1.old", 3))
+    assert new == {"committed": 3}
+    assert await store.get("b") == {"committed": 3, "h.1.old": 3}
+    clock.advance(11)
+    assert await store.add("b", {"committed": -3}, release="h.1.old") is None  # expired: absent
+
+
+async def test_concurrent_claims_and_releases_are_exact(store: Store) -> None:
+    async with anyio.create_task_group() as tg:
+        for i in range(40):
+            tg.start_soon(lambda i=i: store.add("b", {"committed": 10}, claim=(f"h.1.r{i % 20}", 10)))
+    assert (await store.get("b") or {}).get("committed") == 200  # 20 distinct claims, each once
+    async with anyio.create_task_group() as tg:
+        for i in range(40):
+            tg.start_soon(lambda i=i: store.add("b", {"committed": -10}, release=f"h.1.r{i % 20}"))
+    assert await store.get("b") == {"committed": 0}
+
+
 # --- put_if -----------------------------------------------------------------------------
 
 
@@ -277,5 +334,11 @@ async def test_invalid_calls_are_rejected(store: Store) -> None:
         await store.add("k", {"a": True})
     with pytest.raises(ValueError, match="reserved"):
         await store.put_if("k", {"a": 1}, expected={"expires_at": None})
+    with pytest.raises(ValueError, match="not both"):
+        await store.add("k", {"a": 1}, claim=("m", 1), release="m")
+    with pytest.raises(ValueError, match="cannot also"):
+        await store.add("k", {"a": 1}, claim=("a", 1))
+    with pytest.raises(ValueError, match="reserved"):
+        await store.add("k", {"a": 1}, release="pk")
     with pytest.raises(ValueError, match="bytes"):
         await store.get("x" * 3000)

@@ -32,12 +32,15 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from tier_router.errors import StoreError, StoreUnavailable
 
 __all__ = [
     "MAX_KEY_BYTES",
+    "NO_MARKS",
+    "Marks",
     "RESERVED_FIELDS",
     "Scalar",
     "Store",
@@ -96,6 +99,8 @@ class Store:
         *,
         expires_at: float | None = None,
         limits: Mapping[str, int] | None = None,
+        claim: tuple[str, Scalar] | None = None,
+        release: str | None = None,
     ) -> dict[str, int] | None:
         """Atomically add `deltas` to integer fields (absent fields start at 0).
 
@@ -106,11 +111,17 @@ class Store:
         replaced by a fresh item holding just the deltas. `expires_at`, when given,
         becomes the item's expiry; when omitted a live item keeps its expiry and a new
         item has none. Adding to a `str` field raises StoreError.
+
+        Idempotent adds (budget reservations keyed by request): `claim=(field, value)` adds
+        only if `field` is absent, and sets it to `value` in the same write; `release=field`
+        adds only if `field` is present, and removes it. Either condition failing changes
+        nothing and returns None, so a claim or a release applied twice counts once.
         """
         check_key(key)
         check_deltas(deltas, limits)
+        marks = check_marks(deltas, claim, release)
         expiry = normalize_expiry(expires_at)
-        return await self._run("add", self._add, key, dict(deltas), dict(limits or {}), expiry)
+        return await self._run("add", self._add, key, dict(deltas), dict(limits or {}), expiry, marks)
 
     async def put_if(
         self,
@@ -159,9 +170,9 @@ class Store:
         raise NotImplementedError
 
     async def _add(
-        self, key: str, deltas: dict[str, int], limits: dict[str, int], expires_at: int | None
+        self, key: str, deltas: dict[str, int], limits: dict[str, int], expires_at: int | None, marks: Marks
     ) -> dict[str, int] | None:
-        """`limits` ({} for none) only names fields among `deltas`."""
+        """`limits` ({} for none) only names fields among `deltas`; `marks` name other fields."""
         raise NotImplementedError
 
     async def _put_if(
@@ -252,6 +263,36 @@ def check_deltas(deltas: Mapping[str, int], limits: Mapping[str, int] | None) ->
             raise ValueError(f"limit on {name!r}, which is not among the fields being added")
         if not is_int(limit):
             raise ValueError(f"limit for {name!r} must be an int, got {type(limit).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """`add`'s idempotency conditions, validated: set `claim` (a field absent before), remove
+    `release` (a field present before)."""
+
+    claim: tuple[str, Scalar] | None = None
+    release: str | None = None
+
+
+NO_MARKS = Marks()
+
+
+def check_marks(deltas: Mapping[str, int], claim: tuple[str, Scalar] | None, release: str | None) -> Marks:
+    if claim is None and release is None:
+        return NO_MARKS
+    if claim is not None and release is not None:
+        raise ValueError("add() takes a claim or a release, not both")
+    if claim is not None:
+        if not isinstance(claim, tuple) or len(claim) != 2:
+            raise ValueError(f"claim is a (field, value) pair, got {claim!r}")
+        name, value = claim
+        check_value({name: value})
+    else:
+        name = release
+        _check_field(name)  # type: ignore[arg-type]
+    if name in deltas:
+        raise ValueError(f"the claimed/released field {name!r} cannot also be added to")
+    return Marks(claim, release)
 
 
 def check_expected(expected: Mapping[str, Scalar | None]) -> None:

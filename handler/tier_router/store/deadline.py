@@ -9,7 +9,7 @@ unavailable" (fail open, or a 503 for budgets with `on_store_error: reject`).
 
 from __future__ import annotations
 
-from tier_router.store.base import Scalar, Store, Value
+from tier_router.store.base import Marks, Scalar, Store, Value
 
 
 class DeadlineStore(Store):
@@ -33,9 +33,11 @@ class DeadlineStore(Store):
         await self.inner.put(key, value, expires_at=expires_at)
 
     async def _add(
-        self, key: str, deltas: dict[str, int], limits: dict[str, int], expires_at: int | None
+        self, key: str, deltas: dict[str, int], limits: dict[str, int], expires_at: int | None, marks: Marks
     ) -> dict[str, int] | None:
-        return await self.inner.add(key, deltas, expires_at=expires_at, limits=limits or None)
+        return await self.inner.add(
+            key, deltas, expires_at=expires_at, limits=limits or None, claim=marks.claim, release=marks.release
+        )
 
     async def _put_if(
         self, key: str, value: Value, expires_at: int | None, expected: dict[str, Scalar | None]

@@ -38,7 +38,7 @@ from typing import Any
 
 from tier_router.aws.client import AWSClient, CredentialSource, Failure, Outcome, Service
 from tier_router.settings import environment_credentials
-from tier_router.store.base import Scalar, Store, StoreError, StoreUnavailable, Value
+from tier_router.store.base import Marks, Scalar, Store, StoreError, StoreUnavailable, Value
 from tier_router.store.record import Record, apply_add
 
 DYNAMODB = Service("dynamodb", "DynamoDB_20120810", "1.0", "DynamoDB")
@@ -107,16 +107,16 @@ class DynamoDBStore(Store):
         await self._call("PutItem", {"TableName": self.table, "Item": item}, idempotent=True)
 
     async def _add(
-        self, key: str, deltas: dict[str, int], limits: dict[str, int], expires_at: int | None
+        self, key: str, deltas: dict[str, int], limits: dict[str, int], expires_at: int | None, marks: Marks
     ) -> dict[str, int] | None:
         for _ in range(_ADD_ROUNDS):
             now = self._clock()
             try:
-                return await self._update_add(key, deltas, limits, expires_at, now)
+                return await self._update_add(key, deltas, limits, expires_at, now, marks)
             except _ConditionFailed as failed:
                 old = _record(failed.item)
             # Replay the decision on the item as it was when the condition failed.
-            verdict = apply_add(old, deltas, limits, expires_at, now)
+            verdict = apply_add(old, deltas, limits, expires_at, now, marks)
             if verdict is None:
                 return None  # a limit refused
             if old is not None and old.live(now) is None:
@@ -194,13 +194,23 @@ class DynamoDBStore(Store):
         limits: Mapping[str, int],
         expiry: int | None,
         now: float,
+        marks: Marks,
     ) -> dict[str, int]:
         expr = _Expr()
         exp = expr.name(EXPIRES)
         update = "ADD " + ", ".join(f"{expr.name(f)} {expr.value(d)}" for f, d in deltas.items())
-        if expiry is not None:
-            update += f" SET {exp} = {expr.value(expiry)}"
+        sets = [] if expiry is None else [f"{exp} = {expr.value(expiry)}"]
         conditions = [f"(attribute_not_exists({exp}) OR {exp} > {expr.value(now)})"]
+        if marks.claim is not None:
+            mark, value = expr.name(marks.claim[0]), expr.value(marks.claim[1])
+            sets.append(f"{mark} = {value}")
+            conditions.append(f"attribute_not_exists({mark})")
+        if sets:
+            update += " SET " + ", ".join(sets)
+        if marks.release is not None:
+            mark = expr.name(marks.release)
+            update += f" REMOVE {mark}"
+            conditions.append(f"attribute_exists({mark})")
         for field, limit in limits.items():
             # Conditions allow no arithmetic: compare the OLD value with limit - delta.
             name, threshold = expr.name(field), expr.value(limit - deltas[field])

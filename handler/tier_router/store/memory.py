@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from tier_router.store.base import Scalar, Store, Value
+from tier_router.store.base import Marks, Scalar, Store, Value
 from tier_router.store.record import Record, apply_add, matches_expected
 
 _SWEEP_EVERY = 1024  # writes between full sweeps of expired items (keeps memory bounded)
@@ -58,10 +58,10 @@ class MemoryStore(Store):
             self._write(key, Record(value, expires_at))
 
     async def _add(
-        self, key: str, deltas: dict[str, int], limits: dict[str, int], expires_at: int | None
+        self, key: str, deltas: dict[str, int], limits: dict[str, int], expires_at: int | None, marks: Marks
     ) -> dict[str, int] | None:
         with self._lock:
-            result = apply_add(self._items.get(key), deltas, limits, expires_at, self._clock())
+            result = apply_add(self._items.get(key), deltas, limits, expires_at, self._clock(), marks)
             if result is None:
                 return None
             record, new = result

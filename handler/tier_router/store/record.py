@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tier_router.errors import StoreError
-from tier_router.store.base import Scalar, Value, is_int
+from tier_router.store.base import NO_MARKS, Marks, Scalar, Value, is_int
 
 
 def is_expired(expires_at: int | float | None, now: float) -> bool:
@@ -35,10 +35,15 @@ def apply_add(
     limits: Mapping[str, int] | None,
     expires_at: float | None,
     now: float,
+    marks: Marks = NO_MARKS,
 ) -> tuple[Record, dict[str, int]] | None:
-    """Compute the item after `add`, or None when a limit refuses it."""
+    """Compute the item after `add`, or None when a limit, a claim or a release refuses it."""
     current = record.live(now) if record else None
     fields: Value = dict(current.value) if current else {}
+    if marks.claim is not None and marks.claim[0] in fields:
+        return None
+    if marks.release is not None and marks.release not in fields:
+        return None
     new: dict[str, int] = {}
     for name, delta in deltas.items():
         old = fields.get(name, 0)
@@ -48,6 +53,10 @@ def apply_add(
     if limits and any(new[name] > limit for name, limit in limits.items()):
         return None
     fields.update(new)
+    if marks.claim is not None:
+        fields[marks.claim[0]] = marks.claim[1]
+    elif marks.release is not None:
+        del fields[marks.release]
     if expires_at is None and current is not None:
         expires_at = current.expires_at
     return Record(fields, expires_at), new

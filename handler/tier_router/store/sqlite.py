@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from tier_router.store.base import Scalar, Store, StoreError, StoreUnavailable, Value
+from tier_router.store.base import Marks, Scalar, Store, StoreError, StoreUnavailable, Value
 from tier_router.store.record import Record, apply_add, matches_expected
 
 T = TypeVar("T")
@@ -154,10 +154,10 @@ class SQLiteStore(Store):
         self._transaction(lambda: self._write(key, record))
 
     def _add_in_transaction(
-        self, key: str, deltas: dict[str, int], limits: dict[str, int], expiry: int | None
+        self, key: str, deltas: dict[str, int], limits: dict[str, int], expiry: int | None, marks: Marks
     ) -> dict[str, int] | None:
         def body() -> dict[str, int] | None:
-            result = apply_add(self._read(key), deltas, limits, expiry, self._clock())
+            result = apply_add(self._read(key), deltas, limits, expiry, self._clock(), marks)
             if result is None:
                 return None
             record, new = result
@@ -195,9 +195,9 @@ class SQLiteStore(Store):
         await self._on_thread(self._replace, key, Record(value, expires_at))
 
     async def _add(
-        self, key: str, deltas: dict[str, int], limits: dict[str, int], expires_at: int | None
+        self, key: str, deltas: dict[str, int], limits: dict[str, int], expires_at: int | None, marks: Marks
     ) -> dict[str, int] | None:
-        return await self._on_thread(self._add_in_transaction, key, deltas, limits, expires_at)
+        return await self._on_thread(self._add_in_transaction, key, deltas, limits, expires_at, marks)
 
     async def _put_if(
         self, key: str, value: Value, expires_at: int | None, expected: dict[str, Scalar | None]
