@@ -40,8 +40,8 @@ from tier_router.errors import StoreError, StoreUnavailable
 __all__ = [
     "MAX_KEY_BYTES",
     "NO_MARKS",
-    "Marks",
     "RESERVED_FIELDS",
+    "Marks",
     "Scalar",
     "Store",
     "StoreError",  # re-exported: defined in tier_router.errors
