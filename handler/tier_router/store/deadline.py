@@ -37,7 +37,9 @@ class DeadlineStore(Store):
     ) -> dict[str, int] | None:
         limited = limits or None
         claim, release = marks.claim, marks.release
-        return await self.inner.add(key, deltas, expires_at=expires_at, limits=limited, claim=claim, release=release)
+        return await self.inner.add(
+            key, deltas, expires_at=expires_at, limits=limited, claim=claim, release=release
+        )
 
     async def _put_if(
         self, key: str, value: Value, expires_at: int | None, expected: dict[str, Scalar | None]
