@@ -63,6 +63,7 @@ class Admission:
 
     decision: Decision
     key_id: str | None
+    request_id: str = "-"
     limit_headers: dict[str, str] = field(default_factory=dict)
     """The rate limiter's `x-ratelimit-*` headers."""
     downgraded_from: str | None = None
@@ -137,10 +138,17 @@ class SpendControls:
     # -- before forwarding ---------------------------------------------------------------
 
     async def admit(
-        self, decision: Decision, body: dict[str, Any], key_id: str | None, headers: Mapping[str, str]
+        self,
+        decision: Decision,
+        body: dict[str, Any],
+        key_id: str | None,
+        headers: Mapping[str, str],
+        *,
+        request_id: str = "-",
     ) -> Admission:
-        """Raises APIError (429 / 503) when the request must not go out."""
-        admission = Admission(decision, key_id)
+        """Raises APIError (429 / 503) when the request must not go out. `request_id` names
+        the budget reservation (settled and rolled back by it)."""
+        admission = Admission(decision, key_id, request_id=request_id)
         features = decision.features
         if self.limiter is not None:
             verdict = await self.limiter.check(
@@ -191,7 +199,7 @@ class SpendControls:
             decision = admission.decision
             worst = 0 if billed is None else guard.reservation(decision.candidates, billed)
             try:
-                outcome = await guard.reserve(admission.key_id, worst)
+                outcome = await guard.reserve(admission.key_id, worst, holder=admission.request_id)
             except StoreError as exc:
                 # Every store failure, transient or not (missing table, no credentials, a
                 # read-only or broken SQLite file): `on_store_error: reject` promises a 503.

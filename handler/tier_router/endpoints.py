@@ -55,7 +55,9 @@ async def chat(request: Request, gateway: Gateway, exchange: Exchange) -> Respon
     decision = check_tier(gateway.rules, record, decide(gateway, request, body))
     exchange.routed(decision)
     try:
-        admission = await gateway.spend.admit(decision, body, key_id, request.headers)
+        admission = await gateway.spend.admit(
+            decision, body, key_id, request.headers, request_id=exchange.request_id
+        )
     except APIError as exc:
         raise exc.with_headers(decision_headers(decision)) from None
     exchange.admitted(admission)

@@ -22,6 +22,7 @@ from tier_router.schema.common import (
     Name,
     Strict,
     Usd,
+    WindowSeconds,
     usd_to_micro,
 )
 from tier_router.schema.routing import Price
@@ -124,6 +125,13 @@ class BudgetConfig(Strict):
         le=1_000_000,
         description="input tokens reserved per image part: an upper bound of the providers' per-image"
         " rule (see spend/reservation.py; raise it for models such as gpt-4o-mini)",
+    )
+    reservation_ttl_s: WindowSeconds = Field(
+        default=900.0,
+        ge=1,
+        description="a reservation not settled within this time (its write landed after the store"
+        " deadline, or its process died) stops counting against the cap; keep it above your longest"
+        " request (Lambda stops at 900 s)",
     )
     on_store_error: Literal["allow", "reject"] = Field(
         default="allow",

@@ -14,20 +14,33 @@ Request lifecycle (see the package docstring for where the app calls what):
 
 1. `pace(tier, priority, key)` — may move the request one tier down (never HIGH);
    reads the budget items at most once per `cache_ttl_s` per process.
-2. `reserve(key, estimate(...))` — atomically adds the worst case to `committed` under
-   `limits={"committed": cap}`: key item first, then global; if the global one refuses,
-   the key's add is rolled back. Refusal → `CapReached`.
-3. `settle(reservation, actual)` — adds `actual - reserved` to `committed` and `actual` to
-   `spent` on the same items, exactly once, even if the caller is cancelled.
+2. `reserve(key, estimate(...), holder=request id)` — atomically adds the worst case to
+   `committed` under `limits={"committed": cap}` AND claims a hold field on the same item,
+   `h.<expiry>.<holder>` = the amount (one write: `Store.add(claim=...)`): key item first,
+   then global; if the global one refuses, the key's hold is released.
+   Refusal → `CapReached` (after reclaiming expired holds once, see 4).
+3. `settle(reservation, actual)` — releases the hold and adds `actual - reserved` to
+   `committed` and `actual` to `spent` in one write (`Store.add(release=...)`), exactly once,
+   even if the caller is cancelled. If the hold is not there (its write never landed, or
+   landed late, or it expired and was reclaimed) it adds `actual` to both instead.
+4. Reclaiming: a hold whose expiry (`reservation_ttl_s` after it was taken) has passed is
+   released with `-amount` on `committed` (idempotent: a release applies once). Runs when a
+   reservation is refused (then the reservation is retried once if anything was freed), when
+   pacing reads an item holding expired holds (in the background), and before `status`.
+
+Why holds and what they cost: `spend.holds`.
 
 Overrun bound (the guarantee): every reservation is admitted only if `committed` stays
 `<= cap`, so committed never exceeds the cap at any reservation. Settling moves it by
 `actual - reserved`; that is negative (frees room) unless a request under-reserved. Hence
 at all times, for each scope,
 
-    committed <= cap + Σ over settled requests of max(0, actual_i - reserved_i)
+    spent <= committed <= cap + Σ over settled requests of max(0, actual_i - reserved_i)
+                              + Σ over requests still running after reservation_ttl_s of actual_i
 
-and today's spend exceeds the cap by at most that sum.
+(the last term: a hold reclaimed while its request still ran; on Lambda none can, since the
+function stops at 900 s, the default `reservation_ttl_s`), and today's spend exceeds the cap
+by at most that sum.
 
 Reservation bound (why that sum is 0): `reservation(candidates, body)` reserves, for the
 dearest candidate,
@@ -65,6 +78,7 @@ from tier_router.outage import Outage
 from tier_router.schema import BudgetConfig, Price, Priority
 from tier_router.snapshot import Snapshot
 from tier_router.spend.counters import DAY_S, day_end, day_key, elapsed_fraction
+from tier_router.spend.holds import Holds, expired_holds, held_amounts
 from tier_router.spend.pricing import usd, worst_case_micro_usd
 from tier_router.spend.reservation import CACHE_WRITE_MAX_MULTIPLIER, Bound
 from tier_router.store.base import Store, StoreError, Value
@@ -106,8 +120,9 @@ class Reservation:
     day: str
     router_key: str | None
     reserved: int
-    items: tuple[str, ...]  # store keys the reservation was added to (empty: nothing to settle)
-    expires_at: float
+    items: tuple[str, ...]  # store keys that may hold it (empty: nothing to settle)
+    expires_at: float  # the budget items' expiry
+    hold: str = ""  # the hold field on each item (see the module docstring)
     uncounted: bool = False  # admitted without a full reservation because the store failed
     settled: bool = False
     actual: int | None = None  # what settle charged (reserved when the caller passed None)
@@ -170,6 +185,7 @@ class BudgetGuard:
         )
         self._tasks: set[asyncio.Future[Any]] = set()  # strong references to background writes
         self._outage = Outage(logger, "budget")
+        self.holds = Holds(store, self._outage, ttl_s=config.reservation_ttl_s)
 
     @property
     def enabled(self) -> bool:
@@ -268,17 +284,23 @@ class BudgetGuard:
             values = {}  # no downgrades until the next refresh
         else:
             self._outage.ok()
+            for item, value in values.items():
+                if expired_holds(value, now):
+                    self._spawn(self.holds.reclaim(item, now))
         spent = {k: values.get(k, {}).get("spent", 0) for k in items}
         return {k: v if isinstance(v, int) else 0 for k, v in spent.items()}
 
     # --- the hard cap -----------------------------------------------------------------
 
-    async def reserve(self, router_key: str | None, worst_micro: int) -> Reservation | CapReached:
-        """Hold `worst_micro` against every cap that applies. Safe under cancellation: a
-        reservation the caller never received is released."""
+    async def reserve(
+        self, router_key: str | None, worst_micro: int, *, holder: str = "-"
+    ) -> Reservation | CapReached:
+        """Hold `worst_micro` against every cap that applies, as a hold named after `holder`
+        (the request id). Safe under cancellation: a reservation the caller never received is
+        released."""
         if isinstance(worst_micro, bool) or not isinstance(worst_micro, int) or worst_micro < 0:
             raise ValueError(f"worst_micro must be a non-negative int, got {worst_micro!r}")
-        task = self._spawn(self._reserve(router_key, worst_micro))
+        task = self._spawn(self._reserve(router_key, worst_micro, holder))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -292,20 +314,22 @@ class BudgetGuard:
         if isinstance(result, Reservation):
             self._spawn(self.settle(result, 0))
 
-    async def _reserve(self, router_key: str | None, worst: int) -> Reservation | CapReached:
+    async def _reserve(self, router_key: str | None, worst: int, holder: str) -> Reservation | CapReached:
         now = self._clock()
         day = day_key(now, self.config.day_start_hour)
         expires = self._expiry(day)
-        done: list[str] = []
-        if worst == 0:  # nothing to hold (and a zero add is not portable, see `_nonzero`)
+        if worst == 0:  # nothing to hold (and a zero add is not portable, see `holds.nonzero`)
             return Reservation(day, router_key, 0, (), expires)
+        hold = self.holds.name(holder, now)
+        scopes = self._scopes(day, router_key)
+        done: list[str] = []
         try:
-            for scope in self._scopes(day, router_key):
-                new = await self.store.add(
-                    scope.item, {"committed": worst}, expires_at=expires, limits={"committed": scope.cap}
-                )
+            for scope in scopes:
+                new = await self.holds.take(scope.item, hold, worst, scope.cap, expires)
+                if new is None and await self.holds.reclaim(scope.item, now) > 0:  # room freed: once more
+                    new = await self.holds.take(scope.item, hold, worst, scope.cap, expires)
                 if new is None:
-                    await self._rollback(done, worst, expires)
+                    await self.holds.release(done, hold, worst, expires)
                     retry = math.ceil(day_end(day, self.config.day_start_hour) - now)
                     return CapReached(
                         scope.kind, router_key, scope.cap, worst, max(retry, 1), self.config.cap_tier
@@ -313,20 +337,18 @@ class BudgetGuard:
                 done.append(scope.item)
         except StoreError as exc:
             self._outage.failed("reserve", exc)
+            # The failed write may still land (a timeout is not a refusal): every scope may
+            # hold the reservation now or later. Either way the hold is found by id: released
+            # by the settle or the rollback below if it landed first, reclaimed when it expires
+            # if it lands after them.
+            items = tuple(s.item for s in scopes)
             if self.config.on_store_error == "reject":
-                await self._rollback(done, worst, expires)
+                self._spawn(self.holds.release(list(items), hold, worst, expires))
                 raise
-            # Fail open: keep what was reserved (it will be settled); the rest goes uncounted.
-            return Reservation(day, router_key, worst, tuple(done), expires, uncounted=True)
+            # Fail open: serve; the settle will charge the actual cost on every scope.
+            return Reservation(day, router_key, worst, items, expires, hold, uncounted=True)
         self._outage.ok()
-        return Reservation(day, router_key, worst, tuple(done), expires)
-
-    async def _rollback(self, items: list[str], worst: int, expires: float) -> None:
-        for item in items:
-            try:
-                await self.store.add(item, {"committed": -worst}, expires_at=expires)
-            except StoreError as exc:  # over-counts until the day ends: the safe direction
-                logger.warning("budget rollback of %s on %s failed: %s", usd(worst), item, exc)
+        return Reservation(day, router_key, worst, tuple(done), expires, hold)
 
     async def settle(self, reservation: Reservation, actual_micro: int | None) -> None:
         """Replace the reservation by the actual cost: 0 for a request that failed before a
@@ -342,22 +364,23 @@ class BudgetGuard:
             raise ValueError(f"actual_micro must be a non-negative int or None, got {actual_micro!r}")
         reservation.settled = True
         reservation.actual = actual
-        deltas = _nonzero({"committed": actual - reservation.reserved, "spent": actual})
-        if not reservation.items or not deltas:
+        if not reservation.items:
             return
-        await asyncio.shield(self._spawn(self._apply(reservation, deltas)))
+        await asyncio.shield(self._spawn(self._apply(reservation, actual)))
 
-    async def _apply(self, reservation: Reservation, deltas: dict[str, int]) -> None:
-        for item in reservation.items:
+    async def _apply(self, reservation: Reservation, actual: int) -> None:
+        r = reservation
+        for item in r.items:
             try:
-                new = await self.store.add(item, deltas, expires_at=reservation.expires_at)
+                new = await self.holds.settle(item, r.hold, r.reserved, actual, r.expires_at)
             except StoreError as exc:
                 self._outage.failed("settle", exc)
                 logger.warning(
-                    "budget settle on %s failed (%s): committed stays off by %s",
+                    "budget settle on %s failed (%s): its hold is reclaimed at expiry; %s of spend"
+                    " is not counted",
                     item,
                     exc,
-                    usd(deltas.get("committed", 0)),
+                    usd(actual),
                 )
                 continue
             if new is not None and "spent" in new:  # our add returned everyone's fresh total
@@ -373,16 +396,23 @@ class BudgetGuard:
         for key in dict.fromkeys(router_keys):
             named += [(key, s) for s in self._scopes(day, key) if s.kind == "key"]
         items = await self.store.get_many([s.item for _, s in named]) if named else {}
+        stale = [item for item, value in items.items() if expired_holds(value, now)]
+        if stale:  # report what counts: reclaim expired holds first, then read again
+            await asyncio.gather(*(self.holds.reclaim(item, now, force=True) for item in stale))
+            items = await self.store.get_many([s.item for _, s in named])
         fraction = max(elapsed_fraction(now, self.config.day_start_hour), self.config.pacing.min_day_fraction)
         out: dict[str, Any] = {"day": day, "global": None, "keys": {}}
         for key, scope in named:
             item = items.get(scope.item, {})
             committed, spent = item.get("committed", 0), item.get("spent", 0)
+            holds = held_amounts(item)
             entry = {
                 "cap_usd": usd(scope.cap),
                 "committed_usd": usd(committed if isinstance(committed, int) else 0),
                 "spent_usd": usd(spent if isinstance(spent, int) else 0),
                 "pace_usd": usd(math.floor(scope.cap * fraction)),
+                "in_flight": len(holds),
+                "held_usd": usd(sum(holds)),
             }
             if key is None:
                 out["global"] = entry
@@ -395,10 +425,3 @@ class BudgetGuard:
         self._tasks.add(task)  # strong reference: the loop keeps only weak ones
         task.add_done_callback(self._tasks.discard)
         return task
-
-
-def _nonzero(deltas: dict[str, int]) -> dict[str, int]:
-    """Drop zero deltas. Besides saving bytes: moto's DynamoDB (unlike AWS, reportedly)
-    leaves unchanged fields out of UpdateItem's UPDATED_NEW, which `DynamoDBStore.add`
-    then reports as a StoreError."""
-    return {k: v for k, v in deltas.items() if v != 0}

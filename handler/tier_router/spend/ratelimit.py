@@ -99,7 +99,7 @@ class RateLimiter:
         rpm, tpm = self.config.for_key(router_key)
         if rpm is None and tpm is None:
             return Allowed()
-        tokens = max(int(tokens), 1)  # ≥1: a zero add is not portable across stores (see budget._nonzero)
+        tokens = max(int(tokens), 1)  # ≥1: a zero add is not portable across stores (see holds.nonzero)
         now = self.clock()
         minute = math.floor(now / WINDOW_S)
         reset_s = (minute + 1) * WINDOW_S - now
