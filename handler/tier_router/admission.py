@@ -151,8 +151,10 @@ class SpendControls:
         admission = Admission(decision, key_id, request_id=request_id)
         features = decision.features
         if self.limiter is not None:
+            n = body.get("n")
+            choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
             verdict = await self.limiter.check(
-                key_id or "anonymous", features.conversation_tokens + (features.max_tokens or 0)
+                key_id or "anonymous", features.conversation_tokens + choices * (features.max_tokens or 0)
             )
             if isinstance(verdict, Limited):
                 extra = {"x-should-retry": "false"} if verdict.too_large else {}

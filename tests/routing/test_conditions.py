@@ -401,3 +401,21 @@ def test_why_of_not_and_present(make_rules: Callable[..., Rules], chat: MakeChat
         **{"x-debug": "1"},
     )
     assert why == "header[X-Debug] present; not (has_tools: True)"  # cheap leaves first, then not
+
+
+def test_conversation_tokens_count_tool_call_arguments_and_schemas() -> None:
+    """The `conversation_tokens` condition sees what the provider bills: tool-call arguments in
+    the history and a json_schema response format (they used to count as nothing)."""
+    from tier_router.routing.features import measure
+    from tier_router.routing.request import parse_chat
+
+    arguments = '{"q": "' + "x" * 4000 + '"}'
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    plain = [{"role": "user", "content": "hi"}]
+    with_calls = [*plain, {"role": "assistant", "content": None, "tool_calls": [call]}]
+    base = measure(parse_chat({"model": "auto", "messages": plain}), {}).conversation_tokens
+    history = measure(parse_chat({"model": "auto", "messages": with_calls}), {}).conversation_tokens
+    assert history - base >= 1000  # ~4,000 characters of arguments
+    schema = {"type": "json_schema", "json_schema": {"name": "s", "schema": {"description": "y" * 4000}}}
+    shaped = measure(parse_chat({"model": "auto", "messages": plain, "response_format": schema}), {})
+    assert shaped.conversation_tokens - base >= 1000

@@ -348,3 +348,29 @@ async def test_cache_header_cannot_turn_on_a_cache_the_rules_file_left_off(
     assert first.status_code == second.status_code == 200
     assert second.headers.get("x-router-cache") != "hit"
     assert upstream.standard.call_count == 2
+
+
+async def test_tokens_per_minute_counts_n_and_tool_call_arguments(make_router, rules_dict, upstream) -> None:
+    """Issue 13, item 1's rate-limit side: `n: 8` asks for 8 answers of `max_tokens` each, and a
+    tool-call history's arguments are input like any text. Both used to count as one small
+    request (n ignored; arguments invisible), so a key could pass its tokens-per-minute 8x over."""
+    router = make_router(rules_dict(limits={"tokens_per_minute": 1000}))
+    many = await router.chat(key="team-a", max_tokens=200, n=8)  # 8 x 200 > 1000
+    assert many.status_code == 429
+    assert "Request too large" in many.json()["error"]["message"]
+
+    arguments = '{"rows": "' + "x" * 8000 + '"}'  # ~2,000 tokens of arguments
+    history = [
+        {"role": "user", "content": "look it up"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+    ]
+    long_history = await router.chat(key="team-a", messages=history, max_tokens=10)
+    assert long_history.status_code == 429
+    assert "Request too large" in long_history.json()["error"]["message"]

@@ -89,6 +89,9 @@ def measure(request: Chat, headers: Mapping[str, str]) -> Features:
         images += message_images
         chars += len(text)
         tokens += estimate_tokens(text) + MESSAGE_OVERHEAD_TOKENS
+        calls = message.get("tool_calls")
+        if calls:  # billed input too: a long tool-call history is mostly arguments
+            tokens += estimate_tokens(json.dumps(calls, separators=(",", ":")))
         all_parts.append(text)
         role = message["role"]
         if role == "user":
@@ -100,6 +103,8 @@ def measure(request: Chat, headers: Mapping[str, str]) -> Features:
         tokens += estimate_tokens(json.dumps(tools, separators=(",", ":")))
     tokens += images * IMAGE_TOKENS
     response_format = request.response_format or {}
+    if response_format.get("type") == "json_schema":  # the schema reaches the prompt
+        tokens += estimate_tokens(json.dumps(response_format, separators=(",", ":")))
     return Features(  # positional, in field order: cheaper than keywords on the hot path
         last_user,
         "\n".join(system_parts),
