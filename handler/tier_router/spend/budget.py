@@ -342,6 +342,8 @@ class BudgetGuard:
             # by the settle or the rollback below if it landed first, reclaimed when it expires
             # if it lands after them.
             items = tuple(s.item for s in scopes)
+            for item in items:  # e.g. an item too big to write: free what expired (background)
+                self._spawn(self.holds.reclaim(item, now))
             if self.config.on_store_error == "reject":
                 self._spawn(self.holds.release(list(items), hold, worst, expires))
                 raise
