@@ -226,6 +226,20 @@ async def test_concurrent_claims_and_releases_are_exact(store: Store) -> None:
     assert await store.get("b") == {"committed": 0}
 
 
+async def test_claim_release_absent_and_drop_in_one_write(store: Store) -> None:
+    await store.add("b", {"committed": 5}, claim=("h.1.r", 5))
+    await store.put("c", {"t.1.x": 1, "t.1.y": 1, "n": 0})
+    # Release one field and claim another at once (a settle that leaves a tombstone).
+    assert await store.add("b", {"spent": 2}, release="h.1.r", claim=("t.1.r", 1)) == {"spent": 2}
+    assert await store.get("b") == {"committed": 5, "spent": 2, "t.1.r": 1}
+    # A claim refused because another field is present (a late hold after its tombstone).
+    assert await store.add("b", {"committed": 5}, claim=("h.1.r", 5), absent=["t.1.r"]) is None
+    assert await store.get("b") == {"committed": 5, "spent": 2, "t.1.r": 1}
+    # Dropped fields go whether or not they are there; nothing is required of them.
+    assert await store.add("c", {"n": 1}, drop=["t.1.x", "t.1.y", "t.1.z"]) == {"n": 1}
+    assert await store.get("c") == {"n": 1}
+
+
 # --- put_if -----------------------------------------------------------------------------
 
 
@@ -334,8 +348,10 @@ async def test_invalid_calls_are_rejected(store: Store) -> None:
         await store.add("k", {"a": True})
     with pytest.raises(ValueError, match="reserved"):
         await store.put_if("k", {"a": 1}, expected={"expires_at": None})
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="once"):
         await store.add("k", {"a": 1}, claim=("m", 1), release="m")
+    with pytest.raises(ValueError, match="sequence"):
+        await store.add("k", {"a": 1}, drop="m")
     with pytest.raises(ValueError, match="cannot also"):
         await store.add("k", {"a": 1}, claim=("a", 1))
     with pytest.raises(ValueError, match="reserved"):

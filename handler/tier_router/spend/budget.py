@@ -16,17 +16,16 @@ Request lifecycle (see the package docstring for where the app calls what):
    reads the budget items at most once per `cache_ttl_s` per process.
 2. `reserve(key, estimate(...), holder=request id)` — atomically adds the worst case to
    `committed` under `limits={"committed": cap}` AND claims a hold field on the same item,
-   `h.<expiry>.<holder>` = the amount (one write: `Store.add(claim=...)`): key item first,
-   then global; if the global one refuses, the key's hold is released.
-   Refusal → `CapReached` (after reclaiming expired holds once, see 4).
+   `h.<expiry>.<holder>` = the amount (one write): key item first, then global; if the global
+   one refuses, the key's hold is rolled back. Refusal → `CapReached`.
 3. `settle(reservation, actual)` — releases the hold and adds `actual - reserved` to
-   `committed` and `actual` to `spent` in one write (`Store.add(release=...)`), exactly once,
-   even if the caller is cancelled. If the hold is not there (its write never landed, or
-   landed late, or it expired and was reclaimed) it adds `actual` to both instead.
-4. Reclaiming: a hold whose expiry (`reservation_ttl_s` after it was taken) has passed is
-   released with `-amount` on `committed` (idempotent: a release applies once). Runs when a
-   reservation is refused (then the reservation is retried once if anything was freed), when
-   pacing reads an item holding expired holds (in the background), and before `status`.
+   `committed` and `actual` to `spent` in one write, exactly once, even if the caller is
+   cancelled; a write that fails is tried again (every write is idempotent). A reservation
+   whose own write timed out settles so that its hold, should it land later, is refused.
+4. Expiry: a hold still there `reservation_ttl_s` after it was taken is charged in full
+   (`spent += amount`; `committed` keeps it) — its settle was lost, its process died, or its
+   request ran longer. Runs in the background after a refusal or a failed reservation, when
+   pacing reads an item with expired holds, and before `status`.
 
 Why holds and what they cost: `spend.holds`.
 
@@ -36,11 +35,12 @@ Overrun bound (the guarantee): every reservation is admitted only if `committed`
 at all times, for each scope,
 
     spent <= committed <= cap + Σ over settled requests of max(0, actual_i - reserved_i)
-                              + Σ over requests still running after reservation_ttl_s of actual_i
 
-(the last term: a hold reclaimed while its request still ran; on Lambda none can, since the
-function stops at 900 s, the default `reservation_ttl_s`), and today's spend exceeds the cap
-by at most that sum.
+and, with reservations that are upper bounds (see below), the sum is 0: committed spend never
+passes the cap. Expiry keeps it so: an unsettled hold stays in `committed` and becomes spend
+(its reservation bounds its cost); the settle of a request that outlived its hold finds the
+hold gone and charges nothing more. Only with `on_store_error: allow` can requests go
+uncounted: those admitted while the store could not take their reservation at all.
 
 Reservation bound (why that sum is 0): `reservation(candidates, body)` reserves, for the
 dearest candidate,
@@ -326,10 +326,9 @@ class BudgetGuard:
         try:
             for scope in scopes:
                 new = await self.holds.take(scope.item, hold, worst, scope.cap, expires)
-                if new is None and await self.holds.reclaim(scope.item, now) > 0:  # room freed: once more
-                    new = await self.holds.take(scope.item, hold, worst, scope.cap, expires)
                 if new is None:
-                    await self.holds.release(done, hold, worst, expires)
+                    self._spawn(self.holds.reclaim(scope.item, now))  # tidy up expired holds
+                    await self._rollback(done, hold, worst, expires, confirmed=True)
                     retry = math.ceil(day_end(day, self.config.day_start_hour) - now)
                     return CapReached(
                         scope.kind, router_key, scope.cap, worst, max(retry, 1), self.config.cap_tier
@@ -345,12 +344,22 @@ class BudgetGuard:
             for item in items:  # e.g. an item too big to write: free what expired (background)
                 self._spawn(self.holds.reclaim(item, now))
             if self.config.on_store_error == "reject":
-                self._spawn(self.holds.release(list(items), hold, worst, expires))
+                self._spawn(self._rollback(list(items), hold, worst, expires, confirmed=False))
                 raise
             # Fail open: serve; the settle will charge the actual cost on every scope.
             return Reservation(day, router_key, worst, items, expires, hold, uncounted=True)
         self._outage.ok()
         return Reservation(day, router_key, worst, tuple(done), expires, hold)
+
+    async def _rollback(
+        self, items: list[str], hold: str, worst: int, expires: float, *, confirmed: bool
+    ) -> None:
+        """Undo a reservation on `items`. Never raises: a hold left behind expires (charged)."""
+        for item in items:
+            try:
+                await self.holds.settle(item, hold, worst, 0, expires, confirmed=confirmed)
+            except StoreError as exc:
+                logger.warning("budget rollback of $%s on %s failed: %s", usd(worst), item, exc)
 
     async def settle(self, reservation: Reservation, actual_micro: int | None) -> None:
         """Replace the reservation by the actual cost: 0 for a request that failed before a
@@ -374,14 +383,17 @@ class BudgetGuard:
         r = reservation
         for item in r.items:
             try:
-                new = await self.holds.settle(item, r.hold, r.reserved, actual, r.expires_at)
+                new = await self.holds.settle(
+                    item, r.hold, r.reserved, actual, r.expires_at, confirmed=not r.uncounted
+                )
             except StoreError as exc:
                 self._outage.failed("settle", exc)
                 logger.warning(
-                    "budget settle on %s failed (%s): its hold is reclaimed at expiry; %s of spend"
-                    " is not counted",
+                    "budget settle on %s failed (%s): the hold stays and is charged in full at"
+                    " expiry, $%s where $%s was spent",
                     item,
                     exc,
+                    usd(r.reserved),
                     usd(actual),
                 )
                 continue
@@ -415,6 +427,7 @@ class BudgetGuard:
                 "pace_usd": usd(math.floor(scope.cap * fraction)),
                 "in_flight": len(holds),
                 "held_usd": usd(sum(holds)),
+                "unsettled_usd": usd(_int(item.get("unsettled"))),
             }
             if key is None:
                 out["global"] = entry
@@ -427,3 +440,7 @@ class BudgetGuard:
         self._tasks.add(task)  # strong reference: the loop keeps only weak ones
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0

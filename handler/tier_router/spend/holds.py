@@ -1,21 +1,31 @@
 """Holds: each budget reservation is a field on the budget item it counts against, named
-after its request, so it can be settled, rolled back and reclaimed by id — exactly once each.
+after its request, so it is settled, rolled back and expired by id — exactly once.
 
-A hold is `h.<expiry epoch s>.<holder>` = micro-dollars, written in the same atomic add that
-puts the amount on `committed` (`Store.add(claim=...)`); settling or rolling back releases
-it in the same add that moves `committed` (`Store.add(release=...)`). Every write is
-idempotent, so whatever order a late write, its settle and a reclaim land in, the amount is
-counted once: a settle that finds no hold charges the actual cost alone; a hold that lands
-after its settle expires and is reclaimed (`-amount` on `committed`, released once).
+    h.<expiry>.<id> = µ$   a hold: the amount is in `committed`, not yet settled
+    t.<expiry>.<id> = 1    a tombstone: this reservation is finished; its hold may not land
 
-Why holds (the leak they close): a reservation write that misses the store deadline may still
-land (DynamoDB received it; SQLite's thread applies it when the lock frees). Without an id it
-could never be matched and stayed in `committed` for the rest of the day. With one, a late
-write is either released by its settle (if it landed first) or expires and is reclaimed, so
-`committed` returns to settled spend + live holds within `reservation_ttl_s` (+ the next
-reclaim), whatever the store did. Cost: each in-flight reservation is a ~50-byte field on
-the day item (DynamoDB bills writes per KB of item: 20 requests in flight ≈ 1 KB; an item
-holds at most 400 KB, i.e. ~7,000 reservations in flight per budget scope).
+Every write is one atomic `Store.add` whose conditions make it idempotent, so retrying a write
+whose outcome is unknown (a timeout) is safe, and whatever order a late write, its settle
+and an expiry land in, the reservation counts once:
+
+- take: `committed += worst` under the cap, claim the hold — only if neither the hold nor its
+  tombstone exists (a reservation write that lands after its request finished is refused);
+- settle a confirmed reservation: release the hold, `committed += actual - worst`,
+  `spent += actual`. If the hold is gone it expired and was charged in full: nothing to do;
+- settle a reservation whose write timed out (it may land later, or never): the same release
+  plus a tombstone; or, when the hold is not there, `committed += actual`, `spent += actual`
+  plus a tombstone — only if there is no hold and no tombstone yet;
+- expire (reclaim) a hold past its expiry: release it and charge its full amount to `spent`
+  (`committed` unchanged), plus a tombstone. A request that never settles — its settle was
+  lost, its process died, it ran past `reservation_ttl_s` — is charged its reservation, an
+  upper bound of its cost, so the cap still holds. Tombstones live `2 × reservation_ttl_s`
+  and are dropped in batches.
+
+Cost: each in-flight reservation is a ~60-byte field on the day item (tombstones exist only
+for reservations whose write timed out, and expired ones). DynamoDB bills a write by the
+item's size in KB: ~1 WCU up to ~15 requests in flight per budget scope, ~60 WCU at 1,000 (the
+adversary suite measured 46-62 KB); an item holds at most 400 KB (~6,500 in flight). Past
+that, spread budgets over several scopes (per-key caps) — sharded counters are future work.
 """
 
 from __future__ import annotations
@@ -28,24 +38,40 @@ import os
 
 from tier_router.outage import Outage
 from tier_router.spend.pricing import usd
-from tier_router.store.base import Store, StoreError, Value
+from tier_router.store.base import Store, StoreError, StoreUnavailable, Value
 
 logger = logging.getLogger("tier_router.spend.budget")
 
 HOLD_PREFIX = "h."
-RECLAIM_MAX = 64
-"""Expired holds released per reclaim pass (the rest: the next pass)."""
+TOMB_PREFIX = "t."
+RECLAIM_BATCH = 64
+"""Holds released (concurrently) or tombstones dropped (in one write) per step of a reclaim."""
+RECLAIM_MAX = 1024
+"""Holds and tombstones handled per reclaim pass (the rest: the next pass)."""
 RECLAIM_EVERY_S = 1.0
 """Per item and process: refusals at the cap do not each re-read the item."""
+SETTLE_TRIES = 3
+SETTLE_BACKOFF_S = (0.2, 0.8)
+"""A settle whose write failed is tried again after these pauses (its writes are idempotent)."""
 _REMEMBERED_MAX = 4096
 
 
-def hold_expiry(name: str) -> int | None:
-    """The expiry encoded in a hold field's name; None for any other field."""
-    if not name.startswith(HOLD_PREFIX):
+def stamp(name: str, prefix: str) -> int | None:
+    """The expiry in a hold's or tombstone's field name; None for any other field."""
+    if not name.startswith(prefix):
         return None
-    stamp = name[len(HOLD_PREFIX) :].partition(".")[0]
-    return int(stamp) if stamp.isdigit() else None
+    text = name[len(prefix) :].partition(".")[0]
+    return int(text) if text.isdigit() else None
+
+
+def hold_expiry(name: str) -> int | None:
+    return stamp(name, HOLD_PREFIX)
+
+
+def tomb_of(hold: str) -> str:
+    """`h.<expiry>.<id>` → `t.<expiry>.<id>` (the tombstone's own expiry is later: `stamp`
+    of a tombstone is its hold's expiry; it is dropped one ttl after that)."""
+    return TOMB_PREFIX + hold[len(HOLD_PREFIX) :]
 
 
 def expired_holds(value: Value, now: float) -> list[tuple[str, int]]:
@@ -88,62 +114,96 @@ class Holds:
     async def take(
         self, item: str, hold: str, amount: int, cap: int, expires: float
     ) -> dict[str, int] | None:
-        """Add `amount` to `committed` under `cap` and claim `hold`; None when the cap refuses."""
+        """Add `amount` to `committed` under `cap` and claim `hold`; None when the cap refuses
+        (or, for a write landing after its reservation finished, its tombstone)."""
         return await self.store.add(
-            item, {"committed": amount}, expires_at=expires, limits={"committed": cap}, claim=(hold, amount)
+            item,
+            {"committed": amount},
+            expires_at=expires,
+            limits={"committed": cap},
+            claim=(hold, amount),
+            absent=(tomb_of(hold),),
         )
 
-    async def release(self, items: list[str], hold: str, amount: int, expires: float) -> None:
-        """Roll `hold` back wherever it is. Never raises: a hold left behind is reclaimed."""
-        for item in items:
-            try:
-                await self.store.add(item, {"committed": -amount}, expires_at=expires, release=hold)
-            except StoreError as exc:  # over-counts until the hold expires: the safe direction
-                logger.warning("budget rollback of $%s on %s failed: %s", usd(amount), item, exc)
-
     async def settle(
-        self, item: str, hold: str, reserved: int, actual: int, expires: float
+        self, item: str, hold: str, reserved: int, actual: int, expires: float, *, confirmed: bool
     ) -> dict[str, int] | None:
-        """Replace the hold by `actual` (committed and spent); where there is no hold (its write
-        never landed, or it was reclaimed), charge `actual` alone. Raises StoreError."""
+        """Replace the hold by `actual` (0 rolls back). `confirmed`: the hold's write is known
+        to have landed. Idempotent (see the module docstring); tried SETTLE_TRIES times.
+        Raises StoreError when every try failed."""
+        for attempt in range(SETTLE_TRIES):
+            try:
+                return await self._settle_once(item, hold, reserved, actual, expires, confirmed)
+            except StoreUnavailable:
+                if attempt + 1 == SETTLE_TRIES:
+                    raise
+                await asyncio.sleep(SETTLE_BACKOFF_S[min(attempt, len(SETTLE_BACKOFF_S) - 1)])
+        raise AssertionError("unreachable")
+
+    async def _settle_once(
+        self, item: str, hold: str, reserved: int, actual: int, expires: float, confirmed: bool
+    ) -> dict[str, int] | None:
         held = nonzero({"committed": actual - reserved, "spent": actual})
-        new = await self.store.add(item, held, expires_at=expires, release=hold)
-        unheld = nonzero({"committed": actual, "spent": actual})
-        if new is None and unheld:
-            new = await self.store.add(item, unheld, expires_at=expires)
-        return new
+        if confirmed:
+            return await self.store.add(item, held, expires_at=expires, release=hold)
+        tomb = (tomb_of(hold), 1)
+        new = await self.store.add(item, held, expires_at=expires, release=hold, claim=tomb)
+        if new is not None:
+            return new
+        # No hold: its write never landed (yet). Charge the actual cost, and leave a tombstone
+        # that refuses the hold if it lands later. None again: the hold landed meanwhile, or an
+        # earlier try of this settle already finished it.
+        unheld = {**nonzero({"committed": actual, "spent": actual}), "unheld": 1}
+        new = await self.store.add(item, unheld, expires_at=expires, claim=tomb, absent=(hold,))
+        if new is not None:
+            return new
+        return await self.store.add(item, held, expires_at=expires, release=hold, claim=tomb)
 
     async def reclaim(self, item: str, now: float, *, force: bool = False) -> int:
-        """Release the expired holds on `item` (at most RECLAIM_MAX); the micro-dollars freed.
-        At most once per RECLAIM_EVERY_S per item and process unless `force`. Never raises."""
+        """Charge the expired holds on `item` in full and drop expired tombstones; returns the
+        micro-dollars charged. At most once per RECLAIM_EVERY_S per item and process unless
+        `force`. Never raises."""
         if not force and self._next_reclaim.get(item, 0.0) > now:
             return 0
         if len(self._next_reclaim) > _REMEMBERED_MAX:
             self._next_reclaim.clear()
         self._next_reclaim[item] = now + RECLAIM_EVERY_S
         try:
-            value = await self.store.get(item)
+            value = await self.store.get(item) or {}
         except StoreError as exc:
             self._outage.failed("reclaim", exc)
             return 0
-        stale = expired_holds(value or {}, now)[:RECLAIM_MAX]
-        if not stale:
-            return 0
-        freed = sum(await asyncio.gather(*(self._reclaim_one(item, name, amount) for name, amount in stale)))
-        if freed:
+        stale = expired_holds(value, now)[:RECLAIM_MAX]
+        charged = 0
+        for i in range(0, len(stale), RECLAIM_BATCH):
+            batch = stale[i : i + RECLAIM_BATCH]
+            charged += sum(
+                await asyncio.gather(*(self._expire(item, name, amount) for name, amount in batch))
+            )
+        tombs = [n for n in value if (s := stamp(n, TOMB_PREFIX)) is not None and s + self.ttl_s <= now]
+        for i in range(0, min(len(tombs), RECLAIM_MAX), RECLAIM_BATCH):
+            try:
+                await self.store.add(item, {"swept": 1}, drop=tombs[i : i + RECLAIM_BATCH])
+            except StoreError as exc:
+                self._outage.failed("reclaim", exc)
+                break
+        if charged:
             logger.warning(
-                "budget: reclaimed $%s held by %d expired reservation(s) on %s (never settled: a write"
-                " that landed after its deadline, or a process that stopped mid-request)",
-                usd(freed),
+                "budget: charged $%s in full for %d reservation(s) on %s never settled within"
+                " reservation_ttl_s (a settle that was lost, a process that stopped mid-request, or a"
+                " request that ran longer)",
+                usd(charged),
                 len(stale),
                 item,
             )
-        return freed
+        return charged
 
-    async def _reclaim_one(self, item: str, name: str, amount: int) -> int:
+    async def _expire(self, item: str, name: str, amount: int) -> int:
         try:
-            new = await self.store.add(item, {"committed": -amount}, release=name)
+            new = await self.store.add(
+                item, {"spent": amount, "unsettled": amount}, release=name, claim=(tomb_of(name), 1)
+            )
         except StoreError as exc:
             self._outage.failed("reclaim", exc)
             return 0
-        return 0 if new is None else amount  # None: settled or reclaimed meanwhile
+        return 0 if new is None else amount  # None: settled or expired meanwhile

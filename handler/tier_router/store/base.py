@@ -101,6 +101,8 @@ class Store:
         limits: Mapping[str, int] | None = None,
         claim: tuple[str, Scalar] | None = None,
         release: str | None = None,
+        absent: Sequence[str] = (),
+        drop: Sequence[str] = (),
     ) -> dict[str, int] | None:
         """Atomically add `deltas` to integer fields (absent fields start at 0).
 
@@ -112,14 +114,15 @@ class Store:
         becomes the item's expiry; when omitted a live item keeps its expiry and a new
         item has none. Adding to a `str` field raises StoreError.
 
-        Idempotent adds (budget reservations keyed by request): `claim=(field, value)` adds
-        only if `field` is absent, and sets it to `value` in the same write; `release=field`
-        adds only if `field` is present, and removes it. Either condition failing changes
+        Idempotent adds (budget reservations keyed by request), all in the same write:
+        `claim=(field, value)` adds only if `field` is absent, and sets it; `release=field`
+        adds only if `field` is present, and removes it; `absent` names more fields that
+        must be absent; `drop` fields are removed if there. A condition failing changes
         nothing and returns None, so a claim or a release applied twice counts once.
         """
         check_key(key)
         check_deltas(deltas, limits)
-        marks = check_marks(deltas, claim, release)
+        marks = check_marks(deltas, claim, release, absent, drop)
         expiry = normalize_expiry(expires_at)
         return await self._run("add", self._add, key, dict(deltas), dict(limits or {}), expiry, marks)
 
@@ -268,31 +271,53 @@ def check_deltas(deltas: Mapping[str, int], limits: Mapping[str, int] | None) ->
 @dataclass(frozen=True, slots=True)
 class Marks:
     """`add`'s idempotency conditions, validated: set `claim` (a field absent before), remove
-    `release` (a field present before)."""
+    `release` (a field present before), require `absent` fields absent, remove `drop`."""
 
     claim: tuple[str, Scalar] | None = None
     release: str | None = None
+    absent: tuple[str, ...] = ()
+    drop: tuple[str, ...] = ()
+
+    def required_absent(self) -> tuple[str, ...]:
+        return self.absent if self.claim is None else (self.claim[0], *self.absent)
+
+    def removed(self) -> tuple[str, ...]:
+        return self.drop if self.release is None else (self.release, *self.drop)
 
 
 NO_MARKS = Marks()
 
 
-def check_marks(deltas: Mapping[str, int], claim: tuple[str, Scalar] | None, release: str | None) -> Marks:
-    if claim is None and release is None:
+def check_marks(
+    deltas: Mapping[str, int],
+    claim: tuple[str, Scalar] | None,
+    release: str | None,
+    absent: Sequence[str] = (),
+    drop: Sequence[str] = (),
+) -> Marks:
+    if claim is None and release is None and not absent and not drop:
         return NO_MARKS
-    if claim is not None and release is not None:
-        raise ValueError("add() takes a claim or a release, not both")
+    names: list[str] = []
     if claim is not None:
         if not isinstance(claim, tuple) or len(claim) != 2:
             raise ValueError(f"claim is a (field, value) pair, got {claim!r}")
-        name, value = claim
-        check_value({name: value})
-    else:
-        name = release
-        _check_field(name)  # type: ignore[arg-type]
-    if name in deltas:
-        raise ValueError(f"the claimed/released field {name!r} cannot also be added to")
-    return Marks(claim, release)
+        check_value({claim[0]: claim[1]})
+        names.append(claim[0])
+    if release is not None:
+        _check_field(release)
+        names.append(release)
+    for group in (absent, drop):
+        if isinstance(group, str):
+            raise ValueError(f"absent/drop take a sequence of field names, got {group!r}")
+        for name in group:
+            _check_field(name)
+            names.append(name)
+    if len(set(names)) != len(names):
+        raise ValueError(f"a field may be claimed, released, required absent or dropped once: {names}")
+    clash = set(names) & set(deltas)
+    if clash:
+        raise ValueError(f"the claimed/released field(s) {sorted(clash)} cannot also be added to")
+    return Marks(claim, release, tuple(absent), tuple(drop))
 
 
 def check_expected(expected: Mapping[str, Scalar | None]) -> None:

@@ -35,10 +35,15 @@ class DeadlineStore(Store):
     async def _add(
         self, key: str, deltas: dict[str, int], limits: dict[str, int], expires_at: int | None, marks: Marks
     ) -> dict[str, int] | None:
-        limited = limits or None
-        claim, release = marks.claim, marks.release
         return await self.inner.add(
-            key, deltas, expires_at=expires_at, limits=limited, claim=claim, release=release
+            key,
+            deltas,
+            expires_at=expires_at,
+            limits=limits or None,
+            claim=marks.claim,
+            release=marks.release,
+            absent=marks.absent,
+            drop=marks.drop,
         )
 
     async def _put_if(

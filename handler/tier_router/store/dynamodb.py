@@ -202,15 +202,15 @@ class DynamoDBStore(Store):
         sets = [] if expiry is None else [f"{exp} = {expr.value(expiry)}"]
         conditions = [f"(attribute_not_exists({exp}) OR {exp} > {expr.value(now)})"]
         if marks.claim is not None:
-            mark, value = expr.name(marks.claim[0]), expr.value(marks.claim[1])
-            sets.append(f"{mark} = {value}")
-            conditions.append(f"attribute_not_exists({mark})")
+            sets.append(f"{expr.name(marks.claim[0])} = {expr.value(marks.claim[1])}")
+        conditions += [f"attribute_not_exists({expr.name(f)})" for f in marks.required_absent()]
+        if marks.release is not None:
+            conditions.append(f"attribute_exists({expr.name(marks.release)})")
         if sets:
             update += " SET " + ", ".join(sets)
-        if marks.release is not None:
-            mark = expr.name(marks.release)
-            update += f" REMOVE {mark}"
-            conditions.append(f"attribute_exists({mark})")
+        removed = marks.removed()
+        if removed:
+            update += " REMOVE " + ", ".join(expr.name(f) for f in removed)
         for field, limit in limits.items():
             # Conditions allow no arithmetic: compare the OLD value with limit - delta.
             name, threshold = expr.name(field), expr.value(limit - deltas[field])

@@ -40,10 +40,11 @@ def apply_add(
     """Compute the item after `add`, or None when a limit, a claim or a release refuses it."""
     current = record.live(now) if record else None
     fields: Value = dict(current.value) if current else {}
-    if marks.claim is not None and marks.claim[0] in fields:
-        return None
-    if marks.release is not None and marks.release not in fields:
-        return None
+    if marks is not NO_MARKS:
+        if any(name in fields for name in marks.required_absent()):
+            return None
+        if marks.release is not None and marks.release not in fields:
+            return None
     new: dict[str, int] = {}
     for name, delta in deltas.items():
         old = fields.get(name, 0)
@@ -53,10 +54,11 @@ def apply_add(
     if limits and any(new[name] > limit for name, limit in limits.items()):
         return None
     fields.update(new)
-    if marks.claim is not None:
-        fields[marks.claim[0]] = marks.claim[1]
-    elif marks.release is not None:
-        del fields[marks.release]
+    if marks is not NO_MARKS:
+        for name in marks.removed():
+            fields.pop(name, None)
+        if marks.claim is not None:
+            fields[marks.claim[0]] = marks.claim[1]
     if expires_at is None and current is not None:
         expires_at = current.expires_at
     return Record(fields, expires_at), new

@@ -8,7 +8,9 @@ Why it is safe across processes:
 
 Why it never blocks the event loop: all SQLite calls run on ONE dedicated worker thread
 that owns the only connection (sqlite3 connections are single-thread objects). Calls from
-the loop are queued to that thread; a slow disk delays only store calls.
+the loop are queued to that thread; a slow disk delays only store calls. A call whose caller
+gave up (the store deadline) still runs when its turn comes: like a DynamoDB request that
+timed out, a write may land after its deadline, never silently vanish.
 
 Rows hold the item as JSON text plus an `expires_at` column (whole epoch seconds, NULL
 for none). Expired rows are absent on read and purged lazily by writers.
@@ -69,8 +71,15 @@ class SQLiteStore(Store):
         if self._closed:
             raise StoreError(f"SQLite store {self.path} is closed")
         loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(self._executor, fn, *args)
         try:
-            return await loop.run_in_executor(self._executor, fn, *args)
+            # Shielded: a caller that stops waiting (the store deadline) does not withdraw a
+            # call still queued for the thread. A write that timed out may land later, as on
+            # DynamoDB — the budget's idempotent writes count on it; a dropped settle was lost.
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            job.add_done_callback(_retrieve)
+            raise
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreUnavailable(f"SQLite store {self.path} stayed locked: {exc}") from exc
@@ -219,3 +228,9 @@ class SQLiteStore(Store):
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=False)
+
+
+def _retrieve(job: asyncio.Future[object]) -> None:
+    """Mark the outcome of a call nobody waits for any more as seen (no 'never retrieved')."""
+    if not job.cancelled():
+        job.exception()
