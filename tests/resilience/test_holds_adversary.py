@@ -278,6 +278,64 @@ async def test_a_reclaim_that_lands_but_reports_a_timeout_breaks_today(
     assert isinstance(again, Reservation), f"refused with the cap free: {again}"
 
 
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_a_crash_with_many_in_flight_is_reclaimed_by_the_next_refusal_breaks_today(
+    tmp_path: Path, clock: FakeClock, backend: str
+) -> None:
+    """BREAKS (b) as worded ("within reservation_ttl_s + the next reclaim") and availability:
+    a process dies with 200 small requests in flight ($0.005 each: the whole $1 cap). After
+    the TTL, the next $0.90 request is refused, its reclaim frees RECLAIM_MAX (64) holds =
+    $0.32, the one retry is refused again: 429 with every hold expired, and 136 expired holds
+    still count. Each further reclaim waits for another refusal, at most one per second per
+    process. Suggested fix: reclaim in batches until no expired hold is left (or until the
+    room asked for is free) before the retry."""
+    clock.now = at(2026, 11, 23, 12)
+    store: Store = (
+        MemoryStore(clock=clock) if backend == "memory" else SQLiteStore(tmp_path / "s.db", clock=clock)
+    )
+    try:
+        dead = guard_on(store, clock)
+        for i in range(200):
+            assert isinstance(await dead.reserve(None, 5_000, holder=f"dies-{i}"), Reservation)
+        clock.advance(TTL + 1)
+        guard = guard_on(store, clock)
+        outcome = await guard.reserve(None, WORST, holder="next")
+        committed, _, holds = await counters(store)
+        assert isinstance(outcome, Reservation), (
+            f"429 with {holds} expired holds still counting ${committed / 1e6}"
+        )
+        assert holds == 1
+    finally:
+        await store.aclose()
+
+
+ODD_HOLDERS = [
+    "3f2a9c1e-7b44-4c1a-9e55-0d2b8f6a1c3e",  # a Lambda request id
+    "h.1.x.y",  # dots, and a hold-shaped id
+    "committed",  # a counter's name
+    "\u8acb\u6c42 #:$ \"'",  # non-ASCII, placeholder-like and quote characters
+    "x" * 1000,  # long (DynamoDB attribute names may be up to 64 KB)
+]
+
+
+async def test_odd_request_ids_settle_and_expire_once(store: Store, clock: FakeClock) -> None:
+    """Hold names carry the request id as it is: every odd one reserves, settles and (left
+    unsettled) expires exactly once, on every backend."""
+    clock.now = at(2026, 11, 23, 12)
+    guard = guard_on(store, clock, daily_usd=100.0)
+    held = [await guard.reserve(None, 10_000, holder=holder) for holder in ODD_HOLDERS]
+    left = [await guard.reserve(None, 20_000, holder=holder) for holder in ODD_HOLDERS]
+    assert all(isinstance(h, Reservation) for h in held + left)
+    for h in held:
+        assert isinstance(h, Reservation)
+        await guard.settle(h, 1_000)
+    n = len(ODD_HOLDERS)
+    assert await counters(store) == (n * 1_000 + n * 20_000, n * 1_000, n)
+    clock.advance(TTL + 1)
+    await guard.status()
+    assert await counters(store) == (n * 1_000, n * 1_000, 0)
+
+
 # --- (c) settle racing reclaim on one SQLite file from two processes -----------------------
 
 
