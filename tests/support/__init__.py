@@ -12,6 +12,7 @@ the root conftest turns the most used into fixtures):
 - `moto_server`, `moto_process`: fake AWS credentials; moto's DynamoDB/SSM/Secrets Manager
 - `scripted_wire`: an AWS endpoint answering from a script (httpx.MockTransport)
 - `stores`: store wrappers that count, slow down or fail calls
+- `holds`: budget holds under a store that loses or half-answers writes (adversary tests)
 - `clock`: a settable clock
 - `clients`, `agreement`, `stack`, `slow_proxy`, `lambda_child`: the lifecycle proofs' clients,
   ledger checks, stack, slow network and Lambda invocation

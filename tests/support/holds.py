@@ -1,0 +1,101 @@
+"""Budget holds under a misbehaving store: the constants, a guard factory, the counters of a
+budget item, and store wrappers that lose, half-answer or delay the writes around a
+reservation (`tests/resilience/test_holds_adversary*.py`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tier_router.schema import BudgetConfig
+from tier_router.spend.budget import BudgetGuard
+from tier_router.spend.holds import HOLD_PREFIX
+from tier_router.store.base import Store, StoreUnavailable
+
+from tests.support.clock import FakeClock
+from tests.support.stores import Wrapped
+
+DAY = "2026-11-23"
+GLOBAL = f"budget:{DAY}"
+KEY_ITEM = f"budget:{DAY}:key:team-a"
+TTL = 60
+CAP_USD = 1.0
+WORST, ACTUAL = 900_000, 800_000  # each request reserves $0.90 of the $1 cap and costs $0.80
+
+
+def guard_on(store: Any, clock: FakeClock, **config: Any) -> BudgetGuard:
+    config = {"daily_usd": CAP_USD, "reservation_ttl_s": TTL, **config}
+    return BudgetGuard(store, BudgetConfig(**config), clock=clock)
+
+
+async def counters(store: Store, item: str = GLOBAL) -> tuple[int, int, int]:
+    """(committed, spent, number of holds) on `item`."""
+    value = await store.get(item) or {}
+    holds = sum(1 for name in value if name.startswith(HOLD_PREFIX))
+    return int(value.get("committed", 0)), int(value.get("spent", 0)), holds
+
+
+def is_settle(options: Mapping[str, Any], deltas: Mapping[str, int]) -> bool:
+    return options.get("release") is not None and "spent" in deltas
+
+
+def is_reclaim(options: Mapping[str, Any], deltas: Mapping[str, int]) -> bool:
+    return options.get("release") is not None and "spent" not in deltas and "expires_at" not in options
+
+
+class Misbehaving(Wrapped):
+    """Adds matching `which(options, deltas)` misbehave `times` times: `lost` raises a timeout
+    without applying the write (DynamoDB never received it; SQLite's lock outlasted
+    busy_timeout); `ambiguous` applies it and then raises the timeout (DynamoDB applied it and
+    the response was lost: "outcome unknown")."""
+
+    def __init__(
+        self,
+        inner: Store,
+        which: Callable[[Mapping[str, Any], Mapping[str, int]], bool],
+        how: str,
+        times: int,
+    ) -> None:
+        super().__init__(inner)
+        self.which, self.how, self.left = which, how, times
+        self.hits = 0
+
+    async def add(self, key: str, deltas: Mapping[str, int], **options: Any) -> dict[str, int] | None:
+        if self.left > 0 and self.which(options, deltas):
+            self.left -= 1
+            self.hits += 1
+            if self.how == "ambiguous":
+                await self.inner.add(key, deltas, **options)
+            raise StoreUnavailable("store add took longer than 1s")
+        return await super().add(key, deltas, **options)
+
+
+async def spent_reaches(store: Store, micro: int, timeout_s: float) -> bool:
+    """Poll until `spent` on the global item reaches `micro` (a background retry landed it),
+    for at most `timeout_s` of real time."""
+    for _ in range(max(1, int(timeout_s / 0.01))):
+        if (await counters(store))[1] >= micro:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+class LateOn(Wrapped):
+    """Claims on `item` time out at the caller and are applied later, by `land()`."""
+
+    def __init__(self, inner: Store, item: str) -> None:
+        super().__init__(inner)
+        self.item = item
+        self.parked: list[tuple[str, dict[str, int], dict[str, Any]]] = []
+
+    async def add(self, key: str, deltas: Mapping[str, int], **options: Any) -> dict[str, int] | None:
+        if key == self.item and options.get("claim") is not None:
+            self.parked.append((key, dict(deltas), options))
+            raise StoreUnavailable("store add took longer than 1s")
+        return await super().add(key, deltas, **options)
+
+    async def land(self) -> list[dict[str, int] | None]:
+        out = [await self.inner.add(key, deltas, **options) for key, deltas, options in self.parked]
+        self.parked.clear()
+        return out
