@@ -129,9 +129,8 @@ class BudgetConfig(Strict):
     reservation_ttl_s: WindowSeconds = Field(
         default=900.0,
         ge=1,
-        description="a reservation not settled within this time (its write landed after the store"
-        " deadline, or its process died) stops counting against the cap; keep it above your longest"
-        " request (Lambda stops at 900 s)",
+        description="a reservation not settled within this time (its settle was lost, its process"
+        " died) is charged in full; keep it above your longest request (Lambda stops at 900 s)",
     )
     on_store_error: Literal["allow", "reject"] = Field(
         default="allow",
