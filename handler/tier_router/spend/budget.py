@@ -78,7 +78,7 @@ from tier_router.outage import Outage
 from tier_router.schema import BudgetConfig, Price, Priority
 from tier_router.snapshot import Snapshot
 from tier_router.spend.counters import DAY_S, day_end, day_key, elapsed_fraction
-from tier_router.spend.holds import Holds, expired_holds, held_amounts
+from tier_router.spend.holds import Holds, held_amounts
 from tier_router.spend.pricing import usd, worst_case_micro_usd
 from tier_router.spend.reservation import CACHE_WRITE_MAX_MULTIPLIER, Bound
 from tier_router.store.base import Store, StoreError, Value
@@ -285,7 +285,7 @@ class BudgetGuard:
         else:
             self._outage.ok()
             for item, value in values.items():
-                if expired_holds(value, now):
+                if self.holds.due(value, now):
                     self._spawn(self.holds.reclaim(item, now))
         spent = {k: values.get(k, {}).get("spent", 0) for k in items}
         return {k: v if isinstance(v, int) else 0 for k, v in spent.items()}
@@ -410,7 +410,7 @@ class BudgetGuard:
         for key in dict.fromkeys(router_keys):
             named += [(key, s) for s in self._scopes(day, key) if s.kind == "key"]
         items = await self.store.get_many([s.item for _, s in named]) if named else {}
-        stale = [item for item, value in items.items() if expired_holds(value, now)]
+        stale = [item for item, value in items.items() if self.holds.due(value, now)]
         if stale:  # report what counts: reclaim expired holds first, then read again
             await asyncio.gather(*(self.holds.reclaim(item, now, force=True) for item in stale))
             items = await self.store.get_many([s.item for _, s in named])

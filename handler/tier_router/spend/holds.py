@@ -84,6 +84,11 @@ def expired_holds(value: Value, now: float) -> list[tuple[str, int]]:
     return out
 
 
+def expired_tombs(value: Value, now: float, ttl_s: float) -> list[str]:
+    """Tombstones past their own expiry (their hold's expiry + one ttl)."""
+    return [n for n in value if (s := stamp(n, TOMB_PREFIX)) is not None and s + ttl_s <= now]
+
+
 def held_amounts(value: Value) -> list[int]:
     """The amounts of every hold in `value`, expired or not."""
     return [v for name, v in value.items() if hold_expiry(name) is not None and isinstance(v, int)]
@@ -159,6 +164,10 @@ class Holds:
             return new
         return await self.store.add(item, held, expires_at=expires, release=hold, claim=tomb)
 
+    def due(self, value: Value, now: float) -> bool:
+        """True when `value` (a budget item) holds expired holds or tombstones."""
+        return bool(expired_holds(value, now) or expired_tombs(value, now, self.ttl_s))
+
     async def reclaim(self, item: str, now: float, *, force: bool = False) -> int:
         """Charge the expired holds on `item` in full and drop expired tombstones; returns the
         micro-dollars charged. At most once per RECLAIM_EVERY_S per item and process unless
@@ -180,7 +189,7 @@ class Holds:
             charged += sum(
                 await asyncio.gather(*(self._expire(item, name, amount) for name, amount in batch))
             )
-        tombs = [n for n in value if (s := stamp(n, TOMB_PREFIX)) is not None and s + self.ttl_s <= now]
+        tombs = expired_tombs(value, now, self.ttl_s)
         for i in range(0, min(len(tombs), RECLAIM_MAX), RECLAIM_BATCH):
             try:
                 await self.store.add(item, {"swept": 1}, drop=tombs[i : i + RECLAIM_BATCH])
