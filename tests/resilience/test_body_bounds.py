@@ -91,6 +91,19 @@ def test_ten_mib_of_empty_objects_is_refused_before_it_is_parsed(router: Router)
     assert grew_mb < 60, f"peak RSS grew by {grew_mb:.0f} MB"
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_a_body_of_invalid_messages_within_the_limits_is_refused_at_the_first(router: Router) -> None:
+    """Under the value limit, but every message invalid: pydantic reported all 90,000 errors
+    (+95 MB of peak RSS, 0.3 s of CPU); it reports the first and stops."""
+    body = b'{"model": "t", "messages": [' + b",".join([b"{}"] * 90_000) + b"]}"
+    before = peak_rss_kb(router.proc.pid)
+    answer = post(router, body)
+    grew_mb = (peak_rss_kb(router.proc.pid) - before) / 1024
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["param"] == "messages.0.role"
+    assert grew_mb < 40, f"peak RSS grew by {grew_mb:.0f} MB"
+
+
 def test_nesting_past_the_limit_is_a_400_and_brackets_in_strings_do_not_count(router: Router) -> None:
     depth = DEFAULT_MAX_JSON_DEPTH  # the body itself is one level
     deep = {"model": "t", "messages": [{"role": "user", "content": "hi"}], "metadata": {}}
