@@ -14,6 +14,9 @@ from typing import Any, TypeVar
 
 import httpx
 
+from tier_router.providers.base import UpstreamProtocolError
+from tier_router.settings import DEFAULT_MAX_SSE_LINE_BYTES
+
 Events = list[tuple[str, str]]
 """(event name, data) pairs; the name is "" for an unnamed event."""
 T = TypeVar("T")
@@ -21,27 +24,45 @@ T = TypeVar("T")
 
 class SSEParser:
     """Bytes in, complete events out. Comments and ids are ignored; lines may end in LF, CRLF
-    or CR (a CR at the end of a block waits for the next block: it may be half a CRLF)."""
+    or CR (a CR at the end of a block waits for the next block: it may be half a CRLF).
 
-    __slots__ = ("data", "event", "rest")
+    Linear in the bytes fed, however they are split: the start of a line whose end has not
+    come is kept as a list of pieces, joined once when its end arrives (never re-joined and
+    re-searched per block). A line, or an event's data, longer than `max_line` bytes is an
+    UpstreamProtocolError: a stream is not buffered without bound."""
 
-    def __init__(self) -> None:
+    __slots__ = ("data", "event", "max_line", "rest", "size", "waiting")
+
+    def __init__(self, max_line: int = DEFAULT_MAX_SSE_LINE_BYTES) -> None:
         self.event = ""
         self.data: list[str] = []
-        self.rest = b""
+        self.size = 0
+        """Characters of the current event's data so far."""
+        self.rest: list[bytes] = []
+        """Pieces of a line whose end has not arrived yet."""
+        self.waiting = 0
+        """Their length."""
+        self.max_line = max_line
 
     def feed(self, block: bytes) -> Events:
+        if b"\n" not in block and b"\r" not in block:  # no line ends here: nothing to parse yet
+            self._hold(block)
+            return []
         rest = self.rest
-        lines = (rest + block).splitlines(keepends=True) if rest else block.splitlines(keepends=True)
-        self.rest = lines.pop() if lines and (lines[-1][-1:] != b"\n") else b""
-        event, data = self.event, self.data
+        if rest:
+            rest.append(block)
+            block, self.rest, self.waiting = b"".join(rest), [], 0
+        lines = block.splitlines(keepends=True)
+        if lines[-1][-1:] != b"\n":
+            self._hold(lines.pop())
+        event, data, size = self.event, self.data, self.size
         batch: Events = []
         for line_bytes in lines:
             line = line_bytes.rstrip(b"\r\n").decode("utf-8", "replace")
             if not line:
                 if data:
                     batch.append((event, "\n".join(data)))
-                event, data = "", []
+                event, data, size = "", [], 0
                 continue
             if line[0] == ":":
                 continue
@@ -50,10 +71,24 @@ class SSEParser:
                 value = value[1:]
             if name == "data":
                 data.append(value)
+                size += len(value) + 1
+                if size > self.max_line:
+                    raise UpstreamProtocolError(
+                        f"the provider's stream sent an event larger than the limit of {self.max_line} bytes"
+                    )
             elif name == "event":
                 event = value
-        self.event, self.data = event, data
+        self.event, self.data, self.size = event, data, size
         return batch
+
+    def _hold(self, piece: bytes) -> None:
+        if piece:
+            self.rest.append(piece)
+            self.waiting += len(piece)
+            if self.waiting > self.max_line:
+                raise UpstreamProtocolError(
+                    f"the provider's stream sent a line longer than the limit of {self.max_line} bytes"
+                )
 
     def close(self) -> Events:
         """At the end of the stream: the last line even without its line ending, and an event
@@ -61,14 +96,17 @@ class SSEParser:
         batch = self.feed(b"\n") if self.rest else []
         if self.data:
             batch.append((self.event, "\n".join(self.data)))
-            self.event, self.data = "", []
+            self.event, self.data, self.size = "", [], 0
         return batch
 
 
-async def sse_batches(response: httpx.Response) -> AsyncIterator[Events]:
+async def sse_batches(
+    response: httpx.Response, max_line: int = DEFAULT_MAX_SSE_LINE_BYTES
+) -> AsyncIterator[Events]:
     """Server-sent events as (event name, data) pairs, in the batches they arrived in: one list
-    per network read. Holds nothing to clean up: closing it never waits."""
-    parser = SSEParser()
+    per network read. Holds nothing to clean up: closing it never waits. Raises
+    UpstreamProtocolError on a line or event longer than `max_line` bytes."""
+    parser = SSEParser(max_line)
     async for block in response.aiter_bytes():
         batch = parser.feed(block)
         if batch:
