@@ -198,3 +198,18 @@ def test_sse_batches_raises_the_protocol_error_of_an_oversized_line() -> None:
 
     with pytest.raises(UpstreamProtocolError, match="4096 bytes"):
         asyncio.run(collect())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(0, 12_000), min_size=1, max_size=4),
+    st.sampled_from(["\n", "\r\n", "\r"]),
+    st.data(),
+)
+def test_long_lines_held_as_pieces_parse_the_same_however_they_are_split(lengths, newline, data) -> None:
+    items = [("", [chr(ord("a") + i) * n]) for i, n in enumerate(lengths)]
+    raw = render(items, newline, comments=False)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=12)))
+    blocks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    expected = [(name, "\n".join(lines)) for name, lines in items]
+    assert flat(read(blocks)) == expected
