@@ -20,21 +20,22 @@ nest ~25 deep; base64 images add none.
 from __future__ import annotations
 
 import array
+import asyncio
 import itertools
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from tier_router.errors import APIError, ClientGone, RequestError
 from tier_router.routing.request import MAY_HOLD_SURROGATES, encodable
 from tier_router.settings import Settings
-from tier_router.sse import within
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+T = TypeVar("T")
 
 
 def reject_constant(name: str) -> float:
@@ -59,6 +60,57 @@ JSON_DECODER = json.JSONDecoder(parse_constant=reject_constant, parse_float=fini
 """Built once: `json.loads(..., parse_constant=...)` would build a decoder per request."""
 
 
+class BodyDeadlines:
+    """`await deadlines.within(read)`: `read`, or TimeoutError once `timeout_s` have passed —
+    without a timer per request (one costs more than the rest of reading a body that has
+    already arrived, the usual case). Reads in flight are noted in a dict; one timer per
+    process, armed only while reads are in flight, cancels those past their deadline (up to a
+    quarter of `timeout_s`, at most 1 s, late) — a timer, not a task: nothing is left pending
+    in a loop that stops."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.sweep_every = min(max(timeout_s / 4, 0.01), 1.0)
+        self.reading: dict[asyncio.Task[Any], float] = {}
+        """Each read in flight: its task, and its deadline on the loop's clock."""
+        self.cut: set[asyncio.Task[Any]] = set()
+        """Tasks the sweep cancelled (so their CancelledError becomes TimeoutError)."""
+        self._armed: asyncio.AbstractEventLoop | None = None
+        """The loop the sweep timer is armed on (None: not armed)."""
+
+    async def within(self, read: Awaitable[T]) -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        assert task is not None, "called outside a task"
+        self.reading[task] = loop.time() + self.timeout_s
+        if self._armed is not loop:
+            self._arm(loop)
+        try:
+            return await read
+        except asyncio.CancelledError:
+            if task in self.cut and task.uncancel() == 0:
+                raise TimeoutError(f"the body did not arrive within {self.timeout_s:g} s") from None
+            raise
+        finally:
+            del self.reading[task]
+            if self.cut:
+                self.cut.discard(task)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._armed = loop
+        loop.call_later(self.sweep_every, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._armed = None
+        now = loop.time()
+        for task, deadline in list(self.reading.items()):
+            if deadline <= now and task not in self.cut and task.get_loop() is loop:
+                self.cut.add(task)
+                task.cancel()
+        if self.reading:
+            self._arm(loop)
+
+
 @dataclass(frozen=True, slots=True)
 class BodyLimits:
     """What a request body may be: bytes, seconds to arrive, JSON values and nesting depth."""
@@ -67,11 +119,13 @@ class BodyLimits:
     timeout_s: float
     max_values: int
     max_depth: int
+    deadlines: BodyDeadlines
 
     @classmethod
     def of(cls, settings: Settings) -> BodyLimits:
         s = settings
-        return cls(s.max_body_bytes, s.body_timeout_s, s.max_json_values, s.max_json_depth)
+        deadlines = BodyDeadlines(s.body_timeout_s)
+        return cls(s.max_body_bytes, s.body_timeout_s, s.max_json_values, s.max_json_depth, deadlines)
 
 
 STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
@@ -123,7 +177,11 @@ def check_shape(raw: bytes, limits: BodyLimits) -> None:
         )
 
 
-async def read_json(headers: Mapping[str, str], receive: Receive, limits: BodyLimits) -> dict[str, Any]:
+async def read_json(
+    headers: Mapping[str, str], receive: Receive, limits: BodyLimits, *, timed: bool = True
+) -> dict[str, Any]:
+    """The body as a JSON object, or APIError. `timed=False`: no deadline (Lambda, where the
+    body comes whole with the event, and no sweeper may be left in a loop that stops)."""
     content_type = headers.get("content-type", "application/json")
     if "json" not in content_type:
         raise APIError(
@@ -135,7 +193,8 @@ async def read_json(headers: Mapping[str, str], receive: Receive, limits: BodyLi
     if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes:
         raise too_large(limits.max_bytes)
     try:  # one deadline for the whole body: a trickle of bytes does not extend it
-        raw = await within(limits.timeout_s, read_body(receive, limits.max_bytes))
+        read = read_body(receive, limits.max_bytes)
+        raw = await limits.deadlines.within(read) if timed else await read
     except TimeoutError:
         raise APIError(
             408,

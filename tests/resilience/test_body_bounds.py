@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import select
 import socket
@@ -23,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tier_router.body import BodyDeadlines
 from tier_router.settings import DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_JSON_VALUES
 
 from tests.support.router_process import Router, running_router
@@ -218,3 +220,26 @@ def test_a_body_trickled_a_byte_at_a_time_is_cut_by_one_deadline(router: Router)
         raw = read_until_closed(sock, within_s=5)
     assert time.monotonic() - started < BODY_TIMEOUT_S + 2
     assert_timed_out(router, raw)
+
+
+# --- the deadline itself: no timer per request -------------------------------------------------
+
+
+def test_deadlines_cut_an_overdue_read_and_leave_other_cancellations_alone() -> None:
+    async def main() -> None:
+        deadlines = BodyDeadlines(0.1)
+        assert await deadlines.within(asyncio.sleep(0, result=b"body")) == b"body"  # at once: no wait
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"within 0\.1 s"):
+            await deadlines.within(asyncio.sleep(5))
+        assert 0.1 <= time.monotonic() - started < 0.5
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+        reader = asyncio.create_task(deadlines.within(asyncio.sleep(5)))
+        await asyncio.sleep(0.01)
+        reader.cancel()  # the server's cancellation (shutdown, a disconnect): not a timeout
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        assert deadlines.reading == {}
+        assert deadlines.cut == set()
+
+    asyncio.run(main())
