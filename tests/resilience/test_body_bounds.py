@@ -117,6 +117,8 @@ def test_nesting_past_the_limit_is_a_400_and_brackets_in_strings_do_not_count(ro
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["code"] == "invalid_json"
     assert f"limit of {depth} levels" in answer.json()["error"]["message"]
+    deep["x"] = nested[0]  # one level less: exactly the limit
+    assert post(router, json.dumps(deep).encode()).status_code == 200
 
     brackets = "[[[[{{{{" * 50_000 + "," * 300_000  # 400,000 brackets and 300,000 commas, in a string
     fine = {"model": "t", "messages": [{"role": "user", "content": brackets}]}
