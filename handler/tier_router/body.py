@@ -154,8 +154,8 @@ def check_shape(raw: bytes, limits: BodyLimits) -> None:
     are counted too at first (it costs a few `bytes.count`); only a body over a limit by that
     count is counted again without its strings: the exact figure, in a few linear passes."""
     opens, values = values_in(raw)
-    if values <= limits.max_values and opens <= limits.max_depth:  # the usual case: done
-        return
+    if values <= limits.max_values and (opens <= limits.max_depth or depth_of(raw) <= limits.max_depth):
+        return  # the usual case (a big request: brackets in strings are not worth a pass)
     structure = without_strings(raw, limits.max_values)
     if structure is not None:
         opens, values = values_in(structure)
@@ -189,7 +189,7 @@ async def read_json(
     headers: Mapping[str, str], receive: Receive, limits: BodyLimits, *, timed: bool = True
 ) -> dict[str, Any]:
     """The body as a JSON object, or APIError. `timed=False`: no deadline (Lambda, where the
-    body comes whole with the event, and no sweeper may be left in a loop that stops)."""
+    body comes whole with the event, and no timer may be left in a loop that stops)."""
     content_type = headers.get("content-type", "application/json")
     if "json" not in content_type:
         raise APIError(
