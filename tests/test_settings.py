@@ -55,6 +55,24 @@ def test_from_env_reads_everything_once() -> None:
     assert Settings.from_env({}).aws_endpoint("dynamodb") is None
 
 
+def test_body_and_stream_bounds_are_read_and_reach_workers() -> None:
+    env = {
+        "TIER_ROUTER_BODY_TIMEOUT_S": "2.5",
+        "TIER_ROUTER_MAX_JSON_VALUES": "1000",
+        "TIER_ROUTER_MAX_JSON_DEPTH": "16",
+        "TIER_ROUTER_MAX_SSE_LINE_BYTES": "65536",
+    }
+    settings = Settings.from_env(env)
+    bounds = (settings.body_timeout_s, settings.max_json_values, settings.max_json_depth)
+    assert bounds == (2.5, 1000, 16)
+    assert settings.max_sse_line_bytes == 65536
+    assert Settings.from_json(settings.to_json(), env) == settings  # `serve --workers N`
+    defaults = Settings.from_env({})
+    assert (defaults.body_timeout_s, defaults.max_json_values) == (30.0, 200_000)
+    assert defaults.max_json_depth == 128
+    assert defaults.max_sse_line_bytes == 4 * 1024 * 1024
+
+
 def test_the_default_store_is_defined_once() -> None:
     assert Settings.from_env({}).store_url == DEFAULT_STORE
     assert configured_store_url({}) is None

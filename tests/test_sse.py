@@ -5,12 +5,14 @@ one batch, so nothing waits for more data than has arrived."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tier_router.providers.base import UpstreamProtocolError
 from tier_router.sse import SSEParser, sse_batches, within
 
 
@@ -144,3 +146,70 @@ def test_parser_keeps_a_half_line_and_a_trailing_cr_until_the_next_block() -> No
 
 def test_parser_drops_an_event_without_data() -> None:
     assert SSEParser().feed(b"event: message_start\n\n: comment only\n\n") == []
+
+
+# -- long lines: linear buffering, and a limit ------------------------------------------------------
+
+
+def test_a_long_line_arriving_in_small_blocks_is_buffered_in_linear_time() -> None:
+    """8 MiB of one line in 8 KiB reads. Re-joining and re-searching the buffer on every read
+    copied ~4 GiB (quadratic: a 48 MB line took 37 s of CPU); pieces joined once take ms."""
+    block = b"x" * 8192
+    parser = SSEParser(max_line=16 * 1024 * 1024)
+    started = time.process_time()
+    assert parser.feed(b"data: ") == []
+    for _ in range(1024):
+        assert parser.feed(block) == []
+    events = parser.feed(b"\n\n")
+    elapsed = time.process_time() - started
+    assert events == [("", "x" * (8192 * 1024))]
+    assert elapsed < 0.3, f"{elapsed:.2f} s of CPU"
+
+
+def test_a_line_longer_than_the_limit_is_a_protocol_error_as_soon_as_it_passes_it() -> None:
+    parser = SSEParser(max_line=1000)
+    assert parser.feed(b"data: " + b"x" * 600) == []
+    with pytest.raises(UpstreamProtocolError, match="line longer than the limit of 1000 bytes"):
+        parser.feed(b"x" * 600)  # no line end yet: refused before a full line is ever held
+
+
+def test_an_event_whose_data_lines_add_up_past_the_limit_is_a_protocol_error() -> None:
+    parser = SSEParser(max_line=1000)
+    with pytest.raises(UpstreamProtocolError, match="event larger than the limit of 1000 bytes"):
+        parser.feed(b"data: " + b"y" * 300 + b"\n" + (b"data: " + b"y" * 300 + b"\n") * 3)
+
+
+def test_lines_and_events_up_to_the_limit_pass_however_they_are_split() -> None:
+    parser = SSEParser(max_line=1000)
+    line = b"data: " + b"z" * 900 + b"\n"
+    assert parser.feed(line[:400]) == []
+    assert parser.feed(line[400:800]) == []
+    assert parser.feed(line[800:] + b"\r\n") == [("", "z" * 900)]
+    assert parser.feed(b"data: a\r") == []  # CR-only line endings: still parsed, not held forever
+    assert parser.feed(b"\rdata: b\r\r") == [("", "a")]  # the last CR may be half a CRLF
+    assert parser.feed(b"data: c\r\r\n") == [("", "b"), ("", "c")]
+
+
+def test_sse_batches_raises_the_protocol_error_of_an_oversized_line() -> None:
+    async def collect() -> None:
+        response = httpx.Response(200, stream=Blocks([b"data: ok\n\n", b"data: " + b"x" * 5000]))
+        async for _ in sse_batches(response, max_line=4096):
+            pass
+
+    with pytest.raises(UpstreamProtocolError, match="4096 bytes"):
+        asyncio.run(collect())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(0, 12_000), min_size=1, max_size=4),
+    st.sampled_from(["\n", "\r\n", "\r"]),
+    st.data(),
+)
+def test_long_lines_held_as_pieces_parse_the_same_however_they_are_split(lengths, newline, data) -> None:
+    items = [("", [chr(ord("a") + i) * n]) for i, n in enumerate(lengths)]
+    raw = render(items, newline, comments=False)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=12)))
+    blocks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    expected = [(name, "\n".join(lines)) for name, lines in items]
+    assert flat(read(blocks)) == expected

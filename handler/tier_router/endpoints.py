@@ -51,7 +51,9 @@ async def caller(request: Request, gateway: Gateway, exchange: Exchange) -> KeyR
 async def chat(request: Request, gateway: Gateway, exchange: Exchange) -> Response:
     record = await caller(request, gateway, exchange)
     key_id = exchange.line.key
-    body = await read_json(request.headers, request.receive, gateway.settings.max_body_bytes)
+    body = await read_json(
+        request.headers, request.receive, gateway.body_limits, timed="aws.event" not in request.scope
+    )
     decision = check_tier(gateway.rules, record, decide(gateway, request, body))
     exchange.routed(decision)
     try:
@@ -162,7 +164,9 @@ async def chat_route(request: Request) -> Response:
 
 async def explain(request: Request) -> Response:
     gateway = await authenticated(request)
-    body = await read_json(request.headers, request.receive, gateway.settings.max_body_bytes)
+    body = await read_json(
+        request.headers, request.receive, gateway.body_limits, timed="aws.event" not in request.scope
+    )
     decision = decide(gateway, request, body)
     data = decision.as_dict()
     if gateway.breakers is not None:

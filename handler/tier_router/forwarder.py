@@ -45,6 +45,7 @@ from tier_router.provider_keys import KeySource, redact
 from tier_router.providers.base import Adapter, ClientRequestError, StreamDecoder, UpstreamProtocolError
 from tier_router.providers.registry import adapter_for
 from tier_router.routing.engine import Decision, ModelRoute
+from tier_router.settings import DEFAULT_MAX_SSE_LINE_BYTES
 from tier_router.sse import Events, sse_batches
 from tier_router.stream import Held, OpenedStream, hold_until_content
 from tier_router.transport import transport_for
@@ -108,10 +109,11 @@ class HeldBack(NamedTuple):
 class Streamed:
     """An event stream, read until its first content."""
 
-    __slots__ = ("include_usage",)
+    __slots__ = ("include_usage", "max_line")
 
-    def __init__(self, include_usage: bool) -> None:
+    def __init__(self, include_usage: bool, max_line: int = DEFAULT_MAX_SSE_LINE_BYTES) -> None:
         self.include_usage = include_usage
+        self.max_line = max_line
 
     def deadline(self, route: ModelRoute) -> float:
         return route.provider.timeouts.first_token
@@ -121,7 +123,7 @@ class Streamed:
         if not content_type.startswith("text/event-stream"):
             raise UpstreamProtocolError(f"expected an event stream, got {content_type or 'no type'!r}")
         decoder = adapter.decoder(self.include_usage)
-        batches = sse_batches(response)
+        batches = sse_batches(response, self.max_line)
         try:
             held, pending = await hold_until_content(batches, decoder)
         except BaseException:
@@ -156,8 +158,11 @@ class Forwarder:
         keys: KeySource,
         health: Health | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        *,
+        max_sse_line: int = DEFAULT_MAX_SSE_LINE_BYTES,
     ) -> None:
         self.client = client
+        self.max_sse_line = max_sse_line
         self.keys = keys
         self.health = health or AlwaysHealthy()
         self.clock = clock
@@ -173,7 +178,7 @@ class Forwarder:
     async def open_stream(
         self, decision: Decision, body: dict[str, Any], include_usage: bool
     ) -> OpenedStream:
-        served = await self.serve(decision, body, Streamed(include_usage))
+        served = await self.serve(decision, body, Streamed(include_usage, self.max_sse_line))
         decoder, batches, held, pending = served.answer
         return OpenedStream(
             served.route,

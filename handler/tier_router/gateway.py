@@ -18,6 +18,7 @@ import httpx
 from tier_router.admission import SpendControls
 from tier_router.auth import Auth, KeysLoader
 from tier_router.aws.ssm import fetch_parameter, key_source
+from tier_router.body import BodyLimits
 from tier_router.breakers import BreakerBoard, BreakerConfig, BreakerHealth, Health
 from tier_router.disconnect import DisconnectWatch
 from tier_router.forwarder import Forwarder
@@ -91,7 +92,10 @@ class Gateway:
         )
         self.breakers = breaker_health(self.store, self.rules) if health is None else None
         self.spend = SpendControls(self.store, self.rules)
-        self.forwarder = Forwarder(self.client, self.keys, health or self.breakers)
+        self.forwarder = Forwarder(
+            self.client, self.keys, health or self.breakers, max_sse_line=settings.max_sse_line_bytes
+        )
+        self.body_limits = BodyLimits.of(settings)
         self.disconnects = DisconnectWatch(WATCH_AFTER_S)
         self.access_log = AccessLog(
             enabled=settings.log_requests, emf=settings.emf_metrics, buffered=settings.background_settle

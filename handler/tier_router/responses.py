@@ -88,7 +88,7 @@ async def _events(exchange: Exchange, opened: OpenedStream, spend: SpendControls
     except (UpstreamProtocolError, TimeoutError, httpx.HTTPError) as exc:
         exchange.ended(Outcome.STREAM_INTERRUPTED)
         message = redact(
-            f"The provider's stream failed after it started: {exc or exc.__class__.__name__}",
+            f"The provider's stream failed after it started: {str(exc) or exc.__class__.__name__}",
             [opened.secret or ""],
         )
         error = {

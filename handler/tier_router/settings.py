@@ -29,6 +29,10 @@ PACKAGED_RULES = Path(__file__).resolve().parent.parent / "rules" / "router.yaml
 DEFAULT_STORE = "sqlite:///.tier-router/state.db"
 """The store when TIER_ROUTER_STORE is not set: a SQLite file shared by local processes."""
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_BODY_TIMEOUT_S = 30.0
+DEFAULT_MAX_JSON_VALUES = 200_000
+DEFAULT_MAX_JSON_DEPTH = 128
+DEFAULT_MAX_SSE_LINE_BYTES = 4 * 1024 * 1024
 WORKERS_ENV = "TIER_ROUTER_SERVE_SETTINGS"
 """Where `export_to_workers` puts the serialized settings for `serve --workers N`."""
 
@@ -80,6 +84,17 @@ class Settings:
     """TIER_ROUTER_API_KEYS is set (to anything but ""), even when it holds no key (`","`, spaces):
     a configured source that is empty, which `serve` refuses on a network address."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    """The whole request body must arrive within this many seconds of the request (408 and the
+    connection closed otherwise): one deadline, so a body trickled a byte at a time is cut too."""
+    max_json_values: int = DEFAULT_MAX_JSON_VALUES
+    """At most this many JSON values (objects, arrays, their elements) in a request body (413),
+    checked before it is parsed: parsed, `[{},{},…]` weighs ~30 times its bytes."""
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+    """At most this deep a nesting of JSON objects and arrays in a request body (400)."""
+    max_sse_line_bytes: int = DEFAULT_MAX_SSE_LINE_BYTES
+    """A provider's stream may not send a line, or an event's data, longer than this: past it
+    the stream counts as broken (an upstream protocol failure), not buffered further."""
     store_timeout_s: float = 1.0
     """Deadline for any one state-store call; past it the store counts as unavailable."""
     log_requests: bool = True
@@ -122,6 +137,10 @@ class Settings:
             api_keys=keys,
             api_keys_set=bool(environ.get("TIER_ROUTER_API_KEYS")),
             max_body_bytes=int(environ.get("TIER_ROUTER_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+            body_timeout_s=float(environ.get("TIER_ROUTER_BODY_TIMEOUT_S", DEFAULT_BODY_TIMEOUT_S)),
+            max_json_values=int(environ.get("TIER_ROUTER_MAX_JSON_VALUES", DEFAULT_MAX_JSON_VALUES)),
+            max_json_depth=int(environ.get("TIER_ROUTER_MAX_JSON_DEPTH", DEFAULT_MAX_JSON_DEPTH)),
+            max_sse_line_bytes=int(environ.get("TIER_ROUTER_MAX_SSE_LINE_BYTES", DEFAULT_MAX_SSE_LINE_BYTES)),
             store_timeout_s=float(environ.get("TIER_ROUTER_STORE_TIMEOUT_S", "1.0")),
             log_requests=environ.get("TIER_ROUTER_LOG_REQUESTS", "1") not in ("0", "false", "no"),
             keys_file=Path(environ["TIER_ROUTER_KEYS_FILE"])

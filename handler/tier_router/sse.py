@@ -14,26 +14,58 @@ from typing import Any, TypeVar
 
 import httpx
 
+from tier_router.providers.base import UpstreamProtocolError
+from tier_router.settings import DEFAULT_MAX_SSE_LINE_BYTES
+
 Events = list[tuple[str, str]]
 """(event name, data) pairs; the name is "" for an unnamed event."""
 T = TypeVar("T")
 
 
+LONG_LINE = 4096
+"""The start of a line shorter than this is re-joined with each read (at most this much copied
+per read, as cheap as the old single buffer); a longer one is held as pieces, joined once."""
+
+
 class SSEParser:
     """Bytes in, complete events out. Comments and ids are ignored; lines may end in LF, CRLF
-    or CR (a CR at the end of a block waits for the next block: it may be half a CRLF)."""
+    or CR (a CR at the end of a block waits for the next block: it may be half a CRLF).
 
-    __slots__ = ("data", "event", "rest")
+    Linear in the bytes fed, however they are split: the start of a long line whose end has
+    not come is kept as a list of pieces, joined once when its end arrives (never re-joined
+    and re-searched per read). A line longer than `max_line` bytes, or an event whose data
+    spans more than `max_line` bytes of reads, is an UpstreamProtocolError: a stream is not
+    buffered without bound."""
 
-    def __init__(self) -> None:
+    __slots__ = ("data", "event", "long", "long_from", "max_line", "rest", "size", "waiting")
+
+    def __init__(self, max_line: int = DEFAULT_MAX_SSE_LINE_BYTES) -> None:
         self.event = ""
         self.data: list[str] = []
         self.rest = b""
+        """The start of a short line whose end has not arrived yet."""
+        self.long: list[bytes] = []
+        """The pieces of a long one (and `waiting`, their length)."""
+        self.waiting = 0
+        self.size = 0
+        """Bytes of the reads the current, unfinished event has spanned (an upper bound on its
+        data: events that end within one read, the usual case, are never counted)."""
+        self.max_line = max_line
+        self.long_from = min(LONG_LINE, max_line)
 
     def feed(self, block: bytes) -> Events:
-        rest = self.rest
-        lines = (rest + block).splitlines(keepends=True) if rest else block.splitlines(keepends=True)
-        self.rest = lines.pop() if lines and (lines[-1][-1:] != b"\n") else b""
+        if self.long:
+            lines = self._continue_long(block)
+        else:
+            rest = self.rest
+            lines = (rest + block).splitlines(keepends=True) if rest else block.splitlines(keepends=True)
+        rest = b""
+        if lines and lines[-1][-1:] != b"\n":  # the start of a line: held until its end comes
+            rest = lines.pop()
+            if len(rest) >= self.long_from:
+                self._start_long(rest)
+                rest = b""
+        self.rest = rest
         event, data = self.event, self.data
         batch: Events = []
         for line_bytes in lines:
@@ -53,22 +85,57 @@ class SSEParser:
             elif name == "event":
                 event = value
         self.event, self.data = event, data
+        if data:  # an event goes on into the next read: bound it by the reads it spans
+            self.size = size = (0 if batch else self.size) + len(block)
+            if size > self.max_line:
+                raise UpstreamProtocolError(
+                    f"the provider's stream sent an event larger than the limit of {self.max_line} bytes"
+                )
+        elif self.size:
+            self.size = 0
         return batch
+
+    def _start_long(self, piece: bytes) -> None:
+        self.long, self.waiting = [piece], len(piece)
+        if len(piece) > self.max_line:
+            raise self._too_long()
+
+    def _continue_long(self, block: bytes) -> list[bytes]:
+        """The lines `block` completes, the long line held so far included: joined once, when
+        a line end arrives; until then `block` is only added to the pieces."""
+        lines = block.splitlines(keepends=True)
+        long = self.long
+        long.append(block)
+        if not lines or (len(lines) == 1 and lines[0][-1:] not in (b"\n", b"\r")):
+            self.waiting += len(block)
+            if self.waiting > self.max_line:
+                raise self._too_long()
+            return []
+        self.long, self.waiting = [], 0
+        return b"".join(long).splitlines(keepends=True)
+
+    def _too_long(self) -> UpstreamProtocolError:
+        return UpstreamProtocolError(
+            f"the provider's stream sent a line longer than the limit of {self.max_line} bytes"
+        )
 
     def close(self) -> Events:
         """At the end of the stream: the last line even without its line ending, and an event
         even without its blank line."""
-        batch = self.feed(b"\n") if self.rest else []
+        batch = self.feed(b"\n") if self.rest or self.long else []
         if self.data:
             batch.append((self.event, "\n".join(self.data)))
             self.event, self.data = "", []
         return batch
 
 
-async def sse_batches(response: httpx.Response) -> AsyncIterator[Events]:
+async def sse_batches(
+    response: httpx.Response, max_line: int = DEFAULT_MAX_SSE_LINE_BYTES
+) -> AsyncIterator[Events]:
     """Server-sent events as (event name, data) pairs, in the batches they arrived in: one list
-    per network read. Holds nothing to clean up: closing it never waits."""
-    parser = SSEParser()
+    per network read. Holds nothing to clean up: closing it never waits. Raises
+    UpstreamProtocolError on a line or event longer than `max_line` bytes."""
+    parser = SSEParser(max_line)
     async for block in response.aiter_bytes():
         batch = parser.feed(block)
         if batch:

@@ -94,6 +94,10 @@ class OpenedStream:
                     events = await within(self.stall_s, anext(self._batches))
                 except StopAsyncIteration:
                     raise UpstreamProtocolError("the provider's stream ended before its end marker") from None
+                except TimeoutError:  # its own text is empty: say which limit, and its value
+                    raise TimeoutError(
+                        f"the provider sent nothing for {self.stall_s:g} s (its stall limit)"
+                    ) from None
         finally:
             await self.aclose()
 

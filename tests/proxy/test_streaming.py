@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.router_app import app_settings
+
 pytestmark = pytest.mark.anyio
 
 CHAT = "/v1/chat/completions"
@@ -301,7 +303,9 @@ def assert_interrupted(payloads: list[str]) -> dict[str, Any]:
     error = last["error"]
     assert error["code"] == "stream_interrupted"
     assert set(error) == {"message", "type", "param", "code"}
-    assert error["message"]
+    message = error["message"]
+    reason = message.partition("failed after it started:")[2].strip()
+    assert reason, f"no reason given: {message!r}"
     return error
 
 
@@ -386,11 +390,50 @@ async def test_stall_mid_stream_gets_error_event(
     elapsed = time.perf_counter() - started
 
     payloads = read_sse(response.text)
-    assert_interrupted(payloads)
+    error = assert_interrupted(payloads)
+    assert "sent nothing for 0.2 s (its stall limit)" in error["message"]
     assert content_of([json.loads(p) for p in payloads[:-1]]) == "fast "
     assert elapsed < 2.0
     assert backup.call_count == 0
     assert slow.closed
+
+
+async def test_a_line_past_the_sse_limit_mid_stream_gets_error_event(
+    make_router, upstream, urls, chat, openai_chunks, sse, read_sse, slow_stream
+):
+    router = make_router(settings=app_settings(max_sse_line_bytes=64 * 1024))
+    good = openai_chunks(["before "], usage=False)
+    huge = [(0.0, b"x" * 8192) for _ in range(25)]  # one 200 KiB line, in network-sized reads
+    reads = [(0.0, sse(good[:2], done=False)), (0.0, b"data: "), *huge, (0.0, b"\n\n" + sse(good[2:]))]
+    stream = slow_stream(reads)
+    upstream.post(urls["openai"]).mock(
+        return_value=httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=stream)
+    )
+    backup = upstream.post(urls["backup"]).mock(return_value=httpx.Response(500))
+
+    response = await router.post(CHAT, json=chat(stream=True))
+
+    payloads = read_sse(response.text)
+    error = assert_interrupted(payloads)
+    assert "longer than the limit of 65536 bytes" in error["message"]
+    assert content_of([json.loads(p) for p in payloads[:-1]]) == "before "
+    assert backup.call_count == 0
+
+
+async def test_a_line_past_the_sse_limit_before_content_fails_over(
+    make_router, upstream, urls, chat, openai_chunks, sse, sse_response, read_sse
+):
+    router = make_router(settings=app_settings(max_sse_line_bytes=64 * 1024))
+    huge = b"data: " + b"x" * (200 * 1024) + b"\n\n"
+    upstream.post(urls["openai"]).mock(return_value=sse_response(huge))
+    upstream.post(urls["backup"]).mock(return_value=sse_response(sse(openai_chunks(["b"], usage=False))))
+
+    response = await router.post(CHAT, json=chat(stream=True))
+
+    got, done = split(read_sse(response.text))
+    assert done
+    assert content_of(got) == "b"
+    assert response.headers["x-router-attempts"] == "2"
 
 
 # -- streams that never open ---------------------------------------------------------------------------

@@ -48,7 +48,7 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1)
-    messages: list[Message] = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1, fail_fast=True)  # report the first bad message only
     stream: bool | None = None
     stream_options: dict[str, Any] | None = None
     modalities: list[str] | None = None
