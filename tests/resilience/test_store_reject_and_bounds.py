@@ -257,6 +257,7 @@ OUT_OF_BOUNDS: list[tuple[tuple[str, ...], Any, str]] = [
     (("providers", "prov-a", "timeouts", "total"), 1e308, "total"),
     (("providers", "prov-a", "timeouts", "connect"), float("inf"), "connect"),
     (("providers", "prov-a", "timeouts", "stall"), 1e308, "stall"),
+    (("providers", "prov-a", "probe", "timeout_s"), 1e308, "timeout_s"),
     (("models", "primary", "price", "input"), 1e308, "input"),
     (("models", "primary", "price", "output"), float("inf"), "output"),
     (("models", "primary", "max_output"), 10**30, "max_output"),

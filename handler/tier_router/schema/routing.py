@@ -33,6 +33,18 @@ class Timeouts(Strict):
     stall: Seconds = Field(default=30.0, description="max gap between streamed chunks")
 
 
+class HealthCheck(Strict):
+    """How `tier-router probe` (and the scheduled Lambda probe) checks a provider."""
+
+    enabled: bool = True
+    model: Name | None = Field(
+        default=None,
+        description="a model of this provider (its name under models:): a 1-token completion on it "
+        "instead of the default GET {base_url}/models",
+    )
+    timeout_s: Seconds = Field(default=10.0, description="the whole check, connect included")
+
+
 class Provider(Strict):
     kind: Literal["openai", "anthropic", "mock"]
     base_url: str = Field(min_length=1)
@@ -43,6 +55,7 @@ class Provider(Strict):
     )
     timeouts: Timeouts = Timeouts()
     headers: dict[str, str] = Field(default_factory=dict, description="extra static headers, no secrets")
+    probe: HealthCheck = HealthCheck()
 
     @field_validator("base_url")
     @classmethod
