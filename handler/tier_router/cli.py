@@ -101,6 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(run=run_status)
 
+    probe = commands.add_parser(
+        "probe", help="check every provider once, record the results on the breakers (exit 1: one is down)"
+    )
+    probe.add_argument(
+        "--rules", type=Path, help="rules file (default: $TIER_ROUTER_RULES or rules/router.yaml)"
+    )
+    probe.add_argument(
+        "--store", help="state store URL (default: $TIER_ROUTER_STORE or the local SQLite file)"
+    )
+    probe.add_argument("--json", action="store_true", help="print one JSON object")
+    probe.set_defaults(run=run_probe)
+
     replay = commands.add_parser(
         "replay", help="re-route a request log through the rules and report cost (calls no provider)"
     )
@@ -215,6 +227,26 @@ def run_status(args: argparse.Namespace) -> int:
     else:
         print(render_status(data))
     return 0
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tier_router.errors import StoreError
+    from tier_router.probe import probe_with_store, render, summary
+
+    rules = load_or_report(args.rules)
+    if rules is None:
+        return 1
+    settings = Settings.from_env()
+    store_url = args.store or settings.store_url
+    try:
+        results = asyncio.run(probe_with_store(rules, settings, store_url))
+    except (StoreError, ValueError) as exc:
+        print(f"cannot probe with the state store {store_url}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary(results)) if args.json else render(results))
+    return 0 if all(r.healthy for r in results) else 1
 
 
 def render_status(data: dict[str, Any]) -> str:

@@ -158,6 +158,8 @@ def breaker_health(store: Store, rules: Rules) -> BreakerHealth | None:
         failure_threshold=spec.failure_threshold,
         window_s=spec.window_s,
         recovery_s=spec.recovery_s,
+        recovery_backoff=spec.recovery_backoff,
+        recovery_max_s=spec.recovery_max_s,
         probe_lease_s=max(spec.recovery_s, 30.0),
         cache_ttl_s=spec.cache_ttl_s,
     )

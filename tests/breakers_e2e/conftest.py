@@ -91,8 +91,10 @@ def make_rules(fakes: FakeProviders) -> Callable[..., dict[str, Any]]:
 
 
 def wait_out_window_edge(window_s: float, margin_s: float = 1.5) -> None:
-    """Failures are counted per fixed window aligned to multiples of `window_s`; a window
-    ending in the middle of a test would reset the count. Sleep past an edge that is near."""
+    """Failures are counted in buckets of `window_s` (aligned to multiples of it), the previous
+    bucket's weighted by its overlap with the rolling window: failures just before an edge count
+    a little under 1 each just after it, so exactly THRESHOLD of them straddling an edge may not
+    open the breaker. Sleep past an edge that is near."""
     now = time.time()
     edge = (math.floor(now / window_s) + 1) * window_s
     if edge - now < margin_s:

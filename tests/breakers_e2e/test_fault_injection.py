@@ -24,6 +24,7 @@ pytestmark = pytest.mark.integration
 THRESHOLD = 3
 RECOVERY_S = 1.0
 RECOVERED_S = RECOVERY_S + 0.2  # a little past recovery, so the next request may probe
+REPROBE_S = 2 * RECOVERY_S + 0.2  # after a failed probe: the period doubled (recovery_backoff 2)
 WINDOW_S = 30.0
 
 
@@ -114,7 +115,7 @@ def test_after_recovery_exactly_one_probe_then_a_healthy_probe_closes_the_breake
         assert fakes.a.requests == THRESHOLD + 1
 
         fakes.a.control(mode="ok")
-        time.sleep(RECOVERED_S)
+        time.sleep(REPROBE_S)
         assert served(chat(client)) == ("a", 1)  # the probe, answered by A
         assert router.breaker("a") == {"provider": "closed", "model": "closed"}
         for _ in range(5):
@@ -228,7 +229,7 @@ def test_a_probe_that_fails_at_the_transport_level_starts_a_new_recovery_period(
     """Model `a` is open (HTTP 503s). Its probe then fails at the transport level: a reset,
     which the forwarder records against the PROVIDER breaker, or a timeout, which it records
     against the model's (a slow model). Either way the model breaker must still see its probe
-    end — re-opened for a new `recovery_s` (or at least its lease freed) — so that after a
+    end — re-opened for a new recovery period (or at least its lease freed) — so that after a
     recovery period the next probe goes to A. (The failure mode: the model's probe lease is
     never released and A is skipped until it expires, 30 s.)"""
     small = {"connect": 0.5, "read": 0.3, "total": 0.3, "first_token": 0.3, "stall": 0.3}
@@ -242,7 +243,7 @@ def test_a_probe_that_fails_at_the_transport_level_starts_a_new_recovery_period(
         assert fakes.a.requests == THRESHOLD + 1
 
         fakes.a.control(mode="ok")
-        time.sleep(RECOVERED_S)
+        time.sleep(REPROBE_S)
         assert served(chat(client)) == ("a", 1), "A is healthy and a recovery period has passed"
         assert router.breaker("a") == {"provider": "closed", "model": "closed"}
 

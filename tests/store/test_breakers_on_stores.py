@@ -40,3 +40,49 @@ async def test_open_probe_close_cycle(store: Store, clock: FakeClock) -> None:
     assert await boards[0].admit("p", views[0]) is True  # ...and another caller may probe
     await boards[0].record_success("p", views[0])
     assert [(await b.snapshot(["p"]))["p"] for b in boards] == [CLOSED] * 3
+
+
+ADAPTIVE = BreakerConfig(
+    failure_threshold=3, window_s=60, recovery_s=5, recovery_backoff=2, recovery_max_s=15, cache_ttl_s=0
+)
+
+
+async def test_rolling_window_and_backoff_are_shared(store: Store, clock: FakeClock) -> None:
+    """Issue 14 on every backend: failures from two "processes" either side of a bucket edge
+    add up; the backed-off recovery period one process wrote is the one the others obey; a
+    success closes it for all, and the next opening starts short again."""
+    clock.now = 1_800_000_000.0 + ADAPTIVE.window_s - 1  # 1 s before a bucket edge
+    one, two = (BreakerBoard(store, ADAPTIVE, clock=clock) for _ in range(2))
+    for _ in range(2):
+        await one.record_failure("p", (await one.snapshot(["p"]))["p"])
+    clock.advance(2)
+    for _ in range(2):
+        await two.record_failure("p", (await two.snapshot(["p"]))["p"])
+    view = (await one.snapshot(["p"]))["p"]
+    assert view.state == "open"
+    opened_at = view.opened_at
+    assert opened_at is not None
+
+    for failed, period in enumerate((5, 10, 15, 15)):  # probes fail: 5 s, then x2 up to 15 s
+        prober, other = (one, two) if failed % 2 else (two, one)
+        clock.now = opened_at + period - 0.5
+        assert (await other.snapshot(["p"]))["p"].state == "open"
+        clock.now = opened_at + period
+        view = (await prober.snapshot(["p"]))["p"]
+        assert (view.state, view.failed_probes) == ("half_open", failed)
+        assert await prober.admit("p", view) is True
+        assert await other.admit("p", (await other.snapshot(["p"]))["p"]) is False  # one probe
+        await prober.record_failure("p", view)
+        opened_at = clock.now
+
+    clock.now = opened_at + 15
+    view = (await one.snapshot(["p"]))["p"]
+    assert await one.admit("p", view) is True
+    await one.record_success("p", view)
+    assert (await two.snapshot(["p"]))["p"] == CLOSED
+    for _ in range(3):
+        await two.record_failure("p", (await two.snapshot(["p"]))["p"])
+    view = (await one.snapshot(["p"]))["p"]
+    assert (view.state, view.failed_probes, view.opened_at) == ("open", 0, clock.now)
+    clock.advance(5)
+    assert (await one.snapshot(["p"]))["p"].state == "half_open"  # short again

@@ -9,6 +9,8 @@ Endpoints (paths are matched by suffix, so ``{base_url}/chat/completions`` works
 
 - openai:    ``POST .../chat/completions``  (``Authorization: Bearer <any>`` required)
 - anthropic: ``POST .../messages``          (``x-api-key`` and ``anthropic-version`` required)
+- both:      ``GET .../models``           a model list (same auth; a ``status`` fault answers it too;
+  counted in ``model_lists``, not in ``requests``)
 - ``POST /_control``  set the fault config (replaces it; ``{"reset": true}`` also clears stats)
 - ``GET  /_control``  current fault config
 - ``GET  /_stats``    counters by outcome, disconnects, in-flight, last + recent requests seen
@@ -575,6 +577,7 @@ class FakeUpstream:
         self.outcomes: Counter[str] = Counter()
         self.disconnects = 0
         self.in_flight = 0
+        self.model_lists = 0
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_MAX)
 
     def configure(self, data: dict[str, Any]) -> None:
@@ -595,6 +598,7 @@ class FakeUpstream:
             "outcomes": dict(self.outcomes),
             "disconnects": self.disconnects,
             "in_flight": self.in_flight,
+            "model_lists": self.model_lists,
             "last_request": self.recent[-1] if self.recent else None,
             "recent": list(self.recent),
         }
@@ -637,6 +641,8 @@ class FakeUpstream:
             await _json(send, 200, self.stats())
         elif method == "POST" and path.endswith(self._suffix):
             await self._provider(scope, receive, send, body)
+        elif method == "GET" and path.endswith("/models"):
+            await self._models(scope, send)
         else:
             await self._error(send, 404, f"no route for {method} {path}", self._request_id(0))
 
@@ -803,6 +809,19 @@ class FakeUpstream:
             return True
         await _body(send, data)
         return True
+
+    async def _models(self, scope: Scope, send: Send) -> None:
+        """`GET .../models`: what a health check asks for (no tokens, no body)."""
+        self.model_lists += 1
+        request_id = self._request_id(0)
+        problem = self._auth_problem(_header_dict(scope))
+        if problem is not None:
+            await self._error(send, problem[0], problem[1], request_id)
+        elif self.faults.mode == "status":
+            await self._status_fault(send, request_id)
+        else:
+            data = [{"id": f"{self.name}-model", "object": "model", "created": 0, "owned_by": self.name}]
+            await _json(send, 200, {"object": "list", "data": data})
 
     async def _status_fault(self, send: Send, request_id: str) -> None:
         f = self.faults

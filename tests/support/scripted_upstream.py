@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -45,6 +46,8 @@ class ScriptedUpstream:
         self.in_flight = 0
         self.disconnects = 0  # the router hung up before we finished
         self.tags: set[str] = set()
+        self.arrivals: list[tuple[float, int]] = []
+        """Each chat request: (time.monotonic() at arrival, requests in flight counting it)."""
 
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].endswith("/chat/completions"):
@@ -64,6 +67,7 @@ class ScriptedUpstream:
         if "tag" in script:
             self.tags.add(script["tag"])
         self.in_flight += 1
+        self.arrivals.append((time.monotonic(), self.in_flight))
         try:
             await self._answer(scope, receive, send, body, script)
         finally:

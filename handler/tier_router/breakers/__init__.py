@@ -24,6 +24,7 @@ from tier_router.breakers.plan import (
     Plan,
     model_key,
     probe_lease_s,
+    provider_breaker,
     provider_key,
 )
 
@@ -43,5 +44,6 @@ __all__ = [
     "least_recently_failed",
     "model_key",
     "probe_lease_s",
+    "provider_breaker",
     "provider_key",
 ]

@@ -2,25 +2,37 @@
 
 One breaker per key (the caller uses keys like `provider:openai` or `model:gpt-4o`):
 
-    closed --(failure_threshold failures in a window)--> open
-    open   --(recovery_s elapsed)--> half-open: exactly ONE probe request at a time
-    probe succeeds --> closed;  probe fails --> open again (a new recovery period)
+    closed --(failure_threshold failures within the last window_s)--> open
+    open   --(the recovery period elapsed)--> half-open: exactly ONE probe request at a time
+    probe succeeds --> closed;  probe fails --> open again, for a longer recovery period
+
+Failures are counted over a ROLLING window of `window_s` seconds, not a clock-aligned one (where
+failures either side of an edge never add up): the classic sliding-window counter. Failures go
+into buckets of `window_s` seconds; the count at time t is the current bucket's plus the previous
+bucket's weighted by how much of it still lies within the last `window_s` seconds.
+
+Recovery adapts: the first recovery period is `recovery_s` (short: a provider that comes back
+gets traffic again within seconds); each failed probe multiplies it by `recovery_backoff`, up
+to `recovery_max_s` (a provider that stays down is not probed every few seconds); a successful
+probe closes the breaker, and its next opening starts short again (`BreakerConfig.recovery_for`).
 
 Store layout (prefix `breaker:` by default; values are small dicts of ints/strs):
-- `breaker:<key>`            {"state": "open", "opened_ms", "last_failure_ms"}; absent = closed
-- `breaker:<key>@<window#>`  {"failures": n} — an atomic counter per fixed window of
-                             `window_s` seconds (aligned to multiples of it), expiring after
+- `breaker:<key>`            {"state": "open", "opened_ms", "last_failure_ms", "failed_probes"};
+                             absent = closed. `failed_probes`: probes failed since it opened
+- `breaker:<key>@<bucket#>`  {"failures": n} — an atomic counter per bucket of `window_s`
+                             seconds; two are read (this one and the previous), expiring after
 - `breaker:<key>!probe`      {"owner": token}: the half-open probe lease, taken with a
                              conditional write and expiring after the lease the caller
                              asks for (at least `probe_lease_s`; the plan asks for the
                              attempt's longest timeout), so a probe that crashed cannot
                              wedge the breaker and a slow one is not joined by a second
 
-Hot-path cost: `snapshot()` reads every candidate's breaker with ONE `get_many` and keeps
+Hot-path cost: `snapshot()` reads every candidate's breaker (its state item and its two
+buckets) with ONE `get_many` and keeps
 the result in process for `cache_ttl_s` (1 s by default; a `tier_router.snapshot.Snapshot`),
 so a warm process under load does not touch the store per request. Writes happen only on
 failures and on state changes; a success on a closed breaker writes nothing. (A success
-therefore does not reset the window's failure count: we count failures per window, not
+therefore does not reset the failure count: we count failures per rolling window, not
 consecutive failures, so a provider failing every other request still trips.)
 
 When the store itself fails, breakers fail OPEN in the traffic sense: they read as closed
@@ -48,11 +60,18 @@ logger = logging.getLogger(__name__)
 State = Literal["closed", "open", "half_open"]
 
 
+MAX_BACKOFF_STEPS = 64
+"""`recovery_for` stops multiplying after this many failed probes (the cap is reached long
+before; this keeps `backoff ** n` a finite float however long a provider stays down)."""
+
+
 @dataclass(frozen=True, slots=True)
 class BreakerConfig:
-    failure_threshold: int = 5  # failures within one window that open the breaker
-    window_s: float = 30.0  # length of a failure-counting window
-    recovery_s: float = 30.0  # how long an open breaker blocks before one probe is let through
+    failure_threshold: int = 5  # failures within the last window_s that open the breaker
+    window_s: float = 30.0  # length of the rolling failure-counting window
+    recovery_s: float = 5.0  # how long a newly opened breaker blocks before one probe is let through
+    recovery_backoff: float = 2.0  # each failed probe multiplies the recovery period by this...
+    recovery_max_s: float = 60.0  # ...up to this
     probe_lease_s: float = 30.0  # a probe that neither succeeds nor fails frees its slot after this
     cache_ttl_s: float = 1.0  # how stale a snapshot may be (0 = read the store every time)
     key_prefix: str = "breaker:"
@@ -60,6 +79,14 @@ class BreakerConfig:
     def __post_init__(self) -> None:
         if self.failure_threshold < 1 or min(self.window_s, self.recovery_s, self.probe_lease_s) <= 0:
             raise ValueError("breaker threshold, window, recovery and lease must be positive")
+        if self.recovery_backoff < 1 or self.recovery_max_s < self.recovery_s:
+            raise ValueError("breaker recovery_backoff must be >= 1 and recovery_max_s >= recovery_s")
+
+    def recovery_for(self, failed_probes: int) -> float:
+        """The recovery period of a breaker whose probes failed `failed_probes` times since it
+        opened: recovery_s x recovery_backoff^failed_probes, at most recovery_max_s."""
+        steps = min(max(failed_probes, 0), MAX_BACKOFF_STEPS)
+        return min(self.recovery_max_s, self.recovery_s * self.recovery_backoff**steps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +95,9 @@ class BreakerView:
 
     state: State = "closed"
     opened_at: float | None = None
-    failures: int = 0  # in the current window; counted only while closed
+    failures: float = 0  # within the rolling window (an estimate); counted only while closed
     last_failure_at: float | None = None  # tracked for open breakers (what re-opened them)
+    failed_probes: int = 0  # probes failed since it opened: sets its recovery period
 
 
 CLOSED = BreakerView()
@@ -79,9 +107,18 @@ CLOSED = BreakerView()
 class _Known:
     """What the store said about one breaker (or what we wrote to it)."""
 
-    window: int  # the failure window `failures` counts in
+    bucket: int  # the bucket `failures` counts in; `previous` is bucket - 1's count
     failures: int
+    previous: int
     item: Value | None  # the state item; None = closed
+
+    def counts_at(self, bucket: int) -> tuple[int, int]:
+        """(this bucket's, the previous bucket's) failures as known, seen from `bucket`."""
+        if bucket == self.bucket:
+            return self.failures, self.previous
+        if bucket == self.bucket + 1:
+            return 0, self.failures
+        return 0, 0
 
 
 class BreakerBoard:
@@ -113,8 +150,12 @@ class BreakerBoard:
         return {k: self._view(k, now) for k in keys}
 
     async def _fetch(self, keys: list[str], now: float) -> dict[str, _Known]:
-        window = self._window(now)
-        names = [name for k in keys for name in (self._state_key(k), self._count_key(k, window))]
+        bucket = self._bucket(now)
+        names = [
+            name
+            for k in keys
+            for name in (self._state_key(k), self._count_key(k, bucket), self._count_key(k, bucket - 1))
+        ]
         try:
             items = await self.store.get_many(names)
         except StoreError as exc:
@@ -122,26 +163,39 @@ class BreakerBoard:
             items = {}  # fail open: everything reads as closed until the next refresh
         else:
             self._outage.ok()
-        known = {}
-        for k in keys:
-            failures = (items.get(self._count_key(k, window)) or {}).get("failures", 0)
-            failures = failures if isinstance(failures, int) else 0
-            known[k] = _Known(window, failures, items.get(self._state_key(k)))
-        return known
+        return {
+            k: _Known(
+                bucket,
+                _count((items.get(self._count_key(k, bucket)) or {}).get("failures")),
+                _count((items.get(self._count_key(k, bucket - 1)) or {}).get("failures")),
+                items.get(self._state_key(k)),
+            )
+            for k in keys
+        }
 
     def _view(self, key: str, now: float) -> BreakerView:
         known = self._known.get(key)
         if known is None:
             return CLOSED
         item = known.item
-        failures = known.failures if known.window == self._window(now) else 0
+        failures = self._rolling(*known.counts_at(self._bucket(now)), now)
         if item is None or item.get("state") != "open":
             return BreakerView(failures=failures)
         opened_at = _seconds(item.get("opened_ms"))
+        failed_probes = _count(item.get("failed_probes"))
         state: State = "open"
-        if opened_at is None or now >= opened_at + self.config.recovery_s:
+        if opened_at is None or now >= opened_at + self.config.recovery_for(failed_probes):
             state = "half_open"
-        return BreakerView(state, opened_at, failures, _seconds(item.get("last_failure_ms")))
+        return BreakerView(state, opened_at, failures, _seconds(item.get("last_failure_ms")), failed_probes)
+
+    def _rolling(self, failures: int, previous: int, now: float) -> float:
+        """The sliding-window estimate: this bucket's failures plus the previous bucket's,
+        weighted by the share of it that lies within the last `window_s` seconds."""
+        if not previous:
+            return failures
+        window_s = self.config.window_s
+        elapsed = (now - self._bucket(now) * window_s) / window_s  # share of this bucket gone by
+        return failures + previous * (1.0 - elapsed)
 
     # --- deciding ---------------------------------------------------------------------
 
@@ -155,7 +209,7 @@ class BreakerBoard:
         if view.state == "closed":
             return True
         now = self._clock()
-        if view.opened_at is not None and now < view.opened_at + self.config.recovery_s:
+        if view.opened_at is not None and now < view.opened_at + self.config.recovery_for(view.failed_probes):
             return False
         token = next(self._tokens)
         try:
@@ -182,33 +236,43 @@ class BreakerBoard:
         try:
             if view.state == "closed":
                 await self._count_failure(key, now, ms)
-            else:  # a probe (or a last-resort attempt) failed: a new recovery period starts
-                item: Value = {"state": "open", "opened_ms": ms, "last_failure_ms": ms}
+            else:  # a probe (or a last-resort attempt) failed: a new, longer recovery period
+                failed = view.failed_probes + 1
+                item: Value = {
+                    "state": "open",
+                    "opened_ms": ms,
+                    "last_failure_ms": ms,
+                    "failed_probes": failed,
+                }
                 await self.store.put(self._state_key(key), item)
                 self._remember(key, now, item=item)
+                recovery_s = self.config.recovery_for(failed)
                 # Stores keep whole-second expiries (rounded up): end the hold a second early so
                 # it is surely gone when the new recovery period ends.
-                await self._hold_probe_until(key, now + self.config.recovery_s - 1)
-                logger.warning("breaker %s re-opened: probe failed", key)
+                await self._hold_probe_until(key, now + recovery_s - 1)
+                logger.warning("breaker %s re-opened for %gs: probe failed", key, recovery_s)
                 self._notify(key, "reopened")
         except StoreError as exc:
             self._outage.failed("record failure", exc)
 
     async def _count_failure(self, key: str, now: float, ms: int) -> None:
-        window = self._window(now)
+        bucket = self._bucket(now)
         counts = await self.store.add(
-            self._count_key(key, window),
+            self._count_key(key, bucket),
             {"failures": 1},
-            expires_at=(window + 2) * self.config.window_s,  # outlive the window, then vanish
+            expires_at=(bucket + 3) * self.config.window_s,  # counted in the next bucket too, then gone
         )
         failures = counts["failures"] if counts else 0
-        self._remember(key, now, window=window, failures=failures)
-        if failures < self.config.failure_threshold:
+        known = self._known.get(key)
+        previous = known.counts_at(bucket)[1] if known is not None else 0  # as of the last read
+        self._remember(key, now, bucket=bucket, failures=failures, previous=previous)
+        rolling = self._rolling(failures, previous, now)
+        if rolling < self.config.failure_threshold:
             return
-        item: Value = {"state": "open", "opened_ms": ms, "last_failure_ms": ms}
+        item: Value = {"state": "open", "opened_ms": ms, "last_failure_ms": ms, "failed_probes": 0}
         if await self.store.put_if(self._state_key(key), item, expected={"state": None}):
             self._remember(key, now, item=item)
-            logger.warning("breaker %s opened: %d failures within %gs", key, failures, self.config.window_s)
+            logger.warning("breaker %s opened: %.1f failures within %gs", key, rolling, self.config.window_s)
             self._notify(key, "opened")
         else:
             self._known.discard(key)  # someone else opened it first: re-read next time
@@ -218,14 +282,16 @@ class BreakerBoard:
         if view.state == "closed":
             return
         now = self._clock()
+        bucket = self._bucket(now)
         try:
             await self.store.delete(self._state_key(key))
-            await self.store.delete(self._count_key(key, self._window(now)))
+            for stale in (bucket, bucket - 1):  # the failures that opened it count no more
+                await self.store.delete(self._count_key(key, stale))
             await self._release_probe(key, now)
         except StoreError as exc:
             self._outage.failed("record success", exc)
             return
-        self._known.set(key, _Known(self._window(now), 0, None), now)
+        self._known.set(key, _Known(bucket, 0, 0, None), now)
         logger.info("breaker %s closed: probe succeeded", key)
 
     async def release(self, key: str) -> None:
@@ -262,17 +328,17 @@ class BreakerBoard:
     def _remember(self, key: str, now: float, **changes: Any) -> None:
         """Apply our own write (`changes` to `_Known`'s fields) to the snapshot, so this
         process sees it without a read; the rest of what it knows is as old as it was."""
-        known = self._known.get(key) or _Known(self._window(now), 0, None)
+        known = self._known.get(key) or _Known(self._bucket(now), 0, 0, None)
         self._known.amend(key, replace(known, **changes), now)
 
-    def _window(self, now: float) -> int:
+    def _bucket(self, now: float) -> int:
         return math.floor(now / self.config.window_s)
 
     def _state_key(self, key: str) -> str:
         return f"{self.config.key_prefix}{key}"
 
-    def _count_key(self, key: str, window: int) -> str:
-        return f"{self.config.key_prefix}{key}@{window}"
+    def _count_key(self, key: str, bucket: int) -> str:
+        return f"{self.config.key_prefix}{key}@{bucket}"
 
     def _probe_key(self, key: str) -> str:
         return f"{self.config.key_prefix}{key}!probe"
@@ -294,3 +360,8 @@ def least_recently_failed(keys: Sequence[str], views: Mapping[str, BreakerView])
 
 def _seconds(ms: object) -> float | None:
     return ms / 1000 if isinstance(ms, int) else None
+
+
+def _count(value: object) -> int:
+    """A counter read from the store (absent, not an int, or negative: 0)."""
+    return value if isinstance(value, int) and value > 0 else 0

@@ -44,7 +44,12 @@ def probe_lease_s(route: ModelRoute) -> float:
 
 
 def provider_key(route: ModelRoute) -> str:
-    return f"provider:{route.provider_name}"
+    return provider_breaker(route.provider_name)
+
+
+def provider_breaker(name: str) -> str:
+    """The breaker key of the provider named `name` in the rules file."""
+    return f"provider:{name}"
 
 
 def model_key(route: ModelRoute) -> str:

@@ -218,6 +218,10 @@ def cross_check(spec: RulesFile) -> Iterable[Problem]:
     for name, model in models.items():
         if model.provider not in providers:
             yield Problem(f"model {name!r}: provider", unknown("provider", model.provider, providers))
+    for name, provider in providers.items():
+        probed = provider.probe.model
+        if probed is not None and (probed not in models or models[probed].provider != name):
+            yield Problem(f"provider {name!r}: probe.model", f"{probed!r} is not a model of this provider")
     for tier, chain in tiers.items():
         if not chain:
             yield Problem(f"tier {tier!r}", "empty chain: list at least one model")

@@ -33,6 +33,18 @@ class Timeouts(Strict):
     stall: Seconds = Field(default=30.0, description="max gap between streamed chunks")
 
 
+class HealthCheck(Strict):
+    """How `tier-router probe` (and the scheduled Lambda probe) checks a provider."""
+
+    enabled: bool = True
+    model: Name | None = Field(
+        default=None,
+        description="a model of this provider (its name under models:): a 1-token completion on it "
+        "instead of the default GET {base_url}/models",
+    )
+    timeout_s: Seconds = Field(default=10.0, description="the whole check, connect included")
+
+
 class Provider(Strict):
     kind: Literal["openai", "anthropic", "mock"]
     base_url: str = Field(min_length=1)
@@ -43,6 +55,7 @@ class Provider(Strict):
     )
     timeouts: Timeouts = Timeouts()
     headers: dict[str, str] = Field(default_factory=dict, description="extra static headers, no secrets")
+    probe: HealthCheck = HealthCheck()
 
     @field_validator("base_url")
     @classmethod
@@ -195,6 +208,10 @@ class Routing(Strict):
     )
 
 
+MAX_BACKOFF = 10.0
+"""A recovery period may grow tenfold per failed probe at most (it reaches recovery_max_s anyway)."""
+
+
 class Breakers(Strict):
     """Circuit breakers per provider and per model, shared through the state store."""
 
@@ -205,8 +222,20 @@ class Breakers(Strict):
         le=1_000_000,  # a threshold never reached is a disabled breaker: say `enabled: false`
         description="failures within window_s that open a breaker",
     )
-    window_s: WindowSeconds = 30.0
-    recovery_s: WindowSeconds = Field(default=30.0, description="how long an open breaker skips its target")
+    window_s: WindowSeconds = Field(default=30.0, description="the rolling window failures are counted in")
+    recovery_s: WindowSeconds = Field(
+        default=5.0, description="how long a newly opened breaker skips its target before one probe"
+    )
+    recovery_backoff: float = Field(
+        default=2.0, ge=1.0, le=MAX_BACKOFF, description="each failed probe multiplies the recovery by this"
+    )
+    recovery_max_s: WindowSeconds = Field(default=60.0, description="the longest recovery period")
     cache_ttl_s: float = Field(
         default=1.0, ge=0, le=MAX_TIMEOUT_S, description="how stale a process's view may be"
     )
+
+    @model_validator(mode="after")
+    def _recovery_bounds(self) -> Breakers:
+        if self.recovery_max_s < self.recovery_s:
+            raise ValueError("recovery_max_s must be at least recovery_s")
+        return self
