@@ -37,11 +37,18 @@ async def counters(store: Store, item: str = GLOBAL) -> tuple[int, int, int]:
 
 
 def is_settle(options: Mapping[str, Any], deltas: Mapping[str, int]) -> bool:
-    return options.get("release") is not None and "spent" in deltas
+    """A settle's release with a cost (a rollback charges nothing: no `spent`)."""
+    return options.get("release") is not None and "spent" in deltas and "expires_at" in options
+
+
+def is_release(options: Mapping[str, Any], deltas: Mapping[str, int]) -> bool:
+    """Any settle's or rollback's release (they set the item's expiry; an expiry write does not)."""
+    return options.get("release") is not None and "expires_at" in options
 
 
 def is_reclaim(options: Mapping[str, Any], deltas: Mapping[str, int]) -> bool:
-    return options.get("release") is not None and "spent" not in deltas and "expires_at" not in options
+    """An expiry write: release an expired hold and charge it in full (no item expiry given)."""
+    return options.get("release") is not None and "expires_at" not in options
 
 
 class Misbehaving(Wrapped):
@@ -82,7 +89,8 @@ async def spent_reaches(store: Store, micro: int, timeout_s: float) -> bool:
 
 
 class LateOn(Wrapped):
-    """Claims on `item` time out at the caller and are applied later, by `land()`."""
+    """Reservation writes (claims of a hold) on `item` time out at the caller and are applied
+    later, by `land()`. Other writes (settles, their tombstones) go through."""
 
     def __init__(self, inner: Store, item: str) -> None:
         super().__init__(inner)
@@ -90,7 +98,8 @@ class LateOn(Wrapped):
         self.parked: list[tuple[str, dict[str, int], dict[str, Any]]] = []
 
     async def add(self, key: str, deltas: Mapping[str, int], **options: Any) -> dict[str, int] | None:
-        if key == self.item and options.get("claim") is not None:
+        claim = options.get("claim")
+        if key == self.item and claim is not None and claim[0].startswith(HOLD_PREFIX):
             self.parked.append((key, dict(deltas), options))
             raise StoreUnavailable("store add took longer than 1s")
         return await super().add(key, deltas, **options)
