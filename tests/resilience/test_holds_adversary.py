@@ -352,6 +352,53 @@ async def test_one_scope_written_late_counts_once_on_both(
     assert isinstance(await again.reserve("team-a", rest, holder="req-3"), Reservation)
 
 
+@pytest.mark.parametrize("mode", ["allow", "reject"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["in-order", "reversed"])
+async def test_a_settle_whose_every_write_lands_late_counts_once(
+    store: Store, clock: FakeClock, mode: str, reverse: bool, fast_retries: None
+) -> None:
+    """(a), (b), (c) The key scope's reservation write AND every try of its settle (allow) or
+    rollback (reject) time out and land later — in the order sent, or the reverse (the
+    settle's tries first: each finds no hold and is refused whole, tombstone included; then
+    the reservation lands with nobody left to release it). In order: the key counts what the
+    request cost. Reversed: the key over-counts — the hold is charged in full at the TTL (the
+    safe direction). The global scope counts the cost once either way. (The first version's
+    `LateOn` delayed every claim; only the reservation claimed then.)"""
+    clock.now = at(2026, 11, 23, 12)
+    worst, actual = 300_000, 200_000
+    late = LateOn(store, KEY_ITEM, every_claim=True)
+    guard = guard_on(late, clock, per_key_daily_usd=CAP_USD, daily_usd=3.0, on_store_error=mode)
+    if mode == "allow":
+        held = await guard.reserve("team-a", worst, holder="req-1")
+        assert isinstance(held, Reservation)
+        assert held.uncounted
+        await guard.settle(held, actual)
+        charged = actual
+    else:
+        with pytest.raises(StoreUnavailable):
+            await guard.reserve("team-a", worst, holder="req-1")
+        await asyncio.gather(*guard._tasks)
+        charged = 0
+    assert len(late.parked) == 1 + SETTLE_TRIES  # the reservation, then every try of the settle
+    assert await counters(store, KEY_ITEM) == (0, 0, 0)
+    assert await counters(store, GLOBAL) == (charged, charged, 0)
+    landed = await late.land(reverse=reverse)
+    if not reverse:
+        assert sum(new is not None for new in landed) == 2  # the reservation, then its settle
+        assert await counters(store, KEY_ITEM) == (charged, charged, 0)
+    # Reversed, the spec'd outcome is an over-count (the hold lands last, is charged in full at
+    # the TTL); a settle that left its tombstone anyway would count just the cost. Either is
+    # once, within the reservation; anything else (twice, never, a hold left) is not.
+    allowed = {(worst, worst, 0), (charged, charged, 0)} if reverse else {(charged, charged, 0)}
+    clock.advance(TTL + 1)
+    status = await guard.status(["team-a"])
+    key = await counters(store, KEY_ITEM)
+    assert key in allowed
+    unsettled = "0.300000" if key[1] == worst else "0.000000"
+    assert status["keys"]["team-a"]["unsettled_usd"] == unsettled
+    assert await counters(store, GLOBAL) == (charged, charged, 0)
+
+
 @pytest.mark.parametrize("lost", [1, EVERY_TRY], ids=["once", "every-try"])
 async def test_global_refuses_and_the_key_rollback_is_lost(
     store: Store, clock: FakeClock, lost: int, fast_retries: None
