@@ -90,7 +90,8 @@ async def test_settle_racing_a_reclaim_from_another_process_counts_once(tmp_path
     processes). A request settles exactly when another process reclaims its expired hold
     (a request that ran past the TTL): whichever wins, the request counts once and the hold
     is gone — its actual cost if the settle won, its reservation in full (`unsettled`) if
-    the reclaim did, never both, never neither. 30 rounds, both orders race for the lock."""
+    the reclaim did, never both, never neither. 30 rounds; the settle starts 0-6 ms late so
+    that each side wins some (with no delay the settle nearly always wins)."""
     clock = FakeClock(at(2026, 11, 23, 12))
     a = SQLiteStore(tmp_path / "state.db", clock=clock, deadline_s=5)
     b = SQLiteStore(tmp_path / "state.db", clock=clock, deadline_s=5)
@@ -98,12 +99,13 @@ async def test_settle_racing_a_reclaim_from_another_process_counts_once(tmp_path
         ga = BudgetGuard(a, BudgetConfig(daily_usd=1000.0, reservation_ttl_s=TTL), clock=clock)
         gb = BudgetGuard(b, BudgetConfig(daily_usd=1000.0, reservation_ttl_s=TTL), clock=clock)
         total = unsettled = 0
+        won = {False: 0, True: 0}  # rounds the settle / the reclaim won
         for i in range(30):
             held = await ga.reserve(None, WORST, holder=f"req-{i}")
             assert isinstance(held, Reservation)
             clock.advance(TTL + 1)
             _, charged = await asyncio.gather(
-                ga.settle(held, ACTUAL), gb.holds.reclaim(GLOBAL, clock(), force=True)
+                settle_after(ga, held, (i % 4) * 0.002), gb.holds.reclaim(GLOBAL, clock(), force=True)
             )
             assert charged in (0, WORST), f"round {i}"
             total += charged or ACTUAL  # the reclaim charged it in full, or the settle its cost
@@ -111,9 +113,16 @@ async def test_settle_racing_a_reclaim_from_another_process_counts_once(tmp_path
             value = await a.get(GLOBAL) or {}
             assert await counters(a) == (total, total, 0), f"round {i}: reclaim charged {charged}"
             assert value.get("unsettled", 0) == unsettled, f"round {i}"
+            won[bool(charged)] += 1
+        assert all(won.values()), f"one side always won the race (settle, reclaim): {won}"
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def settle_after(guard: BudgetGuard, held: Reservation, delay_s: float) -> None:
+    await asyncio.sleep(delay_s)
+    await guard.settle(held, ACTUAL)
 
 
 # --- several router processes on one SQLite file, the lock contended -------------------------
