@@ -37,11 +37,18 @@ async def counters(store: Store, item: str = GLOBAL) -> tuple[int, int, int]:
 
 
 def is_settle(options: Mapping[str, Any], deltas: Mapping[str, int]) -> bool:
-    return options.get("release") is not None and "spent" in deltas
+    """A settle's release with a cost (a rollback charges nothing: no `spent`)."""
+    return options.get("release") is not None and "spent" in deltas and "expires_at" in options
+
+
+def is_release(options: Mapping[str, Any], deltas: Mapping[str, int]) -> bool:
+    """Any settle's or rollback's release (they set the item's expiry; an expiry write does not)."""
+    return options.get("release") is not None and "expires_at" in options
 
 
 def is_reclaim(options: Mapping[str, Any], deltas: Mapping[str, int]) -> bool:
-    return options.get("release") is not None and "spent" not in deltas and "expires_at" not in options
+    """An expiry write: release an expired hold and charge it in full (no item expiry given)."""
+    return options.get("release") is not None and "expires_at" not in options
 
 
 class Misbehaving(Wrapped):
@@ -82,20 +89,30 @@ async def spent_reaches(store: Store, micro: int, timeout_s: float) -> bool:
 
 
 class LateOn(Wrapped):
-    """Claims on `item` time out at the caller and are applied later, by `land()`."""
+    """Reservation writes (claims of a hold) on `item` time out at the caller and are applied
+    later, by `land()`; with `every_claim`, so are the settle's writes that claim a tombstone
+    (every try). Other writes go through, and after `land()` every write does (the store
+    answers on time again)."""
 
-    def __init__(self, inner: Store, item: str) -> None:
+    def __init__(self, inner: Store, item: str, *, every_claim: bool = False) -> None:
         super().__init__(inner)
         self.item = item
+        self.every_claim = every_claim
+        self.stalled = True
         self.parked: list[tuple[str, dict[str, int], dict[str, Any]]] = []
 
     async def add(self, key: str, deltas: Mapping[str, int], **options: Any) -> dict[str, int] | None:
-        if key == self.item and options.get("claim") is not None:
+        claim = options.get("claim")
+        late = self.every_claim or (claim is not None and claim[0].startswith(HOLD_PREFIX))
+        if self.stalled and key == self.item and claim is not None and late:
             self.parked.append((key, dict(deltas), options))
             raise StoreUnavailable("store add took longer than 1s")
         return await super().add(key, deltas, **options)
 
-    async def land(self) -> list[dict[str, int] | None]:
-        out = [await self.inner.add(key, deltas, **options) for key, deltas, options in self.parked]
+    async def land(self, *, reverse: bool = False) -> list[dict[str, int] | None]:
+        """Apply the parked writes in the order they were sent (or the reverse)."""
+        self.stalled = False
+        parked = self.parked[::-1] if reverse else self.parked
+        out = [await self.inner.add(key, deltas, **options) for key, deltas, options in parked]
         self.parked.clear()
         return out
