@@ -44,7 +44,9 @@ def completion(content: str, secret: str) -> dict[str, Any]:
         "object": "chat.completion",
         "created": 1,
         "model": "echo-1",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        ],
         "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
     }
 
@@ -109,7 +111,8 @@ class EchoProvider:
         elif scenario == "status401":
             error = {"message": f"Incorrect API key provided: {secret}", "type": "invalid_request_error"}
             extra = [(b"www-authenticate", f'Bearer realm="echo", key="{secret}"'.encode())]
-            await self._whole(send, 401, {"error": {**error, "code": secret}}, [*echo_headers(secret), *extra])
+            headers = [*echo_headers(secret), *extra]
+            await self._whole(send, 401, {"error": {**error, "code": secret}}, headers)
         elif scenario == "status400":
             error = {"message": f"Bad request made with key {secret}", "type": "invalid_request_error"}
             await self._whole(send, 400, {"error": error}, echo_headers(secret))
@@ -133,9 +136,10 @@ class EchoProvider:
 @pytest.fixture(scope="module")
 def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
     with run_uvicorn_in_thread(EchoProvider(), lifespan="off") as provider_url:
+        provider = {"kind": "openai", "base_url": f"{provider_url}/v1", "api_key_env": "ECHO_KEY"}
         rules = {
             "version": 1,
-            "providers": {"echo": {"kind": "openai", "base_url": f"{provider_url}/v1", "api_key_env": "ECHO_KEY"}},
+            "providers": {"echo": provider},
             "models": {"echo": {"provider": "echo", "id": "echo-1", "price": {"input": 1.0, "output": 2.0}}},
             "tiers": {"fast": ["echo"]},
             "default_tier": "fast",
