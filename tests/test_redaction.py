@@ -1,0 +1,135 @@
+"""`tier_router.redaction`: what the scrubbers promise, piece by piece (the end-to-end check,
+a real router in front of an echoing provider, is tests/resilience/test_secret_echo.py)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import re
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from tier_router.redaction import REDACTED, Redactor, redact_logs
+from tier_router.stream import frame
+
+KEY = "sk-proj-REDACTME-0123456789abcdef"
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None, index: int = 0) -> dict[str, Any]:
+    return {"id": "c1", "object": "chat.completion.chunk", "model": "m", "choices": [
+        {"index": index, "delta": delta, "finish_reason": finish}
+    ]}  # fmt: skip
+
+
+def sent_text(frames: list[bytes], field: str = "content") -> str:
+    """The text a client reassembles from the frames."""
+    text = []
+    for line in b"".join(frames).decode().splitlines():
+        if line.startswith("data: {"):
+            for choice in json.loads(line[6:])["choices"]:
+                delta = choice["delta"]
+                if field == "arguments":
+                    text += [c["function"]["arguments"] for c in delta.get("tool_calls") or ()]
+                else:
+                    text.append(delta.get(field) or "")
+    return "".join(text)
+
+
+def stream_through(redactor: Redactor, chunks: list[dict[str, Any]], *, final: bool = True) -> list[bytes]:
+    """Each chunk as its own upstream read (the worst case: every delta sent on its own)."""
+    scrubber = redactor.stream()
+    out = [redactor.bytes(frame([(c, json.dumps(c))], lambda usage: None, scrubber)[0]) for c in chunks]
+    out.append(frame([], lambda usage: None, scrubber, final=final)[0])
+    return out
+
+
+def test_a_key_echoed_a_few_characters_per_delta_never_reaches_the_client() -> None:
+    redactor = Redactor([KEY])
+    pieces = ["Your key is ", *(KEY[i : i + 3] for i in range(0, len(KEY), 3)), ", keep it safe."]
+    frames = stream_through(redactor, [*(chunk({"content": p}) for p in pieces), chunk({}, "stop")])
+    assert sent_text(frames) == f"Your key is {REDACTED}, keep it safe."
+    assert not any(KEY[-6:].encode() in f for f in frames)
+
+
+def test_text_that_only_looks_like_the_start_of_a_key_is_delayed_never_lost() -> None:
+    redactor = Redactor([KEY])
+    pieces = ["Dogs", " and cats", " like sk", "-proj", "ects", " and s"]  # ends held back, no finish
+    frames = stream_through(redactor, [chunk({"content": p}) for p in pieces])
+    assert sent_text(frames) == "".join(pieces)
+
+
+def test_tool_call_arguments_split_across_deltas_are_scrubbed() -> None:
+    redactor = Redactor([KEY])
+    args = json.dumps({"api_key": KEY})
+    cut = args.index(KEY) + 5
+    calls = [
+        chunk({"tool_calls": [{"index": 0, "id": "t1", "function": {"name": "f", "arguments": args[:cut]}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[cut:]}}]}),
+        chunk({}, "tool_calls"),
+    ]
+    assert sent_text(stream_through(redactor, calls), "arguments") == json.dumps({"api_key": REDACTED})
+
+
+@given(
+    text=st.text(alphabet="ab-", max_size=60),
+    at=st.lists(st.integers(0, 60), max_size=3),
+    cuts=st.lists(st.integers(1, 120), max_size=12),
+)
+def test_streamed_text_is_the_whole_text_redacted_wherever_it_is_cut(
+    text: str, at: list[int], cuts: list[int]
+) -> None:
+    """A key that overlaps itself (`abab…`), in text made of its own characters, cut into
+    deltas anywhere: what the client reassembles is exactly the whole text with each key
+    replaced — no key, no lost or extra character."""
+    key = "abab-aab"
+    for i in sorted(at, reverse=True):
+        text = text[:i] + key + text[i:]
+    bounds = sorted({0, len(text), *(c for c in cuts if c < len(text))})
+    pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
+    frames = stream_through(Redactor([key]), [chunk({"content": p}) for p in pieces] + [chunk({}, "stop")])
+    assert sent_text(frames) == re.sub(re.escape(key), REDACTED, text)
+
+
+def test_whole_bodies_and_headers_fast_path_and_escaped_spellings() -> None:
+    quoted = 'key-with"quote\\1'
+    redactor = Redactor([KEY, quoted])
+    body = b'{"a":"x"}'
+    assert redactor.bytes(body) is body  # nothing found: the same object, no copy
+    assert redactor.bytes(f'{{"k":"{KEY}","q":{json.dumps(quoted)}}}'.encode()) == (
+        b'{"k":"[redacted]","q":"[redacted]"}'
+    )
+    assert redactor.text(f"Bearer {KEY}") == "Bearer [redacted]"
+
+
+def test_short_secrets_are_not_redacted_and_keys_rotate_in() -> None:
+    redactor = Redactor(["", None, "abc1234"])  # under MIN_SECRET_CHARS: would mangle ordinary text
+    assert not redactor
+    assert redactor.stream() is None
+    assert redactor.text("abc1234 stays") == "abc1234 stays"
+    redactor.add([KEY])
+    redactor.add(["sk-rotated-in-9876543210"])
+    assert redactor.text(f"{KEY} sk-rotated-in-9876543210") == f"{REDACTED} {REDACTED}"  # old and new
+
+
+def test_every_log_record_is_scrubbed_whatever_the_logger(caplog) -> None:
+    redactor = Redactor([KEY])
+    redact_logs(redactor)
+    redact_logs(redactor)  # installed once
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("httpcore.http11").debug(
+        "return_value=%r", [(b"www-authenticate", f"Bearer {KEY}".encode())]
+    )
+    try:
+        raise ValueError(f"provider said: {KEY}")
+    except ValueError:
+        logging.getLogger("some.library").exception("failed")
+    logging.getLogger("uvicorn.access").info("%s %s", "plain", "args")
+    text = caplog.text
+    assert KEY not in text
+    assert KEY[-10:] not in text
+    assert "Bearer [redacted]" in text
+    assert "provider said: [redacted]" in text
+    plain = caplog.records[-1]
+    assert plain.args == ("plain", "args")  # a record without a secret is left as it was
