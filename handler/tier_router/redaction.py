@@ -12,8 +12,11 @@ redact with) and the AWS secret key and session token. It replaces each with `[r
   speed, and a substitution only when one is there);
 - streams (`StreamScrubber`): the SSE parser hands over whole events, so a key whose bytes
   arrive in two network reads is whole by then; a key whose text is spread over several
-  content deltas is caught by holding back, per choice and field, the end of a delta that
-  could be the start of a secret until the next delta says whether it is;
+  content deltas (or tool-call argument pieces) is caught by holding back, per choice and
+  field, the end of a delta that could be the start of a secret (HOLD_MIN characters or
+  more) until the next delta says whether it is. A key cut within its first one or two
+  characters shows those to the client ("sk", a public prefix for real keys): holding back
+  every delta ending in "s" would re-encode a good share of an English stream;
 - log records (`redact_logs`): a record factory, so every logger (ours, httpx, httpcore's
   debug traces of upstream response headers, uvicorn, asyncio) and every handler, however
   configured and whenever, formats scrubbed text.
@@ -36,6 +39,11 @@ from typing import Any
 
 MIN_SECRET_CHARS = 8
 REDACTED = "[redacted]"
+FEW = 8
+"""Up to this many secret spellings, `found` scans for each; beyond, one regex."""
+HOLD_MIN = 3
+"""A streamed delta's end is held back when it is the first HOLD_MIN or more characters of a
+secret; a secret split sooner than that shows the client its first one or two characters."""
 TEXT_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
 """The delta fields a client shows as text (tool-call arguments are scrubbed too)."""
 
@@ -55,7 +63,7 @@ def spellings(secret: str) -> set[str]:
 class Compiled:
     """One immutable set of secrets, ready to scan for (swapped whole on every change)."""
 
-    __slots__ = ("by_first", "max_len", "needles", "raw", "secrets", "text")
+    __slots__ = ("grams", "max_len", "needles", "raw", "secrets", "text")
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self.secrets = tuple(sorted(set(secrets), key=len, reverse=True))  # longest first
@@ -63,23 +71,41 @@ class Compiled:
         self.text = re.compile("|".join(map(re.escape, self.secrets)))
         self.raw = re.compile(b"|".join(map(re.escape, self.needles)))
         self.max_len = max(map(len, self.secrets))
-        self.by_first: dict[str, tuple[str, ...]] = {}
+        self.grams = frozenset(
+            s[i : i + HOLD_MIN] for s in self.secrets for i in range(len(s) - HOLD_MIN + 1)
+        )
+
+    def found(self, text: str) -> bool:
+        """Some secret is in `text` (a few `in` scans beat a regex alternation, up to a point)."""
+        if len(self.secrets) > FEW:
+            return self.text.search(text) is not None
         for secret in self.secrets:
-            self.by_first[secret[0]] = (*self.by_first.get(secret[0], ()), secret)
+            if secret in text:
+                return True
+        return False
 
     def held(self, text: str) -> int:
-        """The length of the longest end of `text` that begins some secret (0: none)."""
-        start = max(0, len(text) - self.max_len + 1)
-        longest = 0
-        for first, secrets in self.by_first.items():
-            i = text.find(first, start)
-            while i != -1:  # leftmost first: the longest candidate for this character
-                tail = text[i:]
-                if any(s.startswith(tail) for s in secrets):
-                    longest = max(longest, len(tail))
-                    break
-                i = text.find(first, i + 1)
-        return longest
+        """The length of the longest end of `text`, at least HOLD_MIN long, that begins some
+        secret (0: none). Such an end finishes with a HOLD_MIN-gram of the secret: one set
+        lookup (`grams`, the caller's) rules out nearly every delta."""
+        for length in range(min(len(text), self.max_len - 1), HOLD_MIN - 1, -1):
+            end = text[-length:]
+            if any(s.startswith(end) and len(s) > length for s in self.secrets):
+                return length
+        return 0
+
+    def redact_from(self, text: str, start: int) -> str:
+        """`text[start:]` with every secret in `text` replaced — one that begins before `start`
+        (in text the client already has) too, from `start` on."""
+        out, at = [], start
+        for match in self.text.finditer(text):
+            begin, end = match.span()
+            if end <= start:
+                continue
+            out += (text[at:begin] if begin > at else "", REDACTED)
+            at = end
+        out.append(text[at:])
+        return "".join(out)
 
 
 class Redactor:
@@ -129,31 +155,45 @@ Field = tuple[int, str, int]
 
 
 class StreamScrubber:
-    """One stream's chunks, scrubbed across chunk boundaries (module doc). What is held back
-    goes out with the next delta of the same field, with the choice's last chunk (the one with
-    its `finish_reason`), or at the end (`leftover`)."""
+    """One stream's chunks, scrubbed across chunk boundaries (module doc). Per choice and field
+    it keeps the text held back (`_carry`: an end of at least HOLD_MIN characters that begins a
+    secret) and the last HOLD_MIN - 1 characters sent (`_sent`): text already sent never ends
+    in more of a secret than that, since anything longer is held back. A secret that began
+    there (its first one or two characters: for real keys a public prefix like "sk") is
+    redacted from where the new text starts. What is held back goes out with the
+    next delta of the same field, with the choice's last chunk (its `finish_reason`), or at
+    the end (`leftover`)."""
 
-    __slots__ = ("_carry", "_compiled", "_last")
+    __slots__ = ("_carry", "_compiled", "_last", "_sent")
 
     def __init__(self, compiled: Compiled) -> None:
         self._compiled = compiled
         self._carry: dict[Field, str] = {}
+        self._sent: dict[Field, str] = {}
         self._last: dict[str, Any] | None = None
 
     def chunk(self, chunk: dict[str, Any]) -> bool:
         """Scrub one `chat.completion.chunk` in place; True when it changed."""
-        changed = False
         choices = chunk.get("choices")
         if not choices or not isinstance(choices, list):
             return False
         self._last = chunk
+        try:  # the common chunk first: one choice, a delta of text only, not the last
+            (choice,) = choices
+            delta = choice["delta"]
+            if len(delta) == 1 and "content" in delta and not choice.get("finish_reason"):
+                return self._field(delta, "content", (choice.get("index", 0), "content", -1))
+        except (ValueError, TypeError, KeyError):
+            pass
+        changed = False
         for choice in choices:
             delta = choice.get("delta") if isinstance(choice, dict) else None
             if not isinstance(delta, dict):
                 continue
             index = choice.get("index", 0)
             for name in TEXT_FIELDS:
-                changed |= self._field(delta, name, (index, name, -1))
+                if name in delta:
+                    changed |= self._field(delta, name, (index, name, -1))
             for n, call in enumerate(delta.get("tool_calls") or ()):
                 function = call.get("function") if isinstance(call, dict) else None
                 if isinstance(function, dict):
@@ -168,22 +208,26 @@ class StreamScrubber:
 
     def _field(self, holder: dict[str, Any], name: str, at: Field) -> bool:
         text = holder.get(name)
-        carry = self._carry.pop(at, "")
         if text.__class__ is not str:
-            if carry:
-                self._carry[at] = carry
             return False
-        whole = carry + text if carry else text
         compiled = self._compiled
-        if compiled.text.search(whole) is not None:
-            whole = compiled.text.sub(REDACTED, whole)
-        held = compiled.held(whole)
-        if held:
-            self._carry[at] = whole[-held:]
-            whole = whole[:-held]
-        if whole == text:
+        sent = self._sent.get(at, "")
+        carry = self._carry.pop(at, "") if self._carry else ""
+        full = sent + carry + text
+        if compiled.found(full):
+            out = compiled.redact_from(full, len(sent))
+            full = sent + out
+        else:
+            out = carry + text if carry else text
+        if full[-HOLD_MIN:] in compiled.grams:
+            held = min(compiled.held(full), len(out))
+            if held:
+                self._carry[at] = out[-held:]
+                out = out[:-held]
+        self._sent[at] = (sent + out)[1 - HOLD_MIN :]
+        if out == text:
             return False
-        holder[name] = whole
+        holder[name] = out
         return True
 
     def _flush(self, delta: dict[str, Any], index: Any) -> bool:
