@@ -139,11 +139,36 @@ def test_every_log_record_is_scrubbed_whatever_the_logger(caplog) -> None:
         raise ValueError(f"provider said: {KEY}")
     except ValueError:
         logging.getLogger("some.library").exception("failed")
-    logging.getLogger("uvicorn.access").info("%s %s", "plain", "args")
+    logging.getLogger("tests.redaction.plain").info("%s %s", "plain", "args")
     text = caplog.text
     assert KEY not in text
     assert KEY[-10:] not in text
     assert "Bearer [redacted]" in text
     assert "provider said: [redacted]" in text
-    plain = caplog.records[-1]
+    (plain,) = [r for r in caplog.records if r.name == "tests.redaction.plain"]
     assert plain.args == ("plain", "args")  # a record without a secret is left as it was
+
+
+def test_an_anthropic_stream_is_scrubbed_after_translation() -> None:
+    from tier_router.providers.anthropic_adapter import AnthropicStreamDecoder
+
+    decoder = AnthropicStreamDecoder(include_usage=False)
+    events = [
+        ("message_start", {"type": "message_start", "message": {
+            "id": "msg_1", "model": "claude", "usage": {"input_tokens": 5, "output_tokens": 0}}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0,
+                                 "content_block": {"type": "text", "text": ""}}),
+        *(("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                   "delta": {"type": "text_delta", "text": KEY[i : i + 5]}})
+          for i in range(0, len(KEY), 5)),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                           "usage": {"output_tokens": 9}}),
+        ("message_stop", {"type": "message_stop"}),
+    ]  # fmt: skip
+    chunks = [c for name, data in events for c in decoder.feed(name, json.dumps(data))]
+    redactor = Redactor([KEY])
+    scrubber = redactor.stream()
+    frames = [redactor.bytes(frame([(c, None)], lambda usage: None, scrubber)[0]) for c in chunks]
+    assert sent_text(frames) == REDACTED
+    assert not any(KEY[-8:].encode() in f for f in frames)
