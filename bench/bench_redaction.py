@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import secrets
 import timeit
 from collections.abc import Callable
 from typing import Any
@@ -128,25 +129,23 @@ def main() -> None:
     )
     none = Redactor()
     print(f"body {len(body)} B; stream {len(raws)} chunks, each its own read")
-    print(
-        f"{'secrets':>8} {'body us':>9} {'headers us':>11} {'stream us':>10} {'(no scrub)':>11} {'log rec us':>11}"
-    )
+    columns = ("body us", "headers us", "stream us", "(no scrub)", "log rec us")
+    print(f"{'secrets':>8} " + " ".join(f"{c:>11}" for c in columns))
     log = logging.getLogger("bench.redaction")
     log.addHandler(logging.NullHandler())
     log.propagate = False
     log.setLevel(logging.DEBUG)
     plain_record = best_us(lambda: log.debug("closing %s: %r", "abc", ValueError("x")), 20000)
     for count in args.secrets:
-        redactor = Redactor(f"sk-proj-{i:04d}-{'x' * 40}" for i in range(count))
+        redactor = Redactor(f"sk-proj-{i:04d}-{secrets.token_urlsafe(30)}" for i in range(count))
         redact_logs(redactor)
         body_us = best_us(lambda r=redactor: r.bytes(body), 20000)
         headers_us = best_us(lambda r=redactor: upstream_headers(response, r), 20000)
         stream_us = best_us(lambda r=redactor: run_stream(r, raws), 200)
         bare_us = best_us(lambda: run_stream(None, raws), 200)
         log_us = best_us(lambda: log.debug("closing %s: %r", "abc", ValueError("x")), 20000)
-        print(
-            f"{count:>8} {body_us:>9.2f} {headers_us:>11.2f} {stream_us:>10.0f} {bare_us:>11.0f} {log_us:>11.2f}"
-        )
+        row = (f"{body_us:.2f}", f"{headers_us:.2f}", f"{stream_us:.0f}", f"{bare_us:.0f}", f"{log_us:.2f}")
+        print(f"{count:>8} " + " ".join(f"{v:>11}" for v in row))
     print(f"no secrets: body {best_us(lambda: none.bytes(body), 20000):.2f} us; log record before the")
     print(f"factory was installed: {plain_record:.2f} us; headers without redactor: "
           f"{best_us(lambda: upstream_headers(response), 20000):.2f} us")  # fmt: skip

@@ -39,8 +39,9 @@ from typing import Any
 
 MIN_SECRET_CHARS = 8
 REDACTED = "[redacted]"
-FEW = 8
-"""Up to this many secret spellings, `found` scans for each; beyond, one regex."""
+FEW = 2
+"""Up to this many secret spellings, a scan (`in`) for each; beyond, one regex search (measured:
+with 8 or 20 keys the regex is 4-10 times faster on a 2 KB body, with 1-3 about even)."""
 HOLD_MIN = 3
 """A streamed delta's end is held back when it is the first HOLD_MIN or more characters of a
 secret; a secret split sooner than that shows the client its first one or two characters."""
@@ -76,10 +77,10 @@ class Compiled:
         )
 
     def found(self, text: str) -> bool:
-        """Some secret is in `text` (a few `in` scans beat a regex alternation, up to a point)."""
+        """Some secret is in `text` (see FEW)."""
         if len(self.secrets) > FEW:
             return self.text.search(text) is not None
-        for secret in self.secrets:
+        for secret in self.secrets:  # noqa: SIM110 (a loop: no generator per delta)
             if secret in text:
                 return True
         return False
@@ -139,10 +140,11 @@ class Redactor:
         compiled = self._compiled
         if compiled is None:
             return data
-        for needle in compiled.needles:
-            if needle in data:
-                return compiled.raw.sub(REDACTED.encode(), data)
-        return data
+        if len(compiled.needles) > FEW:
+            found = compiled.raw.search(data) is not None
+        else:
+            found = any(needle in data for needle in compiled.needles)
+        return compiled.raw.sub(REDACTED.encode(), data) if found else data
 
     def stream(self) -> StreamScrubber | None:
         """A scrubber for one stream, None when there is nothing to scrub."""
