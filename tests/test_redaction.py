@@ -172,3 +172,19 @@ def test_an_anthropic_stream_is_scrubbed_after_translation() -> None:
     frames = [redactor.bytes(frame([(c, None)], lambda usage: None, scrubber)[0]) for c in chunks]
     assert sent_text(frames) == REDACTED
     assert not any(KEY[-8:].encode() in f for f in frames)
+
+
+def test_a_provider_key_too_short_to_redact_is_named_in_a_warning_never_shown(caplog) -> None:
+    from pathlib import Path
+
+    from tier_router.gateway import secrets_redactor
+    from tier_router.provider_keys import KeySource
+    from tier_router.settings import Settings
+
+    settings = Settings(rules_path=Path("unused.yaml"), api_keys=("team=trk-team-0123456789",), environ={})
+    keys = KeySource({"SHORT_KEY": "abc123", "LONG_KEY": KEY})
+    with caplog.at_level(logging.WARNING, logger="tier_router"):
+        redactor = secrets_redactor(settings, keys, ["LONG_KEY", "SHORT_KEY"])
+    assert "not redacted from answers and logs: SHORT_KEY" in caplog.text
+    assert "abc123" not in caplog.text
+    assert redactor.text(f"{KEY} trk-team-0123456789 abc123") == f"{REDACTED} {REDACTED} abc123"
