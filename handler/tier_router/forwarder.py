@@ -44,6 +44,7 @@ from tier_router.fallback import (
 from tier_router.provider_keys import KeySource, redact
 from tier_router.providers.base import Adapter, ClientRequestError, StreamDecoder, UpstreamProtocolError
 from tier_router.providers.registry import adapter_for
+from tier_router.redaction import Redactor
 from tier_router.routing.engine import Decision, ModelRoute
 from tier_router.settings import DEFAULT_MAX_SSE_LINE_BYTES
 from tier_router.sse import Events, sse_batches
@@ -86,17 +87,21 @@ PlainAnswer = tuple[dict[str, Any], bytes | None]
 
 
 class Plain:
-    """A whole answer: the body, parsed; `raw` is the body when it is the OpenAI answer as is."""
+    """A whole answer: the body, scrubbed of every secret the redactor knows, then parsed;
+    `raw` is the body when it is the OpenAI answer as is."""
 
-    __slots__ = ()
+    __slots__ = ("redactor",)
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        self.redactor = redactor or Redactor()
 
     def deadline(self, route: ModelRoute) -> float:
         return route.provider.timeouts.total
 
     async def receive(self, adapter: Adapter, response: httpx.Response) -> PlainAnswer:
-        await response.aread()
-        data = adapter.parse(response.content)
-        return data, response.content if adapter.passthrough else None
+        content = self.redactor.bytes(await response.aread())
+        data = adapter.parse(content)
+        return data, content if adapter.passthrough else None
 
 
 class HeldBack(NamedTuple):
@@ -160,10 +165,13 @@ class Forwarder:
         clock: Callable[[], float] = time.perf_counter,
         *,
         max_sse_line: int = DEFAULT_MAX_SSE_LINE_BYTES,
+        redactor: Redactor | None = None,
     ) -> None:
         self.client = client
         self.max_sse_line = max_sse_line
         self.keys = keys
+        self.redactor = redactor or Redactor()
+        self._plain = Plain(self.redactor)
         self.health = health or AlwaysHealthy()
         self.clock = clock
         self._urls: dict[str, httpx.URL] = {}
@@ -171,9 +179,10 @@ class Forwarder:
         self._transports: dict[httpx.URL, httpx.AsyncBaseTransport] = {}
 
     async def complete(self, decision: Decision, body: dict[str, Any]) -> Completion:
-        served = await self.serve(decision, body, PLAIN)
+        served = await self.serve(decision, body, self._plain)
         data, raw = served.answer
-        return Completion(served.route, data, raw, served.attempts, upstream_headers(served.response))
+        headers = upstream_headers(served.response, self.redactor)
+        return Completion(served.route, data, raw, served.attempts, headers)
 
     async def open_stream(
         self, decision: Decision, body: dict[str, Any], include_usage: bool
@@ -186,11 +195,11 @@ class Forwarder:
             held,
             pending,
             decoder,
-            upstream_headers(served.response),
+            upstream_headers(served.response, self.redactor),
             served.route.provider.timeouts.stall,
             batches,
             served.response,
-            secret=served.secret,
+            redactor=self.redactor,
         )
 
     async def serve(self, decision: Decision, body: dict[str, Any], reception: Reception[A]) -> Served[A]:
@@ -242,7 +251,7 @@ class Forwarder:
                 await response.aclose()
             if not isinstance(exc, FAILURES):
                 raise
-            detail = redact(str(exc) or exc.__class__.__name__, [secret or ""])[:300]
+            detail = self._scrub(str(exc) or exc.__class__.__name__, secret)[:300]
             outcome, elapsed = outcome_of(exc), self._ms(started)
             return Attempt(route.name, route.provider_name, outcome, detail, elapsed_ms=elapsed), None
         ok = Attempt(route.name, route.provider_name, Outcome.OK, elapsed_ms=self._ms(started))
@@ -258,7 +267,7 @@ class Forwarder:
     ) -> Attempt:
         """A non-200 answer, as an attempt (whether it is the client's fault is `verdict`'s call)."""
         status = response.status_code
-        message = redact(adapter.error_message(status, response.content[:ERROR_BODY_LIMIT]), [secret or ""])
+        message = self._scrub(adapter.error_message(status, response.content[:ERROR_BODY_LIMIT]), secret)
         return Attempt(
             route.name,
             route.provider_name,
@@ -293,6 +302,11 @@ class Forwarder:
         )
         return adapter, request, secret
 
+    def _scrub(self, text: str, secret: str | None) -> str:
+        """Provider text for an error or a log: every known secret, the key just used (even
+        one too short for the redactor) and anything shaped like a provider key, removed."""
+        return redact(self.redactor.text(text), [secret or ""])
+
     def _transport(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
         """The client's own transport for `url`, used directly (see `transport`)."""
         transport = self._transports.get(url)
@@ -319,13 +333,15 @@ class Forwarder:
         return round((self.clock() - started) * 1000, 2)
 
 
-def upstream_headers(response: httpx.Response) -> dict[str, str]:
-    """The provider's request id and rate-limit headers, in one pass over the raw headers."""
+def upstream_headers(response: httpx.Response, redactor: Redactor | None = None) -> dict[str, str]:
+    """The provider's request id and rate-limit headers, in one pass over the raw headers,
+    scrubbed of every secret `redactor` knows (names too)."""
     headers: dict[str, str] = {}
+    scrub = redactor.text if redactor else str
     for raw_name, raw_value in response.headers.raw:
         name = raw_name.decode("latin-1").lower()
         if name in PASSTHROUGH_HEADERS or name.startswith(("x-ratelimit-", "anthropic-ratelimit-")):
-            headers[name] = raw_value.decode("latin-1")
+            headers[scrub(name)] = scrub(raw_value.decode("latin-1"))
     if "request-id" in headers:  # Anthropic's name for it
         headers.setdefault("x-request-id", headers.pop("request-id"))
     return headers

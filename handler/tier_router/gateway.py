@@ -26,7 +26,8 @@ from tier_router.lifecycle import Lifecycle
 from tier_router.provider_keys import KeySource
 from tier_router.providers.base import dumps
 from tier_router.providers.mock import MockTransport
-from tier_router.router_keys import KeyRecord, KeyRing, parse_keys, plain_keys
+from tier_router.redaction import MIN_SECRET_CHARS, Redactor, redact_logs
+from tier_router.router_keys import KeyRecord, KeyRing, parse_keys, plain_keys, plain_secrets
 from tier_router.routing.engine import Rules
 from tier_router.routing.loader import load_rules
 from tier_router.settings import Settings
@@ -90,10 +91,15 @@ class Gateway:
             if store is None
             else under_deadline(store, settings.store_timeout_s)
         )
+        self.redactor = secrets_redactor(settings, self.keys, self.key_names)
         self.breakers = breaker_health(self.store, self.rules) if health is None else None
         self.spend = SpendControls(self.store, self.rules)
         self.forwarder = Forwarder(
-            self.client, self.keys, health or self.breakers, max_sse_line=settings.max_sse_line_bytes
+            self.client,
+            self.keys,
+            health or self.breakers,
+            max_sse_line=settings.max_sse_line_bytes,
+            redactor=self.redactor,
         )
         self.body_limits = BodyLimits.of(settings)
         self.disconnects = DisconnectWatch(WATCH_AFTER_S)
@@ -121,6 +127,25 @@ class Gateway:
         """At shutdown (SIGTERM included): finish every pending settle, then flush the log."""
         await self.lifecycle.drainer.drain()
         self.access_log.flush()
+
+
+def secrets_redactor(settings: Settings, keys: KeySource, key_names: list[str]) -> Redactor:
+    """Every secret this process holds in plain text, scrubbed from what it passes on and logs
+    (`redaction`): the provider keys (and each set an SSM refresh brings), the router keys of
+    TIER_ROUTER_API_KEYS, the AWS secret key and session token."""
+    credentials = settings.aws_credentials()
+    aws = (credentials.secret_key, credentials.token) if credentials is not None else ()
+    redactor = Redactor([*keys.known(key_names), *plain_secrets(settings.api_keys), *aws])
+    keys.on_change = lambda: redactor.add(keys.known(key_names))
+    short = [n for n in key_names if any(len(v) < MIN_SECRET_CHARS for v in keys.known([n]))]
+    if short:
+        log.warning(
+            "provider keys shorter than %d characters are not redacted from answers and logs: %s",
+            MIN_SECRET_CHARS,
+            ", ".join(short),
+        )
+    redact_logs(redactor)
+    return redactor
 
 
 def under_deadline(store: Store, timeout_s: float) -> Store:

@@ -87,10 +87,8 @@ async def _events(exchange: Exchange, opened: OpenedStream, spend: SpendControls
         yield DONE
     except (UpstreamProtocolError, TimeoutError, httpx.HTTPError) as exc:
         exchange.ended(Outcome.STREAM_INTERRUPTED)
-        message = redact(
-            f"The provider's stream failed after it started: {str(exc) or exc.__class__.__name__}",
-            [opened.secret or ""],
-        )
+        failed = f"The provider's stream failed after it started: {str(exc) or exc.__class__.__name__}"
+        message = redact(opened.redactor.text(failed))
         error = {
             "error": {
                 "message": message,

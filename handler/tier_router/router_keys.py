@@ -77,15 +77,26 @@ def parse_keys(text: str, source: str) -> list[KeyRecord]:
     return records
 
 
+def plain_entry(entry: str) -> tuple[str, str]:
+    """One `TIER_ROUTER_API_KEYS` entry: `name=secret`, or a bare secret (named by its hash)."""
+    name, sep, secret = entry.partition("=")
+    if not (sep and name.strip() and secret.strip()):
+        name, secret = f"k-{hash_key(entry)[:12]}", entry
+    return name.strip(), secret.strip()
+
+
 def plain_keys(entries: Iterable[str]) -> list[KeyRecord]:
-    """`TIER_ROUTER_API_KEYS` entries: `name=secret`, or a bare secret (named by its hash)."""
+    """`TIER_ROUTER_API_KEYS` entries as key records (hashes)."""
     records = []
     for entry in entries:
-        name, sep, secret = entry.partition("=")
-        if not (sep and name.strip() and secret.strip()):
-            name, secret = f"k-{hash_key(entry)[:12]}", entry
-        records.append(KeyRecord(name=name.strip(), sha256=hash_key(secret.strip())))
+        name, secret = plain_entry(entry)
+        records.append(KeyRecord(name=name, sha256=hash_key(secret)))
     return records
+
+
+def plain_secrets(entries: Iterable[str]) -> list[str]:
+    """The router keys themselves of `TIER_ROUTER_API_KEYS` entries (for the redactor)."""
+    return [plain_entry(entry)[1] for entry in entries]
 
 
 class KeyRing:

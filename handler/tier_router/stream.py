@@ -25,6 +25,7 @@ from tier_router.providers.base import (
     dumps,
     is_content_chunk,
 )
+from tier_router.redaction import Redactor, StreamScrubber
 from tier_router.routing.engine import ModelRoute
 from tier_router.sse import Events, within
 
@@ -48,8 +49,8 @@ class OpenedStream:
     stall_s: float
     _batches: AsyncIterator[Events] | None
     _response: httpx.Response | None
-    secret: str | None = field(default=None, repr=False)
-    """The provider key used, so mid-stream error text can be scrubbed of it."""
+    redactor: Redactor = field(default_factory=Redactor, repr=False)
+    """Every secret the router holds: scrubbed from each chunk, and from mid-stream error text."""
     streamed_chars: int = 0
     """Characters of content, reasoning and tool-call arguments handed to the client so far
     (`providers.base.content_chars`): what a stream the client abandoned is priced by."""
@@ -61,12 +62,15 @@ class OpenedStream:
         not per chunk), each read within `stall_s`. `on_usage` may amend the final usage-only
         chunk (the cost) before it is encoded.
 
-        OpenAI-compatible chunks are forwarded as the provider's own text, not re-encoded.
-        Raises UpstreamProtocolError / TimeoutError / httpx errors on a failure mid-stream,
-        after yielding what was decoded before the failure.
+        OpenAI-compatible chunks are forwarded as the provider's own text, not re-encoded —
+        unless a secret had to be scrubbed from them (`redaction.StreamScrubber`: the text of
+        a chunk that could begin a secret waits for the next one). Raises
+        UpstreamProtocolError / TimeoutError / httpx errors on a failure mid-stream, after
+        yielding what was decoded before the failure.
         """
         try:
             decoder = self.decoder
+            scrubber = self.redactor.stream()
             chunks, self.held = self.held, []
             events, self.pending = self.pending, []
             while True:
@@ -78,10 +82,11 @@ class OpenedStream:
                         chunks += decode(decoder, event, data)
                 except Exception as exc:  # what the client has not seen of this read goes first
                     failure = exc
-                if chunks:
-                    sent, chars = frame(chunks, on_usage)
+                if chunks or (decoder.finished and scrubber is not None):
+                    sent, chars = frame(chunks, on_usage, scrubber, final=decoder.finished)
                     self.streamed_chars += chars
-                    yield sent
+                    if sent:
+                        yield self.redactor.bytes(sent)
                     chunks = []
                 if failure is not None:
                     raise failure
@@ -146,19 +151,40 @@ def decode(decoder: StreamDecoder, event: str, data: str) -> Held:
     return [(chunk, None) for chunk in chunks]
 
 
-def frame(chunks: Held, on_usage: Callable[[dict[str, Any]], None]) -> tuple[bytes, int]:
+def frame(
+    chunks: Held,
+    on_usage: Callable[[dict[str, Any]], None],
+    scrubber: StreamScrubber | None = None,
+    *,
+    final: bool = False,
+) -> tuple[bytes, int]:
     """Chunks as the client gets them — SSE `data:` frames, joined for one send — and their
     characters of content (`content_chars`). A chunk with its provider's own text goes as that
-    text; the final usage-only chunk goes to `on_usage` first (which may amend it: the cost)."""
+    text unless `scrubber` changed it; the final usage-only chunk goes to `on_usage` first
+    (which may amend it: the cost). Text the scrubber still holds back when no
+    `finish_reason` took it goes out before the usage chunk, or at the end when `final`."""
     out = []
     chars = 0
     for chunk, raw in chunks:
+        if scrubber is not None and scrubber.chunk(chunk):
+            raw = None
         if chunk.get("usage") and not chunk.get("choices"):
+            chars += _leftover(scrubber, out)
             on_usage(chunk)
             raw = None
         out.append(b"data: " + (raw.encode() if raw is not None else dumps(chunk)) + b"\n\n")
         chars += content_chars(chunk)
+    if final:
+        chars += _leftover(scrubber, out)
     return b"".join(out), chars
+
+
+def _leftover(scrubber: StreamScrubber | None, out: list[bytes]) -> int:
+    rest = scrubber.leftover() if scrubber is not None else None
+    if rest is None:
+        return 0
+    out.append(b"data: " + dumps(rest) + b"\n\n")
+    return content_chars(rest)
 
 
 async def hold_until_content(batches: AsyncIterator[Events], decoder: StreamDecoder) -> tuple[Held, Events]:

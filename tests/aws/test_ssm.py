@@ -469,3 +469,25 @@ async def test_fetch_parameter(moto: MotoServer, prefix: str, wire: Wire, http: 
     assert not http.is_closed  # a shared client stays open
     # Without a client: a temporary one.
     assert await fetch_parameter(f"{prefix}router-keys", settings=settings) == keys_file
+
+
+async def test_the_redactor_learns_each_key_ssm_brings_before_it_is_used(
+    moto: MotoServer, prefix: str, wire: Wire, http: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """Keys fetched lazily and rotated in SSM: the gateway's redactor knows each value by the
+    time `get` hands it to a request, and keeps the rotated-out one (it may still be live)."""
+    from tier_router.gateway import secrets_redactor
+
+    old, new = "sk-ssm-OLD-0123456789abcdef", "sk-ssm-NEW-fedcba9876543210"
+    moto.put_parameter(f"{prefix}KEY", old)
+    keys = source(moto, prefix, ["KEY"], http, clock, refresh_s=300)
+    redactor = secrets_redactor(settings_for(moto), keys, ["KEY"])
+    assert redactor.text(old) == old  # not fetched yet: nothing known
+    assert redactor.text(f"aws {SECRET_KEY}") == "aws [redacted]"  # the AWS secret key is
+    assert await keys.get("KEY") == old
+    assert redactor.text(f"echo {old}") == "echo [redacted]"
+    moto.put_parameter(f"{prefix}KEY", new)
+    clock.advance(300)
+    await keys.refresh()
+    assert await keys.get("KEY") == new
+    assert redactor.text(f"{old} {new}") == "[redacted] [redacted]"

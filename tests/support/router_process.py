@@ -179,9 +179,10 @@ def start_router(
     store_url: str,
     env: Mapping[str, str] | None = None,
     name: str = "router",
+    log_level: str = "warning",
 ) -> Router:
-    """`tier-router serve --port P --rules R --store S` with router key `key` (as
-    TIER_ROUTER_API_KEYS); returns once `/healthz` answers."""
+    """`tier-router serve --port P --rules R --store S --log-level L` with router key `key`
+    (as TIER_ROUTER_API_KEYS); returns once `/healthz` answers."""
     workdir.mkdir(parents=True, exist_ok=True)
     rules_path = workdir / f"{name}.yaml"
     rules_path.write_text(json.dumps(rules, indent=2))  # JSON is YAML
@@ -197,7 +198,7 @@ def start_router(
         "--store",
         store_url,
         "--log-level",
-        "warning",
+        log_level,
     ]
     full_env = base_env({"TIER_ROUTER_API_KEYS": key, **(env or {})})
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:

@@ -157,6 +157,10 @@ class SSMKeySource(KeySource):
             self._start()  # serve the cached value now; refresh in the background
         return self._values.get(name)
 
+    def known(self, names: Iterable[str]) -> list[str]:
+        """The values of `names` fetched so far."""
+        return [self._values[name] for name in names if name in self._values]
+
     def missing(self, names: Iterable[str]) -> list[str]:
         """Names without a value. [] until the first fetch completes (nothing is known yet)."""
         if not self._attempted:
@@ -228,6 +232,8 @@ class SSMKeySource(KeySource):
                 self._values.pop(by_param[param], None)
                 self._absent.add(by_param[param])
         self._attempted = True
+        if self.on_change is not None:  # before any caller gets a value from this fetch
+            self.on_change()
         now = self._clock()
         if errors:
             self._retry_at = now + self.retry_s
