@@ -86,7 +86,8 @@ async def chat(request: Request, gateway: Gateway, exchange: Exchange) -> Respon
 def decide(gateway: Gateway, request: Request, body: dict[str, Any]) -> Decision:
     check_params(body)  # OpenAI's types and ranges: a 400 naming the param, before routing
     try:
-        chat = parse_chat(body, text_checked=True)  # read_json refused lone surrogates
+        # read_json refused lone surrogates; check_params made the direct checks redundant
+        chat = parse_chat(body, text_checked=True, params_checked=True)
     except ValidationError as exc:
         raise invalid_request(exc) from None
     except RecursionError:

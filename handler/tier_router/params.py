@@ -268,8 +268,45 @@ def _tool_calls(calls: Any, i: int) -> None:
             raise enum(f"{at}.type", kind, ("function", "custom"))
 
 
+def _plain_calls(calls: Any) -> bool:
+    """True for a list of function calls of the usual shape (the common case, no names built)."""
+    if calls.__class__ is not list:
+        return False
+    for call in calls:
+        if call.__class__ is not dict or call.get("id").__class__ is not str:
+            return False
+        kind = call.get("type")
+        function = call.get("function")
+        if (kind is not None and kind != "function") or function.__class__ is not dict:
+            return False
+        if function.get("name").__class__ is not str or function.get("arguments").__class__ is not str:
+            return False
+    return True
+
+
 def _message_fields(message: dict[str, Any], role: str, i: int) -> None:
-    """The fields besides role and content: only looked at when a message has them (or needs them)."""
+    """The fields besides role and content, only looked at when a message has them (or needs
+    them). Exact-class checks first; any doubt goes to `_explain_fields`, which builds the names."""
+    name = message.get("name")
+    if name is None or name.__class__ is str:
+        if role == "tool":
+            if message.get("tool_call_id").__class__ is str:
+                return
+        elif role == "assistant":
+            calls, refusal = message.get("tool_calls"), message.get("refusal")
+            if (
+                (calls is None or _plain_calls(calls))
+                and (refusal is None or refusal.__class__ is str)
+                and message.get("function_call") is None
+            ):
+                return
+        elif role != "function" or name is not None:
+            return
+    _explain_fields(message, role, i)
+
+
+def _explain_fields(message: dict[str, Any], role: str, i: int) -> None:
+    """`_message_fields` again, naming the first wrong field (or passing a rare valid shape)."""
     where = f"messages[{i}]"
     name = message.get("name")
     if role == "function":
@@ -312,6 +349,11 @@ def messages(value: Any, param: str) -> None:
             _parts(content, allowed, i)
         size = len(message)  # anything besides role and content?
         if size > 2 or role in needs_fields or (size == 2 and "content" not in message):
+            if size == 3 and "content" in message:  # the usual tool result and tool call, inline
+                if role == "tool" and message.get("tool_call_id").__class__ is str:
+                    continue
+                if role == "assistant" and _plain_calls(message.get("tool_calls")):
+                    continue
             _message_fields(message, role, i)
 
 
