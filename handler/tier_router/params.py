@@ -94,7 +94,7 @@ def out_of_range(param: str, number: str, value: float, bound: float, above: boo
     shown = int(bound) if bound == int(bound) else bound
     message = (
         f"Invalid '{param}': {number} {side} {limit} value. Expected a value {sign} {shown}, "
-        f"but got {value} instead."
+        f"but got {_shown(value)} instead."
     )
     return _error(message, param, f"{number}_{side}_{limit[:3]}_value")
 

@@ -337,8 +337,19 @@ def test_the_messages_are_openais(http: httpx.Client, fakes: FakeProviders) -> N
     assert fakes.a.requests == 0
 
 
-def test_a_long_rejected_value_is_not_echoed_whole(http: httpx.Client) -> None:
-    response = http.post(CHAT, json=body(messages=[{"role": "r" * 10_000, "content": "x"}]))
+@pytest.mark.parametrize(
+    "sent",
+    [
+        body(messages=[{"role": "r" * 10_000, "content": "x"}]),
+        body(seed=10**4000),
+        body(logit_bias={"7" * 10_000: 500}),
+        body(metadata={"k" * 10_000: "v"}),
+        body(tools=[TOOL], tool_choice="c" * 10_000),
+    ],
+    ids=["role", "seed", "logit-bias-key", "metadata-key", "tool-choice"],
+)
+def test_a_long_rejected_value_is_not_echoed_whole(http: httpx.Client, sent: dict[str, Any]) -> None:
+    response = http.post(CHAT, json=sent)
     assert response.status_code == 400
     assert len(response.text) < 1_000
 
