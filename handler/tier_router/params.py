@@ -1,32 +1,28 @@
 """The OpenAI chat-completions parameters this router reads, translates or prices, checked the
 way OpenAI checks them: a wrong type or an out-of-range value is a 400 `invalid_request_error`
-naming the parameter (`messages[2].content[0].type`) with OpenAI's code, before routing.
+naming the parameter (`messages[2].content[0].type`) with OpenAI's code, before routing — the
+router acts on these values (`stream` picks the streamed path, `n` and the token limits bound the
+hard cap, sampling, stop, tools and `response_format` are translated for Anthropic, parts are
+priced by `type`), so a value OpenAI refuses must not be acted on, translated away or forwarded.
 
-The router acts on these values itself — `stream` picks the streamed path, `n` and the token
-limits bound the hard cap, sampling, stop, tools and `response_format` are translated for
-Anthropic, content parts are priced by `type` — so a value OpenAI refuses must not be acted on
-(`stream: "yes"` streamed), translated away, or forwarded to whichever provider lets it pass.
+`PARAMS` lists the parameters checked; any other field, top-level or inside a message, part or
+tool, is forwarded unchecked (providers add their own). Messages: a known `role`, content null,
+a string or parts whose `type` the role allows (`ROLE_PARTS`) with payloads of the right shape,
+assistant `tool_calls`, `tool_call_id` on tool messages, `name` on function messages.
 
-`PARAMS` lists every parameter checked; any other field, top-level or inside a message, part or
-tool, is forwarded unchecked (providers add their own). Messages: a `role` OpenAI knows, content
-null, a string or parts whose `type` the role allows (`ROLE_PARTS`) with payloads of the right
-shape, assistant `tool_calls`, `tool_call_id` on tool messages, `name` on function messages.
-
-Null is accepted for every optional parameter, and an integer wherever a decimal is, as by
-OpenAI. Leniencies kept on purpose (clients that work today keep working): `content` may be
-absent or null in any role; a tool call's `type` may be left out (function); `image_url` may be
-a bare URL string; `stop` may be an empty array. Enumerations that differ between providers
+Null is accepted for every optional parameter and an integer wherever a decimal is, as by OpenAI.
+Leniencies kept on purpose (clients that work today keep working): `content` may be absent or
+null in any role, a tool call's `type` may be left out (function), `image_url` may be a bare URL
+string, `stop` may be an empty array; enumerations that differ between providers
 (`reasoning_effort`, `service_tier`, `modalities`, image `detail`, audio `format`) are
 type-checked only.
 
 Sources: bounds from OpenAI's OpenAPI spec (`CreateChatCompletionRequest`: n 1..128, temperature
 0..2, top_p 0..1, penalties -2..2, top_logprobs 0..20, seed int64, stop ≤ 4, metadata 16 pairs of
-≤ 64/512 characters, logit_bias -100..100); shapes from openai-python's request types
-(`types/chat/*_param.py`); wording and codes from OpenAI's own 400 answers, e.g. "Invalid type
-for 'max_tokens': expected an integer, but got a decimal number instead." (`invalid_type`).
-
-Cost: one pass over the messages and parts, exact-class checks against tables built at import,
-nothing copied; error messages are built only when a check fails.
+≤ 64/512 characters, logit_bias -100..100); shapes from openai-python's `types/chat/*_param.py`;
+wording and codes from OpenAI's 400 answers ("Invalid type for 'max_tokens': expected an
+integer, but got a decimal number instead.", `invalid_type`). Cost: one pass over messages and
+parts, exact-class checks against tables built at import; names are built only on failure.
 """
 
 from __future__ import annotations
@@ -285,28 +281,8 @@ def _plain_calls(calls: Any) -> bool:
 
 
 def _message_fields(message: dict[str, Any], role: str, i: int) -> None:
-    """The fields besides role and content, only looked at when a message has them (or needs
-    them). Exact-class checks first; any doubt goes to `_explain_fields`, which builds the names."""
-    name = message.get("name")
-    if name is None or name.__class__ is str:
-        if role == "tool":
-            if message.get("tool_call_id").__class__ is str:
-                return
-        elif role == "assistant":
-            calls, refusal = message.get("tool_calls"), message.get("refusal")
-            if (
-                (calls is None or _plain_calls(calls))
-                and (refusal is None or refusal.__class__ is str)
-                and message.get("function_call") is None
-            ):
-                return
-        elif role != "function" or name is not None:
-            return
-    _explain_fields(message, role, i)
-
-
-def _explain_fields(message: dict[str, Any], role: str, i: int) -> None:
-    """`_message_fields` again, naming the first wrong field (or passing a rare valid shape)."""
+    """The fields besides role and content, looked at when a message has them (or needs them);
+    the usual tool call and tool result are checked inline by `messages`, without names."""
     where = f"messages[{i}]"
     name = message.get("name")
     if role == "function":

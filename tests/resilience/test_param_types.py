@@ -288,11 +288,10 @@ REJECTED: list[tuple[str, dict[str, Any], str, str]] = [
 
 
 @pytest.mark.parametrize(("sent", "param", "code"), [c[1:] for c in REJECTED], ids=[c[0] for c in REJECTED])
-@pytest.mark.parametrize("path", [CHAT, "/v1/route/explain"])
 def test_a_wrong_type_or_range_is_an_openai_400_naming_the_param(
-    http: httpx.Client, fakes: FakeProviders, sent: dict[str, Any], param: str, code: str, path: str
+    http: httpx.Client, fakes: FakeProviders, sent: dict[str, Any], param: str, code: str
 ) -> None:
-    response = http.post(path, json=sent)
+    response = http.post(CHAT, json=sent)
     assert response.status_code == 400, response.text[:300]
     assert response.headers["content-type"].startswith("application/json")
     error = response.json()["error"]
@@ -300,6 +299,14 @@ def test_a_wrong_type_or_range_is_an_openai_400_naming_the_param(
     assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", param, code), error
     assert param in error["message"] or "Invalid value" in error["message"], error["message"]
     assert [fake.requests for fake in fakes.all] == [0, 0, 0]
+
+
+def test_explain_refuses_the_same_bodies(http: httpx.Client) -> None:
+    """`/v1/route/explain` decides on the same checked body (one case of each kind)."""
+    for name, sent, param, code in REJECTED[::6]:
+        response = http.post("/v1/route/explain", json=sent)
+        assert response.status_code == 400, name
+        assert (response.json()["error"]["param"], response.json()["error"]["code"]) == (param, code), name
 
 
 def test_the_messages_are_openais(http: httpx.Client, fakes: FakeProviders) -> None:
