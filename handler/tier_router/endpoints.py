@@ -26,6 +26,7 @@ from tier_router.errors import APIError, ClientGone, SecretsError, StoreError
 from tier_router.fallback import AllCandidatesFailed, UpstreamClientError, all_failed_error
 from tier_router.gateway import Gateway
 from tier_router.lifecycle import Exchange
+from tier_router.params import check as check_params
 from tier_router.providers.base import dumps
 from tier_router.request_line import Outcome
 from tier_router.responses import answer, cost_header, decision_headers, event_stream, served_headers
@@ -87,8 +88,10 @@ async def chat(request: Request, gateway: Gateway, exchange: Exchange) -> Respon
 
 
 def decide(gateway: Gateway, request: Request, body: dict[str, Any]) -> Decision:
+    check_params(body)  # OpenAI's types and ranges: a 400 naming the param, before routing
     try:
-        chat = parse_chat(body, text_checked=True)  # read_json refused lone surrogates
+        # read_json refused lone surrogates; check_params made the direct checks redundant
+        chat = parse_chat(body, text_checked=True, params_checked=True)
     except ValidationError as exc:
         raise invalid_request(exc) from None
     except RecursionError:

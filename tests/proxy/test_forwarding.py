@@ -242,13 +242,15 @@ async def test_redirect_or_unexpected_success_status_falls_back(
 
 @pytest.mark.parametrize("status", [400, 422])
 async def test_client_error_is_returned_not_retried(status, router, upstream, urls, chat):
-    message = "Invalid value for 'temperature': must be <= 2."
+    # A value the router forwards unchecked (enumerations differ between providers) and this
+    # provider refuses; a wrong type or range is refused by the router itself (tier_router.params).
+    message = "Invalid value: 'maximal'. Supported values are: 'low', 'medium', and 'high'."
     primary = upstream.post(urls["openai"]).mock(
         return_value=httpx.Response(status, json=error_body(message))
     )
     backup = upstream.post(urls["backup"]).mock(return_value=httpx.Response(500))
 
-    response = await router.post("/v1/chat/completions", json=chat(temperature=5))
+    response = await router.post("/v1/chat/completions", json=chat(reasoning_effort="maximal"))
 
     assert response.status_code == status
     assert primary.call_count == 1

@@ -83,9 +83,9 @@ async def test_invalid_role_is_400_with_param(router, upstream):
     body = {"model": "auto", "messages": [{"role": "robot", "content": "beep"}]}
     response = await router.post(CHAT, json=body)
     error = openai_error(response, 400)
-    assert error["code"] == "invalid_request"
-    assert error["param"] == "messages.0.role"
-    assert "messages.0.role" in error["message"]
+    assert error["code"] == "invalid_value"
+    assert error["param"] == "messages[0].role"  # OpenAI's notation
+    assert "'robot'" in error["message"]
     assert len(upstream.calls) == 0
 
 
@@ -388,7 +388,7 @@ async def test_sdk_maps_router_errors_to_exception_classes(sdk, upstream, urls):
 
     with pytest.raises(openai.BadRequestError) as bad:
         await client.chat.completions.create(model="auto", messages=[{"role": "robot", "content": "hi"}])
-    assert bad.value.param == "messages.0.role"
+    assert bad.value.param == "messages[0].role"
 
     upstream.post(urls["openai"]).mock(return_value=httpx.Response(429, headers={"retry-after": "9"}))
     upstream.post(urls["backup"]).mock(return_value=httpx.Response(429, headers={"retry-after": "4"}))

@@ -238,7 +238,9 @@ async def test_large_finite_numbers_still_pass(
 ) -> None:
     router = make_router()
     primary = upstream.post(urls["primary"]).respond(200, json=completion())
-    numbers = '"temperature": 1e-400, "seed": 1e300'  # underflow to 0.0 is finite; 1e300 is a float
+    # underflow to 0.0 is finite; 1e300 is a float (in a field forwarded unchecked: `seed` must be
+    # an integer, see tier_router.params)
+    numbers = '"temperature": 1e-400, "x_vendor_scale": 1e300'
     raw = '{"model": "auto", "messages": [{"role": "user", "content": "hi"}], ' + numbers + "}"
     response = await router.post(CHAT, content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 200, response.text

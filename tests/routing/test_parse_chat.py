@@ -19,6 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from tier_router.errors import APIError
+from tier_router.params import check as check_params
 from tier_router.routing.features import measure
 from tier_router.routing.request import _plainly_valid, encodable, parse_chat
 from tier_router.routing.request_model import ChatRequest
@@ -165,3 +167,26 @@ def test_the_model_is_imported_only_when_a_body_needs_it() -> None:
         env={**os.environ, "PYTHONPATH": str(handler)},
     ).stdout.split()
     assert out == ["False", "True"]
+
+
+# Near misses: a plain body with one top-level field (any value above) and 1-3 messages.
+one_field = st.sampled_from(sorted(fields)).flatmap(lambda name: st.tuples(st.just(name), fields[name]))
+near_bodies = st.builds(
+    lambda msgs, field: {"model": "auto", "messages": msgs, field[0]: field[1]},
+    st.lists(messages, min_size=1, max_size=3),
+    one_field,
+)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bodies | near_bodies)
+def test_the_param_check_implies_the_direct_checks(body: dict[str, Any]) -> None:
+    """The proxy runs `tier_router.params.check` first and then skips the direct checks
+    (`params_checked=True`): whatever that check lets through must pass them."""
+    try:
+        check_params(body)
+    except APIError:
+        return
+    assert _plainly_valid(body), body
+    if encodable(body):
+        assert parse_chat(body, params_checked=True) == parse_chat(body)
