@@ -30,83 +30,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from tier_router.errors import APIError
-
-# -- errors: OpenAI's wording, built only on failure -------------------------------------------
-
-_KINDS: Final[dict[type, str]] = {bool: "a boolean", int: "an integer", float: "a decimal number"}
-_KINDS.update({str: "a string", list: "an array", dict: "an object"})
-SHOWN_CHARS: Final = 64
-"""A rejected string value is echoed in the message up to this many characters."""
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else _KINDS.get(value.__class__, "an unsupported value")
-
-
-def _shown(value: Any) -> str:
-    text = str(value)
-    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
-
-
-def _listed(values: tuple[str, ...]) -> str:
-    quoted = [f"'{v}'" for v in values]
-    return " and ".join(quoted) if len(quoted) <= 2 else ", ".join(quoted[:-1]) + ", and " + quoted[-1]
-
-
-def _error(message: str, param: str, code: str) -> APIError:
-    return APIError(400, message, type="invalid_request_error", code=code, param=param)
-
-
-def invalid_type(param: str, expected: str, value: Any) -> APIError:
-    message = f"Invalid type for '{param}': expected {expected}, but got {_kind(value)} instead."
-    return _error(message, param, "invalid_type")
-
-
-def missing(param: str) -> APIError:
-    return _error(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
-
-
-def wrong(param: str, expected: str, value: Any) -> APIError:
-    """Absent (or null) where required, else of the wrong type."""
-    return missing(param) if value is None else invalid_type(param, expected, value)
-
-
-def invalid_value(param: str, value: Any, supported: tuple[str, ...]) -> APIError:
-    message = f"Invalid value: '{_shown(value)}'. Supported values are: {_listed(supported)}."
-    return _error(message, param, "invalid_value")
-
-
-def enum(param: str, value: Any, supported: tuple[str, ...]) -> APIError:
-    """A value that must be one of `supported`: missing, of the wrong type, or unknown."""
-    if value.__class__ is str:
-        return invalid_value(param, value, supported)
-    return wrong(param, "a string", value)
-
-
-def out_of_range(param: str, number: str, value: float, bound: float, above: bool) -> APIError:
-    """`number`: the parameter's type, "integer" or "decimal" (whatever the value's)."""
-    side, limit, sign = ("above", "maximum", "<=") if above else ("below", "minimum", ">=")
-    shown = int(bound) if bound == int(bound) else bound
-    message = (
-        f"Invalid '{param}': {number} {side} {limit} value. Expected a value {sign} {shown}, "
-        f"but got {_shown(value)} instead."
-    )
-    return _error(message, param, f"{number}_{side}_{limit[:3]}_value")
-
-
-def length(param: str, what: str, limit: int, size: int) -> APIError:
-    """An array (`what` "array") or a string ("string") longer than `limit`, or empty (`size` 0)
-    where `limit` is the minimum."""
-    a = "an" if what == "array" else "a"
-    if size == 0:
-        message = f"Invalid '{param}': empty {what}. Expected {a} {what} with minimum length {limit}, "
-        return _error(message + f"but got an empty {what} instead.", param, f"empty_{what}")
-    message = f"Invalid '{param}': {what} too long. Expected {a} {what} with maximum length {limit}, "
-    return _error(
-        message + f"but got {a} {what} with length {size} instead.", param, f"{what}_above_max_length"
-    )
-
+from tier_router.param_errors import (
+    KINDS,
+    bad_request,
+    enum,
+    invalid_type,
+    invalid_value,
+    length,
+    missing,
+    out_of_range,
+    shown,
+    wrong,
+)
 
 # -- scalar checks (top-level parameters; None never reaches them) -----------------------------
 
@@ -114,7 +49,7 @@ Check = Callable[[Any, str], None]
 
 
 def exact(kind: type) -> Check:
-    expected = _KINDS[kind]
+    expected = KINDS[kind]
 
     def check(value: Any, param: str) -> None:
         if value.__class__ is not kind:
@@ -154,7 +89,7 @@ def decimal(low: float, high: float) -> Check:
 def _optional(container: dict[str, Any], key: str, kind: type, where: str) -> None:
     value = container.get(key)
     if value is not None and value.__class__ is not kind:
-        raise invalid_type(f"{where}.{key}", _KINDS[kind], value)
+        raise invalid_type(f"{where}.{key}", KINDS[kind], value)
 
 
 def _required_str(container: dict[str, Any], key: str, where: str) -> None:
@@ -378,14 +313,14 @@ def metadata(value: Any, param: str) -> None:
             f"Invalid '{param}': too many properties. Expected an object with at most {METADATA_PAIRS} "
             f"properties, but got an object with {len(value)} properties instead."
         )
-        raise _error(message, param, "object_above_max_properties")
+        raise bad_request(message, param, "object_above_max_properties")
     for key, item in value.items():
         if len(key) > METADATA_KEY_CHARS:
             message = (
-                f"Invalid property name in '{param}': '{_shown(key)}' is too long. Expected a string with "
+                f"Invalid property name in '{param}': '{shown(key)}' is too long. Expected a string with "
                 f"maximum length {METADATA_KEY_CHARS}, but got a string with length {len(key)} instead."
             )
-            raise _error(message, f"{param}.{_shown(key)}", "property_name_above_max_length")
+            raise bad_request(message, f"{param}.{shown(key)}", "property_name_above_max_length")
         if item.__class__ is not str:
             raise invalid_type(f"{param}.{key}", "a string", item)
         if len(item) > METADATA_VALUE_CHARS:
@@ -398,7 +333,7 @@ _bias = integer(-100, 100)
 def logit_bias(value: Any, param: str) -> None:
     obj(value, param)
     for token, bias in value.items():
-        _bias(bias, f"{param}.{_shown(token)}")
+        _bias(bias, f"{param}.{shown(token)}")
 
 
 def _function(function: dict[str, Any], where: str) -> None:
