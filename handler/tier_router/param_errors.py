@@ -61,9 +61,9 @@ def enum(param: str, value: Any, supported: tuple[str, ...]) -> APIError:
 def out_of_range(param: str, number: str, value: float, bound: float, above: bool) -> APIError:
     """`number`: the parameter's type, "integer" or "decimal" (whatever the value's)."""
     side, limit, sign = ("above", "maximum", "<=") if above else ("below", "minimum", ">=")
-    shown = int(bound) if bound == int(bound) else bound
+    edge = int(bound) if bound == int(bound) else bound
     message = (
-        f"Invalid '{param}': {number} {side} {limit} value. Expected a value {sign} {shown}, "
+        f"Invalid '{param}': {number} {side} {limit} value. Expected a value {sign} {edge}, "
         f"but got {shown(value)} instead."
     )
     return bad_request(message, param, f"{number}_{side}_{limit[:3]}_value")
