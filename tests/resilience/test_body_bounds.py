@@ -102,7 +102,7 @@ def test_a_body_of_invalid_messages_within_the_limits_is_refused_at_the_first(ro
     answer = post(router, body)
     grew_mb = (peak_rss_kb(router.proc.pid) - before) / 1024
     assert answer.status_code == 400, answer.text
-    assert answer.json()["error"]["param"] == "messages.0.role"
+    assert answer.json()["error"]["param"] == "messages[0].role"
     assert grew_mb < 40, f"peak RSS grew by {grew_mb:.0f} MB"
 
 
