@@ -1,0 +1,53 @@
+"""`tier-router replay LOG`: what would routing have cost — and saved — on real traffic?
+
+Reads a request log (JSON Lines) one line at a time, runs every request through the rules
+without calling any provider, prices it, and aggregates per tier, model and rule. Memory is
+bounded: nothing per record is kept except the first few errors and tier changes.
+
+Modules, one job each (the CLI imports this package only when `replay` runs: it is never on
+the request path):
+
+- `log`      — the request log: opening it (`.gz`, stdin), the lines it accepts, progress.
+- `pricing`  — tokens of a logged or estimated usage, priced on one model (`Rate`).
+- `audit`    — `Audit`: the bounded running totals by tier, model and rule.
+- `replayer` — `Replayer`: each line through the rules (and `--against` older ones);
+               `replay`: one log file in, the report out.
+- `report`   — `report`: the `--json` object (schema `tier-router.replay/1`).
+- `render`   — the report as text (the CLI's output) and as a self-contained HTML page.
+"""
+
+from tier_router.replay.audit import MAX_ERRORS_LISTED, Audit, Row
+from tier_router.replay.log import PROGRESS_MIN_LINES, Progress, ReplayError, open_log
+from tier_router.replay.pricing import (
+    DEFAULT_COMPLETION_TOKENS,
+    Rate,
+    default_baseline,
+    estimated_completion,
+    usage_tokens,
+)
+from tier_router.replay.render import render_html, render_text, svg_bars
+from tier_router.replay.replayer import SERVED_ERROR_STATUS, Replayer, replay
+from tier_router.replay.report import SCHEMA, report
+
+__all__ = [
+    "DEFAULT_COMPLETION_TOKENS",
+    "MAX_ERRORS_LISTED",
+    "PROGRESS_MIN_LINES",
+    "SCHEMA",
+    "SERVED_ERROR_STATUS",
+    "Audit",
+    "Progress",
+    "Rate",
+    "ReplayError",
+    "Replayer",
+    "Row",
+    "default_baseline",
+    "estimated_completion",
+    "open_log",
+    "render_html",
+    "render_text",
+    "replay",
+    "report",
+    "svg_bars",
+    "usage_tokens",
+]

@@ -1,0 +1,191 @@
+"""The replay report for people: plain text (the CLI's output) and a self-contained HTML page.
+
+Both render the `--json` object (`report.report`); the HTML draws its charts as inline SVG
+(no scripts, no external resources) and escapes every name taken from the log or rules.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from tier_router.replay.report import ratio
+from tier_router.spend.pricing import usd
+
+
+def _signed_usd(micro: int) -> str:
+    return ("+$" if micro >= 0 else "-$") + usd(abs(micro), 4)
+
+
+def _table(title: str, rows: dict[str, dict[str, Any]]) -> list[str]:
+    head = f"{title:<28} {'requests':>9} {'share':>6} {'prompt tok':>12} {'compl tok':>11}"
+    head += f" {'routed $':>11} {'baseline $':>11} {'saved':>6}"
+    lines = [head, "-" * len(head)]
+    for name, r in rows.items():
+        saved = ratio(r["baseline_micro_usd"] - r["routed_micro_usd"], r["baseline_micro_usd"])
+        lines.append(
+            f"{name[:28]:<28} {r['requests']:>9,} {r['share']:>6.1%} {r['prompt_tokens']:>12,}"
+            f" {r['completion_tokens']:>11,} {usd(r['routed_micro_usd'], 4):>11}"
+            f" {usd(r['baseline_micro_usd'], 4):>11} {saved:>6.1%}"
+        )
+    return lines
+
+
+def render_text(data: dict[str, Any]) -> str:
+    t, lines_, assume = data["totals"], data["lines"], data["assumptions"]
+    out = [
+        f"replay of {data['log']} through {data['rules']} (no provider called)",
+        f"lines     {lines_['total']:,}: {lines_['rerouted']:,} requests re-routed,"
+        f" {lines_['router_log']:,} router log lines (priced as logged,"
+        f" {lines_['router_log_unserved']:,} unserved), {lines_['skipped']:,} skipped",
+        f"tokens    usage logged for {t['requests'] - assume['usage_estimated']:,} requests, estimated for"
+        f" {assume['usage_estimated']:,} (completion: {assume['default_completion_tokens']} or max_tokens)",
+    ]
+    if assume["requested_model_unknown_routed_as_auto"]:
+        out.append(
+            f"models    {assume['requested_model_unknown_routed_as_auto']:,} requests named a model"
+            " these rules do not know: routed as auto"
+        )
+    out += [
+        f"baseline  every request on {data['baseline_model']}",
+        "",
+        f"routed    ${t['routed_usd']}",
+        f"baseline  ${t['baseline_usd']}",
+        f"saved     ${t['saved_usd']} ({t['savings_ratio']:.1%} of the baseline)",
+    ]
+    if t["logged_requests"]:
+        out.append(f"logged    ${t['logged_usd']} actually spent on {t['logged_requests']:,} requests")
+    for title, key in (("tier", "by_tier"), ("model (first in chain)", "by_model"), ("rule", "by_rule")):
+        out += ["", *_table(title, data[key])]
+    changes = data.get("changes")
+    if changes is not None:
+        out += [
+            "",
+            f"changes vs {data['against']}: {changes['changed_tier']:,} of {changes['compared']:,}"
+            f" requests change tier ({changes['changed_rule_same_tier']:,} more change rule only);"
+            f" cost ${usd(changes['old_routed_micro_usd'], 4)} -> ${usd(changes['new_routed_micro_usd'], 4)}"
+            f" ({_signed_usd(changes['delta_micro_usd'])})",
+        ]
+        for tr in changes["transitions"]:
+            out.append(
+                f"  {tr['from']} -> {tr['to']}: {tr['requests']:,} requests,"
+                f" {_signed_usd(tr['delta_micro_usd'])}"
+            )
+        for m in changes["requests"]:
+            ident = f" id={m['id']}" if m["id"] is not None else ""
+            out.append(
+                f"  line {m['line']}{ident}: {m['from_tier']}/{m['from_rule']}"
+                f" -> {m['to_tier']}/{m['to_rule']}"
+            )
+        hidden = changes["changed_tier"] - changes["requests_listed"]
+        if hidden > 0:
+            out.append(f"  ... and {hidden:,} more (raise --list)")
+    errors = data["errors"]
+    if errors["count"]:
+        kinds = ", ".join(f"{k} {n:,}" for k, n in errors["by_kind"].items())
+        out += ["", f"skipped   {errors['count']:,} lines ({kinds})"]
+        out += [f"  line {e['line']}: {e['reason']}" for e in errors["first"]]
+        if errors["count"] > len(errors["first"]):
+            out.append(f"  ... and {errors['count'] - len(errors['first']):,} more")
+    return "\n".join(out)
+
+
+# -- HTML ------------------------------------------------------------------------------------
+
+_COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
+
+
+def svg_bars(title: str, bars: list[tuple[str, int, str]]) -> str:
+    """A horizontal bar chart of micro-dollar amounts, as inline SVG (no scripts)."""
+    width, label_w, value_w, bar_h, gap = 640, 150, 110, 24, 8
+    top = 30
+    height = top + len(bars) * (bar_h + gap) + 4
+    peak = max((v for _, v, _ in bars), default=0) or 1
+    span = width - label_w - value_w
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img"'
+        f' aria-label="{html.escape(title)}">',
+        f'<text x="0" y="18" font-weight="bold">{html.escape(title)}</text>',
+    ]
+    for i, (label, value, color) in enumerate(bars):
+        y = top + i * (bar_h + gap)
+        w = max(round(span * value / peak), 1 if value else 0)
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + 16}" text-anchor="end">{html.escape(label)}</text>'
+            f'<rect x="{label_w}" y="{y}" width="{w}" height="{bar_h}" fill="{color}"/>'
+            f'<text x="{label_w + w + 6}" y="{y + 16}">${usd(value, 4)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _html_table(title: str, rows: dict[str, dict[str, Any]]) -> str:
+    head = (
+        f"<tr><th>{html.escape(title)}</th><th>requests</th><th>share</th><th>prompt tokens</th>"
+        "<th>completion tokens</th><th>routed $</th><th>cost share</th><th>baseline $</th></tr>"
+    )
+    body = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{r['requests']:,}</td><td>{r['share']:.1%}</td>"
+        f"<td>{r['prompt_tokens']:,}</td><td>{r['completion_tokens']:,}</td><td>{r['routed_usd']}</td>"
+        f"<td>{r['cost_share']:.1%}</td><td>{r['baseline_usd']}</td></tr>"
+        for name, r in rows.items()
+    )
+    return f"<table>{head}{body}</table>"
+
+
+def render_html(data: dict[str, Any]) -> str:
+    esc = html.escape
+    t = data["totals"]
+    tiers = [
+        (name, r["routed_micro_usd"], _COLORS[i % len(_COLORS)])
+        for i, (name, r) in enumerate(data["by_tier"].items())
+    ]
+    versus = [
+        (f"baseline: {data['baseline_model']}", t["baseline_micro_usd"], "#e15759"),
+        ("routed", t["routed_micro_usd"], "#59a14f"),
+    ]
+    sections = [
+        f"<h1>tier-router replay</h1><p>{esc(data['log'])} through {esc(data['rules'])}"
+        " — no provider called.</p>",
+        f"<p class=big>routed <b>${t['routed_usd']}</b> vs baseline <b>${t['baseline_usd']}</b>:"
+        f" saved <b>${t['saved_usd']}</b> ({t['savings_ratio']:.1%}) on {t['requests']:,} requests.</p>",
+        svg_bars("Baseline vs routed (USD)", versus),
+        svg_bars("Routed cost by tier (USD)", tiers),
+        "<h2>By tier</h2>" + _html_table("tier", data["by_tier"]),
+        "<h2>By model (first in chain)</h2>" + _html_table("model", data["by_model"]),
+        "<h2>By rule</h2>" + _html_table("rule", data["by_rule"]),
+    ]
+    changes = data.get("changes")
+    if changes is not None:
+        items = "".join(
+            f"<li>{esc(tr['from'])} → {esc(tr['to'])}: {tr['requests']:,} requests,"
+            f" {esc(_signed_usd(tr['delta_micro_usd']))}</li>"
+            for tr in changes["transitions"]
+        )
+        sections.append(
+            f"<h2>Changes vs {esc(str(data['against']))}</h2><p>{changes['changed_tier']:,} of"
+            f" {changes['compared']:,} requests change tier;"
+            f" cost {_signed_usd(changes['delta_micro_usd'])}.</p>"
+            f"<ul>{items}</ul>"
+        )
+    errors = data["errors"]
+    if errors["count"]:
+        items = "".join(f"<li>line {e['line']}: {esc(e['reason'])}</li>" for e in errors["first"])
+        sections.append(f"<h2>Skipped lines: {errors['count']:,}</h2><ul>{items}</ul>")
+    lines_ = data["lines"]
+    sections.append(
+        f"<p class=note>{lines_['total']:,} lines: {lines_['rerouted']:,} re-routed,"
+        f" {lines_['router_log']:,} router log lines priced as logged, {lines_['skipped']:,} skipped."
+        f" Tokens estimated for {data['assumptions']['usage_estimated']:,} requests"
+        f" (completion: {data['assumptions']['default_completion_tokens']} or max_tokens if smaller).</p>"
+    )
+    style = (
+        "body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:60em}"
+        "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px}"
+        "td:not(:first-child){text-align:right}svg{display:block;margin:1em 0;font:13px sans-serif}"
+        ".big{font-size:1.2em}.note{color:#555}"
+    )
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tier-router replay</title>'
+        f"<style>{style}</style></head><body>{''.join(sections)}</body></html>\n"
+    )

@@ -1,0 +1,131 @@
+"""The replay report: the `--json` object, built from an `Audit` (schema `tier-router.replay/1`).
+
+Totals, `by_tier` / `by_model` / `by_rule` breakdowns (each sorted by routed cost, dearest
+first), the assumptions made, skipped lines, and with `--against` the requests that change
+tier. Money is in integer micro-dollars plus a decimal-dollar string (`spend.pricing.usd`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tier_router.replay.audit import Audit, Row
+from tier_router.replay.pricing import DEFAULT_COMPLETION_TOKENS
+from tier_router.spend.pricing import usd
+
+SCHEMA = "tier-router.replay/1"
+
+
+def ratio(part: int, whole: int) -> float:
+    """part / whole, rounded to 6 decimals; 0.0 when whole is 0."""
+    return round(part / whole, 6) if whole else 0.0
+
+
+def _rows(table: dict[str, Row], requests: int, routed_total: int) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, (n, prompt, completion, routed, base) in sorted(
+        table.items(), key=lambda kv: (-kv[1][3], kv[0])
+    ):
+        out[name] = {
+            "requests": n,
+            "share": ratio(n, requests),
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "routed_micro_usd": routed,
+            "routed_usd": usd(routed),
+            "cost_share": ratio(routed, routed_total),
+            "baseline_micro_usd": base,
+            "baseline_usd": usd(base),
+        }
+    return out
+
+
+def report(
+    audit: Audit,
+    *,
+    log: str,
+    rules: str,
+    against: str | None,
+    baseline: str,
+    elapsed: float | None = None,
+) -> dict[str, Any]:
+    rows = audit.by_tier.values()
+    requests = sum(r[0] for r in rows)
+    routed = sum(r[3] for r in rows)
+    base = sum(r[4] for r in rows)
+    saved = base - routed
+    data: dict[str, Any] = {
+        "schema": SCHEMA,
+        "log": log,
+        "rules": rules,
+        "against": against,
+        "baseline_model": baseline,
+        "lines": {
+            "total": audit.lines,
+            "blank": audit.blank,
+            "rerouted": audit.rerouted,
+            "router_log": audit.router_lines,
+            "router_log_unserved": audit.router_unserved,
+            "skipped": audit.errors,
+        },
+        "assumptions": {
+            "requested_model_unknown_routed_as_auto": audit.requested_unknown,
+            "usage_estimated": audit.estimated_usage,
+            "default_completion_tokens": DEFAULT_COMPLETION_TOKENS,
+        },
+        "totals": {
+            "requests": requests,
+            "prompt_tokens": sum(r[1] for r in rows),
+            "completion_tokens": sum(r[2] for r in rows),
+            "routed_micro_usd": routed,
+            "routed_usd": usd(routed),
+            "baseline_micro_usd": base,
+            "baseline_usd": usd(base),
+            "saved_micro_usd": saved,
+            "saved_usd": usd(saved) if saved >= 0 else "-" + usd(-saved),
+            "savings_ratio": ratio(saved, base),
+            "logged_requests": audit.logged_requests,
+            "logged_micro_usd": audit.logged_micro,
+            "logged_usd": usd(audit.logged_micro),
+        },
+        "by_tier": _rows(audit.by_tier, requests, routed),
+        "by_model": _rows(audit.by_model, requests, routed),
+        "by_rule": _rows(audit.by_rule, requests, routed),
+        "changes": None,
+        "errors": {
+            "count": audit.errors,
+            "by_kind": dict(sorted(audit.error_kinds.items())),
+            "first": [{"line": line, "reason": reason} for line, reason in audit.first_errors],
+        },
+    }
+    if against is not None:
+        transitions = [
+            {
+                "from": old,
+                "to": new,
+                "requests": n,
+                "old_micro_usd": old_cost,
+                "new_micro_usd": new_cost,
+                "delta_micro_usd": new_cost - old_cost,
+            }
+            for (old, new), (n, old_cost, new_cost) in sorted(
+                audit.transitions.items(), key=lambda kv: (-kv[1][0], kv[0])
+            )
+        ]
+        data["changes"] = {
+            "compared": audit.compared,
+            "changed_tier": audit.changed,
+            "changed_rule_same_tier": audit.rule_changed,
+            "old_routed_micro_usd": audit.old_routed_micro,
+            "new_routed_micro_usd": audit.new_routed_micro,
+            "delta_micro_usd": audit.new_routed_micro - audit.old_routed_micro,
+            "transitions": transitions,
+            "requests": audit.moved,
+            "requests_listed": len(audit.moved),
+        }
+    if elapsed is not None:
+        data["timing"] = {
+            "seconds": round(elapsed, 3),
+            "lines_per_s": round(audit.lines / elapsed) if elapsed > 0 else None,
+        }
+    return data
