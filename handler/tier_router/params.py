@@ -1,28 +1,18 @@
-"""The OpenAI chat-completions parameters this router reads, translates or prices, checked the
-way OpenAI checks them: a wrong type or an out-of-range value is a 400 `invalid_request_error`
-naming the parameter (`messages[2].content[0].type`) with OpenAI's code, before routing — the
-router acts on these values (`stream` picks the streamed path, `n` and the token limits bound the
-hard cap, sampling, stop, tools and `response_format` are translated for Anthropic, parts are
-priced by `type`), so a value OpenAI refuses must not be acted on, translated away or forwarded.
+"""The OpenAI chat-completions parameters this router reads, translates or prices, checked as
+OpenAI checks them: a wrong type or range is a 400 `invalid_request_error` naming the parameter
+(`messages[2].content[0].type`) with OpenAI's code, before routing — `stream` picks the path, `n`
+and the token limits bound the hard cap, sampling, tools and `response_format` are translated
+for Anthropic, parts are priced by `type`: a value OpenAI refuses must not be acted on.
 
-`PARAMS` lists the parameters checked; any other field, top-level or inside a message, part or
-tool, is forwarded unchecked (providers add their own). Messages: a known `role`, content null,
-a string or parts whose `type` the role allows (`ROLE_PARTS`) with payloads of the right shape,
-assistant `tool_calls`, `tool_call_id` on tool messages, `name` on function messages.
+`PARAMS` lists what is checked; any other field is forwarded unchecked. Messages: a known
+`role`; content null, a string or parts whose `type` the role allows (`ROLE_PARTS`); assistant
+`tool_calls`; `tool_call_id` on tool messages. Null is accepted for every optional parameter,
+an integer wherever a decimal is. Leniencies kept on purpose: `content` may be absent in any
+role, a tool call's `type` may be left out, `image_url` may be a bare URL string, `stop` may be
+empty; provider-specific enumerations (`reasoning_effort`, `service_tier`, ...) are only typed.
 
-Null is accepted for every optional parameter and an integer wherever a decimal is, as by OpenAI.
-Leniencies kept on purpose (clients that work today keep working): `content` may be absent or
-null in any role, a tool call's `type` may be left out (function), `image_url` may be a bare URL
-string, `stop` may be an empty array; enumerations that differ between providers
-(`reasoning_effort`, `service_tier`, `modalities`, image `detail`, audio `format`) are
-type-checked only.
-
-Sources: bounds from OpenAI's OpenAPI spec (`CreateChatCompletionRequest`: n 1..128, temperature
-0..2, top_p 0..1, penalties -2..2, top_logprobs 0..20, seed int64, stop ≤ 4, metadata 16 pairs of
-≤ 64/512 characters, logit_bias -100..100); shapes from openai-python's `types/chat/*_param.py`;
-wording and codes from OpenAI's 400 answers ("Invalid type for 'max_tokens': expected an
-integer, but got a decimal number instead.", `invalid_type`). Cost: one pass over messages and
-parts, exact-class checks against tables built at import; names are built only on failure.
+Sources: OpenAI's OpenAPI spec (`CreateChatCompletionRequest` bounds), openai-python's
+`types/chat/*_param.py` (shapes), OpenAI's 400 answers (wording, codes: `param_errors`).
 """
 
 from __future__ import annotations
