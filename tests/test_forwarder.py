@@ -76,6 +76,9 @@ class RecordingPlan:
     async def release(self, route: ModelRoute) -> None:
         self.recorder.calls.append(("release", route.name))
 
+    def retryable(self, route: ModelRoute) -> bool:
+        return True
+
 
 class Body(httpx.AsyncByteStream):
     """A response body that remembers being closed."""
@@ -196,9 +199,10 @@ def test_candidates_that_cannot_be_tried_are_skipped(mode: str) -> None:
         ("ma", "breaker_open", False),
         ("mb", "missing_key", False),
         ("mc", "http_500", True),
+        ("mc", "http_500", True),  # a first 500 is retried once; each failure is reported
     ]
-    assert health.calls == [("release", "mb"), ("failure:model", "mc")]  # breaker_open: nothing
-    assert upstream.calls == ["c"]
+    assert health.calls == [("release", "mb"), ("failure:model", "mc"), ("failure:model", "mc")]
+    assert upstream.calls == ["c", "c"]  # breaker_open: nothing
 
 
 @pytest.mark.parametrize("mode", MODES)

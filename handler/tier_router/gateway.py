@@ -93,7 +93,13 @@ class Gateway:
         self.redactor = secrets_redactor(settings, self.keys, self.key_names)
         self.breakers = breaker_health(self.store, self.rules) if health is None else None
         self.spend = SpendControls(self.store, self.rules)
-        self.forwarder = Forwarder(self.client, self.keys, health or self.breakers, redactor=self.redactor)
+        self.forwarder = Forwarder(
+            self.client,
+            self.keys,
+            health or self.breakers,
+            redactor=self.redactor,
+            max_attempts=self.rules.spec.routing.max_attempts,
+        )
         self.disconnects = DisconnectWatch(WATCH_AFTER_S)
         self.access_log = AccessLog(
             enabled=settings.log_requests, emf=settings.emf_metrics, buffered=settings.background_settle
