@@ -308,7 +308,7 @@ async def test_all_fail_is_502_naming_every_model(router, upstream, urls, chat):
     assert "secondary" in error["message"]
     assert "http_500" in error["message"]
     assert "connect_error" in error["message"]
-    assert response.headers["x-router-attempts"] == "3"  # the 500 was retried once; the refused connect was not
+    assert response.headers["x-router-attempts"] == "3"  # the 500 retried once; the refused connect not
     assert response.headers["x-router-tier"] == "fast"
 
 
