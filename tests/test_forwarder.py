@@ -48,8 +48,9 @@ Handler = Callable[[httpx.Request], httpx.Response]
 class Recorder:
     """A Health whose plans admit every candidate but `closed`, and record what they are told."""
 
-    def __init__(self, closed: tuple[str, ...] = ()) -> None:
+    def __init__(self, closed: tuple[str, ...] = (), probing: tuple[str, ...] = ()) -> None:
         self.closed = closed
+        self.probing = probing  # admitted as probes: not retried
         self.calls: list[tuple[str, str]] = []
 
     async def plan(self, candidates: tuple[ModelRoute, ...]) -> RecordingPlan:
@@ -75,6 +76,9 @@ class RecordingPlan:
 
     async def release(self, route: ModelRoute) -> None:
         self.recorder.calls.append(("release", route.name))
+
+    def retryable(self, route: ModelRoute) -> bool:
+        return route.name not in self.recorder.probing
 
 
 class Body(httpx.AsyncByteStream):
@@ -196,9 +200,31 @@ def test_candidates_that_cannot_be_tried_are_skipped(mode: str) -> None:
         ("ma", "breaker_open", False),
         ("mb", "missing_key", False),
         ("mc", "http_500", True),
+        ("mc", "http_500", True),  # a first 500 is retried once; each failure is reported
     ]
-    assert health.calls == [("release", "mb"), ("failure:model", "mc")]  # breaker_open: nothing
-    assert upstream.calls == ["c"]
+    assert health.calls == [("release", "mb"), ("failure:model", "mc"), ("failure:model", "mc")]
+    assert upstream.calls == ["c", "c"]  # breaker_open: nothing
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_failed_probe_is_not_retried_and_a_retried_failure_counts_twice(mode: str) -> None:
+    upstream = Upstream(a=status(503), b=status(503), c=ok)
+    health = Recorder(probing=("ma",))
+    served, attempts = asyncio.run(run(mode, forwarder_for(upstream, health)))
+    assert served == "mc"
+    assert [(a.model, a.outcome, a.retry) for a in attempts] == [
+        ("ma", "http_503", False),  # a probe: its breaker has just re-opened
+        ("mb", "http_503", False),
+        ("mb", "http_503", True),
+        ("mc", "ok", False),
+    ]
+    assert health.calls == [
+        ("failure:model", "ma"),
+        ("failure:model", "mb"),
+        ("failure:model", "mb"),
+        ("success", "mc"),
+    ]
+    assert upstream.calls == ["a", "b", "b", "c"]
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -3,12 +3,20 @@
 The policy (what moves on to the next candidate):
 - connect errors, timeouts, dropped connections, and answers that are not valid
   (bad JSON, garbage SSE, a stream that ends before its end marker) — provider failures;
-- HTTP 408, 409, 425, 429 and 5xx — provider overload or outage; `retry-after` is never
-  waited on while another candidate remains;
+- HTTP 408, 409, 425, 429 and 5xx — provider overload or outage. Before moving on, the same
+  model may be retried once (`retries`: a 429 whose `retry-after` is short, a first
+  500/502/503); a longer `retry-after` moves on at once;
 - HTTP 401, 403 and 404 — the operator's misconfiguration (a bad key, a wrong model id):
   another provider can still serve, and the breaker keeps the broken one out of the way.
-- Any other 4xx (400, 413, 422...) is the client's request: returned as is, not retried, and
-  the provider counts as up (it answered).
+- A refusal that says the prompt does not fit the model's context window
+  (`context_length_exceeded`, see `CONTEXT_LENGTH_PATTERN`): the next candidate whose
+  `context_window` is larger than the refusing model's (or unknown) is tried; those with a
+  smaller or equal known window are skipped (`window_too_small`), and the refusing model is
+  never asked again. It is the request's size, not a failure: the breakers record a success
+  (the provider answered). When no larger candidate is left, the refusal goes back to the
+  client as is.
+- Any other 4xx (400, 413, 422...) is the client's request — a content-policy refusal
+  included: returned as is, not retried, and the provider counts as up (it answered).
 - The router's own connection pool exhausted (`router_busy`): the request never left, the next
   candidate is tried, and no breaker records anything.
 - A candidate that cannot be tried (breaker open, key missing, the provider cannot express the
@@ -41,6 +49,8 @@ This is the seam for response validators: a validator turns an answer into an ou
 from __future__ import annotations
 
 import email.utils
+import json
+import re
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -71,6 +81,10 @@ class Outcome(StrEnum):
     """The provider cannot express the request (e.g. a content part it lacks)."""
     ROUTER_BUSY = "router_busy"
     """The router's own connection pool was exhausted: the request never reached the provider."""
+    CONTEXT_LENGTH = "context_length_exceeded"
+    """The provider refused the prompt as longer than the model's context window."""
+    WINDOW_TOO_SMALL = "window_too_small"
+    """Skipped: a model refused the prompt as too long, and this one's window is no larger."""
 
     @classmethod
     def http(cls, status: int) -> Outcome:
@@ -91,7 +105,15 @@ class Outcome(StrEnum):
         return int(self[5:]) if self[:5] == "http_" else None
 
 
-NOT_TRIED = frozenset({Outcome.MISSING_KEY, Outcome.BREAKER_OPEN, Outcome.UNSUPPORTED, Outcome.ROUTER_BUSY})
+NOT_TRIED = frozenset(
+    {
+        Outcome.MISSING_KEY,
+        Outcome.BREAKER_OPEN,
+        Outcome.UNSUPPORTED,
+        Outcome.ROUTER_BUSY,
+        Outcome.WINDOW_TOO_SMALL,
+    }
+)
 """Skipped candidates: no request reached the provider (`router_busy`: the router's own pool
 had no connection for it in time)."""
 
@@ -135,6 +157,9 @@ VERDICTS: dict[Outcome, Verdict] = {
     Outcome.UNSUPPORTED: Verdict(moves_on=True, client_fault=False, breaker=Breaker.RELEASE),
     Outcome.ROUTER_BUSY: Verdict(moves_on=True, client_fault=False, breaker=Breaker.RELEASE),
     Outcome.BREAKER_OPEN: Verdict(moves_on=True, client_fault=False, breaker=Breaker.NONE),
+    # The request's size, not the provider's failure: it answered (a probe through it succeeded).
+    Outcome.CONTEXT_LENGTH: Verdict(moves_on=True, client_fault=False, breaker=Breaker.SUCCESS),
+    Outcome.WINDOW_TOO_SMALL: Verdict(moves_on=True, client_fault=False, breaker=Breaker.RELEASE),
 }
 """Every outcome but the HTTP refusals, which `verdict` judges by status."""
 
@@ -152,6 +177,59 @@ FAILURE_OUTCOMES: tuple[tuple[type[BaseException] | tuple[type[BaseException], .
     (UpstreamProtocolError, Outcome.INVALID_RESPONSE),
 )
 """The first match names a failure; any other of `FAILURES` is a `connection_error`."""
+
+
+CONTEXT_STATUSES = frozenset({400, 413, 422})
+"""Statuses whose body is searched for a context-window refusal (TGI answers 422)."""
+CONTEXT_LENGTH_PATTERN = re.compile(
+    r"context_length_exceeded"  # OpenAI's error.code
+    # OpenAI, DeepSeek, vLLM (its own JSON has a top-level `message`): "This model's maximum
+    # context length is 65536 tokens. However, you requested 66343 tokens ..." (e.g.
+    # FoundationAgents/OpenManus#79, vllm-project/vllm#20409)
+    r"|maximum context length"
+    # Anthropic: 400 invalid_request_error "prompt is too long: 208656 tokens > 200000 maximum"
+    # (e.g. anthropics/claude-code#59696)
+    r"|prompt is too long"
+    # vLLM V1: "Prompt length of 5016 is longer than the maximum model length of 4096"
+    # (hiyouga/LlamaFactory#7723); "The prompt (total length 25938) is too long to fit into the
+    # model (context length 4096)" (vllm-project/vllm#12165)
+    r"|longer than the maximum model length|too long to fit into the model"
+    # Hugging Face TGI (422): "Input validation error: `inputs` tokens + `max_new_tokens` must
+    # be <= 2048" (huggingface/text-generation-inference#628)
+    r"|`inputs` tokens \+ `max_new_tokens` must be",
+    re.IGNORECASE,
+)
+"""Refusals that say the prompt does not fit the model's window. Matched against the error's
+code and message only (not the whole body, which may quote the prompt), so a content-policy
+refusal ("content_policy_violation", "content_filter") never matches."""
+
+
+def refusal_outcome(status: int, content: bytes) -> Outcome:
+    """A non-200 answer's outcome: `http_<status>`, or `context_length_exceeded` when a 400,
+    413 or 422 says the prompt is longer than the model's window. Only those statuses' bodies
+    are read (small, and rare)."""
+    if status in CONTEXT_STATUSES and CONTEXT_LENGTH_PATTERN.search(error_text(content)):
+        return Outcome.CONTEXT_LENGTH
+    return Outcome.http(status)
+
+
+def error_text(content: bytes) -> str:
+    """The code and message of an error body — OpenAI's `{"error": {"code", "message"}}`,
+    Anthropic's `{"error": {"type", "message"}}`, vLLM's top-level `message`, TGI's
+    `{"error": "..."}` — joined; a body that is not JSON, as text."""
+    try:
+        data = json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        return content[:4096].decode("utf-8", "replace")
+    if not isinstance(data, dict):
+        return ""
+    parts = [data.get("message"), data.get("code")]
+    error = data.get("error")
+    if isinstance(error, dict):
+        parts += [error.get("message"), error.get("code")]
+    else:
+        parts.append(error)
+    return " ".join(part for part in parts if isinstance(part, str))
 
 
 def verdict(outcome: Outcome) -> Verdict:
@@ -186,6 +264,8 @@ class Attempt:
     status: int | None = None
     retry_after: float | None = None
     elapsed_ms: float = 0.0
+    retry: bool = False
+    """A same-model retry: the previous attempt was this model's too."""
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -200,6 +280,8 @@ class Attempt:
             data["detail"] = self.detail
         if self.retry_after is not None:
             data["retry_after"] = self.retry_after
+        if self.retry:
+            data["retry"] = True
         return data
 
     @property

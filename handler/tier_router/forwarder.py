@@ -14,7 +14,9 @@ an attempt may take, and how a 200 answer is taken in —
   raises and the caller ends the stream with an error event and no `[DONE]`, so a truncated
   answer never looks complete.
 
-Plugging in later work (same-model retries, response validators) means changing this loop or
+Between attempts, `retries` says whether the same model is asked again (a short
+`retry-after`, a first 5xx) and, after a `context_length_exceeded` refusal, which candidates
+are too small to try. Plugging in later work (response validators) means changing this loop or
 the policy in `fallback`, once, for both kinds of answer.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -38,6 +41,7 @@ from tier_router.fallback import (
     Outcome,
     UpstreamClientError,
     outcome_of,
+    refusal_outcome,
     retry_after_seconds,
     verdict,
 )
@@ -45,6 +49,7 @@ from tier_router.provider_keys import KeySource, redact
 from tier_router.providers.base import Adapter, ClientRequestError, StreamDecoder, UpstreamProtocolError
 from tier_router.providers.registry import adapter_for
 from tier_router.redaction import Redactor
+from tier_router.retries import ContextFloor, retry_delay, skipped_too_small
 from tier_router.routing.engine import Decision, ModelRoute
 from tier_router.settings import DEFAULT_MAX_SSE_LINE_BYTES
 from tier_router.sse import Events, sse_batches
@@ -166,9 +171,14 @@ class Forwarder:
         *,
         max_sse_line: int = DEFAULT_MAX_SSE_LINE_BYTES,
         redactor: Redactor | None = None,
+        max_attempts: int = 4,
+        rng: random.Random | None = None,
     ) -> None:
         self.client = client
         self.max_sse_line = max_sse_line
+        self.max_attempts = max_attempts
+        """Attempts per request after which no model is retried (`routing.max_attempts`)."""
+        self.rng = rng or random.Random()  # noqa: S311 - backoff jitter, not a secret
         self.keys = keys
         self.redactor = redactor or Redactor()
         self._plain = Plain(self.redactor)
@@ -203,31 +213,56 @@ class Forwarder:
         )
 
     async def serve(self, decision: Decision, body: dict[str, Any], reception: Reception[A]) -> Served[A]:
-        """The candidate loop: every candidate the plan offers, until one serves. Raises
-        UpstreamClientError (a refusal that is the client's fault) or AllCandidatesFailed."""
+        """The candidate loop: every candidate the plan offers, until one serves — each tried
+        once, or again after a refusal that may pass in a moment (`retries`). Raises
+        UpstreamClientError (a refusal that is the client's fault, or a prompt too long for
+        every candidate left) or AllCandidatesFailed."""
         attempts: list[Attempt] = []
         plan = await self.health.plan(decision.candidates)
+        floor: ContextFloor | None = None  # set by the first context_length_exceeded
+        too_long: tuple[Attempt, ModelRoute] | None = None  # the last such refusal, if nothing tried since
         while (step := await plan.next()) is not None:
             route, admitted = step
-            prepared = await self._prepare(route, admitted, body)
-            if isinstance(prepared, Attempt):  # not tried
-                attempt, got = prepared, None
-            else:
-                attempt, got = await self._attempt(route, prepared, reception)
-            attempts.append(attempt)
-            judged = verdict(attempt.outcome)
-            breaker = judged.breaker  # what the breakers record
-            if breaker is Breaker.SUCCESS:
-                await plan.success(route)
-            elif breaker is Breaker.PROVIDER or breaker is Breaker.MODEL:
-                await plan.failure(route, breaker.value)  # type: ignore[arg-type]
-            elif breaker is Breaker.RELEASE:
+            if admitted and floor is not None and not floor.fits(route):
+                attempts.append(skipped_too_small(route, floor))
                 await plan.release(route)
-            if judged.client_fault:
-                raise UpstreamClientError(attempt.status or 400, attempt.detail, route, attempts)
-            if judged.moves_on or got is None:
                 continue
-            return Served(route, attempts, *got)
+            prepared = await self._prepare(route, admitted, body)
+            retry = False
+            while True:
+                if isinstance(prepared, Attempt):  # not tried
+                    attempt, got = prepared, None
+                else:
+                    attempt, got = await self._attempt(route, prepared, reception)
+                    attempt.retry = retry
+                attempts.append(attempt)
+                judged = verdict(attempt.outcome)
+                breaker = judged.breaker  # what the breakers record
+                if breaker is Breaker.SUCCESS:
+                    await plan.success(route)
+                elif breaker is Breaker.PROVIDER or breaker is Breaker.MODEL:
+                    await plan.failure(route, breaker.value)  # type: ignore[arg-type]
+                elif breaker is Breaker.RELEASE:
+                    await plan.release(route)
+                if judged.client_fault:
+                    raise UpstreamClientError(attempt.status or 400, attempt.detail, route, attempts)
+                if not judged.moves_on and got is not None:
+                    return Served(route, attempts, *got)
+                if attempt.tried:
+                    too_long = None
+                if attempt.outcome is Outcome.CONTEXT_LENGTH:
+                    floor = floor or ContextFloor()
+                    floor.refuse(route)
+                    too_long = attempt, route
+                    break
+                delay = retry_delay(route, attempts, self.max_attempts, self.rng)
+                if delay is None or not plan.retryable(route):
+                    break
+                await asyncio.sleep(delay)
+                retry = True
+        if too_long is not None:  # no larger candidate left: the provider's refusal, as is
+            attempt, route = too_long
+            raise UpstreamClientError(attempt.status or 400, attempt.detail, route, attempts)
         raise AllCandidatesFailed(attempts)
 
     async def _attempt(
@@ -267,11 +302,12 @@ class Forwarder:
     ) -> Attempt:
         """A non-200 answer, as an attempt (whether it is the client's fault is `verdict`'s call)."""
         status = response.status_code
-        message = self._scrub(adapter.error_message(status, response.content[:ERROR_BODY_LIMIT]), secret)
+        content = response.content[:ERROR_BODY_LIMIT]
+        message = self._scrub(adapter.error_message(status, content), secret)
         return Attempt(
             route.name,
             route.provider_name,
-            Outcome.http(status),
+            refusal_outcome(status, content),
             message,
             status=status,
             retry_after=retry_after_seconds(response.headers),

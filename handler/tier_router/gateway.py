@@ -100,6 +100,7 @@ class Gateway:
             health or self.breakers,
             max_sse_line=settings.max_sse_line_bytes,
             redactor=self.redactor,
+            max_attempts=self.rules.spec.routing.max_attempts,
         )
         self.body_limits = BodyLimits.of(settings)
         self.disconnects = DisconnectWatch(WATCH_AFTER_S)

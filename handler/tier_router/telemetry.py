@@ -118,7 +118,7 @@ def add_emf(record: dict[str, Any], now: float) -> None:
         {
             "Requests": 1,
             "Errors": 0 if record.get("status", 200) < 400 else 1,
-            "Fallbacks": max(0, sum(1 for a in attempts if a.get("tried", True)) - 1),
+            "Fallbacks": max(0, sum(1 for a in attempts if a.get("tried", True) and not a.get("retry")) - 1),
             "LatencyMs": record.get("latency_ms", 0),
             "UpstreamMs": record.get("upstream_ms", 0),
             "PromptTokens": record.get("prompt_tokens") or 0,

@@ -199,3 +199,19 @@ async def test_always_healthy_tries_everything_in_order() -> None:
     assert await walk(plan) == [("a", True), ("b", True)]
     await plan.success(A)
     await plan.release(A)
+
+
+async def test_only_a_candidate_whose_breakers_were_closed_may_be_retried_at_once(
+    board: BreakerBoard, clock: FakeClock
+) -> None:
+    """A retry (`retries.retry_delay`) asks the plan first: an attempt that was a probe (its
+    breaker half-open) or the last resort (every breaker open) is never repeated — a failed
+    probe has just re-opened its breaker."""
+    await open_breaker(board, model_key(A), clock)
+    clock.advance(CONFIG.recovery_s + CONFIG.cache_ttl_s)  # A's breaker is half-open: one probe
+    plan = await BreakerHealth(board).plan((A, B))
+    assert await plan.next() == (A, True)  # the probe
+    assert not plan.retryable(A)
+    assert await plan.next() == (B, True)
+    assert plan.retryable(B)
+    assert (await AlwaysHealthy().plan((A,))).retryable(A)

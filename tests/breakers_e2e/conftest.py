@@ -52,7 +52,16 @@ def rules_doc(
     """The rules file (as a dict): tiers `fast` = [a, b] and `mixed` = [c, b], keys from FAKE_KEY."""
 
     def provider(base_url: str, timeouts: dict[str, float], kind: str = "openai") -> dict[str, Any]:
-        return {"kind": kind, "base_url": base_url, "api_key_env": KEY_ENV, "timeouts": timeouts}
+        # No same-model retries: these tests count one failure per request to see a breaker
+        # open at its threshold (retries are tests/resilience/test_retry_and_context.py's).
+        no_retry = {"max_attempts": 1}
+        return {
+            "kind": kind,
+            "base_url": base_url,
+            "api_key_env": KEY_ENV,
+            "timeouts": timeouts,
+            "retry": no_retry,
+        }
 
     price = {"input": 1.0, "output": 2.0}
     return {

@@ -138,14 +138,15 @@ async def test_retryable_or_operator_status_falls_back(status, router, upstream,
 
     response = await router.post("/v1/chat/completions", json=chat())
 
+    retried = status in (500, 502, 503)  # a first 500/502/503 is retried once on the same model
     assert response.status_code == 200
-    assert primary.call_count == 1
+    assert primary.call_count == (2 if retried else 1)
     assert backup.call_count == 1
     assert response.json()["choices"][0]["message"]["content"] == "from backup"
     assert response.json()["model"] == "gpt-b-mini-0001"
     assert response.headers["x-router-model"] == "secondary"
     assert response.headers["x-router-provider"] == "openai-b"
-    assert response.headers["x-router-attempts"] == "2"
+    assert response.headers["x-router-attempts"] == ("3" if retried else "2")
 
 
 async def test_429_with_long_retry_after_moves_on_immediately(router, upstream, urls, chat, completion):
@@ -309,7 +310,7 @@ async def test_all_fail_is_502_naming_every_model(router, upstream, urls, chat):
     assert "secondary" in error["message"]
     assert "http_500" in error["message"]
     assert "connect_error" in error["message"]
-    assert response.headers["x-router-attempts"] == "2"
+    assert response.headers["x-router-attempts"] == "3"  # the 500 retried once; the refused connect not
     assert response.headers["x-router-tier"] == "fast"
 
 
@@ -517,6 +518,6 @@ async def test_forwarding_works_with_a_client_that_has_no_transport_lookup(
         forwarder = Forwarder(SendOnlyClient(client), KeySource(keys))  # type: ignore[arg-type]
         result = await forwarder.complete(rules.decide(parse_chat(chat())), chat())
     assert result.route.name == "secondary"
-    assert [a.outcome for a in result.attempts] == ["http_503", "ok"]
+    assert [a.outcome for a in result.attempts] == ["http_503", "http_503", "ok"]  # one retry on the 503
     assert json.loads(backup.calls.last.request.content)["model"] == "gpt-b-mini"
     assert all(isinstance(t, ClientTransport) for t in forwarder._transports.values())

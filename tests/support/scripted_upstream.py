@@ -9,6 +9,10 @@ fake:
     [drip=0.05]     once the answer starts, wait 0.05 s before each further body chunk
     [status=500]    answer with that HTTP status and an OpenAI error body
     [tag=abc123]    remember that a request with this tag arrived (see `seen`)
+    [seq:m-1=429:ra1,ok]
+                    with [tag=...]: the requests for provider model `m-1` under this tag
+                    answer in turn: a 429 with `retry-after: 1`, then the fake's answer; the
+                    last step repeats (see `STEP` for the steps; `counts` counts them)
 
 Everything else is the fake's own behaviour (deterministic replies, usage, stream shapes).
 The counters are read from the test's thread while uvicorn's loop updates them: plain ints
@@ -31,6 +35,41 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 DIRECTIVE = re.compile(rb"\[(delay|drip|status|tag)=([A-Za-z0-9._-]+)\]")
+SEQUENCE = re.compile(rb"\[seq:([A-Za-z0-9._-]+)=([A-Za-z0-9.:,_-]+)\]")
+STEP = """A `seq` step: `ok` (the fake answers), or `<status>` followed by any of `:ra<seconds>`
+(a `retry-after` header), `:ms<millis>` (`retry-after-ms`) and `:<body>` (one of `ERROR_BODIES`;
+otherwise a generic OpenAI error)."""
+ERROR_BODIES: dict[str, dict[str, Any]] = {
+    # OpenAI's context-window refusal (status 400), with its error.code.
+    "ctx": {
+        "error": {
+            "message": "This model's maximum context length is 8192 tokens. However, your messages "
+            "resulted in 9000 tokens. Please reduce the length of the messages.",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    },
+    # vLLM's: a top-level message, no error.code.
+    "vllm": {
+        "object": "error",
+        "message": "This model's maximum context length is 4096 tokens. However, you requested 5000 "
+        "tokens (4000 in the messages, 1000 in the completion). Please reduce the length of the "
+        "messages or completion.",
+        "type": "BadRequestError",
+        "param": None,
+        "code": 400,
+    },
+    # A content-policy refusal: the client's, never a reason to try another model.
+    "policy": {
+        "error": {
+            "message": "Your request was rejected as a result of our safety system.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "content_policy_violation",
+        }
+    },
+}
 
 
 def directives(body: bytes) -> dict[str, str]:
@@ -48,6 +87,8 @@ class ScriptedUpstream:
         self.tags: set[str] = set()
         self.arrivals: list[tuple[float, int]] = []
         """Each chat request: (time.monotonic() at arrival, requests in flight counting it)."""
+        self.counts: dict[tuple[str, str], int] = {}
+        """Requests per (tag, provider model id) of the requests that carried a `seq`."""
 
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].endswith("/chat/completions"):
@@ -83,13 +124,11 @@ class ScriptedUpstream:
             await send({"type": "http.response.start", "status": 499, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
-        if "status" in script:
-            status = int(script["status"])
-            error = {"message": "scripted failure", "type": "server_error", "param": None, "code": None}
-            data = json.dumps({"error": error}).encode()
-            head = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-            await send({"type": "http.response.start", "status": status, "headers": head})
-            await send({"type": "http.response.body", "body": data})
+        step = self._step(body, script)
+        if step is None and "status" in script:
+            step = script["status"]
+        if step is not None and step != "ok":
+            await self._refuse(send, step)
             return
         replayed = False
 
@@ -116,3 +155,35 @@ class ScriptedUpstream:
 
         with contextlib.suppress(ConnectionAbortedError):
             await self.inner(scope, replay, out)
+
+    def _step(self, body: bytes, script: dict[str, str]) -> str | None:
+        """This request's `seq` step for its model, or None when it has none."""
+        if b"[seq:" not in body:
+            return None
+        model = json.loads(body).get("model")
+        for found in SEQUENCE.finditer(body):
+            if found.group(1).decode() == model:
+                key = (script.get("tag", ""), model)
+                seen = self.counts[key] = self.counts.get(key, 0) + 1
+                steps = found.group(2).decode().split(",")
+                return steps[min(seen, len(steps)) - 1]
+        return None
+
+    @staticmethod
+    async def _refuse(send: Send, step: str) -> None:
+        status, *options = step.split(":")
+        payload: dict[str, Any] = {
+            "error": {"message": "scripted failure", "type": "server_error", "param": None, "code": None}
+        }
+        head = [(b"content-type", b"application/json")]
+        for option in options:
+            if option.startswith("ra"):
+                head.append((b"retry-after", option[2:].encode()))
+            elif option.startswith("ms"):
+                head.append((b"retry-after-ms", option[2:].encode()))
+            else:
+                payload = ERROR_BODIES[option]
+        data = json.dumps(payload).encode()
+        head.append((b"content-length", str(len(data)).encode()))
+        await send({"type": "http.response.start", "status": int(status), "headers": head})
+        await send({"type": "http.response.body", "body": data})

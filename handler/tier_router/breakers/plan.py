@@ -75,6 +75,11 @@ class Plan(Protocol):
         """The admitted candidate was not tried after all (no key, cannot express the request)."""
         ...
 
+    def retryable(self, route: ModelRoute) -> bool:
+        """May `route` be asked again at once after a failed attempt? Not when its attempt was
+        a probe (or the last resort): a failed probe has just re-opened its breaker."""
+        ...
+
 
 class Health(Protocol):
     async def plan(self, candidates: tuple[ModelRoute, ...]) -> Plan: ...
@@ -106,6 +111,9 @@ class _OpenPlan:
 
     async def release(self, route: ModelRoute) -> None:
         return None
+
+    def retryable(self, route: ModelRoute) -> bool:
+        return True
 
 
 class BreakerHealth:
@@ -178,6 +186,11 @@ class BreakerPlan:
     async def release(self, route: ModelRoute) -> None:
         for key in (provider_key(route), model_key(route)):
             await self.board.release(key)
+
+    def retryable(self, route: ModelRoute) -> bool:
+        """Both breakers were closed in this plan's snapshot (the attempt was no probe). A
+        failure that has just opened a closed breaker still allows this one retry."""
+        return all(self.view(key).state == "closed" for key in (provider_key(route), model_key(route)))
 
     async def failure(self, route: ModelRoute, level: Level) -> None:
         key = provider_key(route) if level == "provider" else model_key(route)

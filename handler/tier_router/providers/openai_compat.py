@@ -82,11 +82,14 @@ def endpoint(base_url: str, path: str) -> str:
 
 
 def openai_error_message(status: int, content: bytes) -> str:
-    """The provider's own error message, if its body says one, else the status."""
+    """The provider's own error message, if its body says one (`error.message`, a string
+    `error`, or vLLM's top-level `message`), else the status."""
     try:
         data = json.loads(content)
         error = data.get("error") if isinstance(data, dict) else None
         message = error.get("message") if isinstance(error, dict) else error
+        if message is None and isinstance(data, dict):
+            message = data.get("message")
         if isinstance(message, str) and message:
             return message[:500]
     except (ValueError, UnicodeDecodeError):

@@ -17,9 +17,10 @@ from tier_router.errors import RequestError
 from tier_router.routing.conditions import Context, Predicate, RegexSets
 from tier_router.routing.features import Features, measure
 from tier_router.routing.request import Chat
-from tier_router.schema import PRIORITIES, Price, Priority, Provider, RulesFile
+from tier_router.schema import PRIORITIES, Price, Priority, Provider, Retry, RulesFile
 
 AUTO = "auto"
+DEFAULT_RETRY = Retry()
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,8 @@ class ModelRoute:
     price: Price
     context_window: int | None
     max_output: int | None
+    retry: Retry = DEFAULT_RETRY
+    """Same-model retries: the provider's, with the model's override applied."""
 
     def as_dict(self) -> dict[str, Any]:
         return {

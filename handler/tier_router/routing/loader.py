@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from tier_router.errors import ConfigError
 from tier_router.routing.conditions import RegexError, RegexSets, compile_condition
 from tier_router.routing.engine import AUTO, CompiledRule, ModelRoute, Rules, Target
-from tier_router.schema import RulesFile
+from tier_router.schema import Retry, RulesFile
 
 
 @dataclass(frozen=True)
@@ -272,6 +272,13 @@ def unknown(kind: str, name: str, known: Iterable[str]) -> str:
 # --- compilation -------------------------------------------------------------------------
 
 
+def model_retry(provider: Retry, override: Retry | None) -> Retry:
+    """The provider's retry policy with the fields the model's override gives."""
+    if override is None:
+        return provider
+    return provider.model_copy(update={name: getattr(override, name) for name in override.model_fields_set})
+
+
 def compile_rules(spec: RulesFile, source: Path) -> Rules:
     routes = {
         name: ModelRoute(
@@ -282,6 +289,7 @@ def compile_rules(spec: RulesFile, source: Path) -> Rules:
             price=model.price,
             context_window=model.context_window,
             max_output=model.max_output,
+            retry=model_retry(spec.providers[model.provider].retry, model.retry),
         )
         for name, model in spec.models.items()
     }

@@ -1,7 +1,7 @@
 """The rules file (`rules/*.yaml`), as pydantic models: the one place its shape is defined.
 
     common      Strict (unknown keys are errors), Name, Usd, Priority, usd_to_micro
-    routing     providers, models, prices, conditions, rules, priority, breakers
+    routing     providers (retries), models, prices, conditions, rules, priority, breakers
     spend       budgets (pacing, hard cap), limits, cache
     rules_file  RulesFile: the whole file, and the defaults that need all of it
 
@@ -41,6 +41,7 @@ from tier_router.schema.routing import (
     PrioritySource,
     Provider,
     Range,
+    Retry,
     Routing,
     Rule,
     Timeouts,
@@ -82,6 +83,7 @@ __all__ = [
     "Provider",
     "Range",
     "RateLimitConfig",
+    "Retry",
     "Routing",
     "Rule",
     "RulesFile",

@@ -45,6 +45,34 @@ class HealthCheck(Strict):
     timeout_s: Seconds = Field(default=10.0, description="the whole check, connect included")
 
 
+class Retry(Strict):
+    """Same-model retries: how often one model is asked again, within one request, before the
+    next candidate is tried. Per provider (`providers.<name>.retry`), with a per-model override
+    (`models.<name>.retry`: the fields it gives replace the provider's).
+
+    Retried: a 429 whose `retry-after` / `retry-after-ms` is at most `max_wait_s` (after that
+    wait), and a model's first 500/502/503 (after a jittered `backoff_s`, or its `retry-after`
+    when that is longer and at most `max_wait_s`). Never retried: timeouts, connect errors,
+    dropped connections, invalid answers, other statuses, a 429 without `retry-after` or with
+    one longer than `max_wait_s` (the next candidate is tried at once)."""
+
+    max_attempts: int = Field(
+        default=2,
+        ge=1,
+        le=5,
+        description="attempts on one model per request, the first included; 1: no retry",
+    )
+    max_wait_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="the longest retry-after waited on before the same model is retried",
+    )
+    backoff_s: float = Field(
+        default=0.2, ge=0, le=10, description="wait before retrying a 5xx: uniformly 0.5x to 1.5x this"
+    )
+
+
 class Provider(Strict):
     kind: Literal["openai", "anthropic", "mock"]
     base_url: str = Field(min_length=1)
@@ -56,6 +84,7 @@ class Provider(Strict):
     timeouts: Timeouts = Timeouts()
     headers: dict[str, str] = Field(default_factory=dict, description="extra static headers, no secrets")
     probe: HealthCheck = HealthCheck()
+    retry: Retry = Retry()
 
     @field_validator("base_url")
     @classmethod
@@ -85,6 +114,9 @@ class Model(Strict):
     price: Price
     context_window: int | None = Field(default=None, gt=0, le=MAX_TOKENS)
     max_output: int | None = Field(default=None, gt=0, le=MAX_TOKENS)
+    retry: Retry | None = Field(
+        default=None, description="overrides the fields it gives of the provider's retry"
+    )
 
 
 class Range(Strict):
@@ -205,6 +237,12 @@ class Routing(Strict):
     explicit_model_fallback: bool = Field(
         default=True,
         description="a request naming a model gets that model first, then the rest of its tier",
+    )
+    max_attempts: int = Field(
+        default=4,
+        ge=1,
+        le=50,
+        description="attempts per request after which no model is retried (each candidate still gets one)",
     )
 
 
