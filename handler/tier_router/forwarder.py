@@ -101,7 +101,7 @@ class Plain:
         self.redactor = redactor or Redactor()
 
     def deadline(self, route: ModelRoute) -> float:
-        return route.provider.timeouts.total
+        return route.timeouts.total
 
     async def receive(self, adapter: Adapter, response: httpx.Response) -> PlainAnswer:
         content = self.redactor.bytes(await response.aread())
@@ -126,7 +126,7 @@ class Streamed:
         self.max_line = max_line
 
     def deadline(self, route: ModelRoute) -> float:
-        return route.provider.timeouts.first_token
+        return route.timeouts.first_token
 
     async def receive(self, adapter: Adapter, response: httpx.Response) -> HeldBack:
         content_type = response.headers.get("content-type", "")
@@ -206,7 +206,7 @@ class Forwarder:
             pending,
             decoder,
             upstream_headers(served.response, self.redactor),
-            served.route.provider.timeouts.stall,
+            served.route.timeouts.stall,
             batches,
             served.response,
             redactor=self.redactor,
@@ -358,11 +358,11 @@ class Forwarder:
         return parsed
 
     def _timeout(self, route: ModelRoute) -> dict[str, float]:
-        timeout = self._timeouts.get(route.provider_name)
+        timeout = self._timeouts.get(route.name)
         if timeout is None:
-            t = route.provider.timeouts
+            t = route.timeouts
             timeout = httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=t.connect).as_dict()
-            self._timeouts[route.provider_name] = timeout
+            self._timeouts[route.name] = timeout
         return timeout
 
     def _ms(self, started: float) -> float:

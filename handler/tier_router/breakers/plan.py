@@ -39,7 +39,7 @@ def probe_lease_s(route: ModelRoute) -> float:
     """How long a probe through `route` may hold its lease: the longest its attempt may take —
     `total` for a whole answer, `first_token` for a stream (a stream's probe is over at its
     first content, when the loop records success) — plus `PROBE_LEASE_MARGIN_S`."""
-    timeouts = route.provider.timeouts
+    timeouts = route.timeouts
     return max(timeouts.total, timeouts.first_token) + PROBE_LEASE_MARGIN_S
 
 

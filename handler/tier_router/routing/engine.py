@@ -17,10 +17,11 @@ from tier_router.errors import RequestError
 from tier_router.routing.conditions import Context, Predicate, RegexSets
 from tier_router.routing.features import Features, measure
 from tier_router.routing.request import Chat
-from tier_router.schema import PRIORITIES, Price, Priority, Provider, Retry, RulesFile
+from tier_router.schema import PRIORITIES, Price, Priority, Provider, Retry, RulesFile, Timeouts
 
 AUTO = "auto"
 DEFAULT_RETRY = Retry()
+DEFAULT_TIMEOUTS = Timeouts()
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,8 @@ class ModelRoute:
     max_output: int | None
     retry: Retry = DEFAULT_RETRY
     """Same-model retries: the provider's, with the model's override applied."""
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
+    """The provider's timeouts, with the model's override applied."""
 
     def as_dict(self) -> dict[str, Any]:
         return {

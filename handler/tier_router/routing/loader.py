@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from tier_router.errors import ConfigError
 from tier_router.routing.conditions import RegexError, RegexSets, compile_condition
 from tier_router.routing.engine import AUTO, CompiledRule, ModelRoute, Rules, Target
-from tier_router.schema import Retry, RulesFile
+from tier_router.schema import RulesFile
 
 
 @dataclass(frozen=True)
@@ -272,8 +272,11 @@ def unknown(kind: str, name: str, known: Iterable[str]) -> str:
 # --- compilation -------------------------------------------------------------------------
 
 
-def model_retry(provider: Retry, override: Retry | None) -> Retry:
-    """The provider's retry policy with the fields the model's override gives."""
+S = TypeVar("S", bound=BaseModel)
+
+
+def overlay(provider: S, override: S | None) -> S:
+    """The provider's setting (retry policy, timeouts) with the fields the model's override gives."""
     if override is None:
         return provider
     return provider.model_copy(update={name: getattr(override, name) for name in override.model_fields_set})
@@ -289,7 +292,8 @@ def compile_rules(spec: RulesFile, source: Path) -> Rules:
             price=model.price,
             context_window=model.context_window,
             max_output=model.max_output,
-            retry=model_retry(spec.providers[model.provider].retry, model.retry),
+            retry=overlay(spec.providers[model.provider].retry, model.retry),
+            timeouts=overlay(spec.providers[model.provider].timeouts, model.timeouts),
         )
         for name, model in spec.models.items()
     }

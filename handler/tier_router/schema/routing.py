@@ -29,8 +29,12 @@ class Timeouts(Strict):
     connect: Seconds = 5.0
     read: Seconds = 120.0
     total: Seconds = 300.0
-    first_token: Seconds = Field(default=30.0, description="max wait for the first streamed content")
-    stall: Seconds = Field(default=30.0, description="max gap between streamed chunks")
+    first_token: Seconds = Field(
+        default=10.0,
+        description="max wait for the first streamed content: a stuck non-reasoning model is replaced"
+        " within it; give reasoning models more (per model: models.<name>.timeouts)",
+    )
+    stall: Seconds = Field(default=10.0, description="max gap between streamed chunks")
 
 
 class HealthCheck(Strict):
@@ -116,6 +120,9 @@ class Model(Strict):
     max_output: int | None = Field(default=None, gt=0, le=MAX_TOKENS)
     retry: Retry | None = Field(
         default=None, description="overrides the fields it gives of the provider's retry"
+    )
+    timeouts: Timeouts | None = Field(
+        default=None, description="overrides the fields it gives of the provider's timeouts"
     )
 
 
