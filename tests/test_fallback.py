@@ -14,6 +14,7 @@ import pytest
 from tier_router.errors import APIError, RequestError, RouterError, UpstreamError
 from tier_router.fallback import (
     NOT_TRIED,
+    UNJUDGED,
     VERDICTS,
     AllCandidatesFailed,
     Attempt,
@@ -125,7 +126,8 @@ def test_ok_serves_and_records_a_success() -> None:
 def test_every_named_outcome_has_a_verdict_and_tried_matches_the_breaker_effect() -> None:
     assert set(VERDICTS) == set(Outcome)
     for outcome in Outcome:
-        assert (outcome in NOT_TRIED) == (verdict(outcome).breaker in (Breaker.NONE, Breaker.RELEASE))
+        unrecorded = outcome in NOT_TRIED or outcome in UNJUDGED
+        assert unrecorded == (verdict(outcome).breaker in (Breaker.NONE, Breaker.RELEASE))
 
 
 # -- Outcome as a string -----------------------------------------------------------------------------

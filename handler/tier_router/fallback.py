@@ -85,6 +85,8 @@ class Outcome(StrEnum):
     """The provider refused the prompt as longer than the model's context window."""
     WINDOW_TOO_SMALL = "window_too_small"
     """Skipped: a model refused the prompt as too long, and this one's window is no larger."""
+    DEADLINE = "request_deadline"
+    """Cut by the request's own deadline (`routing.deadline_s`), before the model's timeout."""
 
     @classmethod
     def http(cls, status: int) -> Outcome:
@@ -116,6 +118,9 @@ NOT_TRIED = frozenset(
 )
 """Skipped candidates: no request reached the provider (`router_busy`: the router's own pool
 had no connection for it in time)."""
+
+UNJUDGED = frozenset({Outcome.DEADLINE})
+"""Tried, yet no verdict on the model: the request's own deadline cut the attempt short."""
 
 
 class Breaker(StrEnum):
@@ -160,6 +165,8 @@ VERDICTS: dict[Outcome, Verdict] = {
     # The request's size, not the provider's failure: it answered (a probe through it succeeded).
     Outcome.CONTEXT_LENGTH: Verdict(moves_on=True, client_fault=False, breaker=Breaker.SUCCESS),
     Outcome.WINDOW_TOO_SMALL: Verdict(moves_on=True, client_fault=False, breaker=Breaker.RELEASE),
+    # The request ran out of time, not the model: nothing recorded against it.
+    Outcome.DEADLINE: Verdict(moves_on=True, client_fault=False, breaker=Breaker.RELEASE),
 }
 """Every outcome but the HTTP refusals, which `verdict` judges by status."""
 
@@ -333,7 +340,7 @@ def all_failed_error(exc: AllCandidatesFailed) -> APIError:
         waits = [a.retry_after for a in tried if a.retry_after is not None]
         if waits:
             headers["retry-after"] = str(max(1, round(min(waits))))
-    elif all(a.outcome == Outcome.TIMEOUT for a in tried):
+    elif all(a.outcome in (Outcome.TIMEOUT, Outcome.DEADLINE) for a in tried):
         status, code = 504, "upstream_timeout"
     else:
         status, code = 502, "upstream_error"

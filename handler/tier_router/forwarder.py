@@ -173,12 +173,15 @@ class Forwarder:
         redactor: Redactor | None = None,
         max_attempts: int = 4,
         rng: random.Random | None = None,
+        deadline_s: float = 600.0,
     ) -> None:
         self.client = client
         self.max_sse_line = max_sse_line
         self.max_attempts = max_attempts
         """Attempts per request after which no model is retried (`routing.max_attempts`)."""
         self.rng = rng or random.Random()  # noqa: S311 - backoff jitter, not a secret
+        self.deadline_s = deadline_s
+        """One deadline for reaching an answer across every attempt (`routing.deadline_s`)."""
         self.keys = keys
         self.redactor = redactor or Redactor()
         self._plain = Plain(self.redactor)
@@ -221,8 +224,12 @@ class Forwarder:
         plan = await self.health.plan(decision.candidates)
         floor: ContextFloor | None = None  # set by the first context_length_exceeded
         too_long: tuple[Attempt, ModelRoute] | None = None  # the last such refusal, if nothing tried since
+        ends = self.clock() + self.deadline_s
         while (step := await plan.next()) is not None:
             route, admitted = step
+            if self.clock() >= ends:  # out of time: no candidate is started past the deadline
+                await plan.release(route)
+                break
             if admitted and floor is not None and not floor.fits(route):
                 attempts.append(skipped_too_small(route, floor))
                 await plan.release(route)
@@ -233,7 +240,7 @@ class Forwarder:
                 if isinstance(prepared, Attempt):  # not tried
                     attempt, got = prepared, None
                 else:
-                    attempt, got = await self._attempt(route, prepared, reception)
+                    attempt, got = await self._attempt(route, prepared, reception, ends)
                     attempt.retry = retry
                 attempts.append(attempt)
                 judged = verdict(attempt.outcome)
@@ -256,7 +263,7 @@ class Forwarder:
                     too_long = attempt, route
                     break
                 delay = retry_delay(route, attempts, self.max_attempts, self.rng)
-                if delay is None or not plan.retryable(route):
+                if delay is None or not plan.retryable(route) or self.clock() + delay >= ends:
                     break
                 await asyncio.sleep(delay)
                 retry = True
@@ -266,15 +273,17 @@ class Forwarder:
         raise AllCandidatesFailed(attempts)
 
     async def _attempt(
-        self, route: ModelRoute, prepared: Prepared, reception: Reception[A]
+        self, route: ModelRoute, prepared: Prepared, reception: Reception[A], ends: float
     ) -> tuple[Attempt, tuple[str | None, httpx.Response, A] | None]:
         """Send one candidate's request: the attempt, and when it was answered, the key used,
         the response (owned by the reception from here on) and the answer."""
         adapter, request, secret = prepared
         started = self.clock()
         response: httpx.Response | None = None
+        own = reception.deadline(route)
+        left = ends - started
         try:
-            async with asyncio.timeout(reception.deadline(route)):
+            async with asyncio.timeout(min(own, left)):
                 response = await self._transport(request.url).handle_async_request(request)
                 response.request = request
                 if response.status_code != 200:
@@ -288,6 +297,8 @@ class Forwarder:
                 raise
             detail = self._scrub(str(exc) or exc.__class__.__name__, secret)[:300]
             outcome, elapsed = outcome_of(exc), self._ms(started)
+            if outcome is Outcome.TIMEOUT and left < own and isinstance(exc, TimeoutError):
+                outcome = Outcome.DEADLINE  # the request's deadline, not the model's timeout
             return Attempt(route.name, route.provider_name, outcome, detail, elapsed_ms=elapsed), None
         ok = Attempt(route.name, route.provider_name, Outcome.OK, elapsed_ms=self._ms(started))
         return ok, (secret, response, answer)

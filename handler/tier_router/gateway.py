@@ -101,6 +101,7 @@ class Gateway:
             max_sse_line=settings.max_sse_line_bytes,
             redactor=self.redactor,
             max_attempts=self.rules.spec.routing.max_attempts,
+            deadline_s=self.rules.spec.routing.deadline_s,
         )
         self.body_limits = BodyLimits.of(settings)
         self.disconnects = DisconnectWatch(WATCH_AFTER_S)

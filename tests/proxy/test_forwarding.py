@@ -521,3 +521,47 @@ async def test_forwarding_works_with_a_client_that_has_no_transport_lookup(
     assert [a.outcome for a in result.attempts] == ["http_503", "http_503", "ok"]  # one retry on the 503
     assert json.loads(backup.calls.last.request.content)["model"] == "gpt-b-mini"
     assert all(isinstance(t, ClientTransport) for t in forwarder._transports.values())
+
+
+async def test_one_deadline_bounds_the_whole_request(
+    make_router, rules_dict, upstream, urls, chat, completion, sleepy
+):
+    """Issue 14: `routing.deadline_s` bounds reaching an answer across every attempt. Each model
+    may take 5 s (`total`), the request 0.8 s: the first model is cut at 0.8 s — by the request's
+    deadline, not its own timeout, so nothing counts against its breaker — and no second
+    candidate is started; the client gets a 504 within about the deadline."""
+    rules = rules_dict({"total": 5})
+    rules["routing"] = {"deadline_s": 0.8}
+    router = make_router(rules=rules)
+    slow_a = sleepy(3.0, httpx.Response(200, json=completion()))
+    slow_b = sleepy(3.0, httpx.Response(200, json=completion()))
+    upstream.post(urls["openai"]).mock(side_effect=slow_a)
+    upstream.post(urls["backup"]).mock(side_effect=slow_b)
+
+    started = time.perf_counter()
+    response = await router.post("/v1/chat/completions", json=chat())
+    elapsed = time.perf_counter() - started
+
+    assert response.status_code == 504
+    assert "request_deadline" in response.json()["error"]["message"]
+    assert len(slow_a.started) == 1
+    assert slow_b.started == []  # no candidate is started past the deadline
+    assert elapsed < 2.0
+
+
+async def test_a_retry_wait_that_would_pass_the_deadline_is_not_taken(
+    make_router, rules_dict, upstream, urls, chat, completion
+):
+    rules = rules_dict()
+    rules["routing"] = {"deadline_s": 1.0}
+    router = make_router(rules=rules)
+    limited = httpx.Response(
+        429, json=error_body("Rate limit reached", "rate_limit_error"), headers={"retry-after": "2"}
+    )
+    primary = upstream.post(urls["openai"]).mock(return_value=limited)
+    upstream.post(urls["backup"]).mock(return_value=httpx.Response(200, json=completion(model="gpt-b-mini")))
+
+    response = await router.post("/v1/chat/completions", json=chat())
+
+    assert response.status_code == 200
+    assert primary.call_count == 1  # a 2 s wait does not fit in a 1 s deadline: next candidate

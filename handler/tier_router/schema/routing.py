@@ -251,6 +251,11 @@ class Routing(Strict):
         le=50,
         description="attempts per request after which no model is retried (each candidate still gets one)",
     )
+    deadline_s: WindowSeconds = Field(
+        default=600.0,
+        description="one deadline for reaching an answer across every attempt, retry and wait (a"
+        " stream's, for its first content): no candidate is started, and no attempt runs, past it",
+    )
 
 
 MAX_BACKOFF = 10.0
