@@ -127,6 +127,8 @@ async def stream(
     with gateway.disconnects.request(request.scope, request.receive):
         opened = await gateway.forwarder.open_stream(exchange.decision, body, include_usage)
     exchange.stream = opened  # from here on, lifecycle closes it whatever happens
+    n = body.get("n")
+    opened.state.choices = n if type(n) is int and n > 1 else 1
     exchange.served_by(opened.route, opened.attempts)
     headers.update(served_headers(opened.route, opened.attempts))
     headers.update(opened.headers)

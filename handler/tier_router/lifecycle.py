@@ -175,6 +175,8 @@ class Lifecycle:
         except Exception as exc:  # the upstream connection is gone either way
             log.debug("closing the upstream stream of %s: %r", exchange.request_id, exc)
         exchange.usage = exchange.usage or stream.decoder.usage
+        exchange.line.bad_chunks = stream.bad_chunks
+        exchange.line.recovered = stream.state.recovered
 
     def _price(self, exchange: Exchange) -> None:
         """The cost to settle. None — the reservation in full, or 0 without one — when a

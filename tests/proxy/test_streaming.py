@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tier_router.providers.base import MAX_BAD_CHUNKS
 
 from tests.support.router_app import app_settings
 
@@ -175,7 +176,7 @@ def first_candidate_failures(openai_chunks, sse):
         "garbage_line": httpx.Response(
             200,
             headers={"content-type": "text/event-stream"},
-            content=sse([role_only[0], "this is not json"]),
+            content=sse([role_only[0], *["this is not json"] * (MAX_BAD_CHUNKS + 1)]),
         ),
         "error_event": httpx.Response(
             200,
@@ -330,7 +331,7 @@ async def test_garbage_mid_stream_gets_error_event(
     router, upstream, urls, chat, openai_chunks, sse, sse_response, read_sse
 ):
     good = openai_chunks(["some ", "text"], usage=False)
-    body = sse([*good[:2], "{broken json", *good[2:]])
+    body = sse([*good[:2], *["{broken json"] * (MAX_BAD_CHUNKS + 1), *good[2:]])  # one is skipped
     upstream.post(urls["openai"]).mock(return_value=sse_response(body))
 
     response = await router.post(CHAT, json=chat(stream=True))
