@@ -60,6 +60,15 @@ class OpenedStream:
     """What the client was sent (`stream_state`): completeness, and what a recovery needs."""
     earlier_bad_chunks: int = 0
     """Bad chunks skipped by the streams this one took over from (a recovery)."""
+    rewrite: Callable[[Held], Held] | None = None
+    """A stream that took over from a failed one (`recovery.Continuation`): its chunks as the
+    rest of the answer the client already has."""
+    carried_usage: dict[str, Any] | None = None
+    """What the streams this one took over from used (added to this one's usage)..."""
+    carried_cost: int = 0
+    """...and cost, in micro-dollars..."""
+    carried_estimated: bool = False
+    """...and whether that was estimated (a failed stream rarely sends its usage)."""
 
     @property
     def bad_chunks(self) -> int:
@@ -92,6 +101,11 @@ class OpenedStream:
                         chunks += decode(decoder, event, data)
                 except Exception as exc:  # what the client has not seen of this read goes first
                     failure = exc
+                if self.rewrite is not None and chunks:
+                    try:
+                        chunks = self.rewrite(chunks)
+                    except UpstreamProtocolError as exc:
+                        chunks, failure = [], exc
                 if chunks or (decoder.finished and scrubber is not None):
                     sent, chars = frame(chunks, on_usage, scrubber, final=decoder.finished, state=state)
                     self.streamed_chars += chars

@@ -20,7 +20,7 @@ OTHER_FIELDS = ("tool_calls", "function_call", "reasoning_content", "reasoning",
 
 
 class StreamState:
-    __slots__ = ("choices", "finished", "not_text", "parts", "recovered", "recoveries")
+    __slots__ = ("choices", "chunk_id", "finished", "not_text", "parts", "recovered", "recoveries")
 
     def __init__(self, choices: int = 1) -> None:
         self.choices = choices
@@ -32,12 +32,16 @@ class StreamState:
         self.not_text = False
         """Something other than text was sent: tool calls, reasoning, a refusal, choice > 0."""
         self.recoveries = 0
+        self.chunk_id: Any = None
+        """The first chunk's id: a recovered stream's chunks keep it."""
         self.recovered: str | None = None
         """How the stream was recovered, for the log line: "prefill" or "regenerate"."""
 
     def observe(self, chunk: dict[str, Any]) -> None:
         """Note one chunk the client is sent. Never raises: a malformed chunk (forwarded as is)
         marks the stream as not recoverable."""
+        if self.chunk_id is None:
+            self.chunk_id = chunk.get("id")
         choices = chunk.get("choices")
         if not choices:
             return
@@ -67,3 +71,15 @@ class StreamState:
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+
+def add_usage(earlier: dict[str, Any] | None, usage: dict[str, Any]) -> dict[str, Any]:
+    """Two attempts' usage as one: their token counts added."""
+    if not earlier:
+        return usage
+    total = dict(usage)
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        a, b = earlier.get(name), usage.get(name)
+        if type(a) is int and type(b) is int:
+            total[name] = a + b
+    return total

@@ -239,6 +239,7 @@ def test_one_garbage_chunk_is_skipped_not_failed_over(
 
 def test_stream_cut_after_content_raises_in_the_sdk(stack, client: openai.OpenAI) -> None:
     stack.a.control(mode="stream_cut", after_events=3)  # role + two text pieces, then the TCP close
+    stack.b.control(mode="status", status=503)  # asked to finish the answer (issue 14 recovery): fails too
 
     stream = client.chat.completions.create(model="fast", messages=user(), stream=True)
     received: list[Any] = []
@@ -249,11 +250,12 @@ def test_stream_cut_after_content_raises_in_the_sdk(stack, client: openai.OpenAI
     assert {c.model for c in received} == {"gpt-a-2025"}
     assert "stream" in caught.value.message.lower()
     assert caught.value.code == "stream_interrupted"
-    assert stack.b.requests == 0  # too late to fall back: content was already sent
+    assert stack.b.requests == 1  # content was sent: B was only asked to continue it
 
 
 def test_stream_cut_after_content_wire_has_error_event_and_no_done(stack) -> None:
     stack.a.control(mode="stream_cut", after_events=3)
+    stack.b.control(mode="status", status=503)  # asked to finish the answer (issue 14 recovery): fails too
 
     response = raw_stream(stack)
 
@@ -271,6 +273,7 @@ def test_stream_cut_after_content_wire_has_error_event_and_no_done(stack) -> Non
 def test_drip_slower_than_stall_after_content_ends_with_error(stack, client: openai.OpenAI) -> None:
     # First content after one gap (0.9 s < first_token 1.5 s), then the next gap exceeds stall (0.5 s).
     stack.a.control(mode="drip", drip_ms=900)
+    stack.b.control(mode="status", status=503)  # asked to finish the answer (issue 14 recovery): fails too
 
     started = time.monotonic()
     stream = client.chat.completions.create(model="fast", messages=user(), stream=True)
@@ -282,7 +285,7 @@ def test_drip_slower_than_stall_after_content_ends_with_error(stack, client: ope
     assert stream_text(received) == "Hello "
     assert caught.value.code == "stream_interrupted"
     assert elapsed < 0.9 + STALL_S + SLACK_S
-    assert stack.b.requests == 0
+    assert stack.b.requests == 1  # content was sent: B was only asked to continue it
     stats = stack.a.wait_for(lambda s: s["in_flight"] == 0)
     assert stats["in_flight"] == 0
 
@@ -451,6 +454,7 @@ def test_anthropic_400_is_returned_and_not_retried(stack, client: openai.OpenAI)
 def test_anthropic_stream_cut_after_content_raises_in_the_sdk(stack, client: openai.OpenAI) -> None:
     # message_start, content_block_start, ping, two text deltas, then the TCP close.
     stack.anthropic.control(mode="stream_cut", after_events=5)
+    stack.b.control(mode="status", status=503)  # asked to finish the answer (issue 14 recovery): fails too
 
     stream = client.chat.completions.create(model="smart", messages=user(), stream=True)
     received: list[Any] = []
@@ -459,7 +463,7 @@ def test_anthropic_stream_cut_after_content_raises_in_the_sdk(stack, client: ope
 
     assert stream_text(received) == "Hello from "
     assert caught.value.code == "stream_interrupted"
-    assert stack.b.requests == 0
+    assert stack.b.requests == 1  # content was sent: B was only asked to continue it
 
 
 # ------------------------------------------------------ the client hangs up before anything was sent
