@@ -203,6 +203,8 @@ class Lifecycle:
                 "completion_tokens": -(-stream.streamed_chars // CHARS_PER_TOKEN),
             }
             exchange.cost = self.spend.price(exchange.route, estimate)
+            if exchange.cost is not None:  # and what the stream it took over from used (a recovery)
+                exchange.cost += stream.carried_cost
 
     def _write(self, exchange: Exchange) -> None:
         line = exchange.line

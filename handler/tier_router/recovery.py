@@ -45,7 +45,7 @@ class Continuation:
     answer repeats it. `strict` (a regenerated answer): it must repeat it, else the stream fails.
     Not strict (a prefilled one): text that does not repeat it is the continuation, sent as is."""
 
-    __slots__ = ("chunk_id", "done", "matched", "prefix", "strict")
+    __slots__ = ("chunk_id", "done", "matched", "prefix", "strict", "trim")
 
     def __init__(self, prefix: str, chunk_id: Any, *, strict: bool) -> None:
         self.prefix = prefix
@@ -53,6 +53,9 @@ class Continuation:
         self.strict = strict
         self.matched = 0
         self.done = not prefix
+        self.trim = not strict and prefix[-1:].isspace()
+        """A prefill ending in whitespace (which Anthropic trims): the continuation's leading
+        whitespace would double it."""
 
     def __call__(self, held: Held) -> Held:
         out: Held = []
@@ -80,6 +83,8 @@ class Continuation:
         rest = self.prefix[self.matched :]
         n = min(len(text), len(rest))
         if text[:n] != rest[:n]:
+            if self.trim and not self.matched:
+                text = text.lstrip()
             return self._give_up() + text
         self.matched += n
         if self.matched < len(self.prefix):

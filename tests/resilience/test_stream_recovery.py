@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from tier_router.providers.base import MAX_BAD_CHUNKS
 
 from tests.resilience.test_tolerant_streams import ask
 from tests.support.stream_script import End, Reply, StreamStack, chunk, stream_stack, usage
@@ -71,6 +72,44 @@ def test_a_cut_stream_is_continued_from_a_prefill(stack: StreamStack, end: End) 
     assert line["cost_estimated"] is True
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.prompt_tokens == prompt + 20
+
+
+def test_a_stream_past_the_bad_chunk_limit_is_recovered(stack: StreamStack) -> None:
+    garbled = broken(End.DONE)
+    garbled.events += ["not json"] * (MAX_BAD_CHUNKS + 1)
+    stack.app.script("garbled", a=[garbled], b=[whole("fox", " jumps.")])
+
+    text, request_id, _, error = ask(stack, "garbled", model="main")
+
+    assert error is None
+    assert text == WHOLE
+    line = stack.line(request_id)
+    assert line["recovered"] == "prefill"
+    assert line["bad_chunks"] == MAX_BAD_CHUNKS + 1
+
+
+def test_without_a_usage_chunk_the_log_still_adds_both_attempts(stack: StreamStack) -> None:
+    stack.app.script("no-usage", a=[broken()], b=[whole("fox", " jumps.", prompt=30, completion=5)])
+
+    text, request_id, chunks, error = ask(stack, "no-usage", model="main", include_usage=False)
+
+    assert error is None
+    assert text == WHOLE
+    assert all(c.usage is None for c in chunks)
+    line = stack.line(request_id)
+    prompt, completion = line["features"]["conversation_tokens"] + 30, -(-len(SENT) // 4) + 5
+    assert (line["prompt_tokens"], line["completion_tokens"]) == (prompt, completion)
+    assert line["cost_micro_usd"] == prompt * 1 + completion * 4
+
+
+def test_a_continuation_after_a_trailing_space_does_not_double_it(stack: StreamStack) -> None:
+    """Anthropic trims a prefill's trailing whitespace, and its continuation then starts with it."""
+    stack.app.script("space", a=[broken()], b=[whole(" fox", " jumps.")])
+
+    text, _, _, error = ask(stack, "space", model="main")
+
+    assert error is None
+    assert text == WHOLE
 
 
 def test_a_prefilled_answer_that_starts_over_is_not_repeated(stack: StreamStack) -> None:

@@ -37,7 +37,7 @@ class Asked(NamedTuple):
     error: openai.APIError | None
 
 
-def ask(stack: StreamStack, script: str, model: str = "solo") -> Asked:
+def ask(stack: StreamStack, script: str, model: str = "solo", *, include_usage: bool = True) -> Asked:
     """What the SDK made of one streamed request: the text it reassembled, the chunks, and the
     error it raised (None when it raised nothing)."""
     client = openai.OpenAI(base_url=stack.router.url + "/v1", api_key=ROUTER_KEY, max_retries=0, timeout=20)
@@ -47,7 +47,7 @@ def ask(stack: StreamStack, script: str, model: str = "solo") -> Asked:
         model=model,
         messages=[{"role": "user", "content": f"hi [script={script}]"}],
         stream=True,
-        stream_options={"include_usage": True},
+        stream_options={"include_usage": True} if include_usage else openai.NOT_GIVEN,
     ) as response:
         request_id = response.headers["x-router-request-id"]
         try:
