@@ -45,6 +45,17 @@ class StreamState:
         choices = chunk.get("choices")
         if not choices:
             return
+        try:  # the common chunk first: one choice, index 0, a delta of text only, not the last
+            (choice,) = choices
+            delta = choice["delta"]
+            if len(delta) == 1 and choice["finish_reason"] is None and choice["index"] == 0:
+                text = delta["content"]
+                if text.__class__ is str:
+                    if text:
+                        self.parts.append(text)
+                    return
+        except (LookupError, TypeError, ValueError):
+            pass
         try:
             for choice in choices:
                 delta = choice.get("delta")
