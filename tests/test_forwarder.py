@@ -16,7 +16,7 @@ import pytest
 from tier_router.fallback import AllCandidatesFailed, Attempt, UpstreamClientError
 from tier_router.forwarder import PLAIN, Forwarder, Plain, Streamed
 from tier_router.provider_keys import KeySource
-from tier_router.providers.base import Adapter, UpstreamProtocolError
+from tier_router.providers.base import MAX_BAD_CHUNKS, Adapter, UpstreamProtocolError
 from tier_router.routing.engine import Decision, ModelRoute
 from tier_router.routing.loader import parse_rules
 from tier_router.routing.request import parse_chat
@@ -265,7 +265,7 @@ def sse(text: str, content_type: str = "text/event-stream") -> Handler:
         (sse("data: {}\n\n", "application/json"), "expected an event stream"),
         (sse(": keep-alive\n\n"), "ended before any content"),
         (sse('data: {"choices": []}\n\n'), "ended before any content"),
-        (sse("data: not json\n\n"), "not JSON"),
+        (sse("data: not json\n\n" * (MAX_BAD_CHUNKS + 1)), "not JSON"),  # one is skipped
     ],
 )
 def test_a_stream_is_only_served_once_it_has_content(answer: Handler, detail: str) -> None:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from tier_router.forwarder import Forwarder
 from tier_router.provider_keys import KeySource
-from tier_router.providers.base import content_chars
+from tier_router.providers.base import MAX_BAD_CHUNKS, content_chars
 from tier_router.routing.loader import parse_rules
 from tier_router.routing.request import parse_chat
 from tier_router.stream import OpenedStream
@@ -186,7 +186,8 @@ def test_streamed_chars_counts_translated_anthropic_text_and_tool_input() -> Non
 
 
 def test_what_was_framed_before_a_failure_is_counted() -> None:
-    blocks = [data(delta(content="Hello")), data(delta(content=" world")) + b"data: garbage\n\n"]
+    garbage = b"data: garbage\n\n" * (MAX_BAD_CHUNKS + 1)  # one more than a stream may skip
+    blocks = [data(delta(content="Hello")), data(delta(content=" world")) + garbage]
 
     async def main() -> None:
         opened = await open_stream(Upstream(blocks))

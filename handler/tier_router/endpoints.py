@@ -28,6 +28,7 @@ from tier_router.gateway import Gateway
 from tier_router.lifecycle import Exchange
 from tier_router.params import check as check_params
 from tier_router.providers.base import dumps
+from tier_router.recovery import Resume
 from tier_router.request_line import Outcome
 from tier_router.responses import answer, cost_header, decision_headers, event_stream, served_headers
 from tier_router.router_keys import KeyRecord
@@ -127,10 +128,13 @@ async def stream(
     with gateway.disconnects.request(request.scope, request.receive):
         opened = await gateway.forwarder.open_stream(exchange.decision, body, include_usage)
     exchange.stream = opened  # from here on, lifecycle closes it whatever happens
+    n = body.get("n")
+    opened.state.choices = n if type(n) is int and n > 1 else 1
     exchange.served_by(opened.route, opened.attempts)
     headers.update(served_headers(opened.route, opened.attempts))
     headers.update(opened.headers)
-    return event_stream(exchange, opened, gateway.spend, headers)
+    resume = Resume(gateway.forwarder, gateway.spend, exchange.decision, body, include_usage)
+    return event_stream(exchange, opened, gateway.spend, headers, resume)
 
 
 def cached_answer(

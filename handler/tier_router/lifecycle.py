@@ -39,6 +39,7 @@ from tier_router.fallback import Attempt
 from tier_router.request_line import Outcome, RequestLine
 from tier_router.routing.engine import Decision, ModelRoute
 from tier_router.stream import OpenedStream
+from tier_router.stream_state import add_usage
 from tier_router.telemetry import AccessLog
 
 log = logging.getLogger("tier_router")
@@ -168,13 +169,20 @@ class Lifecycle:
         finally:
             self._write(exchange)
 
-    @staticmethod
-    async def _close_stream(exchange: Exchange, stream: OpenedStream) -> None:
+    async def _close_stream(self, exchange: Exchange, stream: OpenedStream) -> None:
         try:
             await stream.aclose()
         except Exception as exc:  # the upstream connection is gone either way
             log.debug("closing the upstream stream of %s: %r", exchange.request_id, exc)
+        exchange.line.bad_chunks = stream.bad_chunks
+        exchange.line.recovered = stream.state.recovered
+        if exchange.usage is None and stream.carried_usage is not None and stream.decoder.usage:
+            cost = self.spend.price(stream.route, stream.decoder.usage)  # a recovered stream
+            exchange.cost = None if cost is None else cost + stream.carried_cost
+            exchange.usage = add_usage(stream.carried_usage, stream.decoder.usage)
         exchange.usage = exchange.usage or stream.decoder.usage
+        if stream.carried_estimated:
+            exchange.line.cost_estimated = True
 
     def _price(self, exchange: Exchange) -> None:
         """The cost to settle. None — the reservation in full, or 0 without one — when a
@@ -195,6 +203,8 @@ class Lifecycle:
                 "completion_tokens": -(-stream.streamed_chars // CHARS_PER_TOKEN),
             }
             exchange.cost = self.spend.price(exchange.route, estimate)
+            if exchange.cost is not None:  # and what the stream it took over from used (a recovery)
+                exchange.cost += stream.carried_cost
 
     def _write(self, exchange: Exchange) -> None:
         line = exchange.line

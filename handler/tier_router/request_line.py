@@ -64,6 +64,11 @@ class RequestLine:
     from what had been streamed and the prompt's estimate."""
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    bad_chunks: int = 0
+    """Stream chunks skipped because they were not JSON (`providers.base.MAX_BAD_CHUNKS`)."""
+    recovered: str | None = None
+    """A stream that failed mid-way and was finished by the next candidate: "prefill" (it
+    continued the partial answer) or "regenerate" (it answered anew; the prefix was skipped)."""
     cache: str | None = None
     downgraded_from: str | None = None
     downgrade_reason: str | None = None
@@ -97,6 +102,10 @@ class RequestLine:
         data["cost_estimated"] = self.cost_estimated
         if self.prompt_tokens is not None or self.completion_tokens is not None:
             data.update(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
+        if self.bad_chunks:
+            data["bad_chunks"] = self.bad_chunks
+        if self.recovered is not None:
+            data["recovered"] = self.recovered
         if self.cache is not None:
             data["cache"] = self.cache
         if self.downgraded_from is not None:
@@ -141,6 +150,8 @@ _READ_TYPES: dict[str, type | tuple[type, ...]] = {
     "cost_estimated": bool,
     "prompt_tokens": int,
     "completion_tokens": int,
+    "bad_chunks": int,
+    "recovered": str,
     "cache": str,
     "downgraded_from": str,
     "downgrade_reason": str,

@@ -10,7 +10,6 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx
 from starlette.responses import Response, StreamingResponse
 
 from tier_router.admission import SpendControls
@@ -18,11 +17,13 @@ from tier_router.errors import APIError
 from tier_router.fallback import Attempt
 from tier_router.lifecycle import Exchange
 from tier_router.provider_keys import redact
-from tier_router.providers.base import UpstreamProtocolError, dumps
+from tier_router.providers.base import dumps
+from tier_router.recovery import RECOVERABLE, Resume
 from tier_router.request_line import Outcome
 from tier_router.routing.engine import Decision, ModelRoute
 from tier_router.spend.pricing import usd
 from tier_router.stream import OpenedStream
+from tier_router.stream_state import add_usage
 
 DONE = b"data: [DONE]\n\n"
 JSON = "application/json"
@@ -58,37 +59,62 @@ def answer(content: bytes, headers: dict[str, str]) -> Response:
 
 
 def event_stream(
-    exchange: Exchange, opened: OpenedStream, spend: SpendControls, headers: dict[str, str]
+    exchange: Exchange,
+    opened: OpenedStream,
+    spend: SpendControls,
+    headers: dict[str, str],
+    resume: Resume | None = None,
 ) -> StreamingResponse:
     """The provider's stream as the client's SSE response. If the client leaves mid-way the
     body is simply abandoned: the exchange keeps `client_gone` and `lifecycle` closes the
-    upstream and prices what was streamed."""
+    upstream and prices what was streamed. A stream that fails after content may be finished
+    by the next candidate (`recovery`, with `resume`)."""
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"
     exchange.ended(Outcome.CLIENT_GONE, 200)  # until the stream says otherwise
     return StreamingResponse(
-        _events(exchange, opened, spend), headers=headers, media_type="text/event-stream"
+        _events(exchange, opened, spend, resume), headers=headers, media_type="text/event-stream"
     )
 
 
-async def _events(exchange: Exchange, opened: OpenedStream, spend: SpendControls) -> AsyncIterator[bytes]:
+async def _events(
+    exchange: Exchange, opened: OpenedStream, spend: SpendControls, resume: Resume | None
+) -> AsyncIterator[bytes]:
+    current = opened
+
     def on_usage(chunk: dict[str, Any]) -> None:
-        """The final usage chunk: priced here, and the client sees the cost in it."""
+        """The final usage chunk: priced here, and the client sees the cost in it (of every
+        attempt that streamed a part of the answer)."""
         usage = chunk["usage"]
+        exchange.cost = cost = spend.price(current.route, usage)
+        if current.carried_usage is not None:
+            usage = add_usage(current.carried_usage, usage)
+            cost = exchange.cost = None if cost is None else cost + current.carried_cost
         exchange.usage = usage
-        exchange.cost = cost = spend.price(opened.route, usage)
         if cost is not None:
             chunk["usage"] = {**usage, "cost_usd": cost / 1_000_000}
 
     try:
-        async for frame in opened.frames(on_usage):
-            yield frame
+        while True:
+            try:
+                async for frame in current.frames(on_usage):
+                    yield frame
+                break
+            except RECOVERABLE:
+                if resume is None or not resume.can_recover(current):
+                    raise
+                taken, attempts = await resume.take_over(current)
+                exchange.attempts = [*exchange.attempts, *attempts]
+                if taken is None:
+                    raise
+                exchange.stream = current = taken
+                exchange.route = taken.route
         exchange.ended(Outcome.OK)  # complete before the end marker: a client may close at [DONE]
         yield DONE
-    except (UpstreamProtocolError, TimeoutError, httpx.HTTPError) as exc:
+    except RECOVERABLE as exc:
         exchange.ended(Outcome.STREAM_INTERRUPTED)
         failed = f"The provider's stream failed after it started: {str(exc) or exc.__class__.__name__}"
-        message = redact(opened.redactor.text(failed))
+        message = redact(current.redactor.text(failed))
         error = {
             "error": {
                 "message": message,

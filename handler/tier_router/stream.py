@@ -28,6 +28,7 @@ from tier_router.providers.base import (
 from tier_router.redaction import Redactor, StreamScrubber
 from tier_router.routing.engine import ModelRoute
 from tier_router.sse import Events, within
+from tier_router.stream_state import StreamState
 
 DRAIN_S = 1.0
 """At most this long to read the rest of a finished stream so its connection can be reused."""
@@ -55,6 +56,24 @@ class OpenedStream:
     """Characters of content, reasoning and tool-call arguments handed to the client so far
     (`providers.base.content_chars`): what a stream the client abandoned is priced by."""
     _closing: asyncio.Task[None] | None = field(default=None, repr=False)
+    state: StreamState = field(default_factory=StreamState)
+    """What the client was sent (`stream_state`): completeness, and what a recovery needs."""
+    earlier_bad_chunks: int = 0
+    """Bad chunks skipped by the streams this one took over from (a recovery)."""
+    rewrite: Callable[[Held], Held] | None = None
+    """A stream that took over from a failed one (`recovery.Continuation`): its chunks as the
+    rest of the answer the client already has."""
+    carried_usage: dict[str, Any] | None = None
+    """What the streams this one took over from used (added to this one's usage)..."""
+    carried_cost: int = 0
+    """...and cost, in micro-dollars..."""
+    carried_estimated: bool = False
+    """...and whether that was estimated (a failed stream rarely sends its usage)."""
+
+    @property
+    def bad_chunks(self) -> int:
+        """Chunks skipped because they were not JSON, in this stream and the ones before it."""
+        return self.earlier_bad_chunks + getattr(self.decoder, "bad_chunks", 0)
 
     async def frames(self, on_usage: Callable[[dict[str, Any]], None]) -> AsyncIterator[bytes]:
         """The stream as the client gets it: SSE `data:` frames, as bytes — the held chunks
@@ -69,7 +88,7 @@ class OpenedStream:
         yielding what was decoded before the failure.
         """
         try:
-            decoder = self.decoder
+            decoder, state = self.decoder, self.state
             scrubber = self.redactor.stream()
             chunks, self.held = self.held, []
             events, self.pending = self.pending, []
@@ -82,27 +101,42 @@ class OpenedStream:
                         chunks += decode(decoder, event, data)
                 except Exception as exc:  # what the client has not seen of this read goes first
                     failure = exc
+                if self.rewrite is not None and chunks:
+                    try:
+                        chunks = self.rewrite(chunks)
+                    except UpstreamProtocolError as exc:
+                        chunks, failure = [], exc
                 if chunks or (decoder.finished and scrubber is not None):
-                    sent, chars = frame(chunks, on_usage, scrubber, final=decoder.finished)
+                    sent, chars = frame(chunks, on_usage, scrubber, final=decoder.finished, state=state)
                     self.streamed_chars += chars
                     if sent:
                         yield self.redactor.bytes(sent)
                     chunks = []
-                if failure is not None:
-                    raise failure
-                if decoder.finished:
+                if failure is None and decoder.finished:
                     await self._drain()
                     return
-                if self._batches is None:
+                if failure is None and self._batches is not None:
+                    try:
+                        events = await within(self.stall_s, anext(self._batches))
+                        continue
+                    except StopAsyncIteration:
+                        failure = UpstreamProtocolError("the provider's stream ended before its end marker")
+                    except TimeoutError:  # its own text is empty: say which limit, and its value
+                        failure = TimeoutError(
+                            f"the provider sent nothing for {self.stall_s:g} s (its stall limit)"
+                        )
+                    except (UpstreamProtocolError, httpx.HTTPError) as exc:
+                        failure = exc
+                if failure is None:
                     return
-                try:
-                    events = await within(self.stall_s, anext(self._batches))
-                except StopAsyncIteration:
-                    raise UpstreamProtocolError("the provider's stream ended before its end marker") from None
-                except TimeoutError:  # its own text is empty: say which limit, and its value
-                    raise TimeoutError(
-                        f"the provider sent nothing for {self.stall_s:g} s (its stall limit)"
-                    ) from None
+                if not state.complete:
+                    raise failure
+                # Every choice sent its finish_reason: the answer is complete without the end marker.
+                sent, chars = frame([], on_usage, scrubber, final=True, state=state)
+                self.streamed_chars += chars
+                if sent:
+                    yield self.redactor.bytes(sent)
+                return
         finally:
             await self.aclose()
 
@@ -157,32 +191,38 @@ def frame(
     scrubber: StreamScrubber | None = None,
     *,
     final: bool = False,
+    state: StreamState | None = None,
 ) -> tuple[bytes, int]:
     """Chunks as the client gets them — SSE `data:` frames, joined for one send — and their
     characters of content (`content_chars`). A chunk with its provider's own text goes as that
     text unless `scrubber` changed it; the final usage-only chunk goes to `on_usage` first
     (which may amend it: the cost). Text the scrubber still holds back when no
-    `finish_reason` took it goes out before the usage chunk, or at the end when `final`."""
+    `finish_reason` took it goes out before the usage chunk, or at the end when `final`.
+    `state` sees every chunk as it is sent."""
     out = []
     chars = 0
     for chunk, raw in chunks:
         if scrubber is not None and scrubber.chunk(chunk):
             raw = None
+        if state is not None:
+            state.observe(chunk)
         if chunk.get("usage") and not chunk.get("choices"):
-            chars += _leftover(scrubber, out)
+            chars += _leftover(scrubber, out, state)
             on_usage(chunk)
             raw = None
         out.append(b"data: " + (raw.encode() if raw is not None else dumps(chunk)) + b"\n\n")
         chars += content_chars(chunk)
     if final:
-        chars += _leftover(scrubber, out)
+        chars += _leftover(scrubber, out, state)
     return b"".join(out), chars
 
 
-def _leftover(scrubber: StreamScrubber | None, out: list[bytes]) -> int:
+def _leftover(scrubber: StreamScrubber | None, out: list[bytes], state: StreamState | None = None) -> int:
     rest = scrubber.leftover() if scrubber is not None else None
     if rest is None:
         return 0
+    if state is not None:
+        state.observe(rest)
     out.append(b"data: " + dumps(rest) + b"\n\n")
     return content_chars(rest)
 

@@ -189,7 +189,6 @@ def test_breaker_opens_after_repeated_failures_and_skips_the_provider(stack, cli
         pytest.param({"mode": "status", "status": 503}, id="503"),
         pytest.param({"mode": "reset"}, id="reset"),
         pytest.param({"mode": "wrong_content_type"}, id="wrong_content_type"),
-        pytest.param({"mode": "stream_garbage", "after_events": 1}, id="garbage-after-role"),
         pytest.param({"mode": "stream_cut", "after_events": 1}, id="cut-after-role"),
         pytest.param({"mode": "stream_stall", "after_events": 1, "delay_s": 30}, id="stall-after-role"),
         pytest.param({"mode": "timeout", "delay_s": 30}, id="no-headers"),
@@ -221,13 +220,21 @@ def test_stream_failing_before_content_is_replaced_by_second(stack, client: open
     assert stack.b.requests == 1
 
 
-def test_anthropic_stream_garbage_before_content_falls_back(stack, client: openai.OpenAI) -> None:
-    stack.anthropic.control(mode="stream_garbage", after_events=1)
+@pytest.mark.parametrize(("tier", "model"), [("fast", "gpt-a-2025"), ("claude-only", "claude-test-1")])
+def test_one_garbage_chunk_is_skipped_not_failed_over(
+    stack, client: openai.OpenAI, tier: str, model: str
+) -> None:
+    """Issue 14: one torn chunk no longer costs the answer (it used to fail over, or fail): it is
+    skipped, and the first candidate's answer is served, whole."""
+    fake = stack.a if tier == "fast" else stack.anthropic
+    fake.control(mode="stream_garbage", after_events=1)
 
-    chunks = list(client.chat.completions.create(model="smart", messages=user(), stream=True))
+    chunks = list(client.chat.completions.create(model=tier, messages=user(), stream=True))
 
-    assert {c.model for c in chunks} == {"gpt-b-mini"}
-    assert stream_text(chunks).startswith("Hello from fake-b")
+    assert {c.model for c in chunks} == {model}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert stream_text(chunks).startswith("Hello from ")
+    assert fake.requests == 1
 
 
 # ------------------------------------------------------------------------- streams: after content
@@ -235,6 +242,7 @@ def test_anthropic_stream_garbage_before_content_falls_back(stack, client: opena
 
 def test_stream_cut_after_content_raises_in_the_sdk(stack, client: openai.OpenAI) -> None:
     stack.a.control(mode="stream_cut", after_events=3)  # role + two text pieces, then the TCP close
+    stack.b.control(mode="status", status=503)  # asked to finish the answer (issue 14 recovery): fails too
 
     stream = client.chat.completions.create(model="fast", messages=user(), stream=True)
     received: list[Any] = []
@@ -245,11 +253,12 @@ def test_stream_cut_after_content_raises_in_the_sdk(stack, client: openai.OpenAI
     assert {c.model for c in received} == {"gpt-a-2025"}
     assert "stream" in caught.value.message.lower()
     assert caught.value.code == "stream_interrupted"
-    assert stack.b.requests == 0  # too late to fall back: content was already sent
+    assert stack.b.requests == 1  # content was sent: B was only asked to continue it
 
 
 def test_stream_cut_after_content_wire_has_error_event_and_no_done(stack) -> None:
     stack.a.control(mode="stream_cut", after_events=3)
+    stack.b.control(mode="status", status=503)  # asked to finish the answer (issue 14 recovery): fails too
 
     response = raw_stream(stack)
 
@@ -267,6 +276,7 @@ def test_stream_cut_after_content_wire_has_error_event_and_no_done(stack) -> Non
 def test_drip_slower_than_stall_after_content_ends_with_error(stack, client: openai.OpenAI) -> None:
     # First content after one gap (0.9 s < first_token 1.5 s), then the next gap exceeds stall (0.5 s).
     stack.a.control(mode="drip", drip_ms=900)
+    stack.b.control(mode="status", status=503)  # asked to finish the answer (issue 14 recovery): fails too
 
     started = time.monotonic()
     stream = client.chat.completions.create(model="fast", messages=user(), stream=True)
@@ -278,7 +288,7 @@ def test_drip_slower_than_stall_after_content_ends_with_error(stack, client: ope
     assert stream_text(received) == "Hello "
     assert caught.value.code == "stream_interrupted"
     assert elapsed < 0.9 + STALL_S + SLACK_S
-    assert stack.b.requests == 0
+    assert stack.b.requests == 1  # content was sent: B was only asked to continue it
     stats = stack.a.wait_for(lambda s: s["in_flight"] == 0)
     assert stats["in_flight"] == 0
 
@@ -447,6 +457,7 @@ def test_anthropic_400_is_returned_and_not_retried(stack, client: openai.OpenAI)
 def test_anthropic_stream_cut_after_content_raises_in_the_sdk(stack, client: openai.OpenAI) -> None:
     # message_start, content_block_start, ping, two text deltas, then the TCP close.
     stack.anthropic.control(mode="stream_cut", after_events=5)
+    stack.b.control(mode="status", status=503)  # asked to finish the answer (issue 14 recovery): fails too
 
     stream = client.chat.completions.create(model="smart", messages=user(), stream=True)
     received: list[Any] = []
@@ -455,7 +466,7 @@ def test_anthropic_stream_cut_after_content_raises_in_the_sdk(stack, client: ope
 
     assert stream_text(received) == "Hello from "
     assert caught.value.code == "stream_interrupted"
-    assert stack.b.requests == 0
+    assert stack.b.requests == 1  # content was sent: B was only asked to continue it
 
 
 # ------------------------------------------------------ the client hangs up before anything was sent

@@ -424,7 +424,7 @@ async def test_stream_is_translated_to_openai_chunks(router, upstream, urls, cha
     body = message_start() + text_block(0, "Hello", " from", " Claude") + message_end()
     route = upstream.post(urls["anthropic"]).mock(return_value=httpx.Response(200, headers=SSE, content=body))
 
-    response = await router.post(CHAT, json=chat(model="claude-only", stream=True))
+    response = await router.post(CHAT, json=chat(model="smart", stream=True))
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
@@ -539,11 +539,13 @@ async def test_stream_error_event_after_content_interrupts(router, upstream, url
     assert last["error"]["code"] == "stream_interrupted"
     assert "Overloaded" in last["error"]["message"]
     assert text_of([json.loads(p) for p in payloads[:-1]]) == "Once upon"
-    assert backup.call_count == 0
+    assert (
+        backup.call_count == 1
+    )  # asked to finish the answer (issue 14 recovery): it fails, the error event stays
 
 
 async def test_stream_without_message_stop_interrupts(router, upstream, urls, chat, read_sse):
-    body = message_start() + text_block(0, "cut")  # no message_delta / message_stop
+    body = message_start() + text_block(0, "cut")  # no message_delta / message_stop; no next candidate
     upstream.post(urls["anthropic"]).mock(return_value=httpx.Response(200, headers=SSE, content=body))
 
     response = await router.post(CHAT, json=chat(model="claude-only", stream=True))

@@ -11,11 +11,13 @@ from typing import Any
 
 from tier_router.providers import anthropic
 from tier_router.providers.base import (
+    MAX_BAD_CHUNKS,
     ClientRequestError,
     UpstreamProtocolError,
     UpstreamRequest,
     dumps,
     load_json_object,
+    too_many_bad_chunks,
 )
 from tier_router.routing.engine import ModelRoute
 
@@ -55,11 +57,12 @@ class AnthropicAdapter:
 
 
 class AnthropicStreamDecoder:
-    __slots__ = ("translator",)
+    __slots__ = ("bad_chunks", "translator")
     passthrough = False  # chunks are translations, encoded by the proxy
 
     def __init__(self, include_usage: bool) -> None:
         self.translator = anthropic.StreamTranslator(created=int(time.time()), include_usage=include_usage)
+        self.bad_chunks = 0
 
     @property
     def finished(self) -> bool:
@@ -71,6 +74,13 @@ class AnthropicStreamDecoder:
 
     def feed(self, event: str, data: str) -> list[dict[str, Any]]:
         try:
-            return self.translator.feed(event, json.loads(data))
+            decoded = json.loads(data)
+        except ValueError:  # an isolated bad event is skipped; a few more and the stream failed
+            self.bad_chunks += 1
+            if self.bad_chunks > MAX_BAD_CHUNKS:
+                raise too_many_bad_chunks(self.bad_chunks) from None
+            return []
+        try:
+            return self.translator.feed(event, decoded)
         except ValueError as exc:  # JSON errors and TranslationError (a ValueError) alike
             raise UpstreamProtocolError(f"bad Anthropic stream event {event!r}: {exc}") from None

@@ -23,6 +23,17 @@ class UpstreamProtocolError(UpstreamError, ValueError):
     """
 
 
+MAX_BAD_CHUNKS = 3
+"""A stream may carry this many chunks that are not JSON: each is skipped (and counted, see
+`StreamDecoder.bad_chunks`); one more and the stream counts as failed."""
+
+
+def too_many_bad_chunks(count: int) -> UpstreamProtocolError:
+    return UpstreamProtocolError(
+        f"the provider sent {count} stream chunks that are not JSON (at most {MAX_BAD_CHUNKS} are skipped)"
+    )
+
+
 class ClientRequestError(RequestError, ValueError):
     """The request cannot be expressed for this provider (e.g. a content type it lacks)."""
 
@@ -42,6 +53,8 @@ class StreamDecoder(Protocol):
     passthrough: bool
     """True when `feed` returns at most one chunk per event, equal to the event's JSON data:
     the proxy then forwards the provider's own text instead of re-encoding the chunk."""
+    bad_chunks: int
+    """Events skipped because their data was not JSON (at most `MAX_BAD_CHUNKS`)."""
 
     def feed(self, event: str, data: str) -> list[dict[str, Any]]: ...
 

@@ -12,7 +12,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tier_router.providers.base import UpstreamProtocolError, UpstreamRequest, dumps, load_json_object
+from tier_router.providers.base import (
+    MAX_BAD_CHUNKS,
+    UpstreamProtocolError,
+    UpstreamRequest,
+    dumps,
+    load_json_object,
+    too_many_bad_chunks,
+)
 from tier_router.routing.engine import ModelRoute
 
 DONE = "[DONE]"
@@ -47,13 +54,14 @@ class OpenAICompatAdapter:
 
 
 class OpenAIStreamDecoder:
-    __slots__ = ("finished", "include_usage", "usage")
+    __slots__ = ("bad_chunks", "finished", "include_usage", "usage")
     passthrough = True  # each chunk is the event's JSON, unchanged
 
     def __init__(self, include_usage: bool) -> None:
         self.include_usage = include_usage
         self.finished = False
         self.usage: dict[str, Any] | None = None
+        self.bad_chunks = 0
 
     def feed(self, event: str, data: str) -> list[dict[str, Any]]:
         if data == DONE:
@@ -61,8 +69,11 @@ class OpenAIStreamDecoder:
             return []
         try:
             chunk = json.loads(data)
-        except ValueError:
-            raise UpstreamProtocolError("the provider sent a stream chunk that is not JSON") from None
+        except ValueError:  # an isolated bad chunk is skipped; a few more and the stream failed
+            self.bad_chunks += 1
+            if self.bad_chunks > MAX_BAD_CHUNKS:
+                raise too_many_bad_chunks(self.bad_chunks) from None
+            return []
         if not isinstance(chunk, dict):
             raise UpstreamProtocolError("the provider sent a stream chunk that is not a JSON object")
         if "error" in chunk:
