@@ -242,7 +242,9 @@ def test_one_garbage_chunk_is_skipped_not_failed_over(
 
 def test_stream_cut_after_content_raises_in_the_sdk(stack, client: openai.OpenAI) -> None:
     stack.a.control(mode="stream_cut", after_events=3)  # role + two text pieces, then the TCP close
-    stack.b.control(mode="status", status=503)  # asked to finish the answer (issue 14 recovery): fails too
+    stack.b.control(
+        mode="status", status=504
+    )  # asked to finish the answer (issue 14 recovery): fails, not retried
 
     stream = client.chat.completions.create(model="fast", messages=user(), stream=True)
     received: list[Any] = []
@@ -258,7 +260,9 @@ def test_stream_cut_after_content_raises_in_the_sdk(stack, client: openai.OpenAI
 
 def test_stream_cut_after_content_wire_has_error_event_and_no_done(stack) -> None:
     stack.a.control(mode="stream_cut", after_events=3)
-    stack.b.control(mode="status", status=503)  # asked to finish the answer (issue 14 recovery): fails too
+    stack.b.control(
+        mode="status", status=504
+    )  # asked to finish the answer (issue 14 recovery): fails, not retried
 
     response = raw_stream(stack)
 
@@ -276,7 +280,9 @@ def test_stream_cut_after_content_wire_has_error_event_and_no_done(stack) -> Non
 def test_drip_slower_than_stall_after_content_ends_with_error(stack, client: openai.OpenAI) -> None:
     # First content after one gap (0.9 s < first_token 1.5 s), then the next gap exceeds stall (0.5 s).
     stack.a.control(mode="drip", drip_ms=900)
-    stack.b.control(mode="status", status=503)  # asked to finish the answer (issue 14 recovery): fails too
+    stack.b.control(
+        mode="status", status=504
+    )  # asked to finish the answer (issue 14 recovery): fails, not retried
 
     started = time.monotonic()
     stream = client.chat.completions.create(model="fast", messages=user(), stream=True)
@@ -457,7 +463,9 @@ def test_anthropic_400_is_returned_and_not_retried(stack, client: openai.OpenAI)
 def test_anthropic_stream_cut_after_content_raises_in_the_sdk(stack, client: openai.OpenAI) -> None:
     # message_start, content_block_start, ping, two text deltas, then the TCP close.
     stack.anthropic.control(mode="stream_cut", after_events=5)
-    stack.b.control(mode="status", status=503)  # asked to finish the answer (issue 14 recovery): fails too
+    stack.b.control(
+        mode="status", status=504
+    )  # asked to finish the answer (issue 14 recovery): fails, not retried
 
     stream = client.chat.completions.create(model="smart", messages=user(), stream=True)
     received: list[Any] = []

@@ -529,7 +529,7 @@ async def test_stream_error_event_after_content_interrupts(router, upstream, url
         + event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
     )
     upstream.post(urls["anthropic"]).mock(return_value=httpx.Response(200, headers=SSE, content=body))
-    backup = upstream.post(urls["backup"]).mock(return_value=httpx.Response(500))
+    backup = upstream.post(urls["backup"]).mock(return_value=httpx.Response(504))
 
     response = await router.post(CHAT, json=chat(model="smart", stream=True))
 

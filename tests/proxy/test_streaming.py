@@ -316,7 +316,7 @@ async def test_stream_ending_without_done_after_content_gets_error_event(
 ):
     upstream_chunks = openai_chunks(["partial ", "answer"], usage=False)[:-1]  # no finish, no [DONE]
     upstream.post(urls["openai"]).mock(return_value=sse_response(sse(upstream_chunks, done=False)))
-    backup = upstream.post(urls["backup"]).mock(return_value=httpx.Response(500))
+    backup = upstream.post(urls["backup"]).mock(return_value=httpx.Response(504))
 
     response = await router.post(CHAT, json=chat(stream=True))
 
@@ -399,7 +399,7 @@ async def test_stall_mid_stream_gets_error_event(
     upstream.post(urls["openai"]).mock(
         return_value=httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=slow)
     )
-    backup = upstream.post(urls["backup"]).mock(return_value=httpx.Response(500))
+    backup = upstream.post(urls["backup"]).mock(return_value=httpx.Response(504))
 
     started = time.perf_counter()
     response = await router.post(CHAT, json=chat(stream=True))
@@ -427,7 +427,7 @@ async def test_a_line_past_the_sse_limit_mid_stream_gets_error_event(
     upstream.post(urls["openai"]).mock(
         return_value=httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=stream)
     )
-    backup = upstream.post(urls["backup"]).mock(return_value=httpx.Response(500))
+    backup = upstream.post(urls["backup"]).mock(return_value=httpx.Response(504))
 
     response = await router.post(CHAT, json=chat(stream=True))
 
