@@ -37,7 +37,8 @@ lease goes back), and a chain where every tried attempt was `router_busy` answer
 Streams are held back until the first real content (text or tool call): whatever goes wrong
 before that — an error status, a stall past `first_token`, garbage — is an attempt like any
 other, invisible to the client, who gets the next candidate's stream instead. After content
-has been sent, a failure ends the stream (see `forwarder.OpenedStream.frames`).
+has been sent, a text stream that fails is finished by the next candidate once (`recovery`);
+otherwise the failure ends the stream with an error event (`responses.event_stream`).
 
 The policy is data — `VERDICTS`, `RETRY_STATUSES`, `OPERATOR_STATUSES`, `FAILURES`,
 `FAILURE_OUTCOMES` — read by two functions: `outcome_of(exc)` names a failure, and

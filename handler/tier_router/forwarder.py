@@ -11,8 +11,8 @@ an attempt may take, and how a 200 answer is taken in —
 - `Streamed`: an event stream (by its content type), held back until its first content (text
   or tool call) within `timeouts.first_token`. Nothing reaches the client before that, so a
   stream that fails until then is an attempt like any other; after it, `OpenedStream.frames`
-  raises and the caller ends the stream with an error event and no `[DONE]`, so a truncated
-  answer never looks complete.
+  raises and the caller recovers the stream on the next candidate (`recovery`) or ends it with
+  an error event and no `[DONE]`, so a truncated answer never looks complete.
 
 Between attempts, `retries` says whether the same model is asked again (a short
 `retry-after`, a first 5xx) and, after a `context_length_exceeded` refusal, which candidates
