@@ -12,7 +12,10 @@ process, then sends, interleaved round by round (order rotated), one request of 
 - 429 moved on: the first model answers 429 with `retry-after: 30` (longer than `max_wait_s`):
   the second model answers at once;
   (breakers are off, so every round meets its scripted fault)
-- 500 retried: the first model answers 500, then answers (jittered 100-300 ms backoff).
+- 500 retried: the first model answers 500, then answers (jittered 100-300 ms backoff);
+- and, on a second router in front of a chunk-by-chunk scripted provider
+  (tests/support/stream_script.py), streams: a clean one against one cut after two text chunks
+  and finished by the next model from a prefill (mid-stream recovery).
 
 Reports, per case, p50 / p10 / p90 of the client-side latency and the p50 added over clean.
 """
@@ -43,6 +46,44 @@ from tests.support.stack import (  # noqa: E402
     scripted_upstream,
     sqlite_url,
 )
+
+STREAM_CASES = ("clean stream", "stream cut after content, recovered")
+
+
+def stream_samples(rounds: int) -> dict[str, list[float]]:
+    """Client time to the end of a streamed answer: clean, and recovered after a cut."""
+    from tests.support.stream_script import End, Reply, chunk, stream_stack, usage
+
+    def whole(*pieces: str) -> Reply:
+        return Reply([chunk("", role=True), *(chunk(p) for p in pieces), chunk(finish="stop"), usage(20, 5)])
+
+    cut = Reply([chunk("", role=True), chunk("The quick "), chunk("brown ")], end=End.CUT)
+    out: dict[str, list[float]] = {name: [] for name in STREAM_CASES}
+    with tempfile.TemporaryDirectory() as tmp, stream_stack(Path(tmp)) as stack:
+        headers = {"authorization": f"Bearer {ROUTER_KEY}"}
+        with httpx.Client(headers=headers, timeout=30) as client:
+            for i in range(rounds + 1):  # the first round warms up
+                for name in STREAM_CASES if i % 2 else reversed(STREAM_CASES):
+                    script = f"s{i}-{STREAM_CASES.index(name)}"
+                    if name == "clean stream":
+                        stack.app.script(script, a=[whole("The quick ", "brown ", "fox.")])
+                    else:
+                        stack.app.script(script, a=[cut], b=[whole("fox.")])
+                    body = {
+                        "model": "main",
+                        "stream": True,
+                        "messages": [{"role": "user", "content": f"[script={script}] Say it."}],
+                    }
+                    started = time.perf_counter()
+                    with client.stream("POST", stack.router.url + "/v1/chat/completions", json=body) as r:
+                        text = b"".join(r.iter_bytes())
+                    elapsed = (time.perf_counter() - started) * 1000
+                    if b"[DONE]" not in text or b"error" in text:
+                        raise RuntimeError(f"{name}: the stream did not complete: {text[-300:]!r}")
+                    if i:
+                        out[name].append(elapsed)
+    return out
+
 
 CASES = {
     "clean": "",
@@ -92,9 +133,11 @@ def main(argv: list[str] | None = None) -> int:
                         ms, model = one(client, router.url, CASES[name])
                         samples[name].append(ms)
                         served[name].add(model)
-    clean = statistics.median(samples["clean"])
+    streams = stream_samples(args.rounds)
     rows = []
-    for name, values in samples.items():
+    for name, values in [*samples.items(), *streams.items()]:
+        baseline = samples["clean"] if name in samples else streams["clean stream"]
+        clean = statistics.median(baseline)
         p50 = statistics.median(values)
         rows.append(
             {
@@ -103,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 "p10_ms": round(pct(values, 0.1), 2),
                 "p90_ms": round(pct(values, 0.9), 2),
                 "added_p50_ms": round(p50 - clean, 2),
-                "served_by": sorted(served[name]),
+                "served_by": sorted(served.get(name, {"-"})),
             }
         )
     report = {
