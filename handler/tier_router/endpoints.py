@@ -133,7 +133,8 @@ async def stream(
     exchange.served_by(opened.route, opened.attempts)
     headers.update(served_headers(opened.route, opened.attempts))
     headers.update(opened.headers)
-    resume = Resume(gateway.forwarder, gateway.spend, exchange.decision, body, include_usage)
+    limit = gateway.rules.spec.routing.max_stream_recoveries
+    resume = Resume(gateway.forwarder, gateway.spend, exchange.decision, body, include_usage, limit)
     return event_stream(exchange, opened, gateway.spend, headers, resume)
 
 

@@ -12,7 +12,8 @@ from the beginning is recognised the same way and its repeat skipped.
 
 What is recovered: text-only answers (`n == 1`, no tool calls, reasoning or refusal sent — a
 tool call's arguments are never continued, so broken JSON never looks complete), at most
-`MAX_RECOVERIES` times per request, each new attempt within its candidate's `first_token`.
+`routing.max_stream_recoveries` times per request (default `MAX_RECOVERIES`), each new
+attempt within its candidate's `first_token`.
 The log line says `recovered: "prefill" | "regenerate"`; usage and cost add both attempts
 (the failed one priced from what it streamed, flagged `cost_estimated` when it sent no usage).
 """
@@ -108,11 +109,13 @@ class Resume:
     decision: Decision
     body: dict[str, Any]
     include_usage: bool
+    limit: int = MAX_RECOVERIES
+    """`routing.max_stream_recoveries`."""
 
     def can_recover(self, opened: OpenedStream) -> bool:
         state = opened.state
         return (
-            state.recoveries < MAX_RECOVERIES
+            state.recoveries < self.limit
             and state.choices == 1
             and not state.not_text
             and bool(state.parts)

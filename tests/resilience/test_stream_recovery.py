@@ -182,3 +182,17 @@ def test_without_a_next_candidate_the_error_event_stays(stack: StreamStack) -> N
     line = stack.line(request_id)
     assert line["outcome"] == "stream_interrupted"
     assert "recovered" not in line
+
+
+def test_recovery_can_be_turned_off(tmp_path) -> None:
+    """`routing.max_stream_recoveries: 0`: a stream cut after content ends with the error event,
+    and the next candidate is never asked."""
+    with stream_stack(tmp_path, routing={"max_stream_recoveries": 0}) as off:
+        off.app.script("off", a=[broken()], b=[whole("fox", " jumps.")])
+        text, request_id, _, error = ask(off, "off", model="main")
+        assert error is not None
+        assert text == SENT
+        assert off.app.calls("off", "b") == []
+        line = off.line(request_id)
+        assert line["outcome"] == "stream_interrupted"
+        assert "recovered" not in line

@@ -140,9 +140,9 @@ class StreamStack:
         raise AssertionError(f"no log line for {request_id}")
 
 
-def stream_rules(url: str, *, stall: float = 2.0) -> dict[str, Any]:
+def stream_rules(url: str, *, stall: float = 2.0, **sections: Any) -> dict[str, Any]:
     """Providers `a` and `b` (sides of one StreamScript), tier `main` = first (a), second (b), and
-    tier `solo` = first only."""
+    tier `solo` = first only; `sections` are added at the top level (e.g. `routing`)."""
     timeouts = {"first_token": 3.0, "stall": stall}
     return {
         "version": 1,
@@ -162,6 +162,7 @@ def stream_rules(url: str, *, stall: float = 2.0) -> dict[str, Any]:
         "tiers": {"main": ["first", "second"], "solo": ["first"]},
         "default_tier": "main",
         "budgets": {"daily_usd": 100},
+        **sections,
     }
 
 

@@ -251,6 +251,13 @@ class Routing(Strict):
         le=50,
         description="attempts per request after which no model is retried (each candidate still gets one)",
     )
+    max_stream_recoveries: int = Field(
+        default=1,
+        ge=0,
+        le=5,
+        description="times a text stream that fails after content is finished by the next candidate"
+        " (mid-stream recovery); 0 turns it off: the stream ends with an error event",
+    )
     deadline_s: WindowSeconds = Field(
         default=600.0,
         description="one deadline for reaching an answer across every attempt, retry and wait (a"
