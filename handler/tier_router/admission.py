@@ -151,8 +151,7 @@ class SpendControls:
         admission = Admission(decision, key_id, request_id=request_id)
         features = decision.features
         if self.limiter is not None:
-            n = body.get("n")
-            choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+            choices = body.get("n") or 1  # an int in 1..128 or absent: `params.check` ran first
             verdict = await self.limiter.check(
                 key_id or "anonymous", features.conversation_tokens + choices * (features.max_tokens or 0)
             )

@@ -11,13 +11,12 @@ from typing import Any
 
 from tier_router.providers import anthropic
 from tier_router.providers.base import (
-    MAX_BAD_CHUNKS,
     ClientRequestError,
     UpstreamProtocolError,
     UpstreamRequest,
+    check_bad_chunks,
     dumps,
     load_json_object,
-    too_many_bad_chunks,
 )
 from tier_router.routing.engine import ModelRoute
 
@@ -77,8 +76,7 @@ class AnthropicStreamDecoder:
             decoded = json.loads(data)
         except ValueError:  # an isolated bad event is skipped; a few more and the stream failed
             self.bad_chunks += 1
-            if self.bad_chunks > MAX_BAD_CHUNKS:
-                raise too_many_bad_chunks(self.bad_chunks) from None
+            check_bad_chunks(self.bad_chunks)
             return []
         try:
             return self.translator.feed(event, decoded)

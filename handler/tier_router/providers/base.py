@@ -28,10 +28,14 @@ MAX_BAD_CHUNKS = 3
 `StreamDecoder.bad_chunks`); one more and the stream counts as failed."""
 
 
-def too_many_bad_chunks(count: int) -> UpstreamProtocolError:
-    return UpstreamProtocolError(
-        f"the provider sent {count} stream chunks that are not JSON (at most {MAX_BAD_CHUNKS} are skipped)"
-    )
+def check_bad_chunks(count: int) -> None:
+    """After counting one more chunk that is not JSON: UpstreamProtocolError once `count`
+    passes MAX_BAD_CHUNKS (call it from the decoder's `except ValueError:`)."""
+    if count > MAX_BAD_CHUNKS:
+        skipped = f"at most {MAX_BAD_CHUNKS} are skipped"
+        raise UpstreamProtocolError(
+            f"the provider sent {count} stream chunks that are not JSON ({skipped})"
+        ) from None
 
 
 class ClientRequestError(RequestError, ValueError):

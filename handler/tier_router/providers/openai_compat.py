@@ -13,12 +13,11 @@ import json
 from typing import Any
 
 from tier_router.providers.base import (
-    MAX_BAD_CHUNKS,
     UpstreamProtocolError,
     UpstreamRequest,
+    check_bad_chunks,
     dumps,
     load_json_object,
-    too_many_bad_chunks,
 )
 from tier_router.routing.engine import ModelRoute
 
@@ -71,8 +70,7 @@ class OpenAIStreamDecoder:
             chunk = json.loads(data)
         except ValueError:  # an isolated bad chunk is skipped; a few more and the stream failed
             self.bad_chunks += 1
-            if self.bad_chunks > MAX_BAD_CHUNKS:
-                raise too_many_bad_chunks(self.bad_chunks) from None
+            check_bad_chunks(self.bad_chunks)
             return []
         if not isinstance(chunk, dict):
             raise UpstreamProtocolError("the provider sent a stream chunk that is not a JSON object")

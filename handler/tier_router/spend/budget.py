@@ -422,8 +422,8 @@ class BudgetGuard:
             holds = held_amounts(item)
             entry = {
                 "cap_usd": usd(scope.cap),
-                "committed_usd": usd(committed if isinstance(committed, int) else 0),
-                "spent_usd": usd(spent if isinstance(spent, int) else 0),
+                "committed_usd": usd(_int(committed)),
+                "spent_usd": usd(_int(spent)),
                 "pace_usd": usd(math.floor(scope.cap * fraction)),
                 "in_flight": len(holds),
                 "held_usd": usd(sum(holds)),
