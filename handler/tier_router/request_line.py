@@ -73,6 +73,18 @@ class RequestLine:
     downgraded_from: str | None = None
     downgrade_reason: str | None = None
     features: dict[str, Any] | None = None
+    experiment: str | None = None
+    """The experiment (or `rollout:<rule>`) this request was exposed to, with its `arm`."""
+    arm: str | None = None
+    escalated_from: str | None = None
+    """The tier whose answer failed validation and was escalated (the first, when several)."""
+    escalations: list[dict[str, Any]] = field(default_factory=list)
+    """Each answer that failed validation and was escalated, oldest first: {"tier", "model",
+    "provider", "validator", "reason", "to", "cost_micro_usd", "prompt_tokens",
+    "completion_tokens", "attempts"}. `cost_micro_usd` of the line includes theirs."""
+    validation: str | None = None
+    """The served answer's own validation failure ("validator: reason"), when it was served
+    anyway (no cascade left to take, or every escalation candidate failed)."""
 
     def record(self) -> dict[str, Any]:
         """The JSON object written to the log (unset optional facts left out)."""
@@ -112,6 +124,12 @@ class RequestLine:
             data.update(downgraded_from=self.downgraded_from, downgrade_reason=self.downgrade_reason)
         if self.features is not None:
             data["features"] = self.features
+        if self.arm is not None:
+            data.update(experiment=self.experiment, arm=self.arm)
+        if self.escalations:
+            data.update(escalated_from=self.escalated_from, escalations=self.escalations)
+        if self.validation is not None:
+            data["validation"] = self.validation
         return data
 
     @classmethod
@@ -156,4 +174,9 @@ _READ_TYPES: dict[str, type | tuple[type, ...]] = {
     "downgraded_from": str,
     "downgrade_reason": str,
     "features": dict,
+    "experiment": str,
+    "arm": str,
+    "escalated_from": str,
+    "escalations": list,
+    "validation": str,
 }
