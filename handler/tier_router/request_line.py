@@ -82,6 +82,9 @@ class RequestLine:
     """Each answer that failed validation and was escalated, oldest first: {"tier", "model",
     "provider", "validator", "reason", "to", "cost_micro_usd", "prompt_tokens",
     "completion_tokens", "attempts"}. `cost_micro_usd` of the line includes theirs."""
+    cascade: str | None = None
+    """Set when the answer was validated: the tier a failed answer would have gone to (so a
+    replay can tell "validated and passed" from "never validated")."""
     validation: str | None = None
     """The served answer's own validation failure ("validator: reason"), when it was served
     anyway (no cascade left to take, or every escalation candidate failed)."""
@@ -128,6 +131,8 @@ class RequestLine:
             data.update(experiment=self.experiment, arm=self.arm)
         if self.escalations:
             data.update(escalated_from=self.escalated_from, escalations=self.escalations)
+        if self.cascade is not None:
+            data["cascade"] = self.cascade
         if self.validation is not None:
             data["validation"] = self.validation
         return data
@@ -178,5 +183,6 @@ _READ_TYPES: dict[str, type | tuple[type, ...]] = {
     "arm": str,
     "escalated_from": str,
     "escalations": list,
+    "cascade": str,
     "validation": str,
 }
