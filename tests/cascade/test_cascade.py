@@ -132,7 +132,9 @@ def test_a_tool_call_that_breaks_its_schema_escalates(stack: AnswerStack) -> Non
 
 
 def test_a_truncated_answer_escalates(stack: AnswerStack) -> None:
-    stack.app.script("cut", cheap=[Answer("The answer is", finish="length")], good=[Answer("The answer is 42.")])
+    stack.app.script(
+        "cut", cheap=[Answer("The answer is", finish="length")], good=[Answer("The answer is 42.")]
+    )
 
     raw = ask(stack, "cut", max_tokens=3)
 
@@ -141,7 +143,9 @@ def test_a_truncated_answer_escalates(stack: AnswerStack) -> None:
 
 
 def test_a_second_choice_that_fails_escalates_the_request(stack: AnswerStack) -> None:
-    stack.app.script("n2", cheap=[Answer('{"a": 1}', choices=2, others="nope")], good=[Answer('{"b": 2}', choices=2)])
+    stack.app.script(
+        "n2", cheap=[Answer('{"a": 1}', choices=2, others="nope")], good=[Answer('{"b": 2}', choices=2)]
+    )
 
     raw = ask(stack, "n2", n=2, **JSON_MODE)
 

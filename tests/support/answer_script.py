@@ -72,18 +72,29 @@ class Answer:
     def events(self, model: str) -> list[dict[str, Any]]:
         def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             choice = {"index": index, "delta": delta, "finish_reason": finish}
-            return {"id": "chatcmpl-a", "object": "chat.completion.chunk", "model": model, "choices": [choice]}
+            return {
+                "id": "chatcmpl-a",
+                "object": "chat.completion.chunk",
+                "model": model,
+                "choices": [choice],
+            }
 
         out = []
         for index in range(self.choices):
             out.append(chunk(index, {"role": "assistant", "content": ""}))
             text = self._content(index) or ""
-            out += [chunk(index, {"content": text[i : i + self.piece]}) for i in range(0, len(text), self.piece)]
+            out += [
+                chunk(index, {"content": text[i : i + self.piece]}) for i in range(0, len(text), self.piece)
+            ]
             for i, (name, arguments) in enumerate(self.tool_calls):
                 head = {"index": i, "id": f"call_{i}", "type": "function", "function": {"name": name}}
-                out.append(chunk(index, {"tool_calls": [{**head, "function": {"name": name, "arguments": ""}}]}))
+                out.append(
+                    chunk(index, {"tool_calls": [{**head, "function": {"name": name, "arguments": ""}}]})
+                )
                 out += [
-                    chunk(index, {"tool_calls": [{"index": i, "function": {"arguments": arguments[j : j + 6]}}]})
+                    chunk(
+                        index, {"tool_calls": [{"index": i, "function": {"arguments": arguments[j : j + 6]}}]}
+                    )
                     for j in range(0, len(arguments), 6)
                 ]
             out.append(chunk(index, {}, self.finish))
@@ -121,7 +132,9 @@ class AnswerScript:
         answers = self.scripts.get(name, {}).get(side) or [Answer(status=500)]
         answer = answers.pop(0) if len(answers) > 1 else answers[0]
         if answer.status != 200:
-            error = {"error": {"message": "scripted failure", "type": "server_error", "param": None, "code": None}}
+            error = {
+                "error": {"message": "scripted failure", "type": "server_error", "param": None, "code": None}
+            }
             await _send(send, answer.status, b"application/json", json.dumps(error).encode())
             return
         model = str(body.get("model"))
@@ -138,13 +151,19 @@ class AnswerScript:
 
 
 async def _send(send: Any, status: int, content_type: bytes, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]})
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]}
+    )
     await send({"type": "http.response.body", "body": body})
 
 
 # -- the real router in front of it ----------------------------------------------------------
 
-PRICES = {"cheap": {"input": 1, "output": 4}, "mid": {"input": 2, "output": 8}, "good": {"input": 10, "output": 40}}
+PRICES = {
+    "cheap": {"input": 1, "output": 4},
+    "mid": {"input": 2, "output": 8},
+    "good": {"input": 10, "output": 40},
+}
 
 
 def cost(side: str, answer: Answer) -> int:
@@ -194,7 +213,9 @@ class AnswerStack:
 
 
 @contextlib.contextmanager
-def answer_stack(workdir: Path, rules: Callable[[str], dict[str, Any]], store_url: str | None = None) -> Iterator[AnswerStack]:
+def answer_stack(
+    workdir: Path, rules: Callable[[str], dict[str, Any]], store_url: str | None = None
+) -> Iterator[AnswerStack]:
     """The real router (`tier-router serve`, SQLite store unless `store_url`, logging on) in
     front of an AnswerScript; `rules(url)` builds its rules file."""
     from tests.support.loopback import run_uvicorn_in_thread
