@@ -86,7 +86,7 @@ def test_a_held_stream_that_fails_is_replaced_before_its_first_byte(stack: Answe
 def test_a_held_stream_that_passes_is_served_whole(stack: AnswerStack) -> None:
     stack.app.script("h-good", cheap=[Answer('{"a": [1, 2, 3]}')], good=[Answer("{}")])
 
-    text, last, headers = stream(stack, "h-good", response_format=JSON_MODE)
+    text, _, headers = stream(stack, "h-good", response_format=JSON_MODE)
 
     assert json.loads(text) == {"a": [1, 2, 3]}
     assert headers["x-router-model"] == "cheap"
