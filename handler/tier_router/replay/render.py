@@ -11,6 +11,7 @@ from typing import Any
 
 from tier_router.replay.report import ratio
 from tier_router.spend.pricing import usd
+from tier_router.spend.results import table
 
 
 def _signed_usd(micro: int) -> str:
@@ -29,6 +30,35 @@ def _table(title: str, rows: dict[str, dict[str, Any]]) -> list[str]:
             f" {usd(r['baseline_micro_usd'], 4):>11} {saved:>6.1%}"
         )
     return lines
+
+
+def _results(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """The router log lines' results per tier, rule, model and arm (as `tier-router status`)."""
+    out: list[str] = []
+    for dim in ("tier", "rule", "model", "arm"):
+        if results.get(dim):
+            out += ["", *table(f"results by {dim} (logged)", results[dim])]
+    return out
+
+
+def _cascades(cascades: list[dict[str, Any]]) -> list[str]:
+    if not cascades:
+        return []
+    out = ["", "cascades of these rules (estimated: cheap answer + escalation rate x escalated answer)"]
+    for c in cascades:
+        cheap, escalated = c["range_micro_usd"]
+        head = f"  {c['tier']} -> {c['to']}: {c['requests']:,} requests, cheap ${usd(cheap, 4)}"
+        if c["rate_measured"]:
+            out.append(
+                f"{head}, escalation rate {c['escalation_rate']:.1%} (measured on {c['rate_measured_on']:,}"
+                f" validated lines) -> ${usd(c['estimated_micro_usd'], 4)}"
+            )
+        else:
+            out.append(
+                f"{head}, escalation rate unmeasured (no validated line of {c['tier']} in the log)"
+                f" -> ${usd(cheap, 4)} .. ${usd(escalated, 4)}"
+            )
+    return out
 
 
 def render_text(data: dict[str, Any]) -> str:
@@ -57,6 +87,8 @@ def render_text(data: dict[str, Any]) -> str:
         out.append(f"logged    ${t['logged_usd']} actually spent on {t['logged_requests']:,} requests")
     for title, key in (("tier", "by_tier"), ("model (first in chain)", "by_model"), ("rule", "by_rule")):
         out += ["", *_table(title, data[key])]
+    out += _results(data.get("results") or {})
+    out += _cascades(data.get("cascades") or [])
     changes = data.get("changes")
     if changes is not None:
         out += [
