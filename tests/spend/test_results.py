@@ -291,3 +291,25 @@ def test_a_result_without_escalations_or_outcome() -> None:
     result = RequestResult.of(odd, cost=5)
     assert (result.error, result.success, result.escalated) == (False, False, True)
     assert [(a.model, a.cost) for a in result.escalated_answers] == [("m", 0)]
+
+
+def test_bytes_per_distinct_value() -> None:
+    """The counters module's size note: a 20-character key id costs ≤ 202 bytes of item a day
+    (DynamoDB: a field is its name's bytes + 1 byte per 2 significant digits + 1), with
+    every count large (a day of heavy traffic) and all six fields present."""
+    key = "k" * 20
+    request = line(tier="t", rule="r", key=key, model="m", outcome=Outcome.FAILED, latency_ms=999_999.0)
+    deltas = SpendLedger.deltas(
+        cost=12_345_678_901,
+        tier=None,
+        model=None,
+        rule=None,
+        router_key=None,
+        result=RequestResult.of(request, cost=12_345_678_901),
+    )
+    fields = [name for name in deltas if name.split(".", 1)[0].startswith("key")]
+    assert len(fields) == 4  # cost, requests, latency, errors: escalations and successes were 0
+    names = sum(len(n.encode()) for n in fields) + len("key_esc.") + len("key_ok.") + 2 * len(key)
+    assert names == 6 * len(key) + 40
+    numbers = 6 * (-(-11 // 2) + 1)  # even if every count had 11 digits
+    assert names + numbers == 6 * len(key) + 82 == 202

@@ -32,11 +32,13 @@ and every request writes this item once. Beyond a few hundred requests/s, shard 
 with one `get_many` (≤100 keys) and sums — N× the write headroom for the same read cost.
 Size: each distinct value seen that day (a model, rule, tier, key or arm) takes up to six
 fields (errors and escalations only once it has had one): their names are 6 × its encoded
-length + 40 to 46 bytes of kinds and dots, their numbers ~2 to 8 bytes each in DynamoDB —
-about 6 × len + 80 bytes: ~200 bytes for a 20-character key id, so DynamoDB's 400 KB item
-limit holds ~2,000 such values a day (every shard may see every value: shards add write
-headroom, not room). Traffic from more router keys than that a day wants the access log
-for its per-key results.
+length + 40 to 46 bytes of kinds and dots, their numbers 1 + 1 per 2 digits each in DynamoDB
+— at most 6 × len + 88 bytes with every count up to 11 digits: ~200 bytes for a 20-character
+key id (`tests/spend/test_results.py`), so DynamoDB's 400 KB item limit holds ~2,000 such
+values a day (every shard may see every value: shards add write headroom, not room). An
+update is billed by the item's size (one write unit per KB, before or after, the larger):
+with results each value is ~5× the bytes it was, so a day with many keys or models costs
+more write units per request — shards divide the size too (each holds the values it saw).
 """
 
 from __future__ import annotations
