@@ -38,7 +38,7 @@ key id (`tests/spend/test_results.py`), so DynamoDB's 400 KB item limit holds ~2
 values a day (every shard may see every value: shards add write headroom, not room). An
 update is billed by the item's size (one write unit per KB, before or after, the larger):
 with results each value is ~5× the bytes it was, so a day with many keys or models costs
-more write units per request — shards divide the size too (each holds the values it saw).
+more write units per request.
 """
 
 from __future__ import annotations
