@@ -203,8 +203,8 @@ class Charge(TypedDict):
     router_key: str | None
     cache_hit: NotRequired[bool]
     result: NotRequired[RequestResult | None]
-    """What the request did (`RequestResult.of(line, ...)`): with it, every dimension value is
-    taken from it and counts its cost AND its results; without it (older callers), only the
+    """What the request did (`RequestResult.of(line, cost=<the same cost>, ...)`): with it,
+    every dimension value is taken from it and counts its cost AND its results; without it (older callers), only the
     cost is counted, on `tier`, `model`, `rule` and `router_key`."""
 
 

@@ -25,7 +25,8 @@ successes. What counts as what:
   validation (`validation` unset).
 
 Rates in `row` are over requests; cost per success is the TOTAL cost of the value's requests
-(failures and escalations included) divided by its successes — what one good answer costs.
+(failures and escalations included) divided by its successes, rounded to the µ$ — what one
+good answer costs (null without a success).
 """
 
 from __future__ import annotations
