@@ -204,8 +204,8 @@ class Charge(TypedDict):
     cache_hit: NotRequired[bool]
     result: NotRequired[RequestResult | None]
     """What the request did (`RequestResult.of(line, cost=<the same cost>, ...)`): with it,
-    every dimension value is taken from it and counts its cost AND its results; without it (older callers), only the
-    cost is counted, on `tier`, `model`, `rule` and `router_key`."""
+    every dimension value is taken from it and counts its cost AND its results; without it
+    (older callers), only the cost is counted, on `tier`, `model`, `rule` and `router_key`."""
 
 
 class SpendLedger:
