@@ -53,3 +53,76 @@ def test_status_shows_spend_by_tier_model_key_and_breakers(tmp_path: Path, capsy
     assert "by key" in text
     assert "team-a" in text
     assert "over 2 requests" in text
+
+
+def test_status_shows_results_per_tier_rule_model_and_key(tmp_path: Path, capsys) -> None:
+    store_url = f"sqlite:///{tmp_path}/state.db"
+    asyncio.run(serve_two_requests(store_url))
+    capsys.readouterr()
+
+    assert main(["status", "--rules", str(DEMO), "--store", store_url, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["spend"]["results"]
+    assert set(results["tier"]) == {"budget", "premium"}
+    for dim in ("tier", "model"):
+        for row in results[dim].values():
+            assert row["requests"] == 1
+            assert row["success_rate"] == 1.0
+            assert row["error_rate"] == 0.0
+            assert row["escalation_rate"] == 0.0
+            assert row["avg_latency_ms"] >= 0
+            assert row["cost_per_success_usd"] == row["cost_usd"]
+    assert results["key"]["team-a"]["requests"] == 2
+    assert results["arm"] == {}
+
+    assert main(["status", "--rules", str(DEMO), "--store", store_url]) == 0
+    text = capsys.readouterr().out
+    head = next(line for line in text.splitlines() if line.startswith("by tier"))
+    assert head.split()[2:] == [
+        "requests",
+        "cost",
+        "$",
+        "avg",
+        "ms",
+        "errors",
+        "escal.",
+        "success",
+        "$/success",
+    ]
+    assert max(len(line) for line in text.splitlines() if not line.startswith("budget")) <= 100
+    assert "100.0%" in text
+
+
+def test_status_reads_a_day_item_written_before_results(tmp_path: Path, capsys) -> None:
+    """An item of the old shape (costs only): the status still reports it, its results with
+    the costs and no counts."""
+    from tier_router.admission import SpendControls
+    from tier_router.routing.loader import load_rules
+    from tier_router.store.sqlite import SQLiteStore
+
+    async def write_old_item() -> None:
+        store = SQLiteStore(tmp_path / "state.db")
+        ledger = SpendControls(store, load_rules(DEMO)).ledger
+        old = {"total": 700, "requests": 3, "cache_hits": 1, "tier.budget": 200, "tier.premium": 500}
+        old |= {"model.small": 200, "model.large": 500, "rule.default": 700, "key.team-a": 700}
+        await store.put(ledger.item_keys(ledger.today_key())[0], old)
+        await store.aclose()
+
+    asyncio.run(write_old_item())
+    store_url = f"sqlite:///{tmp_path}/state.db"
+    assert main(["status", "--rules", str(DEMO), "--store", store_url, "--json"]) == 0
+    spend = json.loads(capsys.readouterr().out)["spend"]
+    assert (spend["total_usd"], spend["requests"], spend["cache_hits"]) == ("0.000700", 3, 1)
+    assert spend["by_tier"] == {"premium": "0.000500", "budget": "0.000200"}
+    assert spend["results"]["tier"]["premium"] == {
+        "requests": 0,
+        "cost_usd": "0.000500",
+        "avg_latency_ms": None,
+        "error_rate": None,
+        "escalation_rate": None,
+        "success_rate": None,
+        "cost_per_success_usd": None,
+    }
+    assert main(["status", "--rules", str(DEMO), "--store", store_url]) == 0
+    text = capsys.readouterr().out
+    premium = next(line for line in text.splitlines() if line.strip().startswith("premium"))
+    assert premium.split() == ["premium", "0", "0.000500", "-", "-", "-", "-", "-"]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tier_router.errors import APIError
+from tier_router.request_line import RequestLine
 from tier_router.router_keys import KeyRecord
 from tier_router.routing.engine import Decision, ModelRoute, Rules
 from tier_router.schema import BudgetConfig, KeyRateLimit, RateLimitConfig
@@ -42,6 +43,7 @@ from tier_router.spend import (
     should_store,
 )
 from tier_router.spend.reservation import Bound, Unbounded, bound
+from tier_router.spend.results import RequestResult
 from tier_router.store.base import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("tier_router.spend")
@@ -247,11 +249,15 @@ class SpendControls:
         cost: int | None,
         *,
         completion: dict[str, Any] | None = None,
+        line: RequestLine | None = None,
     ) -> int:
         """Settle, count and cache; returns what was charged (what the ledger counted). Exactly
         once per admission (later calls are no-ops that return 0); never raises. `cost` None
         (a provider answered without usage) charges the reservation in full — the
-        conservative choice; 0 for failed requests and cache hits.
+        conservative choice; 0 for failed requests and cache hits. `line`, the request's line
+        once its outcome and latency are known, gives the ledger its results (tier, rule, key,
+        arm, model: requests, latency, errors, escalations, successes); without it, only the
+        cost is counted.
         """
         if admission.settled:
             return 0
@@ -266,14 +272,16 @@ class SpendControls:
             charged = cost
         decision = admission.decision
         try:
+            model = route.name if route else None
             await self.ledger.record(
                 admission.reservation.day if admission.reservation else None,
                 cost=charged or 0,
                 tier=decision.tier,
-                model=route.name if route else None,
+                model=model,
                 rule=decision.label,
                 router_key=admission.key_id,
                 cache_hit=cached,
+                result=None if line is None else RequestResult.of(line, cost=charged or 0, model=model),
             )
         except StoreError as exc:
             log.warning("spend ledger write failed: %s", exc)

@@ -250,21 +250,25 @@ def run_probe(args: argparse.Namespace) -> int:
 
 
 def render_status(data: dict[str, Any]) -> str:
+    from tier_router.spend.results import table
+
     spend = data["spend"]
     lines = [
         f"day       {spend['day']} (UTC budget day)",
         f"spend     ${spend['total_usd']} over {spend['requests']} requests"
         f" ({spend['cache_hits']} cache hits)",
     ]
-    for title, key in (
-        ("by tier", "by_tier"),
-        ("by model", "by_model"),
-        ("by key", "by_key"),
-        ("by rule", "by_rule"),
+    results = spend.get("results") or {}
+    for title, dim, money in (
+        ("by tier", "tier", "by_tier"),
+        ("by rule", "rule", "by_rule"),
+        ("by model", "model", "by_model"),
+        ("by arm", "arm", None),
+        ("by key", "key", "by_key"),
     ):
-        if spend[key]:
-            lines.append(title)
-            lines.extend(f"  {name:<28} ${amount}" for name, amount in spend[key].items())
+        rows = results.get(dim) or {n: {"cost_usd": usd} for n, usd in spend.get(money or "", {}).items()}
+        if rows:
+            lines.extend(table(title, rows))
     for scope, budget in (data.get("budgets") or {}).items():
         lines.append(f"budget    {scope}: {json.dumps(budget)}")
     lines.append("breakers")

@@ -187,7 +187,11 @@ class Lifecycle:
             if exchange.admission is not None:
                 async with self._settle_slot():
                     exchange.cost = await self.spend.settle(
-                        exchange.admission, exchange.route, exchange.cost, completion=exchange.completion
+                        exchange.admission,
+                        exchange.route,
+                        exchange.cost,
+                        completion=exchange.completion,
+                        line=exchange.line,
                     )
         except Exception:
             log.exception("settling request %s failed", exchange.request_id)

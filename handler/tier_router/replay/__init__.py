@@ -9,10 +9,12 @@ the request path):
 
 - `log`      — the request log: opening it (`.gz`, stdin), the lines it accepts, progress.
 - `pricing`  — tokens of a logged or estimated usage, priced on one model (`Rate`).
-- `audit`    — `Audit`: the bounded running totals by tier, model and rule.
+- `audit`    — `Audit`: the bounded running totals by tier, model and rule, the logged
+               results (`spend.results`) and the cascades of the new rules.
 - `replayer` — `Replayer`: each line through the rules (and `--against` older ones);
                `replay`: one log file in, the report out.
-- `report`   — `report`: the `--json` object (schema `tier-router.replay/1`).
+- `report`   — `report`: the `--json` object (schema `tier-router.replay/1`), with
+               `results` and `cascades` (`cascade_estimates`: cheap + rate × escalated).
 - `render`   — the report as text (the CLI's output) and as a self-contained HTML page.
 """
 

@@ -1,13 +1,16 @@
-"""The running totals of one replay, per tier, model and rule.
+"""The running totals of one replay, per tier, model and rule; results per tier, rule, model and
+arm (`spend.results`); what the new rules' cascades would cost (`Cascades`).
 
 Memory is bounded: nothing per record is kept except the first few errors and tier changes,
-so the sizes depend on the tiers, models and rules, not on the number of lines.
+so the sizes depend on the tiers, models, rules and arms, not on the number of lines.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from tier_router.spend.results import Results, empty_results
 
 MAX_ERRORS_LISTED = 20
 
@@ -44,6 +47,13 @@ class Audit:
     by_tier: dict[str, Row] = field(default_factory=dict)
     by_model: dict[str, Row] = field(default_factory=dict)
     by_rule: dict[str, Row] = field(default_factory=dict)
+    results: Results = field(default_factory=empty_results)
+    """Of the router's own log lines that were settled (`cost_micro_usd` logged)."""
+    validated: dict[str, list[int]] = field(default_factory=dict)
+    """Decided tier -> [router lines whose answer was validated, of them escalated]."""
+    cascades: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    """(tier, cascade target) of the new rules -> [requests, their cost as routed (the cheap
+    answer), the same tokens on the target tier's first model (the escalated answer)], µ$."""
     errors: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
     first_errors: list[tuple[int, str]] = field(default_factory=list)
@@ -61,3 +71,16 @@ class Audit:
         self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
         if len(self.first_errors) < MAX_ERRORS_LISTED:
             self.first_errors.append((line, f"{kind}: {detail}" if detail else kind))
+
+    def validated_line(self, tier: str, escalated: bool) -> None:
+        """A logged answer on `tier` that was validated (and escalated, or not)."""
+        counts = self.validated.setdefault(tier, [0, 0])
+        counts[0] += 1
+        counts[1] += int(escalated)
+
+    def cascade(self, tier: str, to: str, cheap: int, escalated: int) -> None:
+        """A request the new rules would validate on `tier` and escalate to `to` on failure."""
+        row = self.cascades.setdefault((tier, to), [0, 0, 0])
+        row[0] += 1
+        row[1] += cheap
+        row[2] += escalated

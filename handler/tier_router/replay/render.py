@@ -11,6 +11,7 @@ from typing import Any
 
 from tier_router.replay.report import ratio
 from tier_router.spend.pricing import usd
+from tier_router.spend.results import table
 
 
 def _signed_usd(micro: int) -> str:
@@ -29,6 +30,38 @@ def _table(title: str, rows: dict[str, dict[str, Any]]) -> list[str]:
             f" {usd(r['baseline_micro_usd'], 4):>11} {saved:>6.1%}"
         )
     return lines
+
+
+def _results(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """The router log lines' results per tier, rule, model and arm (as `tier-router status`)."""
+    out: list[str] = []
+    for dim in ("tier", "rule", "model", "arm"):
+        if results.get(dim):
+            out += ["", *table(f"results by {dim} (logged)", results[dim])]
+    return out
+
+
+def _cascades(cascades: list[dict[str, Any]]) -> list[str]:
+    if not cascades:
+        return []
+    out = ["", "cascades of these rules (estimated: cheap answer + escalation rate x escalated answer)"]
+    for c in cascades:
+        cheap, always = c["range_micro_usd"]
+        out.append(
+            f"  {c['tier']} -> {c['to']}: {c['requests']:,} requests, cheap answers ${usd(cheap)},"
+            f" escalated answers ${usd(c['escalated_answer_micro_usd'])}"
+        )
+        if c["rate_measured"]:
+            out.append(
+                f"    escalation rate {c['escalation_rate']:.1%} (measured on {c['rate_measured_on']:,}"
+                f" validated lines): estimated ${usd(c['estimated_micro_usd'])}"
+            )
+        else:
+            out.append(
+                f"    escalation rate unmeasured (no validated line of {c['tier']} in the log):"
+                f" ${usd(cheap)} .. ${usd(always)}"
+            )
+    return out
 
 
 def render_text(data: dict[str, Any]) -> str:
@@ -57,6 +90,8 @@ def render_text(data: dict[str, Any]) -> str:
         out.append(f"logged    ${t['logged_usd']} actually spent on {t['logged_requests']:,} requests")
     for title, key in (("tier", "by_tier"), ("model (first in chain)", "by_model"), ("rule", "by_rule")):
         out += ["", *_table(title, data[key])]
+    out += _results(data.get("results") or {})
+    out += _cascades(data.get("cascades") or [])
     changes = data.get("changes")
     if changes is not None:
         out += [
@@ -133,6 +168,39 @@ def _html_table(title: str, rows: dict[str, dict[str, Any]]) -> str:
     return f"<table>{head}{body}</table>"
 
 
+def _html_results(results: dict[str, dict[str, dict[str, Any]]], cascades: list[dict[str, Any]]) -> list[str]:
+    """The logged results per tier, rule, model and arm, and the cascade estimates."""
+    esc = html.escape
+    columns = ("requests", "cost_usd", "avg_latency_ms", "error_rate", "escalation_rate", "success_rate")
+    sections = []
+    for dim in ("tier", "rule", "model", "arm"):
+        if not results.get(dim):
+            continue
+        head = "".join(f"<th>{c}</th>" for c in (dim, *columns, "cost_per_success_usd"))
+        body = "".join(
+            f"<tr><td>{esc(name)}</td>"
+            + "".join(f"<td>{'-' if row[c] is None else esc(str(row[c]))}</td>" for c in columns)
+            + f"<td>{esc(str(row['cost_per_success_usd'] or '-'))}</td></tr>"
+            for name, row in results[dim].items()
+        )
+        sections.append(f"<h2>Results by {dim} (logged)</h2><table><tr>{head}</tr>{body}</table>")
+    if cascades:
+        items = "".join(
+            f"<li>{esc(c['tier'])} → {esc(c['to'])}: {c['requests']:,} requests, "
+            + (
+                f"escalation rate {c['escalation_rate']:.1%} (measured on {c['rate_measured_on']:,} lines):"
+                f" estimated ${c['estimated_usd']}"
+                if c["rate_measured"]
+                else f"escalation rate unmeasured: ${usd(c['range_micro_usd'][0])}"
+                f" .. ${usd(c['range_micro_usd'][1])}"
+            )
+            + "</li>"
+            for c in cascades
+        )
+        sections.append(f"<h2>Cascades of these rules (estimated)</h2><ul>{items}</ul>")
+    return sections
+
+
 def render_html(data: dict[str, Any]) -> str:
     esc = html.escape
     t = data["totals"]
@@ -155,6 +223,7 @@ def render_html(data: dict[str, Any]) -> str:
         "<h2>By model (first in chain)</h2>" + _html_table("model", data["by_model"]),
         "<h2>By rule</h2>" + _html_table("rule", data["by_rule"]),
     ]
+    sections += _html_results(data.get("results") or {}, data.get("cascades") or [])
     changes = data.get("changes")
     if changes is not None:
         items = "".join(

@@ -6,7 +6,16 @@ Requested model: the logged `model` when the rules know it (a tier, model or ali
 forces one name for every request (e.g. `auto`: "route everything by the rules").
 
 The router's own log lines carry no prompt text: they are priced as logged, not re-routed (see
-`replay.log` for every accepted line). With `--against`, each re-routed request is also routed
+`replay.log` for every accepted line); the settled ones also give the results per tier, rule,
+model and arm (`spend.results`, as the ledger counts them), and the validated ones each tier's
+escalation rate.
+
+Cascades: a re-routed request whose new decision has a cascade (`decision.cascade`, with `.to`),
+and a router line that was not validated on a tier the new rules put a cascade on
+(`rules.cascades`), are counted per (tier, target): their cost as routed (the cheap answer) and
+the same tokens priced on the target tier's first model (the escalated answer). The report
+estimates cheap + rate × escalated with the tier's escalation rate measured from the log
+(`report.cascade_estimates`). With `--against`, each re-routed request is also routed
 by the older rules, and the requests that change tier are counted and listed.
 """
 
@@ -29,6 +38,7 @@ from tier_router.replay.report import report
 from tier_router.request_line import CHAT_PATHS, RequestLine
 from tier_router.routing.engine import AUTO, Rules, UnknownModelError
 from tier_router.routing.request import MAY_HOLD_SURROGATES, Chat, parse_chat
+from tier_router.spend.results import RequestResult, add_request
 
 SERVED_ERROR_STATUS = 400
 
@@ -68,6 +78,8 @@ class Replayer:
         self.rates = {name: Rate.of(r.price) for name, r in rules.routes.items()}
         self.old_rates = {name: Rate.of(r.price) for name, r in against.routes.items()} if against else {}
         self.list_limit = list_limit
+        self.tier_cascades: dict[str, Any] = dict(getattr(rules, "cascades", None) or {})
+        """Tier -> its cascade in these rules (for router lines, which are not re-routed)."""
         self.audit = Audit()
 
     def run(self, stream: IO[bytes], progress: Progress | None = None) -> Audit:
@@ -153,6 +165,9 @@ class Replayer:
         add_row(audit.by_tier, tier, prompt, completion, routed, base)
         add_row(audit.by_model, route.name, prompt, completion, routed, base)
         add_row(audit.by_rule, decision.label, prompt, completion, routed, base)
+        cascade = getattr(decision, "cascade", None)
+        if cascade is not None:
+            self._cascade(tier, cascade.to, routed, prompt, completion, priced)
         if counted is not None or "cost_micro_usd" in obj or "cost_usd" in obj:
             self._logged(obj, response, counted)
         if self.against is not None:
@@ -169,6 +184,15 @@ class Replayer:
                 completion,
                 priced,
             )
+
+    def _cascade(
+        self, tier: str, to: str, cheap: int, prompt: int, completion: int, priced: Mapping[str, Any] | None
+    ) -> None:
+        """A request the new rules validate on `tier`: its escalated answer would be the same
+        tokens on `to`'s first model (one hop: the target's own cascade is not followed)."""
+        target = self.rules.tiers.get(to)
+        if target:
+            self.audit.cascade(tier, to, cheap, self.rates[target[0].name].cost(prompt, completion, priced))
 
     def _logged(
         self, obj: dict[str, Any], response: Any, counted: tuple[int, int, Mapping[str, Any] | None] | None
@@ -254,6 +278,11 @@ class Replayer:
             return
         audit = self.audit
         audit.router_lines += 1
+        if line.cost_micro_usd is not None and line.cost_micro_usd >= 0:  # settled: what the ledger counts
+            add_request(audit.results, RequestResult.of(line, cost=line.cost_micro_usd))
+        decided = line.escalated_from or line.tier
+        if line.cascade is not None and decided:
+            audit.validated_line(decided, line.escalated_from is not None)
         model = line.model
         if model is None or line.status >= SERVED_ERROR_STATUS:
             audit.router_unserved += 1
@@ -281,6 +310,9 @@ class Replayer:
         add_row(audit.by_tier, line.tier or "-", prompt, completion, routed, base)
         add_row(audit.by_model, model, prompt, completion, routed, base)
         add_row(audit.by_rule, line.rule or "-", prompt, completion, routed, base)
+        cascade = self.tier_cascades.get(line.tier or "") if line.cascade is None else None
+        if cascade is not None:  # not validated when logged; these rules would validate it
+            self._cascade(line.tier or "-", cascade.to, routed, prompt, completion, None)
 
 
 def replay(

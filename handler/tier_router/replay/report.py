@@ -2,7 +2,10 @@
 
 Totals, `by_tier` / `by_model` / `by_rule` breakdowns (each sorted by routed cost, dearest
 first), the assumptions made, skipped lines, and with `--against` the requests that change
-tier. Money is in integer micro-dollars plus a decimal-dollar string (`spend.pricing.usd`).
+tier. `results`: per tier / rule / model / arm / key, what the router's own settled log lines
+say happened (the rows of `/v1/router/status`, `spend.results`). `cascades`: what the new
+rules' cascades would cost (`cascade_estimates`). Money is in integer micro-dollars plus a
+decimal-dollar string (`spend.pricing.usd`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 from tier_router.replay.audit import Audit, Row
 from tier_router.replay.pricing import DEFAULT_COMPLETION_TOKENS
 from tier_router.spend.pricing import usd
+from tier_router.spend.results import rows as result_rows
 
 SCHEMA = "tier-router.replay/1"
 
@@ -91,6 +95,8 @@ def report(
         "by_tier": _rows(audit.by_tier, requests, routed),
         "by_model": _rows(audit.by_model, requests, routed),
         "by_rule": _rows(audit.by_rule, requests, routed),
+        "results": result_rows(audit.results),
+        "cascades": cascade_estimates(audit),
         "changes": None,
         "errors": {
             "count": audit.errors,
@@ -129,3 +135,40 @@ def report(
             "lines_per_s": round(audit.lines / elapsed) if elapsed > 0 else None,
         }
     return data
+
+
+def cascade_estimates(audit: Audit) -> list[dict[str, Any]]:
+    """Per (tier, target) of the new rules' cascades, dearest first: the requests they would
+    validate, their cheap answers' cost, the escalated answers' (the same tokens on the
+    target's first model), and
+
+        estimated = cheap + rate × escalated      (rounded to the nearest µ$)
+
+    with `rate` the tier's escalation rate measured on the log's validated router lines (those
+    with `cascade` set, decided on the tier; escalated: `escalated_from` is the tier) — by
+    whatever validators were configured then. Without a validated line for the tier the rate
+    is unmeasured: `estimated_micro_usd` is null, and `range_micro_usd` is
+    [cheap (no escalation), cheap + escalated (always escalated)]. One hop: the target tier's
+    own cascade is not followed."""
+    out = []
+    for (tier, to), (n, cheap, escalated) in sorted(
+        audit.cascades.items(), key=lambda kv: (-kv[1][1] - kv[1][2], kv[0])
+    ):
+        validated, failed = audit.validated.get(tier, (0, 0))
+        estimated = cheap + (escalated * failed + validated // 2) // validated if validated else None
+        out.append(
+            {
+                "tier": tier,
+                "to": to,
+                "requests": n,
+                "cheap_micro_usd": cheap,
+                "escalated_answer_micro_usd": escalated,
+                "escalation_rate": ratio(failed, validated) if validated else None,
+                "rate_measured_on": validated,
+                "rate_measured": validated > 0,
+                "estimated_micro_usd": estimated,
+                "estimated_usd": None if estimated is None else usd(estimated),
+                "range_micro_usd": [cheap, cheap + escalated],
+            }
+        )
+    return out

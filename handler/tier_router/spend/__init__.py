@@ -3,7 +3,10 @@
 Modules, one job each, all money in integer micro-dollars (1 USD = 1,000,000 µ$):
 
 - `pricing`   — usage × price → µ$ (exact decimals, rounded up once); worst-case estimate.
-- `counters`  — the budget day, and `SpendLedger`: today's spend by tier/model/rule/key.
+- `counters`  — the budget day, and `SpendLedger`: today's spend and results by
+                tier/model/rule/key/arm, one write per request.
+- `results`   — what one request counts (`RequestResult.of(line)`): requests, cost,
+                latency, errors, escalations, successes per dimension value.
 - `budget`    — `BudgetGuard`: pacing (downgrade while ahead of pace) and a hard daily
                 cap (atomic reservations, settled with the actual cost).
 - `ratelimit` — `RateLimiter`: requests and tokens per minute per router key.

@@ -1,13 +1,27 @@
-"""Today's spend, counted in the shared store: totals by tier, model, rule and router key.
+"""Today's spend and results, counted in the shared store: by tier, model, rule, key and arm.
 
 One item per budget day, `spend:<day>` (day = "2026-11-23"), updated by ONE atomic
-`store.add` per request — total, requests, cache hits and one field per breakdown:
+`store.add` per request — total, requests, cache hits, and per dimension value (see
+`spend.results` for what a request counts on each) its cost and its results:
 
-    total, requests, cache_hits, tier.<name>, model.<name>, rule.<name>, key.<id>
+    total, requests, cache_hits
+    <dim>.<value>        cost, µ$            (dim: tier, model, rule, key, arm)
+    <dim>_n.<value>      requests
+    <dim>_ms.<value>     latency sum, whole ms
+    <dim>_err.<value>    errors
+    <dim>_esc.<value>    escalations
+    <dim>_ok.<value>     successes
 
-Breakdown names are percent-encoded (`urllib.parse.quote`, only `A-Za-z0-9_.-~` kept),
-so any router key id or model name is a safe field name and decodes back exactly; the
-prefix ends at the first dot. The item expires `retention_days` after its day ends.
+Values are percent-encoded (`urllib.parse.quote`, only `A-Za-z0-9_.-~` kept), so any router
+key id or model name is a safe field name and decodes back exactly; the kind (`tier_n`)
+ends at the first dot. Zero deltas are not written, so a field appears only once it counts
+something. The item expires `retention_days` after its day ends.
+
+Compatibility: the cost fields are the ones written before results were counted (`tier.x`
+etc.; `arm.x` is new), and readers ignore kinds they do not know — so older routers read
+new items (cost only) and new readers read old items: their values have a cost and no
+results (requests 0, rates null). A day written partly by each has results for the requests
+counted since the change, and costs for all.
 
 The budget day starts at `day_start_hour` UTC (e.g. 8 for a day that starts at 08:00
 UTC); "2026-11-23" is the day that STARTS on that date.
@@ -16,8 +30,15 @@ Hot-key limit: one DynamoDB item sustains about 1,000 writes/s (one write unit p
 and every request writes this item once. Beyond a few hundred requests/s, shard it:
 `shards=N` keeps N items `spend:<day>#0 .. #N-1`, writes to a random one and reads all N
 with one `get_many` (≤100 keys) and sums — N× the write headroom for the same read cost.
-Size: the item grows by one field per distinct model/rule/tier/key seen that day, a few
-dozen bytes each — thousands of router keys still fit DynamoDB's 400 KB item limit.
+Size: each distinct value seen that day (a model, rule, tier, key or arm) takes up to six
+fields (errors and escalations only once it has had one): their names are 6 × its encoded
+length + 40 to 46 bytes of kinds and dots, their numbers 1 + 1 per 2 digits each in DynamoDB
+— at most 6 × len + 88 bytes with every count up to 11 digits: ~200 bytes for a 20-character
+key id (`tests/spend/test_results.py`), so DynamoDB's 400 KB item limit holds ~2,000 such
+values a day (every shard may see every value: shards add write headroom, not room). An
+update is billed by the item's size (one write unit per KB, before or after, the larger):
+with results each value is ~5× the bytes it was, so a day with many keys or models costs
+more write units per request.
 """
 
 from __future__ import annotations
@@ -25,17 +46,22 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, NotRequired, TypedDict, Unpack
 from urllib.parse import quote, unquote
 
 from tier_router.spend.pricing import usd
+from tier_router.spend.results import RequestResult, Results, Tally, empty_results, rows
 from tier_router.store.base import Store, Value
 
 DAY_S = 86_400
 BREAKDOWNS = ("tier", "model", "rule", "key")
+"""The cost breakdowns of `SpendReport` (`by_tier` ...); `arm` costs are in its results."""
+METRIC_KINDS = {"n": "requests", "ms": "latency_ms", "err": "errors", "esc": "escalations", "ok": "successes"}
+"""`<dim>_<suffix>.<value>` -> the `Tally` field it holds (`<dim>.<value>` holds the cost)."""
+_SUFFIXES = {attr: suffix for suffix, attr in METRIC_KINDS.items()}
 
 
 # --- the budget day -------------------------------------------------------------------
@@ -102,6 +128,8 @@ class SpendReport:
     by_rule: dict[str, int]
     """By the decision's label: a rule's name, or "default" / "explicit"."""
     by_key: dict[str, int]
+    results: Results = field(default_factory=empty_results)
+    """dimension (tier, rule, model, arm, key) -> value -> its `Tally` (`spend.results`)."""
 
     def as_dict(self) -> dict[str, Any]:
         """For the status endpoint: USD strings, largest spend first."""
@@ -118,6 +146,7 @@ class SpendReport:
             "by_model": money(self.by_model),
             "by_rule": money(self.by_rule),
             "by_key": money(self.by_key),
+            "results": rows(self.results),
         }
 
 
@@ -125,17 +154,27 @@ def summarize(day: str, items: list[Value]) -> SpendReport:
     """Sum shard items into one report (unknown fields are ignored)."""
     plain = {"total": 0, "requests": 0, "cache_hits": 0}
     groups: dict[str, dict[str, int]] = {kind: {} for kind in BREAKDOWNS}
+    results = empty_results()
     for item in items:
         for name, value in item.items():
-            if not isinstance(value, int):
+            if not isinstance(value, int) or isinstance(value, bool):
                 continue
             if name in plain:
                 plain[name] += value
                 continue
             parsed = parse_field(name)
-            if parsed is not None and parsed[0] in groups:
-                group = groups[parsed[0]]
-                group[parsed[1]] = group.get(parsed[1], 0) + value
+            if parsed is None:
+                continue
+            kind, value_name = parsed
+            dim, _, suffix = kind.partition("_")
+            attr = METRIC_KINDS.get(suffix) if suffix else "cost"
+            if dim not in results or attr is None:
+                continue
+            tally = results[dim].setdefault(value_name, Tally())
+            setattr(tally, attr, getattr(tally, attr) + value)
+            if kind in groups:
+                group = groups[kind]
+                group[value_name] = group.get(value_name, 0) + value
     return SpendReport(
         day,
         plain["total"],
@@ -145,6 +184,7 @@ def summarize(day: str, items: list[Value]) -> SpendReport:
         groups["model"],
         groups["rule"],
         groups["key"],
+        results,
     )
 
 
@@ -162,6 +202,10 @@ class Charge(TypedDict):
     """The decision's label: a rule's name, or "default" / "explicit"."""
     router_key: str | None
     cache_hit: NotRequired[bool]
+    result: NotRequired[RequestResult | None]
+    """What the request did (`RequestResult.of(line, cost=<the same cost>, ...)`): with it,
+    every dimension value is taken from it and counts its cost AND its results; without it
+    (older callers), only the cost is counted, on `tier`, `model`, `rule` and `router_key`."""
 
 
 class SpendLedger:
@@ -206,6 +250,11 @@ class SpendLedger:
             deltas["cache_hits"] = 1
         if cost:  # no zero deltas: moto's DynamoDB omits unchanged fields from add's result
             deltas["total"] = cost
+        result = charge.get("result")
+        if result is not None:
+            for dim, name, tally in result.tallies():
+                add_tally(deltas, dim, name, tally)
+        elif cost:
             for kind, name in (
                 ("tier", charge["tier"]),
                 ("model", charge["model"]),
@@ -233,3 +282,15 @@ class SpendLedger:
 
     async def today(self) -> SpendReport:
         return await self.report(self.today_key())
+
+
+def add_tally(deltas: dict[str, int], dim: str, name: str, tally: Tally) -> None:
+    """`tally`'s non-zero counts as field deltas of dimension value `dim`/`name`."""
+    if tally.cost:
+        key = field_name(dim, name)
+        deltas[key] = deltas.get(key, 0) + tally.cost
+    for attr, suffix in _SUFFIXES.items():
+        count = getattr(tally, attr)
+        if count:
+            key = field_name(f"{dim}_{suffix}", name)
+            deltas[key] = deltas.get(key, 0) + count
