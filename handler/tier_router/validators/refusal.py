@@ -73,7 +73,10 @@ class Refusal(Validator):
     def configure(cls, options: Any) -> Self:
         given = opts.mapping(cls.kind, options, ("patterns", "extra_patterns", "within"))
         patterns = opts.strings(given["patterns"], "patterns") if "patterns" in given else DEFAULT_PATTERNS
-        patterns += opts.strings(given.get("extra_patterns", []), "extra_patterns")
+        extra = opts.strings(given.get("extra_patterns", []), "extra_patterns")
+        for i, pattern in enumerate(extra):
+            regex.compile_pattern(pattern, where=f"extra_patterns[{i}]")
+        patterns += extra
         within = opts.integer(given.get("within", DEFAULT_WITHIN), "within", minimum=1, maximum=MAX_WITHIN)
         return cls(patterns, within)
 
