@@ -129,6 +129,19 @@ def test_the_deprecated_functions_form() -> None:
     )
 
 
+def test_the_deprecated_function_call_answer() -> None:
+    ask = Ask.of(request(functions=[{"name": "get_weather", "parameters": WEATHER}]))
+    legacy = {
+        "role": "assistant",
+        "content": None,
+        "function_call": {"name": "get_weather", "arguments": "[1]"},
+    }
+    got = validate((CHECK,), Reply.of(completion(legacy)), ask)
+    assert got == Failure("tool_args", "tool call 0 (get_weather): " + ARRAY)
+    legacy["function_call"]["arguments"] = '{"city": "Oslo", "unit": "f"}'
+    assert validate((CHECK,), Reply.of(completion(legacy)), ask) is None
+
+
 def test_only_the_second_choice_fails() -> None:
     good = message(None, calls=[("get_weather", {"city": "Oslo", "unit": "c"})])
     bad = message(None, calls=[("get_weather", "{}")])
