@@ -77,6 +77,20 @@ def test_a_schema_that_cannot_be_checked_lets_the_answer_pass_counted(schema: An
     assert schemas.STATS.compiled == 0
 
 
+def test_the_requests_schema_is_not_changed() -> None:
+    """fastjsonschema rewrites `$ref`s in the schema it compiles; the request may still be sent
+    on (an escalation), so it compiles a copy."""
+    schema = {
+        "$id": "https://schemas.example/order.json",
+        "type": "object",
+        "properties": {"a": {"$ref": "#/$defs/a"}},
+        "$defs": {"a": {"type": "integer"}},
+    }
+    before = json.dumps(schema, sort_keys=True)
+    assert schemas.violation(schema, {"a": "x"}) == "$.a: must be integer"
+    assert json.dumps(schema, sort_keys=True) == before
+
+
 def test_cannot_check_is_logged_without_schema_content(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("DEBUG", logger="tier_router.validators"):
         schemas.violation({"$ref": "https://secret.example/s.json"}, 1)

@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -103,6 +104,7 @@ class NotCheckable:
 
 
 _cache: OrderedDict[bytes, Compiled | NotCheckable] = OrderedDict()
+_lock = threading.Lock()  # validation may run in a worker thread; the cache stays consistent
 
 
 def violation(schema: Any, instance: Any) -> str | None:
@@ -118,15 +120,17 @@ def compiled_for(schema: Any) -> Compiled | None:
     except (TypeError, ValueError, RecursionError):
         return uncheckable("not JSON")
     key = hashlib.blake2b(canonical.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-    entry = _cache.get(key)
-    if entry is not None:
-        _cache.move_to_end(key)
-        STATS.cache_hits += 1
-    else:
-        entry = build(schema, len(canonical))
-        _cache[key] = entry
-        if len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
+    with _lock:
+        entry = _cache.get(key)
+        if entry is not None:
+            _cache.move_to_end(key)
+            STATS.cache_hits += 1
+    if entry is None:
+        entry = build(canonical)
+        with _lock:
+            _cache[key] = entry
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
     if isinstance(entry, NotCheckable):
         return uncheckable(entry.reason)
     return entry
@@ -139,12 +143,15 @@ def uncheckable(reason: str) -> None:
     return None
 
 
-def build(schema: Any, size: int) -> Compiled | NotCheckable:
+def build(canonical: str) -> Compiled | NotCheckable:
+    """Compile a fresh copy (read back from the canonical JSON): the library rewrites `$ref`s
+    in place, and the request's own schema may still be sent upstream (an escalation)."""
     try:
+        if len(canonical) > MAX_SCHEMA_CHARS:
+            raise Uncheckable("too large")
+        schema = json.loads(canonical)
         if not isinstance(schema, dict | bool):
             raise Uncheckable("not a schema")
-        if size > MAX_SCHEMA_CHARS:
-            raise Uncheckable("too large")
         names = screen(schema)
         run = compile_schema(schema)
     except Uncheckable as exc:
