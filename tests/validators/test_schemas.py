@@ -193,3 +193,23 @@ def test_the_library_is_imported_only_when_a_schema_is_checked() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("schema", "instance", "reason"),
+    [
+        ({"properties": {"a": False}}, {"a": "secret"}, "$.a: is not allowed by the schema"),
+        ({"const": "x"}, "secret", "$: must equal the schema's const"),
+        ({"oneOf": [{"type": "integer"}, {"type": "number"}]}, 1, "$: must match exactly one of oneOf"),
+        ({"not": {"type": "string"}}, "secret", "$: matches the schema under not"),
+        ({"uniqueItems": True}, ["secret", "secret"], "$: has duplicate items (uniqueItems)"),
+        ({"maxLength": 2}, "secret", "$: fails maxLength 2"),
+        ({"multipleOf": 3}, 4, "$: fails multipleOf 3"),
+        ({"exclusiveMaximum": 3}, 3, "$: fails exclusiveMaximum 3"),
+        ({"if": {"properties": {"a": {"const": 1}}}, "then": {"required": ["b"]}}, {"a": 1},
+         "$: missing required property 'b'"),
+        ({"type": "array", "items": {"type": "string"}}, ["ok", 1], "$[1]: must be string"),
+    ],
+)  # fmt: skip
+def test_keyword_reasons_come_from_the_schema_only(schema: Any, instance: Any, reason: str) -> None:
+    assert schemas.violation(schema, instance) == reason

@@ -20,6 +20,10 @@ bounds and cleaned of what could reach outside (see `screen`):
   pattern cannot backtrack catastrophically on an answer; `format` is an annotation (the
   JSON Schema default), defaults are never filled in.
 
+Keywords are those of drafts 4-7 and 2019-09 as fastjsonschema implements them; keywords only
+2020-12 has (prefixItems, unevaluatedProperties/Items, dependentRequired/Schemas, $dynamicRef)
+are ignored, so such a schema is checked for the rest. OpenAI's strict mode uses none of them.
+
 A schema that fails these checks or that the library cannot compile is "cannot check": the
 answer passes, `STATS.uncheckable` counts it and a debug line says why (no schema content).
 Validation that cannot finish (a `$ref` cycle: RecursionError) also passes, counted in
@@ -284,4 +288,6 @@ def phrase(rule: str | None, definition: Any, value: Any) -> str:
     }
     if rule in fixed:
         return fixed[rule]
+    if rule is None:  # a `false` schema
+        return "is not allowed by the schema"
     return f"fails {rule}" if isinstance(rule, str) and SAFE_NAME.fullmatch(rule) else "fails the schema"
