@@ -10,8 +10,9 @@ its comma), which counts at the start of any sentence in the window. They need a
 refusal *and* an inability verb ("I'm sorry, but I can't", "I cannot help with", "I'm unable
 to assist", "Unfortunately, I cannot", "I must decline"), so ordinary openings pass: "Sorry
 for the delay, here is...", "I'm sorry to hear that. Here's what to do", "I cannot stress
-enough how...", "I'm unable to reproduce the bug, but here is what I tried" all pass. A
-partial refusal that starts with an answer passes too; add `extra_patterns` to be stricter.
+enough how...", "I can't help but notice...", "I'm unable to reproduce the bug, but here is
+what I tried" all pass. A partial refusal that starts with an answer passes too; add
+`extra_patterns` to be stricter.
 
 Options: `patterns` (replace the shipped ones), `extra_patterns` (add to them), `within`
 (characters of the answer's start searched, 1..100000). Patterns are RE2 (no backtracking),
@@ -32,9 +33,9 @@ _CANNOT = (
     rf"(?:can(?:{_APOS}t|not|\s+not)|won{_APOS}t|will\s+not|(?:am\s+)?unable\s+to"
     rf"|(?:am\s+)?not\s+able\s+to|{_APOS}m\s+(?:unable|not\s+able)\s+to)"
 )
-_HELP = (
-    r"(?:help|assist|provide|comply|fulfil|fulfill|answer|respond|do\s+that|do\s+this"
-    r"|complete|support|engage|create|generate|share|give)"
+_HELP = (  # "help" only as a refusal: not "I can't help but notice..."
+    r"(?:help(?:\s+(?:you|with)\b|\s*[.!,;]|$)|(?:assist|provide|comply|fulfil|fulfill|answer|respond"
+    r"|do\s+that|do\s+this|complete|support|engage|create|generate|share|give)\b)"
 )
 _START = r"^[\s\W]{0,8}"
 
@@ -42,9 +43,9 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
     # "I'm sorry, but I can't ...", "I am sorry, I cannot ...", "Sorry, but I won't ..."
     rf"(?i){_START}(?:{_I_AM}\s+(?:very\s+|so\s+|really\s+)?sorry|sorry|I\s+apologi[sz]e),?\s+(?:but\s+)?(?:I|we)\s*{_CANNOT}",
     # "I cannot help with that", "I can't assist with", "I won't provide"
-    rf"(?i){_START}(?:I|we)\s+{_CANNOT}\s+{_HELP}\b",
+    rf"(?i){_START}(?:I|we)\s+{_CANNOT}\s+{_HELP}",
     # "I'm unable to help", "I am not able to provide"
-    rf"(?i){_START}{_I_AM}\s+(?:unable|not\s+able)\s+to\s+{_HELP}\b",
+    rf"(?i){_START}{_I_AM}\s+(?:unable|not\s+able)\s+to\s+{_HELP}",
     # "Unfortunately, I can't ..."
     rf"(?i){_START}unfortunately,?\s+(?:I|we)\s*{_CANNOT}",
     # "I must decline", "I have to respectfully decline"
