@@ -7,12 +7,14 @@ request asked for), `Reply.of(completion)` (the answer as the client sees it) an
 `validate(checks, reply, ask)`. Cases:
 
 - no validators: the floor (building Ask and Reply, and `validate` with nothing to run);
-- [truncated, refusal, min_length] on a typical ~700-character prose answer;
+- [truncated, refusal, min_length] on a typical ~770-character prose answer;
 - json (json_object) on a ~2 KB JSON answer;
 - json_schema, compiled schema in the cache, on the same ~2 KB answer (strict-mode order
   schema: nested objects, arrays, enums, $defs/$ref, additionalProperties false);
 - tool_args: two tool calls checked against their (cached) parameters schemas;
 - hostile: [refusal, min_length, must_not_match] on a 1 MB answer;
+- for comparison, when installed (they are not dependencies): the same schema check with
+  jsonschema (pure Python) and jsonschema-rs (Rust), parse + validate only;
 - the first (uncached) compile of the order schema, and of a schema at the size bound
   (`schemas.MAX_SCHEMA_CHARS`), timed alone on an emptied cache — what the first request with a
   new schema pays once (fastjsonschema is already imported: its ~3 ms import is reported apart).
@@ -195,7 +197,7 @@ def cases() -> dict[str, Callable[[], Any]]:
 
     return {
         "no validators": run((), plain, typical),
-        "[truncated, refusal, min_length], 0.7 KB prose": run(prose_checks, plain, typical),
+        f"[truncated, refusal, min_length], {len(PROSE)}-char prose": run(prose_checks, plain, typical),
         f"json (json_object), {len(doc) / 1024:.1f} KB": run(json_checks, json_body, completion(doc)),
         f"json_schema (cached compile), {len(doc) / 1024:.1f} KB": run(
             json_checks, schema_body, completion(doc)
@@ -203,6 +205,30 @@ def cases() -> dict[str, Callable[[], Any]]:
         "tool_args, 2 calls (cached compile)": run(tool_checks, tool_body, tool_answer),
         "[refusal, min_length, must_not_match], 1 MB": run(hostile_checks, plain, huge),
     }
+
+
+def comparison_cases() -> dict[str, Callable[[], Any]]:
+    """Parse + validate the same answer with other libraries, when they are installed."""
+    doc = json.dumps(ORDER)
+    out: dict[str, Callable[[], Any]] = {}
+    try:
+        import jsonschema
+
+        checker = jsonschema.Draft202012Validator(ORDER_SCHEMA)
+        out["for comparison: jsonschema 4 (parse + validate)"] = lambda: checker.is_valid(json.loads(doc))
+    except ImportError:
+        pass
+    try:
+        import jsonschema_rs
+
+        rs = jsonschema_rs.validator_for(ORDER_SCHEMA, offline=True)
+        out["for comparison: jsonschema-rs (parse + validate)"] = lambda: rs.is_valid(json.loads(doc))
+        out["for comparison: jsonschema-rs, first compile of the order schema"] = lambda: (
+            jsonschema_rs.validator_for(ORDER_SCHEMA, offline=True)
+        )
+    except ImportError:
+        pass
+    return out
 
 
 def compile_cases() -> dict[str, Callable[[], Any]]:
@@ -298,12 +324,12 @@ def machine() -> dict[str, Any]:
 
 def table(results: dict[str, dict[str, float]]) -> str:
     rows = [
-        f"| {'case':<55} | {'median µs':>10} | {'round medians µs':>18} | {'p99 µs':>9} |",
-        f"|{'-' * 57}|{'-' * 11}:|{'-' * 19}:|{'-' * 10}:|",
+        f"| {'case':<60} | {'median µs':>10} | {'round medians µs':>18} | {'p99 µs':>9} |",
+        f"|{'-' * 62}|{'-' * 11}:|{'-' * 19}:|{'-' * 10}:|",
     ]
     for label, r in results.items():
         spread = f"{r['round_min_us']:.1f}–{r['round_max_us']:.1f}"
-        rows.append(f"| {label:<55} | {r['median_us']:>10.1f} | {spread:>18} | {r['p99_us']:>9.1f} |")
+        rows.append(f"| {label:<60} | {r['median_us']:>10.1f} | {spread:>18} | {r['p99_us']:>9.1f} |")
     return "\n".join(rows)
 
 
@@ -315,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = measure(cases(), args.iterations, args.rounds)
     results.update(measure(compile_cases(), max(args.rounds, args.iterations // 100), args.rounds))
+    results.update(measure(comparison_cases(), max(args.rounds, args.iterations // 10), args.rounds))
     report = {
         "benchmark": "validators",
         "machine": machine(),

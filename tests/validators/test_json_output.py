@@ -223,3 +223,31 @@ def test_named_bare_and_takes_no_options() -> None:
     assert isinstance(build_one("json", {}), JsonOutput)
     with pytest.raises(ValueError, match=r"on\[0\]\.json: json takes no options"):
         build_one({"json": {"strict": True}}, {}, "on[0]")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "reason"),
+    [
+        ("", None),
+        ("  \n ", None),
+        ('{"a": ', None),
+        ("[1, 2", None),
+        ("-", None),
+        ("tr", None),
+        ("nul", None),
+        ("false", None),
+        ("Sure! Here is the JSON", "not valid JSON (line 1, column 1)"),
+        ("```json\n{", "not valid JSON (line 1, column 1)"),
+        ("\n\n  Here", "not valid JSON (line 3, column 3)"),
+        ("trap", "not valid JSON (line 1, column 1)"),
+        ("nice", "not valid JSON (line 1, column 1)"),
+    ],
+)
+def test_early_gives_up_once_the_start_cannot_be_json(prefix: str, reason: str | None) -> None:
+    assert CHECK.early(prefix, json_ask()) == reason
+    if reason is not None:  # the same verdict the whole answer gets
+        assert check(prefix + ' {"a": 1}', json_ask()) == reason
+
+
+def test_early_only_when_json_was_asked_for() -> None:
+    assert CHECK.early("Sure! Here is", Ask.of(request())) is None

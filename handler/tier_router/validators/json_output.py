@@ -6,6 +6,9 @@ cannot be checked lets the answer pass, counted).
 Strict JSON: NaN and Infinity (which Python's json reads) fail. A choice with tool calls and no
 text passes (tool_args checks those); `message.refusal` fails (a refusal is not the JSON asked
 for). Reasons give line and column, or the JSON path and keyword, never the text.
+
+On a held stream it decides early once the first non-blank character cannot start JSON
+("Sure! Here is..." or a ```json fence): no later text can make that valid.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from tier_router.validators import schemas
 from tier_router.validators.base import Ask, Choice, Validator
 
 JSON_TYPES = ("json_object", "json_schema")
+JSON_WHITESPACE = " \t\r\n"
+VALUE_STARTS = frozenset('{["-0123456789')
+LITERALS = ("true", "false", "null")
 
 
 class NotJson(ValueError):
@@ -72,3 +78,18 @@ class JsonOutput(Validator):
             return None
         failed = schemas.violation(schema, value)
         return f"does not match the schema: {failed}" if failed else None
+
+    def early(self, text: str, ask: Ask) -> str | None:
+        if not self.applies(ask):
+            return None
+        start = len(text) - len(text.lstrip(JSON_WHITESPACE))
+        head = text[start : start + 5]
+        if (
+            not head
+            or head[0] in VALUE_STARTS
+            or any(word.startswith(head[: len(word)]) for word in LITERALS)
+        ):
+            return None
+        line = text.count("\n", 0, start) + 1
+        column = start - (text.rfind("\n", 0, start) + 1) + 1
+        return f"not valid JSON (line {line}, column {column})"
