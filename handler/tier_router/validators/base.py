@@ -44,7 +44,8 @@ class Reply:
     @classmethod
     def of(cls, completion: Mapping[str, Any]) -> Reply:
         """From an OpenAI `chat.completion` object (what every adapter returns). Content given
-        as a list of parts counts its text parts; anything malformed reads as empty."""
+        as a list of parts counts its text parts; a deprecated `function_call` reads as one
+        tool call; anything malformed reads as empty."""
         choices = completion.get("choices")
         out: list[Choice] = []
         for choice in choices if isinstance(choices, list) else ():
@@ -61,6 +62,10 @@ class Reply:
                 for call in (calls if isinstance(calls, list) else ())
                 if isinstance(call, dict) and isinstance(fn := call.get("function"), dict)
             )
+            legacy = message.get("function_call")  # the deprecated `functions` form's answer
+            if not tool_calls and isinstance(legacy, dict) and isinstance(legacy.get("name"), str):
+                args = legacy.get("arguments")
+                tool_calls = (ToolCall(legacy["name"], args if isinstance(args, str) else ""),)
             refusal = message.get("refusal")
             finish = choice.get("finish_reason")
             out.append(

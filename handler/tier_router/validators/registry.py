@@ -5,10 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from tier_router.validators.base import Validator
+from tier_router.validators.json_output import JsonOutput
+from tier_router.validators.length import MaxLength, MinLength
+from tier_router.validators.patterns import MustMatch, MustNotMatch
+from tier_router.validators.refusal import Refusal
+from tier_router.validators.tool_args import ToolArgs
 from tier_router.validators.truncated import Truncated
 
 KINDS: dict[str, type[Validator]] = {
     Truncated.kind: Truncated,
+    JsonOutput.kind: JsonOutput,
+    ToolArgs.kind: ToolArgs,
+    Refusal.kind: Refusal,
+    MinLength.kind: MinLength,
+    MaxLength.kind: MaxLength,
+    MustMatch.kind: MustMatch,
+    MustNotMatch.kind: MustNotMatch,
 }
 
 
