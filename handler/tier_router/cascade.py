@@ -21,13 +21,15 @@ One deadline covers the cascade: each tier's attempts run within what is left of
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 from tier_router.fallback import AllCandidatesFailed, Attempt, UpstreamClientError
 from tier_router.forwarder import Completion, Forwarder
 from tier_router.routing.engine import Decision, ModelRoute, Rules
-from tier_router.validators import Ask, Failure, Reply, validate
+from tier_router.validators import Ask, Failure, Reply, Validator, validate
+from tier_router.validators.schemas import is_compiled
 
 
 @dataclass(slots=True)
@@ -96,7 +98,7 @@ async def complete(
     failure: Failure | None = None
     while cascade is not None:
         ask = ask or Ask.of(body)
-        failure = validate(cascade.checks, Reply.of(completion.data), ask)
+        failure = await checked(cascade.checks, Reply.of(completion.data), ask)
         if failure is None:
             break
         escalated = rules.escalate(decision, failure.header())
@@ -116,8 +118,18 @@ async def complete(
         decision, completion, cascade = escalated, better, escalated.cascade
         failure = None
         if cascade is None:  # the last tier: its answer is served; say if it fails the same checks
-            failure = validate(checks, Reply.of(completion.data), ask)
+            failure = await checked(checks, Reply.of(completion.data), ask)
     return Cascaded(decision, completion, steps, escalations, failure, attempts)
+
+
+async def checked(checks: tuple[Validator, ...], reply: Reply, ask: Ask) -> Failure | None:
+    """`validate`, in a worker thread when a schema of this request is new: its first compile
+    (fastjsonschema generates code: ~5 ms for a small schema, up to ~0.2 s at the size bound)
+    must not stall every other request on the event loop. Later requests with the same schema
+    are checked inline (tens of µs)."""
+    if any(not is_compiled(s) for check in checks if check.applies(ask) for s in check.schemas(ask)):
+        return await asyncio.to_thread(validate, checks, reply, ask)
+    return validate(checks, reply, ask)
 
 
 def _int(value: object) -> int | None:

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tier_router.admission import SpendControls
-from tier_router.cascade import Escalation
+from tier_router.cascade import Escalation, checked
 from tier_router.fallback import AllCandidatesFailed, UpstreamClientError
 from tier_router.gateway import Gateway
 from tier_router.lifecycle import Exchange
@@ -37,13 +37,18 @@ from tier_router.request_line import Outcome
 from tier_router.responses import answer_events, event_stream, served_headers, validation_header
 from tier_router.routing.engine import Decision
 from tier_router.stream_state import StreamState, add_usage
-from tier_router.validators import Ask, Choice, Failure, Reply, ToolCall, Validator, validate
+from tier_router.validators import Ask, Choice, Failure, Reply, ToolCall, Validator
+
+EARLY_EVERY_CHARS = 16
+"""Early checks look at the text each time it has grown by half (at least this many
+characters): a check rereads the text, and looking at every chunk of a long answer would
+cost O(n²). A refusal at the start is still caught within its first few chunks."""
 
 
 class Assembly(StreamState):
     """A stream's state, plus the whole answer as it arrives."""
 
-    __slots__ = ("calls", "reasons", "refusals", "texts")
+    __slots__ = ("calls", "reasons", "refusals", "text_chars", "texts")
 
     def __init__(self, choices: int = 1) -> None:
         super().__init__(choices)
@@ -52,6 +57,8 @@ class Assembly(StreamState):
         """choice → tool call index → [name, argument pieces...]."""
         self.reasons: dict[int, str] = {}
         self.refusals: dict[int, list[str]] = {}
+        self.text_chars = 0
+        """Characters of choice 0's text so far."""
 
     def observe(self, chunk: dict[str, Any]) -> None:
         super().observe(chunk)
@@ -68,6 +75,8 @@ class Assembly(StreamState):
                 text = delta.get("content")
                 if isinstance(text, str) and text:
                     self.texts.setdefault(index, []).append(text)
+                    if index == 0:
+                        self.text_chars += len(text)
                 refusal = delta.get("refusal")
                 if isinstance(refusal, str) and refusal:
                     self.refusals.setdefault(index, []).append(refusal)
@@ -142,13 +151,16 @@ class HeldAnswer:
         """The first failure, or None. `complete()` says whether the answer ended complete (the
         exchange's outcome): an answer cut by an error event is not validated — it is served
         as it is, the error event telling the client."""
+        next_look = EARLY_EVERY_CHARS
         async for frame in self._source:
             self.frames.append(frame)
-            failure = early_failure(self.checks, self.state, ask)
-            if failure is not None:
-                return failure
+            if self.state.text_chars >= next_look:  # a geometric cadence: O(n log n) in all
+                failure = early_failure(self.checks, self.state, ask)
+                if failure is not None:
+                    return failure
+                next_look = max(EARLY_EVERY_CHARS, self.state.text_chars + self.state.text_chars // 2)
         self.ended = True
-        return validate(self.checks, self.state.reply(), ask) if complete() else None
+        return await checked(self.checks, self.state.reply(), ask) if complete() else None
 
     async def rest(self) -> list[bytes]:
         if not self.ended:

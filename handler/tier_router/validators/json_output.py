@@ -65,6 +65,10 @@ class JsonOutput(Validator):
     def applies(self, ask: Ask) -> bool:
         return ask.response_format is not None and ask.response_format.get("type") in JSON_TYPES
 
+    def schemas(self, ask: Ask) -> tuple[Any, ...]:
+        schema = schema_of(ask)
+        return () if schema is None else (schema,)
+
     def check(self, choice: Choice, ask: Ask) -> str | None:
         if choice.refusal is not None:
             return "the model refused (message.refusal) instead of answering in JSON"

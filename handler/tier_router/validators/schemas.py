@@ -117,6 +117,17 @@ def violation(schema: Any, instance: Any) -> str | None:
     return compiled.violation(instance) if compiled is not None else None
 
 
+def is_compiled(schema: Any) -> bool:
+    """Whether checking against `schema` compiles nothing (its verdict is in the cache)."""
+    try:
+        canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        return True  # "cannot check", without compiling
+    key = hashlib.blake2b(canonical.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    with _lock:
+        return key in _cache
+
+
 def compiled_for(schema: Any) -> Compiled | None:
     """The cached compiled validator of `schema`, or None when it cannot be checked."""
     try:
