@@ -50,7 +50,7 @@ def post(
     return post_all([body], url, transport)[0]
 
 
-def answer(text: str = "hello", url: str = "mock://m", **params: Any) -> dict[str, Any]:
+def answer(text: str | list[Any] = "hello", url: str = "mock://m", **params: Any) -> dict[str, Any]:
     response = post({"model": "m", "messages": [{"role": "user", "content": text}], **params}, url)
     assert response.status_code == 200, response.text
     return response.json()
@@ -240,6 +240,12 @@ def test_the_draw_depends_on_the_messages_and_the_provider_not_the_model() -> No
 def test_the_flawed_share_is_close_to_the_rate(rate: float) -> None:
     decisions = flawed([f"distinct prompt number {i}" for i in range(400)], f"mock://share?flaw_rate={rate}")
     assert abs(sum(decisions) / 400 - rate) < 0.08
+
+
+def test_odd_messages_are_answered() -> None:
+    parts = [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "data:,"}}]
+    assert content(answer(parts)).endswith("You said: look")
+    assert answer(parts)["usage"]["prompt_tokens"] > 765  # an image
 
 
 def test_a_flaw_that_cannot_apply_leaves_the_answer_clean() -> None:

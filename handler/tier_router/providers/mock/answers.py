@@ -83,7 +83,7 @@ def text_answer(messages: list[Any], model: str, server: str, index: int) -> str
     if last.get("role") in TOOL_RESULT_ROLES:
         return f"{who} The tool said: {text_of(last.get('content'))[:200]}"
     user = next((m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), {})
-    text = user.get("content") if isinstance(user.get("content"), str) else "(multi-part message)"
+    text = text_of(user.get("content")) or "(a message with no text)"
     return f"{who} You said: {text[:200]}"
 
 

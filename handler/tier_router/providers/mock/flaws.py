@@ -47,7 +47,7 @@ def draw(messages: Any, server: str, options: MockOptions, applicable: frozenset
     tools only for a tool call), picked by the hash too. None when none can."""
     if options.flaw_rate <= 0:
         return Draw(None)
-    key = json.dumps(messages, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    key = json.dumps(messages, sort_keys=True, separators=(",", ":"), default=str)  # ASCII: no surrogates
     digest = hashlib.blake2b(
         key.encode() + b"\0" + server.encode(), digest_size=16, person=b"mock-flaw"
     ).digest()
