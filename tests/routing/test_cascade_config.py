@@ -13,7 +13,7 @@ import pytest
 import yaml
 from tier_router import cli
 from tier_router.routing.engine import Decision, Rules
-from tier_router.routing.loader import RulesError, parse_rules
+from tier_router.routing.loader import RulesError, load_rules, parse_rules
 from tier_router.routing.request import Chat
 from tier_router.validators import Ask, Choice, Validator, registry
 
@@ -238,6 +238,19 @@ def rule(**fields: Any) -> dict[str, Any]:
             id="unknown-validator",
         ),
         pytest.param(
+            lambda raw: raw["rules"].append(rule(cascade={"to": "top", "on": [5, {"a": 1, "b": 2}]})),
+            [
+                "q.yaml: rule 'x' (#2): cascade.on[0]: give a validator's name, or a one-key mapping",
+                "q.yaml: rule 'x' (#2): cascade.on[1]: give a validator's name, or a one-key mapping",
+            ],
+            id="entry-shape",
+        ),
+        pytest.param(
+            lambda raw: raw["validators"].update(odd=["truncated"]),
+            ["q.yaml: validator 'odd': give a validator's name, or a one-key mapping {kind: options}"],
+            id="named-entry-shape",
+        ),
+        pytest.param(
             lambda raw: raw["rules"].append(rule(cascade={"to": "top", "on": []})),
             ["q.yaml: rule 'x' (#2): cascade.on: List should have at least 1 item after validation, not 0"],
             id="empty-on",
@@ -364,3 +377,61 @@ def test_explain_shows_cascade_arm_split_and_sticky(
     lines = capsys.readouterr().out.splitlines()
     assert "cascade   to top on truncated (stream: pass; from tier 'mid')" in lines
     assert not any(line.startswith(("split", "arm", "sticky")) for line in lines)
+
+
+# --- the syntax as written in YAML -----------------------------------------------------------------
+
+DESIGN_EXAMPLE = f"""
+version: 1
+providers:
+  local: {{kind: mock, base_url: "mock://local"}}
+models:
+  small: {{provider: local, id: small-1, price: {{input: 0.1, output: 0.4}}}}
+  medium: {{provider: local, id: medium-1, price: {{input: 0.4, output: 1.6}}}}
+  deepseek-chat: {{provider: local, id: ds, price: {{input: 0.3, output: 1.1}}}}
+  large: {{provider: local, id: large-1, price: {{input: 2, output: 8}}}}
+validators:
+  substantive: {{{MinChars.kind}: 40}}
+tiers:
+  budget: [small, medium]
+  standard:
+    models:
+      - {{model: deepseek-chat, weight: 90}}
+      - {{model: small, weight: 10}}
+      - medium
+    cascade: {{to: premium, on: [truncated, substantive], stream: hold}}
+  premium: [large]
+default_tier: standard
+experiments:
+  cheap-chat:
+    arms: {{control: 50, cascade: 50}}
+routing:
+  sticky: ["header:x-router-sticky-key", user, key]
+rules:
+  - name: short-chat
+    tier: budget
+    rollout: 10%
+    arm: cheap-chat/cascade
+    cascade: {{to: standard, on: [truncated, {{{MinChars.kind}: 20}}]}}
+    when: {{last_user_tokens: {{max: 25}}}}
+"""
+
+
+def test_the_design_example_loads_with_unquoted_on(tmp_path: Path, chat: MakeChat) -> None:
+    """`on:` unquoted is YAML 1.1's boolean True to PyYAML: the cascade still reads it as `on`."""
+    path = tmp_path / "router.yaml"
+    path.write_text(DESIGN_EXAMPLE, encoding="utf-8")
+    rules = load_rules(path)
+    standard = rules.cascades["standard"]
+    assert ([c.name for c in standard.checks], standard.to, standard.hold_stream) == (
+        ["truncated", "substantive"],
+        "premium",
+        True,
+    )
+    assert rules.spec.tiers["standard"] == ["deepseek-chat", "small", "medium"]
+    decisions = [rules.decide(chat("hi"), {STICKY: f"u{i}"}) for i in range(2000)]
+    applied = [d for d in decisions if d.rule_name == "short-chat"]
+    assert applied
+    assert all(d.cascade is not None and d.cascade.source == "rule 'short-chat'" for d in applied)
+    assert {d.arm for d in applied} == {"cascade"}
+    assert {d.candidates[0].name for d in decisions if d.tier == "standard"} == {"deepseek-chat", "small"}

@@ -81,6 +81,13 @@ def test_without_a_sticky_id_the_pick_is_random(weighted: Rules, chat: MakeChat)
     assert {first(d) for d in decisions} == {"medium", "large", "small"}
 
 
+def test_a_file_that_places_nothing_by_sticky_id_does_not_read_it(
+    make_rules: MakeRules, chat: MakeChat
+) -> None:
+    decision = make_rules().decide(chat("hi", user="alice"), {STICKY: "s"}, key="k")
+    assert (decision.sticky, decision.sticky_digest, decision.split) == ("unused", b"", None)
+
+
 def test_zero_weight_is_a_fallback_never_first(make_rules: MakeRules, chat: MakeChat) -> None:
     tier = {"models": [{"model": "medium", "weight": 0}, {"model": "large", "weight": 5}, "small"]}
     rules = make_rules(tiers={**make_rules().spec.tiers, "mid": tier})

@@ -28,7 +28,7 @@ from tier_router.routing.features import Features, measure
 from tier_router.routing.request import Chat
 from tier_router.routing.routes import DEFAULT_RETRY, DEFAULT_TIMEOUTS, Chain, ModelRoute, fit_context
 from tier_router.routing.splits import Split
-from tier_router.routing.sticky import NO_STICKY, Sticky, StickySources
+from tier_router.routing.sticky import NO_STICKY, NOT_READ, Sticky, StickySources
 from tier_router.schema import PRIORITIES, Priority, RulesFile
 from tier_router.validators import Cascade
 
@@ -95,7 +95,8 @@ class Decision:
     """Its arm in `experiment` ("in" / "out" for a rollout)."""
     sticky: str = NO_STICKY
     """Which `routing.sticky` source gave the sticky id ("header:x", "user", "metadata:k",
-    "key"), or "none": the request was placed at random."""
+    "key"); "none": no source was present, the request was placed at random; "unused": the
+    rules file places nothing by sticky id (no weighted tier, rollout or experiment)."""
     split: str | None = None
     """The tier's weighted pick, for people: "deepseek-chat: 90% of tier 'standard' by weight"."""
     sticky_digest: bytes = field(default=b"", repr=False)
@@ -178,6 +179,7 @@ class Rules:
         self.priority_header = header.lower() if header else None
         self.valid_names = sorted(self.targets)
         self.sticky_sources = StickySources(self.spec.routing.sticky)
+        self.uses_sticky = bool(self.splits) or any(rule.gate is not None for rule in self.rules)
         self.rule_cascades = {rule.name: rule.cascade for rule in self.rules if rule.cascade is not None}
 
     def decide(
@@ -189,7 +191,7 @@ class Rules:
         target = self.targets.get(request.model)
         if target is None:
             raise UnknownModelError(request.model, self.valid_names)
-        sticky = self.sticky_sources.read(features, key)
+        sticky = self.sticky_sources.read(features, key) if self.uses_sticky else NOT_READ
         if target.kind == AUTO:
             return self._by_rules(request.model, features, sticky)
         priority, source = self._priority(features, None)
@@ -294,7 +296,7 @@ class Rules:
             priority, source = self._priority(features, rule.priority)
             why = "; ".join(rule.predicate.why(ctx))
             if rule.gate is not None:
-                why = f"{why}; {rule.gate.describe()}"
+                why = f"{why}; {rule.gate.text}"
             chain, split = self._tier_chain(rule.tier, sticky.digest)
             return self._finish(
                 requested,

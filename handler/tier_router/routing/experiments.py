@@ -23,6 +23,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from tier_router.routing.problem import unknown
 from tier_router.routing.sticky import Salt
@@ -30,8 +31,7 @@ from tier_router.schema import Experiment, Rule
 from tier_router.schema.quality import percent_to_buckets
 
 
-@dataclass(frozen=True, slots=True)
-class Exposure:
+class Exposure(NamedTuple):  # built per gated request: a NamedTuple is the cheapest typed record
     experiment: str
     """The experiment's name, or "rollout:<rule>"."""
     arm: str
@@ -85,13 +85,8 @@ class Gate:
             return inside, seen or Exposure(self.rollout_name, "in" if inside else "out")
         return True, seen
 
-    def describe(self) -> str:
-        parts = []
-        if self.experiment is not None:
-            parts.append(f"arm {self.experiment.name}/{self.arm}")
-        if self.rollout is not None:
-            parts.append(f"rollout {self.rollout_buckets * 100 / 10_000:g}%")
-        return ", ".join(parts)
+    text: str = ""
+    """For `why`: "arm cheap-chat/treat, rollout 10%" (built at load)."""
 
 
 def build_gate(rule: Rule, arms: Mapping[str, Arms]) -> Gate | None:
@@ -101,8 +96,15 @@ def build_gate(rule: Rule, arms: Mapping[str, Arms]) -> Gate | None:
     experiment, arm = resolve_arm(rule.arm, arms) if rule.arm is not None else (None, None)
     rollout = Salt("rollout", rule.name) if rule.rollout is not None else None
     buckets = percent_to_buckets(rule.rollout) if rule.rollout is not None else 0
+    parts = [f"arm {rule.arm}"] if rule.arm is not None else []
+    parts += [f"rollout {rule.rollout:g}%"] if rule.rollout is not None else []
     return Gate(
-        arms[experiment] if experiment is not None else None, arm, rollout, buckets, f"rollout:{rule.name}"
+        arms[experiment] if experiment is not None else None,
+        arm,
+        rollout,
+        buckets,
+        f"rollout:{rule.name}",
+        ", ".join(parts),
     )
 
 

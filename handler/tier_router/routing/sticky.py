@@ -15,29 +15,34 @@ hashed once, at load; a request pays one blake2b of its id, then one per purpose
 
 from __future__ import annotations
 
-import os
+import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import Enum
 from hashlib import blake2b
+from typing import NamedTuple
 
 from tier_router.routing.features import Features
 from tier_router.schema.quality import BUCKETS
 
 NO_STICKY = "none"
 """`Sticky.source` when no source was present: the request was placed at random."""
+UNUSED = "unused"
+"""`Sticky.source` when the rules file places nothing by sticky id (no weighted tier, no
+rollout, no experiment): the id is not even read."""
 
 
-@dataclass(frozen=True, slots=True)
-class Sticky:
+class Sticky(NamedTuple):  # a NamedTuple: built on every request, ~2x cheaper than a dataclass
     source: str
-    """Which source gave the id: "header:<name>", "user", "metadata:<key>", "key" or "none"."""
-    digest: bytes = field(repr=False)
+    """Which source gave the id: "header:<name>", "user", "metadata:<key>", "key", "none" or
+    "unused"."""
+    digest: bytes
     """blake2b-128 of the id (never the id itself); random bytes when `source` is "none"."""
 
+    def __repr__(self) -> str:
+        return f"Sticky(source={self.source!r})"
 
-def digest_of(sticky_id: str) -> bytes:
-    return blake2b(sticky_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+NOT_READ = Sticky(UNUSED, b"")
 
 
 class Kind(Enum):
@@ -45,6 +50,9 @@ class Kind(Enum):
     USER = "user"
     METADATA = "metadata"
     KEY = "key"
+
+
+HEADER, USER, METADATA = Kind.HEADER, Kind.USER, Kind.METADATA
 
 
 class StickySources:
@@ -63,17 +71,18 @@ class StickySources:
         """The first present source's id, hashed; or random bytes (source "none")."""
         value: object
         for label, kind, name in self.sources:
-            if kind is Kind.HEADER:
+            if kind is HEADER:
                 value = features.headers.get(name)
-            elif kind is Kind.USER:
+            elif kind is USER:
                 value = features.user
-            elif kind is Kind.METADATA:
+            elif kind is METADATA:
                 value = metadata_value(features.metadata, name)
             else:
                 value = key
             if value and isinstance(value, str):
-                return Sticky(label, digest_of(value))
-        return Sticky(NO_STICKY, os.urandom(16))
+                return Sticky(label, blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).digest())
+        # Not sticky, and nothing to keep secret: a fast PRNG is enough to place the request.
+        return Sticky(NO_STICKY, random.getrandbits(128).to_bytes(16, "big"))
 
 
 def metadata_value(metadata: Mapping[str, object], key: str) -> object:

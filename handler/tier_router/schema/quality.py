@@ -24,7 +24,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, model_validator
 
 from tier_router.schema.common import Name, Strict
 
@@ -33,7 +33,14 @@ BUCKETS = 10_000
 0.01% (one bucket)."""
 MAX_WEIGHT = 10_000
 
-ValidatorEntry = str | dict[str, Any]
+
+def _validator_entry(value: object) -> object:
+    if (isinstance(value, str) and value) or (isinstance(value, dict) and len(value) == 1):
+        return value
+    raise ValueError("give a validator's name, or a one-key mapping {kind: options}")
+
+
+ValidatorEntry = Annotated[Any, BeforeValidator(_validator_entry)]
 """A validator's name (a kind, or a `validators:` entry) or a one-key mapping {kind: options}.
 Built by `tier_router.validators.build_one` at load (kept as written here: the kinds and their
 options belong to the validators package)."""
@@ -91,6 +98,14 @@ class CascadeSpec(Strict):
         description="hold: a streamed answer is held back and validated before its first byte goes"
         " out; pass: streamed answers pass through unvalidated",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, value: object) -> object:
+        """YAML 1.1 (PyYAML) reads an unquoted `on:` key as the boolean True: take it as `on`."""
+        if isinstance(value, dict) and True in value and "on" not in value:
+            value = {("on" if key is True else key): item for key, item in value.items()}
+        return value
 
 
 class TierSpec(Strict):
