@@ -253,3 +253,23 @@ def test_experiment_names_may_hold_a_slash(make_rules: MakeRules, chat: MakeChat
     )
     arms = Counter(rules.decide(chat("hi"), h).arm for h in ids(1000))
     assert set(arms) == {"a", "b"}
+
+
+def test_examples_check_arms_with_a_sticky_key(experiment: Rules) -> None:
+    from tier_router.routing.examples import Example, run_example
+
+    outcomes = {}
+    for i in range(40):
+        example = Example.model_validate(
+            {"name": f"e{i}", "prompt": "hi", "key": f"key-{i}", "expect": {"arm": "cheap-chat/treat"}}
+        )
+        outcomes[i] = run_example(experiment, example)
+    treated = [i for i, o in outcomes.items() if o.ok]
+    assert treated
+    assert len(treated) < 40
+    for i, outcome in outcomes.items():
+        arm = experiment.decide(outcome.example.chat_request(), key=f"key-{i}").arm
+        assert outcome.ok == (arm == "treat")
+        if not outcome.ok:
+            got = f"cheap-chat/{arm}" if arm else "none"
+            assert outcome.mismatches == (f"arm expected 'cheap-chat/treat', got {got!r}",)

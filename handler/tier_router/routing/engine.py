@@ -228,8 +228,8 @@ class Rules:
         cascade = decision.cascade
         from_rule = cascade is not None and cascade is self.rule_cascades.get(decision.rule_name or "")
         if not (from_rule and cascade.to != tier):  # type: ignore[union-attr]
-            named_model = self.targets[decision.requested_model].kind == "model"
-            cascade = None if named_model else self.cascades.get(tier)
+            target = self.targets.get(decision.requested_model)
+            cascade = None if target is not None and target.kind == "model" else self.cascades.get(tier)
         return replace(
             decision,
             tier=tier,
