@@ -222,7 +222,12 @@ TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "
             "e/a",
             "experiment 'e': arms.a: the finest share is 0.01% (got 0.001)",
         ),
-        ({"e": {"arms": {"a": 5}}}, "no-slash", "rule 'r' (#1): arm: String should match pattern"),
+        (
+            {"e": {"arms": {"a": 5}}},
+            "no-slash",
+            "rule 'r' (#1): arm: give <experiment>/<arm>, e.g. cheap-chat/control (got 'no-slash')",
+        ),
+        ({"e": {"arms": {"a": 5}}}, "e/", "rule 'r' (#1): arm: give <experiment>/<arm>"),
     ],
 )
 def test_experiment_errors_name_the_rule_and_field(

@@ -246,12 +246,19 @@ class Rule(Strict):
     )
     arm: str | None = Field(
         default=None,
-        pattern=r"^[^/]+(/[^/]+)*/[^/]+$",
+        max_length=257,
         description="<experiment>/<arm>: the rule applies only to requests in that arm",
     )
     cascade: CascadeSpec | None = Field(
         default=None, description="replaces the tier's cascade for the requests this rule routes"
     )
+
+    @field_validator("arm")
+    @classmethod
+    def _experiment_and_arm(cls, value: str | None) -> str | None:
+        if value is not None and ("/" not in value.strip("/") or value != value.strip()):
+            raise ValueError(f"give <experiment>/<arm>, e.g. cheap-chat/control (got {value!r})")
+        return value
 
     @field_validator("rollout", mode="before")
     @classmethod
