@@ -118,8 +118,10 @@ class TierSpec(Strict):
     @model_validator(mode="wrap")
     @classmethod
     def _list_form(cls, value: Any, handler: Any) -> TierSpec:
+        if isinstance(value, TierSpec):
+            return value
         listed = isinstance(value, list)
-        if not listed and not isinstance(value, dict | TierSpec):
+        if not listed and not isinstance(value, dict):
             raise ValueError("give a list of models, or a mapping {models: [...], cascade: {...}}")
         tier = handler({"models": value} if listed else value)
         tier._listed = listed
