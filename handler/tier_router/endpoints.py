@@ -65,7 +65,7 @@ async def chat(request: Request, gateway: Gateway, exchange: Exchange) -> Respon
     body = await read_json(
         request.headers, request.receive, gateway.body_limits, timed="aws.event" not in request.scope
     )
-    decision = check_tier(gateway.rules, record, decide(gateway, request, body))
+    decision = check_tier(gateway.rules, record, decide(gateway, request, body, key_id))
     exchange.routed(decision)
     try:
         admission = await gateway.spend.admit(
@@ -97,7 +97,9 @@ async def chat(request: Request, gateway: Gateway, exchange: Exchange) -> Respon
         ) from None
 
 
-def decide(gateway: Gateway, request: Request, body: dict[str, Any]) -> Decision:
+def decide(gateway: Gateway, request: Request, body: dict[str, Any], key: str | None) -> Decision:
+    """The routing decision for a checked body; `key` (the router key's name) may place it
+    (`routing.sticky`)."""
     check_params(body)  # OpenAI's types and ranges: a 400 naming the param, before routing
     try:
         # read_json refused lone surrogates; check_params made the direct checks redundant
@@ -107,7 +109,7 @@ def decide(gateway: Gateway, request: Request, body: dict[str, Any]) -> Decision
     except RecursionError:
         raise APIError(400, "The request is nested too deeply.", code="invalid_request") from None
     try:
-        return gateway.rules.decide(chat, request.headers)
+        return gateway.rules.decide(chat, request.headers, key)
     except UnknownModelError as exc:
         raise APIError(404, str(exc), code="model_not_found", param="model") from None
 
@@ -203,7 +205,7 @@ async def explain(request: Request) -> Response:
     body = await read_json(
         request.headers, request.receive, gateway.body_limits, timed="aws.event" not in request.scope
     )
-    decision = decide(gateway, request, body)
+    decision = decide(gateway, request, body, request.scope[EXCHANGE].line.key)
     data = decision.as_dict()
     if gateway.breakers is not None:
         try:

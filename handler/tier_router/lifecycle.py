@@ -91,6 +91,7 @@ class Exchange:
     def routed(self, decision: Decision) -> None:
         self.decision = decision
         self.line.tier, self.line.rule, self.line.priority = decision.tier, decision.label, decision.priority
+        self.line.experiment, self.line.arm = decision.experiment, decision.arm
 
     def admitted(self, admission: Admission) -> None:
         self.admission = admission

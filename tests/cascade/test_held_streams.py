@@ -126,7 +126,7 @@ def test_a_held_stream_whose_escalation_fails_is_served_as_it_was(stack: AnswerS
 
 
 def test_a_client_that_leaves_during_the_hold_is_settled_once(stack: AnswerStack) -> None:
-    slow = Answer("x" * 2000, completion_tokens=500)
+    slow = Answer('{"a": "' + "x" * 2000 + '"}', completion_tokens=500)
     slow.pause_s = 0.02  # 500 events: 10 s
     stack.app.script("h-leave", cheap=[slow], good=[Answer("{}")])
     before = stack.router.ledger()
