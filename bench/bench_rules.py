@@ -6,6 +6,9 @@ Measures, per call (p50 / p99 / mean in µs, after a warm-up):
 
 - `Rules.decide` with the shipped rules/router.yaml on short, 4 KB and 32 KB prompts (the short
   one reaches the last rule, the long ones match none: every rule is evaluated);
+- `Rules.decide` with the shipped file made weighted (budget: 90/10 split, a tier cascade) and
+  its short-chat rule gated (`rollout: 100%`, `arm:` of a 100% experiment): the sticky id read
+  and hashed, a rollout, an arm and a split bucket each (the quality features' whole cost);
 - `Rules.decide` with a generated 100-rule file (regexes on the last user message and on all
   text, length, header, metadata and user conditions) on a 32 KB prompt, where the request
   matches only the last rule, or no rule at all: the worst cases;
@@ -34,7 +37,7 @@ from typing import Any
 
 import yaml
 from tier_router.routing.engine import Rules
-from tier_router.routing.loader import load_rules
+from tier_router.routing.loader import load_rules, parse_rules
 from tier_router.routing.request import Chat, parse_chat
 from tier_router.routing.request_model import ChatRequest
 
@@ -118,6 +121,21 @@ def generated_rules(count: int = 100) -> dict[str, Any]:
     return raw
 
 
+def quality_rules() -> dict[str, Any]:
+    """The shipped file with every per-request quality feature on the short-chat path."""
+    raw = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
+    budget = raw["tiers"]["budget"]
+    raw["tiers"]["budget"] = {
+        "models": [{"model": budget[0], "weight": 90}, {"model": budget[1], "weight": 10}, *budget[2:]],
+        "cascade": {"to": "standard", "on": ["truncated"]},
+    }
+    raw["experiments"] = {"bench": {"arms": {"on": 100}}}
+    for rule in raw["rules"]:
+        if rule["name"] == "short-chat":
+            rule.update(rollout="100%", arm="bench/on")
+    return raw
+
+
 def summarize(samples: list[int], round_p99s: list[float] | None = None) -> dict[str, float]:
     samples = sorted(samples)
     result = {
@@ -194,6 +212,7 @@ def machine() -> dict[str, Any]:
 
 def run(iterations: int) -> dict[str, Any]:
     shipped = load_rules(SHIPPED)
+    quality = parse_rules(quality_rules(), "quality.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         generated_path = Path(tmp) / "generated-100.yaml"
         generated_path.write_text(yaml.safe_dump(generated_rules(), sort_keys=False), encoding="utf-8")
@@ -211,9 +230,11 @@ def run(iterations: int) -> dict[str, Any]:
     requests = {name: parse_chat(b) for name, b in bodies.items()}
     final = {"x-final": "yes", "x-tenant": "tenant-none", "x-task": "none"}
     other = {"x-tenant": "tenant-none", "x-task": "none"}
+    sticky = {"x-router-sticky-key": "user-1234"}
 
     cases: list[tuple[str, Rules, Chat, dict[str, str], str]] = [
         ("shipped, short prompt", shipped, requests["short"], {}, "short-chat"),
+        ("weighted + gated, short prompt", quality, requests["short"], sticky, "short-chat"),
         ("shipped, 4 KB prompt", shipped, requests["4 KB"], {}, "default"),
         ("shipped, 32 KB prompt", shipped, requests["32 KB"], {}, "default"),
         ("100 rules, 32 KB, last rule matches", generated, requests["32 KB"], final, "rule-last"),

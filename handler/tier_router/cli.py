@@ -423,8 +423,16 @@ def render_decision(decision: Any, states: dict[str, dict[str, str]] | None = No
         f"why       {decision.why}",
         f"tier      {decision.tier or '-'}",
         f"priority  {decision.priority} (from {decision.priority_source})",
-        "chain",
     ]
+    if decision.split is not None or decision.experiment is not None:  # placed by the sticky id
+        lines += [f"split     {decision.split}"] if decision.split else []
+        lines += [f"arm       {decision.experiment}: {decision.arm}"] if decision.experiment else []
+        how = "no sticky id: placed at random" if decision.sticky == "none" else "the sticky id's source"
+        lines.append(f"sticky    {decision.sticky} ({how})")
+    if (cascade := decision.cascade) is not None:
+        checks, stream = ", ".join(c.name for c in cascade.checks), "hold" if cascade.hold_stream else "pass"
+        lines.append(f"cascade   to {cascade.to} on {checks} (stream: {stream}; from {cascade.source})")
+    lines.append("chain")
     for i, route in enumerate(decision.candidates, 1):
         price = route.price
         breaker = ""

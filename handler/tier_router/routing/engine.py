@@ -1,8 +1,16 @@
-"""The decision engine: one chat request (+ headers) in, one immutable `Decision` out.
+"""The decision engine: one chat request (+ headers, + the router key's name) in, one
+immutable `Decision` out.
 
 Everything that can be done once is done by `routing.loader` when the rules file loads:
 model routes are shared frozen objects, conditions are compiled predicates, regexes live
-in RE2 sets. `Rules.decide` only measures the request and walks the rules in order.
+in RE2 sets, weighted splits are precomputed chains (`splits`), rule gates (`experiments`)
+and cascades (`cascades`) are compiled objects. `Rules.decide` measures the request, reads
+its sticky id once (`sticky`), and walks the rules in order.
+
+Explicit requests: `model: <tier>` (or an alias of one) gets the tier's weighted split and
+the tier's cascade, like a routed request. `model: <model>` gets neither: the client chose
+the model (its chain is the model, then the rest of its tier in the file's order), so no
+split reorders it and no cascade replaces its answer with another tier's.
 """
 
 from __future__ import annotations
@@ -15,40 +23,30 @@ from typing import Any
 
 from tier_router.errors import RequestError
 from tier_router.routing.conditions import Context, Predicate, RegexSets
+from tier_router.routing.experiments import Exposure, Gate
 from tier_router.routing.features import Features, measure
 from tier_router.routing.request import Chat
-from tier_router.schema import PRIORITIES, Price, Priority, Provider, Retry, RulesFile, Timeouts
+from tier_router.routing.routes import DEFAULT_RETRY, DEFAULT_TIMEOUTS, Chain, ModelRoute, fit_context
+from tier_router.routing.splits import Split
+from tier_router.routing.sticky import NO_STICKY, NOT_READ, Sticky, StickySources
+from tier_router.schema import PRIORITIES, Priority, RulesFile
+from tier_router.validators import Cascade
+
+__all__ = [
+    "AUTO",
+    "DEFAULT_RETRY",
+    "DEFAULT_TIMEOUTS",
+    "CompiledRule",
+    "Decision",
+    "DecisionKind",
+    "ModelRoute",
+    "Rules",
+    "Target",
+    "UnknownModelError",
+    "fit_context",
+]
 
 AUTO = "auto"
-DEFAULT_RETRY = Retry()
-DEFAULT_TIMEOUTS = Timeouts()
-
-
-@dataclass(frozen=True, slots=True)
-class ModelRoute:
-    """A model as the forwarder needs it: where to send it and what it costs."""
-
-    name: str
-    provider_name: str
-    provider: Provider
-    model_id: str
-    price: Price
-    context_window: int | None
-    max_output: int | None
-    retry: Retry = DEFAULT_RETRY
-    """Same-model retries: the provider's, with the model's override applied."""
-    timeouts: Timeouts = DEFAULT_TIMEOUTS
-    """The provider's timeouts, with the model's override applied."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.name,
-            "provider": self.provider_name,
-            "provider_kind": self.provider.kind,
-            "provider_model_id": self.model_id,
-            "price_per_1m": self.price.model_dump(exclude_none=True),
-            "context_window": self.context_window,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +55,10 @@ class CompiledRule:
     tier: str
     predicate: Predicate
     priority: Priority | None
+    gate: Gate | None = None
+    """`arm:` / `rollout:`: checked after the condition held."""
+    cascade: Cascade | None = None
+    """The rule's own `cascade:` (replaces the tier's for the requests it routes)."""
 
 
 class DecisionKind(StrEnum):
@@ -84,6 +86,21 @@ class Decision:
     features: Features
     skipped: tuple[tuple[str, str], ...] = field(default=())
     """Candidates dropped before forwarding, with the reason (e.g. context window too small)."""
+    cascade: Cascade | None = None
+    """What happens when the answer fails validation: the matched rule's cascade if it has
+    one, else the tier's; None for a request naming a model, or a tier without a cascade."""
+    experiment: str | None = None
+    """The experiment this request was exposed to ("rollout:<rule>" for a rollout), if any."""
+    arm: str | None = None
+    """Its arm in `experiment` ("in" / "out" for a rollout)."""
+    sticky: str = NO_STICKY
+    """Which `routing.sticky` source gave the sticky id ("header:x", "user", "metadata:k",
+    "key"); "none": no source was present, the request was placed at random; "unused": the
+    rules file places nothing by sticky id (no weighted tier, rollout or experiment)."""
+    split: str | None = None
+    """The tier's weighted pick, for people: "deepseek-chat: 90% of tier 'standard' by weight"."""
+    sticky_digest: bytes = field(default=b"", repr=False)
+    """blake2b of the sticky id (never the id): re-applies splits on `retier` / `escalate`."""
 
     @property
     def label(self) -> str:
@@ -100,7 +117,20 @@ class Decision:
         data["chain"] = [route.as_dict() for route in self.candidates]
         data["skipped"] = [{"model": name, "reason": reason} for name, reason in self.skipped]
         data["features"] = self.features.as_dict()
+        data["cascade"] = cascade_dict(self.cascade)
+        data.update(experiment=self.experiment, arm=self.arm, sticky=self.sticky, split=self.split)
         return data
+
+
+def cascade_dict(cascade: Cascade | None) -> dict[str, Any] | None:
+    if cascade is None:
+        return None
+    return {
+        "to": cascade.to,
+        "on": [check.name for check in cascade.checks],
+        "stream": "hold" if cascade.hold_stream else "pass",
+        "source": cascade.source,
+    }
 
 
 class UnknownModelError(RequestError, LookupError):
@@ -120,7 +150,7 @@ class Target:
 
     kind: str  # "auto" | "tier" | "model"
     tier: str | None
-    chain: tuple[ModelRoute, ...]
+    chain: Chain
 
 
 @dataclass(eq=False)
@@ -131,11 +161,16 @@ class Rules:
     spec: RulesFile
     source: Path | None
     routes: dict[str, ModelRoute]
-    tiers: dict[str, tuple[ModelRoute, ...]]
+    tiers: dict[str, Chain]
+    """Each tier's whole chain in the file's order (weighted entries included)."""
     rules: tuple[CompiledRule, ...]
     sets: RegexSets
     targets: dict[str, Target]
     """Every name a request may use (auto, tiers, models, aliases), resolved once."""
+    splits: dict[str, Split] = field(default_factory=dict)
+    """Weighted tiers' splits (tiers without weights have none)."""
+    cascades: dict[str, Cascade] = field(default_factory=dict)
+    """Tier → its own cascade (tiers without one are absent)."""
 
     def __post_init__(self) -> None:
         self.default_tier = self.spec.default_tier
@@ -143,64 +178,157 @@ class Rules:
         header = self.spec.priority.header
         self.priority_header = header.lower() if header else None
         self.valid_names = sorted(self.targets)
+        self.sticky_sources = StickySources(self.spec.routing.sticky)
+        self.uses_sticky = bool(self.splits) or any(rule.gate is not None for rule in self.rules)
+        self.rule_cascades = {rule.name: rule.cascade for rule in self.rules if rule.cascade is not None}
 
-    def decide(self, request: Chat, headers: Mapping[str, str] | None = None) -> Decision:
-        """Route one request. `headers` must have lower-case names (ASGI gives them so)."""
+    def decide(
+        self, request: Chat, headers: Mapping[str, str] | None = None, key: str | None = None
+    ) -> Decision:
+        """Route one request. `headers` must have lower-case names (ASGI gives them so); `key`
+        is the router key's name (a `routing.sticky` source)."""
         features = measure(request, headers or {})
         target = self.targets.get(request.model)
         if target is None:
             raise UnknownModelError(request.model, self.valid_names)
+        sticky = self.sticky_sources.read(features, key) if self.uses_sticky else NOT_READ
         if target.kind == AUTO:
-            return self._by_rules(request.model, features)
-        what = "tier" if target.kind == "tier" else "model"
+            return self._by_rules(request.model, features, sticky)
         priority, source = self._priority(features, None)
+        if target.kind == "tier":
+            chain, split = self._tier_chain(target.tier, sticky.digest)  # type: ignore[arg-type]
+            cascade = self.cascades.get(target.tier)  # type: ignore[arg-type]
+        else:
+            chain, split, cascade = target.chain, None, None
+        what = "tier" if target.kind == "tier" else "model"
         return self._finish(
             request.model,
             target.tier,
             DecisionKind.EXPLICIT,
             None,
             f"request named {what} {request.model!r}",
-            target.chain,
+            chain,
             priority,
             source,
             features,
+            sticky,
+            split,
+            cascade,
+            None,
         )
 
     def retier(self, decision: Decision, tier: str, why: str) -> Decision:
-        """The same decision moved to another tier (budget pacing, the cap's fallback tier)."""
-        candidates, skipped = fit_context(self.tiers[tier], decision.features)
+        """The same decision moved to another tier (budget pacing, the cap's fallback tier,
+        a key's allowed tiers): the new tier's split, by the same sticky id, and the new
+        tier's cascade — except that a rule's own cascade is kept while its `to` is not the
+        new tier (the rule asked for its requests to be validated, whichever tier answers),
+        and a request that named a model stays without one."""
+        chain, split = self._tier_chain(tier, decision.sticky_digest)
+        candidates, skipped = fit_context(chain, decision.features)
+        cascade = decision.cascade
+        from_rule = cascade is not None and cascade is self.rule_cascades.get(decision.rule_name or "")
+        if not (from_rule and cascade.to != tier):  # type: ignore[union-attr]
+            target = self.targets.get(decision.requested_model)
+            cascade = None if target is not None and target.kind == "model" else self.cascades.get(tier)
         return replace(
-            decision, tier=tier, why=f"{decision.why}; then {why}", candidates=candidates, skipped=skipped
+            decision,
+            tier=tier,
+            why=f"{decision.why}; then {why}",
+            candidates=candidates,
+            skipped=skipped,
+            split=split,
+            cascade=cascade,
         )
 
-    def _by_rules(self, requested: str, features: Features) -> Decision:
+    def escalate(self, decision: Decision, failure_text: str) -> Decision:
+        """The decision sent on to its cascade's `to` tier after a failed validation: that
+        tier's split (same sticky id) and that tier's own cascade. `failure_text` (e.g.
+        `Failure.header()`) must hold no prompt or answer text: it goes into `why`."""
+        if decision.cascade is None:
+            raise ValueError("the decision has no cascade to escalate along")
+        tier = decision.cascade.to
+        chain, split = self._tier_chain(tier, decision.sticky_digest)
+        candidates, skipped = fit_context(chain, decision.features)
+        return replace(
+            decision,
+            tier=tier,
+            why=f"{decision.why}; escalated: {failure_text}",
+            candidates=candidates,
+            skipped=skipped,
+            split=split,
+            cascade=self.cascades.get(tier),
+        )
+
+    def cascade_path(self, decision: Decision) -> tuple[Chain, ...]:
+        """The candidate chains (after `fit_context`) of every escalation the decision could
+        take, in order: its cascade's `to` tier, then that tier's cascade's, and so on (the
+        loader rejects cycles). Empty without a cascade. The decision's own candidates are
+        not included. For the budget reservation."""
+        path: list[Chain] = []
+        cascade = decision.cascade
+        seen: set[str] = set()
+        while cascade is not None and cascade.to not in seen:
+            seen.add(cascade.to)
+            chain, _ = self._tier_chain(cascade.to, decision.sticky_digest)
+            path.append(fit_context(chain, decision.features)[0])
+            cascade = self.cascades.get(cascade.to)
+        return tuple(path)
+
+    def _tier_chain(self, tier: str, digest: bytes) -> tuple[Chain, str | None]:
+        """The tier's chain for this sticky digest: its split's pick first, if it has a split."""
+        split = self.splits.get(tier)
+        if split is None:
+            return self.tiers[tier], None
+        return split.pick(digest)
+
+    def _by_rules(self, requested: str, features: Features, sticky: Sticky) -> Decision:
         ctx = Context(features, self.sets)
+        exposure: Exposure | None = None
         for rule in self.rules:
-            if rule.predicate.test(ctx):
-                priority, source = self._priority(features, rule.priority)
-                why = "; ".join(rule.predicate.why(ctx))
-                return self._finish(
-                    requested,
-                    rule.tier,
-                    DecisionKind.AUTO,
-                    rule.name,
-                    why,
-                    self.tiers[rule.tier],
-                    priority,
-                    source,
-                    features,
-                )
+            if not rule.predicate.test(ctx):
+                continue
+            if rule.gate is not None:
+                admitted, seen = rule.gate.admit(sticky.digest)
+                if exposure is None:
+                    exposure = seen
+                if not admitted:
+                    continue
+            priority, source = self._priority(features, rule.priority)
+            why = "; ".join(rule.predicate.why(ctx))
+            if rule.gate is not None:
+                why = f"{why}; {rule.gate.text}"
+            chain, split = self._tier_chain(rule.tier, sticky.digest)
+            return self._finish(
+                requested,
+                rule.tier,
+                DecisionKind.AUTO,
+                rule.name,
+                why,
+                chain,
+                priority,
+                source,
+                features,
+                sticky,
+                split,
+                rule.cascade or self.cascades.get(rule.tier),
+                exposure,
+            )
         priority, source = self._priority(features, None)
+        chain, split = self._tier_chain(self.default_tier, sticky.digest)
         return self._finish(
             requested,
             self.default_tier,
             DecisionKind.DEFAULT,
             None,
             "no rule matched",
-            self.tiers[self.default_tier],
+            chain,
             priority,
             source,
             features,
+            sticky,
+            split,
+            self.cascades.get(self.default_tier),
+            exposure,
         )
 
     def _priority(self, features: Features, rule_priority: Priority | None) -> tuple[Priority, str]:
@@ -224,43 +352,31 @@ class Rules:
         kind: DecisionKind,
         rule_name: str | None,
         why: str,
-        chain: tuple[ModelRoute, ...],
+        chain: Chain,
         priority: Priority,
         priority_source: str,
         features: Features,
+        sticky: Sticky,
+        split: str | None,
+        cascade: Cascade | None,
+        exposure: Exposure | None,
     ) -> Decision:
         candidates, skipped = fit_context(chain, features)
         return Decision(
-            requested_model=requested,
-            tier=tier,
-            kind=kind,
-            rule_name=rule_name,
-            why=why,
-            candidates=candidates,
-            priority=priority,
-            priority_source=priority_source,
-            features=features,
-            skipped=skipped,
+            requested,
+            tier,
+            kind,
+            rule_name,
+            why,
+            candidates,
+            priority,
+            priority_source,
+            features,
+            skipped,
+            cascade,
+            exposure.experiment if exposure is not None else None,
+            exposure.arm if exposure is not None else None,
+            sticky.source,
+            split,
+            sticky.digest,
         )
-
-
-def fit_context(
-    chain: tuple[ModelRoute, ...], features: Features
-) -> tuple[tuple[ModelRoute, ...], tuple[tuple[str, str], ...]]:
-    """Drop models whose context window cannot hold the conversation plus the requested output.
-
-    The token count is an estimate, so this only removes models that are clearly too small;
-    if it would remove every model, the chain is kept whole and the providers decide.
-    """
-    needed = features.conversation_tokens + (features.max_tokens or 0)
-    if all(route.context_window is None or route.context_window >= needed for route in chain):
-        return chain, ()
-    kept = tuple(r for r in chain if r.context_window is None or r.context_window >= needed)
-    if not kept:
-        return chain, ()
-    skipped = tuple(
-        (r.name, f"context window {r.context_window} < ~{needed} tokens needed")
-        for r in chain
-        if r not in kept
-    )
-    return kept, skipped

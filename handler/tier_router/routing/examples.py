@@ -26,6 +26,11 @@ class Expect(BaseModel):
     rule: str | None = None
     priority: Priority | None = None
     model: str | None = Field(default=None, description="the first model of the chain")
+    arm: str | None = Field(
+        default=None,
+        description='the exposure: "<experiment>/<arm>", "rollout:<rule>/in" or "none" (give the'
+        " example a sticky id: a header, a user or a key, or it is placed at random)",
+    )
 
 
 class Example(BaseModel):
@@ -36,6 +41,7 @@ class Example(BaseModel):
     system: str | None = None
     request: dict[str, Any] | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    key: str | None = Field(default=None, description="the router key's name (a sticky source)")
     expect: Expect
 
     @model_validator(mode="after")
@@ -94,7 +100,7 @@ def run_example(rules: Rules, example: Example) -> Outcome:
         return Outcome(example, None, (f"invalid request: {exc.errors()[0]['msg']}",))
     headers = {k.lower(): v for k, v in example.headers.items()}
     try:
-        decision = rules.decide(request, headers)
+        decision = rules.decide(request, headers, key=example.key)
     except UnknownModelError as exc:
         return Outcome(example, None, (str(exc),))
     expect = example.expect
@@ -103,6 +109,7 @@ def run_example(rules: Rules, example: Example) -> Outcome:
         "rule": decision.label,
         "priority": decision.priority,
         "model": decision.candidates[0].name,
+        "arm": f"{decision.experiment}/{decision.arm}" if decision.experiment else "none",
     }
     mismatches = tuple(
         f"{key} expected {want!r}, got {got[key]!r}"

@@ -20,10 +20,11 @@ SYSTEM_ROLES = frozenset({"system", "developer"})
 JSON_FORMATS = frozenset({"json_object", "json_schema"})
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class Features:
     """Read-only by convention (built once per request; a frozen dataclass costs ~9x more
-    to build, and this is built on every request)."""
+    to build, and this is built on every request). Its repr shows the measurements only:
+    never texts, headers, metadata or the user (a Decision's repr holds it)."""
 
     last_user_text: str
     system_text: str
@@ -41,6 +42,9 @@ class Features:
     headers: Mapping[str, str]
     metadata: Mapping[str, str]
     user: str | None
+
+    def __repr__(self) -> str:
+        return f"Features({self.as_dict()!r})"
 
     def as_dict(self) -> dict[str, Any]:
         """Numbers and flags only: safe to log and to return to clients."""

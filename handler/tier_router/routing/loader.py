@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
@@ -18,31 +17,15 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tier_router.errors import ConfigError
+from tier_router.routing.cascades import cascade_problems, compile_cascades
 from tier_router.routing.conditions import RegexError, RegexSets, compile_condition
 from tier_router.routing.engine import AUTO, CompiledRule, ModelRoute, Rules, Target
+from tier_router.routing.experiments import build_arms, build_gate, gate_problems
+from tier_router.routing.problem import Problem, RulesError, unknown
+from tier_router.routing.splits import build_split, split_problems
 from tier_router.schema import RulesFile
 
-
-@dataclass(frozen=True)
-class Problem:
-    where: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.reason}" if self.where else self.reason
-
-
-class RulesError(ConfigError):
-    """The rules file is invalid. `problems` lists each one; str() is ready to print."""
-
-    def __init__(self, path: Path | str, problems: list[Problem], kind: str = "rules file") -> None:
-        self.path = str(path)
-        self.problems = problems
-        lines = [f"{self.path}: {problem}" for problem in problems]
-        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        head = f"invalid {kind} {self.path} ({count})"
-        super().__init__("\n".join([head, *lines]))
+__all__ = ["Problem", "RulesError", "load_rules", "parse_rules", "pydantic_problem", "read_yaml", "unknown"]
 
 
 class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -193,12 +176,30 @@ def locate(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
             name = rules[loc[1]].get("name")
         head = f"rule {name!r} (#{loc[1] + 1})" if name else f"rule #{loc[1] + 1}"
         return join_loc(head, loc[2:])
-    section_names = {"providers": "provider", "models": "model"}
+    section_names = {"providers": "provider", "models": "model", "experiments": "experiment"}
     if len(loc) >= 2 and loc[0] in section_names:
         return join_loc(f"{section_names[loc[0]]} {loc[1]!r}", loc[2:])
+    if len(loc) >= 2 and loc[0] == "validators":
+        return join_loc(f"validator {loc[1]!r}", loc[2:])
     if len(loc) >= 2 and loc[0] == "tiers":
-        return join_loc(f"tier {loc[1]!r}", loc[2:])
+        return join_loc(f"tier {loc[1]!r}", tier_loc(loc[1], loc[2:], raw))
     return join_loc("", loc)
+
+
+def tier_loc(tier: Any, rest: tuple[Any, ...], raw: dict[str, Any]) -> tuple[Any, ...]:
+    """A tier's error path as the file wrote it: the list form has no `models` key, and a bare
+    model name no `model` key (`tier 'x'[1]`, `tier 'x': models[1].weight`)."""
+    tiers = raw.get("tiers")
+    written = tiers.get(tier) if isinstance(tiers, dict) else None
+    if len(rest) >= 2 and rest[0] == "models" and isinstance(rest[1], int):
+        entries = written if isinstance(written, list) else None
+        if isinstance(written, dict) and isinstance(written.get("models"), list):
+            entries = written["models"]
+        if entries is not None and rest[1] < len(entries) and not isinstance(entries[rest[1]], dict):
+            rest = rest[:2] + tuple(part for part in rest[2:3] if part != "model") + rest[3:]
+        if isinstance(written, list):
+            rest = rest[1:]
+    return rest
 
 
 def join_loc(head: str, rest: Iterable[Any]) -> str:
@@ -223,15 +224,19 @@ def cross_check(spec: RulesFile) -> Iterable[Problem]:
         if probed is not None and (probed not in models or models[probed].provider != name):
             yield Problem(f"provider {name!r}: probe.model", f"{probed!r} is not a model of this provider")
     for tier, chain in tiers.items():
+        tier_spec = spec.tier_specs[tier]
         if not chain:
             yield Problem(f"tier {tier!r}", "empty chain: list at least one model")
         seen: set[str] = set()
         for i, model_name in enumerate(chain):
+            where = f"tier {tier!r}[{i}]" if tier_spec.listed else f"tier {tier!r}: models[{i}]"
             if model_name not in models:
-                yield Problem(f"tier {tier!r}[{i}]", unknown("model", model_name, models))
+                yield Problem(where, unknown("model", model_name, models))
             if model_name in seen:
-                yield Problem(f"tier {tier!r}[{i}]", f"model {model_name!r} is listed twice")
+                yield Problem(where, f"model {model_name!r} is listed twice")
             seen.add(model_name)
+        for reason in split_problems(tier, tier_spec):
+            yield Problem(f"tier {tier!r}", reason)
     for clash in sorted(set(tiers) & set(models)):
         yield Problem(
             f"tier {clash!r}", "a tier and a model share this name; requests could not tell them apart"
@@ -260,13 +265,8 @@ def cross_check(spec: RulesFile) -> Iterable[Problem]:
         seen_rules.add(rule.name)
         if rule.tier not in tiers:
             yield Problem(f"{where}: tier", unknown("tier", rule.tier, tiers))
-
-
-def unknown(kind: str, name: str, known: Iterable[str]) -> str:
-    names = sorted(known)
-    hint = difflib.get_close_matches(name, names, n=1)
-    suffix = f"; did you mean {hint[0]!r}?" if hint else ""
-    return f"unknown {kind} {name!r} (known: {', '.join(names)}){suffix}"
+    for where, reason in (*cascade_problems(spec), *gate_problems(spec.rules, spec.experiments)):
+        yield Problem(where, reason)
 
 
 # --- compilation -------------------------------------------------------------------------
@@ -298,6 +298,13 @@ def compile_rules(spec: RulesFile, source: Path) -> Rules:
         for name, model in spec.models.items()
     }
     tiers = {tier: tuple(routes[m] for m in chain) for tier, chain in spec.tiers.items()}
+    splits = {
+        tier: split
+        for tier, tier_spec in spec.tier_specs.items()
+        if (split := build_split(tier, tier_spec, routes)) is not None
+    }
+    cascades, rule_cascades = compile_cascades(spec)
+    arms = {name: build_arms(name, experiment) for name, experiment in spec.experiments.items()}
     sets = RegexSets()
     compiled: list[CompiledRule] = []
     problems: list[Problem] = []
@@ -307,7 +314,10 @@ def compile_rules(spec: RulesFile, source: Path) -> Rules:
         except RegexError as exc:
             problems.append(Problem(f"rule {rule.name!r} (#{i + 1}): {exc.where or 'when'}", str(exc)))
             continue
-        compiled.append(CompiledRule(rule.name, rule.tier, predicate, rule.priority))
+        gate = build_gate(rule, arms)
+        compiled.append(
+            CompiledRule(rule.name, rule.tier, predicate, rule.priority, gate, rule_cascades.get(rule.name))
+        )
     try:
         sets.compile()
     except RegexError as exc:
@@ -315,7 +325,7 @@ def compile_rules(spec: RulesFile, source: Path) -> Rules:
     if problems:
         raise RulesError(source, problems)
     targets = build_targets(spec, routes, tiers)
-    return Rules(spec, source, routes, tiers, tuple(compiled), sets, targets)
+    return Rules(spec, source, routes, tiers, tuple(compiled), sets, targets, splits, cascades)
 
 
 def build_targets(

@@ -2,6 +2,7 @@
 
     common      Strict (unknown keys are errors), Name, Usd, Priority, usd_to_micro
     routing     providers (retries), models, prices, conditions, rules, priority, breakers
+    quality     weighted tiers, cascades, experiments, rollouts, sticky sources
     spend       budgets (pacing, hard cap), limits, cache
     rules_file  RulesFile: the whole file, and the defaults that need all of it
 
@@ -29,6 +30,7 @@ from tier_router.schema.common import (
     Usd,
     usd_to_micro,
 )
+from tier_router.schema.quality import CascadeSpec, Experiment, TierSpec, WeightedModel
 from tier_router.schema.routing import (
     Breakers,
     Condition,
@@ -67,7 +69,9 @@ __all__ = [
     "CacheConfig",
     "CacheOverride",
     "CachePolicy",
+    "CascadeSpec",
     "Condition",
+    "Experiment",
     "HeaderTest",
     "HealthCheck",
     "KeyId",
@@ -88,9 +92,11 @@ __all__ = [
     "Rule",
     "RulesFile",
     "Strict",
+    "TierSpec",
     "Timeouts",
     "Usd",
     "ValueTest",
+    "WeightedModel",
     "derive_downgrade",
     "usd_to_micro",
 ]

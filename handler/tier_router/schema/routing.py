@@ -21,6 +21,13 @@ from tier_router.schema.common import (
     Strict,
     WindowSeconds,
 )
+from tier_router.schema.quality import (
+    STICKY_DEFAULT,
+    CascadeSpec,
+    StickySource,
+    check_sticky,
+    percent_to_buckets,
+)
 
 
 class Timeouts(Strict):
@@ -232,6 +239,35 @@ class Rule(Strict):
         default=None, description="priority for requests that do not state their own"
     )
     description: str | None = None
+    rollout: float | None = Field(
+        default=None,
+        description='"10%", "2.5%" or a number: the rule applies to that sticky share of the requests it'
+        " matches; the rest go on to the next rules",
+    )
+    arm: str | None = Field(
+        default=None,
+        max_length=257,
+        description="<experiment>/<arm>: the rule applies only to requests in that arm",
+    )
+    cascade: CascadeSpec | None = Field(
+        default=None, description="replaces the tier's cascade for the requests this rule routes"
+    )
+
+    @field_validator("arm")
+    @classmethod
+    def _experiment_and_arm(cls, value: str | None) -> str | None:
+        if value is not None and ("/" not in value.strip("/") or value != value.strip()):
+            raise ValueError(f"give <experiment>/<arm>, e.g. cheap-chat/control (got {value!r})")
+        return value
+
+    @field_validator("rollout", mode="before")
+    @classmethod
+    def _percent(cls, value: object) -> object:
+        """`10%` → 10.0, checked: more than 0, at most 100, no finer than 0.01%."""
+        if value is None:
+            raise ValueError("empty value: give a percentage, or remove the key")
+        percent_to_buckets(value)
+        return float(value.strip().removesuffix("%")) if isinstance(value, str) else value
 
 
 class PrioritySource(Strict):
@@ -263,6 +299,18 @@ class Routing(Strict):
         description="one deadline for reaching an answer across every attempt, retry and wait (a"
         " stream's, for its first content): no candidate is started, and no attempt runs, past it",
     )
+    sticky: list[StickySource] = Field(
+        default_factory=lambda: list(STICKY_DEFAULT),
+        max_length=16,
+        description="where a request's sticky id comes from (weighted splits, rollouts, experiments),"
+        " first present wins: header:<name>, user, metadata:<key>, key (the router key's name);"
+        " none present: the request is placed at random (not sticky)",
+    )
+
+    @field_validator("sticky")
+    @classmethod
+    def _sticky_sources(cls, value: list[str]) -> list[str]:
+        return check_sticky(value)
 
 
 MAX_BACKOFF = 10.0

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from tier_router.schema.common import Name, Strict
+from tier_router.schema.quality import Experiment, TierSpec, ValidatorEntry
 from tier_router.schema.routing import Breakers, Model, PrioritySource, Provider, Routing, Rule
 from tier_router.schema.spend import BudgetConfig, CacheConfig, RateLimitConfig, derive_downgrade
 
@@ -15,7 +16,12 @@ class RulesFile(Strict):
     version: Literal[1] = 1
     providers: dict[Name, Provider] = Field(min_length=1)
     models: dict[Name, Model] = Field(min_length=1)
-    tiers: dict[Name, list[Name]] = Field(min_length=1)
+    tier_specs: dict[Name, TierSpec] = Field(
+        alias="tiers",
+        min_length=1,
+        description="tier → its models (a list, or {models: [...], cascade: {...}}); read the chains"
+        " of model names as `tiers`",
+    )
     default_tier: Name
     aliases: dict[Name, Name] = Field(
         default_factory=dict, description="extra request model names → 'auto', a tier or a model"
@@ -26,7 +32,22 @@ class RulesFile(Strict):
     budgets: BudgetConfig = BudgetConfig()
     limits: RateLimitConfig = RateLimitConfig()
     cache: CacheConfig = CacheConfig()
+    validators: dict[Name, ValidatorEntry] = Field(
+        default_factory=dict, description="configured validators, usable by name in a cascade's `on:`"
+    )
+    experiments: dict[Name, Experiment] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=list)
+    _tiers: dict[str, list[str]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def tiers(self) -> dict[str, list[str]]:
+        """Tier → its model names in the file's order (weights and cascades: `tier_specs`)."""
+        return self._tiers
+
+    @model_validator(mode="after")
+    def _tier_names(self) -> RulesFile:
+        self._tiers = {tier: spec.names for tier, spec in self.tier_specs.items()}
+        return self
 
     @model_validator(mode="after")
     def _derive_pacing(self) -> RulesFile:
@@ -35,8 +56,8 @@ class RulesFile(Strict):
         pacing = self.budgets.pacing
         if pacing.downgrade is None:
             prices = {
-                tier: [self.models[m].price for m in chain if m in self.models]
-                for tier, chain in self.tiers.items()
+                tier: [self.models[m].price for m in spec.names if m in self.models]
+                for tier, spec in self.tier_specs.items()
             }
             derived = pacing.model_copy(update={"downgrade": derive_downgrade(prices)})
             # Still inside validation, before anyone holds the object: set the frozen field.
