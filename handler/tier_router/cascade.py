@@ -22,13 +22,14 @@ One deadline covers the cascade: each tier's attempts run within what is left of
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from tier_router.fallback import AllCandidatesFailed, Attempt, UpstreamClientError
 from tier_router.forwarder import Completion, Forwarder
 from tier_router.routing.engine import Decision, ModelRoute, Rules
-from tier_router.validators import Ask, Failure, Reply, Validator, validate
+from tier_router.validators import Ask, Cascade, Failure, Reply, Validator, validate
 from tier_router.validators.schemas import is_compiled
 
 
@@ -84,10 +85,12 @@ async def complete(
     price: Any,
     decision: Decision,
     body: dict[str, Any],
+    allowed: Collection[str] | None = None,
 ) -> Cascaded:
     """Forward `body` as `decision` says, then follow its cascade while answers fail.
-    `price(route, usage) -> int | None`. Raises what `Forwarder.complete` raises for the
-    first tier only: once an answer is in hand, the request is answered."""
+    `price(route, usage) -> int | None`; `allowed`: the tiers the caller's router key may use
+    (None: any) — a cascade never escalates past them. Raises what `Forwarder.complete` raises
+    for the first tier only: once an answer is in hand, the request is answered."""
     ends = forwarder.deadline()
     completion = await forwarder.complete(decision, body, ends=ends)
     attempts = list(completion.attempts)
@@ -99,7 +102,7 @@ async def complete(
     while cascade is not None:
         ask = ask or Ask.of(body)
         failure = await checked(cascade.checks, Reply.of(completion.data), ask)
-        if failure is None:
+        if failure is None or not may_escalate(cascade, allowed):
             break
         escalated = rules.escalate(decision, failure.header())
         try:
@@ -120,6 +123,12 @@ async def complete(
         if cascade is None:  # the last tier: its answer is served; say if it fails the same checks
             failure = await checked(checks, Reply.of(completion.data), ask)
     return Cascaded(decision, completion, steps, escalations, failure, attempts)
+
+
+def may_escalate(cascade: Cascade, allowed: Collection[str] | None) -> bool:
+    """A router key limited to some tiers is never escalated to another: its answer is served
+    with its failure said, as when the escalation tier cannot answer."""
+    return allowed is None or cascade.to in allowed
 
 
 async def checked(checks: tuple[Validator, ...], reply: Reply, ask: Ask) -> Failure | None:

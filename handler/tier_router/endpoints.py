@@ -62,6 +62,7 @@ async def caller(request: Request, gateway: Gateway, exchange: Exchange) -> KeyR
 async def chat(request: Request, gateway: Gateway, exchange: Exchange) -> Response:
     record = await caller(request, gateway, exchange)
     key_id = exchange.line.key
+    exchange.tiers = tuple(record.tiers) if record is not None and record.tiers else None
     body = await read_json(
         request.headers, request.receive, gateway.body_limits, timed="aws.event" not in request.scope
     )
@@ -127,7 +128,8 @@ async def complete(
         else:
             exchange.line.cascade = decision.cascade.to
             price = gateway.spend.price
-            done = await cascade.complete(gateway.forwarder, gateway.rules, price, decision, body)
+            allowed = exchange.tiers
+            done = await cascade.complete(gateway.forwarder, gateway.rules, price, decision, body, allowed)
             completion, attempts = done.completion, done.attempts
             for escalation, to in zip(done.escalations, done.steps[1:], strict=True):
                 exchange.escalate(escalation, to)

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tier_router.admission import SpendControls
-from tier_router.cascade import Escalation, checked
+from tier_router.cascade import Escalation, checked, may_escalate
 from tier_router.fallback import AllCandidatesFailed, UpstreamClientError
 from tier_router.gateway import Gateway
 from tier_router.lifecycle import Exchange
@@ -212,6 +212,10 @@ async def held_stream(
         try:
             with gateway.disconnects.request(request.scope, request.receive):
                 failure = await held.verdict(ask, complete=lambda: exchange.line.outcome is Outcome.OK)
+                if failure is not None and not may_escalate(cascade, exchange.tiers):
+                    served, failure = failure, None
+                    exchange.line.validation = served.header()
+                    await held.rest()
                 if failure is not None:
                     escalated = rules.escalate(decision, failure.header())
                     try:

@@ -79,6 +79,8 @@ class Exchange:
     cost: int | None = None
     completion: dict[str, Any] | None = None
     """A complete non-streamed answer, which the response cache may store."""
+    tiers: tuple[str, ...] | None = None
+    """The tiers the caller's router key may use (None: any): a cascade stays within them."""
     prior_cost: int | None = 0
     """What the answers a cascade escalated cost (micro-dollars; None when one came without
     usage): `finish` adds it to `cost`, the served answer's, before settling."""

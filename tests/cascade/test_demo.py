@@ -40,8 +40,6 @@ WEATHER = {
 def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
     workdir = tmp_path_factory.mktemp("demo")
     rules = yaml.safe_load(DEMO.read_text())
-    cascade = rules["tiers"]["budget"]["cascade"]
-    cascade["on"] = cascade.pop(True)  # YAML 1.1 reads the key `on` as True; the router knows
     with running_router(workdir, rules, key=ROUTER_KEY, store_url=sqlite_url(workdir)) as router:
         yield router
 

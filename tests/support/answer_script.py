@@ -214,7 +214,10 @@ class AnswerStack:
 
 @contextlib.contextmanager
 def answer_stack(
-    workdir: Path, rules: Callable[[str], dict[str, Any]], store_url: str | None = None
+    workdir: Path,
+    rules: Callable[[str], dict[str, Any]],
+    store_url: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[AnswerStack]:
     """The real router (`tier-router serve`, SQLite store unless `store_url`, logging on) in
     front of an AnswerScript; `rules(url)` builds its rules file."""
@@ -225,6 +228,6 @@ def answer_stack(
     app = AnswerScript()
     with run_uvicorn_in_thread(app) as url:
         store = store_url or sqlite_url(workdir)
-        env = {PROVIDER_KEY_ENV: PROVIDER_KEY, **store_env(store)}
-        with running_router(workdir, rules(url), key=ROUTER_KEY, store_url=store, env=env) as router:
+        full_env = {PROVIDER_KEY_ENV: PROVIDER_KEY, **store_env(store), **(env or {})}
+        with running_router(workdir, rules(url), key=ROUTER_KEY, store_url=store, env=full_env) as router:
             yield AnswerStack(app, router)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tier_router.errors import RouterError
 from tier_router.validators import schemas
 from tier_router.validators.base import Ask, Choice, Validator
 
@@ -25,7 +26,7 @@ VALUE_STARTS = frozenset('{["-0123456789')
 LITERALS = ("true", "false", "null")
 
 
-class NotJson(ValueError):
+class NotJson(RouterError, ValueError):
     """A constant Python reads but JSON has not (NaN, Infinity)."""
 
 

@@ -45,6 +45,7 @@ from typing import Any
 
 import re2
 
+from tier_router.errors import RouterError
 from tier_router.validators import regex
 
 log = logging.getLogger("tier_router.validators")
@@ -62,7 +63,7 @@ SAFE_NAME = re2.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")
 NAME_TOKEN = re2.compile(r"\.([^.\[]*)|\[([^\]]*)\]")
 
 
-class Uncheckable(Exception):
+class Uncheckable(RouterError):
     """The schema cannot be checked (reason: a short fixed phrase, no schema content)."""
 
 
