@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--rules", type=Path, help="rules file (default: $TIER_ROUTER_RULES or rules/router.yaml)"
     )
+    explain.add_argument(
+        "--key", help="the router key's name the request comes with (places it in splits and experiments)"
+    )
     explain.add_argument("--json", action="store_true", help="print the decision as one JSON object")
     explain.add_argument(
         "--store", help="state store URL to show breaker states (default: $TIER_ROUTER_STORE, if set)"
@@ -325,7 +328,7 @@ def run_explain(args: argparse.Namespace) -> int:
         print(f"invalid request: {message}", file=sys.stderr)
         return 2
     try:
-        decision = rules.decide(request, headers)
+        decision = rules.decide(request, headers, key=args.key)
     except UnknownModelError as exc:
         print(exc, file=sys.stderr)
         return 1
