@@ -93,6 +93,13 @@ class Admission:
         self.downgrade_reason = reason
 
 
+def escalates(decision: Decision, body: dict[str, Any]) -> bool:
+    """Whether the request may be escalated by a cascade: a streamed answer is checked (and may
+    be escalated) only when its cascade holds the stream back."""
+    cascade = decision.cascade
+    return cascade is not None and (not body.get("stream") or cascade.hold_stream)
+
+
 class SpendControls:
     """One per process: rate limiter, budget guard, ledger and cache over the shared store."""
 
@@ -201,6 +208,8 @@ class SpendControls:
         for _ in range(2):  # the second pass is the `on_cap: tier:<name>` retry
             decision = admission.decision
             worst = 0 if billed is None else guard.reservation(decision.candidates, billed)
+            if billed is not None and escalates(decision, body):  # every tier the cascade may ask
+                worst += sum(guard.reservation(chain, billed) for chain in self.rules.cascade_path(decision))
             try:
                 outcome = await guard.reserve(admission.key_id, worst, holder=admission.request_id)
             except StoreError as exc:

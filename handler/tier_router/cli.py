@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tier_router import cli_text
 from tier_router.settings import Settings, configured_store_url, default_rules_path
 
 
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument(
         "--rules", type=Path, help="rules file (default: $TIER_ROUTER_RULES or rules/router.yaml)"
+    )
+    explain.add_argument(
+        "--key", help="the router key's name the request comes with (places it in splits and experiments)"
     )
     explain.add_argument("--json", action="store_true", help="print the decision as one JSON object")
     explain.add_argument(
@@ -225,7 +229,7 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data))
     else:
-        print(render_status(data))
+        print(cli_text.render_status(data))
     return 0
 
 
@@ -247,34 +251,6 @@ def run_probe(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(summary(results)) if args.json else render(results))
     return 0 if all(r.healthy for r in results) else 1
-
-
-def render_status(data: dict[str, Any]) -> str:
-    from tier_router.spend.results import table
-
-    spend = data["spend"]
-    lines = [
-        f"day       {spend['day']} (UTC budget day)",
-        f"spend     ${spend['total_usd']} over {spend['requests']} requests"
-        f" ({spend['cache_hits']} cache hits)",
-    ]
-    results = spend.get("results") or {}
-    for title, dim, money in (
-        ("by tier", "tier", "by_tier"),
-        ("by rule", "rule", "by_rule"),
-        ("by model", "model", "by_model"),
-        ("by arm", "arm", None),
-        ("by key", "key", "by_key"),
-    ):
-        rows = results.get(dim) or {n: {"cost_usd": usd} for n, usd in spend.get(money or "", {}).items()}
-        if rows:
-            lines.extend(table(title, rows))
-    for scope, budget in (data.get("budgets") or {}).items():
-        lines.append(f"budget    {scope}: {json.dumps(budget)}")
-    lines.append("breakers")
-    for model, state in data["breakers"].items():
-        lines.append(f"  {model:<28} provider {state['provider']:<9} model {state['model']}")
-    return "\n".join(lines)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -352,7 +328,7 @@ def run_explain(args: argparse.Namespace) -> int:
         print(f"invalid request: {message}", file=sys.stderr)
         return 2
     try:
-        decision = rules.decide(request, headers)
+        decision = rules.decide(request, headers, key=args.key)
     except UnknownModelError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -364,7 +340,7 @@ def run_explain(args: argparse.Namespace) -> int:
                 entry["breakers"] = states.get(entry["model"])
         print(json.dumps(data, ensure_ascii=False))
     else:
-        print(render_decision(decision, states))
+        print(cli_text.render_decision(decision, states))
     return 0
 
 
@@ -415,39 +391,6 @@ def parse_headers(pairs: list[str]) -> dict[str, str]:
             raise ValueError(f"--header expects NAME=VALUE, got {pair!r}")
         headers[name.strip().lower()] = value.strip()
     return headers
-
-
-def render_decision(decision: Any, states: dict[str, dict[str, str]] | None = None) -> str:
-    lines = [
-        f"rule      {decision.label}",
-        f"why       {decision.why}",
-        f"tier      {decision.tier or '-'}",
-        f"priority  {decision.priority} (from {decision.priority_source})",
-    ]
-    if decision.split is not None or decision.experiment is not None:  # placed by the sticky id
-        lines += [f"split     {decision.split}"] if decision.split else []
-        lines += [f"arm       {decision.experiment}: {decision.arm}"] if decision.experiment else []
-        how = "no sticky id: placed at random" if decision.sticky == "none" else "the sticky id's source"
-        lines.append(f"sticky    {decision.sticky} ({how})")
-    if (cascade := decision.cascade) is not None:
-        checks, stream = ", ".join(c.name for c in cascade.checks), "hold" if cascade.hold_stream else "pass"
-        lines.append(f"cascade   to {cascade.to} on {checks} (stream: {stream}; from {cascade.source})")
-    lines.append("chain")
-    for i, route in enumerate(decision.candidates, 1):
-        price = route.price
-        breaker = ""
-        if states is not None and route.name in states:
-            state = states[route.name]
-            breaker = f"  breakers: provider {state['provider']}, model {state['model']}"
-        lines.append(
-            f"  {i}. {route.name:<24} {route.provider_name + '/' + route.model_id:<36}"
-            f" ${price.input:g} in / ${price.output:g} out per 1M{breaker}"
-        )
-    for name, reason in decision.skipped:
-        lines.append(f"  -  {name:<24} skipped: {reason}")
-    features = ", ".join(f"{k}={v}" for k, v in decision.features.as_dict().items())
-    lines.append(f"features  {features}")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

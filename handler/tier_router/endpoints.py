@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from tier_router import cascade
 from tier_router.admission import CACHED_MODEL_FIELD, Admission
 from tier_router.auth import check_tier
 from tier_router.aws.ssm import SSMKeySource
@@ -25,12 +26,20 @@ from tier_router.body import invalid_request, read_json
 from tier_router.errors import APIError, ClientGone, SecretsError, StoreError
 from tier_router.fallback import AllCandidatesFailed, UpstreamClientError, all_failed_error
 from tier_router.gateway import Gateway
+from tier_router.holdback import held_stream
 from tier_router.lifecycle import Exchange
 from tier_router.params import check as check_params
 from tier_router.providers.base import dumps
 from tier_router.recovery import Resume
 from tier_router.request_line import Outcome
-from tier_router.responses import answer, cost_header, decision_headers, event_stream, served_headers
+from tier_router.responses import (
+    answer,
+    cascade_headers,
+    cost_header,
+    decision_headers,
+    event_stream,
+    served_headers,
+)
 from tier_router.router_keys import KeyRecord
 from tier_router.routing.engine import Decision, UnknownModelError
 from tier_router.routing.request import parse_chat
@@ -53,10 +62,11 @@ async def caller(request: Request, gateway: Gateway, exchange: Exchange) -> KeyR
 async def chat(request: Request, gateway: Gateway, exchange: Exchange) -> Response:
     record = await caller(request, gateway, exchange)
     key_id = exchange.line.key
+    exchange.tiers = tuple(record.tiers) if record is not None and record.tiers else None
     body = await read_json(
         request.headers, request.receive, gateway.body_limits, timed="aws.event" not in request.scope
     )
-    decision = check_tier(gateway.rules, record, decide(gateway, request, body))
+    decision = check_tier(gateway.rules, record, decide(gateway, request, body, key_id))
     exchange.routed(decision)
     try:
         admission = await gateway.spend.admit(
@@ -88,7 +98,9 @@ async def chat(request: Request, gateway: Gateway, exchange: Exchange) -> Respon
         ) from None
 
 
-def decide(gateway: Gateway, request: Request, body: dict[str, Any]) -> Decision:
+def decide(gateway: Gateway, request: Request, body: dict[str, Any], key: str | None) -> Decision:
+    """The routing decision for a checked body; `key` (the router key's name) may place it
+    (`routing.sticky`)."""
     check_params(body)  # OpenAI's types and ranges: a 400 naming the param, before routing
     try:
         # read_json refused lone surrogates; check_params made the direct checks redundant
@@ -98,7 +110,7 @@ def decide(gateway: Gateway, request: Request, body: dict[str, Any]) -> Decision
     except RecursionError:
         raise APIError(400, "The request is nested too deeply.", code="invalid_request") from None
     try:
-        return gateway.rules.decide(chat, request.headers)
+        return gateway.rules.decide(chat, request.headers, key)
     except UnknownModelError as exc:
         raise APIError(404, str(exc), code="model_not_found", param="model") from None
 
@@ -106,35 +118,55 @@ def decide(gateway: Gateway, request: Request, body: dict[str, Any]) -> Decision
 async def complete(
     request: Request, gateway: Gateway, exchange: Exchange, body: dict[str, Any], headers: dict[str, str]
 ) -> Response:
-    assert exchange.decision is not None
+    decision = exchange.decision
+    assert decision is not None
+    failure = None  # the served answer's own validation failure
     with gateway.disconnects.request(request.scope, request.receive):
-        completion = await gateway.forwarder.complete(exchange.decision, body)
-    exchange.served_by(completion.route, completion.attempts)
+        if decision.cascade is None:
+            completion = await gateway.forwarder.complete(decision, body)
+            attempts = completion.attempts
+        else:
+            exchange.line.cascade = decision.cascade.to
+            price = gateway.spend.price
+            allowed = exchange.tiers
+            done = await cascade.complete(gateway.forwarder, gateway.rules, price, decision, body, allowed)
+            completion, attempts = done.completion, done.attempts
+            for escalation, to in zip(done.escalations, done.steps[1:], strict=True):
+                exchange.escalate(escalation, to)
+            headers.update(cascade_headers(done.escalations, done.failure, done.decision))
+            failure = done.failure
+            if failure is not None:
+                exchange.line.validation = failure.header()
+    exchange.served_by(completion.route, attempts)
     exchange.usage = usage = completion.data.get("usage")
     exchange.cost = cost = gateway.spend.price(completion.route, usage)
-    exchange.completion = completion.data
+    exchange.completion = completion.data if failure is None else None  # never cache a failed answer
     exchange.ended(Outcome.OK, 200)
-    headers.update(served_headers(completion.route, completion.attempts))
+    headers.update(served_headers(completion.route, attempts))
     headers.update(completion.headers)
-    headers.update(cost_header(cost))
+    headers.update(cost_header(exchange.total_cost(cost)))
     return answer(completion.raw if completion.raw is not None else dumps(completion.data), headers)
 
 
 async def stream(
     request: Request, gateway: Gateway, exchange: Exchange, body: dict[str, Any], headers: dict[str, str]
 ) -> Response:
-    assert exchange.decision is not None
+    decision = exchange.decision
+    assert decision is not None
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    ends = gateway.forwarder.deadline()
     with gateway.disconnects.request(request.scope, request.receive):
-        opened = await gateway.forwarder.open_stream(exchange.decision, body, include_usage)
+        opened = await gateway.forwarder.open_stream(decision, body, include_usage, ends=ends)
     exchange.stream = opened  # from here on, lifecycle closes it whatever happens
     n = body.get("n")
     opened.state.choices = n if type(n) is int and n > 1 else 1
     exchange.served_by(opened.route, opened.attempts)
     headers.update(served_headers(opened.route, opened.attempts))
     headers.update(opened.headers)
+    if decision.cascade is not None and decision.cascade.hold_stream:
+        return await held_stream(request, gateway, exchange, body, headers, include_usage, ends)
     limit = gateway.rules.spec.routing.max_stream_recoveries
-    resume = Resume(gateway.forwarder, gateway.spend, exchange.decision, body, include_usage, limit)
+    resume = Resume(gateway.forwarder, gateway.spend, decision, body, include_usage, limit)
     return event_stream(exchange, opened, gateway.spend, headers, resume)
 
 
@@ -175,7 +207,7 @@ async def explain(request: Request) -> Response:
     body = await read_json(
         request.headers, request.receive, gateway.body_limits, timed="aws.event" not in request.scope
     )
-    decision = decide(gateway, request, body)
+    decision = decide(gateway, request, body, request.scope[EXCHANGE].line.key)
     data = decision.as_dict()
     if gateway.breakers is not None:
         try:

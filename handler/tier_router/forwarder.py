@@ -191,16 +191,18 @@ class Forwarder:
         self._timeouts: dict[str, dict[str, float]] = {}
         self._transports: dict[httpx.URL, httpx.AsyncBaseTransport] = {}
 
-    async def complete(self, decision: Decision, body: dict[str, Any]) -> Completion:
-        served = await self.serve(decision, body, self._plain)
+    async def complete(
+        self, decision: Decision, body: dict[str, Any], *, ends: float | None = None
+    ) -> Completion:
+        served = await self.serve(decision, body, self._plain, ends=ends)
         data, raw = served.answer
         headers = upstream_headers(served.response, self.redactor)
         return Completion(served.route, data, raw, served.attempts, headers)
 
     async def open_stream(
-        self, decision: Decision, body: dict[str, Any], include_usage: bool
+        self, decision: Decision, body: dict[str, Any], include_usage: bool, *, ends: float | None = None
     ) -> OpenedStream:
-        served = await self.serve(decision, body, Streamed(include_usage, self.max_sse_line))
+        served = await self.serve(decision, body, Streamed(include_usage, self.max_sse_line), ends=ends)
         decoder, batches, held, pending = served.answer
         return OpenedStream(
             served.route,
@@ -215,7 +217,14 @@ class Forwarder:
             redactor=self.redactor,
         )
 
-    async def serve(self, decision: Decision, body: dict[str, Any], reception: Reception[A]) -> Served[A]:
+    def deadline(self) -> float:
+        """The request's deadline (`routing.deadline_s` from now) on the forwarder's clock: a
+        cascade passes it to each of its tiers, so escalating never extends it."""
+        return self.clock() + self.deadline_s
+
+    async def serve(
+        self, decision: Decision, body: dict[str, Any], reception: Reception[A], *, ends: float | None = None
+    ) -> Served[A]:
         """The candidate loop: every candidate the plan offers, until one serves — each tried
         once, or again after a refusal that may pass in a moment (`retries`). Raises
         UpstreamClientError (a refusal that is the client's fault, or a prompt too long for
@@ -224,7 +233,7 @@ class Forwarder:
         plan = await self.health.plan(decision.candidates)
         floor: ContextFloor | None = None  # set by the first context_length_exceeded
         too_long: tuple[Attempt, ModelRoute] | None = None  # the last such refusal, if nothing tried since
-        ends = self.clock() + self.deadline_s
+        ends = self.deadline() if ends is None else ends
         while (step := await plan.next()) is not None:
             route, admitted = step
             if self.clock() >= ends:  # out of time: no candidate is started past the deadline

@@ -32,7 +32,7 @@ import os
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tier_router.admission import Admission, SpendControls
 from tier_router.fallback import Attempt
@@ -41,6 +41,9 @@ from tier_router.routing.engine import Decision, ModelRoute
 from tier_router.stream import OpenedStream
 from tier_router.stream_state import add_usage
 from tier_router.telemetry import AccessLog
+
+if TYPE_CHECKING:
+    from tier_router.cascade import Escalation
 
 log = logging.getLogger("tier_router")
 
@@ -76,6 +79,11 @@ class Exchange:
     cost: int | None = None
     completion: dict[str, Any] | None = None
     """A complete non-streamed answer, which the response cache may store."""
+    tiers: tuple[str, ...] | None = None
+    """The tiers the caller's router key may use (None: any): a cascade stays within them."""
+    prior_cost: int | None = 0
+    """What the answers a cascade escalated cost (micro-dollars; None when one came without
+    usage): `finish` adds it to `cost`, the served answer's, before settling."""
     finished: bool = False
 
     @property
@@ -85,6 +93,7 @@ class Exchange:
     def routed(self, decision: Decision) -> None:
         self.decision = decision
         self.line.tier, self.line.rule, self.line.priority = decision.tier, decision.label, decision.priority
+        self.line.experiment, self.line.arm = decision.experiment, decision.arm
 
     def admitted(self, admission: Admission) -> None:
         self.admission = admission
@@ -92,6 +101,23 @@ class Exchange:
         self.line.cache = admission.cache
         self.line.downgraded_from = admission.downgraded_from
         self.line.downgrade_reason = admission.downgrade_reason
+
+    def escalate(self, escalation: Escalation, to: Decision) -> None:
+        """An answer failed its cascade's validators and `to` (another tier) answers instead."""
+        line = self.line
+        if line.escalated_from is None:
+            line.escalated_from = escalation.decision.tier or ""
+        line.escalations.append(escalation.as_dict(to.tier or ""))
+        if self.prior_cost is not None:
+            self.prior_cost = None if escalation.cost is None else self.prior_cost + escalation.cost
+        if escalation.estimated:
+            line.cost_estimated = True
+        self.decision = to
+        line.tier = to.tier
+
+    def total_cost(self, cost: int | None) -> int | None:
+        """`cost` (the served answer's) plus what escalated answers cost: for headers."""
+        return None if cost is None or self.prior_cost is None else cost + self.prior_cost
 
     def served_by(self, route: ModelRoute | None, attempts: list[Attempt]) -> None:
         self.route, self.attempts = route, attempts
@@ -159,6 +185,8 @@ class Lifecycle:
             if exchange.stream is not None:
                 await self._close_stream(exchange, exchange.stream)
             self._price(exchange)
+            if exchange.prior_cost != 0 and exchange.route is not None:  # escalated answers too
+                exchange.cost = exchange.total_cost(exchange.cost)
             if exchange.admission is not None:
                 async with self._settle_slot():
                     exchange.cost = await self.spend.settle(

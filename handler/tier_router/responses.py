@@ -7,8 +7,8 @@ usage as it arrives), and `lifecycle` does the bookkeeping once, whatever the cl
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response, StreamingResponse
 
@@ -25,6 +25,10 @@ from tier_router.spend.pricing import usd
 from tier_router.stream import OpenedStream
 from tier_router.stream_state import add_usage
 
+if TYPE_CHECKING:
+    from tier_router.cascade import Escalation
+    from tier_router.validators import Failure
+
 DONE = b"data: [DONE]\n\n"
 JSON = "application/json"
 
@@ -35,11 +39,39 @@ def error_response(exc: APIError, extra_headers: Mapping[str, str] | None = None
 
 
 def decision_headers(decision: Decision) -> dict[str, str]:
-    return {
+    headers = {
         "x-router-tier": decision.tier or "",
         "x-router-rule": decision.label,
         "x-router-priority": decision.priority,
     }
+    if decision.arm is not None:
+        headers["x-router-experiment"] = decision.experiment or ""
+        headers["x-router-arm"] = decision.arm
+    return headers
+
+
+MAX_VALIDATION_HEADER = 300
+
+
+def cascade_headers(
+    escalations: Sequence[Escalation], failure: Failure | None, served: Decision
+) -> dict[str, str]:
+    """What a cascade did: the tier the request was escalated from, and which validator failed
+    (the first escalation's, else the served answer's own failure). The tier header names the
+    tier that answered."""
+    headers = {"x-router-tier": served.tier or ""}
+    if escalations:
+        headers["x-router-escalated-from"] = escalations[0].decision.tier or ""
+        failure = escalations[0].failure
+    if failure is not None:
+        headers["x-router-validation"] = validation_header(failure)
+    return headers
+
+
+def validation_header(failure: Failure) -> str:
+    """`x-router-validation`: "validator: reason", ASCII (a header), at most 300 characters."""
+    text = failure.header()[:MAX_VALIDATION_HEADER]
+    return text.encode("ascii", "backslashreplace").decode("ascii")
 
 
 def served_headers(route: ModelRoute, attempts: list[Attempt]) -> dict[str, str]:
@@ -73,13 +105,15 @@ def event_stream(
     headers["x-accel-buffering"] = "no"
     exchange.ended(Outcome.CLIENT_GONE, 200)  # until the stream says otherwise
     return StreamingResponse(
-        _events(exchange, opened, spend, resume), headers=headers, media_type="text/event-stream"
+        answer_events(exchange, opened, spend, resume), headers=headers, media_type="text/event-stream"
     )
 
 
-async def _events(
+async def answer_events(
     exchange: Exchange, opened: OpenedStream, spend: SpendControls, resume: Resume | None
 ) -> AsyncIterator[bytes]:
+    """The SSE frames of one answer, recovered mid-stream when it can be, ending with `[DONE]`
+    or an error event; fills the exchange (outcome, usage, cost) as it goes."""
     current = opened
 
     def on_usage(chunk: dict[str, Any]) -> None:
@@ -91,8 +125,9 @@ async def _events(
             usage = add_usage(current.carried_usage, usage)
             cost = exchange.cost = None if cost is None else cost + current.carried_cost
         exchange.usage = usage
-        if cost is not None:
-            chunk["usage"] = {**usage, "cost_usd": cost / 1_000_000}
+        shown = exchange.total_cost(cost)  # with what escalated answers cost (a cascade)
+        if shown is not None:
+            chunk["usage"] = {**usage, "cost_usd": shown / 1_000_000}
 
     try:
         while True:

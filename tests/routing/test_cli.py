@@ -309,3 +309,15 @@ def test_no_command_prints_help(capsys: Capsys) -> None:
     assert code == 2
     assert "check" in out
     assert "explain" in out
+
+
+def test_explain_key_places_the_request_in_the_demo_split(capsys: Capsys) -> None:
+    demo = Path(__file__).resolve().parents[2] / "rules" / "local-demo.yaml"
+    picks = {}
+    for key in ("alice", "ivan"):
+        assert cli.main(["explain", "hello there", "--rules", str(demo), "--key", key, "--json"]) == 0
+        out = capsys.readouterr().out
+        data = json.loads(out)
+        picks[key] = (data["chain"][0]["model"], data["sticky"])
+        assert key not in out  # only a hash of the sticky id is kept
+    assert picks == {"alice": ("small", "key"), "ivan": ("tiny", "key")}

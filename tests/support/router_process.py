@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 REQUEST_ID = "x-router-request-id"
 STARTUP_TIMEOUT_S = 20.0
@@ -185,7 +186,9 @@ def start_router(
     (as TIER_ROUTER_API_KEYS); returns once `/healthz` answers."""
     workdir.mkdir(parents=True, exist_ok=True)
     rules_path = workdir / f"{name}.yaml"
-    rules_path.write_text(json.dumps(rules, indent=2))  # JSON is YAML
+    # YAML, not JSON: a rules dict read with PyYAML may hold a True key (YAML 1.1 reads `on:` as
+    # True), which JSON would turn into the string "true"; YAML writes it back as the router reads it.
+    rules_path.write_text(yaml.safe_dump(rules, sort_keys=False))
     stdout_path, stderr_path = workdir / f"{name}.stdout", workdir / f"{name}.stderr"
     port = free_port()
     command = [

@@ -159,6 +159,11 @@ class Validator:
         """The reason `choice` is unacceptable, or None."""
         raise NotImplementedError
 
+    def schemas(self, ask: Ask) -> tuple[Any, ...]:
+        """The JSON schemas `check` may compile for this request (`validators.schemas`): a
+        cascade checks a request whose schema is new off the event loop."""
+        return ()
+
     def early(self, text: str, ask: Ask) -> str | None:
         """On a held-back stream, the text so far: a reason to give up on the answer before it
         ends, or None (keep reading). Only for checks a longer answer cannot undo."""

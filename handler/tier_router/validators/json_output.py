@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tier_router.errors import RouterError
 from tier_router.validators import schemas
 from tier_router.validators.base import Ask, Choice, Validator
 
@@ -25,7 +26,7 @@ VALUE_STARTS = frozenset('{["-0123456789')
 LITERALS = ("true", "false", "null")
 
 
-class NotJson(ValueError):
+class NotJson(RouterError, ValueError):
     """A constant Python reads but JSON has not (NaN, Infinity)."""
 
 
@@ -64,6 +65,10 @@ class JsonOutput(Validator):
 
     def applies(self, ask: Ask) -> bool:
         return ask.response_format is not None and ask.response_format.get("type") in JSON_TYPES
+
+    def schemas(self, ask: Ask) -> tuple[Any, ...]:
+        schema = schema_of(ask)
+        return () if schema is None else (schema,)
 
     def check(self, choice: Choice, ask: Ask) -> str | None:
         if choice.refusal is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tier_router.errors import ConfigError
 from tier_router.validators.base import Validator
 from tier_router.validators.json_output import JsonOutput
 from tier_router.validators.length import MaxLength, MinLength
@@ -24,7 +25,7 @@ KINDS: dict[str, type[Validator]] = {
 }
 
 
-class ValidatorConfigError(ValueError):
+class ValidatorConfigError(ConfigError):
     """A validator entry of the rules file is invalid: `where` (e.g. "on[2]") and the reason."""
 
     def __init__(self, where: str, reason: str) -> None:

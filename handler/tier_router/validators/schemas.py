@@ -45,6 +45,7 @@ from typing import Any
 
 import re2
 
+from tier_router.errors import RouterError
 from tier_router.validators import regex
 
 log = logging.getLogger("tier_router.validators")
@@ -62,7 +63,7 @@ SAFE_NAME = re2.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")
 NAME_TOKEN = re2.compile(r"\.([^.\[]*)|\[([^\]]*)\]")
 
 
-class Uncheckable(Exception):
+class Uncheckable(RouterError):
     """The schema cannot be checked (reason: a short fixed phrase, no schema content)."""
 
 
@@ -115,6 +116,17 @@ def violation(schema: Any, instance: Any) -> str | None:
     """Why `instance` does not conform to `schema`, or None (also when it cannot be checked)."""
     compiled = compiled_for(schema)
     return compiled.violation(instance) if compiled is not None else None
+
+
+def is_compiled(schema: Any) -> bool:
+    """Whether checking against `schema` compiles nothing (its verdict is in the cache)."""
+    try:
+        canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        return True  # "cannot check", without compiling
+    key = hashlib.blake2b(canonical.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    with _lock:
+        return key in _cache
 
 
 def compiled_for(schema: Any) -> Compiled | None:

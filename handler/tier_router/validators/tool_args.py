@@ -9,6 +9,8 @@ it did offer is, when its name is plain (letters, digits, `_`, `-`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from tier_router.validators import schemas
 from tier_router.validators.base import Ask, Choice, Validator
 from tier_router.validators.json_output import parse
@@ -21,6 +23,9 @@ class ToolArgs(Validator):
 
     def applies(self, ask: Ask) -> bool:
         return bool(ask.tools)
+
+    def schemas(self, ask: Ask) -> tuple[Any, ...]:
+        return tuple(schema for schema in ask.tools.values() if schema is not None)
 
     def check(self, choice: Choice, ask: Ask) -> str | None:
         for index, call in enumerate(choice.tool_calls):

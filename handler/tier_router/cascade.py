@@ -1,0 +1,145 @@
+"""Cascades: check an answer before it is returned, and when it fails, ask a better tier.
+
+A decision may carry a `validators.Cascade` (from its rule, or its tier): after the chain
+answers, the cascade's validators read the answer (`validators.validate`); on a failure the
+request goes to the cascade's `to` tier — its whole chain, a fresh decision
+(`Rules.escalate`) — and that tier's own cascade applies in turn (the loader refuses cycles).
+
+What a failed answer is, and is not:
+- not a provider failure: its attempt succeeded, the breakers counted it so, and nothing here
+  tells them otherwise;
+- an answer that was paid for: it is priced from its usage and carried on the exchange
+  (`Exchange.escalate`) so the lifecycle settles both (or charges the reservation in full
+  when either came without usage), and the reservation held at admission covers the whole
+  cascade path (`SpendControls` sums each step's worst case);
+- never lost: when every candidate of the escalation tier fails, the answer the router has is
+  served after all, with its failure in `x-router-validation` (an answer beats a 502).
+
+One deadline covers the cascade: each tier's attempts run within what is left of
+`routing.deadline_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from tier_router.fallback import AllCandidatesFailed, Attempt, UpstreamClientError
+from tier_router.forwarder import Completion, Forwarder
+from tier_router.routing.engine import Decision, ModelRoute, Rules
+from tier_router.validators import Ask, Cascade, Failure, Reply, Validator, validate
+from tier_router.validators.schemas import is_compiled
+
+
+@dataclass(slots=True)
+class Escalation:
+    """One answer that failed its cascade's validators and was escalated."""
+
+    decision: Decision
+    route: ModelRoute
+    failure: Failure
+    usage: dict[str, Any] | None
+    cost: int | None
+    """Micro-dollars; None when the provider sent no usage."""
+    attempts: list[Attempt]
+    estimated: bool = False
+    """Priced from an estimate (a held-back stream that sent no usage)."""
+
+    def as_dict(self, to: str) -> dict[str, Any]:
+        """For the request line's `escalations` (no text of the prompt or the answer)."""
+        usage = self.usage or {}
+        return {
+            "tier": self.decision.tier,
+            "model": self.route.name,
+            "provider": self.route.provider_name,
+            "validator": self.failure.validator,
+            "reason": self.failure.reason,
+            "to": to,
+            "cost_micro_usd": self.cost,
+            "prompt_tokens": _int(usage.get("prompt_tokens")),
+            "completion_tokens": _int(usage.get("completion_tokens")),
+            "attempts": sum(a.tried for a in self.attempts),
+        }
+
+
+@dataclass(slots=True)
+class Cascaded:
+    """What `complete` ends with: the answer to serve and the decision that produced it."""
+
+    decision: Decision
+    completion: Completion
+    steps: list[Decision]
+    """The decision of each answer, the first one's first (one more than `escalations`)."""
+    escalations: list[Escalation]
+    failure: Failure | None
+    """The served answer's own failure, when it is served anyway (see the module docstring)."""
+    attempts: list[Attempt]
+    """Every attempt of every tier, in order."""
+
+
+async def complete(
+    forwarder: Forwarder,
+    rules: Rules,
+    price: Any,
+    decision: Decision,
+    body: dict[str, Any],
+    allowed: Collection[str] | None = None,
+) -> Cascaded:
+    """Forward `body` as `decision` says, then follow its cascade while answers fail.
+    `price(route, usage) -> int | None`; `allowed`: the tiers the caller's router key may use
+    (None: any) — a cascade never escalates past them. Raises what `Forwarder.complete` raises
+    for the first tier only: once an answer is in hand, the request is answered."""
+    ends = forwarder.deadline()
+    completion = await forwarder.complete(decision, body, ends=ends)
+    attempts = list(completion.attempts)
+    escalations: list[Escalation] = []
+    steps = [decision]
+    cascade = decision.cascade
+    ask: Ask | None = None
+    failure: Failure | None = None
+    while cascade is not None:
+        ask = ask or Ask.of(body)
+        failure = await checked(cascade.checks, Reply.of(completion.data), ask)
+        if failure is None or not may_escalate(cascade, allowed):
+            break
+        escalated = rules.escalate(decision, failure.header())
+        try:
+            better = await forwarder.complete(escalated, body, ends=ends)
+        except (AllCandidatesFailed, UpstreamClientError) as exc:
+            attempts += exc.attempts  # the answer in hand is served, its failure said
+            break
+        route, usage = completion.route, completion.data.get("usage")
+        usage = usage if isinstance(usage, dict) else None
+        escalations.append(
+            Escalation(decision, route, failure, usage, price(route, usage), completion.attempts)
+        )
+        attempts += better.attempts
+        steps.append(escalated)
+        checks = cascade.checks
+        decision, completion, cascade = escalated, better, escalated.cascade
+        failure = None
+        if cascade is None:  # the last tier: its answer is served; say if it fails the same checks
+            failure = await checked(checks, Reply.of(completion.data), ask)
+    return Cascaded(decision, completion, steps, escalations, failure, attempts)
+
+
+def may_escalate(cascade: Cascade, allowed: Collection[str] | None) -> bool:
+    """A router key limited to some tiers is never escalated to another: its answer is served
+    with its failure said, as when the escalation tier cannot answer."""
+    return allowed is None or cascade.to in allowed
+
+
+async def checked(checks: tuple[Validator, ...], reply: Reply, ask: Ask) -> Failure | None:
+    """`validate`, in a worker thread when a schema of this request is new: its first compile
+    (fastjsonschema generates code: ~5 ms for a small schema, up to ~0.2 s at the size bound)
+    must not stall every other request on the event loop. Later requests with the same schema
+    are checked inline (tens of µs)."""
+    if any(not is_compiled(s) for check in checks if check.applies(ask) for s in check.schemas(ask)):
+        return await asyncio.to_thread(validate, checks, reply, ask)
+    return validate(checks, reply, ask)
+
+
+def _int(value: object) -> int | None:
+    return value if type(value) is int else None
