@@ -27,6 +27,7 @@ from typing import Any
 
 from tier_router.fallback import AllCandidatesFailed, Attempt, UpstreamClientError
 from tier_router.forwarder import Completion, Forwarder
+from tier_router.lifecycle import Exchange
 from tier_router.routing.engine import Decision, ModelRoute, Rules
 from tier_router.validators import Ask, Failure, Reply, Validator, validate
 from tier_router.validators.schemas import is_compiled
@@ -82,15 +83,22 @@ async def complete(
     forwarder: Forwarder,
     rules: Rules,
     price: Any,
-    decision: Decision,
+    exchange: Exchange,
     body: dict[str, Any],
 ) -> Cascaded:
-    """Forward `body` as `decision` says, then follow its cascade while answers fail.
+    """Forward `body` as `exchange.decision` says, then follow its cascade while answers fail.
     `price(route, usage) -> int | None`. Raises what `Forwarder.complete` raises for the
-    first tier only: once an answer is in hand, the request is answered."""
+    first tier only: once an answer is in hand, the request is answered.
+
+    The exchange holds the answer in hand at every step (its route, usage and cost) and each
+    escalation as soon as its better answer comes: a client that leaves — or a cancellation —
+    while a better tier is asked still settles what was paid for."""
+    decision = exchange.decision
+    assert decision is not None
     ends = forwarder.deadline()
     completion = await forwarder.complete(decision, body, ends=ends)
     attempts = list(completion.attempts)
+    in_hand(exchange, completion, attempts, price)
     escalations: list[Escalation] = []
     steps = [decision]
     cascade = decision.cascade
@@ -101,25 +109,36 @@ async def complete(
         failure = await checked(cascade.checks, Reply.of(completion.data), ask)
         if failure is None:
             break
+        exchange.line.validation = failure.header()  # until a better answer replaces it
         escalated = rules.escalate(decision, failure.header())
         try:
             better = await forwarder.complete(escalated, body, ends=ends)
         except (AllCandidatesFailed, UpstreamClientError) as exc:
             attempts += exc.attempts  # the answer in hand is served, its failure said
             break
+        exchange.line.validation = None
         route, usage = completion.route, completion.data.get("usage")
         usage = usage if isinstance(usage, dict) else None
-        escalations.append(
-            Escalation(decision, route, failure, usage, price(route, usage), completion.attempts)
-        )
+        escalation = Escalation(decision, route, failure, usage, price(route, usage), completion.attempts)
+        escalations.append(escalation)
+        exchange.escalate(escalation, escalated)
         attempts += better.attempts
         steps.append(escalated)
         checks = cascade.checks
         decision, completion, cascade = escalated, better, escalated.cascade
+        in_hand(exchange, completion, attempts, price)
         failure = None
         if cascade is None:  # the last tier: its answer is served; say if it fails the same checks
             failure = await checked(checks, Reply.of(completion.data), ask)
     return Cascaded(decision, completion, steps, escalations, failure, attempts)
+
+
+def in_hand(exchange: Exchange, completion: Completion, attempts: list[Attempt], price: Any) -> None:
+    """The answer the request would be settled with, were it to end now."""
+    exchange.served_by(completion.route, list(attempts))
+    usage = completion.data.get("usage")
+    exchange.usage = usage if isinstance(usage, dict) else None
+    exchange.cost = price(completion.route, exchange.usage)
 
 
 async def checked(checks: tuple[Validator, ...], reply: Reply, ask: Ask) -> Failure | None:
