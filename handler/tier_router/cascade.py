@@ -30,7 +30,8 @@ from tier_router.forwarder import Completion, Forwarder
 from tier_router.lifecycle import Exchange
 from tier_router.routing.engine import Decision, ModelRoute, Rules
 from tier_router.validators import Ask, Failure, Reply, Validator, validate
-from tier_router.validators.schemas import is_compiled
+from tier_router.validators.schemas import CHECK_TIME_S, is_compiled
+from tier_router.validators.time_limit import time_limit
 
 
 @dataclass(slots=True)
@@ -141,14 +142,36 @@ def in_hand(exchange: Exchange, completion: Completion, attempts: list[Attempt],
     exchange.cost = price(completion.route, exchange.usage)
 
 
+INLINE_CHARS = 32 * 1024
+"""Answers up to this size (text and tool arguments) may be checked on the event loop."""
+INLINE_TIME_S = 0.01
+"""On the event loop, every schema check of one answer together within this (`time_limit`);
+a check past it lets the answer pass (counted in `schemas.STATS.unfinished`)."""
+
+
 async def checked(checks: tuple[Validator, ...], reply: Reply, ask: Ask) -> Failure | None:
-    """`validate`, in a worker thread when a schema of this request is new: its first compile
-    (fastjsonschema generates code: ~5 ms for a small schema, up to ~0.2 s at the size bound)
-    must not stall every other request on the event loop. Later requests with the same schema
-    are checked inline (tens of µs)."""
-    if any(not is_compiled(s) for check in checks if check.applies(ask) for s in check.schemas(ask)):
-        return await asyncio.to_thread(validate, checks, reply, ask)
-    return validate(checks, reply, ask)
+    """`validate`, in a worker thread when a schema of this request is new or the answer is
+    large: a schema's first compile (fastjsonschema generates code: ~5 ms for a small schema,
+    up to ~0.2 s at the size bound) or reading a large answer must not stall every other
+    request on the event loop. Later requests with the same schema and a small answer are
+    checked inline (tens of µs), their schema checks held to INLINE_TIME_S: what a hostile
+    schema can make one check cost is bounded by time only (see `validators.time_limit`)."""
+    active = [check for check in checks if check.applies(ask)]
+    schemas = [s for check in active for s in check.schemas(ask)]
+    if size(reply) > INLINE_CHARS or not all(is_compiled(s) for s in schemas):
+        return await asyncio.to_thread(within, CHECK_TIME_S, checks, reply, ask)
+    return within(INLINE_TIME_S, checks, reply, ask)
+
+
+def within(seconds: float, checks: tuple[Validator, ...], reply: Reply, ask: Ask) -> Failure | None:
+    """`validate`, every schema check of the answer (all its choices and tool calls) together
+    within `seconds`."""
+    with time_limit(seconds):
+        return validate(checks, reply, ask)
+
+
+def size(reply: Reply) -> int:
+    return sum(len(c.text) + sum(len(t.arguments) for t in c.tool_calls) for c in reply.choices)
 
 
 def _int(value: object) -> int | None:

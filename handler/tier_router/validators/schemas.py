@@ -26,8 +26,9 @@ are ignored, so such a schema is checked for the rest. OpenAI's strict mode uses
 
 A schema that fails these checks or that the library cannot compile is "cannot check": the
 answer passes, `STATS.uncheckable` counts it and a debug line says why (no schema content).
-Validation that cannot finish (a `$ref` cycle: RecursionError) also passes, counted in
-`STATS.unfinished`. Compiled validators (and "cannot check" verdicts) are kept in an LRU of
+Validation that cannot finish (a `$ref` cycle: RecursionError) or that runs out of time (the
+`time_limit` module: `CHECK_TIME_S` unless the caller set a tighter limit) also passes, counted
+in `STATS.unfinished`. Compiled validators (and "cannot check" verdicts) are kept in an LRU of
 `CACHE_SIZE`, keyed by a blake2b hash of the schema's canonical JSON.
 """
 
@@ -45,7 +46,7 @@ from typing import Any
 
 import re2
 
-from tier_router.validators import regex
+from tier_router.validators import regex, time_limit
 
 log = logging.getLogger("tier_router.validators")
 
@@ -53,6 +54,8 @@ CACHE_SIZE = 256
 MAX_SCHEMA_CHARS = 16 * 1024
 MAX_SCHEMA_DEPTH = 64
 MAX_SCHEMA_NODES = 20_000
+CHECK_TIME_S = 1.0
+"""The most a schema check may take when no tighter `time_limit` is in force (see there)."""
 NUMERIC = (
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength",
     "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains", "maxContains",
@@ -87,6 +90,9 @@ class Compiled:
     """Property names the schema declares (safe ones): path segments shown as written."""
 
     def violation(self, instance: Any) -> str | None:
+        if not time_limit.limited():
+            with time_limit.time_limit(CHECK_TIME_S):
+                return self.violation(instance)
         from fastjsonschema import JsonSchemaValueException
 
         try:
@@ -96,6 +102,9 @@ class Compiled:
         except RecursionError:
             STATS.unfinished += 1
             log.debug("schema check did not finish (recursion); the answer passes")
+        except time_limit.OutOfTime:
+            STATS.unfinished += 1
+            log.debug("schema check ran out of time; the answer passes")
         except Exception as exc:  # the generated code failed on this instance: cannot check
             STATS.unfinished += 1
             log.debug("schema check failed to run (%s); the answer passes", type(exc).__name__)
@@ -182,8 +191,15 @@ def build(canonical: str) -> Compiled | NotCheckable:
 def compile_schema(schema: Any) -> Callable[[Any], Any]:
     import fastjsonschema
 
-    run = fastjsonschema.compile(schema, handlers=REFUSE_REMOTE, use_default=False, use_formats=False)
-    patterns = run.__globals__.get("REGEX_PATTERNS")
+    # What `fastjsonschema.compile` does, with the time limit's ticks compiled in (time_limit)
+    resolver, generator = fastjsonschema._factory(
+        schema, REFUSE_REMOTE, {}, use_default=False, use_formats=False
+    )
+    code = time_limit.with_ticks(generator.func_code)
+    state = {**generator.global_state, time_limit.TICK: time_limit.tick}
+    exec(code, state)  # noqa: S102 - the library's own generated code, from a screened schema
+    run: Callable[[Any], Any] = state[resolver.get_scope_name()]
+    patterns = state.get("REGEX_PATTERNS")
     if isinstance(patterns, dict):
         for source in list(patterns):
             try:  # JSON Schema patterns are unanchored searches, `$` = end of text: as in RE2

@@ -1,0 +1,117 @@
+"""Issue 15, the adversary: hostile schemas and answers against the event loop.
+
+A request's `response_format` schema (or a tool's `parameters`) is the client's; the answer is
+the model's, which the client can steer. Neither may hold the router's event loop, or a worker
+thread, for long: `cascade.checked` and `validators.time_limit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from tier_router.cascade import INLINE_TIME_S, checked
+from tier_router.validators import Ask, Choice, Reply, ToolCall, schemas
+from tier_router.validators.json_output import JsonOutput
+from tier_router.validators.time_limit import OutOfTime, tick, time_limit
+from tier_router.validators.tool_args import ToolArgs
+
+# Each level: an `anyOf` whose first branch reads the whole subtree before it fails (allOf:
+# items, then maxItems), so the second reads it again: 2^depth. 250 characters of schema.
+EXPLODING = {
+    "definitions": {
+        "n": {
+            "anyOf": [
+                {"allOf": [{"type": "array", "items": {"$ref": "#/definitions/n"}}, {"maxItems": 0}]},
+                {"type": "array", "items": {"$ref": "#/definitions/n"}},
+                {"type": "string"},
+            ]
+        }
+    },
+    "$ref": "#/definitions/n",
+}
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + '"s"' + "]" * depth  # 20 levels: ~15 s unchecked, 24: ~1 min
+
+
+def json_schema(schema: Any) -> Ask:
+    return Ask({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+
+
+def test_a_schema_check_that_explodes_runs_out_of_time_and_the_answer_passes() -> None:
+    unfinished = schemas.STATS.unfinished
+
+    started = time.perf_counter()
+    with time_limit(0.2):
+        found = schemas.violation(EXPLODING, json.loads(nested(30)))
+    elapsed = time.perf_counter() - started
+
+    assert found is None
+    assert elapsed < 1.0
+    assert schemas.STATS.unfinished == unfinished + 1
+    assert schemas.violation(EXPLODING, json.loads(nested(30))) is None  # CHECK_TIME_S by default
+    assert schemas.violation(EXPLODING, 5) is not None  # a quick check still decides
+
+
+def test_an_inner_time_limit_never_extends_an_outer_one() -> None:
+    with time_limit(0.05), time_limit(10):
+        time.sleep(0.06)
+        try:
+            tick()
+        except OutOfTime:
+            return
+    raise AssertionError("the outer limit was extended")
+
+
+def test_a_cached_schema_checked_on_the_event_loop_is_held_to_the_inline_limit() -> None:
+    """The second request with the same schema is checked inline: it used to run there for as
+    long as the schema made it (~15 s for this 43-character answer), every other request
+    stalled meanwhile."""
+    ask, checks = json_schema(EXPLODING), (JsonOutput(),)
+
+    async def scenario() -> float:
+        await checked(checks, Reply((Choice('"warm"'),)), ask)  # compiled, in a worker thread
+        assert schemas.is_compiled(EXPLODING)
+        started = time.perf_counter()
+        assert await checked(checks, Reply((Choice(nested(20)),)), ask) is None
+        return time.perf_counter() - started
+
+    assert asyncio.run(scenario()) < INLINE_TIME_S + 0.1
+
+
+def test_a_large_answer_is_checked_off_the_event_loop() -> None:
+    """A 1 MB array checked item by item against a large enum (the schema already compiled):
+    ~13 s of work, once inline. The loop keeps its pace; the check stops at CHECK_TIME_S."""
+    enum = [f"v{i:05d}" for i in range(1500)]
+    tool = {"type": "object", "properties": {"xs": {"type": "array", "items": {"enum": enum}}}}
+    ask, checks = Ask(tools={"pick": tool}), (ToolArgs(),)
+    arguments = json.dumps({"xs": ["v01499"] * 120_000})
+
+    async def scenario() -> tuple[float, float]:
+        await checked(checks, Reply((Choice("", (), None),)), ask)
+        schemas.violation(tool, {"xs": []})
+        lag = 0.0
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal lag
+            while not done.is_set():
+                before = time.perf_counter()
+                await asyncio.sleep(0.01)
+                lag = max(lag, time.perf_counter() - before - 0.01)
+
+        running = asyncio.create_task(ticker())
+        started = time.perf_counter()
+        await checked(checks, Reply((Choice("", (ToolCall("pick", arguments),), "tool_calls"),)), ask)
+        elapsed = time.perf_counter() - started
+        done.set()
+        await running
+        return lag, elapsed
+
+    lag, elapsed = asyncio.run(scenario())
+    assert lag < 0.25, f"the event loop stalled {lag:.2f} s"
+    assert elapsed < schemas.CHECK_TIME_S + 2.0
