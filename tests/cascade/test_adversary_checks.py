@@ -115,3 +115,58 @@ def test_a_large_answer_is_checked_off_the_event_loop() -> None:
     lag, elapsed = asyncio.run(scenario())
     assert lag < 0.25, f"the event loop stalled {lag:.2f} s"
     assert elapsed < schemas.CHECK_TIME_S + 2.0
+
+
+# -- reasons: no secret, whatever the schema, the tools or the answer are named ------------------
+
+KEY = "sk-proj-AbCdEf0123456789xyz"  # shaped like a provider key (and SAFE_NAME: letters, digits, -)
+
+
+def reasons(ask: Ask, *choices: Choice) -> list[str]:
+    checks = (JsonOutput(), ToolArgs())
+    found = [asyncio.run(checked(checks, Reply((choice,)), ask)) for choice in choices]
+    return [failure.header() for failure in found if failure is not None]
+
+
+def test_a_schema_property_shaped_like_a_provider_key_is_never_named() -> None:
+    schema = {"type": "object", "properties": {KEY: {"type": "integer"}}, "required": [KEY]}
+
+    shown = reasons(json_schema(schema), Choice("{}"), Choice(json.dumps({KEY: "text"})))
+
+    assert len(shown) == 2
+    assert all(KEY not in reason and "sk-" not in reason for reason in shown), shown
+
+
+def test_a_tool_shaped_like_a_provider_key_is_never_named() -> None:
+    tool = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    ask = Ask(tools={KEY: tool})
+
+    shown = reasons(
+        ask,
+        Choice("", (ToolCall(KEY, '{"a": "x"}'),), "tool_calls"),
+        Choice("", (ToolCall(KEY + "z", "{}"),), "tool_calls"),  # a tool the request did not offer
+        Choice("", (ToolCall(KEY, "{not json " + KEY),), "tool_calls"),
+    )
+
+    assert len(shown) == 3
+    assert all("sk-" not in reason for reason in shown), shown
+
+
+def test_an_answer_echoing_a_secret_in_its_keys_or_values_is_never_quoted() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": {"type": "integer"}}},
+        "additionalProperties": {"type": "integer"},
+        "patternProperties": {"^x": {"type": "integer"}},
+    }
+    answers = [
+        {KEY: "v"},  # an undeclared key
+        {"x" + KEY: "v"},  # a key matched by a pattern
+        {"items": [1, KEY]},  # a value
+        {"items." + KEY: 1, "a[" + KEY + "]": "v"},  # keys that look like paths
+    ]
+
+    shown = reasons(json_schema(schema), *(Choice(json.dumps(a)) for a in answers))
+
+    assert len(shown) == len(answers)
+    assert all("sk-" not in reason and "AbCdEf" not in reason for reason in shown), shown

@@ -46,6 +46,7 @@ from typing import Any
 
 import re2
 
+from tier_router.provider_keys import KEY_SHAPES
 from tier_router.validators import regex, time_limit
 
 log = logging.getLogger("tier_router.validators")
@@ -62,6 +63,8 @@ NUMERIC = (
 )  # fmt: skip
 TYPES = frozenset({"string", "number", "integer", "object", "array", "boolean", "null"})
 SAFE_NAME = re2.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")
+"""A name a reason may show (a declared property, a required one, an offered tool), unless it
+is shaped like a provider key (`shown`)."""
 NAME_TOKEN = re2.compile(r"\.([^.\[]*)|\[([^\]]*)\]")
 
 
@@ -264,12 +267,18 @@ def screen(schema: Any) -> frozenset[str]:
                 raise Uncheckable("an unknown type")
         props = node.get("properties")
         if isinstance(props, dict):
-            names.update(k for k in props if isinstance(k, str) and SAFE_NAME.fullmatch(k))
+            names.update(k for k in props if shown(k))
         required = node.get("required")
         if isinstance(required, list):
-            names.update(k for k in required if isinstance(k, str) and SAFE_NAME.fullmatch(k))
+            names.update(k for k in required if shown(k))
         pending += [(value, depth + 1) for value in node.values() if isinstance(value, dict | list)]
     return frozenset(names)
+
+
+def shown(name: object) -> bool:
+    """Whether a reason may show `name`: a plain name (SAFE_NAME) not shaped like a provider
+    key (a schema or a tool may be named with a secret: reasons go into headers and logs)."""
+    return isinstance(name, str) and SAFE_NAME.fullmatch(name) is not None and not KEY_SHAPES.search(name)
 
 
 def finite(value: Any) -> bool:
@@ -295,8 +304,8 @@ def phrase(rule: str | None, definition: Any, value: Any) -> str:
         return "must be " + " or ".join(k for k in kinds if isinstance(k, str) and k in TYPES)
     if rule == "required":
         missing = [k for k in definition or () if isinstance(value, dict) and k not in value]
-        shown = [f"'{k}'" for k in missing if isinstance(k, str) and SAFE_NAME.fullmatch(k)]
-        return "missing required property " + ", ".join(shown) if shown else "missing a required property"
+        named = [f"'{k}'" for k in missing if shown(k)]
+        return "missing required property " + ", ".join(named) if named else "missing a required property"
     if rule == "additionalProperties":
         return "has a property the schema does not allow (additionalProperties)"
     if rule in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
@@ -317,4 +326,4 @@ def phrase(rule: str | None, definition: Any, value: Any) -> str:
         return fixed[rule]
     if rule is None:  # a `false` schema
         return "is not allowed by the schema"
-    return f"fails {rule}" if isinstance(rule, str) and SAFE_NAME.fullmatch(rule) else "fails the schema"
+    return f"fails {rule}" if shown(rule) else "fails the schema"
