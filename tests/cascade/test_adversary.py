@@ -7,10 +7,12 @@ cascades to the premium tier.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from tests.support.answer_script import Answer, AnswerStack, answer_rules, answer_stack, cost
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.integration
 
 HOLD = {"x-hold": "1"}
 JSON_MODE = {"type": "json_object"}
+DEADLINE_S = 2.5
 
 
 def rules(url: str) -> dict[str, Any]:
@@ -40,6 +43,7 @@ def rules(url: str) -> dict[str, Any]:
             }
         ],
         breakers={"failure_threshold": 2, "window_s": 60, "recovery_s": 60, "recovery_max_s": 60},
+        routing={"deadline_s": DEADLINE_S},
     )
 
 
@@ -49,8 +53,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnswerStack]:
         yield stack
 
 
-def body(script: str, **params: Any) -> dict[str, Any]:
-    return {"model": "budget", "messages": [{"role": "user", "content": f"hi [script={script}]"}], **params}
+def body(script: str, model: str = "budget", **params: Any) -> dict[str, Any]:
+    """`model: auto` for a held stream (the `held` rule routes; naming a tier skips the rules)."""
+    return {"model": model, "messages": [{"role": "user", "content": f"hi [script={script}]"}], **params}
 
 
 def auth(**extra: str) -> dict[str, str]:
@@ -89,3 +94,106 @@ def test_a_client_that_leaves_while_the_escalation_answers_still_pays_for_the_fi
     after = stack.router.ledger()
     assert after.total - before.total == cost("cheap", cheap)
     assert after.budget_committed == after.budget_spent
+
+
+def sdk(stack: AnswerStack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=stack.router.url + "/v1", api_key=ROUTER_KEY, max_retries=0, timeout=20)
+
+
+def held(stack: AnswerStack, script: str, **params: Any) -> tuple[str, dict[str, str]]:
+    """A held-back stream read to its end: the text and the response headers."""
+    with sdk(stack).chat.completions.with_streaming_response.create(
+        **body(script, "auto", stream=True, stream_options={"include_usage": True}, **params),
+        extra_headers=HOLD,
+    ) as response:
+        chunks = list(response.parse())
+        headers = dict(response.headers)
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices), headers
+
+
+def test_a_client_that_leaves_while_a_held_streams_escalation_answers_pays_for_the_held_answer(
+    stack: AnswerStack,
+) -> None:
+    cheap = Answer("{not json at all", completion_tokens=30)
+    stack.app.script("leave-held", cheap=[cheap], good=[Answer('{"ok": 1}', delay_s=3.0)])
+    before = stack.router.ledger()
+    lines_before = len(stack.router.chat_lines())
+
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            stack.router.url + "/v1/chat/completions",
+            json=body("leave-held", "auto", stream=True, response_format=JSON_MODE),
+            headers=auth(**HOLD),
+            timeout=1.0,
+        )
+
+    wait_until(lambda: len(stack.router.chat_lines()) == lines_before + 1, 15, "the request's log line")
+    (line,) = stack.router.chat_lines()[lines_before:]
+    assert (line["outcome"], line["status"], line["model"]) == ("client_gone", 499, "cheap")
+    assert line["cost_micro_usd"] == cost("cheap", cheap)  # read whole: priced from its usage
+    assert line["cost_estimated"] is False
+    wait_until(lambda: stack.router.ledger().requests == before.requests + 1, 15, "the request counted")
+    after = stack.router.ledger()
+    assert after.total - before.total == cost("cheap", cheap)
+    assert after.budget_committed == after.budget_spent
+
+
+def test_held_answers_given_up_early_never_open_a_breaker(stack: AnswerStack) -> None:
+    refusal = Answer("I'm sorry, but I can't help with that. " + "la " * 200)
+    stack.app.script("early-again", cheap=[refusal], good=[Answer("Here it is.")])
+    for _ in range(5):  # more than failure_threshold (2) within the window
+        text, headers = held(stack, "early-again")
+        assert (text, headers["x-router-model"]) == ("Here it is.", "good")
+
+    breakers = stack.router.get("/v1/router/status").json()["breakers"]
+
+    assert breakers["cheap"] == {"provider": "closed", "model": "closed"}
+
+
+def test_an_escalation_tier_that_refuses_the_request_as_the_clients_fault_serves_the_answer_in_hand(
+    stack: AnswerStack,
+) -> None:
+    cheap = Answer("{half")
+    stack.app.script("refused", cheap=[cheap], good=[Answer(status=400)])
+
+    plain = sdk(stack).chat.completions.with_raw_response.create(**body("refused", response_format=JSON_MODE))
+    text, headers = held(stack, "refused", response_format=JSON_MODE)
+
+    assert plain.parse().choices[0].message.content == text == "{half"
+    for served in (plain.headers, headers):
+        assert served["x-router-model"] == "cheap"
+        assert served["x-router-validation"].startswith("json: ")
+        line = stack.line(served["x-router-request-id"])
+        assert (line["outcome"], line["status"]) == ("ok", 200)
+        assert [(a["model"], a["outcome"]) for a in line["attempts"]] == [
+            ("cheap", "ok"),
+            ("good", "http_400"),
+        ]
+        assert line["cost_micro_usd"] == cost("cheap", cheap)
+
+
+def test_the_deadline_covers_the_escalation(stack: AnswerStack) -> None:
+    """`routing.deadline_s` (2.5 s) is one deadline for the whole cascade: the cheap tier takes
+    1 s, the premium tier would take 5 s; the answer in hand is served at the deadline."""
+    cheap = Answer("{late", delay_s=1.0)
+    stack.app.script("deadline", cheap=[cheap], good=[Answer('{"ok": 1}', delay_s=5.0)])
+
+    started = time.monotonic()
+    plain = sdk(stack).chat.completions.with_raw_response.create(
+        **body("deadline", response_format=JSON_MODE)
+    )
+    plain_s = time.monotonic() - started
+    started = time.monotonic()
+    text, headers = held(stack, "deadline", response_format=JSON_MODE)
+    held_s = time.monotonic() - started
+
+    assert plain.parse().choices[0].message.content == text == "{late"
+    assert DEADLINE_S - 0.2 < plain_s < DEADLINE_S + 1.0
+    assert DEADLINE_S - 0.2 < held_s < DEADLINE_S + 1.0
+    for served in (plain.headers, headers):
+        line = stack.line(served["x-router-request-id"])
+        assert [(a["model"], a["outcome"]) for a in line["attempts"]] == [
+            ("cheap", "ok"),
+            ("good", "request_deadline"),
+        ]
+        assert line["cost_micro_usd"] == cost("cheap", cheap)
