@@ -7,6 +7,7 @@ cascades to the premium tier.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ import httpx
 import openai
 import pytest
 
+from tests.support.agreement import collect, quiesce
 from tests.support.answer_script import Answer, AnswerStack, answer_rules, answer_stack, cost
 from tests.support.clients import wait_until
 from tests.support.stack import ROUTER_KEY
@@ -197,3 +199,67 @@ def test_the_deadline_covers_the_escalation(stack: AnswerStack) -> None:
             ("good", "request_deadline"),
         ]
         assert line["cost_micro_usd"] == cost("cheap", cheap)
+
+
+def test_many_simultaneous_escalations_leave_the_log_the_ledger_and_the_budget_agreeing(
+    stack: AnswerStack,
+) -> None:
+    """60 requests at once on the default SQLite store: plain and held escalations read to the
+    end, held answers given up early, and clients that leave while the premium tier answers
+    (plain and held). Once idle: one line per request, the ledger counts each once, its cost and
+    the budget's spent total are the lines' sum, nothing is left reserved — and each answer read
+    to the end cost both its answers exactly."""
+    cheap, good = Answer("{broken", completion_tokens=11), Answer('{"ok": true}', completion_tokens=6)
+    slow = Answer('{"ok": true}', delay_s=2.0)
+    stack.app.script("many", cheap=[cheap], good=[good])
+    stack.app.script("many-leave", cheap=[cheap], good=[slow])
+    stack.app.script(
+        "many-early", cheap=[Answer("I'm sorry, but I can't help with that. " + "la " * 50)], good=[good]
+    )
+    both = cost("cheap", cheap) + cost("good", good)
+    window = quiesce(stack.router)
+
+    async def one(kind: str, client: httpx.AsyncClient) -> tuple[str, int | None, str | None]:
+        streamed = kind.startswith("held")
+        script = {"leave": "many-leave", "held-leave": "many-leave", "held-early": "many-early"}
+        payload = body(script.get(kind, "many"), "auto" if streamed else "budget", stream=streamed)
+        if kind != "held-early":
+            payload["response_format"] = JSON_MODE
+        headers = auth(**HOLD) if streamed else auth()
+        timeout = 0.8 if kind.endswith("leave") else 30
+        try:
+            response = await client.post(
+                "/v1/chat/completions", json=payload, headers=headers, timeout=timeout
+            )
+        except httpx.ReadTimeout:
+            return kind, None, None
+        return kind, response.status_code, response.headers.get("x-router-request-id")
+
+    async def scenario() -> list[tuple[str, int | None, str | None]]:
+        kinds = ["plain", "held", "held-early", "leave", "held-leave"] * 12
+        async with httpx.AsyncClient(base_url=stack.router.url) as client:
+            return await asyncio.gather(*(one(kind, client) for kind in kinds))
+
+    seen = asyncio.run(scenario())
+    observed = collect(window, len(seen))
+
+    lines = observed.lines
+    assert len(lines) == len(seen)
+    assert len({line["request_id"] for line in lines}) == len(seen)
+    assert observed.requests == len(seen)
+    total = sum(line["cost_micro_usd"] for line in lines)
+    assert observed.cost == total
+    assert observed.budget_spent == total
+    assert observed.budget_committed == observed.budget_spent
+    by_id = {line["request_id"]: line for line in lines}
+    for kind, status, request_id in seen:
+        if status is None:
+            continue
+        assert status == 200, kind
+        line = by_id[request_id]
+        assert line["model"] == "good", (kind, line)
+        if kind in ("plain", "held"):
+            assert line["cost_micro_usd"] == both, (kind, line)
+    gone = [line for line in lines if line["outcome"] == "client_gone"]
+    assert len(gone) == 24
+    assert all(line["cost_micro_usd"] >= cost("cheap", cheap) for line in gone)
