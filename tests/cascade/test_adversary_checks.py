@@ -170,3 +170,56 @@ def test_an_answer_echoing_a_secret_in_its_keys_or_values_is_never_quoted() -> N
 
     assert len(shown) == len(answers)
     assert all("sk-" not in reason and "AbCdEf" not in reason for reason in shown), shown
+
+
+# -- a 1 MB held answer, early checks on ----------------------------------------------------------
+
+
+def test_a_megabyte_held_answer_with_early_checks_keeps_the_loop_going() -> None:
+    """A held stream of 1 MB of text in 8-character chunks (131,072 of them), every early check
+    on (refusal, must_not_match, max_length, json): the early checks look O(log n) times, the
+    final check runs in a worker thread, and the event loop never waits long."""
+    from tier_router.holdback import Assembly, HeldAnswer
+    from tier_router.validators.length import MaxLength
+    from tier_router.validators.patterns import MustNotMatch
+    from tier_router.validators.refusal import Refusal
+
+    checks = (Refusal(), MustNotMatch("(?i)forbidden"), MaxLength(2_000_000), JsonOutput())
+    ask = Ask({"type": "json_object"})
+    text = '{"story": "' + "a cat sat " * 104_857 + '"}'
+    state = Assembly()
+
+    async def frames() -> Any:
+        for i in range(0, len(text), 8):
+            chunk = {
+                "id": "c",
+                "choices": [{"index": 0, "delta": {"content": text[i : i + 8]}, "finish_reason": None}],
+            }
+            state.observe(chunk)
+            if i % 4096 == 0:
+                await asyncio.sleep(0)  # a provider's reads
+            yield b"x"
+        state.observe({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+
+    async def scenario() -> tuple[Any, float, float]:
+        lag, done = 0.0, asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal lag
+            while not done.is_set():
+                before = time.perf_counter()
+                await asyncio.sleep(0.005)
+                lag = max(lag, time.perf_counter() - before - 0.005)
+
+        running = asyncio.create_task(ticker())
+        started = time.perf_counter()
+        verdict = await HeldAnswer(frames(), state, checks).verdict(ask, complete=lambda: True)
+        elapsed = time.perf_counter() - started
+        done.set()
+        await running
+        return verdict, elapsed, lag
+
+    verdict, elapsed, lag = asyncio.run(scenario())
+    assert verdict is None
+    assert elapsed < 5.0
+    assert lag < 0.1, f"the event loop stalled {lag:.3f} s"
