@@ -28,9 +28,11 @@ from typing import Any
 
 from tier_router.fallback import AllCandidatesFailed, Attempt, UpstreamClientError
 from tier_router.forwarder import Completion, Forwarder
+from tier_router.lifecycle import Exchange
 from tier_router.routing.engine import Decision, ModelRoute, Rules
 from tier_router.validators import Ask, Cascade, Failure, Reply, Validator, validate
-from tier_router.validators.schemas import is_compiled
+from tier_router.validators.schemas import CHECK_TIME_S, is_compiled
+from tier_router.validators.time_limit import time_limit
 
 
 @dataclass(slots=True)
@@ -83,17 +85,23 @@ async def complete(
     forwarder: Forwarder,
     rules: Rules,
     price: Any,
-    decision: Decision,
+    exchange: Exchange,
     body: dict[str, Any],
-    allowed: Collection[str] | None = None,
 ) -> Cascaded:
-    """Forward `body` as `decision` says, then follow its cascade while answers fail.
-    `price(route, usage) -> int | None`; `allowed`: the tiers the caller's router key may use
-    (None: any) — a cascade never escalates past them. Raises what `Forwarder.complete` raises
-    for the first tier only: once an answer is in hand, the request is answered."""
+    """Forward `body` as `exchange.decision` says, then follow its cascade while answers fail.
+    `price(route, usage) -> int | None`. Raises what `Forwarder.complete` raises for the
+    first tier only: once an answer is in hand, the request is answered.
+
+    The exchange holds the answer in hand at every step (its route, usage and cost) and each
+    escalation as soon as its better answer comes: a client that leaves — or a cancellation —
+    while a better tier is asked still settles what was paid for. A cascade never escalates
+    past the tiers the caller's router key may use (`exchange.tiers`)."""
+    decision = exchange.decision
+    assert decision is not None
     ends = forwarder.deadline()
     completion = await forwarder.complete(decision, body, ends=ends)
     attempts = list(completion.attempts)
+    in_hand(exchange, completion, attempts, price)
     escalations: list[Escalation] = []
     steps = [decision]
     cascade = decision.cascade
@@ -102,23 +110,26 @@ async def complete(
     while cascade is not None:
         ask = ask or Ask.of(body)
         failure = await checked(cascade.checks, Reply.of(completion.data), ask)
-        if failure is None or not may_escalate(cascade, allowed):
+        if failure is None or not may_escalate(cascade, exchange.tiers):
             break
+        exchange.line.validation = failure.header()  # until a better answer replaces it
         escalated = rules.escalate(decision, failure.header())
         try:
             better = await forwarder.complete(escalated, body, ends=ends)
         except (AllCandidatesFailed, UpstreamClientError) as exc:
             attempts += exc.attempts  # the answer in hand is served, its failure said
             break
+        exchange.line.validation = None
         route, usage = completion.route, completion.data.get("usage")
         usage = usage if isinstance(usage, dict) else None
-        escalations.append(
-            Escalation(decision, route, failure, usage, price(route, usage), completion.attempts)
-        )
+        escalation = Escalation(decision, route, failure, usage, price(route, usage), completion.attempts)
+        escalations.append(escalation)
+        exchange.escalate(escalation, escalated)
         attempts += better.attempts
         steps.append(escalated)
         checks = cascade.checks
         decision, completion, cascade = escalated, better, escalated.cascade
+        in_hand(exchange, completion, attempts, price)
         failure = None
         if cascade is None:  # the last tier: its answer is served; say if it fails the same checks
             failure = await checked(checks, Reply.of(completion.data), ask)
@@ -131,14 +142,44 @@ def may_escalate(cascade: Cascade, allowed: Collection[str] | None) -> bool:
     return allowed is None or cascade.to in allowed
 
 
+def in_hand(exchange: Exchange, completion: Completion, attempts: list[Attempt], price: Any) -> None:
+    """The answer the request would be settled with, were it to end now."""
+    exchange.served_by(completion.route, list(attempts))
+    usage = completion.data.get("usage")
+    exchange.usage = usage if isinstance(usage, dict) else None
+    exchange.cost = price(completion.route, exchange.usage)
+
+
+INLINE_CHARS = 32 * 1024
+"""Answers up to this size (text and tool arguments) may be checked on the event loop."""
+INLINE_TIME_S = 0.01
+"""On the event loop, every schema check of one answer together within this (`time_limit`);
+a check past it lets the answer pass (counted in `schemas.STATS.unfinished`)."""
+
+
 async def checked(checks: tuple[Validator, ...], reply: Reply, ask: Ask) -> Failure | None:
-    """`validate`, in a worker thread when a schema of this request is new: its first compile
-    (fastjsonschema generates code: ~5 ms for a small schema, up to ~0.2 s at the size bound)
-    must not stall every other request on the event loop. Later requests with the same schema
-    are checked inline (tens of µs)."""
-    if any(not is_compiled(s) for check in checks if check.applies(ask) for s in check.schemas(ask)):
-        return await asyncio.to_thread(validate, checks, reply, ask)
-    return validate(checks, reply, ask)
+    """`validate`, in a worker thread when a schema of this request is new or the answer is
+    large: a schema's first compile (fastjsonschema generates code: ~5 ms for a small schema,
+    up to ~0.2 s at the size bound) or reading a large answer must not stall every other
+    request on the event loop. Later requests with the same schema and a small answer are
+    checked inline (tens of µs), their schema checks held to INLINE_TIME_S: what a hostile
+    schema can make one check cost is bounded by time only (see `validators.time_limit`)."""
+    active = [check for check in checks if check.applies(ask)]
+    schemas = [s for check in active for s in check.schemas(ask)]
+    if size(reply) > INLINE_CHARS or not all(is_compiled(s) for s in schemas):
+        return await asyncio.to_thread(within, CHECK_TIME_S, checks, reply, ask)
+    return within(INLINE_TIME_S, checks, reply, ask)
+
+
+def within(seconds: float, checks: tuple[Validator, ...], reply: Reply, ask: Ask) -> Failure | None:
+    """`validate`, every schema check of the answer (all its choices and tool calls) together
+    within `seconds`."""
+    with time_limit(seconds):
+        return validate(checks, reply, ask)
+
+
+def size(reply: Reply) -> int:
+    return sum(len(c.text) + sum(len(t.arguments) for t in c.tool_calls) for c in reply.choices)
 
 
 def _int(value: object) -> int | None:

@@ -128,11 +128,8 @@ async def complete(
         else:
             exchange.line.cascade = decision.cascade.to
             price = gateway.spend.price
-            allowed = exchange.tiers
-            done = await cascade.complete(gateway.forwarder, gateway.rules, price, decision, body, allowed)
+            done = await cascade.complete(gateway.forwarder, gateway.rules, price, exchange, body)
             completion, attempts = done.completion, done.attempts
-            for escalation, to in zip(done.escalations, done.steps[1:], strict=True):
-                exchange.escalate(escalation, to)
             headers.update(cascade_headers(done.escalations, done.failure, done.decision))
             failure = done.failure
             if failure is not None:

@@ -42,6 +42,8 @@ class Answer:
     """Characters per streamed content delta."""
     pause_s: float = 0.005
     """Between streamed events (a real provider's reads)."""
+    delay_s: float = 0.0
+    """Before the response starts (a slow provider: time for a client to leave)."""
 
     def completion(self, model: str) -> dict[str, Any]:
         choices = []
@@ -131,6 +133,8 @@ class AnswerScript:
         self.bodies.setdefault((name, side), []).append(body)
         answers = self.scripts.get(name, {}).get(side) or [Answer(status=500)]
         answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if answer.delay_s:
+            await asyncio.sleep(answer.delay_s)
         if answer.status != 200:
             error = {
                 "error": {"message": "scripted failure", "type": "server_error", "param": None, "code": None}

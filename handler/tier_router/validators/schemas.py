@@ -26,8 +26,9 @@ are ignored, so such a schema is checked for the rest. OpenAI's strict mode uses
 
 A schema that fails these checks or that the library cannot compile is "cannot check": the
 answer passes, `STATS.uncheckable` counts it and a debug line says why (no schema content).
-Validation that cannot finish (a `$ref` cycle: RecursionError) also passes, counted in
-`STATS.unfinished`. Compiled validators (and "cannot check" verdicts) are kept in an LRU of
+Validation that cannot finish (a `$ref` cycle: RecursionError) or that runs out of time (the
+`time_limit` module: `CHECK_TIME_S` unless the caller set a tighter limit) also passes, counted
+in `STATS.unfinished`. Compiled validators (and "cannot check" verdicts) are kept in an LRU of
 `CACHE_SIZE`, keyed by a blake2b hash of the schema's canonical JSON.
 """
 
@@ -46,7 +47,8 @@ from typing import Any
 import re2
 
 from tier_router.errors import RouterError
-from tier_router.validators import regex
+from tier_router.provider_keys import KEY_SHAPES
+from tier_router.validators import regex, time_limit
 
 log = logging.getLogger("tier_router.validators")
 
@@ -54,12 +56,16 @@ CACHE_SIZE = 256
 MAX_SCHEMA_CHARS = 16 * 1024
 MAX_SCHEMA_DEPTH = 64
 MAX_SCHEMA_NODES = 20_000
+CHECK_TIME_S = 1.0
+"""The most a schema check may take when no tighter `time_limit` is in force (see there)."""
 NUMERIC = (
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength",
     "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains", "maxContains",
 )  # fmt: skip
 TYPES = frozenset({"string", "number", "integer", "object", "array", "boolean", "null"})
 SAFE_NAME = re2.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")
+"""A name a reason may show (a declared property, a required one, an offered tool), unless it
+is shaped like a provider key (`shown`)."""
 NAME_TOKEN = re2.compile(r"\.([^.\[]*)|\[([^\]]*)\]")
 
 
@@ -88,6 +94,9 @@ class Compiled:
     """Property names the schema declares (safe ones): path segments shown as written."""
 
     def violation(self, instance: Any) -> str | None:
+        if not time_limit.limited():
+            with time_limit.time_limit(CHECK_TIME_S):
+                return self.violation(instance)
         from fastjsonschema import JsonSchemaValueException
 
         try:
@@ -97,6 +106,9 @@ class Compiled:
         except RecursionError:
             STATS.unfinished += 1
             log.debug("schema check did not finish (recursion); the answer passes")
+        except time_limit.OutOfTime:
+            STATS.unfinished += 1
+            log.debug("schema check ran out of time; the answer passes")
         except Exception as exc:  # the generated code failed on this instance: cannot check
             STATS.unfinished += 1
             log.debug("schema check failed to run (%s); the answer passes", type(exc).__name__)
@@ -183,8 +195,15 @@ def build(canonical: str) -> Compiled | NotCheckable:
 def compile_schema(schema: Any) -> Callable[[Any], Any]:
     import fastjsonschema
 
-    run = fastjsonschema.compile(schema, handlers=REFUSE_REMOTE, use_default=False, use_formats=False)
-    patterns = run.__globals__.get("REGEX_PATTERNS")
+    # What `fastjsonschema.compile` does, with the time limit's ticks compiled in (time_limit)
+    resolver, generator = fastjsonschema._factory(
+        schema, REFUSE_REMOTE, {}, use_default=False, use_formats=False
+    )
+    code = time_limit.with_ticks(generator.func_code)
+    state = {**generator.global_state, time_limit.TICK: time_limit.tick}
+    exec(code, state)  # noqa: S102 - the library's own generated code, from a screened schema
+    run: Callable[[Any], Any] = state[resolver.get_scope_name()]
+    patterns = state.get("REGEX_PATTERNS")
     if isinstance(patterns, dict):
         for source in list(patterns):
             try:  # JSON Schema patterns are unanchored searches, `$` = end of text: as in RE2
@@ -249,12 +268,18 @@ def screen(schema: Any) -> frozenset[str]:
                 raise Uncheckable("an unknown type")
         props = node.get("properties")
         if isinstance(props, dict):
-            names.update(k for k in props if isinstance(k, str) and SAFE_NAME.fullmatch(k))
+            names.update(k for k in props if shown(k))
         required = node.get("required")
         if isinstance(required, list):
-            names.update(k for k in required if isinstance(k, str) and SAFE_NAME.fullmatch(k))
+            names.update(k for k in required if shown(k))
         pending += [(value, depth + 1) for value in node.values() if isinstance(value, dict | list)]
     return frozenset(names)
+
+
+def shown(name: object) -> bool:
+    """Whether a reason may show `name`: a plain name (SAFE_NAME) not shaped like a provider
+    key (a schema or a tool may be named with a secret: reasons go into headers and logs)."""
+    return isinstance(name, str) and SAFE_NAME.fullmatch(name) is not None and not KEY_SHAPES.search(name)
 
 
 def finite(value: Any) -> bool:
@@ -280,8 +305,8 @@ def phrase(rule: str | None, definition: Any, value: Any) -> str:
         return "must be " + " or ".join(k for k in kinds if isinstance(k, str) and k in TYPES)
     if rule == "required":
         missing = [k for k in definition or () if isinstance(value, dict) and k not in value]
-        shown = [f"'{k}'" for k in missing if isinstance(k, str) and SAFE_NAME.fullmatch(k)]
-        return "missing required property " + ", ".join(shown) if shown else "missing a required property"
+        named = [f"'{k}'" for k in missing if shown(k)]
+        return "missing required property " + ", ".join(named) if named else "missing a required property"
     if rule == "additionalProperties":
         return "has a property the schema does not allow (additionalProperties)"
     if rule in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
@@ -302,4 +327,4 @@ def phrase(rule: str | None, definition: Any, value: Any) -> str:
         return fixed[rule]
     if rule is None:  # a `false` schema
         return "is not allowed by the schema"
-    return f"fails {rule}" if isinstance(rule, str) and SAFE_NAME.fullmatch(rule) else "fails the schema"
+    return f"fails {rule}" if shown(rule) else "fails the schema"

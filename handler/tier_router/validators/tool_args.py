@@ -4,7 +4,8 @@ them, and its arguments must be a JSON object that conforms to that tool's `para
 
 Empty arguments read as `{}` (some providers send "" for a call without parameters). A tool
 the request did not offer is not named in the reason (the name came from the model); a tool
-it did offer is, when its name is plain (letters, digits, `_`, `-`).
+it did offer is, when its name is plain (letters, digits, `_`, `-`) and not shaped like a
+provider key.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class ToolArgs(Validator):
             if call.name not in ask.tools:
                 return f"tool call {index}: names a tool the request did not offer"
             label = f"tool call {index}"
-            if schemas.SAFE_NAME.fullmatch(call.name):
+            if schemas.shown(call.name):
                 label += f" ({call.name})"
             text = call.arguments if call.arguments.strip() else "{}"
             value, problem = parse(text)
