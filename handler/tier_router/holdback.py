@@ -20,6 +20,7 @@ whole answer: every choice's text, tool calls and finish reason, as a `validator
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -229,15 +230,16 @@ async def held_stream(
             await held.close()
             raise
         if failure is None:
-            if first or served:
-                headers["x-router-validation"] = validation_header(first or served)  # type: ignore[arg-type]
+            shown = first or served
+            if shown is not None:
+                headers["x-router-validation"] = validation_header(shown)
             headers.update(served_headers(exchange.route or opened.route, exchange.attempts))
             return held_response(held.frames, headers)
-        await held.close()
         first = first or failure
         escalation = abandoned(exchange, decision, failure, spend)
         exchange.escalate(escalation, escalated)
-        exchange.stream = opened = better
+        exchange.stream = opened = better  # from here on, lifecycle closes (and prices) this one
+        await asyncio.shield(held.close())  # the failed answer's connection, whatever happens now
         better.state.choices = state.choices
         exchange.served_by(better.route, [*exchange.attempts, *better.attempts])
         headers["x-router-tier"] = escalated.tier or ""
