@@ -42,7 +42,7 @@ from tier_router.spend import (
     is_cacheable,
     should_store,
 )
-from tier_router.spend.reservation import Bound, Unbounded, bound
+from tier_router.spend.reservation import Bound, Unbounded, after_recovery, bound
 from tier_router.spend.results import RequestResult
 from tier_router.store.base import Store, StoreError, StoreUnavailable
 
@@ -207,9 +207,7 @@ class SpendControls:
             billed = None  # no cap applies to this key: nothing to hold
         for _ in range(2):  # the second pass is the `on_cap: tier:<name>` retry
             decision = admission.decision
-            worst = 0 if billed is None else guard.reservation(decision.candidates, billed)
-            if billed is not None and escalates(decision, body):  # every tier the cascade may ask
-                worst += sum(guard.reservation(chain, billed) for chain in self.rules.cascade_path(decision))
+            worst = 0 if billed is None else self._worst(decision, body, billed)
             try:
                 outcome = await guard.reserve(admission.key_id, worst, holder=admission.request_id)
             except StoreError as exc:
@@ -232,6 +230,27 @@ class SpendControls:
                 code="budget_exceeded",
                 headers={"retry-after": str(cap.retry_after_s), "x-should-retry": "false"},
             )
+
+    def _worst(self, decision: Decision, body: dict[str, Any], billed: Bound) -> int:
+        """The reservation: the worst case on every tier the request may be answered by (its
+        own, and each cascade step when it may escalate), each with the mid-stream recoveries
+        a one-choice stream may take (`routing.max_stream_recoveries`)."""
+        guard = self.guard
+        assert guard is not None
+        chains = [decision.candidates]
+        if escalates(decision, body):
+            chains += self.rules.cascade_path(decision)
+        n = body.get("n")
+        recoveries = (
+            self.rules.spec.routing.max_stream_recoveries if body.get("stream") and n in (None, 1) else 0
+        )
+        worst = 0
+        for chain in chains:
+            worst += guard.reservation(chain, billed)
+            if recoveries:
+                again = after_recovery(billed, chain, guard.config.default_max_output_tokens)
+                worst += recoveries * guard.reservation(chain, again)
+        return worst
 
     # -- after forwarding ----------------------------------------------------------------
 

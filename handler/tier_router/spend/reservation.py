@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from tier_router.errors import RequestError
 
@@ -161,3 +162,20 @@ def bound(body: dict[str, Any], image_tokens: int) -> Bound:
             total += len(repr(value)) + 1
     limits = [x for x in (_limit(body.get("max_tokens")), _limit(body.get("max_completion_tokens"))) if x]
     return Bound(total, max(limits) if limits else None, choices(body.get("n")), cache_writes)
+
+
+class Limited(Protocol):
+    @property
+    def max_output(self) -> int | None: ...
+
+
+def after_recovery(billed: Bound, candidates: Sequence[Limited], default_max_output: int) -> Bound:
+    """What one mid-stream recovery (`recovery`) may bill on top of the first answer: the
+    prompt again plus the text the client already had — at most one answer's output — as a
+    prefill, and another answer (recovered streams have one choice)."""
+    outputs = []
+    for route in candidates:
+        limits = [b for b in (billed.max_tokens, route.max_output) if b is not None and b > 0]
+        outputs.append(min(limits) if limits else default_max_output)
+    prefill = max(outputs, default=default_max_output)
+    return Bound(billed.input_tokens + prefill, billed.max_tokens, 1, billed.cache_writes)
