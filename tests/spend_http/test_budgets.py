@@ -363,13 +363,15 @@ async def test_streamed_requests_settle_their_actual_cost(
 
 async def test_stream_without_usage_is_charged_its_reservation(make_router, rules_dict, upstream) -> None:
     """No usage from the provider: the cost is unknown, so the reservation is charged in
-    full (the conservative choice the guard documents)."""
+    full (the conservative choice the guard documents): 511 µ$ for the answer and 661 µ$ for
+    the one mid-stream recovery a stream may take (the prompt again plus up to 100 tokens of
+    prefill: 1.5 × 100 more input tokens at 1 µ$)."""
     upstream.standard.mock(return_value=_openai_stream("mid-1", None))
     router = make_router(rules_dict(budgets={"daily_usd": 1}))
     response = await router.chat(model="standard", key="team-a", stream=True, max_tokens=100)
     assert response.status_code == 200
     await router.drain()
-    assert await router.budget_item() == {"committed": 511, "spent": 511}
+    assert await router.budget_item() == {"committed": 511 + 661, "spent": 511 + 661}
 
 
 async def test_cache_hits_are_served_past_the_cap(make_router, rules_dict, upstream) -> None:
