@@ -310,3 +310,15 @@ def test_did_you_mean_only_suggests_keys_valid_there(
     text = str(_error(minimal))
     assert "unknown key" in text
     assert bad_hint not in text
+
+
+def test_a_mock_option_typo_fails_at_load() -> None:
+    raw = {
+        "providers": {"m": {"kind": "mock", "base_url": "mock://x?flaw_rat=0.3"}},
+        "models": {"a": {"provider": "m", "id": "a", "price": {"input": 1, "output": 1}}},
+        "tiers": {"t": ["a"]},
+        "default_tier": "t",
+    }
+    with pytest.raises(RulesError) as caught:
+        parse_rules(raw, "demo.yaml")
+    assert "demo.yaml: provider 'm': base_url: unknown mock option 'flaw_rat'" in str(caught.value)

@@ -223,6 +223,13 @@ def cross_check(spec: RulesFile) -> Iterable[Problem]:
         probed = provider.probe.model
         if probed is not None and (probed not in models or models[probed].provider != name):
             yield Problem(f"provider {name!r}: probe.model", f"{probed!r} is not a model of this provider")
+        if provider.kind == "mock":
+            from tier_router.providers.mock import check_url  # only rules files with mock providers
+
+            try:
+                check_url(provider.base_url)
+            except ValueError as exc:
+                yield Problem(f"provider {name!r}: base_url", str(exc))
     for tier, chain in tiers.items():
         tier_spec = spec.tier_specs[tier]
         if not chain:
