@@ -108,3 +108,32 @@ def test_buffered_log_writes_many_lines_at_once() -> None:
     assert before_flush == ""  # nothing written per request...
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [line["n"] for line in lines] == [0, 1, 2, 3, 4]  # ...then all of them, in order
+
+
+def test_an_escalation_is_a_metric_of_the_routed_tier_and_not_a_fallback() -> None:
+    """A cascade's lines: Validated / Escalations by `routed_tier` (the tier the rules chose),
+    and the escalated tier's first attempt is not counted as a fallback."""
+    from tier_router.telemetry import add_emf
+
+    escalated = {
+        "tier": "premium",
+        "escalated_from": "budget",
+        "cascade": "premium",
+        "escalations": [{"tier": "budget", "model": "small", "validator": "json"}],
+        "attempts": [{"model": "small", "tried": True}, {"model": "large", "tried": True}],
+        "status": 200,
+    }
+    passed = {"tier": "budget", "cascade": "premium", "attempts": [{"model": "small", "tried": True}]}
+    unchecked = {"tier": "budget", "attempts": [{"model": "small"}, {"model": "medium"}]}
+    for record in (escalated, passed, unchecked):
+        add_emf(record, 0.0)
+
+    assert (escalated["routed_tier"], escalated["Validated"], escalated["Escalations"]) == ("budget", 1, 1)
+    assert escalated["Fallbacks"] == 0
+    assert (passed["routed_tier"], passed["Validated"], passed["Escalations"]) == ("budget", 1, 0)
+    assert "Validated" not in unchecked
+    assert unchecked["Fallbacks"] == 1
+    directive = escalated["_aws"]["CloudWatchMetrics"][1]
+    assert directive["Dimensions"] == [["routed_tier"]]
+    assert [m["Name"] for m in directive["Metrics"]] == ["Validated", "Escalations"]
+    assert len(unchecked["_aws"]["CloudWatchMetrics"]) == 1

@@ -9,8 +9,10 @@ With EMF on (the default on Lambda), the same line carries an `_aws` block in Cl
 Embedded Metric Format, so CloudWatch extracts metrics from the log stream itself: no
 PutMetricData calls, no extra latency, no SDK import. Metrics (namespace `TierRouter`):
 Requests, Errors, Fallbacks, LatencyMs, UpstreamMs, PromptTokens, CompletionTokens, CostUSD,
-CacheHits, Downgrades — by tier, and by model + provider. (Each dimension combination is a
-custom metric CloudWatch bills for; that is why the sets stay this small.)
+CacheHits, Downgrades — by tier, and by model + provider; and Validated / Escalations by
+`routed_tier` (the tier the rules chose, whose answers a cascade checks: an alarm on
+Escalations / Validated is an alarm on that tier's answer quality). (Each dimension
+combination is a custom metric CloudWatch bills for; that is why the sets stay this small.)
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ METRICS = [
     {"Name": "Downgrades", "Unit": "Count"},
 ]
 DIMENSIONS = [["tier"], ["model", "provider"]]
+CASCADE_METRICS = [{"Name": "Validated", "Unit": "Count"}, {"Name": "Escalations", "Unit": "Count"}]
 
 
 class AccessLog:
@@ -114,11 +117,13 @@ class AccessLog:
 def add_emf(record: dict[str, Any], now: float) -> None:
     """Metric values as top-level fields, plus the `_aws` directive that names them."""
     attempts = record.get("attempts") or []
+    escalations = len(record.get("escalations") or ())  # each escalated tier's first try is no fallback
+    tried = sum(1 for a in attempts if a.get("tried", True) and not a.get("retry"))
     record.update(
         {
             "Requests": 1,
             "Errors": 0 if record.get("status", 200) < 400 else 1,
-            "Fallbacks": max(0, sum(1 for a in attempts if a.get("tried", True) and not a.get("retry")) - 1),
+            "Fallbacks": max(0, tried - 1 - escalations),
             "LatencyMs": record.get("latency_ms", 0),
             "UpstreamMs": record.get("upstream_ms", 0),
             "PromptTokens": record.get("prompt_tokens") or 0,
@@ -131,7 +136,12 @@ def add_emf(record: dict[str, Any], now: float) -> None:
     for name in ("tier", "model", "provider"):
         if not record.get(name):
             record[name] = "-"  # EMF dimensions must be strings
-    record["_aws"] = {
-        "Timestamp": int(now * 1000),
-        "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": DIMENSIONS, "Metrics": METRICS}],
-    }
+    directives = [{"Namespace": NAMESPACE, "Dimensions": DIMENSIONS, "Metrics": METRICS}]
+    if record.get("cascade"):  # the answer was validated by a cascade
+        record["routed_tier"] = record.get("escalated_from") or record["tier"]
+        record["Validated"] = 1
+        record["Escalations"] = 1 if escalations else 0
+        directives.append(
+            {"Namespace": NAMESPACE, "Dimensions": [["routed_tier"]], "Metrics": CASCADE_METRICS}
+        )
+    record["_aws"] = {"Timestamp": int(now * 1000), "CloudWatchMetrics": directives}
