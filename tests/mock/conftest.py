@@ -4,7 +4,6 @@ Models (each its own mock provider, so each draws its own flaws):
 - ``clean``     mock://clean: never flawed
 - ``bad-json``  mock://badjson?flaw_rate=1&flaws=json: every JSON answer invalid
 - ``bad-tools`` mock://badtools?flaw_rate=1&flaws=tools: every tool call's arguments wrong
-- ``typo``      mock://typo?flaw_rat=1: a misspelt option
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ PROVIDERS = {
     "clean": "mock://clean",
     "bad-json": "mock://badjson?flaw_rate=1&flaws=json",
     "bad-tools": "mock://badtools?flaw_rate=1&flaws=tools",
-    "typo": "mock://typo?flaw_rat=1",
 }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 import openai
 import pytest
+from tier_router.routing.loader import RulesError, parse_rules
 
 PERSON = {
     "type": "object",
@@ -208,6 +209,12 @@ def test_a_tools_flawed_provider_gives_arguments_that_do_not_validate(sdk: opena
             jsonschema.validate(arguments_of(call), schema)
 
 
-def test_a_misspelt_option_reaches_the_client_named(sdk: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError, match="unknown mock option 'flaw_rat'"):
-        sdk.chat.completions.create(model="typo", messages=user("Hi"))
+def test_a_misspelt_option_fails_when_the_rules_load() -> None:
+    rules = {
+        "providers": {"typo": {"kind": "mock", "base_url": "mock://typo?flaw_rat=1"}},
+        "models": {"typo": {"provider": "typo", "id": "mock-typo", "price": {"input": 0.1, "output": 0.4}}},
+        "tiers": {"only-typo": ["typo"]},
+        "default_tier": "only-typo",
+    }
+    with pytest.raises(RulesError, match="provider 'typo': base_url: unknown mock option 'flaw_rat'"):
+        parse_rules(rules, "demo.yaml")
