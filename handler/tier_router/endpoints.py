@@ -3,12 +3,13 @@
 POST /v1/chat/completions   auth → body → decide → admit → cache | forward → answer/stream
 POST /v1/route/explain      the decision for a body, with breaker states, nothing forwarded
 GET  /v1/models             auto, the tiers, the models and the aliases
-GET  /v1/router/status      today's spend, budgets, breakers
+GET  /v1/router/status      today's spend and results, budgets, breakers, schema checks
 GET  /healthz, /readyz      liveness; readiness (keys, store)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -43,6 +44,7 @@ from tier_router.responses import (
 from tier_router.router_keys import KeyRecord
 from tier_router.routing.engine import Decision, UnknownModelError
 from tier_router.routing.request import parse_chat
+from tier_router.validators.schemas import STATS as SCHEMA_STATS
 
 EXCHANGE = "tier_router.exchange"
 """The scope key under which `app` hands each request's Exchange to Starlette routes."""
@@ -232,7 +234,8 @@ async def status(request: Request) -> Response:
     except StoreError as exc:
         raise APIError(503, f"state store unreachable: {exc}", code="store_unavailable") from None
     tiers = {t: [r.name for r in c] for t, c in gateway.rules.tiers.items()}
-    return JSONResponse({**spend, "breakers": breakers, "tiers": tiers})
+    checks = dataclasses.asdict(SCHEMA_STATS)  # this process's, since it started
+    return JSONResponse({**spend, "breakers": breakers, "tiers": tiers, "schema_checks": checks})
 
 
 async def healthz(request: Request) -> Response:

@@ -214,3 +214,19 @@ def test_a_streamed_request_passes_through_unchecked_without_hold(stack: AnswerS
     line = stack.line(request_id)
     assert "cascade" not in line
     assert stack.app.calls("stream-pass", "good") == []
+
+
+def test_a_schema_that_cannot_be_checked_passes_and_is_counted_in_status(stack: AnswerStack) -> None:
+    """A response schema the router will not compile (a remote `$ref`) lets the answer pass —
+    and the status endpoint says how many checks could not run, so it is never silent."""
+    stack.app.script("remote-ref", cheap=[Answer('{"a": 1}')], good=[Answer("{}")])
+    before = stack.router.get("/v1/router/status").json()["schema_checks"]
+    schema = {"type": "object", "properties": {"a": {"$ref": "https://example.com/a.json"}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}
+
+    raw = ask(stack, "remote-ref", response_format=fmt)
+
+    assert raw.headers["x-router-model"] == "cheap"
+    after = stack.router.get("/v1/router/status").json()["schema_checks"]
+    assert after["uncheckable"] == before["uncheckable"] + 1
+    assert sum(after["reasons"].values()) == sum(before["reasons"].values()) + 1
