@@ -72,13 +72,9 @@ class Cascaded:
 
     decision: Decision
     completion: Completion
-    steps: list[Decision]
-    """The decision of each answer, the first one's first (one more than `escalations`)."""
     escalations: list[Escalation]
     failure: Failure | None
     """The served answer's own failure, when it is served anyway (see the module docstring)."""
-    attempts: list[Attempt]
-    """Every attempt of every tier, in order."""
 
 
 async def complete(
@@ -89,6 +85,7 @@ async def complete(
     body: dict[str, Any],
 ) -> Cascaded:
     """Forward `body` as `exchange.decision` says, then follow its cascade while answers fail.
+    The exchange ends with the served answer in hand (`in_hand`) and every attempt.
     `price(route, usage) -> int | None`. Raises what `Forwarder.complete` raises for the
     first tier only: once an answer is in hand, the request is answered.
 
@@ -103,7 +100,6 @@ async def complete(
     attempts = list(completion.attempts)
     in_hand(exchange, completion, attempts, price)
     escalations: list[Escalation] = []
-    steps = [decision]
     cascade = decision.cascade
     ask: Ask | None = None
     failure: Failure | None = None
@@ -126,14 +122,16 @@ async def complete(
         escalations.append(escalation)
         exchange.escalate(escalation, escalated)
         attempts += better.attempts
-        steps.append(escalated)
         checks = cascade.checks
         decision, completion, cascade = escalated, better, escalated.cascade
         in_hand(exchange, completion, attempts, price)
         failure = None
         if cascade is None:  # the last tier: its answer is served; say if it fails the same checks
             failure = await checked(checks, Reply.of(completion.data), ask)
-    return Cascaded(decision, completion, steps, escalations, failure, attempts)
+    exchange.attempts = attempts  # with a failed escalation's, when the answer in hand is served
+    if failure is not None:
+        exchange.line.validation = failure.header()
+    return Cascaded(decision, completion, escalations, failure)
 
 
 def may_escalate(cascade: Cascade, allowed: Collection[str] | None) -> bool:

@@ -123,27 +123,21 @@ async def complete(
     decision = exchange.decision
     assert decision is not None
     failure = None  # the served answer's own validation failure
+    price = gateway.spend.price
     with gateway.disconnects.request(request.scope, request.receive):
         if decision.cascade is None:
             completion = await gateway.forwarder.complete(decision, body)
-            attempts = completion.attempts
+            cascade.in_hand(exchange, completion, completion.attempts, price)
         else:
             exchange.line.cascade = decision.cascade.to
-            price = gateway.spend.price
             done = await cascade.complete(gateway.forwarder, gateway.rules, price, exchange, body)
-            completion, attempts = done.completion, done.attempts
-            headers.update(cascade_headers(done.escalations, done.failure, done.decision))
-            failure = done.failure
-            if failure is not None:
-                exchange.line.validation = failure.header()
-    exchange.served_by(completion.route, attempts)
-    exchange.usage = usage = completion.data.get("usage")
-    exchange.cost = cost = gateway.spend.price(completion.route, usage)
+            completion, failure = done.completion, done.failure
+            headers.update(cascade_headers(done.escalations, failure, done.decision))
     exchange.completion = completion.data if failure is None else None  # never cache a failed answer
     exchange.ended(Outcome.OK, 200)
-    headers.update(served_headers(completion.route, attempts))
+    headers.update(served_headers(completion.route, exchange.attempts))
     headers.update(completion.headers)
-    headers.update(cost_header(exchange.total_cost(cost)))
+    headers.update(cost_header(exchange.total_cost(exchange.cost)))
     return answer(completion.raw if completion.raw is not None else dumps(completion.data), headers)
 
 

@@ -35,7 +35,7 @@ from tier_router.gateway import Gateway
 from tier_router.lifecycle import Exchange
 from tier_router.recovery import Resume, spent
 from tier_router.request_line import Outcome
-from tier_router.responses import answer_events, event_stream, served_headers, validation_header
+from tier_router.responses import answer_events, cascade_headers, event_stream, served_headers
 from tier_router.routing.engine import Decision
 from tier_router.stream_state import StreamState, add_usage
 from tier_router.validators import Ask, Choice, Failure, Reply, ToolCall, Validator
@@ -202,7 +202,7 @@ async def held_stream(
     limit = rules.spec.routing.max_stream_recoveries
     cascade, ask = decision.cascade, Ask.of(body)
     exchange.line.cascade = cascade.to
-    first: Failure | None = None  # the failure that started the first escalation
+    escalations: list[Escalation] = []
     while True:
         state = Assembly(opened.state.choices)
         opened.state = state
@@ -213,38 +213,32 @@ async def held_stream(
         try:
             with gateway.disconnects.request(request.scope, request.receive):
                 failure = await held.verdict(ask, complete=lambda: exchange.line.outcome is Outcome.OK)
-                if failure is not None and not may_escalate(cascade, exchange.tiers):
-                    served, failure = failure, None
-                    exchange.line.validation = served.header()
-                    await held.rest()
-                if failure is not None:
+                better = None
+                if failure is not None and may_escalate(cascade, exchange.tiers):
                     escalated = rules.escalate(decision, failure.header())
                     try:
                         better = await forwarder.open_stream(escalated, body, include_usage, ends=ends)
                     except (AllCandidatesFailed, UpstreamClientError) as exc:
                         exchange.attempts = [*exchange.attempts, *exc.attempts]
-                        served, failure = failure, None
-                        exchange.line.validation = served.header()
-                        await held.rest()
+                if failure is not None and better is None:  # served as it is, its failure said
+                    served, failure = failure, None
+                    exchange.line.validation = served.header()
+                    await held.rest()
         except BaseException:
             await held.close()
             raise
         if failure is None:
-            shown = first or served
-            if shown is not None:
-                headers["x-router-validation"] = validation_header(shown)
+            headers.update(cascade_headers(escalations, served, decision))
             headers.update(served_headers(exchange.route or opened.route, exchange.attempts))
             return held_response(held.frames, headers)
-        first = first or failure
         escalation = abandoned(exchange, decision, failure, spend)
+        escalations.append(escalation)
         exchange.escalate(escalation, escalated)
         exchange.stream = opened = better  # from here on, lifecycle closes (and prices) this one
         await asyncio.shield(held.close())  # the failed answer's connection, whatever happens now
         better.state.choices = state.choices
         exchange.served_by(better.route, [*exchange.attempts, *better.attempts])
-        headers["x-router-tier"] = escalated.tier or ""
-        headers["x-router-escalated-from"] = exchange.line.escalated_from or ""
-        headers["x-router-validation"] = validation_header(first)
+        headers.update(cascade_headers(escalations, None, escalated))
         headers.update(served_headers(better.route, exchange.attempts))
         headers.update(better.headers)
         decision = escalated
