@@ -14,16 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.stream_script import Message, ScriptedSides
+
 PROVIDER_KEY_ENV = "ANSWER_SCRIPT_KEY"
-SCRIPT = re.compile(rb"\[script=([A-Za-z0-9_-]+)\]")
-Message = dict[str, Any]
 
 
 @dataclass
@@ -105,34 +104,11 @@ class Answer:
         return out
 
 
-class AnswerScript:
-    def __init__(self) -> None:
-        self.scripts: dict[str, dict[str, list[Answer]]] = {}
-        self.bodies: dict[tuple[str, str], list[dict[str, Any]]] = {}
-
-    def script(self, name: str, **sides: list[Answer]) -> None:
-        self.scripts[name] = {side: list(answers) for side, answers in sides.items()}
-
-    def calls(self, name: str, side: str) -> list[dict[str, Any]]:
-        return self.bodies.get((name, side), [])
-
+class AnswerScript(ScriptedSides[Answer]):
     async def __call__(self, scope: Any, receive: Callable[[], Awaitable[Message]], send: Any) -> None:
         if scope["type"] != "http":
             return
-        parts = []
-        while True:
-            message = await receive()
-            parts.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        raw = b"".join(parts)
-        side = scope["path"].strip("/").split("/")[0]
-        found = SCRIPT.search(raw)
-        name = found.group(1).decode() if found else ""
-        body = json.loads(raw)
-        self.bodies.setdefault((name, side), []).append(body)
-        answers = self.scripts.get(name, {}).get(side) or [Answer(status=500)]
-        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        body, answer = await self.next_reply(scope, receive, Answer(status=500))
         if answer.delay_s:
             await asyncio.sleep(answer.delay_s)
         if answer.status != 200:

@@ -21,12 +21,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 PROVIDER_KEY_ENV = "STREAM_SCRIPT_KEY"
 Message = dict[str, Any]
 ENVELOPE = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "model": "m"}
 SCRIPT = re.compile(rb"\[script=([A-Za-z0-9_-]+)\]")
+R = TypeVar("R")
 
 
 class End(Enum):
@@ -69,20 +70,26 @@ def usage(prompt: int, completion: int) -> str:
     )
 
 
-class StreamScript:
+class ScriptedSides(Generic[R]):
+    """Scripts by name, each a list of replies per side (provider), answered in turn (the last
+    one repeats); every body the router sent is kept per (script, side). Shared by the scripted
+    providers of the tests (this one and `answer_script.AnswerScript`)."""
+
     def __init__(self) -> None:
-        self.scripts: dict[str, dict[str, list[Reply]]] = {}
+        self.scripts: dict[str, dict[str, list[R]]] = {}
         self.bodies: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
-    def script(self, name: str, **sides: list[Reply]) -> None:
+    def script(self, name: str, **sides: list[R]) -> None:
         self.scripts[name] = {side: list(replies) for side, replies in sides.items()}
 
     def calls(self, name: str, side: str) -> list[dict[str, Any]]:
         return self.bodies.get((name, side), [])
 
-    async def __call__(self, scope: Any, receive: Callable[[], Awaitable[Message]], send: Any) -> None:
-        if scope["type"] != "http":
-            return
+    async def next_reply(
+        self, scope: Any, receive: Callable[[], Awaitable[Message]], missing: R
+    ) -> tuple[dict[str, Any], R]:
+        """Read one request: its body, and the reply its script gives its side (`missing` when
+        there is none)."""
         parts = []
         while True:
             message = await receive()
@@ -93,9 +100,17 @@ class StreamScript:
         side = scope["path"].strip("/").split("/")[0]
         found = SCRIPT.search(raw)
         name = found.group(1).decode() if found else ""
-        self.bodies.setdefault((name, side), []).append(json.loads(raw))
-        replies = self.scripts.get(name, {}).get(side) or [Reply(status=500, error="no script")]
-        reply = replies.pop(0) if len(replies) > 1 else replies[0]
+        body = json.loads(raw)
+        self.bodies.setdefault((name, side), []).append(body)
+        replies = self.scripts.get(name, {}).get(side) or [missing]
+        return body, replies.pop(0) if len(replies) > 1 else replies[0]
+
+
+class StreamScript(ScriptedSides["Reply"]):
+    async def __call__(self, scope: Any, receive: Callable[[], Awaitable[Message]], send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        _, reply = await self.next_reply(scope, receive, Reply(status=500, error="no script"))
         if reply.status != 200:
             error = {"message": reply.error, "type": "invalid_request_error", "param": None, "code": None}
             body = json.dumps({"error": error}).encode()
