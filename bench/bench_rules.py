@@ -23,10 +23,7 @@ Target: well under 1 ms per decision for 100 rules on a 32 KB prompt.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -36,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from machine_facts import machine  # bench/ is on sys.path when run as a script
 from tier_router.routing.engine import Rules
 from tier_router.routing.loader import load_rules, parse_rules
 from tier_router.routing.request import Chat, parse_chat
@@ -188,26 +186,6 @@ def measure_interleaved(
             batch.sort()
             round_p99s[label].append(batch[min(len(batch) - 1, int(len(batch) * 0.99))] / 1000)
     return {label: summarize(samples[label], round_p99s[label]) for label in labels}
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "date": dt.date.today().isoformat(),
-        "nproc": os.cpu_count(),
-        "machine": platform.machine(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "system": f"{platform.system()} {platform.release()}",
-        "loadavg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-    }
 
 
 def run(iterations: int) -> dict[str, Any]:

@@ -28,10 +28,8 @@ which it also writes to bench/out/validators.json (or --json FILE).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -40,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from machine_facts import machine  # bench/ is on sys.path when run as a script
 from tier_router.validators import Ask, Reply, build_validators, schemas, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -300,26 +299,6 @@ def import_ms(module: str, runs: int = 5) -> float | None:
             return None  # not installed (jsonschema is only here for comparison)
         times.append(float(done.stdout.strip().splitlines()[-1]) * 1000)
     return round(statistics.median(times), 1)
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "date": dt.date.today().isoformat(),
-        "nproc": os.cpu_count(),
-        "machine": platform.machine(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "system": f"{platform.system()} {platform.release()}",
-        "loadavg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-    }
 
 
 def table(results: dict[str, dict[str, float]]) -> str:
