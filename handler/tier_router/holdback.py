@@ -33,11 +33,11 @@ from tier_router.cascade import Escalation, checked, may_escalate
 from tier_router.fallback import AllCandidatesFailed, UpstreamClientError
 from tier_router.gateway import Gateway
 from tier_router.lifecycle import Exchange
-from tier_router.recovery import Resume, spent
+from tier_router.recovery import Resume, used_so_far
 from tier_router.request_line import Outcome
 from tier_router.responses import answer_events, cascade_headers, event_stream, served_headers
 from tier_router.routing.engine import Decision
-from tier_router.stream_state import StreamState, add_usage
+from tier_router.stream_state import StreamState
 from tier_router.validators import Ask, Choice, Failure, Reply, ToolCall, Validator
 
 EARLY_EVERY_CHARS = 16
@@ -256,11 +256,7 @@ def abandoned(exchange: Exchange, decision: Decision, failure: Failure, spend: S
     if exchange.usage is not None:
         usage, cost, estimated = exchange.usage, exchange.cost, False
     else:
-        used = spent(current, decision)
-        price = spend.price(current.route, used)
-        usage = add_usage(current.carried_usage, used)
-        cost = None if price is None else price + current.carried_cost
-        estimated = current.carried_estimated or not (current.decoder.usage or {}).get("completion_tokens")
+        usage, cost, estimated = used_so_far(current, decision, spend)
     exchange.usage, exchange.cost = None, None
     return Escalation(decision, current.route, failure, usage, cost, list(current.attempts), estimated)
 

@@ -160,13 +160,24 @@ class Resume:
         taken.state = state
         state.recovered = how
         taken.earlier_bad_chunks = opened.bad_chunks
-        used = spent(opened, self.decision)
-        taken.carried_usage = add_usage(opened.carried_usage, used)
-        taken.carried_cost = opened.carried_cost + (self.spend.price(opened.route, used) or 0)
-        taken.carried_estimated = opened.carried_estimated or not (opened.decoder.usage or {}).get(
-            "completion_tokens"
-        )
+        usage, cost, estimated = used_so_far(opened, self.decision, self.spend)
+        taken.carried_usage = usage
+        taken.carried_cost = opened.carried_cost if cost is None else cost
+        taken.carried_estimated = estimated
         return taken, attempts
+
+
+def used_so_far(
+    opened: OpenedStream, decision: Decision, spend: SpendControls
+) -> tuple[dict[str, Any], int | None, bool]:
+    """What a stream that stops here used, with the streams it took over from: the usage, its
+    cost (None when its model cannot be priced: only the earlier streams' then), and whether
+    either was estimated (`spent`) rather than the provider's."""
+    used = spent(opened, decision)
+    price = spend.price(opened.route, used)
+    cost = None if price is None else opened.carried_cost + price
+    estimated = opened.carried_estimated or not (opened.decoder.usage or {}).get("completion_tokens")
+    return add_usage(opened.carried_usage, used), cost, estimated
 
 
 def spent(opened: OpenedStream, decision: Decision) -> dict[str, Any]:
