@@ -212,26 +212,39 @@ def test_many_simultaneous_escalations_leave_the_log_the_ledger_and_the_budget_a
     cheap, good = Answer("{broken", completion_tokens=11), Answer('{"ok": true}', completion_tokens=6)
     slow = Answer('{"ok": true}', delay_s=2.0)
     stack.app.script("many", cheap=[cheap], good=[good])
-    stack.app.script("many-leave", cheap=[cheap], good=[slow])
+    leaving = [f"many-leave-{index}" for index in range(24)]
+    for name in leaving:
+        stack.app.script(name, cheap=[cheap], good=[slow])
     stack.app.script(
         "many-early", cheap=[Answer("I'm sorry, but I can't help with that. " + "la " * 50)], good=[good]
     )
     both = cost("cheap", cheap) + cost("good", good)
     window = quiesce(stack.router)
 
+    async def leave_once_escalated(name: str, request: asyncio.Task[httpx.Response]) -> None:
+        """Leave while the premium tier answers: once the router sent it this request (so the
+        cheap answer is in hand however loaded the machine is), before its answer comes."""
+        for _ in range(3000):  # the scripted provider runs in another thread: poll it
+            if stack.app.calls(name, "good") or request.done():
+                break
+            await asyncio.sleep(0.01)
+        request.cancel()
+
     async def one(kind: str, client: httpx.AsyncClient) -> tuple[str, int | None, str | None]:
         streamed = kind.startswith("held")
-        script = {"leave": "many-leave", "held-leave": "many-leave", "held-early": "many-early"}
-        payload = body(script.get(kind, "many"), "auto" if streamed else "budget", stream=streamed)
+        name = leaving.pop() if kind.endswith("leave") else "many-early" if kind == "held-early" else "many"
+        payload = body(name, "auto" if streamed else "budget", stream=streamed)
         if kind != "held-early":
             payload["response_format"] = JSON_MODE
         headers = auth(**HOLD) if streamed else auth()
-        timeout = 0.8 if kind.endswith("leave") else 30
+        request = asyncio.ensure_future(
+            client.post("/v1/chat/completions", json=payload, headers=headers, timeout=30)
+        )
+        if kind.endswith("leave"):
+            await leave_once_escalated(name, request)
         try:
-            response = await client.post(
-                "/v1/chat/completions", json=payload, headers=headers, timeout=timeout
-            )
-        except httpx.ReadTimeout:
+            response = await request
+        except asyncio.CancelledError:
             return kind, None, None
         return kind, response.status_code, response.headers.get("x-router-request-id")
 
