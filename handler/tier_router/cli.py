@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tier_router import cli_text
+from tier_router import cli_labels, cli_quality, cli_text
+from tier_router.calibrate import cli as calibrate_cli
 from tier_router.settings import Settings, configured_store_url, default_rules_path
 
 
@@ -133,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--list", type=int, default=50, metavar="N", help="list up to N changed requests")
     replay.set_defaults(run=run_replay)
 
+    cli_quality.add_command(commands)
+    cli_labels.add_command(commands)
+    calibrate_cli.add_command(commands)
     return parser
 
 

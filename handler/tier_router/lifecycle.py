@@ -44,6 +44,7 @@ from tier_router.telemetry import AccessLog
 
 if TYPE_CHECKING:
     from tier_router.cascade import Escalation
+    from tier_router.quality.loop import QualityLoop
 
 log = logging.getLogger("tier_router")
 
@@ -149,10 +150,18 @@ class Drainer:
 class Lifecycle:
     """One per process: begins exchanges and finishes each exactly once."""
 
-    def __init__(self, spend: SpendControls, access_log: AccessLog, *, background: bool = False) -> None:
+    def __init__(
+        self,
+        spend: SpendControls,
+        access_log: AccessLog,
+        *,
+        background: bool = False,
+        quality: QualityLoop | None = None,
+    ) -> None:
         self.spend = spend
         self.access_log = access_log
         self.background = background
+        self.quality = quality if quality is not None and quality.active else None
         self.drainer = Drainer()
         self._slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
@@ -200,6 +209,11 @@ class Lifecycle:
             log.exception("settling request %s failed", exchange.request_id)
         finally:
             self._write(exchange)
+        if self.quality is not None:  # after the line: feedback facts, a sample for the judge
+            try:
+                await self.quality.finished(exchange)
+            except Exception:
+                log.exception("the quality loop failed on request %s", exchange.request_id)
 
     async def _close_stream(self, exchange: Exchange, stream: OpenedStream) -> None:
         try:

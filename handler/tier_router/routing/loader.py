@@ -274,6 +274,28 @@ def cross_check(spec: RulesFile) -> Iterable[Problem]:
             yield Problem(f"{where}: tier", unknown("tier", rule.tier, tiers))
     for where, reason in (*cascade_problems(spec), *gate_problems(spec.rules, spec.experiments)):
         yield Problem(where, reason)
+    yield from quality_problems(spec)
+
+
+def quality_problems(spec: RulesFile) -> Iterable[Problem]:
+    """The `quality:` section names a tier and a model of this file; a rule that samples needs
+    the file's judge (and a reference: its own or the file's)."""
+    quality, tiers, models = spec.quality, spec.tiers, spec.models
+    if quality.reference is not None and quality.reference not in tiers:
+        yield Problem("quality.reference", unknown("tier", quality.reference, tiers))
+    if quality.judge is not None and quality.judge.model not in models:
+        yield Problem("quality.judge.model", unknown("model", quality.judge.model, models))
+    for i, rule in enumerate(spec.rules):
+        own = rule.quality
+        if own is None:
+            continue
+        where = f"rule {rule.name!r} (#{i + 1}): quality"
+        if own.reference is not None and own.reference not in tiers:
+            yield Problem(f"{where}.reference", unknown("tier", own.reference, tiers))
+        if own.sample and (quality.judge is None or (own.reference or quality.reference) is None):
+            yield Problem(
+                where, "sampling needs the file's quality.judge and a reference tier (its own or the file's)"
+            )
 
 
 # --- compilation -------------------------------------------------------------------------

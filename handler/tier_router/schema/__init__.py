@@ -3,6 +3,7 @@
     common      Strict (unknown keys are errors), Name, Usd, Priority, usd_to_micro
     routing     providers (retries), models, prices, conditions, rules, priority, breakers
     quality     weighted tiers, cascades, experiments, rollouts, sticky sources
+    judging     sampled judging and feedback (the `quality:` section)
     spend       budgets (pacing, hard cap), limits, cache
     rules_file  RulesFile: the whole file, and the defaults that need all of it
 
@@ -30,6 +31,7 @@ from tier_router.schema.common import (
     Usd,
     usd_to_micro,
 )
+from tier_router.schema.judging import FeedbackSpec, JudgeSpec, QualitySpec, RuleQuality
 from tier_router.schema.quality import CascadeSpec, Experiment, TierSpec, WeightedModel
 from tier_router.schema.routing import (
     Breakers,
@@ -72,8 +74,10 @@ __all__ = [
     "CascadeSpec",
     "Condition",
     "Experiment",
+    "FeedbackSpec",
     "HeaderTest",
     "HealthCheck",
+    "JudgeSpec",
     "KeyId",
     "KeyRateLimit",
     "MetadataTest",
@@ -85,11 +89,13 @@ __all__ = [
     "Priority",
     "PrioritySource",
     "Provider",
+    "QualitySpec",
     "Range",
     "RateLimitConfig",
     "Retry",
     "Routing",
     "Rule",
+    "RuleQuality",
     "RulesFile",
     "Strict",
     "TierSpec",

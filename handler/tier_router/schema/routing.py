@@ -21,6 +21,7 @@ from tier_router.schema.common import (
     Strict,
     WindowSeconds,
 )
+from tier_router.schema.judging import RuleQuality
 from tier_router.schema.quality import (
     STICKY_DEFAULT,
     CascadeSpec,
@@ -251,6 +252,9 @@ class Rule(Strict):
     )
     cascade: CascadeSpec | None = Field(
         default=None, description="replaces the tier's cascade for the requests this rule routes"
+    )
+    quality: RuleQuality | None = Field(
+        default=None, description="this rule's own judging sample rate (and reference tier)"
     )
 
     @field_validator("arm")

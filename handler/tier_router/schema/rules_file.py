@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, model_validator
 
 from tier_router.schema.common import Name, Strict
+from tier_router.schema.judging import QualitySpec
 from tier_router.schema.quality import Experiment, TierSpec, ValidatorEntry
 from tier_router.schema.routing import Breakers, Model, PrioritySource, Provider, Routing, Rule
 from tier_router.schema.spend import BudgetConfig, CacheConfig, RateLimitConfig, derive_downgrade
@@ -36,6 +37,7 @@ class RulesFile(Strict):
         default_factory=dict, description="configured validators, usable by name in a cascade's `on:`"
     )
     experiments: dict[Name, Experiment] = Field(default_factory=dict)
+    quality: QualitySpec = QualitySpec()
     rules: list[Rule] = Field(default_factory=list)
     _tiers: dict[str, list[str]] = PrivateAttr(default_factory=dict)
 

@@ -1,0 +1,1 @@
+"""`tier-router calibrate`: labelled requests in, readable rules that meet a quality target out."""
