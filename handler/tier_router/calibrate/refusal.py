@@ -1,0 +1,7 @@
+"""Why calibrate writes no rules: too few labels, no usable tier, a target the data cannot meet."""
+
+from __future__ import annotations
+
+
+class Refused(Exception):
+    """Calibration stops here; the message is the reason, for a person to act on."""
