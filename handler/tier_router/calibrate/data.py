@@ -8,7 +8,6 @@ without its prompt) gives those numbers directly; keyword lists then cannot be l
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,14 +19,19 @@ from tier_router.routing.request import parse_chat
 LENGTH_FIELDS = ("conversation_tokens", "last_user_tokens")
 """The range conditions a threshold may be calibrated on (both in `routing.conditions.RANGE_FIELDS`)."""
 
-WORD = re.compile(r"[a-z0-9_]+")
-"""Words as RE2's ASCII `\\b` delimits them, in lower-cased text. A keyword candidate is one of
-3 to 31 characters that starts with a letter: the rule that uses it matches
-`\\b(?:word|...)\\b` case-insensitively on the last user message."""
+WORD_BYTES = bytes(c if chr(c) in "abcdefghijklmnopqrstuvwxyz0123456789_" else 32 for c in range(256))
+"""Every byte that is not an ASCII word character (RE2's `\\b` delimits words so) to a space."""
 
 
-def words_of(text: str) -> frozenset[str]:
-    return frozenset(w for w in WORD.findall(text.lower()) if 3 <= len(w) <= 31 and w[0].isalpha())
+def words_of(text: str) -> frozenset[bytes]:
+    """The distinct lower-cased ASCII words of a text, as RE2's `\\b` delimits them (a
+    non-ASCII character is a delimiter). Which of them may be keywords (3 to 31 characters,
+    starting with a letter: `is_keyword`) is decided once per distinct word, not per text."""
+    return frozenset(text.lower().encode("ascii", "replace").translate(WORD_BYTES).split())
+
+
+def is_keyword(word: bytes) -> bool:
+    return 3 <= len(word) <= 31 and 97 <= word[0] <= 122
 
 
 @dataclass(slots=True)
@@ -42,7 +46,7 @@ class Examples:
     """Tier → score per example, None when the label does not score that tier."""
     output_caps: list[int | None] = field(default_factory=list)
     """The request's max_tokens (or max_completion_tokens), for the output estimate."""
-    words: list[frozenset[str]] | None = None
+    words: list[frozenset[bytes]] | None = None
     """Per example, the words of the last user message; None when any label has no request."""
 
     def __len__(self) -> int:
@@ -64,7 +68,7 @@ def load_examples(path: Path, rule_tiers: tuple[str, ...]) -> Examples:
     lengths: dict[str, list[int | None]] = {name: [] for name in LENGTH_FIELDS}
     scores: dict[str, list[float | None]] = {tier: [] for tier in rule_tiers}
     caps: list[int | None] = []
-    words: list[frozenset[str]] | None = []
+    words: list[frozenset[bytes]] | None = []
     try:
         for number, label in enumerate(read_labels(path), 1):
             seen.update(label.scores)
@@ -91,9 +95,7 @@ def load_examples(path: Path, rule_tiers: tuple[str, ...]) -> Examples:
         )
     complete = {name: values for name, values in lengths.items() if all(v is not None for v in values)}
     if not complete:
-        raise Refused(
-            f"{path}: no length feature ({', '.join(LENGTH_FIELDS)}) is known for every label"
-        )
+        raise Refused(f"{path}: no length feature ({', '.join(LENGTH_FIELDS)}) is known for every label")
     return Examples(
         tiers,
         {name: [int(v) for v in values if v is not None] for name, values in complete.items()},
@@ -107,10 +109,13 @@ def measure_label(label: Label, path: Path, number: int) -> dict[str, object]:
     """The label's features: measured from its request, or as given."""
     if label.request is not None:
         try:
-            features = measure(parse_chat({"model": "auto", **label.request}), {})
+            # text_checked: a lone surrogate fails in measure (UnicodeEncodeError, a ValueError)
+            features = measure(parse_chat({"model": "auto", **label.request}, text_checked=True), {})
         except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise LabelError(f"{path}:{number}: request is not a valid chat-completions body ({first})") from None
+            raise LabelError(
+                f"{path}:{number}: request is not a valid chat-completions body ({first})"
+            ) from None
         measured: dict[str, object] = features.as_dict()
         measured["last_user_text"] = features.last_user_text
         return measured

@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import accumulate, combinations_with_replacement
 
+from tier_router.calibrate.data import is_keyword
+
 FINE_COMBINATIONS = 40_000
 """Threshold tuples tried in the final search (per feature): sets the grid for 2+ cheaper tiers."""
 COARSE_COMBINATIONS = 3_000
@@ -42,8 +44,8 @@ class Policy:
     best: str
     keywords: tuple[str, ...] = ()
 
-    def pick(self, value: int, words: frozenset[str] | None) -> str:
-        if self.keywords and words and not words.isdisjoint(self.keywords):
+    def pick(self, value: int, words: frozenset[bytes] | None) -> str:
+        if self.keywords and words and not words.isdisjoint(k.encode() for k in self.keywords):
             return self.best
         for tier, limit in self.steps:
             if value <= limit:
@@ -62,7 +64,7 @@ class Problem:
     best: str
     cheap: tuple[str, ...]
     """The tiers cheaper than the best one, cheapest first."""
-    words: list[frozenset[str]] | None
+    words: list[frozenset[bytes]] | None
     target: float
 
     @property
@@ -194,7 +196,7 @@ def choose_keywords(problem: Problem, plain: Found | None) -> tuple[list[str], s
     current_cost = current.cost if current else math.fsum(problem.costs[problem.best])
     chosen: list[str] = []
     excluded: set[int] = set()
-    candidates = keyword_candidates(problem)
+    candidates = keyword_candidates(problem, plain)
     for _ in range(KEYWORD_ROUNDS):
         trials = []
         for word, indices in candidates.items():
@@ -214,32 +216,41 @@ def choose_keywords(problem: Problem, plain: Found | None) -> tuple[list[str], s
     return chosen, excluded
 
 
-def keyword_candidates(problem: Problem) -> dict[str, set[int]]:
-    """Words whose presence makes the cheapest tier fall behind the best tier most often."""
+def keyword_candidates(problem: Problem, plain: Found | None) -> dict[str, set[int]]:
+    """Words whose presence makes the cheapest tier fall behind the best tier more often than
+    elsewhere, among the requests a length rule sends to a cheaper tier (the plain policy's,
+    or the shorter half when there is none): where a keyword can change what happens."""
     words = problem.words
     assert words is not None
-    n = len(words)
     best, cheapest_tier = problem.scores[problem.best], problem.scores[problem.cheap[0]]
-    support: Counter[str] = Counter()
-    for example_words in words:
-        support.update(example_words)
-    low, high = max(MIN_KEYWORD_SUPPORT, int(0.002 * n)), int(MAX_KEYWORD_SHARE * n)
-    gaps: Counter[str] = Counter()
+    lengths = problem.lengths[plain.policy.feature if plain else next(iter(problem.lengths))]
+    if plain is not None:
+        routed = [i for i, v in enumerate(lengths) if plain.policy.pick(v, None) != problem.best]
+    else:
+        routed = sorted(range(len(lengths)), key=lengths.__getitem__)[: len(lengths) // 2]
+    if not routed:
+        return {}
+    support: Counter[bytes] = Counter()
+    gaps: Counter[bytes] = Counter()
     total_gap = 0.0
-    for i, example_words in enumerate(words):
+    for i in routed:
+        support.update(words[i])
         gap = best[i] - cheapest_tier[i]
         total_gap += gap
         if gap > 0:
-            for word in example_words:
+            for word in words[i]:
                 gaps[word] += gap
-    overall = total_gap / n if n else 0.0
+    overall = total_gap / len(routed)
+    low, high = max(MIN_KEYWORD_SUPPORT, int(0.002 * len(routed))), int(MAX_KEYWORD_SHARE * len(routed))
     ranked = sorted(
-        (gaps[w] / count, w) for w, count in support.items() if low <= count <= high and w in gaps
+        (gaps[w] / count, w)
+        for w, count in support.items()
+        if low <= count <= high and w in gaps and is_keyword(w)
     )
-    top = [w for mean_gap, w in reversed(ranked) if mean_gap > 2 * overall][:KEYWORD_CANDIDATES]
-    index: dict[str, set[int]] = {w: set() for w in top}
-    wanted = frozenset(top)
+    top = [w for mean_gap, w in reversed(ranked) if mean_gap > max(2 * overall, overall + 0.1)]
+    wanted = frozenset(top[:KEYWORD_CANDIDATES])
+    index: dict[bytes, set[int]] = {w: set() for w in wanted}
     for i, example_words in enumerate(words):
         for word in example_words & wanted:
             index[word].add(i)
-    return index
+    return {w.decode(): found for w, found in index.items()}

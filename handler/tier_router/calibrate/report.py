@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tier_router.calibrate.costs import OUTPUT_TOKENS
@@ -19,7 +20,8 @@ def new_rules(cal: Calibration, today: str) -> list[NewRule]:
     )
     rules: list[NewRule] = []
     if policy.keywords:
-        pattern = r"\b(?:" + "|".join(policy.keywords) + r")\b"
+        words = policy.keywords[0] if len(policy.keywords) == 1 else "(?:" + "|".join(policy.keywords) + ")"
+        pattern = rf"\b{words}\b"
         rules.append(
             NewRule(
                 f"{PREFIX}keywords",
@@ -91,7 +93,7 @@ def render_text(cal: Calibration, rules: list[NewRule], written: str | None, def
     lines += [f"  {tier} left out: {why}" for tier, why in cal.left_out.items()]
     lines.append(f"rules (first in rules:, the rest of the file after them; feature {policy.feature}):")
     for rule in rules:
-        condition = ", ".join(f"{key}: {value}" for key, value in rule.when.items())
+        condition = ", ".join(f"{key}: {json.dumps(value)}" for key, value in rule.when.items())
         lines.append(f"  {rule.name}: {condition} -> {rule.tier}")
     lines.append(f"  anything else -> the file's other rules, then default_tier ({default_tier})")
     if default_tier != policy.best:
