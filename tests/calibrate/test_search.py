@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tests.calibrate.synthetic import keyword_labels, length_labels, write_labels, write_rules
 from tier_router.calibrate.refusal import Refused
 from tier_router.calibrate.run import MIN_TIER_LABELS, calibrate
 from tier_router.routing.loader import load_rules
+
+from tests.calibrate.synthetic import keyword_labels, length_labels, write_labels, write_rules
 
 TARGET = 0.95
 
@@ -138,7 +138,7 @@ def test_labels_naming_no_tier_of_the_rules_file_are_refused(tmp_path, rules):
     for label in labels:
         label["scores"] = {"gpt-small": label["scores"]["budget"], "gpt-large": label["scores"]["premium"]}
     path = write_labels(tmp_path / "labels.jsonl", labels)
-    with pytest.raises(Refused, match="no tier scored in .* is a tier of the rules file"):
+    with pytest.raises(Refused, match=r"no tier scored in .* is a tier of the rules file"):
         calibrate(path, rules, TARGET, 0.3, 1)
 
 

@@ -62,7 +62,7 @@ def calibrate(labels: Path, rules: Rules, target: float, holdout: float, seed: i
         raise Refused(f"--holdout {holdout}: give the held-out share, more than 0 and less than 1")
     examples = load_examples(labels, tuple(rules.tiers))
     order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
+    random.Random(seed).shuffle(order)  # noqa: S311 - a reproducible split, not a secret
     cut = round(len(order) * holdout)
     held, train = examples.subset(sorted(order[:cut])), examples.subset(sorted(order[cut:]))
     train_costs = tier_costs(train, rules)
@@ -117,9 +117,10 @@ def calibrate(labels: Path, rules: Rules, target: float, holdout: float, seed: i
     train_figures = figures(found, train, train_costs)
     held_figures = figures(found, held, tier_costs(held, rules))
     if held_figures.relative.high < target - HOLDOUT_TOLERANCE:
+        relative = held_figures.relative
         raise Refused(
-            f"the held-out check failed: the rules keep {held_figures.relative.value:.1%} of {best!r}'s quality "
-            f"on {held_figures.examples} held-out labels (95% interval up to {held_figures.relative.high:.1%}), "
+            f"the held-out check failed: the rules keep {relative.value:.1%} of {best!r}'s quality "
+            f"on {held_figures.examples} held-out labels (95% interval up to {relative.high:.1%}), "
             f"below the target {target:.1%} by more than {HOLDOUT_TOLERANCE:.0%}: the training labels do not "
             "represent the rest; collect more labels"
         )
