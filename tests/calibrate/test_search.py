@@ -163,3 +163,23 @@ def test_the_split_never_trains_on_held_out_labels(tmp_path, rules):
     cal = calibrate(path, rules, TARGET, 0.3, 5)
     assert (cal.train.examples, cal.held_out.examples) == (700, 300)
     assert cal.labels == 1000
+
+
+def test_a_held_out_part_that_misses_the_target_badly_is_refused(tmp_path, rules):
+    """Labels whose held-out part (the same seeded split calibrate makes) disagrees with the
+    training part: rules trained on one would break the target on the other."""
+    import random
+
+    n, seed = 2000, 3
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    held = set(order[: round(n * 0.3)])
+    labels = length_labels(n, 500, noise=0.0)
+    for i in held:
+        labels[i]["scores"]["budget"] = 0.0
+    path = write_labels(tmp_path / "labels.jsonl", labels)
+
+    with pytest.raises(Refused, match="the held-out check failed"):
+        calibrate(path, rules, TARGET, 0.3, seed)
+    # another split mixes them: no refusal, and the figures say what the data say
+    assert calibrate(path, rules, TARGET, 0.3, seed + 1).held_out.relative.high >= TARGET - 0.01
