@@ -75,6 +75,8 @@ def write_checked(out: Path, source: str, rules: list[Any]) -> None:
 
     try:
         text = with_rules(source, rules)
+    except ImportError:
+        raise Refused("--out needs ruamel.yaml: pip install 'tier-router[calibrate]'") from None
     except ValueError as exc:
         raise Refused(f"cannot edit the rules file: {exc}") from None
     scratch = out.with_name(f".{out.name}.calibrate-{os.getpid()}")
