@@ -23,11 +23,16 @@ WORD_BYTES = bytes(c if chr(c) in "abcdefghijklmnopqrstuvwxyz0123456789_" else 3
 """Every byte that is not an ASCII word character (RE2's `\\b` delimits words so) to a space."""
 
 
-def words_of(text: str) -> frozenset[bytes]:
-    """The distinct lower-cased ASCII words of a text, as RE2's `\\b` delimits them (a
-    non-ASCII character is a delimiter). Which of them may be keywords (3 to 31 characters,
-    starting with a letter: `is_keyword`) is decided once per distinct word, not per text."""
-    return frozenset(text.lower().encode("ascii", "replace").translate(WORD_BYTES).split())
+def words_of(text: str) -> bytes:
+    """A text as its lower-cased ASCII words, as RE2's `\\b` delimits them (a non-ASCII
+    character is a delimiter), separated and surrounded by spaces: `has_word` is then one
+    substring search. Which words may be keywords (3 to 31 characters, starting with a
+    letter: `is_keyword`) is decided once per distinct word, not per text."""
+    return b" " + text.lower().encode("ascii", "replace").translate(WORD_BYTES) + b" "
+
+
+def has_word(words: bytes, word: bytes) -> bool:
+    return b" " + word + b" " in words
 
 
 def is_keyword(word: bytes) -> bool:
@@ -46,8 +51,8 @@ class Examples:
     """Tier → score per example, None when the label does not score that tier."""
     output_caps: list[int | None] = field(default_factory=list)
     """The request's max_tokens (or max_completion_tokens), for the output estimate."""
-    words: list[frozenset[bytes]] | None = None
-    """Per example, the words of the last user message; None when any label has no request."""
+    words: list[bytes] | None = None
+    """Per example, the last user message as `words_of` gives it; None when a label has no request."""
 
     def __len__(self) -> int:
         return len(self.output_caps)
@@ -68,7 +73,7 @@ def load_examples(path: Path, rule_tiers: tuple[str, ...]) -> Examples:
     lengths: dict[str, list[int | None]] = {name: [] for name in LENGTH_FIELDS}
     scores: dict[str, list[float | None]] = {tier: [] for tier in rule_tiers}
     caps: list[int | None] = []
-    words: list[frozenset[bytes]] | None = []
+    words: list[bytes] | None = []
     try:
         for number, label in enumerate(read_labels(path), 1):
             seen.update(label.scores)

@@ -61,7 +61,7 @@ class Figures:
 def evaluate(
     policy: Policy,
     lengths: list[int],
-    words: list[frozenset[bytes]] | None,
+    words: list[bytes] | None,
     scores: dict[str, list[float | None]],
     costs: dict[str, list[float]],
 ) -> Figures:

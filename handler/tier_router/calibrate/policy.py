@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import accumulate, combinations_with_replacement
 
-from tier_router.calibrate.data import is_keyword
+from tier_router.calibrate.data import has_word, is_keyword
 
 FINE_COMBINATIONS = 40_000
 """Threshold tuples tried in the final search (per feature): sets the grid for 2+ cheaper tiers."""
@@ -34,6 +34,8 @@ KEYWORD_GAIN = 0.01
 MIN_KEYWORD_SUPPORT = 10
 """A keyword must occur in at least this many training examples (and 0.2% of them)."""
 MAX_KEYWORD_SHARE = 0.2
+CANDIDATE_SAMPLE = 20_000
+"""Keyword candidates are counted on at most this many training examples (evenly spread)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +46,8 @@ class Policy:
     best: str
     keywords: tuple[str, ...] = ()
 
-    def pick(self, value: int, words: frozenset[bytes] | None) -> str:
-        if self.keywords and words and not words.isdisjoint(k.encode() for k in self.keywords):
+    def pick(self, value: int, words: bytes | None) -> str:
+        if self.keywords and words and any(has_word(words, k.encode()) for k in self.keywords):
             return self.best
         for tier, limit in self.steps:
             if value <= limit:
@@ -64,7 +66,7 @@ class Problem:
     best: str
     cheap: tuple[str, ...]
     """The tiers cheaper than the best one, cheapest first."""
-    words: list[frozenset[bytes]] | None
+    words: list[bytes] | None
     target: float
 
     @property
@@ -230,17 +232,20 @@ def keyword_candidates(problem: Problem, plain: Found | None) -> dict[str, set[i
         routed = sorted(range(len(lengths)), key=lengths.__getitem__)[: len(lengths) // 2]
     if not routed:
         return {}
+    total_gap = math.fsum(best[i] - cheapest_tier[i] for i in routed)
+    overall = total_gap / len(routed)
+    if len(routed) > CANDIDATE_SAMPLE:  # an even spread: the counts only rank candidates
+        step = len(routed) / CANDIDATE_SAMPLE
+        routed = [routed[int(j * step)] for j in range(CANDIDATE_SAMPLE)]
     support: Counter[bytes] = Counter()
     gaps: Counter[bytes] = Counter()
-    total_gap = 0.0
     for i in routed:
-        support.update(words[i])
+        distinct = set(words[i].split())
+        support.update(distinct)
         gap = best[i] - cheapest_tier[i]
-        total_gap += gap
         if gap > 0:
-            for word in words[i]:
+            for word in distinct:
                 gaps[word] += gap
-    overall = total_gap / len(routed)
     low, high = max(MIN_KEYWORD_SUPPORT, int(0.002 * len(routed))), int(MAX_KEYWORD_SHARE * len(routed))
     ranked = sorted(
         (gaps[w] / count, w)
@@ -248,9 +253,5 @@ def keyword_candidates(problem: Problem, plain: Found | None) -> dict[str, set[i
         if low <= count <= high and w in gaps and is_keyword(w)
     )
     top = [w for mean_gap, w in reversed(ranked) if mean_gap > max(2 * overall, overall + 0.1)]
-    wanted = frozenset(top[:KEYWORD_CANDIDATES])
-    index: dict[bytes, set[int]] = {w: set() for w in wanted}
-    for i, example_words in enumerate(words):
-        for word in example_words & wanted:
-            index[word].add(i)
-    return {w.decode(): found for w, found in index.items()}
+    needles = {w.decode(): b" " + w + b" " for w in top[:KEYWORD_CANDIDATES]}  # as `has_word`
+    return {word: {i for i, text in enumerate(words) if needle in text} for word, needle in needles.items()}
