@@ -23,9 +23,7 @@ def tier_of(rules_path: Path, tokens: int) -> str | None:
     return load_rules(rules_path).decide(parse_chat(body)).tier
 
 
-def test_writes_a_rules_file_that_passes_check_and_routes_by_the_threshold(
-    files, tmp_path, capsys
-):
+def test_writes_a_rules_file_that_passes_check_and_routes_by_the_threshold(files, tmp_path, capsys):
     rules, labels = files
     out = tmp_path / "calibrated.yaml"
 

@@ -183,3 +183,35 @@ def test_a_held_out_part_that_misses_the_target_badly_is_refused(tmp_path, rules
         calibrate(path, rules, TARGET, 0.3, seed)
     # another split mixes them: no refusal, and the figures say what the data say
     assert calibrate(path, rules, TARGET, 0.3, seed + 1).held_out.relative.high >= TARGET - 0.01
+
+
+def test_three_tiers_get_one_threshold_per_boundary(tmp_path):
+    """budget is good up to 300 tokens, standard up to 1200, premium always: at target 1 the
+    thresholds are the two boundaries (to the grid's precision: 256 quantiles of the lengths)."""
+    import json
+    import random
+
+    from tests.calibrate.synthetic import RULES_YAML
+
+    three = RULES_YAML.replace(
+        "  large:\n",
+        "  mid:\n    provider: mock\n    id: mid-1\n    price: {input: 0.40, output: 1.60}\n  large:\n",
+    ).replace("  budget: [small]\n", "  budget: [small]\n  standard: [mid]\n")
+    rules = load_rules(write_rules(tmp_path, three))
+    rng = random.Random(3)
+    lines = []
+    for _ in range(20000):
+        tokens = rng.randint(20, 2000)
+        scores = {"budget": float(tokens <= 300), "standard": float(tokens <= 1200), "premium": 1.0}
+        lines.append(json.dumps({"features": {"conversation_tokens": tokens}, "scores": scores}))
+    path = tmp_path / "labels.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+
+    cal = calibrate(path, rules, 1.0, 0.3, 1)
+
+    (cheap, low), (middle, high) = cal.found.policy.steps
+    assert (cheap, middle) == ("budget", "standard")
+    assert 290 <= low <= 300
+    assert 1185 <= high <= 1200
+    assert cal.held_out.relative.value == 1.0
+    assert cal.tiers == ("budget", "standard", "premium")
