@@ -7,6 +7,7 @@ import asyncio
 import gzip
 import io
 import json
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -254,3 +255,26 @@ async def test_prompts_are_read_in_batches_of_100(tmp_path: Path) -> None:
     assert len(prompts) == 240
     assert prompts["r0"] == BODY_2
     assert stats.bad_prompts == 1
+
+
+def section(title: str) -> str:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "quality-loop.md").read_text(encoding="utf-8")
+    return page.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_docs_example_is_what_the_command_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = section("Labels")
+    console = text.split("```console\n", 1)[1].split("```", 1)[0].splitlines()
+    shown_labels = text.split("```json\n", 1)[1].split("```", 1)[0]
+    command, *printed = console
+    monkeypatch.chdir(tmp_path)
+    write_log(tmp_path / "router.log.gz", LOG)
+    put_prompts(tmp_path / "state.db", {"r1": BODY_1})
+
+    assert command.startswith("$ tier-router ")
+    assert main(shlex.split(command)[2:]) == 0
+
+    assert capsys.readouterr().err.splitlines() == printed
+    assert (tmp_path / "labels.jsonl").read_text(encoding="utf-8") == shown_labels

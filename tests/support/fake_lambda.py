@@ -9,7 +9,7 @@ It answers `POST /2015-03-31/functions/<name>/invocations` with 202 and an empty
 Lambda does for `X-Amz-Invocation-Type: Event`; `fake.script` holds (status, error type,
 message) answers to give first. Each call's SigV4 signature is checked against botocore's
 signer (an independent implementation) with the secret the test configured
-(`secret_key`): `call.signature_ok`.
+(`secret_key`): `call.signature_ok` (unless `verify=False`).
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ class Call:
 
 
 class FakeLambda:
-    def __init__(self, secret_key: str = FAKE_ENV["AWS_SECRET_ACCESS_KEY"]) -> None:
+    def __init__(self, secret_key: str = FAKE_ENV["AWS_SECRET_ACCESS_KEY"], verify: bool = True) -> None:
         self.secret_key = secret_key
+        self.verify = verify  # off: the bench times the router, not botocore
         self.calls: list[Call] = []
         self.script: list[tuple[int, str, str]] = []
         self.endpoint = ""
@@ -82,7 +83,8 @@ class FakeLambda:
             await answer(send, 404, {"Type": "User", "message": "no such route"}, "ResourceNotFoundException")
             return
         call = Call(unquote(matched.group(1)), raw_path, headers, body)
-        self.check_signature(call)
+        if self.verify:
+            self.check_signature(call)
         self.calls.append(call)
         if self.script:
             status, error_type, message_text = self.script.pop(0)
@@ -116,3 +118,22 @@ async def answer(send: Any, status: int, body: dict[str, Any] | None, error_type
         headers.append((b"x-amzn-errortype", error_type.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": content})
+
+
+def main() -> None:
+    """Its own process, for the bench: `python -m tests.support.fake_lambda --port 9010`
+    (signatures unchecked: the bench times the router, not botocore)."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="a fake AWS Lambda Invoke API (202 for every event)")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(
+        FakeLambda(verify=False), host="127.0.0.1", port=args.port, log_level="warning", lifespan="off"
+    )
+
+
+if __name__ == "__main__":
+    main()
