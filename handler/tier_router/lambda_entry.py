@@ -36,8 +36,9 @@ from tier_router.quality.sample import Sample
 
 log = logging.getLogger("tier_router")
 _mangum = Mangum(app, lifespan="off")
-DRAIN_S = 10.0
-"""At most this long after the response is built for the request's pending work."""
+DRAIN_S = 5.0
+"""At most this long after the response is built for the request's pending work (the judge
+event's `Invoke` takes at most two 2 s attempts)."""
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
