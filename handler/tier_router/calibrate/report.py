@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from tier_router.calibrate.costs import OUTPUT_TOKENS
@@ -66,6 +65,15 @@ def as_json(cal: Calibration, rules: list[NewRule], written: str | None, default
     }
 
 
+def flow(value: Any) -> str:
+    """A condition value as the written file shows it, e.g. `{max: 512}`."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {flow(inner)}" for key, inner in value.items()) + "}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def percent(interval: Interval) -> str:
     return f"{interval.value:.1%} ({interval.low:.1%}..{interval.high:.1%})"
 
@@ -93,7 +101,7 @@ def render_text(cal: Calibration, rules: list[NewRule], written: str | None, def
     lines += [f"  {tier} left out: {why}" for tier, why in cal.left_out.items()]
     lines.append(f"rules (first in rules:, the rest of the file after them; feature {policy.feature}):")
     for rule in rules:
-        condition = ", ".join(f"{key}: {json.dumps(value)}" for key, value in rule.when.items())
+        condition = ", ".join(f"{key}: {flow(value)}" for key, value in rule.when.items())
         lines.append(f"  {rule.name}: {condition} -> {rule.tier}")
     lines.append(f"  anything else -> the file's other rules, then default_tier ({default_tier})")
     if default_tier != policy.best:
