@@ -132,7 +132,24 @@ def test_a_request_that_is_not_a_chat_body_is_named_by_file_and_line(files, tmp_
     bad.write_text("\n".join(lines) + "\n")
 
     assert main(["calibrate", str(bad), "--rules", str(rules), "--target", "0.95"]) == 1
-    assert f"{bad}:5: request is not a valid chat-completions body" in capsys.readouterr().err
+    assert (
+        f"{bad}:5: request is not a valid chat-completions body (messages.0.role: " in capsys.readouterr().err
+    )
+
+
+def test_a_lone_surrogate_in_a_request_is_named_by_file_and_line(files, tmp_path, capsys):
+    rules, _ = files
+    lines = [json.dumps(label) for label in length_labels(100, 500)]
+    lines[1] = (
+        '{"request": {"messages": [{"role": "user", "content": "a\\ud800b"}]}, "scores": {"budget": 1}}'
+    )
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+
+    assert main(["calibrate", str(bad), "--rules", str(rules), "--target", "0.95"]) == 1
+    assert (
+        f"{bad}:2: request is not a valid chat-completions body (a lone surrogate" in capsys.readouterr().err
+    )
 
 
 def test_a_rules_file_that_does_not_load_is_reported(files, tmp_path, capsys):

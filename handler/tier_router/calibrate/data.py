@@ -110,6 +110,17 @@ def load_examples(path: Path, rule_tiers: tuple[str, ...]) -> Examples:
     )
 
 
+def first_problem(exc: Exception) -> str:
+    """pydantic's first error as `messages.0.role: <message>`; else the exception's first line."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"
+    if isinstance(exc, UnicodeEncodeError):
+        return "a lone surrogate in its text"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def measure_label(label: Label, path: Path, number: int) -> dict[str, object]:
     """The label's features: measured from its request, or as given."""
     if label.request is not None:
@@ -117,9 +128,8 @@ def measure_label(label: Label, path: Path, number: int) -> dict[str, object]:
             # text_checked: a lone surrogate fails in measure (UnicodeEncodeError, a ValueError)
             features = measure(parse_chat({"model": "auto", **label.request}, text_checked=True), {})
         except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise LabelError(
-                f"{path}:{number}: request is not a valid chat-completions body ({first})"
+                f"{path}:{number}: request is not a valid chat-completions body ({first_problem(exc)})"
             ) from None
         measured: dict[str, object] = features.as_dict()
         measured["last_user_text"] = features.last_user_text
