@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tier_router.errors import RouterError
 
-class Refused(Exception):
+
+class Refused(RouterError):
     """Calibration stops here; the message is the reason, for a person to act on."""
