@@ -26,6 +26,7 @@ from tier_router.lifecycle import Lifecycle
 from tier_router.provider_keys import KeySource
 from tier_router.providers.base import dumps
 from tier_router.providers.mock import MockTransport
+from tier_router.quality.facts import Facts
 from tier_router.quality.loop import QualityLoop
 from tier_router.redaction import MIN_SECRET_CHARS, Redactor, redact_logs
 from tier_router.router_keys import KeyRecord, KeyRing, parse_keys, plain_keys, plain_secrets
@@ -109,7 +110,7 @@ class Gateway:
         self.access_log = AccessLog(
             enabled=settings.log_requests, emf=settings.emf_metrics, buffered=settings.background_settle
         )
-        self.quality = QualityLoop()
+        self.quality = QualityLoop(facts=Facts.build(self.store, self.rules.spec.quality))
         self.lifecycle = Lifecycle(
             self.spend, self.access_log, background=settings.background_settle, quality=self.quality
         )
