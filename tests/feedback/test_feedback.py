@@ -6,9 +6,11 @@ answered chat requests can be scored."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,7 +33,7 @@ from tests.feedback.support import (
 )
 from tests.support.answer_script import Answer, AnswerStack, answer_stack
 from tests.support.clients import wait_until
-from tests.support.router_process import REQUEST_ID
+from tests.support.router_process import REQUEST_ID, tier_router_command
 from tests.support.stack import sqlite_url
 
 pytestmark = pytest.mark.integration
@@ -284,3 +286,21 @@ def test_the_facts_are_kept_for_the_window_and_an_expired_one_is_not_found(stack
     assert error_of(expired)["code"] == "request_not_found"
     assert live.status_code == 200
     assert counted(before, view.feedback()) == expected(request, 1000)
+
+
+def test_tier_router_labels_turns_the_feedback_line_into_a_label(stack, tmp_path: Path) -> None:
+    s, _ = stack
+    request = answered(stack)
+    assert post(s.router.url, ALICE, {"request_id": request.request_id, "score": 0.25}).status_code == 200
+    wait_until(lambda: feedback_lines(s, request.request_id), 5, "the feedback line")
+    mine = [line for line in s.router.stdout_lines() if f'"request_id":"{request.request_id}"' in line]
+    log = tmp_path / "router.log"
+    log.write_text("\n".join(mine) + "\n")
+
+    done = subprocess.run(
+        [*tier_router_command(), "labels", str(log)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert done.returncode == 0, done.stderr
+    (label,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert label == {"features": s.line(request.request_id)["features"], "scores": {request.tier: 0.25}}
