@@ -157,3 +157,24 @@ async def test_the_feedback_line_carries_no_request_metrics(
     assert "_aws" not in feedback_line
     assert "Requests" not in feedback_line
     assert feedback_line["score"] == 0.7
+
+
+async def test_an_answer_from_the_cache_can_be_scored(router: Make, clock: FakeClock) -> None:
+    store = MemoryStore(clock=clock)
+    cached = three_providers(quality={"feedback": {"enabled": True}}, cache={"enabled": True, "scope": "key"})
+    client, _ = router(store, cached)
+    body = chat_request("Name the capital of France.", temperature=0)
+    first = await client.post("/v1/chat/completions", json=body)
+    second = await client.post("/v1/chat/completions", json=body)
+    assert second.headers.get("x-router-cache") == "hit", second.headers
+    request_id = second.headers["x-router-request-id"]
+
+    assert await store.get(fact_key(request_id)) == {
+        "key": "team",
+        "tier": "fast",
+        "rule": "default",
+        "model": "primary",
+        "open": 1,
+    }
+    assert (await feedback(client, request_id)).status_code == 200
+    assert first.status_code == 200
