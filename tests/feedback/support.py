@@ -35,10 +35,16 @@ SDK_TIMEOUT_S = 20.0
 
 
 def rules(url: str, *, feedback: bool = True) -> dict[str, Any]:
-    """Short prompts: the `treated` rule (tier standard) in arm `exp/treat`, else `short` (budget);
-    every short request is exposed to the experiment, so each answer has an arm."""
+    """Short prompts: the `treated` rule (tier standard) in arm `exp/treat`, else `short` (budget,
+    whose JSON answers a cascade checks, escalating to premium); every short request is exposed
+    to the experiment, so each answer has an arm."""
     return answer_rules(
         url,
+        tiers={
+            "budget": {"models": ["cheap"], "cascade": {"to": "premium", "on": ["json"]}},
+            "standard": ["mid"],
+            "premium": ["good"],
+        },
         experiments={"exp": {"arms": {"control": 50, "treat": 50}}},
         rules=[
             {
@@ -67,18 +73,22 @@ class Answered:
         return {"tier": self.tier, "rule": self.rule, "model": self.model, "arm": self.arm}
 
 
-def chat(url: str, key: str | None, script: str, *, user: str = "u1", stream: bool = False) -> Answered:
+def chat(
+    url: str, key: str | None, script: str, *, user: str = "u1", stream: bool = False, **fields: Any
+) -> Answered:
     """One chat request through the openai SDK (`[script=...]` picks the fake's answer)."""
     client = openai.OpenAI(base_url=url + "/v1", api_key=key or "none", max_retries=0, timeout=SDK_TIMEOUT_S)
     messages: Any = [{"role": "user", "content": f"hi [script={script}]"}]
     if stream:
         with client.chat.completions.with_streaming_response.create(
-            model="auto", messages=messages, user=user, stream=True
+            model="auto", messages=messages, user=user, stream=True, **fields
         ) as response:
             list(response.parse())
             headers = response.headers
     else:
-        raw = client.chat.completions.with_raw_response.create(model="auto", messages=messages, user=user)
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto", messages=messages, user=user, **fields
+        )
         raw.parse()
         headers = raw.headers
     return Answered(

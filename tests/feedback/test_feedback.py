@@ -304,3 +304,22 @@ def test_tier_router_labels_turns_the_feedback_line_into_a_label(stack, tmp_path
     assert done.returncode == 0, done.stderr
     (label,) = [json.loads(line) for line in done.stdout.splitlines()]
     assert label == {"features": s.line(request.request_id)["features"], "scores": {request.tier: 0.25}}
+
+
+def test_an_escalated_answer_is_scored_on_the_tier_and_model_that_answered(stack) -> None:
+    s, view = stack
+    s.app.script("escalate", cheap=[Answer("{no")], mid=[Answer("{}")], good=[Answer('{"ok": 1}')])
+    for i in range(200):
+        request = chat(
+            s.router.url, ALICE, "escalate", user=f"esc-{i}", response_format={"type": "json_object"}
+        )
+        if request.rule == "short":
+            break
+    assert (request.rule, request.tier, request.model) == ("short", "premium", "good")
+    view.wait_for_fact(request.request_id)
+    before = view.feedback()
+
+    assert post(s.router.url, ALICE, {"request_id": request.request_id, "score": 0.9}).status_code == 200
+
+    assert counted(before, view.feedback()) == expected(request, 900)
+    assert ("tier", "premium") in expected(request, 900)
