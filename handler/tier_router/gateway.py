@@ -111,7 +111,8 @@ class Gateway:
         self.access_log = AccessLog(
             enabled=settings.log_requests, emf=settings.emf_metrics, buffered=settings.background_settle
         )
-        self.quality = QualityLoop(facts=Facts.build(self.store, self.rules.spec.quality))
+        self.quality = QualityLoop()
+        self.quality.facts = Facts.build(self.store, self.rules.spec.quality)  # None: feedback off
         judging = self.quality.judging
         if judging is not None:  # on Lambda: judged in an asynchronous invocation of this function
             judging.dispatch = lambda_dispatch(settings, self.client) or judging.dispatch

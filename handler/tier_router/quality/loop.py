@@ -1,8 +1,9 @@
 """The quality loop's part of every request: built once per process (`Gateway`), called by
 the lifecycle once a request is settled and logged — after its response went out.
 
-    loop = QualityLoop(facts=Facts.build(store, rules.spec.quality))   # None parts: that feature is off
-    await loop.finished(exchange)                 # keep feedback facts; hand a sample to the judge
+    loop = QualityLoop()
+    loop.facts = Facts.build(store, rules.spec.quality)   # Gateway; None parts: that feature is off
+    await loop.finished(exchange)         # keep feedback facts; hand a sample to the judge
 
 Nothing here may raise into the lifecycle or delay the client: `Lifecycle._finish` calls
 `finished` after the request line is written, and logs anything it raises.
@@ -18,8 +19,8 @@ if TYPE_CHECKING:
 
 
 class QualityLoop:
-    def __init__(self, *, facts: Facts | None = None) -> None:
-        self.facts = facts  # quality.facts: per-request facts for POST /v1/feedback (feedback.enabled)
+    def __init__(self) -> None:
+        self.facts: Facts | None = None  # quality.facts: facts for POST /v1/feedback (feedback.enabled)
         self.judging = None  # quality.runner: sampled judging (quality.judge and a reference)
 
     @property
