@@ -207,6 +207,7 @@ def run_status(args: argparse.Namespace) -> int:
     from tier_router.admission import SpendControls
     from tier_router.errors import StoreError
     from tier_router.gateway import breaker_health
+    from tier_router.quality import report as quality_report
     from tier_router.store.factory import open_store
 
     rules = load_or_report(args.rules)
@@ -218,7 +219,10 @@ def run_status(args: argparse.Namespace) -> int:
     async def read() -> dict[str, Any]:
         store = open_store(store_url, settings=settings)
         try:
-            data = await SpendControls(store, rules).status()
+            controls = SpendControls(store, rules)
+            data = await controls.status()
+            quality = await quality_report.read(controls.ledger, reference=rules.spec.quality.reference)
+            data["quality"] = quality.as_dict()
             health = breaker_health(store, rules)
             data["breakers"] = await health.states(list(rules.routes.values())) if health else {}
             return data
