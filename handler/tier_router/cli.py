@@ -166,7 +166,8 @@ def run_replay(args: argparse.Namespace) -> int:
         print(f"replay: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(data) if args.json else render_text(data))
-    if data["lines"]["total"] > data["lines"]["blank"] and not data["totals"]["requests"]:
+    lines = data["lines"]
+    if lines["total"] > lines["blank"] + lines["quality"] and not data["totals"]["requests"]:
         print("replay: no line of the log could be replayed", file=sys.stderr)
         return 1
     return 0

@@ -118,18 +118,20 @@ def _present(items: dict[str, Any], keys: Iterable[str]) -> Iterable[dict[str, A
 
 HEAD = (
     f"{'judged':>6} {'win/tie/loss':>15} {'loss rate (95% CI)':>19} {'score':>5} {'ref.':>5}"
-    f" {'fb':>5} {'fb avg':>6} {'requests':>8} {'saved est. $':>12}"
+    f" {'fb':>5} {'fb avg':>6} {'requests':>8}"
 )
+SAVED = ("saved est. $", "saved_estimate_usd")
 TITLES = (("by tier", "tier"), ("by rule", "rule"), ("by model", "model"), ("by arm", "arm"))
 
 
-def table(title: str, rows: dict[str, dict[str, Any]]) -> list[str]:
-    """One dimension's rows, as `spend.results.table` lays out results ("-": not measured)."""
+def table(title: str, rows: dict[str, dict[str, Any]], last: tuple[str, str] = SAVED) -> list[str]:
+    """One dimension's rows, as `spend.results.table` lays out results ("-": not measured);
+    `last`: the last column's heading and field (`replay` shows its routed cost there)."""
 
     def cell(value: Any, width: int, form: str = "") -> str:
         return f"{'-' if value is None else format(value, form):>{width}}"
 
-    out = [f"{title:<26}{HEAD}"]
+    out = [f"{title:<26}{HEAD} {last[0]:>12}"]
     for name, r in rows.items():
         label = name if len(name) <= 23 else name[:22] + "~"
         counts = f"{r['wins']}/{r['ties']}/{r['losses']}" if r["samples"] else None
@@ -140,8 +142,8 @@ def table(title: str, rows: dict[str, dict[str, Any]]) -> list[str]:
         out.append(
             f"  {label:<23} {r['samples']:>6} {cell(counts, 15)} {cell(loss, 19)}"
             f" {cell(r['score'], 5, '.2f')} {cell(r['reference_score'], 5, '.2f')}"
-            f" {r['feedback']:>5} {cell(r['feedback_score'], 6, '.2f')} {r['requests']:>8}"
-            f" {cell(r['saved_estimate_usd'], 12)}"
+            f" {r['feedback']:>5} {cell(r['feedback_score'], 6, '.2f')} {cell(r['requests'], 8)}"
+            f" {cell(r[last[1]], 12)}"
         )
     return out
 

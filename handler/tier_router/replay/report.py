@@ -70,6 +70,7 @@ def report(
             "rerouted": audit.rerouted,
             "router_log": audit.router_lines,
             "router_log_unserved": audit.router_unserved,
+            "quality": audit.quality.lines,
             "skipped": audit.errors,
         },
         "assumptions": {
@@ -97,6 +98,7 @@ def report(
         "by_rule": _rows(audit.by_rule, requests, routed),
         "results": result_rows(audit.results),
         "cascades": cascade_estimates(audit),
+        "quality": None,
         "changes": None,
         "errors": {
             "count": audit.errors,
@@ -104,6 +106,7 @@ def report(
             "first": [{"line": line, "reason": reason} for line, reason in audit.first_errors],
         },
     }
+    data["quality"] = audit.quality.section({"tier": data["by_tier"], "rule": data["by_rule"]})
     if against is not None:
         transitions = [
             {
