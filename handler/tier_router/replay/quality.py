@@ -42,6 +42,8 @@ def _dims(obj: Mapping[str, Any]) -> dict[str, str]:
 class QualityLog:
     """The quality lines of one replay, summed."""
 
+    lines: int = 0
+    """Quality lines read (those without a usable verdict or score included)."""
     judged: int = 0
     judge_failed: int = 0
     judge_skipped: int = 0
@@ -49,12 +51,9 @@ class QualityLog:
     feedback: int = 0
     results: dict[str, dict[str, QualityTally]] = field(default_factory=lambda: {d: {} for d in DIMENSIONS})
 
-    @property
-    def lines(self) -> int:
-        return self.judged + self.judge_failed + self.judge_skipped + self.feedback
-
     def add(self, obj: Mapping[str, Any]) -> None:
         """Count one judgement or feedback line (`is_quality_line`)."""
+        self.lines += 1
         if obj.get("type") == "feedback":
             self._feedback(obj)
         else:
