@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tier_router.errors import ConfigError
+
 MAX_LINE_BYTES = 4 << 20
 
 
-class LabelError(ValueError):
+class LabelError(ConfigError):
     """A line that is not a label: names the file, the line number and the reason."""
 
 
