@@ -151,10 +151,12 @@ def table(title: str, rows: dict[str, dict[str, Any]], last: tuple[str, str] = S
 def render(data: dict[str, Any]) -> str:
     """The `as_dict` data for people."""
     days = data["days"]
-    span = days[0] if len(days) == 1 else f"{days[0]} .. {days[-1]} ({len(days)} days)"
+    span = f"{days[0]} (UTC budget day)"
+    if len(days) > 1:
+        span = f"{days[0]} .. {days[-1]} ({len(days)} UTC budget days)"
     reference = f"; reference tier {data['reference']}" if data.get("reference") else ""
     lines = [
-        f"quality   {span} (UTC budget days){reference}",
+        f"quality   {span}{reference}",
         f"judged    {data['judged']} ({data['judge_failed']} failed, {data['judge_skipped']} skipped),"
         f" judging cost ${data['judge_cost_usd']}",
     ]
