@@ -4,7 +4,8 @@ Totals, `by_tier` / `by_model` / `by_rule` breakdowns (each sorted by routed cos
 first), the assumptions made, skipped lines, and with `--against` the requests that change
 tier. `results`: per tier / rule / model / arm / key, what the router's own settled log lines
 say happened (the rows of `/v1/router/status`, `spend.results`). `cascades`: what the new
-rules' cascades would cost (`cascade_estimates`). Money is in integer micro-dollars plus a
+rules' cascades would cost (`cascade_estimates`). `quality`: the log's judgements and feedback
+per tier / rule / model / arm beside the replay's cost (`replay.quality`; null without any). Money is in integer micro-dollars plus a
 decimal-dollar string (`spend.pricing.usd`).
 """
 
