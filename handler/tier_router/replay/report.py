@@ -5,8 +5,8 @@ first), the assumptions made, skipped lines, and with `--against` the requests t
 tier. `results`: per tier / rule / model / arm / key, what the router's own settled log lines
 say happened (the rows of `/v1/router/status`, `spend.results`). `cascades`: what the new
 rules' cascades would cost (`cascade_estimates`). `quality`: the log's judgements and feedback
-per tier / rule / model / arm beside the replay's cost (`replay.quality`; null without any). Money is in integer micro-dollars plus a
-decimal-dollar string (`spend.pricing.usd`).
+per tier / rule / model / arm beside the replay's cost (`replay.quality`; null without any).
+Money is in integer micro-dollars plus a decimal-dollar string (`spend.pricing.usd`).
 """
 
 from __future__ import annotations
