@@ -323,3 +323,21 @@ def test_an_escalated_answer_is_scored_on_the_tier_and_model_that_answered(stack
 
     assert counted(before, view.feedback()) == expected(request, 900)
     assert ("tier", "premium") in expected(request, 900)
+
+
+def test_the_status_quality_section_shows_the_feedback(stack) -> None:
+    s, _ = stack
+    request = answered(stack)
+
+    def rows() -> dict[str, dict[str, Any]]:
+        status = httpx.get(s.router.url + "/v1/router/status", headers={"authorization": f"Bearer {ALICE}"})
+        quality = status.json()["quality"]
+        return {dim: quality[dim].get(name) or {"feedback": 0} for dim, name in request.dims().items()}
+
+    before = rows()
+    assert post(s.router.url, ALICE, {"request_id": request.request_id, "label": "good"}).status_code == 200
+    after = rows()
+
+    for dim, row in after.items():
+        assert row["feedback"] == before[dim]["feedback"] + 1, dim
+        assert 0 <= row["feedback_score"] <= 1
