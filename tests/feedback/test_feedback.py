@@ -341,3 +341,15 @@ def test_the_status_quality_section_shows_the_feedback(stack) -> None:
     for dim, row in after.items():
         assert row["feedback"] == before[dim]["feedback"] + 1, dim
         assert 0 <= row["feedback_score"] <= 1
+
+
+def test_null_is_absent_for_the_optional_fields(stack) -> None:
+    s, view = stack
+    request = answered(stack)
+    before = view.feedback()
+    body = {"request_id": request.request_id, "score": None, "label": "neutral", "comment": None}
+
+    response = post(s.router.url, ALICE, body)
+
+    assert response.status_code == 200, response.text
+    assert counted(before, view.feedback()) == expected(request, 500)
