@@ -27,6 +27,7 @@ from tier_router.provider_keys import KeySource
 from tier_router.providers.base import dumps
 from tier_router.providers.mock import MockTransport
 from tier_router.quality.dispatch import lambda_dispatch
+from tier_router.quality.facts import Facts
 from tier_router.quality.loop import QualityLoop
 from tier_router.redaction import MIN_SECRET_CHARS, Redactor, redact_logs
 from tier_router.router_keys import KeyRecord, KeyRing, parse_keys, plain_keys, plain_secrets
@@ -111,6 +112,7 @@ class Gateway:
             enabled=settings.log_requests, emf=settings.emf_metrics, buffered=settings.background_settle
         )
         self.quality = QualityLoop()
+        self.quality.facts = Facts.build(self.store, self.rules.spec.quality)  # None: feedback off
         judging = self.quality.judging
         if judging is not None:  # on Lambda: judged in an asynchronous invocation of this function
             judging.dispatch = lambda_dispatch(settings, self.client) or judging.dispatch

@@ -89,8 +89,8 @@ class AccessLog:
             return
         now = time.time()
         record["ts"] = round(now, 3)
-        if self.emf and "_aws" not in record:
-            add_emf(record, now)
+        if self.emf and "_aws" not in record and record.get("event") == "request":
+            add_emf(record, now)  # the request metrics; other lines (feedback) bring their own or none
         self._emit(json.dumps(record, separators=(",", ":"), default=str) + "\n")
 
     def event(self, name: str, **fields: str) -> None:

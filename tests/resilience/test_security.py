@@ -27,6 +27,7 @@ DATA_ENDPOINTS = [
     ("POST", "/v1/chat/completions"),
     ("POST", "/chat/completions"),
     ("POST", "/v1/route/explain"),
+    ("POST", "/v1/feedback"),
     ("GET", "/v1/models"),
     ("GET", "/v1/router/status"),
 ]

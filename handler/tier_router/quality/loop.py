@@ -1,8 +1,9 @@
 """The quality loop's part of every request: built once per process (`Gateway`), called by
 the lifecycle once a request is settled and logged — after its response went out.
 
-    loop = QualityLoop.build(rules, store, ...)   # None parts: that feature is off
-    loop.finished(exchange)                       # keep feedback facts; hand a sample to the judge
+    loop = QualityLoop()
+    loop.facts = Facts.build(store, rules.spec.quality)   # Gateway; None parts: that feature is off
+    await loop.finished(exchange)         # keep feedback facts; hand a sample to the judge
 
 Nothing here may raise into the lifecycle or delay the client: `Lifecycle._finish` calls
 `finished` after the request line is written, and logs anything it raises.
@@ -14,11 +15,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tier_router.lifecycle import Exchange
+    from tier_router.quality.facts import Facts
 
 
 class QualityLoop:
     def __init__(self) -> None:
-        self.facts = None  # quality.facts: per-request facts for POST /v1/feedback (feedback.enabled)
+        self.facts: Facts | None = None  # quality.facts: facts for POST /v1/feedback (feedback.enabled)
         self.judging = None  # quality.runner: sampled judging (quality.judge and a reference)
 
     @property
@@ -27,3 +29,5 @@ class QualityLoop:
 
     async def finished(self, exchange: Exchange) -> None:
         """A request is settled and logged: keep its facts, and judge it if it was sampled."""
+        if self.facts is not None:
+            await self.facts.keep(exchange)
