@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tier_router.lifecycle import Exchange
+    from tier_router.quality.runner import Judging
 
 
 class QualityLoop:
     def __init__(self) -> None:
         self.facts = None  # quality.facts: per-request facts for POST /v1/feedback (feedback.enabled)
-        self.judging = None  # quality.runner: sampled judging (quality.judge and a reference)
+        self.judging: Judging | None = None
+        """quality.runner: sampled judging (quality.judge and a reference tier)."""
 
     @property
     def active(self) -> bool:
@@ -27,3 +29,5 @@ class QualityLoop:
 
     async def finished(self, exchange: Exchange) -> None:
         """A request is settled and logged: keep its facts, and judge it if it was sampled."""
+        if self.judging is not None and exchange.sampled is not None:
+            self.judging.submit(exchange)  # never raises, never waits
