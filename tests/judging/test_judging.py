@@ -24,6 +24,7 @@ from tests.judging.judge_script import (
     shown,
     verdict,
 )
+from tests.judging.test_docs import documented_line
 from tests.support.answer_script import Answer
 from tests.support.stack import ROUTER_KEY
 
@@ -40,9 +41,14 @@ def rules(url: str) -> dict[str, Any]:
             "standard": ["mid"],
             "premium": ["good"],
             "relay": {"models": ["cheap"], "cascade": {"to": "standard", "on": ["json"]}},
+            "held": {
+                "models": ["cheap"],
+                "cascade": {"to": "standard", "on": [{"min_length": 5}], "stream": "hold"},
+            },
         },
         rules=[
             {"name": "escalating", "tier": "relay", "when": {"last_user_matches": "ESCALATE"}},
+            {"name": "holding", "tier": "held", "when": {"last_user_matches": "HOLD"}},
             {
                 "name": "unsampled",
                 "tier": "budget",
@@ -123,6 +129,7 @@ def test_a_sampled_answer_is_judged_in_both_orders_counted_and_charged(stack: Ju
     assert line["tokens"]["judge"]["prompt_tokens"] == 600
     assert line["features"]["message_count"] == 1
     assert line["kept_prompt"] is True
+    assert set(documented_line()) == set(line) - {"ts"}  # the docs show the real line's fields
     kept = stack.item(f"prompt:{rid}")
     assert kept["tier"] == "budget"
     assert json.loads(str(kept["body"]))["messages"][0]["content"].endswith("2 + 2?")
@@ -253,6 +260,23 @@ def test_a_sampled_stream_is_judged_with_the_text_it_streamed(stack: JudgeStack)
     assert line["verdict"] == "loss"
     assert {frozenset(shown(p).values()) for p in stack.app.judge_prompts("streamed")} == {
         frozenset({text, "GOOD-S"})
+    }
+
+
+def test_a_held_back_stream_is_judged_with_the_text_it_served(stack: JudgeStack) -> None:
+    stack.app.script("hold", cheap=[Answer("HELD-BACK-ANSWER-" + "y" * 30, piece=5)], good=[Answer("GOOD-H")])
+    stack.app.judges["hold"] = prefers("HELD-BACK")
+    messages = [{"role": "user", "content": "[script=hold] HOLD it"}]
+    with client(stack).chat.completions.with_streaming_response.create(
+        model="auto", messages=messages, stream=True
+    ) as response:
+        rid = response.headers["x-router-request-id"]
+        text = "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
+    assert text == "HELD-BACK-ANSWER-" + "y" * 30
+    line = stack.judgement(rid)
+    assert (line["tier"], line["rule"], line["verdict"]) == ("held", "holding", "win")
+    assert {frozenset(shown(p).values()) for p in stack.app.judge_prompts("hold")} == {
+        frozenset({text, "GOOD-H"})
     }
 
 

@@ -35,8 +35,14 @@ def binomial_interval(n: int, p: float, confidence: float = 0.999) -> tuple[int,
     return low, high
 
 
+CLIENTS: dict[str, openai.OpenAI] = {}
+
+
 def ask(stack: JudgeStack, text: str, model: str = "auto") -> str:
-    client = openai.OpenAI(base_url=stack.router.url + "/v1", api_key=ROUTER_KEY, max_retries=0, timeout=20)
+    url = stack.router.url
+    client = CLIENTS.get(url) or CLIENTS.setdefault(
+        url, openai.OpenAI(base_url=url + "/v1", api_key=ROUTER_KEY, max_retries=0, timeout=20)
+    )
     raw = client.chat.completions.with_raw_response.create(
         model=model, messages=[{"role": "user", "content": f"[script=s] {text}"}]
     )
