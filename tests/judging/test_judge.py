@@ -148,3 +148,27 @@ def test_answer_text_of_a_completion_keeps_tool_calls_as_json() -> None:
     assert judge.answer_text({"choices": [{"message": {"content": "hi"}}]}) == "hi"
     assert judge.answer_text({"choices": []}) == ""
     assert judge.answer_text({}) == ""
+
+
+def test_the_emf_block_of_a_judgement_line() -> None:
+    """`Judged` and `JudgedLoss` by tier (the Average of JudgedLoss is the loss rate); a line
+    without a verdict counts `JudgeFailed` / `JudgeSkipped` instead — never request metrics."""
+    from tier_router.quality.runner import add_emf
+
+    loss = {"tier": "budget", "verdict": "loss", "skipped": None}
+    add_emf(loss, 1_700_000_000.0)
+    (directive,) = loss["_aws"]["CloudWatchMetrics"]
+    assert directive == {
+        "Namespace": "TierRouter",
+        "Dimensions": [["tier"]],
+        "Metrics": [{"Name": "Judged", "Unit": "Count"}, {"Name": "JudgedLoss", "Unit": "Count"}],
+    }
+    assert (loss["Judged"], loss["JudgedLoss"]) == (1, 1)
+    win = {"tier": "budget", "verdict": "win", "skipped": None}
+    add_emf(win, 0.0)
+    assert (win["Judged"], win["JudgedLoss"]) == (1, 0)
+    skipped = {"tier": "budget", "verdict": None, "skipped": "budget"}
+    add_emf(skipped, 0.0)
+    assert skipped["JudgeSkipped"] == 1
+    assert "Judged" not in skipped
+    assert skipped["_aws"]["CloudWatchMetrics"][0]["Metrics"] == [{"Name": "JudgeSkipped", "Unit": "Count"}]

@@ -142,6 +142,43 @@ def test_the_routers_hard_cap_bounds_judging_too(tmp_path: Path) -> None:
     assert own.get("committed", 0) == 0  # its own reservation was given back
 
 
+def test_judgements_past_max_pending_are_skipped(tmp_path: Path) -> None:
+    """One judgement in flight (its reference held at the gate) and `max_pending: 1`: the next
+    sampled request is answered as usual, its judgement skipped and counted; the first one
+    completes once the gate opens."""
+
+    def rules(url: str) -> dict[str, Any]:
+        return judging_rules(url, {"sample": 1, "max_pending": 1})
+
+    with judge_stack(tmp_path, rules) as stack:
+        script(stack)
+        stack.app.gated = {"good"}
+        stack.app.gate.clear()
+        try:
+            first = ask(stack, "first")
+            wait_for(lambda: stack.app.waiting.get("good", 0) == 1)
+            second = ask(stack, "second")
+            busy = stack.judgement(second)
+        finally:
+            stack.app.gate.set()
+        judged = stack.judgement(first)
+        item = stack.quality_item()
+    assert busy["skipped"].startswith("busy")
+    assert busy["verdict"] is None
+    assert judged["verdict"] == "tie"
+    assert (item["judged"], item["judge_skipped"]) == (1, 1)
+    assert "judge_failed" not in item
+
+
+def wait_for(condition: Any, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.01)
+
+
 def line_day(stack: JudgeStack) -> str:
     import time
 

@@ -399,7 +399,7 @@ def sample_of(exchange: Exchange) -> Sample | None:
         model=exchange.route.name if exchange.route is not None else None,
         arm=f"{line.experiment}/{line.arm}" if line.experiment and line.arm else None,
         key=line.key,
-        cost=exchange.cost,
+        cost=None if line.cost_estimated else exchange.cost,  # no saving counted against a guess
         features=decision.features.as_dict(),
     )
 
