@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tier_router.errors import RouterError
 from tier_router.fallback import AllCandidatesFailed, UpstreamClientError
 from tier_router.quality import judge
 from tier_router.quality.counts import item_expiry, item_key, verdict_deltas
@@ -62,7 +63,7 @@ BUDGET_PREFIX = "judge:"
 Dispatch = Callable[[Sample], Awaitable[None]]
 
 
-class Skipped(Exception):
+class Skipped(RouterError):
     """A judgement not started: its reason goes on the line as `skipped`."""
 
 
