@@ -16,6 +16,8 @@
     │     AllCandidatesFailed, UpstreamClientError (fallback)
     ├── ClientGone                   the client hung up before anything was sent to it
     ├── ReplayError (replay)         a replay cannot start (unreadable log, unknown baseline)
+    ├── InvokeError (aws.invoke)     an asynchronous Lambda invocation was not queued
+    │     EventTooLarge: over the payload limit, refused before any call
     └── APIError                     an answer for the client: an HTTP status and an
                                      OpenAI-shaped body (rendered by `responses.error_response`)
 

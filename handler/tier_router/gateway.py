@@ -26,6 +26,7 @@ from tier_router.lifecycle import Drainer, Lifecycle
 from tier_router.provider_keys import KeySource
 from tier_router.providers.base import dumps
 from tier_router.providers.mock import MockTransport
+from tier_router.quality.dispatch import lambda_dispatch
 from tier_router.quality.loop import QualityLoop
 from tier_router.quality.runner import Judging
 from tier_router.redaction import MIN_SECRET_CHARS, Redactor, redact_logs
@@ -112,9 +113,10 @@ class Gateway:
         )
         drainer = Drainer()
         self.quality = QualityLoop()
-        self.quality.judging = Judging.of(
-            self.rules, self.store, self.forwarder, self.spend, self.access_log, drainer
-        )
+        judging = Judging.of(self.rules, self.store, self.forwarder, self.spend, self.access_log, drainer)
+        if judging is not None:  # on Lambda: judged in an asynchronous invocation of this function
+            judging.dispatch = lambda_dispatch(settings, self.client) or judging.dispatch
+        self.quality.judging = judging
         self.lifecycle = Lifecycle(
             self.spend,
             self.access_log,

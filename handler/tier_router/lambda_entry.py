@@ -13,24 +13,43 @@ An EventBridge scheduled event (`{"source": "aws.events", ...}`, template.yaml's
 probe instead (`tier_router.probe`): every provider checked once, recorded on the breakers in
 the shared store, the results returned (and each unhealthy provider logged as a
 `ProviderUnhealthy` event).
+
+A judge event (`{"tier_router": "judge", "sample": ...}`, docs/quality-loop.md "Judging on
+Lambda") is a sampled request's judgement, queued by the invocation that answered it
+(`quality.dispatch`): it runs `Judging.run` here, and returns a small summary. A malformed
+one is refused with the reason (logged, returned, never raised: an asynchronous invocation
+that raises is only retried, and the same event would fail the same way). After an HTTP
+event, work the request left pending (the judge event's `Invoke`) is finished before the
+invocation returns (within DRAIN_S): a frozen container would stall it.
 """
 
 import asyncio
+import logging
 from typing import Any
 
 from mangum import Mangum
 
 from tier_router.asgi import app
 from tier_router.probe import probe_providers, summary
+from tier_router.quality.dispatch import EVENT_KIND
+from tier_router.quality.sample import Sample
 
+log = logging.getLogger("tier_router")
 _mangum = Mangum(app, lifespan="off")
+DRAIN_S = 5.0
+"""At most this long after the response is built for the request's pending work (the judge
+event's `Invoke` takes at most two 2 s attempts)."""
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         if is_probe_event(event):
             return run_probe()
-        return _mangum(event, context)
+        if is_router_event(event):
+            return run_router_event(event)
+        result = _mangum(event, context)
+        drain()
+        return result
     finally:
         app.gateway.access_log.flush()
 
@@ -39,6 +58,52 @@ def is_probe_event(event: object) -> bool:
     return isinstance(event, dict) and (
         event.get("source") == "aws.events" or event.get("tier_router") == "probe"
     )
+
+
+def is_router_event(event: object) -> bool:
+    """An event for the router itself (`{"tier_router": ...}`), not an HTTP request."""
+    return isinstance(event, dict) and "tier_router" in event
+
+
+def drain() -> None:
+    """Finish what the request left pending on Mangum's loop (the loop is idle between
+    invocations and the container is frozen: a task left there would not run)."""
+    loop = asyncio.get_event_loop()
+    loop.run_until_complete(app.gateway.lifecycle.drainer.drain(DRAIN_S))
+
+
+def run_router_event(event: dict[str, Any]) -> dict[str, Any]:
+    kind = event.get("tier_router")
+    if kind == EVENT_KIND:
+        return run_judge(event)
+    return refused(f"unknown tier_router event {str(kind)[:40]!r}: expected 'probe' or 'judge'", None)
+
+
+def run_judge(event: dict[str, Any]) -> dict[str, Any]:
+    """One judgement of the event's sample, on Mangum's loop; a summary of what was done."""
+    judging = app.gateway.quality.judging
+    if judging is None:
+        return refused("judging is off here: the rules file sets no quality.judge and quality.reference")
+    try:
+        sample = Sample.from_event(event.get("sample"))
+    except ValueError as exc:
+        return refused(f"malformed judge event: {exc}")
+    done = {"tier_router": EVENT_KIND, "request_id": sample.request_id}
+    loop = asyncio.get_event_loop()
+    try:
+        loop.run_until_complete(judging.run(sample))
+    except Exception:  # not raised: Lambda would only run the same event again
+        log.exception("judging request %s failed", sample.request_id)
+        return {**done, "judged": False, "error": "the judgement failed (logged)"}
+    return {**done, "judged": True}
+
+
+def refused(reason: str, kind: str | None = EVENT_KIND) -> dict[str, Any]:
+    """The summary of an event not run (logged: nobody reads an asynchronous invocation's result)."""
+    log.warning("tier_router event refused: %s", reason)
+    if kind == EVENT_KIND:
+        return {"tier_router": kind, "judged": False, "error": reason}
+    return {"tier_router": kind, "error": reason}
 
 
 def run_probe() -> dict[str, Any]:

@@ -120,6 +120,14 @@ class Settings:
     """`AWS_ENDPOINT_URL_DYNAMODB` (botocore's name): DynamoDB Local, moto."""
     ssm_endpoint_url: str | None = None
     """`AWS_ENDPOINT_URL_SSM`."""
+    lambda_endpoint_url: str | None = None
+    """`AWS_ENDPOINT_URL_LAMBDA`: the Lambda API (a local fake in tests)."""
+    lambda_function_name: str | None = None
+    """`AWS_LAMBDA_FUNCTION_NAME`: set by Lambda, so the process runs on Lambda; a sampled
+    request's judgement is then an asynchronous invocation of this function (`aws.invoke`)."""
+    lambda_web_adapter: bool = False
+    """`TIER_ROUTER_STREAMING=lwa` (template.yaml): uvicorn behind the Lambda Web Adapter, which
+    forwards HTTP events only, so judge events are not sent to it."""
     environ: Mapping[str, str] = field(default_factory=_process_environ, repr=False, compare=False)
     """Where provider keys and AWS credentials are looked up, when they are needed (a live
     mapping: the process environment unless `from_env` was given another)."""
@@ -155,16 +163,29 @@ class Settings:
             aws_endpoint_url=environ.get("AWS_ENDPOINT_URL") or None,
             dynamodb_endpoint_url=environ.get("AWS_ENDPOINT_URL_DYNAMODB") or None,
             ssm_endpoint_url=environ.get("AWS_ENDPOINT_URL_SSM") or None,
+            lambda_endpoint_url=environ.get("AWS_ENDPOINT_URL_LAMBDA") or None,
+            lambda_function_name=environ.get("AWS_LAMBDA_FUNCTION_NAME") or None,
+            lambda_web_adapter=environ.get("TIER_ROUTER_STREAMING", "") == "lwa",
             environ=environ,
         )
 
     # --- AWS ------------------------------------------------------------------------------
 
     def aws_endpoint(self, service: str) -> str | None:
-        """The endpoint configured for `service` ("dynamodb", "ssm"), else the one for all
-        services, else None (the public AWS endpoint of the region)."""
-        own = {"dynamodb": self.dynamodb_endpoint_url, "ssm": self.ssm_endpoint_url}.get(service)
+        """The endpoint configured for `service` ("dynamodb", "ssm", "lambda"), else the one for
+        all services, else None (the public AWS endpoint of the region)."""
+        own = {
+            "dynamodb": self.dynamodb_endpoint_url,
+            "ssm": self.ssm_endpoint_url,
+            "lambda": self.lambda_endpoint_url,
+        }.get(service)
         return own or self.aws_endpoint_url
+
+    @property
+    def judges_by_invocation(self) -> bool:
+        """On Lambda behind Mangum: a sample is judged in an asynchronous invocation of this
+        function, not in a task the frozen container would stall."""
+        return bool(self.lambda_function_name) and not self.lambda_web_adapter
 
     def aws_credentials(self) -> Credentials | None:
         """The current AWS credentials in `environ` (call per request: Lambda rotates them)."""

@@ -114,6 +114,19 @@ class Failure(NamedTuple):
         return f"{self.code}: {self.message}".strip().rstrip(":")
 
 
+def resolve_endpoint(
+    host_label: str, label: str, region: str | None, endpoint: str | None
+) -> tuple[str, str]:
+    """(region, endpoint): `endpoint` (a local moto, DynamoDB Local, fake) or the public endpoint
+    of `region` (`amazonaws.com.cn` in China); with an endpoint and no region, us-east-1."""
+    if not region:
+        if not endpoint:
+            raise ValueError(f"{label} needs a region: set AWS_REGION")
+        region = "us-east-1"  # a local endpoint (moto, DynamoDB Local, LocalStack) ignores it
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return region, endpoint or f"https://{host_label}.{region}.{suffix}"
+
+
 class AWSClient:
     """Calls to one service in one region, over a shared (or a lazily created own) httpx client."""
 
@@ -131,12 +144,7 @@ class AWSClient:
         backoff_base_s: float = 0.05,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        if not region:
-            if not endpoint:
-                raise ValueError(f"{service.label} needs a region: set AWS_REGION")
-            region = "us-east-1"  # a local endpoint (moto, DynamoDB Local, LocalStack) ignores it
-        suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-        endpoint = endpoint or f"https://{service.signing_name}.{region}.{suffix}"
+        region, endpoint = resolve_endpoint(service.signing_name, service.label, region, endpoint)
         self.service = service
         self.region = region
         self.url = endpoint if endpoint.endswith("/") else endpoint + "/"
@@ -169,7 +177,7 @@ class AWSClient:
             try:
                 response = await self._post(op, body, credentials)
             except httpx.TransportError as exc:
-                message = _scrub(str(exc), credentials)
+                message = scrub(str(exc), credentials)
                 last = Failure(Outcome.UNKNOWN, op, subject=subject, code=type(exc).__name__, message=message)
                 if idempotent or isinstance(exc, NOT_SENT):
                     continue
@@ -179,7 +187,7 @@ class AWSClient:
                 if data is None:  # the body is not echoed: it may hold secrets
                     raise self._failure(Failure(Outcome.BAD_RESPONSE, op, subject=subject, status=200))
                 return data
-            last = _failure_of(response, op, subject, credentials)
+            last = failure_of(response, op, subject, credentials)
             if last.code in THROTTLING or response.status_code == 503:
                 continue
             if response.status_code >= 500:
@@ -221,7 +229,7 @@ class AWSClient:
         return await self._http.post(self.url, content=body, headers=headers, timeout=self._timeout)
 
 
-def _scrub(text: str, credentials: Credentials) -> str:
+def scrub(text: str, credentials: Credentials) -> str:
     return redact(credentials.redact(text))
 
 
@@ -233,7 +241,7 @@ def _json_object(response: httpx.Response) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _failure_of(response: httpx.Response, op: str, subject: str, credentials: Credentials) -> Failure:
+def failure_of(response: httpx.Response, op: str, subject: str, credentials: Credentials) -> Failure:
     """Parse an error answer: {"__type": "...#Code", "message": "..."} (or the code in the
     `x-amzn-errortype` header, as "Code:http://internal.amazon.com/...")."""
     data = _json_object(response) or {}
@@ -251,4 +259,4 @@ def _failure_of(response: httpx.Response, op: str, subject: str, credentials: Cr
     else:
         outcome = Outcome.REJECTED  # or, when retried to the end, GAVE_UP (set by the caller)
     body = data if outcome is Outcome.CONDITION_FAILED else None
-    return Failure(outcome, op, subject, code, response.status_code, _scrub(message, credentials), 1, body)
+    return Failure(outcome, op, subject, code, response.status_code, scrub(message, credentials), 1, body)
