@@ -118,3 +118,66 @@ async def test_a_judgement_is_counted_and_settled_on_every_store(store: Store, t
     assert budget is not None
     assert budget["committed"] == budget["spent"] == 5 * each  # every reservation settled to its cost
     assert not [name for name in budget if name.startswith("h.")]  # no hold left
+
+
+def sampled_exchange(gateway: Gateway, text: str = "hi") -> Any:
+    """A request routed, sampled at admission (the rate is 1) and answered "CHEAP"."""
+    from tier_router.request_line import Outcome
+    from tier_router.routing.request import parse_chat
+
+    body = {"model": "auto", "messages": [{"role": "user", "content": text}]}
+    exchange = gateway.lifecycle.begin({"method": "POST", "path": "/v1/chat/completions"})
+    decision = gateway.rules.decide(parse_chat(body))
+    exchange.routed(decision)
+    exchange.sampled = gateway.quality.judging.pick(decision, body)
+    exchange.sampled.answer = "CHEAP"
+    exchange.cost = 7
+    exchange.ended(Outcome.OK, 200)
+    return exchange
+
+
+async def test_a_dispatched_sample_is_handed_over_and_a_failed_dispatch_is_a_failed_judgement(
+    tmp_path: Path,
+) -> None:
+    """With a dispatch (Lambda's self-invocation), `submit` hands it the sample and judges
+    nothing here; a dispatch that fails is logged and counted as a failed judgement."""
+    from tier_router.store.memory import MemoryStore
+
+    store = MemoryStore()
+    gateway = Gateway(
+        Settings(rules_path=tmp_path / "unused.yaml"),
+        rules=parse_rules(rules(), "test.yaml"),
+        client=httpx.AsyncClient(transport=Scripted()),
+        keys=KeySource({"P_KEY": "p-key-for-tests"}),
+        store=store,
+    )
+    judging = gateway.quality.judging
+    assert judging is not None
+    out = io.StringIO()
+    judging.access_log = AccessLog(out)
+    handed: list[Sample] = []
+
+    async def dispatch(sample: Sample) -> None:
+        handed.append(sample)
+        if sample.body["messages"][0]["content"] == "too big":
+            raise RuntimeError("the event is over 256 KB")
+
+    judging.dispatch = dispatch
+    judging.submit(sampled_exchange(gateway, "hello"))
+    judging.submit(sampled_exchange(gateway, "too big"))
+    await gateway.lifecycle.drainer.drain()
+    await gateway.client.aclose()
+    first = handed[0]
+    assert (first.tier, first.reference, first.answer, first.rule, first.model, first.cost) == (
+        "budget",
+        "premium",
+        "CHEAP",
+        "default",
+        None,  # nothing was forwarded in this test: no route
+        7,
+    )
+    (line,) = [json.loads(line) for line in out.getvalue().splitlines()]  # only the failed dispatch
+    assert line["error"] == "dispatch: the event is over 256 KB"
+    assert line["verdict"] is None
+    item = await store.get(item_key(day_key(time.time())))
+    assert item == {"judge_failed": 1}

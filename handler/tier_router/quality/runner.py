@@ -166,9 +166,17 @@ class Judging:
 
     async def _go(self, sample: Sample) -> None:
         try:
-            await (self.dispatch or self.run)(sample)
-        except Exception:
-            log.exception("dispatching the judgement of %s failed", sample.request_id)
+            if self.dispatch is None:
+                await self.run(sample)
+                return
+            try:
+                await self.dispatch(sample)
+            except Exception as exc:  # not judged: counted and logged as a failed judgement
+                log.warning("dispatching the judgement of %s failed: %s", sample.request_id, exc)
+                record = self._record(sample)
+                record["error"] = self._describe(exc, "dispatch")
+                await self._count(day_key(self.clock(), self.day_start_hour), {"judge_failed": 1}, record)
+                self._log(record)
         finally:
             self.pending -= 1
 
