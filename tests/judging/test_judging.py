@@ -298,6 +298,35 @@ def test_an_escalated_answer_is_judged_as_the_tier_that_served_it(stack: JudgeSt
     assert all('{"ok": true}' in shown(p).values() for p in stack.app.judge_prompts("esc"))
 
 
+def test_a_judged_sample_becomes_a_label_with_its_request(stack: JudgeStack) -> None:
+    """The judgement line and the kept prompt are what `tier-router labels` reads."""
+    import asyncio
+
+    from tier_router.quality.export import LabelExport, read_prompts
+    from tier_router.store.sqlite import SQLiteStore
+
+    stack.app.script("label", cheap=[Answer("CHEAP-LABEL")], good=[Answer("GOOD-LABEL")])
+    stack.app.judges["label"] = prefers("GOOD-LABEL", winner=10, loser=4)
+    rid = ask(stack, "label", "label me").headers["x-router-request-id"]
+    stack.judgement(rid)
+    export = LabelExport()
+    export.read(stack.router.stdout_path)
+
+    async def prompts() -> dict[str, Any]:
+        store = SQLiteStore(stack.store_path)
+        try:
+            return await read_prompts(store, [rid], export.stats)
+        finally:
+            await store.aclose()
+
+    export.rated = {rid: export.rated[rid]}
+    (label,) = export.labels(asyncio.run(prompts()))
+    assert label.scores == {"budget": 0.4, "premium": 1.0}
+    assert label.request is not None
+    assert label.request["messages"][0]["content"] == "[script=label] label me"
+    assert export.stats.malformed == 0
+
+
 def test_what_is_not_eligible_is_never_judged(stack: JudgeStack) -> None:
     """A rule sampling 0, a request for the reference tier itself: answered, never judged."""
     stack.app.script("never", cheap=[Answer("C")], good=[Answer("G")])
