@@ -166,7 +166,8 @@ def run_replay(args: argparse.Namespace) -> int:
         print(f"replay: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(data) if args.json else render_text(data))
-    if data["lines"]["total"] > data["lines"]["blank"] and not data["totals"]["requests"]:
+    lines = data["lines"]
+    if lines["total"] > lines["blank"] + lines["quality"] and not data["totals"]["requests"]:
         print("replay: no line of the log could be replayed", file=sys.stderr)
         return 1
     return 0
@@ -207,6 +208,7 @@ def run_status(args: argparse.Namespace) -> int:
     from tier_router.admission import SpendControls
     from tier_router.errors import StoreError
     from tier_router.gateway import breaker_health
+    from tier_router.quality import report as quality_report
     from tier_router.store.factory import open_store
 
     rules = load_or_report(args.rules)
@@ -218,7 +220,10 @@ def run_status(args: argparse.Namespace) -> int:
     async def read() -> dict[str, Any]:
         store = open_store(store_url, settings=settings)
         try:
-            data = await SpendControls(store, rules).status()
+            controls = SpendControls(store, rules)
+            data = await controls.status()
+            quality = await quality_report.read(controls.ledger, reference=rules.spec.quality.reference)
+            data["quality"] = quality.as_dict()
             health = breaker_health(store, rules)
             data["breakers"] = await health.states(list(rules.routes.values())) if health else {}
             return data

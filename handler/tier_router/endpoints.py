@@ -3,7 +3,7 @@
 POST /v1/chat/completions   auth → body → decide → admit → cache | forward → answer/stream
 POST /v1/route/explain      the decision for a body, with breaker states, nothing forwarded
 GET  /v1/models             auto, the tiers, the models and the aliases
-GET  /v1/router/status      today's spend and results, budgets, breakers, schema checks
+GET  /v1/router/status      today's spend and results, quality, budgets, breakers, schema checks
 GET  /healthz, /readyz      liveness; readiness (keys, store)
 """
 
@@ -31,6 +31,7 @@ from tier_router.holdback import held_stream
 from tier_router.lifecycle import Exchange
 from tier_router.params import check as check_params
 from tier_router.providers.base import dumps
+from tier_router.quality import report as quality_report
 from tier_router.quality.judge import answer_text
 from tier_router.recovery import Resume
 from tier_router.request_line import Outcome
@@ -223,18 +224,22 @@ async def models(request: Request) -> Response:
 
 
 async def status(request: Request) -> Response:
-    """Breaker states of every model, today's spend and budgets."""
+    """Breaker states of every model, today's spend, quality (`quality.report`) and budgets."""
     gateway = await authenticated(request)
     try:
         breakers = {}
         if gateway.breakers is not None:
             breakers = await gateway.breakers.states(list(gateway.rules.routes.values()))
         spend = await gateway.spend.status()
+        reference = gateway.rules.spec.quality.reference
+        quality = await quality_report.read(gateway.spend.ledger, reference=reference)
     except StoreError as exc:
         raise APIError(503, f"state store unreachable: {exc}", code="store_unavailable") from None
     tiers = {t: [r.name for r in c] for t, c in gateway.rules.tiers.items()}
     checks = dataclasses.asdict(SCHEMA_STATS)  # this process's, since it started
-    return JSONResponse({**spend, "breakers": breakers, "tiers": tiers, "schema_checks": checks})
+    return JSONResponse(
+        {**spend, "quality": quality.as_dict(), "breakers": breakers, "tiers": tiers, "schema_checks": checks}
+    )
 
 
 async def healthz(request: Request) -> Response:

@@ -111,6 +111,7 @@ def test_exact_totals_on_a_hand_computed_log(log_path: Path, rules: Rules) -> No
         "router_log": 2,
         "router_log_unserved": 1,
         "skipped": 3,
+        "quality": 0,
     }
     assert data["assumptions"]["usage_estimated"] == 1
     assert data["assumptions"]["requested_model_unknown_routed_as_auto"] == 1

@@ -11,6 +11,8 @@ the request path):
 - `pricing`  — tokens of a logged or estimated usage, priced on one model (`Rate`).
 - `audit`    — `Audit`: the bounded running totals by tier, model and rule, the logged
                results (`spend.results`) and the cascades of the new rules.
+- `quality`  — `QualityLog`: the log's judgement and feedback lines, counted per tier, rule,
+               model and arm (never routed or priced).
 - `replayer` — `Replayer`: each line through the rules (and `--against` older ones);
                `replay`: one log file in, the report out.
 - `report`   — `report`: the `--json` object (schema `tier-router.replay/1`), with

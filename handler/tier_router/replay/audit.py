@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tier_router.replay.quality import QualityLog
 from tier_router.spend.results import Results, empty_results
 
 MAX_ERRORS_LISTED = 20
@@ -54,6 +55,8 @@ class Audit:
     cascades: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     """(tier, cascade target) of the new rules -> [requests, their cost as routed (the cheap
     answer), the same tokens on the target tier's first model (the escalated answer)], µ$."""
+    quality: QualityLog = field(default_factory=QualityLog)
+    """The log's judgement and feedback lines (`replay.quality`): counted, never routed."""
     errors: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
     first_errors: list[tuple[int, str]] = field(default_factory=list)

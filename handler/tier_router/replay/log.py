@@ -14,6 +14,8 @@ Accepted lines (one JSON object each; blank lines are ignored):
   logged model's current price), and its tokens are priced at the baseline model. Lines of
   requests no model served (refused, failed, client errors) are counted but not priced.
   They take no part in `--against` comparisons.
+- a judgement or feedback line (`{"type": "judgement" | "feedback", ...}`): not a request;
+  counted as quality (`replay.quality`).
 """
 
 from __future__ import annotations

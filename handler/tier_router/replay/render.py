@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from tier_router.quality.report import table as quality_table
 from tier_router.replay.report import ratio
 from tier_router.spend.pricing import usd
 from tier_router.spend.results import table
@@ -38,6 +39,26 @@ def _results(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     for dim in ("tier", "rule", "model", "arm"):
         if results.get(dim):
             out += ["", *table(f"results by {dim} (logged)", results[dim])]
+    return out
+
+
+QUALITY_DIMS = ("tier", "rule", "arm")
+ROUTED = ("routed $", "routed_usd")
+
+
+def _quality(quality: dict[str, Any] | None) -> list[str]:
+    """The log's judgements and feedback per tier, rule and arm, beside the replay's cost."""
+    if not quality:
+        return []
+    out = [
+        "",
+        f"quality   {quality['judged']:,} judged ({quality['judge_failed']:,} failed,"
+        f" {quality['judge_skipped']:,} skipped), {quality['feedback']:,} feedback;"
+        f" judging cost ${quality['judge_cost_usd']} (logged)",
+    ]
+    for dim in QUALITY_DIMS:
+        if quality.get(dim):
+            out += quality_table(f"quality by {dim}", quality[dim], ROUTED)
     return out
 
 
@@ -91,6 +112,7 @@ def render_text(data: dict[str, Any]) -> str:
     for title, key in (("tier", "by_tier"), ("model (first in chain)", "by_model"), ("rule", "by_rule")):
         out += ["", *_table(title, data[key])]
     out += _results(data.get("results") or {})
+    out += _quality(data.get("quality"))
     out += _cascades(data.get("cascades") or [])
     changes = data.get("changes")
     if changes is not None:
@@ -201,6 +223,44 @@ def _html_results(results: dict[str, dict[str, dict[str, Any]]], cascades: list[
     return sections
 
 
+def _html_quality(quality: dict[str, Any] | None) -> list[str]:
+    if not quality:
+        return []
+    esc = html.escape
+    head = "".join(
+        f"<th>{c}</th>"
+        for c in ("judged", "win / tie / loss", "loss rate (95% CI)", "score", "ref.", "feedback", "fb avg")
+    )
+    sections = [
+        f"<h2>Quality (logged)</h2><p>{quality['judged']:,} judged ({quality['judge_failed']:,} failed,"
+        f" {quality['judge_skipped']:,} skipped), {quality['feedback']:,} feedback;"
+        f" judging cost ${quality['judge_cost_usd']}.</p>"
+    ]
+    for dim in QUALITY_DIMS:
+        rows = []
+        for name, r in (quality.get(dim) or {}).items():
+            loss = "-"
+            if r["loss_rate"] is not None:
+                loss = f"{r['loss_rate']:.1%} [{r['loss_rate_ci'][0]:.1%}, {r['loss_rate_ci'][1]:.1%}]"
+            cells = (
+                r["samples"],
+                f"{r['wins']} / {r['ties']} / {r['losses']}",
+                loss,
+                "-" if r["score"] is None else f"{r['score']:.2f}",
+                "-" if r["reference_score"] is None else f"{r['reference_score']:.2f}",
+                r["feedback"],
+                "-" if r["feedback_score"] is None else f"{r['feedback_score']:.2f}",
+                "-" if r["requests"] is None else r["requests"],
+                r["routed_usd"] or "-",
+            )
+            tds = "".join(f"<td>{esc(str(c))}</td>" for c in cells)
+            rows.append(f"<tr><td>{esc(name)}</td>{tds}</tr>")
+        if rows:
+            head_row = f"<tr><th>{dim}</th>{head}<th>requests</th><th>routed $</th></tr>"
+            sections.append(f"<table>{head_row}{''.join(rows)}</table>")
+    return sections
+
+
 def render_html(data: dict[str, Any]) -> str:
     esc = html.escape
     t = data["totals"]
@@ -224,6 +284,7 @@ def render_html(data: dict[str, Any]) -> str:
         "<h2>By rule</h2>" + _html_table("rule", data["by_rule"]),
     ]
     sections += _html_results(data.get("results") or {}, data.get("cascades") or [])
+    sections += _html_quality(data.get("quality"))
     changes = data.get("changes")
     if changes is not None:
         items = "".join(

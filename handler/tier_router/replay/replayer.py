@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from tier_router.replay.audit import Audit, add_row
 from tier_router.replay.log import Progress, ReplayError, body_of, headers_of, open_log
 from tier_router.replay.pricing import Rate, default_baseline, estimated_completion, token_count, usage_tokens
+from tier_router.replay.quality import is_quality_line
 from tier_router.replay.report import report
 from tier_router.request_line import CHAT_PATHS, RequestLine
 from tier_router.routing.engine import AUTO, Rules, UnknownModelError
@@ -105,7 +106,9 @@ class Replayer:
                 audit.error(lineno, "not a JSON object", type(obj).__name__)
                 continue
             try:
-                if obj.get("event") == "request" and "messages" not in obj:
+                if is_quality_line(obj):
+                    audit.quality.add(obj)
+                elif obj.get("event") == "request" and "messages" not in obj:
                     self.router_line(lineno, obj)
                 else:
                     self.request_line(lineno, obj, text_checked=MAY_HOLD_SURROGATES.search(raw) is None)

@@ -4,8 +4,9 @@ Totals, `by_tier` / `by_model` / `by_rule` breakdowns (each sorted by routed cos
 first), the assumptions made, skipped lines, and with `--against` the requests that change
 tier. `results`: per tier / rule / model / arm / key, what the router's own settled log lines
 say happened (the rows of `/v1/router/status`, `spend.results`). `cascades`: what the new
-rules' cascades would cost (`cascade_estimates`). Money is in integer micro-dollars plus a
-decimal-dollar string (`spend.pricing.usd`).
+rules' cascades would cost (`cascade_estimates`). `quality`: the log's judgements and feedback
+per tier / rule / model / arm beside the replay's cost (`replay.quality`; null without any).
+Money is in integer micro-dollars plus a decimal-dollar string (`spend.pricing.usd`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def report(
             "rerouted": audit.rerouted,
             "router_log": audit.router_lines,
             "router_log_unserved": audit.router_unserved,
+            "quality": audit.quality.lines,
             "skipped": audit.errors,
         },
         "assumptions": {
@@ -97,6 +99,7 @@ def report(
         "by_rule": _rows(audit.by_rule, requests, routed),
         "results": result_rows(audit.results),
         "cascades": cascade_estimates(audit),
+        "quality": None,
         "changes": None,
         "errors": {
             "count": audit.errors,
@@ -104,6 +107,7 @@ def report(
             "first": [{"line": line, "reason": reason} for line, reason in audit.first_errors],
         },
     }
+    data["quality"] = audit.quality.section({"tier": data["by_tier"], "rule": data["by_rule"]})
     if against is not None:
         transitions = [
             {

@@ -34,6 +34,11 @@ or a bad value is answered with a 400 naming it):
                 `truncate` the answer cut in half with finish_reason "length".
                 A request the configured flaws cannot apply to (flaws=json, no JSON asked)
                 is answered cleanly.
+- `shallow_above_tokens`  text answers to prompts longer than this many tokens are marked
+                "(shallow)": the demo's weak model on long prompts.
+
+A judging prompt (`quality.judge`: two answers in `<answer_A>` / `<answer_B>`) is answered
+with a verdict (`judge`): an answer marked "(shallow)" scores 3, any other 8.
 
 Never use `mock` providers in a real rules file.
 """

@@ -23,6 +23,7 @@ from typing import Any
 from tier_router.providers.mock.choice import Call, Choice
 from tier_router.providers.mock.flaws import draw, spoil
 from tier_router.providers.mock.instance import instance
+from tier_router.providers.mock.judge import SHALLOW, verdict
 from tier_router.providers.mock.options import Flaw, MockOptions
 from tier_router.routing.tokens import IMAGE_TOKENS, MESSAGE_OVERHEAD_TOKENS, estimate_tokens
 
@@ -55,17 +56,23 @@ def completion(body: dict[str, Any], server: str, options: MockOptions) -> dict[
         applicable.add(Flaw.JSON)
     fate = draw(messages, server, options, frozenset(applicable))
     limit = token_limit(body)
+    prompt = prompt_tokens(body, messages)
+    judged = (
+        verdict(text_of(messages[-1].get("content"))) if messages and isinstance(messages[-1], dict) else None
+    )
+    shallow = options.shallow_above_tokens is not None and prompt > options.shallow_above_tokens
     choices = []
     for index in range(n_of(body)):
         if tool:
             choice = tool_call(tool, index, digest)
         elif wants_json:
             choice = Choice(json_answer(fmt, text_answer(messages, model, server, index), model, index))
+        elif judged is not None:
+            choice = Choice(judged)
         else:
-            choice = Choice(text_answer(messages, model, server, index))
+            choice = Choice(text_answer(messages, model, server, index, shallow))
         choice = spoil(choice, fate, tool.parameters if tool else None)
         choices.append(choice if limit is None else choice.cut(limit))
-    prompt = prompt_tokens(body, messages)
     spent = sum(c.tokens() if limit is None else min(c.tokens(), limit) for c in choices)
     return {
         "id": f"chatcmpl-mock{digest}",
@@ -77,8 +84,10 @@ def completion(body: dict[str, Any], server: str, options: MockOptions) -> dict[
     }
 
 
-def text_answer(messages: list[Any], model: str, server: str, index: int) -> str:
+def text_answer(messages: list[Any], model: str, server: str, index: int, shallow: bool = False) -> str:
     who = f"[{model} via mock:{server}" + (f", choice {index + 1}]" if index else "]")
+    if shallow:
+        who += f" {SHALLOW}"
     last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
     if last.get("role") in TOOL_RESULT_ROLES:
         return f"{who} The tool said: {text_of(last.get('content'))[:200]}"

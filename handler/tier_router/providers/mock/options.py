@@ -24,7 +24,7 @@ class Flaw(StrEnum):
     """The answer cut in half, finish_reason "length"."""
 
 
-KNOWN = ("latency_ms", "fail_rate", "flaw_rate", "flaws")
+KNOWN = ("latency_ms", "fail_rate", "flaw_rate", "flaws", "shallow_above_tokens")
 FLAW_NAMES = frozenset(f.value for f in Flaw)
 
 
@@ -34,6 +34,9 @@ class MockOptions:
     fail_rate: float = 0.0
     flaw_rate: float = 0.0
     flaws: frozenset[Flaw] = frozenset(Flaw)
+    shallow_above_tokens: int | None = None
+    """Text answers to prompts longer than this are marked "(shallow)" (the demo's weak model:
+    the mock judge scores them low)."""
 
     @staticmethod
     @lru_cache(maxsize=256)
@@ -59,6 +62,9 @@ class MockOptions:
             _number(values, "fail_rate", 0, 1),
             _number(values, "flaw_rate", 0, 1),
             flaws,
+            int(_number(values, "shallow_above_tokens", 1, 10_000_000))
+            if "shallow_above_tokens" in values
+            else None,
         )
 
 
