@@ -327,6 +327,22 @@ def test_a_judged_sample_becomes_a_label_with_its_request(stack: JudgeStack) -> 
     assert export.stats.malformed == 0
 
 
+def test_the_status_endpoint_reports_the_judgements_counted(stack: JudgeStack) -> None:
+    """Every judgement of the tests above was logged after it was counted: the report on
+    `/v1/router/status` reads the same counts."""
+    item = stack.quality_item()
+    quality = stack.router.get("/v1/router/status").json()["quality"]
+    assert (quality["judged"], quality["judge_failed"]) == (item["judged"], item["judge_failed"])
+    assert quality["judge_cost_micro_usd"] == item["judge_cost"]
+    budget = quality["tier"]["budget"]
+    assert (budget["wins"], budget["ties"], budget["losses"]) == (
+        item["tier_win.budget"],
+        item["tier_tie.budget"],
+        item["tier_loss.budget"],
+    )
+    assert quality["tier"]["standard"]["wins"] == 1  # the escalated answer, on the tier that served it
+
+
 def test_what_is_not_eligible_is_never_judged(stack: JudgeStack) -> None:
     """A rule sampling 0, a request for the reference tier itself: answered, never judged."""
     stack.app.script("never", cheap=[Answer("C")], good=[Answer("G")])
