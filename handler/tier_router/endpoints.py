@@ -32,6 +32,7 @@ from tier_router.lifecycle import Exchange
 from tier_router.params import check as check_params
 from tier_router.providers.base import dumps
 from tier_router.quality import report as quality_report
+from tier_router.quality.judge import answer_text
 from tier_router.recovery import Resume
 from tier_router.request_line import Outcome
 from tier_router.responses import (
@@ -81,6 +82,8 @@ async def chat(request: Request, gateway: Gateway, exchange: Exchange) -> Respon
     headers = {**decision_headers(admission.decision), **admission.response_headers()}
     if admission.cached is not None:
         return cached_answer(gateway, exchange, admission, headers)
+    if gateway.quality.judging is not None:  # sampled for judging, after the response
+        exchange.sampled = gateway.quality.judging.pick(admission.decision, body)
     try:
         if body.get("stream"):
             return await stream(request, gateway, exchange, body, headers)
@@ -135,6 +138,8 @@ async def complete(
             completion, failure = done.completion, done.failure
             headers.update(cascade_headers(done.escalations, failure, done.decision))
     exchange.completion = completion.data if failure is None else None  # never cache a failed answer
+    if exchange.sampled is not None:
+        exchange.sampled.answer = answer_text(completion.data)
     exchange.ended(Outcome.OK, 200)
     headers.update(served_headers(completion.route, exchange.attempts))
     headers.update(completion.headers)

@@ -22,13 +22,14 @@ from tier_router.body import BodyLimits
 from tier_router.breakers import BreakerBoard, BreakerConfig, BreakerHealth, Health
 from tier_router.disconnect import DisconnectWatch
 from tier_router.forwarder import Forwarder
-from tier_router.lifecycle import Lifecycle
+from tier_router.lifecycle import Drainer, Lifecycle
 from tier_router.provider_keys import KeySource
 from tier_router.providers.base import dumps
 from tier_router.providers.mock import MockTransport
 from tier_router.quality.dispatch import lambda_dispatch
 from tier_router.quality.facts import Facts
 from tier_router.quality.loop import QualityLoop
+from tier_router.quality.runner import Judging
 from tier_router.redaction import MIN_SECRET_CHARS, Redactor, redact_logs
 from tier_router.router_keys import KeyRecord, KeyRing, parse_keys, plain_keys, plain_secrets
 from tier_router.routing.engine import Rules
@@ -111,13 +112,19 @@ class Gateway:
         self.access_log = AccessLog(
             enabled=settings.log_requests, emf=settings.emf_metrics, buffered=settings.background_settle
         )
+        drainer = Drainer()
         self.quality = QualityLoop()
         self.quality.facts = Facts.build(self.store, self.rules.spec.quality)  # None: feedback off
-        judging = self.quality.judging
+        judging = Judging.of(self.rules, self.store, self.forwarder, self.spend, self.access_log, drainer)
         if judging is not None:  # on Lambda: judged in an asynchronous invocation of this function
             judging.dispatch = lambda_dispatch(settings, self.client) or judging.dispatch
+        self.quality.judging = judging
         self.lifecycle = Lifecycle(
-            self.spend, self.access_log, background=settings.background_settle, quality=self.quality
+            self.spend,
+            self.access_log,
+            background=settings.background_settle,
+            quality=self.quality,
+            drainer=drainer,
         )
         self.auth = Auth(
             router_keyring(settings),

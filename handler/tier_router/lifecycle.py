@@ -45,6 +45,7 @@ from tier_router.telemetry import AccessLog
 if TYPE_CHECKING:
     from tier_router.cascade import Escalation
     from tier_router.quality.loop import QualityLoop
+    from tier_router.quality.sampling import Sampled
 
 log = logging.getLogger("tier_router")
 
@@ -85,6 +86,9 @@ class Exchange:
     prior_cost: int | None = 0
     """What the answers a cascade escalated cost (micro-dollars; None when one came without
     usage): `finish` adds it to `cost`, the served answer's, before settling."""
+    sampled: Sampled | None = None
+    """Picked for judging at admission (`quality.sampling`): the reference tier, the body,
+    and the served answer's text (non-streamed answers; a stream's is in its state)."""
     finished: bool = False
 
     @property
@@ -157,12 +161,14 @@ class Lifecycle:
         *,
         background: bool = False,
         quality: QualityLoop | None = None,
+        drainer: Drainer | None = None,
     ) -> None:
         self.spend = spend
         self.access_log = access_log
         self.background = background
         self.quality = quality if quality is not None and quality.active else None
-        self.drainer = Drainer()
+        self.drainer = drainer or Drainer()
+        """Post-response work: settles, and the quality loop's judgements (shared with it)."""
         self._slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
     def _settle_slot(self) -> asyncio.Semaphore:

@@ -204,21 +204,17 @@ def test_the_judge_event_is_queued_before_the_invocation_returns(
     loop.run_until_complete(dispatch.invoker.aclose())
 
 
-def test_the_gateway_gives_judging_the_lambda_dispatch(
-    monkeypatch: pytest.MonkeyPatch, fake: FakeLambda
-) -> None:
+def test_the_gateway_gives_judging_the_lambda_dispatch(tmp_path: Path, fake: FakeLambda) -> None:
     import tier_router.gateway as gateway_module
-    from tier_router.quality.loop import QualityLoop
+    import yaml
 
-    class JudgingOn(QualityLoop):
-        def __init__(self) -> None:
-            super().__init__()
-            self.judging = FakeJudging()  # type: ignore[assignment]
-
-    monkeypatch.setattr(gateway_module, "QualityLoop", JudgingOn)
+    rules = yaml.safe_load((ROOT / "rules" / "local-demo.yaml").read_text())
+    rules["quality"] = {"sample": 0.5, "reference": "premium", "judge": {"model": "large"}}
+    rules_path = tmp_path / "judged.yaml"
+    rules_path.write_text(yaml.safe_dump(rules))
     env = {
         **FAKE_ENV,
-        "TIER_ROUTER_RULES": str(ROOT / "rules" / "local-demo.yaml"),
+        "TIER_ROUTER_RULES": str(rules_path),
         "TIER_ROUTER_STORE": "memory://",
         "AWS_ENDPOINT_URL_LAMBDA": fake.endpoint,
     }

@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tier_router.lifecycle import Exchange
     from tier_router.quality.facts import Facts
+    from tier_router.quality.runner import Judging
 
 
 class QualityLoop:
     def __init__(self) -> None:
         self.facts: Facts | None = None  # quality.facts: facts for POST /v1/feedback (feedback.enabled)
-        self.judging = None  # quality.runner: sampled judging (quality.judge and a reference)
+        self.judging: Judging | None = None
+        """quality.runner: sampled judging (quality.judge and a reference tier)."""
 
     @property
     def active(self) -> bool:
@@ -29,5 +31,7 @@ class QualityLoop:
 
     async def finished(self, exchange: Exchange) -> None:
         """A request is settled and logged: keep its facts, and judge it if it was sampled."""
+        if self.judging is not None and exchange.sampled is not None:
+            self.judging.submit(exchange)  # never raises, never waits
         if self.facts is not None:
             await self.facts.keep(exchange)
