@@ -48,6 +48,7 @@ def demo_rules() -> dict[str, Any]:
     rules = yaml.safe_load(DEMO.read_text())
     rules["quality"]["sample"] = 1.0  # every cheaper answer: enough labels in one test
     rules["quality"]["max_pending"] = 64
+    rules["quality"]["budget_usd"] = 50  # the demo's $1 a day covers a few hundred judgements, not all
     rules["providers"]["mock-smart"]["base_url"] = rules["providers"]["mock-smart"]["base_url"].replace(
         "latency_ms=150", "latency_ms=5"
     )
@@ -78,7 +79,7 @@ def ask(router: Router, count: int) -> None:
 
 def judged(router: Router) -> int:
     quality = router.get("/v1/router/status").json()["quality"]
-    return int(quality.get("judged", 0)) + int(quality.get("judge_failed", 0))
+    return sum(int(quality[field]) for field in ("judged", "judge_failed", "judge_skipped"))
 
 
 def run(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -95,7 +96,7 @@ def test_the_readme_loop_runs_as_written_on_the_demo(loop: tuple[Router, Path]) 
     ask(router, requests)
     wait_until(lambda: judged(router) >= requests, 60, "every sampled answer judged")
     quality = router.get("/v1/router/status").json()["quality"]
-    assert quality["judge_failed"] == 0, quality
+    assert (quality["judge_failed"], quality["judge_skipped"]) == (0, 0), quality
     shutil.copy(router.stdout_path, workdir / "router.log")
 
     commands = readme_commands()
@@ -124,7 +125,9 @@ def test_the_readme_loop_runs_as_written_on_the_demo(loop: tuple[Router, Path]) 
         if field.endswith("_tokens") and isinstance(bound, dict) and "max" in bound
     ]
     assert thresholds, ours
-    assert all(SHALLOW_ABOVE * 0.8 <= t <= SHALLOW_ABOVE * 1.2 for t in thresholds), thresholds
+    # Everything up to 60 tokens is as good as premium; the 95% target leaves room for a few
+    # shallow answers just above it, so the cheapest rule that meets it lands a little higher.
+    assert all(SHALLOW_ABOVE <= t <= SHALLOW_ABOVE * 1.5 for t in thresholds), thresholds
     assert "valid" in outputs["check"].stdout
     replay = outputs["replay"].stdout
     assert re.search(r"cost \$[0-9.]+ -> \$[0-9.]+", replay), replay
