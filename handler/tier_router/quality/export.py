@@ -136,8 +136,13 @@ class LabelExport:
             if obj is None:
                 continue
             rid = obj.get("request_id")
-            features = obj.get("features")
-            if obj.get("event") == "request" and rid in wanted and isinstance(features, dict):
+            if obj.get("event") != "request" or rid not in wanted:
+                continue
+            try:
+                features = _features(obj.get("features"))
+            except ValueError:
+                continue
+            if features is not None:
                 self.rated[rid].features = features
 
     def request_ids(self) -> list[str]:
@@ -170,9 +175,7 @@ class LabelExport:
         if not isinstance(raw, dict):
             raise ValueError("scores: expected an object of tier -> score")
         scores = {str(tier): _score(f"scores.{tier}", value) for tier, value in raw.items()}
-        features = obj.get("features")
-        if features is not None and not isinstance(features, dict):
-            raise ValueError("features: expected an object")
+        features = _features(obj.get("features"))
         self.stats.judgements += 1
         rated = self.rated.setdefault(rid, Rated())
         if scores:  # a failed or skipped judgement scores nothing: an earlier one stands
@@ -230,7 +233,8 @@ def _objects(
                 continue
             try:
                 obj = json.loads(raw)
-            except ValueError:  # not ours (a CloudWatch START/END line), or ours cut short
+            except (ValueError, RecursionError):  # not ours (CloudWatch's START/END), ours cut short,
+                # not UTF-8, or nested past the parser's depth: a hostile log must not end the export
                 if b'"type"' in raw:
                     yield f"{name}:{number}", None
                 continue
@@ -256,13 +260,27 @@ def _score(name: str, value: object) -> float:
     return float(value)
 
 
+def _features(value: object) -> dict[str, Any] | None:
+    """A line's features: an object that is strict JSON (Python's parser reads NaN and
+    Infinity, which a label file must not carry: other readers refuse them)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("features: expected an object")
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise ValueError("features: NaN or Infinity is not JSON") from None
+    return value
+
+
 def _body(text: object) -> dict[str, Any] | None:
     """A kept prompt's body (stored as a JSON string): a chat-completions body, else None."""
     if not isinstance(text, str):
         return None
     try:
         body = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if isinstance(body, dict) and isinstance(body.get("messages"), list):
         return body

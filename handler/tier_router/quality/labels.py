@@ -79,8 +79,14 @@ def read_labels(path: Path) -> Iterator[Label]:
             if len(raw) > MAX_LINE_BYTES:
                 raise LabelError(f"{path}:{number}: line longer than {MAX_LINE_BYTES} bytes")
             try:
-                yield parse_label(json.loads(raw))
+                data = json.loads(raw)
             except json.JSONDecodeError as exc:
                 raise LabelError(f"{path}:{number}: not JSON ({exc.msg})") from None
+            except UnicodeDecodeError:
+                raise LabelError(f"{path}:{number}: not JSON (not UTF-8 text)") from None
+            except RecursionError:
+                raise LabelError(f"{path}:{number}: not JSON (nested too deeply)") from None
+            try:
+                yield parse_label(data)
             except LabelError as exc:
                 raise LabelError(f"{path}:{number}: {exc}") from None
