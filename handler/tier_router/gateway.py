@@ -143,8 +143,11 @@ class Gateway:
             log.warning("provider keys not set: %s (their models will be skipped)", ", ".join(missing))
 
     async def drain(self) -> None:
-        """At shutdown (SIGTERM included): finish every pending settle, then flush the log."""
+        """At shutdown (SIGTERM included): finish every pending settle, cancel the judgements
+        still hanging after that (each settles, counts and logs itself), then flush the log."""
         await self.lifecycle.drainer.drain()
+        if self.quality.judging is not None:
+            await self.quality.judging.stop()
         self.access_log.flush()
 
 

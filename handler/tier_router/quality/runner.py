@@ -61,6 +61,9 @@ MAX_KEPT_BODY_BYTES = 300 * 1024
 MAX_ERROR_CHARS = 300
 BUDGET_PREFIX = "judge:"
 Dispatch = Callable[[Sample], Awaitable[None]]
+STOP_S = 5.0
+"""At shutdown, how long the judgements cancelled by `stop` get to settle, count and log."""
+CANCELLED = "cancelled: the process stopped before the judgement ended (its reservations charged in full)"
 
 
 class Skipped(RouterError):
@@ -78,6 +81,13 @@ class Spent:
     @property
     def total(self) -> int | None:
         return None if self.reference is None or self.judge is None else self.reference + self.judge
+
+    def cut(self) -> None:
+        """Cancelled with a call in flight: what it is billed is unknown (the total is None,
+        so the reservations are charged in full, as for a provider that reports no usage)."""
+        if self.tokens["reference"] is None:
+            self.reference = None
+        self.judge = None
 
     def add_judge(self, cost: int | None, usage: dict[str, Any] | None) -> None:
         self.judge = None if cost is None or self.judge is None else self.judge + cost
@@ -124,6 +134,8 @@ class Judging:
             key_prefix=BUDGET_PREFIX,
         )
         self.pending = 0
+        self.running: set[asyncio.Task[None]] = set()
+        """The judgements in flight on this process (`stop` cancels what is left at shutdown)."""
 
     @classmethod
     def of(
@@ -160,7 +172,9 @@ class Judging:
                 self.drainer.start(self._skip(sample, "busy: quality.max_pending judgements in flight"))
                 return
             self.pending += 1
-            self.drainer.start(self._go(sample))
+            task = self.drainer.start(self._go(sample))
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
         except Exception:
             log.exception("judging could not take request %s", exchange.request_id)
 
@@ -204,9 +218,28 @@ class Judging:
             if spent.total:
                 deltas["judge_cost"] = spent.total
             await self._count(day, deltas, record)
+        except asyncio.CancelledError:  # `stop`: the process is shutting down
+            record["error"] = CANCELLED
+            await self._count(day, {"judge_failed": 1}, record)
+            self._log(self._costs(record, spent))
+            raise
+        self._log(self._costs(record, spent))
+
+    async def stop(self, within_s: float = STOP_S) -> None:
+        """At shutdown, after the drain: cancel the judgements still in flight (a reference or
+        judge that hangs), and wait up to `within_s` for each to settle its reservations,
+        count itself failed and write its line."""
+        tasks = set(self.running)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=within_s)
+
+    @staticmethod
+    def _costs(record: dict[str, Any], spent: Spent) -> dict[str, Any]:
         record["cost_micro_usd"] = {"reference": spent.reference, "judge": spent.judge}
         record["tokens"] = spent.tokens
-        self._log(record)
+        return record
 
     async def _judge(self, sample: Sample, record: dict[str, Any], spent: Spent) -> str:
         """Returns the budget day the judgement is counted on."""
@@ -238,6 +271,9 @@ class Judging:
             for reply in replies:
                 if isinstance(reply, BaseException):
                     raise reply
+        except asyncio.CancelledError:
+            spent.cut()
+            raise
         finally:
             await self.guard.settle(own, spent.total)
             if capped is not None and router_guard is not None:
