@@ -66,3 +66,4 @@ def test_sigterm_with_hanging_judgements_settles_and_logs_them(tmp_path: Path) -
     assert router_budget.get("committed", 0) == router_budget.get("spent", 0)
     assert own.get("committed", 0) == own.get("spent", 0)
     assert item.get("judge_failed") == N
+    assert item["judge_cost"] == own["spent"]  # the report's judging cost is what was charged

@@ -77,6 +77,16 @@ class Spent:
     reference: int | None = 0
     judge: int | None = 0
     tokens: dict[str, Any] = field(default_factory=lambda: {"reference": None, "judge": None})
+    charged: int | None = None
+    """What judging's budget was charged once settled: the total, or, when a call's cost is
+    unknown (no usage), the reservation in full."""
+
+    @property
+    def cost(self) -> int:
+        """What `judge_cost` counts: what the budget was charged (so the report's judging cost
+        and `judge:<day>` agree, also for providers that report no usage)."""
+        known = self.total
+        return known if known is not None else self.charged or 0
 
     @property
     def total(self) -> int | None:
@@ -215,12 +225,12 @@ class Judging:
         except Exception as exc:
             record["error"] = self._describe(exc)
             deltas = {"judge_failed": 1}
-            if spent.total:
-                deltas["judge_cost"] = spent.total
+            if spent.cost:
+                deltas["judge_cost"] = spent.cost
             await self._count(day, deltas, record)
         except asyncio.CancelledError:  # `stop`: the process is shutting down
             record["error"] = CANCELLED
-            await self._count(day, {"judge_failed": 1}, record)
+            await self._count(day, {"judge_failed": 1, "judge_cost": spent.cost}, record)
             self._log(self._costs(record, spent))
             raise
         self._log(self._costs(record, spent))
@@ -276,6 +286,7 @@ class Judging:
             raise
         finally:
             await self.guard.settle(own, spent.total)
+            spent.charged = own.actual
             if capped is not None and router_guard is not None:
                 await router_guard.settle(capped, spent.total)
         texts = [judge.answer_text(reply.data) for reply in replies]  # type: ignore[union-attr]
@@ -288,8 +299,8 @@ class Judging:
         record["scores"] = {sample.tier: result.score, sample.reference: result.reference_score}
         saved = None if spent.reference is None or sample.cost is None else spent.reference - sample.cost
         deltas = verdict_deltas(sample.dims(), result.verdict, result.score, result.reference_score, saved)
-        if spent.total:
-            deltas["judge_cost"] = spent.total
+        if spent.cost:
+            deltas["judge_cost"] = spent.cost
         await self._count(own.day, deltas, record)
         if self.spec.keep_prompts:
             record["kept_prompt"] = await self._keep(sample)
