@@ -29,7 +29,6 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tier_router.errors import RouterError
@@ -38,6 +37,7 @@ from tier_router.quality import judge
 from tier_router.quality.counts import item_expiry, item_key, verdict_deltas
 from tier_router.quality.sample import Sample
 from tier_router.quality.sampling import Sampled, Sampling
+from tier_router.quality.spent import Spent
 from tier_router.request_line import Outcome
 from tier_router.routing.engine import Decision, Rules
 from tier_router.routing.request import parse_chat
@@ -46,7 +46,6 @@ from tier_router.schema.spend import PacingConfig
 from tier_router.spend.budget import BudgetGuard, CapReached, Reservation
 from tier_router.spend.counters import DAY_S, day_key
 from tier_router.spend.reservation import Unbounded, bound
-from tier_router.stream_state import add_usage
 from tier_router.telemetry import NAMESPACE, AccessLog
 
 if TYPE_CHECKING:
@@ -68,41 +67,6 @@ CANCELLED = "cancelled: the process stopped before the judgement ended (its rese
 
 class Skipped(RouterError):
     """A judgement not started: its reason goes on the line as `skipped`."""
-
-
-@dataclass(slots=True)
-class Spent:
-    """What one judgement's calls cost so far (µ$; None: a call came without usage)."""
-
-    reference: int | None = 0
-    judge: int | None = 0
-    tokens: dict[str, Any] = field(default_factory=lambda: {"reference": None, "judge": None})
-    charged: int | None = None
-    """What judging's budget was charged once settled: the total, or, when a call's cost is
-    unknown (no usage), the reservation in full."""
-
-    @property
-    def cost(self) -> int:
-        """What `judge_cost` counts: what the budget was charged (so the report's judging cost
-        and `judge:<day>` agree, also for providers that report no usage)."""
-        known = self.total
-        return known if known is not None else self.charged or 0
-
-    @property
-    def total(self) -> int | None:
-        return None if self.reference is None or self.judge is None else self.reference + self.judge
-
-    def cut(self) -> None:
-        """Cancelled with a call in flight: what it is billed is unknown (the total is None,
-        so the reservations are charged in full, as for a provider that reports no usage)."""
-        if self.tokens["reference"] is None:
-            self.reference = None
-        self.judge = None
-
-    def add_judge(self, cost: int | None, usage: dict[str, Any] | None) -> None:
-        self.judge = None if cost is None or self.judge is None else self.judge + cost
-        if usage:
-            self.tokens["judge"] = add_usage(self.tokens["judge"], usage)
 
 
 class Judging:
