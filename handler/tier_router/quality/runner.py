@@ -31,6 +31,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from tier_router.errors import RouterError
 from tier_router.fallback import AllCandidatesFailed, UpstreamClientError
 from tier_router.quality import judge
@@ -217,6 +219,7 @@ class Judging:
 
     async def _judge(self, sample: Sample, record: dict[str, Any], spent: Spent) -> str:
         """Returns the budget day the judgement is counted on."""
+        self._check(sample)
         body = reference_body(sample.body, sample.reference)
         reference = self._decide(body)
         worst_judge = self._body(judge.worst_prompt(sample.body, sample.answer, self.judge.rubric))
@@ -273,8 +276,25 @@ class Judging:
     def _body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         return judge.judge_body(self.judge.model, messages, self.judge.max_tokens)
 
+    def _check(self, sample: Sample) -> None:
+        """A sample comes from an event on Lambda (data): its tier and reference must be two
+        tiers of this rules file (not a model, not the same tier), or nothing is called."""
+        tiers = self.rules.tiers
+        if sample.tier not in tiers or sample.reference not in tiers or sample.tier == sample.reference:
+            raise ValueError(
+                f"sample: tier {sample.tier[:64]!r} and reference {sample.reference[:64]!r} are not"
+                " two different tiers of the rules file"
+            )
+
     def _decide(self, body: dict[str, Any]) -> Decision:
-        return self.rules.decide(parse_chat(body))
+        try:
+            return self.rules.decide(parse_chat(body))
+        except ValidationError as exc:  # its text would quote the prompt: name the field only
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(
+                f"sample.body is not a chat-completions request ({where}: {first['msg']})"
+            ) from None
 
     def _worst(
         self, reference: Decision, body: dict[str, Any], judge_decision: Decision, worst_judge: dict[str, Any]
