@@ -110,3 +110,49 @@ def test_labels_never_writes_nan_or_infinity(tmp_path: Path, capsys: pytest.Capt
     err = capsys.readouterr().err
     assert "2 malformed judgement or feedback lines" in err
     assert f"{log}:1: judgement features: NaN or Infinity is not JSON" in err
+
+
+def features_label(tokens: int, budget: float, premium: float) -> dict[str, object]:
+    return {"features": {"conversation_tokens": tokens}, "scores": {"budget": budget, "premium": premium}}
+
+
+def test_calibrate_refuses_labels_where_no_tier_is_ever_acceptable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before the fix: the best tier's quality 0 made every policy "keep 90% of it"; calibrate
+    # wrote a rule sending all traffic to the cheap tier, its comment "held-out quality nan%".
+    rules = write_rules(tmp_path)
+    labels = tmp_path / "zeros.jsonl"
+    labels.write_text("".join(json.dumps(features_label(10 + i, 0, 0)) + "\n" for i in range(400)))
+    out = tmp_path / "calibrated.yaml"
+
+    code = main(["calibrate", str(labels), "--rules", str(rules), "--target", "0.9", "--out", str(out)])
+
+    assert code == 1
+    assert "every training label scores every tier 0" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_calibrate_refuses_when_the_held_out_labels_score_the_best_tier_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before the fix: a NaN relative quality passed the held-out check (NaN < x is False).
+    import random
+
+    n, holdout = 400, 0.3
+    order = list(range(n))
+    random.Random(0).shuffle(order)  # the split calibrate makes with --seed 0
+    held = set(order[: round(n * holdout)])
+    rows = [features_label(10 + i, 1.0, 0.0 if i in held else 1.0) for i in range(n)]
+    rules = write_rules(tmp_path)
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "calibrated.yaml"
+
+    code = main(["calibrate", str(labels), "--rules", str(rules), "--target", "0.9", "--out", str(out)])
+
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "the held-out labels score 'premium' 0 on average" in err
+    assert "nan" not in err
+    assert not out.exists()

@@ -81,6 +81,11 @@ def calibrate(labels: Path, rules: Rules, target: float, holdout: float, seed: i
             + f" (of {len(examples)} labels, {len(held)} held out)"
         )
     best = max(usable, key=lambda t: (math.fsum(scored[t]) / len(scored[t]), mean_cost[t]))
+    if not math.fsum(scored[best]):
+        raise Refused(
+            f"every training label scores every tier 0 (the best, {best!r}, included): there is no "
+            "quality to keep a share of; check how the labels were scored"
+        )
     cheap = tuple(sorted((t for t in usable if mean_cost[t] < mean_cost[best]), key=mean_cost.__getitem__))
     for tier in train.tiers:
         if tier not in left_out and tier != best and tier not in cheap:
@@ -116,6 +121,11 @@ def calibrate(labels: Path, rules: Rules, target: float, holdout: float, seed: i
         )
     train_figures = figures(found, train, train_costs)
     held_figures = figures(found, held, tier_costs(held, rules))
+    if math.isnan(held_figures.relative.value):
+        raise Refused(
+            f"the held-out labels score {best!r} 0 on average: there is no quality to compare the rules "
+            "with; collect more labels"
+        )
     if held_figures.relative.high < target - HOLDOUT_TOLERANCE:
         relative = held_figures.relative
         raise Refused(
