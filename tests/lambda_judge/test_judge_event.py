@@ -142,10 +142,8 @@ def test_a_malformed_judge_event_is_refused_not_raised(
     assert reason in caplog.text  # logged: nobody reads an asynchronous invocation's result
 
 
-def test_a_judge_event_where_judging_is_off_is_refused(
-    entry: ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(entry.app.gateway.quality, "judging", None)  # a rules file without quality.judge
+def test_a_judge_event_where_judging_is_off_is_refused(entry: ModuleType) -> None:
+    entry.app.gateway.quality.judging = None  # a rules file without quality.judge
     summary = entry.lambda_handler({"tier_router": "judge", "sample": SAMPLE.as_event()}, context())
     assert summary["judged"] is False
     assert "judging is off" in summary["error"]

@@ -127,7 +127,45 @@ def resolve_endpoint(
     return region, endpoint or f"https://{host_label}.{region}.{suffix}"
 
 
-class AWSClient:
+class SignedEndpoint:
+    """One AWS endpoint reached by SigV4-signed POSTs, over a shared (or a lazily created own)
+    httpx client: what every AWS client of the router (JSON protocol, Lambda Invoke) shares."""
+
+    def __init__(
+        self, url: str, region: str, http_client: httpx.AsyncClient | None, timeout_s: float
+    ) -> None:
+        self.url = url
+        self.region = region
+        self._http = http_client
+        self._owns_http = http_client is None
+        self._timeout = httpx.Timeout(timeout_s)
+
+    async def aclose(self) -> None:
+        """Close the httpx client if this endpoint created it (a shared one is the owner's)."""
+        if self._owns_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def _signed_post(
+        self, body: bytes, headers: dict[str, str], credentials: Credentials, service: str
+    ) -> httpx.Response:
+        headers.update(
+            sign(
+                method="POST",
+                url=self.url,
+                headers=headers,
+                body=body,
+                credentials=credentials,
+                region=self.region,
+                service=service,
+            )
+        )
+        if self._http is None:  # created lazily: a cold start that never calls AWS pays nothing
+            self._http = httpx.AsyncClient(timeout=self._timeout)
+        return await self._http.post(self.url, content=body, headers=headers, timeout=self._timeout)
+
+
+class AWSClient(SignedEndpoint):
     """Calls to one service in one region, over a shared (or a lazily created own) httpx client."""
 
     def __init__(
@@ -145,14 +183,11 @@ class AWSClient:
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         region, endpoint = resolve_endpoint(service.signing_name, service.label, region, endpoint)
+        url = endpoint if endpoint.endswith("/") else endpoint + "/"
+        super().__init__(url, region, http_client, timeout_s)
         self.service = service
-        self.region = region
-        self.url = endpoint if endpoint.endswith("/") else endpoint + "/"
         self._failure = failure
         self._credentials = credentials
-        self._http = http_client
-        self._owns_http = http_client is None
-        self._timeout = httpx.Timeout(timeout_s)
         self.max_attempts = max(1, max_attempts)
         self._backoff_base_s = backoff_base_s
         self._sleep = sleep
@@ -202,31 +237,12 @@ class AWSClient:
         """Sleep before retry `attempt + 1`: exponential backoff with full jitter, at most 1 s."""
         await self._sleep(random.uniform(0, min(1.0, self._backoff_base_s * 2**attempt)))  # noqa: S311
 
-    async def aclose(self) -> None:
-        """Close the httpx client if this client created it (a shared one is the owner's)."""
-        if self._owns_http and self._http is not None:
-            await self._http.aclose()
-            self._http = None
-
     async def _post(self, op: str, body: bytes, credentials: Credentials) -> httpx.Response:
         headers = {
             "Content-Type": self.service.content_type,
             "X-Amz-Target": f"{self.service.target_prefix}.{op}",
         }
-        headers.update(
-            sign(
-                method="POST",
-                url=self.url,
-                headers=headers,
-                body=body,
-                credentials=credentials,
-                region=self.region,
-                service=self.service.signing_name,
-            )
-        )
-        if self._http is None:  # created lazily: a cold start that never calls AWS pays nothing
-            self._http = httpx.AsyncClient(timeout=self._timeout)
-        return await self._http.post(self.url, content=body, headers=headers, timeout=self._timeout)
+        return await self._signed_post(body, headers, credentials, self.service.signing_name)
 
 
 def scrub(text: str, credentials: Credentials) -> str:

@@ -39,12 +39,13 @@ from tier_router.aws.client import (
     CredentialSource,
     Failure,
     Outcome,
+    SignedEndpoint,
     Sleep,
     failure_of,
     resolve_endpoint,
     scrub,
 )
-from tier_router.aws.sigv4 import Credentials, sign
+from tier_router.aws.sigv4 import Credentials
 from tier_router.errors import RouterError
 from tier_router.settings import Settings
 
@@ -71,7 +72,7 @@ class EventTooLarge(InvokeError):
         self.limit = limit
 
 
-class LambdaInvoker:
+class LambdaInvoker(SignedEndpoint):
     """Queues events for one function (its name, or its ARN), in one region."""
 
     def __init__(
@@ -91,15 +92,13 @@ class LambdaInvoker:
         if not function_name:
             raise ValueError("an asynchronous invocation needs a function name")
         self.function_name = function_name
-        self.region, base = resolve_endpoint("lambda", "Lambda", region, endpoint)
+        region, base = resolve_endpoint("lambda", "Lambda", region, endpoint)
         name = quote(function_name, safe="")  # an ARN's colons are percent-encoded, as SDKs do
-        self.url = f"{base.rstrip('/')}/{API_VERSION}/functions/{name}/invocations"
+        url = f"{base.rstrip('/')}/{API_VERSION}/functions/{name}/invocations"
+        super().__init__(url, region, http_client, timeout_s)
         self.max_event_bytes = max_event_bytes
         self.max_attempts = max(1, max_attempts)
         self._credentials = credentials
-        self._http = http_client
-        self._owns_http = http_client is None
-        self._timeout = httpx.Timeout(timeout_s)
         self._backoff_base_s = backoff_base_s
         self._sleep = sleep
 
@@ -140,28 +139,9 @@ class LambdaInvoker:
         assert last is not None
         raise self._error(last._replace(outcome=Outcome.GAVE_UP, attempts=self.max_attempts))
 
-    async def aclose(self) -> None:
-        """Close the httpx client if this invoker created it (a shared one is the owner's)."""
-        if self._owns_http and self._http is not None:
-            await self._http.aclose()
-            self._http = None
-
     async def _post(self, body: bytes, credentials: Credentials) -> httpx.Response:
         headers = {"Content-Type": "application/json", "X-Amz-Invocation-Type": "Event"}
-        headers.update(
-            sign(
-                method="POST",
-                url=self.url,
-                headers=headers,
-                body=body,
-                credentials=credentials,
-                region=self.region,
-                service="lambda",
-            )
-        )
-        if self._http is None:  # created lazily: a process that never invokes pays nothing
-            self._http = httpx.AsyncClient(timeout=self._timeout)
-        return await self._http.post(self.url, content=body, headers=headers, timeout=self._timeout)
+        return await self._signed_post(body, headers, credentials, "lambda")
 
     @staticmethod
     def _error(failure: Failure) -> InvokeError:
