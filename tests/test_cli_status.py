@@ -11,10 +11,11 @@ from tier_router.app import create_app
 from tier_router.cli import main
 from tier_router.settings import Settings
 
+from tests.support.demo import unjudged_demo
 from tests.support.router_app import asgi_client
 
 ROOT = Path(__file__).parent.parent
-DEMO = ROOT / "rules" / "local-demo.yaml"
+DEMO = unjudged_demo()
 
 
 async def serve_two_requests(store_url: str) -> list[float]:

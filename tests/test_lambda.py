@@ -16,13 +16,15 @@ from typing import Any
 
 import pytest
 
+from tests.support.demo import unjudged_demo
+
 EVENTS = Path(__file__).parent / "lambda_events"
 ROOT = Path(__file__).parent.parent
 
 
 @pytest.fixture
 def lambda_handler(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("TIER_ROUTER_RULES", str(ROOT / "rules" / "local-demo.yaml"))
+    monkeypatch.setenv("TIER_ROUTER_RULES", str(unjudged_demo()))
     monkeypatch.setenv("TIER_ROUTER_STORE", "memory://")
     for name in ("tier_router.lambda_entry", "tier_router.asgi"):
         sys.modules.pop(name, None)

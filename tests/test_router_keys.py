@@ -15,9 +15,10 @@ from tier_router.cli import main
 from tier_router.router_keys import KeyRecord, KeyRing, KeysError, hash_key, parse_keys, plain_keys
 from tier_router.settings import Settings
 
+from tests.support.demo import unjudged_demo
 from tests.support.router_app import asgi_client
 
-DEMO = Path(__file__).parent.parent / "rules" / "local-demo.yaml"
+DEMO = unjudged_demo()
 CHAT = "/v1/chat/completions"
 
 

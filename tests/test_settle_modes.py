@@ -10,9 +10,10 @@ from pathlib import Path
 from tier_router.app import create_app
 from tier_router.settings import Settings
 
+from tests.support.demo import unjudged_demo
 from tests.support.router_app import asgi_client
 
-DEMO = Path(__file__).parent.parent / "rules" / "local-demo.yaml"
+DEMO = unjudged_demo()
 BODY = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
 
 

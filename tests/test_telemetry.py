@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import httpx
 from tier_router.app import create_app
 from tier_router.settings import Settings
 from tier_router.telemetry import DIMENSIONS, NAMESPACE
 
+from tests.support.demo import unjudged_demo
 from tests.support.router_app import asgi_client
 
-DEMO = Path(__file__).parent.parent / "rules" / "local-demo.yaml"
+DEMO = unjudged_demo()
 PROMPT = "Why is the sky blue? my-private-prompt-text"
 
 

@@ -6,7 +6,6 @@ succeeded — so a provider that comes back gets traffic again within seconds.""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from tier_router.breakers import CLOSED, BreakerBoard, BreakerConfig
@@ -14,11 +13,12 @@ from tier_router.routing.loader import RulesError, parse_rules, read_yaml
 
 from tests.breakers.support import CONFIG, fail, open_breaker, view_of
 from tests.support.clock import FakeClock
+from tests.support.demo import unjudged_demo
 from tests.support.stores import Counting
 
 pytestmark = pytest.mark.anyio
 
-DEMO_RULES = Path(__file__).resolve().parents[2] / "rules" / "local-demo.yaml"
+DEMO_RULES = unjudged_demo()
 UNCACHED = replace(CONFIG, cache_ttl_s=0)  # every snapshot reads the store: time is exact
 
 
