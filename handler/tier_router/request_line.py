@@ -89,6 +89,12 @@ class RequestLine:
     """The served answer's own validation failure ("validator: reason"), when it was served
     anyway (no cascade left to take, or every escalation candidate failed)."""
 
+    @property
+    def arm_label(self) -> str | None:
+        """ "<experiment>/<arm>" (the experiment "-" when unknown), as results, feedback and
+        judgements count the arm; None outside an experiment."""
+        return f"{self.experiment or '-'}/{self.arm}" if self.arm else None
+
     def record(self) -> dict[str, Any]:
         """The JSON object written to the log (unset optional facts left out)."""
         data: dict[str, Any] = {

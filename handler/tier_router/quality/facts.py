@@ -68,7 +68,7 @@ class Fact:
             tier=line.tier,
             rule=line.rule,
             model=route.name if route is not None else None,
-            arm=f"{line.experiment or '-'}/{line.arm}" if line.arm else None,
+            arm=line.arm_label,
         )
 
     def dims(self) -> dict[str, str]:

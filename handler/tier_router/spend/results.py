@@ -166,7 +166,7 @@ class RequestResult:
             tier=line.escalated_from or line.tier,
             rule=line.rule,
             key=line.key,
-            arm=f"{line.experiment or '-'}/{line.arm}" if line.arm else None,
+            arm=line.arm_label,
             model=model or line.model,
             latency_ms=max(round(line.latency_ms), 0),
             error=outcome in ERROR_OUTCOMES,
