@@ -37,7 +37,7 @@ from tier_router.errors import RouterError
 from tier_router.fallback import AllCandidatesFailed, UpstreamClientError
 from tier_router.quality import judge
 from tier_router.quality.counts import item_expiry, item_key, verdict_deltas
-from tier_router.quality.sample import Sample
+from tier_router.quality.sample import Sample, prompt_key
 from tier_router.quality.sampling import Sampled, Sampling
 from tier_router.quality.spent import Spent
 from tier_router.request_line import Outcome
@@ -341,7 +341,7 @@ class Judging:
         expires = self.clock() + self.spec.retention_days * DAY_S
         try:
             await self.store.put(
-                f"prompt:{sample.request_id}", {"body": text, "tier": sample.tier}, expires_at=expires
+                prompt_key(sample.request_id), {"body": text, "tier": sample.tier}, expires_at=expires
             )
         except Exception as exc:
             log.warning("keeping the prompt of %s failed: %s", sample.request_id, exc)
@@ -437,7 +437,7 @@ def sample_of(exchange: Exchange) -> Sample | None:
         reference=sampled.reference,
         rule=line.rule,
         model=exchange.route.name if exchange.route is not None else None,
-        arm=f"{line.experiment}/{line.arm}" if line.experiment and line.arm else None,
+        arm=line.arm_label,
         key=line.key,
         cost=None if line.cost_estimated else exchange.cost,  # no saving counted against a guess
         features=decision.features.as_dict(),

@@ -10,6 +10,14 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+PROMPT_PREFIX = "prompt:"
+
+
+def prompt_key(request_id: str) -> str:
+    """The store item keeping a sampled request's body (`quality.keep_prompts`): written by
+    the judging, read by the labels export."""
+    return f"{PROMPT_PREFIX}{request_id}"
+
 
 class Verdict(StrEnum):
     """The served (cheaper) answer against the reference tier's, both orders combined."""
