@@ -25,27 +25,22 @@ request line.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tier_router.quality.labels import Label
+from tier_router.quality.labels import Label, check_score
+from tier_router.quality.sample import prompt_key
 from tier_router.replay.log import open_log
 from tier_router.store.base import Store
 
-PROMPT_PREFIX = "prompt:"
 BATCH = 100
 """Keys per `get_many` (DynamoDB's BatchGetItem limit)."""
 MAX_PROBLEMS = 5
 """Malformed lines named in the summary (the rest are counted)."""
 STDIN = "-"
-
-
-def prompt_key(request_id: str) -> str:
-    return f"{PROMPT_PREFIX}{request_id}"
 
 
 @dataclass(slots=True)
@@ -174,7 +169,7 @@ class LabelExport:
             raw = {}
         if not isinstance(raw, dict):
             raise ValueError("scores: expected an object of tier -> score")
-        scores = {str(tier): _score(f"scores.{tier}", value) for tier, value in raw.items()}
+        scores = {str(tier): check_score(f"scores.{tier}", value) for tier, value in raw.items()}
         features = _features(obj.get("features"))
         self.stats.judgements += 1
         rated = self.rated.setdefault(rid, Rated())
@@ -186,7 +181,7 @@ class LabelExport:
     def _feedback(self, obj: dict[str, Any]) -> None:
         rid = _text(obj, "request_id")
         tier = _text(obj, "tier")
-        score = _score("score", obj.get("score"))
+        score = check_score("score", obj.get("score"))
         self.stats.feedback += 1
         self.rated.setdefault(rid, Rated()).feedback[tier] = score
 
@@ -250,14 +245,6 @@ def _text(obj: dict[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{name}: expected a non-empty string")
     return value
-
-
-def _score(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name}: expected a number from 0 to 1")
-    if not 0 <= value <= 1:
-        raise ValueError(f"{name}: {value} is outside 0..1")
-    return float(value)
 
 
 def _features(value: object) -> dict[str, Any] | None:

@@ -46,6 +46,15 @@ class Label:
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
+def check_score(name: str, value: object) -> float:
+    """A score: a finite number from 0 to 1 (not a bool); LabelError naming `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise LabelError(f"{name}: expected a number from 0 to 1")
+    if not 0 <= value <= 1:
+        raise LabelError(f"{name}: {value} is outside 0..1")
+    return float(value)
+
+
 def parse_label(data: object) -> Label:
     """One decoded line; LabelError (without the place: `read_labels` adds it) otherwise."""
     if not isinstance(data, dict):
@@ -60,13 +69,7 @@ def parse_label(data: object) -> Label:
         raise LabelError('"features" must be an object')
     if not isinstance(scores, dict) or not scores:
         raise LabelError('"scores" must be an object of tier -> score (0..1)')
-    checked: dict[str, float] = {}
-    for tier, score in scores.items():
-        if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
-            raise LabelError(f"scores.{tier}: expected a number from 0 to 1")
-        if not 0 <= score <= 1:
-            raise LabelError(f"scores.{tier}: {score} is outside 0..1")
-        checked[tier] = float(score)
+    checked = {tier: check_score(f"scores.{tier}", score) for tier, score in scores.items()}
     return Label(checked, request, features if request is None else None)
 
 

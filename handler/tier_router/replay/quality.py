@@ -12,16 +12,16 @@ of the wrong type is ignored (the line still counts where it can), never trusted
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tier_router.quality.counts import DIMENSIONS, QualityTally, milli
+from tier_router.quality.counts import DIMENSIONS, feedback_deltas, summarize, verdict_deltas
+from tier_router.quality.labels import LabelError, check_score
+from tier_router.quality.sample import Verdict
 from tier_router.spend.pricing import usd
 
 LINE_TYPES = frozenset({"judgement", "feedback"})
-VERDICTS = {"win": "wins", "tie": "ties", "loss": "losses"}
 
 
 def is_quality_line(obj: Mapping[str, Any]) -> bool:
@@ -29,9 +29,10 @@ def is_quality_line(obj: Mapping[str, Any]) -> bool:
 
 
 def _score(value: Any) -> float | None:
-    if type(value) in (int, float) and math.isfinite(value) and 0 <= value <= 1:
-        return float(value)
-    return None
+    try:
+        return check_score("score", value)
+    except LabelError:
+        return None
 
 
 def _dims(obj: Mapping[str, Any]) -> dict[str, str]:
@@ -40,59 +41,46 @@ def _dims(obj: Mapping[str, Any]) -> dict[str, str]:
 
 @dataclass
 class QualityLog:
-    """The quality lines of one replay, summed."""
+    """The quality lines of one replay, summed as the store's `quality:<day>` item sums them
+    (`quality.counts`: the same deltas, added up in `fields`)."""
 
     lines: int = 0
     """Quality lines read (those without a usable verdict or score included)."""
-    judged: int = 0
-    judge_failed: int = 0
-    judge_skipped: int = 0
-    judge_cost: int = 0
     feedback: int = 0
-    results: dict[str, dict[str, QualityTally]] = field(default_factory=lambda: {d: {} for d in DIMENSIONS})
+    fields: dict[str, int] = field(default_factory=dict)
 
     def add(self, obj: Mapping[str, Any]) -> None:
         """Count one judgement or feedback line (`is_quality_line`)."""
         self.lines += 1
-        if obj.get("type") == "feedback":
-            self._feedback(obj)
-        else:
-            self._judgement(obj)
+        deltas = self._feedback(obj) if obj.get("type") == "feedback" else self._judgement(obj)
+        for name, value in deltas.items():
+            self.fields[name] = self.fields.get(name, 0) + value
 
-    def _tally(self, dim: str, name: str) -> QualityTally:
-        return self.results[dim].setdefault(name, QualityTally())
-
-    def _judgement(self, obj: Mapping[str, Any]) -> None:
+    @staticmethod
+    def _judgement(obj: Mapping[str, Any]) -> dict[str, int]:
         costs = obj.get("cost_micro_usd")
-        if isinstance(costs, Mapping):
-            self.judge_cost += sum(v for v in costs.values() if type(v) is int and v >= 0)
-        verdict = VERDICTS.get(obj.get("verdict"))  # type: ignore[arg-type]
-        if verdict is None:
-            if obj.get("skipped"):
-                self.judge_skipped += 1
-            else:
-                self.judge_failed += 1
-            return
-        self.judged += 1
-        scores = obj.get("scores") if isinstance(obj.get("scores"), Mapping) else {}
-        assert isinstance(scores, Mapping)
-        served = _score(scores.get(obj.get("tier")))
-        reference = _score(scores.get(obj.get("reference")))
-        for dim, name in _dims(obj).items():
-            tally = self._tally(dim, name)
-            setattr(tally, verdict, getattr(tally, verdict) + 1)
-            tally.score_milli += milli(served) if served is not None else 0
-            tally.reference_milli += milli(reference) if reference is not None else 0
+        costs = costs.values() if isinstance(costs, Mapping) else ()
+        cost = sum(v for v in costs if type(v) is int and v >= 0)
+        try:
+            verdict = Verdict(obj.get("verdict"))
+        except ValueError:
+            deltas = {"judge_skipped" if obj.get("skipped") else "judge_failed": 1}
+        else:
+            scores = obj.get("scores") if isinstance(obj.get("scores"), Mapping) else {}
+            assert isinstance(scores, Mapping)
+            served = _score(scores.get(obj.get("tier"))) or 0.0  # unscored: counted, adds no score
+            reference = _score(scores.get(obj.get("reference"))) or 0.0
+            deltas = verdict_deltas(_dims(obj), verdict, served, reference, None)
+        if cost:
+            deltas["judge_cost"] = cost
+        return deltas
 
-    def _feedback(self, obj: Mapping[str, Any]) -> None:
+    def _feedback(self, obj: Mapping[str, Any]) -> dict[str, int]:
         score = _score(obj.get("score"))
         if score is None:
-            return
+            return {}
         self.feedback += 1
-        for dim, name in _dims(obj).items():
-            tally = self._tally(dim, name)
-            tally.feedback += 1
-            tally.feedback_milli += milli(score)
+        return feedback_deltas(_dims(obj), score)
 
     def section(self, costs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, Any] | None:
         """The report's `quality` object (None without a quality line): each value's row of
@@ -100,17 +88,19 @@ class QualityLog:
         requests and routed cost of that tier or rule (`costs`: "tier"/"rule" -> name -> row)."""
         if not self.lines:
             return None
+        summed = summarize("replay", [self.fields])
         out: dict[str, Any] = {
-            "judged": self.judged,
-            "judge_failed": self.judge_failed,
-            "judge_skipped": self.judge_skipped,
-            "judge_cost_micro_usd": self.judge_cost,
-            "judge_cost_usd": usd(self.judge_cost),
+            "judged": summed.judged,
+            "judge_failed": summed.judge_failed,
+            "judge_skipped": summed.judge_skipped,
+            "judge_cost_micro_usd": summed.judge_cost,
+            "judge_cost_usd": usd(summed.judge_cost),
             "feedback": self.feedback,
         }
+        results = summed.results or {}
         for dim in DIMENSIONS:
             rows = {}
-            values = self.results[dim].items()
+            values = results.get(dim, {}).items()
             for name, tally in sorted(values, key=lambda kv: (-kv[1].samples, -kv[1].feedback, kv[0])):
                 row = tally.row()
                 del row["saved_per_request_micro_usd"]
