@@ -101,17 +101,19 @@ class AccessLog:
         record: dict[str, Any] = {"event": name, **fields}
         if self.emf:
             record[name] = 1
-            record["_aws"] = {
-                "Timestamp": int(time.time() * 1000),
-                "CloudWatchMetrics": [
-                    {
-                        "Namespace": NAMESPACE,
-                        "Dimensions": [sorted(fields)],
-                        "Metrics": [{"Name": name, "Unit": "Count"}],
-                    }
-                ],
-            }
+            record["_aws"] = emf_block(time.time(), directive([sorted(fields)], [name]))
         self.write(record)
+
+
+def directive(dimensions: list[list[str]], counts: list[str]) -> dict[str, Any]:
+    """An EMF directive in the router's namespace: `counts` (Count metrics) by `dimensions`."""
+    metrics = [{"Name": name, "Unit": "Count"} for name in counts]
+    return {"Namespace": NAMESPACE, "Dimensions": dimensions, "Metrics": metrics}
+
+
+def emf_block(now: float, *directives: dict[str, Any]) -> dict[str, Any]:
+    """A line's `_aws` block: when, and which of its fields are metrics (`directives`)."""
+    return {"Timestamp": int(now * 1000), "CloudWatchMetrics": list(directives)}
 
 
 def add_emf(record: dict[str, Any], now: float) -> None:
@@ -144,4 +146,4 @@ def add_emf(record: dict[str, Any], now: float) -> None:
         directives.append(
             {"Namespace": NAMESPACE, "Dimensions": [["routed_tier"]], "Metrics": CASCADE_METRICS}
         )
-    record["_aws"] = {"Timestamp": int(now * 1000), "CloudWatchMetrics": directives}
+    record["_aws"] = emf_block(now, *directives)

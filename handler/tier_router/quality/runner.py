@@ -48,7 +48,7 @@ from tier_router.schema.spend import PacingConfig
 from tier_router.spend.budget import BudgetGuard, CapReached, Reservation
 from tier_router.spend.counters import DAY_S, day_key
 from tier_router.spend.reservation import Unbounded, bound
-from tier_router.telemetry import NAMESPACE, AccessLog
+from tier_router.telemetry import AccessLog, directive, emf_block
 
 if TYPE_CHECKING:
     from tier_router.admission import SpendControls
@@ -400,13 +400,12 @@ def add_emf(record: dict[str, Any], now: float) -> None:
     if record["verdict"] is not None:
         record["Judged"] = 1
         record["JudgedLoss"] = 1 if record["verdict"] == "loss" else 0
-        metrics = [{"Name": "Judged", "Unit": "Count"}, {"Name": "JudgedLoss", "Unit": "Count"}]
+        metrics = ["Judged", "JudgedLoss"]
     else:
         name = "JudgeSkipped" if record["skipped"] else "JudgeFailed"
         record[name] = 1
-        metrics = [{"Name": name, "Unit": "Count"}]
-    directive = {"Namespace": NAMESPACE, "Dimensions": [["tier"]], "Metrics": metrics}
-    record["_aws"] = {"Timestamp": int(now * 1000), "CloudWatchMetrics": [directive]}
+        metrics = [name]
+    record["_aws"] = emf_block(now, directive([["tier"]], metrics))
 
 
 def reference_body(body: dict[str, Any], reference: str) -> dict[str, Any]:
