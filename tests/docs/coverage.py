@@ -33,6 +33,7 @@ OUTPUT = "output"
 README = "README.md"
 TRY = "Try it"
 AWS_QUICKSTART = "Deploy to AWS"
+REFERENCE = "tests/docs/test_reference_blocks.py"
 
 CHECKED: dict[tuple[str, str, int], str] = {
     # README.md
@@ -42,25 +43,25 @@ CHECKED: dict[tuple[str, str, int], str] = {
     (README, "Write your own rules", 1): YAML,
     (README, "Measure the quality, calibrate the rules", 1): "tests/quality_loop/test_readme_loop.py",
     # docs/design.md
-    ("docs/design.md", "Layout", 1): "tests/docs/test_reference_blocks.py::test_the_layout_names_every_module",
+    ("docs/design.md", "Layout", 1): f"{REFERENCE}::test_the_layout_names_every_module",
     # docs/rules.md
     ("docs/rules.md", "The rules file", 1): YAML,
-    ("docs/rules.md", "The rules file", 2): "tests/docs/test_reference_blocks.py::test_the_load_error_example",
+    ("docs/rules.md", "The rules file", 2): f"{REFERENCE}::test_the_load_error_example",
     ("docs/rules.md", "Rules are code: `check` and `explain`", 1): RUN_OFFLINE,
     ("docs/rules.md", "Rules are code: `check` and `explain`", 2): RUN_OFFLINE,
     # docs/replay.md
     ("docs/replay.md", "Cost audit: tier-router replay", 1): RUN_OFFLINE,
     ("docs/replay.md", "Cost audit: tier-router replay", 2): (
-        "tests/docs/test_reference_blocks.py::test_the_replay_against_example"
+        f"{REFERENCE}::test_the_replay_against_example"
     ),
     ("docs/replay.md", "Cost audit: tier-router replay", 3): (
-        "tests/docs/test_reference_blocks.py::test_the_replay_against_example"
+        f"{REFERENCE}::test_the_replay_against_example"
     ),
     ("docs/replay.md", "Cost audit: tier-router replay", 4): "tests/quality_report/test_docs.py",
     ("docs/replay.md", "Cost audit: tier-router replay", 5): "tests/quality_report/test_docs.py",
     # docs/spend.md, docs/state.md
     ("docs/spend.md", "Spend: costs, budgets, rate limits, cache", 1): YAML,
-    ("docs/spend.md", "Router keys", 1): "tests/docs/test_reference_blocks.py::test_the_router_keys_example",
+    ("docs/spend.md", "Router keys", 1): f"{REFERENCE}::test_the_router_keys_example",
     ("docs/state.md", "Shared state and circuit breakers", 1): YAML,
     # docs/http-api.md
     ("docs/http-api.md", "POST /v1/feedback", 1): "tests/feedback/test_feedback_docs.py",
@@ -75,7 +76,7 @@ CHECKED: dict[tuple[str, str, int], str] = {
     ("docs/quality.md", "Rollouts and experiments", 1): "tests/cascade/test_docs.py",
     # docs/quality-loop.md
     ("docs/quality-loop.md", "Sampled judging", 1): "tests/judging/test_docs.py",
-    ("docs/quality-loop.md", "Sampled judging", 2): "tests/judging/test_judging.py",
+    ("docs/quality-loop.md", "Sampled judging", 2): "tests/judging/test_docs.py",  # test_judging compares
     ("docs/quality-loop.md", "Judging on Lambda", 1): "tests/lambda_judge/test_docs.py",
     ("docs/quality-loop.md", "Judging on Lambda", 2): "tests/lambda_judge/test_docs.py",
     ("docs/quality-loop.md", "Feedback", 1): "tests/feedback/test_feedback_docs.py",
@@ -108,7 +109,7 @@ EXEMPT: dict[tuple[str, str, int], Exempt] = {
         " on a free port (test_router_blocks.py)",
         "serve_script_takes_these_arguments",
     ),
-    (README, "Two commands", 2): Exempt("./scripts/test is the test suite itself", "test_script_exists"),
+    (README, "Two commands", 2): Exempt("./scripts/test is the test suite itself", "script_runs_the_tests"),
     (README, TRY, 4): Exempt(
         "POST /v1/embeddings arrives with the embeddings work; at merge, move this block to RUN_ROUTER",
         "python_compiles_with_the_documented_base_url",

@@ -40,7 +40,8 @@ def test_each_listed_block_has_a_checker(key: tuple[str, str, int]) -> None:
         assert block.lang in RUNNABLE[how], f"{block}: {how} runs {RUNNABLE[how]} blocks"
     elif how == OUTPUT:
         before = next(b for b in blocks(key[0]) if b.heading == key[1] and b.ordinal == key[2] - 1)
-        assert CHECKED.get(before.key) in (RUN_ROUTER, RUN_OFFLINE) and following(before) == block
+        assert CHECKED.get(before.key) in (RUN_ROUTER, RUN_OFFLINE)
+        assert following(before) == block
         assert block.lang == "text"
     else:
         check_elsewhere(block, how)

@@ -34,11 +34,13 @@ def shell(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     bin_dir = cwd / ".bin"
     bin_dir.mkdir(exist_ok=True)
     launcher = bin_dir / "tier-router"
-    launcher.write_text('#!/bin/sh\nexec ' + " ".join(f"'{x}'" for x in tier_router_command()) + ' "$@"\n')
+    launcher.write_text("#!/bin/sh\nexec " + " ".join(f"'{x}'" for x in tier_router_command()) + ' "$@"\n')
     launcher.chmod(0o755)
     env = base_env({})
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run(["bash", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(
+        ["bash", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 def test_there_are_commands_and_documents() -> None:
@@ -75,7 +77,8 @@ def merged(fragment: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("block", DOCUMENTS, ids=str)
 def test_the_yaml_loads(block: Block) -> None:
     document = yaml.safe_load(block.text)
-    assert isinstance(document, dict) and document, block
+    assert isinstance(document, dict), block
+    assert document, block
     complete = {"providers", "models", "tiers"} <= set(document)
     rules = document if complete else merged(document)
     loaded = parse_rules(rules, str(block))

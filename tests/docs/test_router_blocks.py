@@ -79,7 +79,8 @@ def test_the_block_does_what_it_shows(block: Block, port: int, tmp_path: Path) -
     with contextlib.redirect_stdout(output):
         exec(compile(local(block.text, port), str(block), "exec"), {"__name__": "__doc_block__"})  # noqa: S102
     shown = following(block)
-    assert shown is not None and shown.lang == "text", f"{block}: no output block after it"
+    assert shown is not None, f"{block}: no output block after it"
+    assert shown.lang == "text", f"{block}: no output block after it"
     problem = same_output(shown.text.splitlines(), output.getvalue().splitlines())
     assert problem is None, f"{block}\n{problem}"
 
