@@ -43,10 +43,3 @@ def test_the_complete_example_loads() -> None:
 def test_every_part_loads_into_the_example(block: int) -> None:
     base = yaml.safe_load(BLOCKS[0])
     parse_rules(with_part(base, yaml.safe_load(BLOCKS[block])), f"docs/quality.md block {block + 1}")
-
-
-def test_the_readme_cascade_example_loads_into_the_example() -> None:
-    readme = (PAGE.parents[1] / "README.md").read_text()
-    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if "cascade:" in b]
-    rules = parse_rules(with_part(yaml.safe_load(BLOCKS[0]), yaml.safe_load(block)), "README.md")
-    assert [route.name for route in rules.tiers["budget"]] == ["deepseek-chat", "gpt-4.1-mini"]
