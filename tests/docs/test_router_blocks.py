@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import subprocess
 import time
@@ -26,15 +27,22 @@ from tests.support.stack import ROUTER_KEY
 
 pytestmark = pytest.mark.integration
 
-DEMO = ROOT / "rules" / "local-demo.yaml"
 RUN = [b for b in blocks() if CHECKED.get(b.key) == RUN_ROUTER]
 
 
 @pytest.fixture(scope="module")
-def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The router's working directory, as a clone looks to it: `rules/` and the default store."""
     workdir = tmp_path_factory.mktemp("demo")
+    (workdir / "rules").symlink_to(ROOT / "rules")
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def port(workdir: Path) -> Iterator[int]:
+    """`tier-router serve --rules rules/local-demo.yaml` (the README's command) on a free port."""
     port = free_port()
-    command = [*tier_router_command(), "serve", "--rules", str(DEMO), "--port", str(port)]
+    command = [*tier_router_command(), "serve", "--rules", "rules/local-demo.yaml", "--port", str(port)]
     with (workdir / "stdout").open("wb") as out, (workdir / "stderr").open("wb") as err:
         proc = subprocess.Popen(command, cwd=workdir, stdout=out, stderr=err, env=base_env({}))
     try:
@@ -85,13 +93,25 @@ def test_the_block_does_what_it_shows(block: Block, port: int, tmp_path: Path) -
     assert problem is None, f"{block}\n{problem}"
 
 
-def test_the_status_endpoint_the_readme_names(port: int) -> None:
+def test_the_status_the_readme_names(port: int, workdir: Path) -> None:
+    """The README's `curl .../v1/router/status` and `tier-router status --rules ...`, run in the
+    router's directory (the same default store), after one answer."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    (command,) = re.findall(r"`(curl -s http://127\.0\.0\.1:8080/v1/router/status)`", readme)
-    done = subprocess.run(["bash", "-c", local(command, port)], capture_output=True, text=True, timeout=30)
+    (curl,) = re.findall(r"`(curl -s http://127\.0\.0\.1:8080/v1/router/status)`", readme)
+    (cli,) = re.findall(r"`(tier-router status --rules rules/local-demo\.yaml)`", readme)
+    httpx.post(
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        json={"model": "large", "messages": [{"role": "user", "content": "hi"}]},
+    ).raise_for_status()
+    done = subprocess.run(["bash", "-c", local(curl, port)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0
-    status = httpx.Response(200, content=done.stdout).json()
-    assert {"spend", "breakers", "quality"} <= set(status)
+    status = json.loads(done.stdout)
+    assert {"spend", "quality", "breakers"} <= set(status)
+    assert status["spend"]["by_model"]["large"] != "0.000000"
+    argv = cli.split()
+    done = subprocess.run([*tier_router_command(), *argv[1:]], cwd=workdir, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"spend +\$0\.\d+ over [1-9]\d* requests", done.stdout), done.stdout
 
 
 def out_of_scope_paths() -> list[str]:
