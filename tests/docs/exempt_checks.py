@@ -123,7 +123,14 @@ def check_curl(argv: list[str], _: Path) -> None:
     assert any(word.startswith("authorization: Bearer ") for word in argv)
 
 
+def check_cp(argv: list[str], _: Path) -> None:
+    """`cp samconfig.toml.example samconfig.toml`: the example, to where `sam` reads its config."""
+    assert argv[1:] == ["samconfig.toml.example", "samconfig.toml"], argv
+    assert (ROOT / argv[1]).is_file()
+
+
 PROGRAMS: dict[str, Callable[[list[str], Path], None]] = {
+    "cp": check_cp,
     "sam": check_sam,
     "aws": check_aws,
     "tier-router": check_tier_router,

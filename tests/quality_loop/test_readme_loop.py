@@ -1,9 +1,10 @@
-"""Issue 16: the README's quality loop, run as written on the demo rules.
+"""Issue 16: the quality loop's five commands (docs/quality-loop.md, "The loop in five commands";
+the README until issue 17), run as written on the demo rules.
 
 The real router (`tier-router serve`, the default SQLite store in its working directory,
 logging on) serves the demo rules with every cheaper answer sampled; the `budget` models'
-answers to prompts over 60 tokens are shallow and the mock judge says so. Then the README's
-commands run verbatim (the `sh` block of "Measure the quality, calibrate the rules"): the
+answers to prompts over 60 tokens are shallow and the mock judge says so. Then the page's
+commands run verbatim (the `sh` block of "The loop in five commands"): the
 report shows the losses, the labels hold the kept prompts, `calibrate` recovers a length
 threshold near 60 tokens that routes short prompts to `budget` and long ones to `premium`,
 `check` accepts the file and `replay --against` prices the change.
@@ -37,10 +38,10 @@ WORDS = ["please", "look", "at", "this", "part", "of", "the", "report", "careful
 
 
 def readme_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Measure the quality, calibrate the rules", 1)[1].split("\n## ", 1)[0]
+    text = (ROOT / "docs" / "quality-loop.md").read_text()
+    section = text.split("\n## The loop in five commands\n", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```sh\n(.*?)```", section, re.S)
-    assert block is not None, "the README's loop has no sh block"
+    assert block is not None, "the page's loop has no sh block"
     return [line.split("  #", 1)[0].strip() for line in block.group(1).splitlines() if line.strip()]
 
 
