@@ -8,13 +8,16 @@ log and the request lifecycle. Nothing here runs per request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from tier_router import tracing
 from tier_router.admission import SpendControls
 from tier_router.auth import Auth, KeysLoader
 from tier_router.aws.ssm import fetch_parameter, key_source
@@ -83,6 +86,7 @@ class Gateway:
         keys: KeySource | None = None,
         health: Health | None = None,
         store: Store | None = None,
+        span_processor: Any = None,
     ) -> None:
         self.settings = settings
         self.rules = rules or load_rules(settings.rules_path)
@@ -113,6 +117,7 @@ class Gateway:
             enabled=settings.log_requests, emf=settings.emf_metrics, buffered=settings.background_settle
         )
         drainer = Drainer()
+        self.tracing = tracing.start(settings, span_processor)  # None unless TIER_ROUTER_OTEL=1
         self.quality = QualityLoop()
         self.quality.facts = Facts.build(self.store, self.rules.spec.quality)  # None: feedback off
         judging = Judging.of(self.rules, self.store, self.forwarder, self.spend, self.access_log, drainer)
@@ -125,6 +130,7 @@ class Gateway:
             background=settings.background_settle,
             quality=self.quality,
             drainer=drainer,
+            tracing=self.tracing,
         )
         self.auth = Auth(
             router_keyring(settings),
@@ -149,6 +155,8 @@ class Gateway:
         if self.quality.judging is not None:
             await self.quality.judging.stop()
         self.access_log.flush()
+        if self.tracing is not None:  # off the event loop: the export is blocking I/O
+            await asyncio.to_thread(self.tracing.flush)
 
 
 def secrets_redactor(settings: Settings, keys: KeySource, key_names: list[str]) -> Redactor:
