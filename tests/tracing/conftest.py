@@ -31,7 +31,11 @@ def rules(down_port: int) -> dict[str, Any]:
     return {
         "version": 1,
         "providers": {
-            "down": {"kind": "openai", "base_url": f"http://127.0.0.1:{down_port}/v1", "api_key_env": KEY_ENV},
+            "down": {
+                "kind": "openai",
+                "base_url": f"http://127.0.0.1:{down_port}/v1",
+                "api_key_env": KEY_ENV,
+            },
             "good": {"kind": "mock", "base_url": "mock://good"},
         },
         "models": {

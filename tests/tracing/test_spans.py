@@ -32,8 +32,10 @@ def children(spans: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableSp
 
 
 def assert_within(child: ReadableSpan, parent: ReadableSpan) -> None:
-    assert parent.start_time is not None and parent.end_time is not None
-    assert child.start_time is not None and child.end_time is not None
+    assert parent.start_time is not None
+    assert parent.end_time is not None
+    assert child.start_time is not None
+    assert child.end_time is not None
     assert parent.start_time <= child.start_time <= child.end_time <= parent.end_time
 
 
@@ -88,7 +90,8 @@ async def test_plain_request(traced: Callable[..., Traced]) -> None:
     assert a["gen_ai.request.model"] == "mock-answer"
     assert a["gen_ai.usage.input_tokens"] == reply.usage.prompt_tokens
     assert a["tier_router.attempt.outcome"] == "ok"
-    assert "error.type" not in a and "tier_router.fallback_reason" not in a
+    assert "error.type" not in a
+    assert "tier_router.fallback_reason" not in a
     assert_within(attempt, server)
     assert_no_content(spans, PROMPT, reply.choices[0].message.content or "<none>")
 
@@ -112,7 +115,8 @@ async def test_streamed_request(traced: Callable[..., Traced]) -> None:
     assert attrs["tier_router.outcome"] == "ok"
     assert attrs["gen_ai.request.model"] == "solo"
     assert attrs["gen_ai.response.model"] == "mock-answer"
-    assert usage is not None and text
+    assert usage is not None
+    assert text
     assert attrs["gen_ai.usage.input_tokens"] == usage.prompt_tokens
     assert attrs["gen_ai.usage.output_tokens"] == usage.completion_tokens
     (attempt,) = children(spans, server)
@@ -164,7 +168,8 @@ async def test_unauthorized_request_is_a_refused_server_span(traced: Callable[..
     assert attrs["tier_router.outcome"] == "refused"
     assert attrs["error.type"] == "invalid_api_key"
     assert attrs["tier_router.attempts"] == 0
-    assert "gen_ai.request.model" not in attrs and "tier_router.cost_usd" not in attrs
+    assert "gen_ai.request.model" not in attrs
+    assert "tier_router.cost_usd" not in attrs
     assert server.status.status_code is StatusCode.UNSET  # the client's error, not the router's
     assert children(spans, server) == []
     assert_no_content(spans, PROMPT, "router-key-123456789")
@@ -199,7 +204,8 @@ async def test_incoming_traceparent_makes_the_router_a_child(traced: Callable[..
     spans = await router.settled()
 
     server = one_server(spans)
-    assert server.parent is not None and server.parent.is_remote
+    assert server.parent is not None
+    assert server.parent.is_remote
     assert server.parent.span_id == int(parent_id, 16)
     assert server.context.trace_id == int(trace_id, 16)
     assert server.context.trace_state.get("app") == "router-test"
