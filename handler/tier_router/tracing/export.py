@@ -6,6 +6,8 @@ ending a span never waits for the network. The standard `OTEL_EXPORTER_OTLP_*` v
 (headers, timeout, compression, certificates) and `OTEL_TRACES_SAMPLER` are read by the SDK
 itself; the endpoint and the service name come from `Settings`.
 
+Serving, the app's lifespan flushes at shutdown (`Gateway.drain`), bounded the same way:
+the SDK's own exit hook is off, since it waits out the exporter's timeout and retries.
 On Lambda the container is frozen once the invocation returns, so spans still queued would
 wait for the next invocation (or be lost): the handler calls `Flusher.flush` before returning.
 The SDK's `force_flush` exports in the caller's thread for as long as the exporter's timeout
@@ -17,8 +19,7 @@ FLUSH_S at most, never the response.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+import threading
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -35,32 +36,42 @@ FLUSH_S = 2.0
 def tracer_provider(settings: Settings, processor: SpanProcessor | None = None) -> TracerProvider:
     """The router's provider: `processor` (tests), else a batch processor exporting over
     OTLP/HTTP to `settings.otel_endpoint` (None: the SDK's default, localhost:4318)."""
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: settings.otel_service_name}))
+    resource = Resource.create({SERVICE_NAME: settings.otel_service_name})
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)  # the lifespan flushes (bounded)
     exporting = processor or BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otel_endpoint))
     provider.add_span_processor(exporting)
     return provider
 
 
 class Flusher:
-    """Bounded flushes of one provider, on one thread of their own (never two at once: a
-    flush still stuck on a dead collector is waited for again, not joined by another)."""
+    """Bounded flushes of one provider, each on a daemon thread of its own, never two at once:
+    a flush still stuck on a dead collector is waited for again, not joined by another (and
+    a daemon thread never holds up the process's exit)."""
 
     def __init__(self, provider: TracerProvider, within_s: float = FLUSH_S) -> None:
         self.provider = provider
         self.within_s = within_s
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier-router-otel-flush")
-        self._running: Future[bool] | None = None
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self._ok = False
 
     def flush(self) -> bool:
-        """Export what is queued; True once it was, False when it did not finish in time
-        (the export goes on in the background) or failed."""
-        if self._running is None or self._running.done():
-            self._running = self._pool.submit(self.provider.force_flush)
-        try:
-            return bool(self._running.result(timeout=self.within_s))
-        except FutureTimeout:
+        """Export what is queued; True once that was done, False when it did not finish in
+        time (it goes on in the background) or failed."""
+        if self._thread is None or not self._thread.is_alive():
+            self._done.clear()
+            self._thread = threading.Thread(target=self._run, name="tier-router-otel-flush", daemon=True)
+            self._thread.start()
+        if not self._done.wait(self.within_s):
             log.warning("exporting spans took over %.1f s: returning without waiting for it", self.within_s)
             return False
+        return self._ok
+
+    def _run(self) -> None:
+        self._ok = False
+        try:
+            self._ok = self.provider.force_flush()
         except Exception:
             log.exception("exporting spans failed")
-            return False
+        finally:
+            self._done.set()
