@@ -155,7 +155,7 @@ class Tracing:
             attributes["error.type"] = line.error or str(line.outcome or Outcome.CANCELLED)
         if decision is not None:
             attributes["gen_ai.request.model"] = decision.requested_model
-            attributes["gen_ai.request.max_tokens"] = decision.features.max_tokens
+            attributes["gen_ai.request.max_tokens"] = getattr(decision.features, "max_tokens", None)
         if route is not None:
             attributes["gen_ai.provider.name"] = PROVIDER_NAMES.get(route.provider.kind, route.provider.kind)
             attributes["gen_ai.response.model"] = _response_model(exchange, route)
@@ -183,7 +183,7 @@ class Tracing:
         if attempt.status is not None or attempt.outcome is AttemptOutcome.OK:
             attributes["http.response.status_code"] = attempt.status or 200
         if exchange.decision is not None:
-            attributes["gen_ai.request.max_tokens"] = exchange.decision.features.max_tokens
+            attributes["gen_ai.request.max_tokens"] = getattr(exchange.decision.features, "max_tokens", None)
         if attempt.outcome is not AttemptOutcome.OK:
             attributes["error.type"] = str(attempt.outcome)
         if route is not None:
