@@ -53,7 +53,7 @@ import email.utils
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -274,6 +274,9 @@ class Attempt:
     elapsed_ms: float = 0.0
     retry: bool = False
     """A same-model retry: the previous attempt was this model's too."""
+    started: float = field(default=0.0, compare=False)
+    """When it was sent, on the forwarder's clock (`time.perf_counter`); 0.0 when not tried.
+    Not logged: tracing places the attempt's span with it."""
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -308,8 +308,11 @@ class Forwarder:
             outcome, elapsed = outcome_of(exc), self._ms(started)
             if outcome is Outcome.TIMEOUT and left < own and isinstance(exc, TimeoutError):
                 outcome = Outcome.DEADLINE  # the request's deadline, not the model's timeout
-            return Attempt(route.name, route.provider_name, outcome, detail, elapsed_ms=elapsed), None
+            failed = Attempt(route.name, route.provider_name, outcome, detail, elapsed_ms=elapsed)
+            failed.started = started
+            return failed, None
         ok = Attempt(route.name, route.provider_name, Outcome.OK, elapsed_ms=self._ms(started))
+        ok.started = started
         return ok, (secret, response, answer)
 
     def _refusal(
@@ -332,6 +335,7 @@ class Forwarder:
             status=status,
             retry_after=retry_after_seconds(response.headers),
             elapsed_ms=self._ms(started),
+            started=started,
         )
 
     async def _prepare(self, route: ModelRoute, admitted: bool, body: dict[str, Any]) -> Prepared | Attempt:

@@ -8,10 +8,12 @@ log and the request lifecycle. Nothing here runs per request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -39,6 +41,9 @@ from tier_router.store.base import Store
 from tier_router.store.deadline import DeadlineStore
 from tier_router.store.factory import open_store
 from tier_router.telemetry import AccessLog
+
+if TYPE_CHECKING:
+    from tier_router.tracing.spans import Tracing
 
 log = logging.getLogger("tier_router")
 WATCH_AFTER_S = 0.25
@@ -83,6 +88,7 @@ class Gateway:
         keys: KeySource | None = None,
         health: Health | None = None,
         store: Store | None = None,
+        span_processor: Any = None,
     ) -> None:
         self.settings = settings
         self.rules = rules or load_rules(settings.rules_path)
@@ -113,6 +119,7 @@ class Gateway:
             enabled=settings.log_requests, emf=settings.emf_metrics, buffered=settings.background_settle
         )
         drainer = Drainer()
+        self.tracing = start_tracing(settings, span_processor)
         self.quality = QualityLoop()
         self.quality.facts = Facts.build(self.store, self.rules.spec.quality)  # None: feedback off
         judging = Judging.of(self.rules, self.store, self.forwarder, self.spend, self.access_log, drainer)
@@ -125,6 +132,7 @@ class Gateway:
             background=settings.background_settle,
             quality=self.quality,
             drainer=drainer,
+            tracing=self.tracing,
         )
         self.auth = Auth(
             router_keyring(settings),
@@ -149,6 +157,18 @@ class Gateway:
         if self.quality.judging is not None:
             await self.quality.judging.stop()
         self.access_log.flush()
+        if self.tracing is not None:  # off the event loop: the export is blocking I/O
+            await asyncio.to_thread(self.tracing.flush)
+
+
+def start_tracing(settings: Settings, span_processor: Any = None) -> Tracing | None:
+    """OpenTelemetry when TIER_ROUTER_OTEL=1 (or a span processor is given: tests), else None
+    — and then not even `tier_router.tracing` is imported: the cold start stays as it was."""
+    if not settings.otel and span_processor is None:
+        return None
+    from tier_router.tracing import start
+
+    return start(settings, span_processor)
 
 
 def secrets_redactor(settings: Settings, keys: KeySource, key_names: list[str]) -> Redactor:

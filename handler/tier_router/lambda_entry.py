@@ -52,6 +52,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return result
     finally:
         app.gateway.access_log.flush()
+        if app.gateway.tracing is not None:  # queued spans, before the container freezes (bounded)
+            app.gateway.tracing.flush()
 
 
 def is_probe_event(event: object) -> bool:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from tier_router.cascade import Escalation
     from tier_router.quality.loop import QualityLoop
     from tier_router.quality.sampling import Sampled
+    from tier_router.tracing.spans import Tracing
 
 log = logging.getLogger("tier_router")
 
@@ -162,6 +163,7 @@ class Lifecycle:
         background: bool = False,
         quality: QualityLoop | None = None,
         drainer: Drainer | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.spend = spend
         self.access_log = access_log
@@ -170,6 +172,8 @@ class Lifecycle:
         self.drainer = drainer or Drainer()
         """Post-response work: settles, and the quality loop's judgements (shared with it)."""
         self._slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self.tracing = tracing
+        """OpenTelemetry (`TIER_ROUTER_OTEL=1`): the request's spans, built after its line."""
 
     def _settle_slot(self) -> asyncio.Semaphore:
         """This event loop's settle slots (an app may be driven by several loops: tests, Mangum)."""
@@ -189,13 +193,13 @@ class Lifecycle:
             return
         exchange.finished = True
         exchange.line.latency_ms = round((time.perf_counter() - exchange.started) * 1000, 2)
-        task = self.drainer.start(self._finish(exchange))
+        task = self.drainer.start(self._finish(exchange, scope))
         if self.background and "aws.event" not in scope:
             return
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(task)
 
-    async def _finish(self, exchange: Exchange) -> None:
+    async def _finish(self, exchange: Exchange, scope: dict[str, Any]) -> None:
         try:
             if exchange.stream is not None:
                 await self._close_stream(exchange, exchange.stream)
@@ -215,6 +219,8 @@ class Lifecycle:
             log.exception("settling request %s failed", exchange.request_id)
         finally:
             self._write(exchange)
+            if self.tracing is not None:
+                self.tracing.record(exchange, scope)
         if self.quality is not None:  # after the line: feedback facts, a sample for the judge
             try:
                 await self.quality.finished(exchange)

@@ -96,7 +96,9 @@ def serve(
     """Run until stopped; the exit status (2: refused). The caller has checked the rules."""
     import uvicorn
 
-    problem = exposure_problem(settings, host, insecure_no_auth)
+    from tier_router.tracing import unavailable
+
+    problem = exposure_problem(settings, host, insecure_no_auth) or unavailable(settings)
     if problem:
         print(problem, file=sys.stderr)
         return 2

@@ -36,6 +36,8 @@ DEFAULT_MAX_SSE_LINE_BYTES = 4 * 1024 * 1024
 WORKERS_ENV = "TIER_ROUTER_SERVE_SETTINGS"
 """Where `export_to_workers` puts the serialized settings for `serve --workers N`."""
 
+DEFAULT_OTEL_SERVICE_NAME = "tier-router"
+
 _TRUE = ("1", "true", "yes")
 
 
@@ -67,6 +69,15 @@ def environment_credentials(environ: Mapping[str, str] | None = None) -> Credent
     if not access_key or not secret_key:
         return None
     return Credentials(access_key, secret_key, env.get("AWS_SESSION_TOKEN") or None)
+
+
+def otlp_traces_endpoint(environ: Mapping[str, str]) -> str | None:
+    """The OTLP/HTTP traces URL the standard variables name (the SDK's own rule), or None."""
+    traces = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if traces:
+        return traces
+    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    return f"{base.rstrip('/')}/v1/traces" if base else None
 
 
 def _process_environ() -> Mapping[str, str]:
@@ -128,6 +139,16 @@ class Settings:
     lambda_web_adapter: bool = False
     """`TIER_ROUTER_STREAMING=lwa` (template.yaml): uvicorn behind the Lambda Web Adapter, which
     forwards HTTP events only, so judge events are not sent to it."""
+    otel: bool = False
+    """`TIER_ROUTER_OTEL=1`: OpenTelemetry traces, a span per request and per provider attempt
+    (`tier_router.tracing`; needs the `otel` extra). Off, nothing of OpenTelemetry is imported.
+    `OTEL_SDK_DISABLED=true` turns it off again. The other standard `OTEL_*` variables (headers,
+    timeout, sampler, resource attributes) are read by the OpenTelemetry SDK itself."""
+    otel_service_name: str = DEFAULT_OTEL_SERVICE_NAME
+    """`OTEL_SERVICE_NAME`, else "tier-router": the `service.name` of the router's spans."""
+    otel_endpoint: str | None = None
+    """Where spans are posted (OTLP/HTTP): `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as it is, else
+    `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`; None: the SDK's default (localhost:4318)."""
     environ: Mapping[str, str] = field(default_factory=_process_environ, repr=False, compare=False)
     """Where provider keys and AWS credentials are looked up, when they are needed (a live
     mapping: the process environment unless `from_env` was given another)."""
@@ -166,6 +187,10 @@ class Settings:
             lambda_endpoint_url=environ.get("AWS_ENDPOINT_URL_LAMBDA") or None,
             lambda_function_name=environ.get("AWS_LAMBDA_FUNCTION_NAME") or None,
             lambda_web_adapter=environ.get("TIER_ROUTER_STREAMING", "") == "lwa",
+            otel=environ.get("TIER_ROUTER_OTEL", "").lower() in _TRUE
+            and environ.get("OTEL_SDK_DISABLED", "").lower() != "true",
+            otel_service_name=environ.get("OTEL_SERVICE_NAME") or DEFAULT_OTEL_SERVICE_NAME,
+            otel_endpoint=otlp_traces_endpoint(environ),
             environ=environ,
         )
 
