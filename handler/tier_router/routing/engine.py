@@ -200,12 +200,12 @@ class Rules:
         )
         section = self.spec.embeddings
         self.embedding_default_tier = section.default_tier if section is not None else None
-        self.embedding_tiers = frozenset(t.tier for t in self.targets.values() if t.embedding and t.tier)
+        self.embedding_tiers = frozenset(t for t in self.tiers if self.targets[t].embedding)
+        self.rule_cascades = {rule.name: rule.cascade for rule in self.rules if rule.cascade is not None}
 
     def same_kind(self, tier: str | None, other: str | None) -> bool:
         """Both chat tiers or both embedding tiers: a decision may move from one to the other."""
         return (tier in self.embedding_tiers) == (other in self.embedding_tiers)
-        self.rule_cascades = {rule.name: rule.cascade for rule in self.rules if rule.cascade is not None}
 
     def decide(
         self, request: Chat, headers: Mapping[str, str] | None = None, key: str | None = None

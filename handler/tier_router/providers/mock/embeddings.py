@@ -18,13 +18,14 @@ import struct
 import time
 from typing import Any
 
+from tier_router.errors import RequestError
 from tier_router.routing.tokens import estimate_tokens
 
 DEFAULT_DIMENSIONS = 256
 MAX_DIMENSIONS = 4096
 
 
-class BadRequest(ValueError):
+class BadRequest(RequestError):
     """The body is not an embeddings request the mock can answer (a 400 naming why)."""
 
 
