@@ -17,10 +17,13 @@ one token per UTF-8 byte of text, as `spend.reservation`, and each token id as o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tier_router.param_errors import bad_request, enum, invalid_type, length, missing, out_of_range, wrong
+from tier_router.routing.engine import Decision, Rules
+from tier_router.routing.features import measure_input
 from tier_router.routing.tokens import estimate_tokens
 
 MAX_INPUTS = 2048
@@ -131,3 +134,17 @@ def add_ids(ids: list[Any], param: str, request: EmbeddingInput) -> None:
     request.count += 1
     request.tokens += len(ids)
     request.billed_tokens += len(ids) + INPUT_OVERHEAD_TOKENS
+
+
+def is_embeddings(body: dict[str, Any]) -> bool:
+    """An embeddings body (`input`, no `messages`): what explain routes as one."""
+    return "input" in body and "messages" not in body
+
+
+def embedding_decision(
+    rules: Rules, parsed: EmbeddingInput, headers: Mapping[str, str], key: str | None = None
+) -> Decision:
+    """The routing decision for a checked embeddings request (`parse_embedding`): raises
+    UnknownModelError or WrongKindError."""
+    features = measure_input(parsed.texts, parsed.chars, parsed.tokens, headers, parsed.metadata, parsed.user)
+    return rules.decide_embedding(parsed.model, features, key)

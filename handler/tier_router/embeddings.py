@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from tier_router.auth import check_tier
 from tier_router.body import read_json
-from tier_router.embedding_params import EmbeddingInput, parse_embedding
+from tier_router.embedding_params import EmbeddingInput, embedding_decision, parse_embedding
 from tier_router.endpoints import EXCHANGE, caller, gateway_of, model_errors, unanswered
 from tier_router.errors import APIError, ClientGone
 from tier_router.fallback import AllCandidatesFailed, UpstreamClientError
@@ -28,7 +28,6 @@ from tier_router.providers.base import dumps
 from tier_router.request_line import EMBEDDINGS, Outcome
 from tier_router.responses import answer, cost_header, decision_headers, served_headers
 from tier_router.routing.engine import Decision, UnknownModelError, WrongKindError
-from tier_router.routing.features import measure_input
 from tier_router.spend.reservation import Bound
 
 
@@ -69,10 +68,9 @@ async def embeddings(request: Request) -> Response:
 
 
 def decide(gateway: Gateway, request: Request, parsed: EmbeddingInput, key: str | None) -> Decision:
-    features = measure_input(
-        parsed.texts, parsed.chars, parsed.tokens, request.headers, parsed.metadata, parsed.user
-    )
+    """The decision for a checked embeddings request (POST /v1/route/explain's too): 404 for
+    an unknown model, 400 for a chat one."""
     try:
-        return gateway.rules.decide_embedding(parsed.model, features, key)
+        return embedding_decision(gateway.rules, parsed, request.headers, key)
     except (UnknownModelError, WrongKindError) as exc:
         raise model_errors(exc) from None

@@ -1,7 +1,8 @@
 """The endpoints. Each fills the request's `Exchange`; none settles or logs (see `lifecycle`).
 
 POST /v1/chat/completions   auth → body → decide → admit → cache | forward → answer/stream
-POST /v1/route/explain      the decision for a body, with breaker states, nothing forwarded
+POST /v1/route/explain      the decision for a body (chat, or embeddings: `input`, no `messages`),
+                            with breaker states, nothing forwarded
 GET  /v1/models             auto, the tiers, the models and the aliases
 GET  /v1/models/{id}        one of them (OpenAI's model object), or 404
 GET  /v1/router/status      today's spend and results, quality, budgets, breakers, schema checks
@@ -25,6 +26,7 @@ from tier_router.admission import CACHED_MODEL_FIELD, Admission
 from tier_router.auth import check_tier
 from tier_router.aws.ssm import SSMKeySource
 from tier_router.body import invalid_request, read_json
+from tier_router.embedding_params import embedding_decision, is_embeddings, parse_embedding
 from tier_router.errors import APIError, ClientGone, SecretsError, StoreError
 from tier_router.fallback import AllCandidatesFailed, UpstreamClientError, all_failed_error
 from tier_router.gateway import Gateway
@@ -222,7 +224,14 @@ async def explain(request: Request) -> Response:
     body = await read_json(
         request.headers, request.receive, gateway.body_limits, timed="aws.event" not in request.scope
     )
-    decision = decide(gateway, request, body, request.scope[EXCHANGE].line.key)
+    key = request.scope[EXCHANGE].line.key
+    if is_embeddings(body):  # an embeddings body: routed by the `embeddings:` section
+        try:
+            decision = embedding_decision(gateway.rules, parse_embedding(body), request.headers, key)
+        except (UnknownModelError, WrongKindError) as exc:
+            raise model_errors(exc) from None
+    else:
+        decision = decide(gateway, request, body, key)
     data = decision.as_dict()
     if gateway.breakers is not None:
         try:

@@ -29,6 +29,10 @@ PRICE_A, PRICE_B = 100.0, 300.0
 TIMEOUTS = {"connect": 1.0, "read": 3.0, "total": 3.0}
 
 
+def embedding(provider: str, model_id: str, price: float) -> dict[str, Any]:
+    return {"provider": provider, "id": model_id, "kind": "embedding", "price": {"input": price}}
+
+
 def rules_doc(a_url: str, b_url: str, **sections: Any) -> dict[str, Any]:
     def provider(url: str) -> dict[str, Any]:
         return {
@@ -44,8 +48,8 @@ def rules_doc(a_url: str, b_url: str, **sections: Any) -> dict[str, Any]:
         "providers": {"provider-a": provider(a_url), "provider-b": provider(b_url)},
         "models": {
             "chat-a": {"provider": "provider-a", "id": "gpt-a", "price": {"input": 1.0, "output": 2.0}},
-            "emb-a": {"provider": "provider-a", "id": "embed-a", "kind": "embedding", "price": {"input": PRICE_A}},
-            "emb-b": {"provider": "provider-b", "id": "embed-b", "kind": "embedding", "price": {"input": PRICE_B}},
+            "emb-a": embedding("provider-a", "embed-a", PRICE_A),
+            "emb-b": embedding("provider-b", "embed-b", PRICE_B),
         },
         "tiers": {"chat": ["chat-a"], "vectors": ["emb-a", "emb-b"]},
         "default_tier": "chat",

@@ -642,14 +642,15 @@ class FakeUpstream:
             await self._control(send, method, body)
         elif path == "/_stats" and method == "GET":
             await _json(send, 200, self.stats())
-        elif method == "POST" and path.endswith(self._suffix):
-            await self._provider(scope, receive, send, body)
-        elif method == "POST" and self.kind == "openai" and path.endswith("/embeddings"):
+        elif method == "POST" and (path.endswith(self._suffix) or self._embeddings(path)):
             await self._provider(scope, receive, send, body)
         elif method == "GET" and path.endswith("/models"):
             await self._models(scope, send)
         else:
             await self._error(send, 404, f"no route for {method} {path}", self._request_id(0))
+
+    def _embeddings(self, path: str) -> bool:
+        return self.kind == "openai" and path.endswith("/embeddings")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -341,6 +341,7 @@ def compile_rules(spec: RulesFile, source: Path) -> Rules:
             max_output=model.max_output,
             retry=overlay(spec.providers[model.provider].retry, model.retry),
             timeouts=overlay(spec.providers[model.provider].timeouts, model.timeouts),
+            kind=model.kind,
         )
         for name, model in spec.models.items()
     }
