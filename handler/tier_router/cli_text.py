@@ -32,9 +32,8 @@ def render_decision(decision: Any, states: dict[str, dict[str, str]] | None = No
         priced = f"${price.input:g} in / ${price.output:g} out"
         if route.kind == "embedding":
             priced = f"${price.input:g} in"
-        lines.append(
-            f"  {i}. {route.name:<24} {route.provider_name + '/' + route.model_id:<36} {priced} per 1M{breaker}"
-        )
+        where = f"{route.provider_name}/{route.model_id}"
+        lines.append(f"  {i}. {route.name:<24} {where:<36} {priced} per 1M{breaker}")
     for name, reason in decision.skipped:
         lines.append(f"  -  {name:<24} skipped: {reason}")
     features = ", ".join(f"{k}={v}" for k, v in decision.features.as_dict().items())
