@@ -46,7 +46,9 @@ def test_the_hard_cap_refuses_an_embedding_whose_dearest_candidate_does_not_fit(
         assert ledger.budget_committed == cost  # nothing left held
 
 
-def test_a_breaker_opens_after_failures_and_its_model_is_skipped(tmp_path: Path, fakes: FakeProviders) -> None:
+def test_a_breaker_opens_after_failures_and_its_model_is_skipped(
+    tmp_path: Path, fakes: FakeProviders
+) -> None:
     breakers = {"failure_threshold": 3, "window_s": 60, "recovery_s": 60, "cache_ttl_s": 0}
     with start(tmp_path, fakes, breakers=breakers) as router:
         fakes.a.control(mode="status", status=500)
@@ -65,5 +67,7 @@ def test_a_breaker_opens_after_failures_and_its_model_is_skipped(tmp_path: Path,
             ("emb-a", "breaker_open"),
             ("emb-b", "ok"),
         ]
-        status = httpx.get(router.url + "/v1/router/status", headers={"authorization": f"Bearer {router.key}"})
+        status = httpx.get(
+            router.url + "/v1/router/status", headers={"authorization": f"Bearer {router.key}"}
+        )
         assert status.json()["breakers"]["emb-a"]["model"] == "open"
