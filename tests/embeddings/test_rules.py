@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from tier_router.embedding_params import embedding_decision, parse_embedding
 from tier_router.routing.engine import Rules, UnknownModelError, WrongKindError
 from tier_router.routing.loader import RulesError, load_rules, parse_rules
@@ -169,3 +170,29 @@ def test_the_demo_rules_have_the_embed_tier() -> None:
     demo_rules = load_rules(Path(__file__).resolve().parents[2] / "rules" / "local-demo.yaml")
     assert [r.name for r in demo_rules.tiers["embed"]] == ["embed-small", "embed-large"]
     assert decide(demo_rules, {"model": "auto", "input": "hello"}).tier == "embed"
+
+
+def test_check_runs_embeddings_examples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tier_router.cli import main
+
+    rules_path = tmp_path / "vec.yaml"
+    rules_path.write_text(yaml.safe_dump(doc()), encoding="utf-8")
+    examples = {
+        "examples": [
+            {"name": "short input", "request": {"input": "hi"},
+             "expect": {"tier": "vec", "model": "e-small"}},
+            {"name": "asked", "request": {"input": ["a", "b"]}, "headers": {"X-Vec": "large"},
+             "expect": {"tier": "vec-large", "rule": "asked"}},
+            {"name": "wrong", "request": {"input": "hi"}, "expect": {"tier": "fast"}},
+            {"name": "bad", "request": {"input": 3}, "expect": {"tier": "vec"}},
+        ]
+    }  # fmt: skip
+    examples_path = tmp_path / "vec.examples.yaml"
+    examples_path.write_text(yaml.safe_dump(examples), encoding="utf-8")
+    assert main(["check", str(rules_path)]) == 1
+    out = capsys.readouterr().out
+    assert "ok    short input -> vec/default" in out
+    assert "ok    asked -> vec-large/asked" in out
+    assert "FAIL  wrong: tier expected 'fast', got 'vec'" in out
+    assert "FAIL  bad: invalid request: Invalid type for 'input'" in out
+    assert "4 examples, 2 passed, 2 failed" in out
