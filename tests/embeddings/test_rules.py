@@ -196,3 +196,17 @@ def test_check_runs_embeddings_examples(tmp_path: Path, capsys: pytest.CaptureFi
     assert "FAIL  wrong: tier expected 'fast', got 'vec'" in out
     assert "FAIL  bad: invalid request: Invalid type for 'input'" in out
     assert "4 examples, 2 passed, 2 failed" in out
+
+
+def test_the_docs_rules_snippet_loads_and_routes_as_described() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "embeddings.md").read_text(encoding="utf-8")
+    snippet = yaml.safe_load(text.split("```yaml\n")[1].split("```")[0])
+    rules = three_providers()
+    rules["providers"].update(snippet["providers"])
+    rules["models"].update(snippet["models"])
+    rules["tiers"].update(snippet["tiers"])
+    rules["embeddings"] = snippet["embeddings"]
+    loaded = parse_rules(rules, "docs/embeddings.md")
+    assert decide(loaded, {"model": "auto", "input": "short"}).tier == "embed"
+    assert decide(loaded, {"model": "auto", "input": "x " * 5000}).rule_name == "long-input"
+    assert decide(loaded, {"model": "auto", "input": "x"}, {"x-team": "search"}).rule_name == "search-team"
