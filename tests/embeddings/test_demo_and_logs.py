@@ -13,9 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from tier_router.app import create_app
 from tier_router.replay import replay
 from tier_router.request_line import RequestLine
+from tier_router.router_keys import hash_key
 from tier_router.routing.loader import parse_rules
 from tier_router.settings import Settings
 
@@ -100,3 +102,38 @@ async def test_an_embedding_request_is_not_open_to_feedback(demo: httpx.AsyncCli
     ).status_code == 200
     refused = await demo.post("/v1/feedback", json={"request_id": request_id, "score": 1})
     assert refused.status_code == 404
+
+
+@pytest.mark.anyio
+async def test_router_keys_tiers_and_rate_limits_apply(tmp_path: Path) -> None:
+    keys = {
+        "keys": [
+            {"name": "chat-only", "sha256": hash_key("sk-chat-only-0001"), "tiers": ["standard"]},
+            {
+                "name": "limited",
+                "sha256": hash_key("sk-limited-0002"),
+                "tiers": ["budget", "embed"],
+                "rpm": 1,
+            },
+        ]
+    }
+    keys_file = tmp_path / "keys.yaml"
+    keys_file.write_text(yaml.safe_dump(keys), encoding="utf-8")
+    app = create_app(Settings(rules_path=DEMO, store_url="memory://", keys_file=keys_file))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
+
+        async def as_key(key: str, model: str) -> httpx.Response:
+            body = {"model": model, "input": "hello"}
+            return await client.post("/v1/embeddings", json=body, headers={"authorization": f"Bearer {key}"})
+
+        named = await as_key("sk-chat-only-0001", "embed")
+        assert (named.status_code, named.json()["error"]["code"]) == (403, "tier_not_allowed")
+        routed = await as_key("sk-chat-only-0001", "auto")  # no embedding tier allowed: never a chat one
+        assert (routed.status_code, routed.json()["error"]["code"]) == (403, "tier_not_allowed")
+        first = await as_key("sk-limited-0002", "auto")
+        assert (first.status_code, first.headers["x-router-tier"]) == (200, "embed")
+        second = await as_key("sk-limited-0002", "auto")
+        assert (second.status_code, second.json()["error"]["code"]) == (429, "rate_limit_exceeded")
+        anonymous = await client.post("/v1/embeddings", json={"model": "auto", "input": "x"})
+        assert anonymous.status_code == 401
