@@ -137,12 +137,11 @@ def cascade_dict(cascade: Cascade | None) -> dict[str, Any] | None:
 class UnknownModelError(RequestError, LookupError):
     """The request named a model that is neither `auto`, a tier, an alias nor a model."""
 
-    def __init__(self, requested: str, valid: list[str]) -> None:
+    def __init__(self, requested: str, valid: list[str], message: str | None = None) -> None:
         self.requested = requested
         self.valid = valid
-        super().__init__(
-            f"The model {requested!r} does not exist on this router. Use one of: {', '.join(valid)}."
-        )
+        default = f"The model {requested!r} does not exist on this router. Use one of: {', '.join(valid)}."
+        super().__init__(message or default)
 
 
 class WrongKindError(RequestError, LookupError):
@@ -227,13 +226,10 @@ class Rules:
         if target is None:
             raise UnknownModelError(model, self.valid_names)
         if target.kind == AUTO and self.embedding_default_tier is None:
-            names = [n for n, t in self.targets.items() if t.embedding]
-            error = UnknownModelError(model, names)
-            error.args = (
-                f"This router routes no embeddings by rules (its rules file has no `embeddings:` section):"
-                f" name an embedding tier or model{': ' + ', '.join(names) if names else ' (it has none)'}.",
-            )
-            raise error
+            names = [n for n, t in self.targets.items() if t.embedding]  # no section: name one of these
+            listed = f": {', '.join(names)}" if names else " (it has none)"
+            message = "This router routes no embeddings by rules (its rules have no `embeddings:` section)"
+            raise UnknownModelError(model, names, f"{message}: name an embedding tier or model{listed}.")
         if target.kind != AUTO and not target.embedding:
             raise WrongKindError(model, "embeddings", "chat")
         return self._decide(model, target, features, key, embedding=True)
