@@ -210,3 +210,18 @@ def test_the_docs_rules_snippet_loads_and_routes_as_described() -> None:
     assert decide(loaded, {"model": "auto", "input": "short"}).tier == "embed"
     assert decide(loaded, {"model": "auto", "input": "x " * 5000}).rule_name == "long-input"
     assert decide(loaded, {"model": "auto", "input": "x"}, {"x-team": "search"}).rule_name == "search-team"
+
+
+def test_cli_explain_routes_an_embeddings_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tier_router.cli import main
+
+    rules_path = tmp_path / "vec.yaml"
+    rules_path.write_text(yaml.safe_dump(doc()), encoding="utf-8")
+    args = ["explain", "--rules", str(rules_path), "--embedding", "--header", "x-vec=large", "hello"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "rule      asked" in out
+    assert "e-large" in out
+    assert "$0.13 in per 1M" in out
+    assert main(["explain", "--rules", str(rules_path), "--embedding", "--model", "fast", "hello"]) == 1
+    assert "'fast' is a chat model or tier" in capsys.readouterr().err
