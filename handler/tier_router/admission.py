@@ -154,9 +154,12 @@ class SpendControls:
         headers: Mapping[str, str],
         *,
         request_id: str = "-",
+        billed: Bound | None = None,
     ) -> Admission:
         """Raises APIError (429 / 503) when the request must not go out. `request_id` names
-        the budget reservation (settled and rolled back by it)."""
+        the budget reservation (settled and rolled back by it). `billed`: the bound of a body
+        that is not a chat completion (an embeddings request: its input tokens), which is
+        never cached; None for chat (`spend.reservation.bound` reads the body)."""
         admission = Admission(decision, key_id, request_id=request_id)
         features = decision.features
         if self.limiter is not None:
@@ -172,13 +175,13 @@ class SpendControls:
             admission.limit_headers.update(verdict.headers)
         if self.guard is not None:
             pace = await self.guard.pace(decision.tier, decision.priority, key_id)
-            if pace.downgraded and pace.tier is not None:
+            if pace.downgraded and pace.tier is not None and self.rules.same_kind(decision.tier, pace.tier):
                 retiered = self.rules.retier(decision, pace.tier, f"pacing: {pace.reason}")
                 admission.downgrade(retiered, pace.downgraded_from, pace.reason or "")
-        if self.cache is not None and await self._cached(admission, body, headers):
+        if billed is None and self.cache is not None and await self._cached(admission, body, headers):
             return admission
         if self.guard is not None:
-            await self._reserve(admission, body)
+            await self._reserve(admission, body, billed)
         return admission
 
     async def _cached(self, admission: Admission, body: dict[str, Any], headers: Mapping[str, str]) -> bool:
@@ -196,11 +199,11 @@ class SpendControls:
         admission.cache = "hit" if admission.cached is not None else "miss"
         return admission.cached is not None
 
-    async def _reserve(self, admission: Admission, body: dict[str, Any]) -> None:
+    async def _reserve(self, admission: Admission, body: dict[str, Any], billed: Bound | None) -> None:
         guard = self.guard
         assert guard is not None
         try:  # what the body can be billed: an upper bound by construction (see spend/budget.py)
-            billed: Bound | None = bound(body, guard.config.image_tokens)
+            billed = billed or bound(body, guard.config.image_tokens)
         except Unbounded as exc:
             if guard.capped(admission.key_id):
                 raise APIError(400, str(exc), code="invalid_request", param=exc.param) from None
@@ -219,8 +222,9 @@ class SpendControls:
                 admission.reservation = outcome
                 return
             cap: CapReached = outcome
-            if cap.fallback_tier and decision.tier != cap.fallback_tier:
-                retiered = self.rules.retier(decision, cap.fallback_tier, "daily budget cap reached")
+            fallback = cap.fallback_tier
+            if fallback and decision.tier != fallback and self.rules.same_kind(decision.tier, fallback):
+                retiered = self.rules.retier(decision, fallback, "daily budget cap reached")
                 admission.downgrade(retiered, decision.tier, "daily budget cap reached")
                 continue
             raise APIError(

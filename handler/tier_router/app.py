@@ -20,12 +20,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tier_router import endpoints
+from tier_router import embeddings, endpoints
 from tier_router.errors import APIError, ClientGone
 from tier_router.gateway import Gateway
 from tier_router.lifecycle import Exchange
 from tier_router.quality.feedback import feedback
-from tier_router.request_line import CHAT_PATHS, Outcome
+from tier_router.request_line import CHAT_PATHS, EMBEDDINGS_PATHS, Outcome
 from tier_router.responses import error_response
 from tier_router.settings import Settings
 
@@ -158,9 +158,11 @@ def create_app(settings: Settings | None = None, **gateway_options: Any) -> Rout
     app = RouterApp(
         routes=[
             *(Route(path, endpoints.chat_route, methods=["POST"]) for path in CHAT_PATHS),
+            *(Route(path, embeddings.embeddings, methods=["POST"]) for path in EMBEDDINGS_PATHS),
             Route("/v1/route/explain", endpoints.explain, methods=["POST"]),
             Route("/v1/feedback", feedback, methods=["POST"]),
             Route("/v1/models", endpoints.models, methods=["GET"]),
+            Route("/v1/models/{model:path}", endpoints.model, methods=["GET"]),
             Route("/v1/router/status", endpoints.status, methods=["GET"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),
             Route("/readyz", endpoints.readyz, methods=["GET"]),

@@ -101,7 +101,7 @@ def check_tier(rules: Rules, record: KeyRecord | None, decision: Decision) -> De
             code="tier_not_allowed",
             param="model",
         )
-    allowed = next((t for t in record.tiers if t in rules.tiers), None)
+    allowed = next((t for t in record.tiers if t in rules.tiers and rules.same_kind(t, decision.tier)), None)
     if allowed is None:
         raise APIError(403, f"Router key {record.name!r} allows no existing tier.", code="tier_not_allowed")
     return rules.retier(decision, allowed, f"key {record.name!r} allows only {', '.join(record.tiers)}")

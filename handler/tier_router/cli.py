@@ -47,9 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="show how one request would be routed (calls no provider)")
     explain.add_argument("prompt", nargs="?", help="the last user message")
     explain.add_argument(
-        "--request", type=Path, help="a chat-completions request body (JSON file, - for stdin)"
+        "--request",
+        type=Path,
+        help="a chat-completions or embeddings request body (JSON file, - for stdin)",
     )
     explain.add_argument("--system", help="a system prompt to send with PROMPT")
+    explain.add_argument(
+        "--embedding", action="store_true", help="PROMPT is an embeddings input (POST /v1/embeddings)"
+    )
     explain.add_argument("--model", default="auto", help="requested model: auto (default), a tier or a model")
     explain.add_argument(
         "--header", action="append", default=[], metavar="K=V", help="a request header; repeatable"
@@ -322,7 +327,9 @@ def run_check(args: argparse.Namespace) -> int:
 def run_explain(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from tier_router.routing.engine import UnknownModelError
+    from tier_router.embedding_params import embedding_decision, is_embeddings, parse_embedding
+    from tier_router.errors import APIError
+    from tier_router.routing.engine import UnknownModelError, WrongKindError
     from tier_router.routing.request import parse_chat
 
     rules = load_or_report(args.rules)
@@ -331,14 +338,18 @@ def run_explain(args: argparse.Namespace) -> int:
     try:
         body = explain_body(args)
         headers = parse_headers(args.header)
-        request = parse_chat(body)
-    except (ValueError, OSError) as exc:
+        embedding = parse_embedding(body) if is_embeddings(body) else None
+        request = parse_chat(body) if embedding is None else None
+    except (ValueError, OSError, APIError) as exc:
         message = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
         print(f"invalid request: {message}", file=sys.stderr)
         return 2
     try:
-        decision = rules.decide(request, headers, key=args.key)
-    except UnknownModelError as exc:
+        if embedding is not None:
+            decision = embedding_decision(rules, embedding, headers, key=args.key)
+        else:
+            decision = rules.decide(request, headers, key=args.key)  # type: ignore[arg-type]
+    except (UnknownModelError, WrongKindError) as exc:
         print(exc, file=sys.stderr)
         return 1
     states = breaker_states(rules, decision, args.store or configured_store_url())
@@ -387,6 +398,8 @@ def explain_body(args: argparse.Namespace) -> dict[str, Any]:
         return body
     if args.prompt is None:
         raise ValueError("give a PROMPT or --request FILE")
+    if args.embedding:
+        return {"model": args.model, "input": args.prompt}
     messages = [{"role": "system", "content": args.system}] if args.system else []
     messages.append({"role": "user", "content": args.prompt})
     return {"model": args.model, "messages": messages}

@@ -29,10 +29,11 @@ def render_decision(decision: Any, states: dict[str, dict[str, str]] | None = No
         if states is not None and route.name in states:
             state = states[route.name]
             breaker = f"  breakers: provider {state['provider']}, model {state['model']}"
-        lines.append(
-            f"  {i}. {route.name:<24} {route.provider_name + '/' + route.model_id:<36}"
-            f" ${price.input:g} in / ${price.output:g} out per 1M{breaker}"
-        )
+        priced = f"${price.input:g} in / ${price.output:g} out"
+        if route.kind == "embedding":
+            priced = f"${price.input:g} in"
+        where = f"{route.provider_name}/{route.model_id}"
+        lines.append(f"  {i}. {route.name:<24} {where:<36} {priced} per 1M{breaker}")
     for name, reason in decision.skipped:
         lines.append(f"  -  {name:<24} skipped: {reason}")
     features = ", ".join(f"{k}={v}" for k, v in decision.features.as_dict().items())

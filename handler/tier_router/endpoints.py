@@ -1,8 +1,10 @@
 """The endpoints. Each fills the request's `Exchange`; none settles or logs (see `lifecycle`).
 
 POST /v1/chat/completions   auth → body → decide → admit → cache | forward → answer/stream
-POST /v1/route/explain      the decision for a body, with breaker states, nothing forwarded
+POST /v1/route/explain      the decision for a body (chat, or embeddings: `input`, no `messages`),
+                            with breaker states, nothing forwarded
 GET  /v1/models             auto, the tiers, the models and the aliases
+GET  /v1/models/{id}        one of them (OpenAI's model object), or 404
 GET  /v1/router/status      today's spend and results, quality, budgets, breakers, schema checks
 GET  /healthz, /readyz      liveness; readiness (keys, store)
 """
@@ -24,6 +26,7 @@ from tier_router.admission import CACHED_MODEL_FIELD, Admission
 from tier_router.auth import check_tier
 from tier_router.aws.ssm import SSMKeySource
 from tier_router.body import invalid_request, read_json
+from tier_router.embedding_params import embedding_decision, is_embeddings, parse_embedding
 from tier_router.errors import APIError, ClientGone, SecretsError, StoreError
 from tier_router.fallback import AllCandidatesFailed, UpstreamClientError, all_failed_error
 from tier_router.gateway import Gateway
@@ -44,7 +47,7 @@ from tier_router.responses import (
     served_headers,
 )
 from tier_router.router_keys import KeyRecord
-from tier_router.routing.engine import Decision, UnknownModelError
+from tier_router.routing.engine import Decision, UnknownModelError, WrongKindError
 from tier_router.routing.request import parse_chat
 from tier_router.validators.schemas import STATS as SCHEMA_STATS
 
@@ -88,20 +91,35 @@ async def chat(request: Request, gateway: Gateway, exchange: Exchange) -> Respon
         if body.get("stream"):
             return await stream(request, gateway, exchange, body, headers)
         return await complete(request, gateway, exchange, body, headers)
-    except ClientGone:
-        exchange.ended(Outcome.CLIENT_GONE, 499)
-        return Response(status_code=499)
-    except AllCandidatesFailed as exc:
+    except (ClientGone, AllCandidatesFailed, UpstreamClientError) as exc:
+        return unanswered(exchange, exc, headers)
+
+
+def unanswered(exchange: Exchange, exc: Exception, headers: dict[str, str]) -> Response:
+    """Forwarding ended without an answer (chat and embeddings alike): the client left (499),
+    every candidate failed, or a provider refused the request as the client's fault — the
+    last two raised as the client's APIError, with the decision's and the attempts' headers."""
+    if isinstance(exc, AllCandidatesFailed):
         exchange.served_by(None, exc.attempts)
         exchange.ended(Outcome.FAILED)
         raise all_failed_error(exc).with_headers(headers) from None
-    except UpstreamClientError as exc:
+    if isinstance(exc, UpstreamClientError):
         exchange.served_by(exc.route, exc.attempts)
         exchange.cost = 0
         exchange.ended(Outcome.CLIENT_ERROR)
         raise APIError(exc.status, exc.message, code="upstream_rejected_request").with_headers(
             {**headers, **served_headers(exc.route, exc.attempts)}
         ) from None
+    exchange.ended(Outcome.CLIENT_GONE, 499)
+    return Response(status_code=499)
+
+
+def model_errors(exc: UnknownModelError | WrongKindError) -> APIError:
+    """404 for a name the router does not serve, 400 for one of the other kind (a chat model
+    on /v1/embeddings, an embedding model on chat)."""
+    if isinstance(exc, WrongKindError):
+        return APIError(400, str(exc), code="unsupported_model", param="model")
+    return APIError(404, str(exc), code="model_not_found", param="model")
 
 
 def decide(gateway: Gateway, request: Request, body: dict[str, Any], key: str | None) -> Decision:
@@ -117,8 +135,8 @@ def decide(gateway: Gateway, request: Request, body: dict[str, Any], key: str | 
         raise APIError(400, "The request is nested too deeply.", code="invalid_request") from None
     try:
         return gateway.rules.decide(chat, request.headers, key)
-    except UnknownModelError as exc:
-        raise APIError(404, str(exc), code="model_not_found", param="model") from None
+    except (UnknownModelError, WrongKindError) as exc:
+        raise model_errors(exc) from None
 
 
 async def complete(
@@ -206,7 +224,14 @@ async def explain(request: Request) -> Response:
     body = await read_json(
         request.headers, request.receive, gateway.body_limits, timed="aws.event" not in request.scope
     )
-    decision = decide(gateway, request, body, request.scope[EXCHANGE].line.key)
+    key = request.scope[EXCHANGE].line.key
+    if is_embeddings(body):  # an embeddings body: routed by the `embeddings:` section
+        try:
+            decision = embedding_decision(gateway.rules, parse_embedding(body), request.headers, key)
+        except (UnknownModelError, WrongKindError) as exc:
+            raise model_errors(exc) from None
+    else:
+        decision = decide(gateway, request, body, key)
     data = decision.as_dict()
     if gateway.breakers is not None:
         try:
@@ -221,6 +246,17 @@ async def explain(request: Request) -> Response:
 async def models(request: Request) -> Response:
     gateway = await authenticated(request)
     return Response(gateway.models_body, media_type="application/json")
+
+
+async def model(request: Request) -> Response:
+    """One entry of GET /v1/models (`auto`, a tier, a model or an alias), or a 404."""
+    gateway = await authenticated(request)
+    name = request.path_params["model"]
+    found = gateway.models_by_id.get(name)
+    if found is None:
+        message = f"The model {name!r} does not exist on this router."
+        raise APIError(404, message, code="model_not_found", param="model")
+    return Response(found, media_type="application/json")
 
 
 async def status(request: Request) -> Response:

@@ -8,7 +8,7 @@
     ├── SecretsError                 provider or router keys could not be read (aws.ssm)
     │   └── SecretNotFound
     ├── RequestError (ValueError)    the client's request cannot be served as written
-    │     UnknownModelError (routing.engine), ClientRequestError (providers.base),
+    │     UnknownModelError, WrongKindError (routing.engine), ClientRequestError (providers.base),
     │     NonFiniteNumber (body), Unbounded (spend.reservation): a cost no hard cap can
     │     bound (file parts, bad `n`)
     ├── UpstreamError                a provider failed or refused

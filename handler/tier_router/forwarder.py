@@ -47,7 +47,7 @@ from tier_router.fallback import (
 )
 from tier_router.provider_keys import KeySource, redact
 from tier_router.providers.base import Adapter, ClientRequestError, StreamDecoder, UpstreamProtocolError
-from tier_router.providers.registry import adapter_for
+from tier_router.providers.registry import adapter_for, embeddings_adapter_for
 from tier_router.redaction import Redactor
 from tier_router.retries import ContextFloor, retry_delay, skipped_too_small
 from tier_router.routing.engine import Decision, ModelRoute
@@ -199,6 +199,14 @@ class Forwarder:
         headers = upstream_headers(served.response, self.redactor)
         return Completion(served.route, data, raw, served.attempts, headers)
 
+    async def embed(self, decision: Decision, body: dict[str, Any]) -> Completion:
+        """An embeddings answer: the same candidate loop, with each provider's embeddings
+        adapter (`providers.registry.EMBEDDINGS`) instead of its chat one."""
+        served = await self.serve(decision, body, self._plain, adapters=embeddings_adapter_for)
+        data, raw = served.answer
+        headers = upstream_headers(served.response, self.redactor)
+        return Completion(served.route, data, raw, served.attempts, headers)
+
     async def open_stream(
         self, decision: Decision, body: dict[str, Any], include_usage: bool, *, ends: float | None = None
     ) -> OpenedStream:
@@ -223,7 +231,13 @@ class Forwarder:
         return self.clock() + self.deadline_s
 
     async def serve(
-        self, decision: Decision, body: dict[str, Any], reception: Reception[A], *, ends: float | None = None
+        self,
+        decision: Decision,
+        body: dict[str, Any],
+        reception: Reception[A],
+        *,
+        ends: float | None = None,
+        adapters: Callable[[str], Adapter] = adapter_for,
     ) -> Served[A]:
         """The candidate loop: every candidate the plan offers, until one serves — each tried
         once, or again after a refusal that may pass in a moment (`retries`). Raises
@@ -243,7 +257,7 @@ class Forwarder:
                 attempts.append(skipped_too_small(route, floor))
                 await plan.release(route)
                 continue
-            prepared = await self._prepare(route, admitted, body)
+            prepared = await self._prepare(route, admitted, body, adapters)
             retry = False
             while True:
                 if isinstance(prepared, Attempt):  # not tried
@@ -338,7 +352,9 @@ class Forwarder:
             started=started,
         )
 
-    async def _prepare(self, route: ModelRoute, admitted: bool, body: dict[str, Any]) -> Prepared | Attempt:
+    async def _prepare(
+        self, route: ModelRoute, admitted: bool, body: dict[str, Any], adapters: Callable[[str], Adapter]
+    ) -> Prepared | Attempt:
         """The request for one candidate, or the attempt that says why it cannot be tried."""
         if not admitted:
             return Attempt(route.name, route.provider_name, Outcome.BREAKER_OPEN, "circuit breaker is open")
@@ -348,7 +364,7 @@ class Forwarder:
             secret = await self.keys.get(env)
             if secret is None:
                 return Attempt(route.name, route.provider_name, Outcome.MISSING_KEY, f"{env} is not set")
-        adapter = adapter_for(route.provider.kind)
+        adapter = adapters(route.provider.kind)
         try:
             upstream = adapter.build(route, body, secret)
         except ClientRequestError as exc:  # this provider cannot express it; another may

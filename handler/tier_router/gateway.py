@@ -141,7 +141,9 @@ class Gateway:
             on_keys=self.spend.apply_keys,
         )
         self.spend.apply_keys(self.auth.keyring.records)
-        self.models_body = dumps(models_list(self.rules))
+        listed = models_list(self.rules)
+        self.models_body = dumps(listed)
+        self.models_by_id = {entry["id"]: dumps(entry) for entry in listed["data"]}
         if self.breakers is not None:
             self.breakers.board.on_open = lambda key, change: self.access_log.event(
                 "BreakerOpened", breaker=key, change=change
@@ -233,7 +235,7 @@ def breaker_health(store: Store, rules: Rules) -> BreakerHealth | None:
     return BreakerHealth(BreakerBoard(store, config))
 
 
-def models_list(rules: Rules) -> dict[str, object]:
+def models_list(rules: Rules) -> dict[str, Any]:
     names = ["auto", *rules.tiers, *rules.routes, *rules.spec.aliases]
     return {
         "object": "list",

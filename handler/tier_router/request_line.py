@@ -13,6 +13,10 @@ from typing import Any
 
 CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 """Where chat completions are served; their lines are the ones a replay prices."""
+EMBEDDINGS_PATHS = ("/v1/embeddings", "/embeddings")
+EMBEDDINGS = "embeddings"
+"""The `endpoint` of an embeddings request's line (a chat line has none): replay, judging
+and cascades leave such lines alone."""
 
 
 class Outcome(StrEnum):
@@ -44,6 +48,8 @@ class RequestLine:
     request_id: str
     method: str = "POST"
     path: str = ""
+    endpoint: str | None = None
+    """"embeddings" for POST /v1/embeddings; None (not written) for chat and the rest."""
     outcome: Outcome | None = None
     """None until the request's end is known (`app` decides it at the latest)."""
     status: int = 499
@@ -102,6 +108,10 @@ class RequestLine:
             "request_id": self.request_id,
             "method": self.method,
             "path": self.path,
+        }
+        if self.endpoint is not None:
+            data["endpoint"] = self.endpoint
+        data |= {
             "outcome": str(self.outcome or Outcome.CANCELLED),
             "status": self.status,
             "key": self.key,
@@ -164,6 +174,7 @@ class RequestLine:
 _READ_TYPES: dict[str, type | tuple[type, ...]] = {
     "method": str,
     "path": str,
+    "endpoint": str,
     "status": int,
     "error": str,
     "key": str,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from typing import Any
 
 import httpx
@@ -36,6 +37,13 @@ from schemathesis.checks import not_a_server_error  # noqa: E402
 
 PUBLIC = frozenset({"/healthz", "/readyz"})
 """The paths served without a router key."""
+PATH_PARAMETER = re.compile(r"\{(\w+)(?::\w+)?\}")
+"""A Starlette path parameter, `{name}` or `{name:converter}`."""
+
+
+def openapi_path(path: str) -> str:
+    """A Starlette route path in OpenAPI's form: `/v1/models/{model:path}` → `/v1/models/{model}`."""
+    return PATH_PARAMETER.sub(r"{\1}", path)
 
 
 def endpoints(app: RouterApp) -> list[Route]:
@@ -68,7 +76,12 @@ def openapi(app: RouterApp) -> dict[str, Any]:
                 operation["requestBody"] = {"required": True, "content": content}
             if route.path in PUBLIC:
                 operation["security"] = []
-            paths.setdefault(route.path, {})[method.lower()] = operation
+            names = PATH_PARAMETER.findall(route.path)
+            if names:  # the served names as examples, so generated requests also find one
+                schema = {"type": "string", "examples": body["properties"]["model"]["examples"]}
+                parameters = [{"name": n, "in": "path", "required": True, "schema": schema} for n in names]
+                operation["parameters"] = parameters
+            paths.setdefault(openapi_path(route.path), {})[method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": "tier-router", "version": "1"},
@@ -102,7 +115,7 @@ def test_the_description_covers_every_endpoint_and_the_request_model() -> None:
     """What the fuzzer is told: every endpoint of the app, and the request model's own fields."""
     described = openapi(APP)
     operations = {(path, method.upper()) for path, ops in described["paths"].items() for method in ops}
-    served = {(r.path, m) for r in endpoints(APP) for m in r.methods or () if m != "HEAD"}
+    served = {(openapi_path(r.path), m) for r in endpoints(APP) for m in r.methods or () if m != "HEAD"}
     assert operations == served
     assert {r.endpoint for r in endpoints(APP)} == {r.endpoint for r in APP.routes if isinstance(r, Route)}
     assert ("/v1/chat/completions", "POST") in operations

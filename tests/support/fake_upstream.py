@@ -7,7 +7,9 @@ tests can assert on content and token counts.
 
 Endpoints (paths are matched by suffix, so ``{base_url}/chat/completions`` works for any base path):
 
-- openai:    ``POST .../chat/completions``  (``Authorization: Bearer <any>`` required)
+- openai:    ``POST .../chat/completions``  (``Authorization: Bearer <any>`` required), and
+  ``POST .../embeddings`` (a deterministic unit vector per input; ``encoding_format: base64``;
+  ``dimensions``; the faults apply as to chat, the stream ones as ``ok``)
 - anthropic: ``POST .../messages``          (``x-api-key`` and ``anthropic-version`` required)
 - both:      ``GET .../models``           a model list (same auth; a ``status`` fault answers it too;
   counted in ``model_lists``, not in ``requests``)
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -639,12 +642,15 @@ class FakeUpstream:
             await self._control(send, method, body)
         elif path == "/_stats" and method == "GET":
             await _json(send, 200, self.stats())
-        elif method == "POST" and path.endswith(self._suffix):
+        elif method == "POST" and (path.endswith(self._suffix) or self._embeddings(path)):
             await self._provider(scope, receive, send, body)
         elif method == "GET" and path.endswith("/models"):
             await self._models(scope, send)
         else:
             await self._error(send, 404, f"no route for {method} {path}", self._request_id(0))
+
+    def _embeddings(self, path: str) -> bool:
+        return self.kind == "openai" and path.endswith("/embeddings")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -706,11 +712,13 @@ class FakeUpstream:
             return 400, "anthropic-version: header is required"
         return None
 
-    def _body_problem(self, body: Any) -> str | None:
+    def _body_problem(self, body: Any, embeddings: bool = False) -> str | None:
         if not isinstance(body, dict):
             return "We could not parse the JSON body of your request."
         if not isinstance(body.get("model"), str):
             return "model: Field required"
+        if embeddings:
+            return None if isinstance(body.get("input"), str | list) else "input: Field required"
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
             return "messages: Field required (a non-empty array of objects)"
@@ -740,7 +748,7 @@ class FakeUpstream:
 
         problem = self._auth_problem(headers)
         if problem is None:
-            message = self._body_problem(body)
+            message = self._body_problem(body, scope["path"].endswith("/embeddings"))
             problem = (400, message) if message else None
         if problem is None:
             outcome = self._pick_fault()
@@ -757,6 +765,8 @@ class FakeUpstream:
             if problem is not None:
                 await self._error(send, problem[0], problem[1], request_id)
                 return
+            if scope["path"].endswith("/embeddings"):
+                outcome = "ok" if outcome.startswith("stream") or outcome == "drip" else outcome
             if not await self._serve(receive, send, outcome, body, request_id):
                 self.disconnects += 1
         finally:
@@ -785,8 +795,14 @@ class FakeUpstream:
             await _body(send, HTML)
             return True
 
-        reply = plan_reply(self.kind, self.name, request_id[4:], body)
         created = int(time.time())
+        if "input" in body and "messages" not in body:
+            data = json.dumps(fake_embeddings(body, created)).encode()
+            data = data[: len(data) // 2] if mode == "bad_json" else data
+            await _start(send, 200, [("content-type", "application/json"), *headers])
+            await _body(send, data)
+            return True
+        reply = plan_reply(self.kind, self.name, request_id[4:], body)
         if body.get("stream") is True and mode != "bad_json":
             if self.kind == "openai":
                 include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -855,6 +871,29 @@ class FakeUpstream:
             await _body(send, event, more=True)
         await _body(send, b"")
         return True
+
+
+def fake_embeddings(body: dict[str, Any], created: int) -> dict[str, Any]:
+    """OpenAI's embeddings answer: one unit vector per input, a function of the model id and the
+    input (`dimensions` long, default 8); base64 float32 when `encoding_format` says so."""
+    inputs = body["input"]
+    if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
+        inputs = [inputs]
+    dims = body.get("dimensions") or 8
+    data, tokens = [], 0
+    for index, item in enumerate(inputs):
+        text = item if isinstance(item, str) else json.dumps(item)
+        tokens += count_tokens(item) if isinstance(item, str) else len(item)
+        seed = hashlib.sha256(f"{body['model']}|{text}".encode()).digest()
+        raw = [seed[i % len(seed)] - 127.5 + i for i in range(dims)]
+        norm = math.sqrt(sum(v * v for v in raw))
+        vector = [v / norm for v in raw]
+        value: Any = vector
+        if body.get("encoding_format") == "base64":
+            value = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": value})
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return {"object": "list", "data": data, "model": body["model"], "usage": usage, "created": created}
 
 
 def make_fake_upstream(

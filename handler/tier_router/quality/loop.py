@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tier_router.request_line import EMBEDDINGS
+
 if TYPE_CHECKING:
     from tier_router.lifecycle import Exchange
     from tier_router.quality.facts import Facts
@@ -30,7 +32,10 @@ class QualityLoop:
         return self.facts is not None or self.judging is not None
 
     async def finished(self, exchange: Exchange) -> None:
-        """A request is settled and logged: keep its facts, and judge it if it was sampled."""
+        """A request is settled and logged: keep its facts, and judge it if it was sampled.
+        Embeddings are neither judged nor open to feedback: the quality loop is about answers."""
+        if exchange.line.endpoint == EMBEDDINGS:
+            return
         if self.judging is not None and exchange.sampled is not None:
             self.judging.submit(exchange)  # never raises, never waits
         if self.facts is not None:

@@ -36,7 +36,7 @@ from tier_router.replay.log import Progress, ReplayError, body_of, headers_of, o
 from tier_router.replay.pricing import Rate, default_baseline, estimated_completion, token_count, usage_tokens
 from tier_router.replay.quality import is_quality_line
 from tier_router.replay.report import report
-from tier_router.request_line import CHAT_PATHS, RequestLine
+from tier_router.request_line import CHAT_PATHS, EMBEDDINGS, RequestLine
 from tier_router.routing.engine import AUTO, Rules, UnknownModelError
 from tier_router.routing.request import MAY_HOLD_SURROGATES, Chat, parse_chat
 from tier_router.spend.results import RequestResult, add_request
@@ -277,7 +277,7 @@ class Replayer:
         """The router's own log line (`RequestLine`): priced as logged (no prompt text to
         re-route). Lines of other paths (status, health checks) are not requests to price."""
         line = RequestLine.read(obj)
-        if line is None or (line.path and line.path not in CHAT_PATHS):
+        if line is None or (line.path and line.path not in CHAT_PATHS) or line.endpoint == EMBEDDINGS:
             return
         audit = self.audit
         audit.router_lines += 1

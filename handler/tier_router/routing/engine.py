@@ -43,6 +43,7 @@ __all__ = [
     "Rules",
     "Target",
     "UnknownModelError",
+    "WrongKindError",
     "fit_context",
 ]
 
@@ -136,11 +137,21 @@ def cascade_dict(cascade: Cascade | None) -> dict[str, Any] | None:
 class UnknownModelError(RequestError, LookupError):
     """The request named a model that is neither `auto`, a tier, an alias nor a model."""
 
-    def __init__(self, requested: str, valid: list[str]) -> None:
+    def __init__(self, requested: str, valid: list[str], message: str | None = None) -> None:
         self.requested = requested
         self.valid = valid
+        default = f"The model {requested!r} does not exist on this router. Use one of: {', '.join(valid)}."
+        super().__init__(message or default)
+
+
+class WrongKindError(RequestError, LookupError):
+    """The request named an embedding tier or model on chat, or a chat one on embeddings."""
+
+    def __init__(self, requested: str, endpoint: str, kind: str) -> None:
+        self.requested = requested
         super().__init__(
-            f"The model {requested!r} does not exist on this router. Use one of: {', '.join(valid)}."
+            f"{requested!r} is {'an' if kind == 'embedding' else 'a'} {kind} model or tier: it cannot"
+            f" serve {endpoint}. See GET /v1/models for the names this router serves."
         )
 
 
@@ -151,6 +162,8 @@ class Target:
     kind: str  # "auto" | "tier" | "model"
     tier: str | None
     chain: Chain
+    embedding: bool = False
+    """An embedding tier or model (served by POST /v1/embeddings only)."""
 
 
 @dataclass(eq=False)
@@ -171,6 +184,8 @@ class Rules:
     """Weighted tiers' splits (tiers without weights have none)."""
     cascades: dict[str, Cascade] = field(default_factory=dict)
     """Tier → its own cascade (tiers without one are absent)."""
+    embedding_rules: tuple[CompiledRule, ...] = ()
+    """The `embeddings:` section's rules (`decide_embedding`)."""
 
     def __post_init__(self) -> None:
         self.default_tier = self.spec.default_tier
@@ -179,8 +194,17 @@ class Rules:
         self.priority_header = header.lower() if header else None
         self.valid_names = sorted(self.targets)
         self.sticky_sources = StickySources(self.spec.routing.sticky)
-        self.uses_sticky = bool(self.splits) or any(rule.gate is not None for rule in self.rules)
+        self.uses_sticky = bool(self.splits) or any(
+            rule.gate is not None for rule in (*self.rules, *self.embedding_rules)
+        )
+        section = self.spec.embeddings
+        self.embedding_default_tier = section.default_tier if section is not None else None
+        self.embedding_tiers = frozenset(t for t in self.tiers if self.targets[t].embedding)
         self.rule_cascades = {rule.name: rule.cascade for rule in self.rules if rule.cascade is not None}
+
+    def same_kind(self, tier: str | None, other: str | None) -> bool:
+        """Both chat tiers or both embedding tiers: a decision may move from one to the other."""
+        return (tier in self.embedding_tiers) == (other in self.embedding_tiers)
 
     def decide(
         self, request: Chat, headers: Mapping[str, str] | None = None, key: str | None = None
@@ -191,9 +215,34 @@ class Rules:
         target = self.targets.get(request.model)
         if target is None:
             raise UnknownModelError(request.model, self.valid_names)
+        if target.embedding:
+            raise WrongKindError(request.model, "chat completions", "embedding")
+        return self._decide(request.model, target, features, key)
+
+    def decide_embedding(self, model: str, features: Features, key: str | None = None) -> Decision:
+        """Route one embeddings request (its input measured by `features.measure_input`):
+        `auto` by the `embeddings:` section's rules, else the embedding tier or model named."""
+        target = self.targets.get(model)
+        if target is None:
+            raise UnknownModelError(model, self.valid_names)
+        if target.kind == AUTO and self.embedding_default_tier is None:
+            names = [n for n, t in self.targets.items() if t.embedding]  # no section: name one of these
+            listed = f": {', '.join(names)}" if names else " (it has none)"
+            message = "This router routes no embeddings by rules (its rules have no `embeddings:` section)"
+            raise UnknownModelError(model, names, f"{message}: name an embedding tier or model{listed}.")
+        if target.kind != AUTO and not target.embedding:
+            raise WrongKindError(model, "embeddings", "chat")
+        return self._decide(model, target, features, key, embedding=True)
+
+    def _decide(
+        self, model: str, target: Target, features: Features, key: str | None, *, embedding: bool = False
+    ) -> Decision:
         sticky = self.sticky_sources.read(features, key) if self.uses_sticky else NOT_READ
         if target.kind == AUTO:
-            return self._by_rules(request.model, features, sticky)
+            if embedding:
+                rules, default = self.embedding_rules, self.embedding_default_tier
+                return self._by_rules(model, features, sticky, rules, default)  # type: ignore[arg-type]
+            return self._by_rules(model, features, sticky, self.rules, self.default_tier)
         priority, source = self._priority(features, None)
         if target.kind == "tier":
             chain, split = self._tier_chain(target.tier, sticky.digest)  # type: ignore[arg-type]
@@ -202,11 +251,11 @@ class Rules:
             chain, split, cascade = target.chain, None, None
         what = "tier" if target.kind == "tier" else "model"
         return self._finish(
-            request.model,
+            model,
             target.tier,
             DecisionKind.EXPLICIT,
             None,
-            f"request named {what} {request.model!r}",
+            f"request named {what} {model!r}",
             chain,
             priority,
             source,
@@ -281,10 +330,17 @@ class Rules:
             return self.tiers[tier], None
         return split.pick(digest)
 
-    def _by_rules(self, requested: str, features: Features, sticky: Sticky) -> Decision:
+    def _by_rules(
+        self,
+        requested: str,
+        features: Features,
+        sticky: Sticky,
+        rules: tuple[CompiledRule, ...],
+        default_tier: str,
+    ) -> Decision:
         ctx = Context(features, self.sets)
         exposure: Exposure | None = None
-        for rule in self.rules:
+        for rule in rules:
             if not rule.predicate.test(ctx):
                 continue
             if rule.gate is not None:
@@ -314,10 +370,10 @@ class Rules:
                 exposure,
             )
         priority, source = self._priority(features, None)
-        chain, split = self._tier_chain(self.default_tier, sticky.digest)
+        chain, split = self._tier_chain(default_tier, sticky.digest)
         return self._finish(
             requested,
-            self.default_tier,
+            default_tier,
             DecisionKind.DEFAULT,
             None,
             "no rule matched",
@@ -327,7 +383,7 @@ class Rules:
             features,
             sticky,
             split,
-            self.cascades.get(self.default_tier),
+            self.cascades.get(default_tier),
             exposure,
         )
 

@@ -13,7 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tier_router.routing.engine import Decision, Rules, UnknownModelError
+from tier_router.embedding_params import embedding_decision, is_embeddings, parse_embedding
+from tier_router.errors import APIError
+from tier_router.routing.engine import Decision, Rules, UnknownModelError, WrongKindError
 from tier_router.routing.loader import Problem, RulesError, pydantic_problem, read_yaml
 from tier_router.routing.request import Chat, parse_chat
 from tier_router.schema import Priority
@@ -94,14 +96,19 @@ def load_examples(path: Path) -> list[Example]:
 
 
 def run_example(rules: Rules, example: Example) -> Outcome:
-    try:
-        request = example.chat_request()
-    except ValidationError as exc:
-        return Outcome(example, None, (f"invalid request: {exc.errors()[0]['msg']}",))
+    """An example's outcome; a `request` with `input` and no `messages` is an embeddings one."""
     headers = {k.lower(): v for k, v in example.headers.items()}
     try:
-        decision = rules.decide(request, headers, key=example.key)
-    except UnknownModelError as exc:
+        if example.request is not None and is_embeddings(example.request):
+            embedding = parse_embedding({"model": "auto", **example.request})
+            decision = embedding_decision(rules, embedding, headers, key=example.key)
+        else:
+            decision = rules.decide(example.chat_request(), headers, key=example.key)
+    except ValidationError as exc:
+        return Outcome(example, None, (f"invalid request: {exc.errors()[0]['msg']}",))
+    except APIError as exc:
+        return Outcome(example, None, (f"invalid request: {exc}",))
+    except (UnknownModelError, WrongKindError) as exc:
         return Outcome(example, None, (str(exc),))
     expect = example.expect
     got = {

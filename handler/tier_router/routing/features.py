@@ -127,3 +127,20 @@ def measure(request: Chat, headers: Mapping[str, str]) -> Features:
         request.metadata or {},
         request.user,
     )
+
+
+def measure_input(
+    texts: list[str],
+    chars: int,
+    tokens: int,
+    headers: Mapping[str, str],
+    metadata: Mapping[str, str],
+    user: str | None,
+) -> Features:
+    """The features of an embeddings request: its whole input is the "conversation" and the
+    "last user message" (length and text conditions read it), in one message; no system
+    prompt, tools, response format, images or output limit."""
+    text = "\n".join(texts)
+    return Features(
+        text, "", text, chars, tokens, chars, tokens, 1, False, False, False, 0, None, headers, metadata, user
+    )

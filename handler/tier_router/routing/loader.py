@@ -21,9 +21,10 @@ from tier_router.routing.cascades import cascade_problems, compile_cascades
 from tier_router.routing.conditions import RegexError, RegexSets, compile_condition
 from tier_router.routing.engine import AUTO, CompiledRule, ModelRoute, Rules, Target
 from tier_router.routing.experiments import build_arms, build_gate, gate_problems
+from tier_router.routing.kinds import kind_problems
 from tier_router.routing.problem import Problem, RulesError, unknown
 from tier_router.routing.splits import build_split, split_problems
-from tier_router.schema import RulesFile
+from tier_router.schema import Rule, RulesFile
 
 __all__ = ["Problem", "RulesError", "load_rules", "parse_rules", "pydantic_problem", "read_yaml", "unknown"]
 
@@ -97,12 +98,22 @@ def parse_rules(raw: Any, path: Path | str = "<rules>") -> Rules:
 def regex_problems(spec: RulesFile) -> list[Problem]:
     """Compile every rule's regexes into a scratch set, only to report their errors too."""
     problems = []
-    for i, rule in enumerate(spec.rules):
-        try:
-            compile_condition(rule.when, RegexSets())
-        except RegexError as exc:
-            problems.append(Problem(f"rule {rule.name!r} (#{i + 1}): {exc.where or 'when'}", str(exc)))
+    for head, rules in rule_lists(spec):
+        for i, rule in enumerate(rules):
+            try:
+                compile_condition(rule.when, RegexSets())
+            except RegexError as exc:
+                where = f"{head}rule {rule.name!r} (#{i + 1}): {exc.where or 'when'}"
+                problems.append(Problem(where, str(exc)))
     return problems
+
+
+def rule_lists(spec: RulesFile) -> list[tuple[str, list[Rule]]]:
+    """The chat rules and the embeddings rules, with the prefix their problems are named by."""
+    lists = [("", spec.rules)]
+    if spec.embeddings is not None:
+        lists.append(("embeddings ", spec.embeddings.rules))
+    return lists
 
 
 # --- turning pydantic's errors into an operator's language -------------------------------
@@ -169,6 +180,9 @@ def pydantic_problem(error: Any, raw: dict[str, Any], root: type[BaseModel] = Ru
 
 def locate(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
     """('rules', 3, 'when', 'any', 0, 'x') → "rule 'name' (#4): when.any[0].x"."""
+    if len(loc) >= 3 and loc[0] == "embeddings" and loc[1] == "rules" and isinstance(loc[2], int):
+        section = raw.get("embeddings")
+        return "embeddings " + locate(loc[1:], section if isinstance(section, dict) else {})
     if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
         rules = raw.get("rules")
         name = None
@@ -274,7 +288,11 @@ def cross_check(spec: RulesFile) -> Iterable[Problem]:
             yield Problem(f"{where}: tier", unknown("tier", rule.tier, tiers))
     for where, reason in (*cascade_problems(spec), *gate_problems(spec.rules, spec.experiments)):
         yield Problem(where, reason)
+    if spec.embeddings is not None:
+        for where, reason in gate_problems(spec.embeddings.rules, spec.experiments):
+            yield Problem(f"embeddings {where}", reason)
     yield from quality_problems(spec)
+    yield from kind_problems(spec)
 
 
 def quality_problems(spec: RulesFile) -> Iterable[Problem]:
@@ -323,6 +341,7 @@ def compile_rules(spec: RulesFile, source: Path) -> Rules:
             max_output=model.max_output,
             retry=overlay(spec.providers[model.provider].retry, model.retry),
             timeouts=overlay(spec.providers[model.provider].timeouts, model.timeouts),
+            kind=model.kind,
         )
         for name, model in spec.models.items()
     }
@@ -335,18 +354,20 @@ def compile_rules(spec: RulesFile, source: Path) -> Rules:
     cascades, rule_cascades = compile_cascades(spec)
     arms = {name: build_arms(name, experiment) for name, experiment in spec.experiments.items()}
     sets = RegexSets()
-    compiled: list[CompiledRule] = []
+    compiled: dict[str, list[CompiledRule]] = {}
     problems: list[Problem] = []
-    for i, rule in enumerate(spec.rules):
-        try:
-            predicate = compile_condition(rule.when, sets)
-        except RegexError as exc:
-            problems.append(Problem(f"rule {rule.name!r} (#{i + 1}): {exc.where or 'when'}", str(exc)))
-            continue
-        gate = build_gate(rule, arms)
-        compiled.append(
-            CompiledRule(rule.name, rule.tier, predicate, rule.priority, gate, rule_cascades.get(rule.name))
-        )
+    for head, rules in rule_lists(spec):
+        compiled[head] = []
+        for i, rule in enumerate(rules):
+            try:
+                predicate = compile_condition(rule.when, sets)
+            except RegexError as exc:
+                where = f"{head}rule {rule.name!r} (#{i + 1}): {exc.where or 'when'}"
+                problems.append(Problem(where, str(exc)))
+                continue
+            gate = build_gate(rule, arms)
+            cascade = rule_cascades.get(rule.name) if not head else None
+            compiled[head].append(CompiledRule(rule.name, rule.tier, predicate, rule.priority, gate, cascade))
     try:
         sets.compile()
     except RegexError as exc:
@@ -354,7 +375,8 @@ def compile_rules(spec: RulesFile, source: Path) -> Rules:
     if problems:
         raise RulesError(source, problems)
     targets = build_targets(spec, routes, tiers)
-    return Rules(spec, source, routes, tiers, tuple(compiled), sets, targets, splits, cascades)
+    chat, embedding = tuple(compiled[""]), tuple(compiled.get("embeddings ", ()))
+    return Rules(spec, source, routes, tiers, chat, sets, targets, splits, cascades, embedding)
 
 
 def build_targets(
@@ -362,14 +384,15 @@ def build_targets(
 ) -> dict[str, Target]:
     """Resolve every name a request may use, so a request does one dict lookup."""
     targets: dict[str, Target] = {AUTO: Target(AUTO, None, ())}
+    embedding = {name for name, model in spec.models.items() if model.kind == "embedding"}
     for tier, chain in tiers.items():
-        targets[tier] = Target("tier", tier, chain)
+        targets[tier] = Target("tier", tier, chain, embedding=bool(chain) and chain[0].name in embedding)
     for name, route in routes.items():
         home = next((tier for tier, chain in tiers.items() if route in chain), None)
         chain = (route,)
         if home is not None and spec.routing.explicit_model_fallback:
             chain += tuple(r for r in tiers[home] if r is not route)
-        targets[name] = Target("model", home, chain)
+        targets[name] = Target("model", home, chain, embedding=name in embedding)
     for alias, target in spec.aliases.items():
         targets[alias] = targets[target]
     return targets

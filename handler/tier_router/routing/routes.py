@@ -27,6 +27,8 @@ class ModelRoute:
     """Same-model retries: the provider's, with the model's override applied."""
     timeouts: Timeouts = DEFAULT_TIMEOUTS
     """The provider's timeouts, with the model's override applied."""
+    kind: str = "chat"
+    """"chat" or "embedding" (priced by input tokens only)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {

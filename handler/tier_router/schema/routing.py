@@ -7,7 +7,7 @@ one precise `RulesError`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -120,9 +120,17 @@ class Price(Strict):
     cached_input: PricePerMTok | None = None
 
 
+ModelKind = Literal["chat", "embedding"]
+
+
 class Model(Strict):
     provider: Name
     id: str = Field(min_length=1, description="the provider's model id")
+    kind: ModelKind = Field(
+        default="chat",
+        description="chat (POST /v1/chat/completions) or embedding (POST /v1/embeddings; priced by"
+        " `price.input` alone)",
+    )
     price: Price
     context_window: int | None = Field(default=None, gt=0, le=MAX_TOKENS)
     max_output: int | None = Field(default=None, gt=0, le=MAX_TOKENS)
@@ -132,6 +140,23 @@ class Model(Strict):
     timeouts: Timeouts | None = Field(
         default=None, description="overrides the fields it gives of the provider's timeouts"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _embedding_price(cls, value: Any) -> Any:
+        """An embedding model is priced per input token: `price: {input: X}` (its output price
+        is 0; a written one is an error, not silently ignored)."""
+        if not isinstance(value, dict) or value.get("kind") != "embedding":
+            return value
+        price = value.get("price")
+        if isinstance(price, dict):
+            extra = sorted(set(price) & {"output", "cached_input"})
+            if extra:
+                raise ValueError(
+                    f"an embedding model is priced by input tokens only: remove price.{extra[0]}"
+                )
+            return {**value, "price": {**price, "output": 0}}
+        return value
 
 
 class Range(Strict):

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, model_validator
 
 from tier_router.schema.common import Name, Strict
+from tier_router.schema.embeddings import EmbeddingsSection
 from tier_router.schema.judging import QualitySpec
 from tier_router.schema.quality import Experiment, TierSpec, ValidatorEntry
 from tier_router.schema.routing import Breakers, Model, PrioritySource, Provider, Routing, Rule
@@ -39,6 +40,9 @@ class RulesFile(Strict):
     experiments: dict[Name, Experiment] = Field(default_factory=dict)
     quality: QualitySpec = QualitySpec()
     rules: list[Rule] = Field(default_factory=list)
+    embeddings: EmbeddingsSection | None = Field(
+        default=None, description="routing of POST /v1/embeddings with model auto (embedding tiers)"
+    )
     _tiers: dict[str, list[str]] = PrivateAttr(default_factory=dict)
 
     @property
@@ -57,9 +61,10 @@ class RulesFile(Strict):
         (models the file does not define are left out: the loader reports them)."""
         pacing = self.budgets.pacing
         if pacing.downgrade is None:
-            prices = {
+            prices = {  # chat tiers only: pacing never moves a request to another kind of tier
                 tier: [self.models[m].price for m in spec.names if m in self.models]
                 for tier, spec in self.tier_specs.items()
+                if all(self.models[m].kind == "chat" for m in spec.names if m in self.models)
             }
             derived = pacing.model_copy(update={"downgrade": derive_downgrade(prices)})
             # Still inside validation, before anyone holds the object: set the frozen field.

@@ -1,5 +1,6 @@
 """The in-process server behind `mock://` URLs: an httpx transport mounted into the shared
-client, answering `POST mock://<name>/chat/completions` like an OpenAI-compatible server."""
+client, answering `POST mock://<name>/chat/completions` and `POST mock://<name>/embeddings`
+like an OpenAI-compatible server."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import httpx
 
 from tier_router.providers.mock.answers import completion
+from tier_router.providers.mock.embeddings import BadRequest, embeddings
 from tier_router.providers.mock.options import MockOptions
 from tier_router.providers.mock.stream import SSEStream
 
@@ -34,6 +36,11 @@ class MockTransport(httpx.AsyncBaseTransport):
             body = None
         if not isinstance(body, dict):
             return error(400, "the request body is not a JSON object", "invalid_request_error")
+        if request.url.path.endswith("/embeddings"):
+            try:
+                return httpx.Response(200, json=embeddings(body))
+            except BadRequest as exc:
+                return error(400, str(exc), "invalid_request_error")
         answer = completion(body, request.url.host, options)
         if body.get("stream"):
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
