@@ -40,7 +40,20 @@ CHECKED: dict[tuple[str, str, int], str] = {
     (README, TRY, 1): RUN_ROUTER,
     (README, TRY, 2): RUN_ROUTER,
     (README, TRY, 3): OUTPUT,
+    (README, "Embeddings", 1): RUN_ROUTER,
+    (README, "Embeddings", 2): OUTPUT,
     (README, "Write your own rules", 1): YAML,
+    # docs/embeddings.md
+    ("docs/embeddings.md", "Embeddings", 1): RUN_ROUTER,
+    ("docs/embeddings.md", "Embeddings", 2): OUTPUT,
+    ("docs/embeddings.md", "Rules file", 1): (
+        "tests/embeddings/test_rules.py::test_the_docs_rules_snippet_loads_and_routes_as_described"
+    ),
+    ("docs/embeddings.md", "Rules file", 2): (
+        "tests/embeddings/test_rules.py::test_the_docs_examples_snippet_is_what_check_runs"
+    ),
+    # docs/tracing.md
+    ("docs/tracing.md", "Tracing (OpenTelemetry)", 1): "tests/tracing/test_docs.py",
     # docs/design.md
     ("docs/design.md", "Layout", 1): f"{REFERENCE}::test_the_layout_names_every_module",
     # docs/rules.md
@@ -110,15 +123,16 @@ EXEMPT: dict[tuple[str, str, int], Exempt] = {
         "serve_script_takes_these_arguments",
     ),
     (README, "Two commands", 2): Exempt("./scripts/test is the test suite itself", "script_runs_the_tests"),
-    (README, "Embeddings", 1): Exempt(
-        "POST /v1/embeddings arrives with the embeddings work; at merge, move this block to RUN_ROUTER",
-        "python_compiles_with_the_documented_base_url",
-    ),
     (README, AWS_QUICKSTART, 1): Exempt("needs an AWS account", "aws_commands_match_the_template"),
     (README, AWS_QUICKSTART, 2): Exempt("needs an AWS account", "aws_commands_match_the_template"),
     (README, AWS_QUICKSTART, 3): Exempt("needs a deployed stack", "aws_commands_match_the_template"),
     (README, AWS_QUICKSTART, 4): Exempt("needs a deployed stack", "aws_commands_match_the_template"),
     (README, AWS_QUICKSTART, 5): Exempt("needs a deployed stack", "aws_commands_match_the_template"),
+    ("docs/tracing.md", "Turn it on", 1): Exempt(
+        "installs a package and serves until stopped; tests/tracing/test_serve.py serves the demo"
+        " with these variables and a collector",
+        "tracing_commands_use_the_documented_settings",
+    ),
     ("docs/aws.md", "Deploy", 1): Exempt("needs an AWS account", "aws_commands_match_the_template"),
     ("docs/aws.md", "Router keys and provider keys", 1): Exempt(
         "needs an AWS account", "aws_commands_match_the_template"

@@ -193,6 +193,28 @@ def diagram_follows_the_request_path(block: Block, workdir: Path) -> None:
     assert "x-router-" in block.text
 
 
+def tracing_commands_use_the_documented_settings(block: Block, workdir: Path) -> None:
+    """docs/tracing.md's `Turn it on`: the extra exists, the exported variables turn tracing on
+    and point it where the comment says, and the serve command parses."""
+    from tier_router.cli import build_parser
+    from tier_router.settings import Settings
+
+    argvs = commands(block)
+    programs = [argv[0] for argv in argvs]
+    assert programs == ["pip", "export", "export", "tier-router"], programs
+    extra = re.fullmatch(r"tier-router\[(\w+)\]", argvs[0][2])
+    assert argvs[0][1] == "install", argvs[0]
+    assert extra, argvs[0]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert extra.group(1) in pyproject["project"]["optional-dependencies"]
+    environ = dict(argv[1].split("=", 1) for argv in argvs[1:3])
+    settings = Settings.from_env(environ)
+    assert settings.otel, environ
+    assert settings.otel_endpoint == environ["OTEL_EXPORTER_OTLP_ENDPOINT"] + "/v1/traces"
+    args = build_parser().parse_args(argvs[3][1:])
+    assert (ROOT / args.rules).is_file(), args.rules
+
+
 def run(check: str, block: Block, workdir: Path) -> None:
     checks: dict[str, Any] = globals()
     checks[check](block, workdir)

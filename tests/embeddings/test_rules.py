@@ -225,3 +225,23 @@ def test_cli_explain_routes_an_embeddings_input(tmp_path: Path, capsys: pytest.C
     assert "$0.13 in per 1M" in out
     assert main(["explain", "--rules", str(rules_path), "--embedding", "--model", "fast", "hello"]) == 1
     assert "'fast' is a chat model or tier" in capsys.readouterr().err
+
+
+def test_the_docs_examples_snippet_is_what_check_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/embeddings.md's golden example passes `tier-router check` against the page's rules."""
+    from tier_router.cli import main
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "embeddings.md").read_text(encoding="utf-8")
+    snippet, examples = (yaml.safe_load(part.split("```")[0]) for part in text.split("```yaml\n")[1:3])
+    rules = three_providers()
+    for section in ("providers", "models", "tiers"):
+        rules[section].update(snippet[section])
+    rules["embeddings"] = snippet["embeddings"]
+    (tmp_path / "page.yaml").write_text(yaml.safe_dump(rules), encoding="utf-8")
+    (tmp_path / "page.examples.yaml").write_text(yaml.safe_dump(examples), encoding="utf-8")
+    assert main(["check", str(tmp_path / "page.yaml")]) == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert f"ok    {examples['examples'][0]['name']} -> embed-large/search-team" in out
+    assert "1 example, 1 passed" in out or "1 examples, 1 passed" in out
