@@ -1,17 +1,37 @@
-# Sourced by the other scripts: make sure .venv exists and holds this project's dependencies.
-# Re-installs only when pyproject.toml changed since the last install.
+# Sourced by the other scripts with what they need: `source _venv.sh serve` (the router and
+# uvicorn: `.[serve]`) or `source _venv.sh dev` (everything tests and linters need: `.[dev]`,
+# which includes serve). Makes sure .venv exists and holds it; installs only when something
+# is missing: pyproject.toml changed since the last install, or `dev` is wanted and only
+# `serve` was installed (a later `./scripts/test` adds the dev extras; `./scripts/serve`
+# after `./scripts/test` installs nothing: it never downgrades).
+#
+# The venv is created without pip when this Python's own pip can install into it
+# (`pip --python`, pip >= 22.3): bootstrapping pip into a new venv costs ~5 s of the first
+# run. Otherwise pip is bootstrapped into the venv (ensurepip). Measured: bench/RESULTS.md,
+# "A newcomer's first run".
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
+WANT="${1:-dev}"
+case "$WANT" in serve | dev) ;; *) echo "_venv.sh: expected serve or dev, got '$WANT'" >&2; exit 2 ;; esac
 if [ ! -x "$VENV/bin/python" ]; then
-  "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip
+  "$PYTHON" -m venv --without-pip "$VENV"
 fi
-STAMP="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
-if [ ! -f "$STAMP" ]; then
-  "$VENV/bin/pip" install -q -e "$ROOT[dev]"
-  touch "$STAMP"
+HASH="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+if [ ! -f "$VENV/.installed-dev-$HASH" ] && { [ "$WANT" = dev ] || [ ! -f "$VENV/.installed-serve-$HASH" ]; }; then
+  if [ -x "$VENV/bin/pip" ]; then
+    PIP=("$VENV/bin/pip")
+  elif "$PYTHON" -m pip --python "$VENV/bin/python" --version >/dev/null 2>&1; then
+    PIP=("$PYTHON" -m pip --python "$VENV/bin/python")
+  else
+    "$VENV/bin/python" -m ensurepip --default-pip >/dev/null
+    PIP=("$VENV/bin/pip")
+  fi
+  echo "installing tier-router[$WANT] into .venv (once; again only when pyproject.toml changes)" >&2
+  "${PIP[@]}" install --quiet --disable-pip-version-check -e "$ROOT[$WANT]"
+  rm -f "$VENV"/.installed-*
+  touch "$VENV/.installed-$WANT-$HASH"
 fi
 export PATH="$VENV/bin:$PATH"
 cd "$ROOT"

@@ -1,0 +1,73 @@
+"""scripts/_venv.sh: `./scripts/serve` installs `.[serve]`, `./scripts/test` `.[dev]`; a later
+`test` after `serve` upgrades the venv, a later `serve` after `test` installs nothing (never a
+downgrade), and a changed pyproject.toml installs again. A stand-in venv records what pip
+was asked to do: nothing is installed for real (bench/bench_first_run.py does that)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(SCRIPTS / "_venv.sh", tmp_path / "scripts" / "_venv.sh")
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "pip").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path / "pip.log"}\n')
+    for name in ("python", "pip"):
+        (bin_dir / name).chmod(0o755)
+    return tmp_path
+
+
+def run(project: Path, want: str) -> list[str]:
+    """Source the script as scripts/serve or scripts/test do; the pip calls it made."""
+    log = project / "pip.log"
+    log.unlink(missing_ok=True)
+    subprocess.run(
+        ["bash", "-c", f'source "{project}/scripts/_venv.sh" {want}'], check=True, capture_output=True
+    )
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_serve_installs_the_serve_extra_only(project: Path) -> None:
+    (call,) = run(project, "serve")
+    assert call.endswith(f"-e {project}[serve]")
+    assert "--disable-pip-version-check" in call
+    assert run(project, "serve") == []
+
+
+def test_test_after_serve_upgrades_and_serve_after_test_does_not_downgrade(project: Path) -> None:
+    run(project, "serve")
+    (call,) = run(project, "dev")
+    assert call.endswith(f"-e {project}[dev]")
+    assert run(project, "serve") == []
+    assert run(project, "dev") == []
+
+
+def test_a_changed_pyproject_installs_again(project: Path) -> None:
+    run(project, "dev")
+    (project / "pyproject.toml").write_text("[project]\nname = 'x'\nversion = '2'\n")
+    (call,) = run(project, "serve")
+    assert call.endswith("[serve]")
+
+
+def test_an_unknown_set_is_refused(project: Path) -> None:
+    result = subprocess.run(
+        ["bash", "-c", f'source "{project}/scripts/_venv.sh" everything'], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "expected serve or dev" in result.stderr
+
+
+def test_the_scripts_ask_for_what_they_need() -> None:
+    assert '_venv.sh" serve' in (SCRIPTS / "serve").read_text()
+    assert '_venv.sh" dev' in (SCRIPTS / "test").read_text()
