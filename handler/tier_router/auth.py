@@ -38,11 +38,9 @@ class Auth:
         self.loader = loader
         self.on_keys = on_keys
         self._loaded_at = 0.0
-        if not keyring and loader is None:
-            if require:
-                log.error("no router keys are configured: every request will be refused (fail closed)")
-            else:
-                log.warning("no router keys configured: the router accepts requests without a key")
+        if not keyring and loader is None and require:  # open (no keys, not required): said by
+            # `serve`'s start-up banner, or `asgi` for `uvicorn tier_router.asgi:app`: once, not per worker
+            log.error("no router keys are configured: every request will be refused (fail closed)")
 
     @property
     def configured(self) -> bool:

@@ -29,6 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tier_router.errors import ConfigError
 
 KEY_PREFIX = "trk-"
+DEFAULT_KEYS_FILE = Path(".tier-router/keys.yaml")
+"""Where `tier-router keys create` writes by default: beside the local store, ignored by git and
+outside `rules/` (which the Lambda artifact packages; its build excludes any keys.yaml too)."""
 
 
 class KeyRecord(BaseModel):
