@@ -96,16 +96,10 @@ def keys_tier_problem(settings: Settings, rules: Rules) -> str | None:
     """A router key limited to a tier the rules file does not define: refused at start (at
     request time such a key would only ever get 403s), naming the key and the tier."""
     from tier_router.gateway import router_keyring
+    from tier_router.router_keys import unknown_tier_problem
 
-    for record in router_keyring(settings).records:
-        unknown = [t for t in record.tiers or () if t not in rules.tiers]
-        if unknown:
-            return (
-                f"refusing to serve: router key {record.name!r} allows unknown tier"
-                f" {', '.join(repr(t) for t in unknown)} (tiers of {settings.rules_path}:"
-                f" {', '.join(rules.tiers)})"
-            )
-    return None
+    problem = unknown_tier_problem(router_keyring(settings).records, rules.tiers)
+    return f"refusing to serve: {settings.keys_file}: {problem} in {settings.rules_path}" if problem else None
 
 
 def serve(
