@@ -5,9 +5,10 @@
 # `serve` was installed (a later `./scripts/test` adds the dev extras; `./scripts/serve`
 # after `./scripts/test` installs nothing: it never downgrades).
 #
-# The venv is created without pip when this Python's own pip can install into it
-# (`pip --python`, pip >= 22.3): bootstrapping pip into a new venv costs ~5 s of the first
-# run. Otherwise pip is bootstrapped into the venv (ensurepip). Measured: bench/RESULTS.md,
+# The venv is created without pip, and `serve` installs into it with this Python's own pip
+# when it can (`pip --python`, pip >= 22.3): bootstrapping pip into a new venv costs ~5 s of
+# the first run. `dev` (and a host pip that cannot) bootstraps pip into the venv (ensurepip),
+# so a developer's `pip install` in the activated venv lands there. Measured: bench/RESULTS.md,
 # "A newcomer's first run".
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,9 +23,9 @@ HASH="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
 if [ ! -f "$VENV/.installed-dev-$HASH" ] && { [ "$WANT" = dev ] || [ ! -f "$VENV/.installed-serve-$HASH" ]; }; then
   if [ -x "$VENV/bin/pip" ]; then
     PIP=("$VENV/bin/pip")
-  elif "$PYTHON" -m pip --python "$VENV/bin/python" --version >/dev/null 2>&1; then
+  elif [ "$WANT" = serve ] && "$PYTHON" -m pip --python "$VENV/bin/python" --version >/dev/null 2>&1; then
     PIP=("$PYTHON" -m pip --python "$VENV/bin/python")
-  else
+  else  # a developer's venv gets its own pip (`pip install` in the activated venv lands there)
     "$VENV/bin/python" -m ensurepip --default-pip >/dev/null
     PIP=("$VENV/bin/pip")
   fi

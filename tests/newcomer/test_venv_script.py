@@ -71,3 +71,47 @@ def test_an_unknown_set_is_refused(project: Path) -> None:
 def test_the_scripts_ask_for_what_they_need() -> None:
     assert '_venv.sh" serve' in (SCRIPTS / "serve").read_text()
     assert '_venv.sh" dev' in (SCRIPTS / "test").read_text()
+
+
+@pytest.fixture
+def pipless(tmp_path: Path) -> tuple[Path, Path]:
+    """A venv without pip, a host Python whose pip can install into it (both stand-ins), and a
+    log of what each was asked."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(SCRIPTS / "_venv.sh", tmp_path / "scripts" / "_venv.sh")
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    log = tmp_path / "calls.log"
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    venv_python, pip = bin_dir / "python", bin_dir / "pip"
+    venv_python.write_text(
+        "#!/bin/sh\n"
+        f'echo "venv-python $*" >> {log}\n'
+        'if [ "$2" = ensurepip ]; then\n'
+        f"  printf '#!/bin/sh\\necho \"venv-pip $*\" >> {log}\\n' > {pip}; chmod 755 {pip}\n"
+        "fi\n"
+    )
+    host = tmp_path / "host-python"
+    host.write_text(f'#!/bin/sh\necho "host-python $*" >> {log}\n')
+    for path in (venv_python, host):
+        path.chmod(0o755)
+    return tmp_path, log
+
+
+def test_serve_installs_with_the_host_pip_and_dev_bootstraps_its_own(pipless: tuple[Path, Path]) -> None:
+    project, log = pipless
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": str(project / "host-python")}
+
+    def source(want: str) -> list[str]:
+        log.unlink(missing_ok=True)
+        subprocess.run(["bash", "-c", f'source "{project}/scripts/_venv.sh" {want}'], check=True, env=env)
+        return log.read_text().splitlines() if log.exists() else []
+
+    serve = source("serve")
+    assert serve[-1].startswith(f"host-python -m pip --python {project}/.venv/bin/python install ")
+    assert serve[-1].endswith("[serve]")
+    assert not (project / ".venv" / "bin" / "pip").exists()  # no ~5 s ensurepip on the first serve
+    dev = source("dev")
+    assert "venv-python -m ensurepip --default-pip" in dev
+    assert dev[-1].startswith("venv-pip install ")
+    assert dev[-1].endswith("[dev]")
