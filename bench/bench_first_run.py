@@ -7,7 +7,7 @@ Each run clones the repository's committed HEAD into a scratch directory (no `.v
 `GET /healthz` until it answers 200. The time is wall clock from the start of the command to
 the first 200, install included. Then the server gets SIGTERM and the clone is removed.
 
-Caches: `cold` runs pip with an empty cache directory of its own (as on a fresh CI machine:
+Caches (pip's and uv's): `cold` runs with an empty cache directory of its own (as on a fresh CI machine:
 every wheel is downloaded); `warm` runs it with one shared cache directory that a first run,
 not counted, fills (a second clone on the same machine). Also reported: the venv's size and
 its number of installed distributions.
@@ -54,6 +54,7 @@ def one_run(repo: Path, cache_dir: Path, rules: str, timeout: float, command: li
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TIER_ROUTER_", "VIRTUAL_ENV"))}
         env["PIP_CACHE_DIR"] = str(cache_dir)
+        env["UV_CACHE_DIR"] = str(cache_dir / "uv")
         env["PATH"] = os.pathsep.join(
             p for p in env.get("PATH", "").split(os.pathsep) if "/.venv/" not in p and p
         )

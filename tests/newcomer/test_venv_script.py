@@ -1,7 +1,8 @@
 """scripts/_venv.sh: `./scripts/serve` installs `.[serve]`, `./scripts/test` `.[dev]`; a later
 `test` after `serve` upgrades the venv, a later `serve` after `test` installs nothing (never a
-downgrade), and a changed pyproject.toml installs again. A stand-in venv records what pip
-was asked to do: nothing is installed for real (bench/bench_first_run.py does that)."""
+downgrade), and a changed pyproject.toml installs again; uv installs when it can, pip when it
+cannot. Stand-in pythons, pips and uvs record what they were asked to do: nothing is installed
+for real (bench/bench_first_run.py does that)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,10 @@ def run(project: Path, want: str) -> list[str]:
     log = project / "pip.log"
     log.unlink(missing_ok=True)
     subprocess.run(
-        ["bash", "-c", f'source "{project}/scripts/_venv.sh" {want}'], check=True, capture_output=True
+        ["bash", "-c", f'source "{project}/scripts/_venv.sh" {want}'],
+        check=True,
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "TIER_ROUTER_INSTALLER": "pip"},
     )
     return log.read_text().splitlines() if log.exists() else []
 
@@ -100,7 +104,7 @@ def pipless(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_serve_installs_with_the_host_pip_and_dev_bootstraps_its_own(pipless: tuple[Path, Path]) -> None:
     project, log = pipless
-    env = {"PATH": "/usr/bin:/bin", "PYTHON": str(project / "host-python")}
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": str(project / "host-python"), "TIER_ROUTER_INSTALLER": "pip"}
 
     def source(want: str) -> list[str]:
         log.unlink(missing_ok=True)
@@ -115,3 +119,66 @@ def test_serve_installs_with_the_host_pip_and_dev_bootstraps_its_own(pipless: tu
     assert "venv-python -m ensurepip --default-pip" in dev
     assert dev[-1].startswith("venv-pip install ")
     assert dev[-1].endswith("[dev]")
+
+
+def uv_project(tmp_path: Path, *, uv_works: bool = True) -> tuple[Path, Path]:
+    """A venv with pip; its pip installs a stand-in uv into the venv when asked for `uv`."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(SCRIPTS / "_venv.sh", tmp_path / "scripts" / "_venv.sh")
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    log = tmp_path / "calls.log"
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    uv = bin_dir / "uv"
+    uv_script = f'#!/bin/sh\necho "uv $*" >> {log}\nexit {0 if uv_works else 1}\n'
+    (tmp_path / "uv.template").write_text(uv_script)
+    (bin_dir / "python").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "pip").write_text(
+        f'#!/bin/sh\necho "pip $*" >> {log}\n'
+        f'case "$*" in *" uv") cp {tmp_path / "uv.template"} {uv}; chmod 755 {uv};; esac\n'
+    )
+    (tmp_path / "host-python").write_text("#!/bin/sh\nexit 0\n")  # `pip config list`: nothing set
+    for path in (bin_dir / "python", bin_dir / "pip", tmp_path / "host-python"):
+        path.chmod(0o755)
+    return tmp_path, log
+
+
+def source_with(project: Path, log: Path, want: str, **env: str) -> list[str]:
+    log.unlink(missing_ok=True)
+    full = {"PATH": "/usr/bin:/bin", "PYTHON": str(project / "host-python"), **env}
+    subprocess.run(["bash", "-c", f'source "{project}/scripts/_venv.sh" {want}'], check=True, env=full)
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_uv_is_installed_with_pip_and_installs_the_project(tmp_path: Path) -> None:
+    project, log = uv_project(tmp_path)
+    calls = source_with(project, log, "serve")
+    assert calls[0].startswith("pip install ")
+    assert calls[0].endswith(" uv")
+    assert calls[1] == f"uv pip install --quiet --python {project}/.venv/bin/python -e {project}[serve]"
+    assert len(calls) == 2
+    assert source_with(project, log, "dev")[0].startswith("uv pip install ")  # the venv's uv again
+
+
+def test_a_failing_uv_falls_back_to_pip(tmp_path: Path) -> None:
+    project, log = uv_project(tmp_path, uv_works=False)
+    calls = source_with(project, log, "serve")
+    assert calls[1].startswith("uv pip install ")
+    assert calls[2].startswith("pip install ")
+    assert calls[2].endswith(f"-e {project}[serve]")
+
+
+def test_pip_configured_for_another_index_keeps_pip(tmp_path: Path) -> None:
+    project, log = uv_project(tmp_path)
+    (project / "host-python").write_text("#!/bin/sh\necho 'global.index-url=https://mirror.example/simple'\n")
+    (call,) = source_with(project, log, "serve")
+    assert call.startswith("pip install ")
+    assert call.endswith("[serve]")
+    assert not (project / ".venv" / "bin" / "uv").exists()
+
+
+def test_the_installer_can_be_forced_to_pip(tmp_path: Path) -> None:
+    project, log = uv_project(tmp_path)
+    (call,) = source_with(project, log, "serve", TIER_ROUTER_INSTALLER="pip")
+    assert call.startswith("pip install ")
+    assert call.endswith("[serve]")
