@@ -5,10 +5,10 @@
 # `serve` was installed (a later `./scripts/test` adds the dev extras; `./scripts/serve`
 # after `./scripts/test` installs nothing: it never downgrades).
 #
-# The venv is created without pip, and `serve` installs into it with this Python's own pip
-# when it can (`pip --python`, pip >= 22.3): bootstrapping pip into a new venv costs ~5 s of
-# the first run. `dev` (and a host pip that cannot) bootstraps pip into the venv (ensurepip),
-# so a developer's `pip install` in the activated venv lands there. Measured: bench/RESULTS.md,
+# The venv is created without pip: `serve` installs into it with this Python's own pip when
+# it can (`pip --python`, pip >= 22.3), as bootstrapping pip into a new venv costs ~5 s of the
+# first run. `dev` (and a host pip that cannot) bootstraps pip into the venv (ensurepip), so a
+# developer's `pip install` in the activated venv lands there. Measured: bench/RESULTS.md,
 # "A newcomer's first run".
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,33 +20,46 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv --without-pip "$VENV"
 fi
 HASH="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+other_index() {  # pip is configured for an index other than PyPI (uv would not know of it)
+  [ -n "${PIP_INDEX_URL:-}" ] && return 0
+  grep -qsE '^[[:space:]]*index-url[[:space:]]*=' "${PIP_CONFIG_FILE:-/dev/null}" /etc/pip.conf \
+    /etc/xdg/pip/pip.conf "${HOME:-/nonexistent}/.pip/pip.conf" "${HOME:-/nonexistent}/.config/pip/pip.conf" \
+    "${HOME:-/nonexistent}/Library/Application Support/pip/pip.conf"
+}
+host_pip() { "$PYTHON" -m pip --python "$VENV/bin/python" "$@"; }  # pip >= 22.3
 if [ ! -f "$VENV/.installed-dev-$HASH" ] && { [ "$WANT" = dev ] || [ ! -f "$VENV/.installed-serve-$HASH" ]; }; then
-  if [ -x "$VENV/bin/pip" ]; then
-    PIP=("$VENV/bin/pip")
-  elif [ "$WANT" = serve ] && "$PYTHON" -m pip --python "$VENV/bin/python" --version >/dev/null 2>&1; then
-    PIP=("$PYTHON" -m pip --python "$VENV/bin/python")
-  else  # a developer's venv gets its own pip (`pip install` in the activated venv lands there)
+  echo "installing tier-router[$WANT] into .venv (once; again only when pyproject.toml changes)" >&2
+  if [ "$WANT" = dev ] && [ ! -x "$VENV/bin/pip" ]; then  # `pip install` in a developer's venv lands there
     "$VENV/bin/python" -m ensurepip --default-pip >/dev/null
-    PIP=("$VENV/bin/pip")
   fi
   # uv installs in a fraction of pip's time (pip spends seconds, more on a busy machine, sifting
-  # the thousands of wheel links of pydantic-core): used when on PATH or already in the venv,
-  # else installed into the venv with pip — unless pip is configured for another index (uv
-  # does not read pip's configuration) or TIER_ROUTER_INSTALLER=pip. Any uv failure: pip.
+  # the thousands of wheel links of pydantic-core): used when in the venv or on PATH, else put
+  # into the venv with pip — unless pip is configured for another index (uv does not read pip's
+  # configuration) or TIER_ROUTER_INSTALLER=pip. If uv cannot be had or fails: pip.
   UV=""
   if [ "${TIER_ROUTER_INSTALLER:-}" != pip ]; then
     if [ -x "$VENV/bin/uv" ]; then
       UV="$VENV/bin/uv"
     elif command -v uv >/dev/null 2>&1; then
       UV="$(command -v uv)"
-    elif ! "$PYTHON" -m pip config list 2>/dev/null | grep -q '\.index-url='; then
-      "${PIP[@]}" install --quiet --disable-pip-version-check uv >/dev/null 2>&1 || true
+    elif ! other_index; then
+      if [ -x "$VENV/bin/pip" ]; then
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check uv >/dev/null 2>&1 || true
+      else
+        host_pip install --quiet --disable-pip-version-check uv >/dev/null 2>&1 || true
+      fi
       [ -x "$VENV/bin/uv" ] && UV="$VENV/bin/uv"
     fi
   fi
-  echo "installing tier-router[$WANT] into .venv (once; again only when pyproject.toml changes)" >&2
   if [ -z "$UV" ] || ! "$UV" pip install --quiet --python "$VENV/bin/python" -e "$ROOT[$WANT]"; then
-    "${PIP[@]}" install --quiet --disable-pip-version-check -e "$ROOT[$WANT]"
+    if [ ! -x "$VENV/bin/pip" ] && ! host_pip --version >/dev/null 2>&1; then
+      "$VENV/bin/python" -m ensurepip --default-pip >/dev/null
+    fi
+    if [ -x "$VENV/bin/pip" ]; then
+      "$VENV/bin/pip" install --quiet --disable-pip-version-check -e "$ROOT[$WANT]"
+    else
+      host_pip install --quiet --disable-pip-version-check -e "$ROOT[$WANT]"
+    fi
   fi
   rm -f "$VENV"/.installed-*
   touch "$VENV/.installed-$WANT-$HASH"

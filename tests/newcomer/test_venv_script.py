@@ -6,6 +6,7 @@ for real (bench/bench_first_run.py does that)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -123,6 +124,9 @@ def test_serve_installs_with_the_host_pip_and_dev_bootstraps_its_own(pipless: tu
 
 def uv_project(tmp_path: Path, *, uv_works: bool = True) -> tuple[Path, Path]:
     """A venv with pip; its pip installs a stand-in uv into the venv when asked for `uv`."""
+    for config in (Path("/etc/pip.conf"), Path("/etc/xdg/pip/pip.conf")):
+        if config.exists() and re.search(r"^\s*index-url\s*=", config.read_text(), re.MULTILINE):
+            pytest.skip(f"{config} names another index: the script rightly keeps pip here")
     (tmp_path / "scripts").mkdir()
     shutil.copy(SCRIPTS / "_venv.sh", tmp_path / "scripts" / "_venv.sh")
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
@@ -168,10 +172,22 @@ def test_a_failing_uv_falls_back_to_pip(tmp_path: Path) -> None:
     assert calls[2].endswith(f"-e {project}[serve]")
 
 
-def test_pip_configured_for_another_index_keeps_pip(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["environment", "config file"])
+def test_pip_configured_for_another_index_keeps_pip(tmp_path: Path, where: str) -> None:
     project, log = uv_project(tmp_path)
-    (project / "host-python").write_text("#!/bin/sh\necho 'global.index-url=https://mirror.example/simple'\n")
-    (call,) = source_with(project, log, "serve")
+    config = project / "pip.conf"
+    config.write_text("[global]\nextra-index-url = file:///x\n")
+    env = {"PIP_CONFIG_FILE": str(config)}
+    calls = source_with(project, log, "serve", **env)
+    assert calls[0].endswith(" uv")  # an extra index alone: uv still
+    (project / ".venv" / "bin" / "uv").unlink()
+    for stamp in (project / ".venv").glob(".installed-*"):
+        stamp.unlink()
+    if where == "environment":
+        env["PIP_INDEX_URL"] = "https://mirror.example/simple"
+    else:
+        config.write_text("[global]\nindex-url = https://mirror.example/simple\n")
+    (call,) = source_with(project, log, "serve", **env)
     assert call.startswith("pip install ")
     assert call.endswith("[serve]")
     assert not (project / ".venv" / "bin" / "uv").exists()
