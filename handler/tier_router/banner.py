@@ -6,7 +6,7 @@ and several workers on a `memory://` store, which they cannot share."""
 from __future__ import annotations
 
 from tier_router.routing.engine import Rules
-from tier_router.settings import Settings
+from tier_router.settings import DEFAULT_KEYS_FILE, Settings
 
 
 def base_url(host: str, port: int) -> str:
@@ -49,7 +49,7 @@ def banner(
         lines.append(
             f"WARNING: {empty or 'no router keys configured'}: anyone who can reach {host}:{port} may use"
             " your provider keys. Fine for local experiments; for anything else create a key with"
-            " `tier-router keys create NAME` and serve with TIER_ROUTER_KEYS_FILE=.tier-router/keys.yaml."
+            f" `tier-router keys create NAME` and serve with TIER_ROUTER_KEYS_FILE={DEFAULT_KEYS_FILE}."
         )
     if workers > 1 and settings.store_url.startswith("memory://"):
         lines.append(

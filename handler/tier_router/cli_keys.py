@@ -21,7 +21,7 @@ NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or di
 
 
 def add_command(commands: Any) -> None:
-    from tier_router.router_keys import DEFAULT_KEYS_FILE
+    from tier_router.settings import DEFAULT_KEYS_FILE
 
     keys = commands.add_parser("keys", help="manage router keys (who may call the router)")
     key_commands = keys.add_subparsers(title="keys commands")

@@ -42,9 +42,6 @@ log = logging.getLogger("tier_router")
 KEY_PREFIX = "trk-"
 KEYS_FILE_CHECK_S = 2.0
 """A keys file is looked at (stat) at most this often, for changes."""
-DEFAULT_KEYS_FILE = Path(".tier-router/keys.yaml")
-"""Where `tier-router keys create` writes by default: beside the local store, ignored by git and
-outside `rules/` (which the Lambda artifact packages; its build excludes any keys.yaml too)."""
 
 
 class KeyRecord(BaseModel):
