@@ -46,7 +46,9 @@ def dir_mb(path: Path) -> float:
     return round(total / 1e6, 1)
 
 
-def one_run(repo: Path, cache_dir: Path, rules: str, timeout: float, command: list[str]) -> dict[str, Any]:
+def one_run(
+    repo: Path, cache_dir: Path, rules: str, timeout: float, command: list[str], installer: str = "auto"
+) -> dict[str, Any]:
     scratch = Path(tempfile.mkdtemp(prefix="fresh-"))
     clone = scratch / "tier-router"
     try:
@@ -55,6 +57,8 @@ def one_run(repo: Path, cache_dir: Path, rules: str, timeout: float, command: li
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TIER_ROUTER_", "VIRTUAL_ENV"))}
         env["PIP_CACHE_DIR"] = str(cache_dir)
         env["UV_CACHE_DIR"] = str(cache_dir / "uv")
+        if installer != "auto":
+            env["TIER_ROUTER_INSTALLER"] = installer  # scripts/_venv.sh
         env["PATH"] = os.pathsep.join(
             p for p in env.get("PATH", "").split(os.pathsep) if "/.venv/" not in p and p
         )
@@ -117,6 +121,7 @@ def main() -> int:
     parser.add_argument("--rules", default="rules/local-demo.yaml")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up on a run after this many s")
     parser.add_argument("--command", default="./scripts/serve", help="what a newcomer runs")
+    parser.add_argument("--installer", default="auto", choices=["auto", "pip"], help="TIER_ROUTER_INSTALLER")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     args = parser.parse_args()
     head = subprocess.run(
@@ -127,12 +132,14 @@ def main() -> int:
     warm_cache = Path(tempfile.mkdtemp(prefix="pip-cache-warm-"))
     try:
         if "warm" in modes:  # fill the shared cache first: this run is not counted
-            one_run(args.repo, warm_cache, args.rules, args.timeout, args.command.split())
+            one_run(args.repo, warm_cache, args.rules, args.timeout, args.command.split(), args.installer)
         for i in range(args.runs):  # the modes alternate: load that comes and goes hits them alike
             for mode in modes:
                 cache = Path(tempfile.mkdtemp(prefix="pip-cache-cold-")) if mode == "cold" else warm_cache
                 try:
-                    result = one_run(args.repo, cache, args.rules, args.timeout, args.command.split())
+                    result = one_run(
+                        args.repo, cache, args.rules, args.timeout, args.command.split(), args.installer
+                    )
                 finally:
                     if mode == "cold":
                         shutil.rmtree(cache, ignore_errors=True)
@@ -156,7 +163,14 @@ def main() -> int:
             f"| {stats['min']} | {stats['max']} | {install} | {results[-1]['venv_mb']} "
             f"| {results[-1]['distributions']} |"
         )
-    data = {"machine": machine(), "commit": head, "command": args.command, "summary": summary, "runs": runs}
+    data = {
+        "machine": machine(),
+        "commit": head,
+        "command": args.command,
+        "installer": args.installer,
+        "summary": summary,
+        "runs": runs,
+    }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(data, indent=2), encoding="utf-8")
