@@ -3,7 +3,7 @@
 Keys are matched in constant time by `router_keys.KeyRing`. A key's name goes to logs and
 counters; the key itself never does. Keys from SSM are loaded on first use and refreshed
 every `KEYS_REFRESH_S`; a failed refresh keeps the previous set, so an SSM hiccup never
-locks everyone out.
+locks everyone out. A keys file is re-read when it changes (`router_keys.KeysFileWatch`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from tier_router.errors import APIError
-from tier_router.router_keys import KeyRecord, KeyRing
+from tier_router.router_keys import KeyRecord, KeyRing, KeysFileWatch
 from tier_router.routing.engine import Decision, DecisionKind, Rules
 
 log = logging.getLogger("tier_router")
@@ -31,18 +31,18 @@ class Auth:
         *,
         require: bool,
         loader: KeysLoader | None = None,
+        watch: KeysFileWatch | None = None,
         on_keys: Callable[[list[KeyRecord]], None] = lambda records: None,
     ) -> None:
         self.keyring = keyring
         self.require = require
         self.loader = loader
+        self.watch = watch
         self.on_keys = on_keys
         self._loaded_at = 0.0
-        if not keyring and loader is None:
-            if require:
-                log.error("no router keys are configured: every request will be refused (fail closed)")
-            else:
-                log.warning("no router keys configured: the router accepts requests without a key")
+        if not keyring and loader is None and require:  # open (no keys, not required): said by
+            # `serve`'s start-up banner, or `asgi` for `uvicorn tier_router.asgi:app`: once, not per worker
+            log.error("no router keys are configured: every request will be refused (fail closed)")
 
     @property
     def configured(self) -> bool:
@@ -52,6 +52,11 @@ class Auth:
         """The caller's key record, or None when the router runs without keys (local use)."""
         if self.loader is not None:
             await self.refresh()
+        if self.watch is not None:
+            changed = await self.watch.poll()
+            if changed is not None:
+                self.keyring.replace(changed)
+                self.on_keys(changed)
         if not self.keyring:
             if self.require:
                 raise APIError(

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tier_router import cli_labels, cli_quality, cli_text
+from tier_router import cli_keys, cli_labels, cli_quality, cli_text
 from tier_router.calibrate import cli as calibrate_cli
 from tier_router.settings import Settings, configured_store_url, default_rules_path
 
@@ -87,19 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=run_serve)
 
-    keys = commands.add_parser("keys", help="manage router keys (who may call the router)")
-    key_commands = keys.add_subparsers(title="keys commands")
-    create = key_commands.add_parser("create", help="create a key: prints it once, stores only its hash")
-    create.add_argument("name", help="the key's name, shown in logs, counters and budgets")
-    create.add_argument("--file", type=Path, default=Path("rules/keys.yaml"), help="keys file to add it to")
-    create.add_argument(
-        "--print-only", action="store_true", help="print the entry instead of writing the file"
-    )
-    create.add_argument("--daily-usd", type=float, help="this key's daily budget (hard cap)")
-    create.add_argument("--rpm", type=int, help="requests per minute")
-    create.add_argument("--tpm", type=int, help="tokens per minute")
-    create.add_argument("--tiers", help="comma-separated tiers this key may use")
-    create.set_defaults(run=run_keys_create)
+    cli_keys.add_command(commands)
 
     status = commands.add_parser("status", help="today's spend and the breaker states, from the state store")
     status.add_argument(
@@ -178,35 +166,6 @@ def run_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_keys_create(args: argparse.Namespace) -> int:
-    import yaml
-
-    from tier_router.router_keys import KeyRecord, KeysError, append_key, hash_key, new_key
-
-    secret = new_key()
-    try:
-        record = KeyRecord(
-            name=args.name,
-            sha256=hash_key(secret),
-            daily_usd=args.daily_usd,
-            rpm=args.rpm,
-            tpm=args.tpm,
-            tiers=[t.strip() for t in args.tiers.split(",") if t.strip()] if args.tiers else None,
-        )
-        if args.print_only:
-            entry = yaml.safe_dump({"keys": [record.model_dump(exclude_none=True)]}, sort_keys=False)
-            print(entry, end="", file=sys.stderr)
-        else:
-            append_key(args.file, record)
-            print(f"added {args.name!r} to {args.file}", file=sys.stderr)
-    except (KeysError, ValueError) as exc:
-        print(f"cannot create key: {exc}", file=sys.stderr)
-        return 1
-    print("The key (shown once; only its hash is stored):", file=sys.stderr)
-    print(secret)
-    return 0
-
-
 def run_status(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -214,7 +173,7 @@ def run_status(args: argparse.Namespace) -> int:
     from tier_router.errors import StoreError
     from tier_router.gateway import breaker_health
     from tier_router.quality import report as quality_report
-    from tier_router.store.factory import open_store
+    from tier_router.store.factory import StoreURLError, check_store_url, open_store
 
     rules = load_or_report(args.rules)
     if rules is None:
@@ -235,6 +194,11 @@ def run_status(args: argparse.Namespace) -> int:
         finally:
             await store.aclose()
 
+    try:
+        check_store_url(store_url)
+    except StoreURLError as exc:
+        print(f"status: {exc}", file=sys.stderr)
+        return 2
     try:
         data = asyncio.run(read())
     except StoreError as exc:
@@ -269,12 +233,20 @@ def run_probe(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     from tier_router.serve import serve, serve_settings
+    from tier_router.store.factory import StoreURLError, check_store_url
 
     settings = serve_settings(args.rules, args.store)
-    if load_or_report(settings.rules_path) is None:  # fail before binding the port, listing every problem
+    rules = load_or_report(settings.rules_path)
+    if rules is None:  # fail before binding the port, listing every problem
         return 1
+    try:
+        check_store_url(settings.store_url)
+    except StoreURLError as exc:
+        print(f"cannot serve: {exc}", file=sys.stderr)
+        return 2
     return serve(
         settings,
+        rules,
         host=args.host,
         port=args.port,
         workers=args.workers,
@@ -375,7 +347,11 @@ def breaker_states(rules: Any, decision: Any, store_url: str | None) -> dict[str
     from tier_router.store.factory import open_store
 
     async def read() -> dict[str, dict[str, str]] | None:
-        store = open_store(store_url, settings=Settings.from_env())
+        try:
+            store = open_store(store_url, settings=Settings.from_env())
+        except ValueError as exc:  # a bad URL
+            print(f"warning: cannot read breaker states: {exc}", file=sys.stderr)
+            return None
         try:
             health = breaker_health(store, rules)
             return await health.states(list(decision.candidates)) if health else None

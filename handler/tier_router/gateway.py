@@ -33,7 +33,7 @@ from tier_router.quality.facts import Facts
 from tier_router.quality.loop import QualityLoop
 from tier_router.quality.runner import Judging
 from tier_router.redaction import MIN_SECRET_CHARS, Redactor, redact_logs
-from tier_router.router_keys import KeyRecord, KeyRing, parse_keys, plain_keys, plain_secrets
+from tier_router.router_keys import KeyRecord, KeyRing, KeysFileWatch, parse_keys, plain_keys, plain_secrets
 from tier_router.routing.engine import Rules
 from tier_router.routing.loader import load_rules
 from tier_router.settings import Settings
@@ -134,10 +134,16 @@ class Gateway:
             drainer=drainer,
             tracing=self.tracing,
         )
+        watch = (  # before the first read, so a change in between is seen
+            KeysFileWatch(settings.keys_file, base=plain_keys(settings.api_keys), tiers=self.rules.tiers)
+            if settings.keys_file is not None and not settings.keys_ssm
+            else None
+        )
         self.auth = Auth(
             router_keyring(settings),
             require=settings.require_auth,
             loader=ssm_keys_loader(settings, self.client) if settings.keys_ssm else None,
+            watch=watch,
             on_keys=self.spend.apply_keys,
         )
         self.spend.apply_keys(self.auth.keyring.records)

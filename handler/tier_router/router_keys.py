@@ -12,13 +12,23 @@ Where keys come from (first match):
 - `TIER_ROUTER_API_KEYS`: `name=secret,...` in plain text — for local development only.
 
 Comparison is constant-time per stored hash and never stops at the first match.
+
+A keys file is re-read when it changes (`KeysFileWatch`): its modification time, size and
+inode are looked at, off the event loop, at most every `KEYS_FILE_CHECK_S` seconds, so a key
+created, revoked or re-limited with `tier-router keys create` (or an edit) takes effect
+without a restart. A file that no longer parses, or names a tier the rules do not define,
+is not taken: the previous keys stay, with a warning.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
+import os
 import secrets
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -28,7 +38,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tier_router.errors import ConfigError
 
+log = logging.getLogger("tier_router")
 KEY_PREFIX = "trk-"
+KEYS_FILE_CHECK_S = 2.0
+"""A keys file is looked at (stat) at most this often, for changes."""
 
 
 class KeyRecord(BaseModel):
@@ -133,3 +146,74 @@ def append_key(path: Path, record: KeyRecord) -> None:
         + yaml.safe_dump(data, sort_keys=False),
         encoding="utf-8",
     )
+
+
+def unknown_tier_problem(records: Iterable[KeyRecord], tiers: Iterable[str]) -> str | None:
+    """The first key limited to a tier that is not among `tiers`, named with the tier."""
+    known = list(tiers)
+    for record in records:
+        unknown = [t for t in record.tiers or () if t not in known]
+        if unknown:
+            return (
+                f"router key {record.name!r} allows unknown tier {', '.join(repr(t) for t in unknown)}"
+                f" (known tiers: {', '.join(known)})"
+            )
+    return None
+
+
+Stamp = tuple[int, int, int] | None
+
+
+def file_stamp(path: Path) -> Stamp:
+    """What changes when the file does: modification time, size, inode (None: cannot stat)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class KeysFileWatch:
+    """Re-reads a keys file when it changed. `poll` is called per request and costs a clock
+    read; at most every `every_s` it looks at the file in a worker thread (never blocking the
+    event loop), and returns the new full key set (`base`, the plain keys, first) when the
+    file changed and is valid; None otherwise."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        base: Iterable[KeyRecord] = (),
+        tiers: Iterable[str] = (),
+        every_s: float = KEYS_FILE_CHECK_S,
+    ) -> None:
+        self.path = path
+        self.base = list(base)
+        self.tiers = list(tiers)
+        self.every_s = every_s
+        self.stamp = file_stamp(path)  # before the caller's first read: a change in between is seen
+        self._checked_at = time.monotonic()
+
+    async def poll(self) -> list[KeyRecord] | None:
+        now = time.monotonic()
+        if now - self._checked_at < self.every_s:
+            return None
+        self._checked_at = now
+        return await asyncio.to_thread(self._reload)
+
+    def _reload(self) -> list[KeyRecord] | None:
+        stamp = file_stamp(self.path)
+        if stamp == self.stamp:
+            return None
+        self.stamp = stamp
+        try:
+            records = parse_keys(self.path.read_text(encoding="utf-8"), str(self.path))
+        except (OSError, KeysError) as exc:
+            log.warning("router keys file not reloaded, the previous keys stay: %s", exc)
+            return None
+        problem = unknown_tier_problem(records, self.tiers) if self.tiers else None
+        if problem:
+            log.warning("router keys file not reloaded, the previous keys stay: %s: %s", self.path, problem)
+            return None
+        log.info("router keys reloaded from %s: %d keys", self.path, len(records))
+        return [*self.base, *records]

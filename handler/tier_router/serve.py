@@ -28,6 +28,8 @@ from tier_router.settings import Settings
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from tier_router.routing.engine import Rules
+
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -90,28 +92,50 @@ def exposure_problem(settings: Settings, host: str, insecure_no_auth: bool) -> s
     )
 
 
+def keys_tier_problem(settings: Settings, rules: Rules) -> str | None:
+    """A router key limited to a tier the rules file does not define: refused at start (at
+    request time such a key would only ever get 403s), naming the key and the tier."""
+    from tier_router.gateway import router_keyring
+    from tier_router.router_keys import unknown_tier_problem
+
+    problem = unknown_tier_problem(router_keyring(settings).records, rules.tiers)
+    return f"refusing to serve: {settings.keys_file}: {problem} in {settings.rules_path}" if problem else None
+
+
 def serve(
-    settings: Settings, *, host: str, port: int, workers: int, log_level: str, insecure_no_auth: bool
+    settings: Settings,
+    rules: Rules,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    insecure_no_auth: bool,
 ) -> int:
-    """Run until stopped; the exit status (2: refused). The caller has checked the rules."""
+    """Run until stopped; the exit status (2: refused). The caller has checked the rules
+    (`rules`, loaded from `settings.rules_path`) and the store URL."""
     import uvicorn
 
+    from tier_router.banner import banner
+    from tier_router.gateway import router_keyring
     from tier_router.tracing import unavailable
 
-    problem = exposure_problem(settings, host, insecure_no_auth) or unavailable(settings)
+    problem = (
+        exposure_problem(settings, host, insecure_no_auth)
+        or unavailable(settings)
+        or keys_tier_problem(settings, rules)
+    )
     if problem:
         print(problem, file=sys.stderr)
         return 2
     if host not in LOOPBACK and not insecure_no_auth:  # keys that empty later: 401, never open
         settings = dataclasses.replace(settings, require_auth=True)
-    if not has_router_keys(settings):
-        sources = key_sources(settings)
-        what = f"{_sources(sources)} no keys" if sources else "no router keys configured"
-        print(
-            f"WARNING: {what}; anyone who can reach {host}:{port} may use your"
-            " provider keys. Fine for local experiments; create keys with `tier-router keys create NAME`.",
-            file=sys.stderr,
-        )
+    keys = len(router_keyring(settings).records)
+    sources = key_sources(settings)
+    print(
+        banner(settings, rules, host=host, port=port, workers=workers, keys=keys, sources=sources),
+        file=sys.stderr,
+    )
     logging.basicConfig(level=log_level.upper(), format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
     app: Starlette | str
@@ -121,7 +145,7 @@ def serve(
     else:
         from tier_router.app import create_app
 
-        app = create_app(settings)
+        app = create_app(settings, rules=rules)
     uvicorn.run(
         app,
         factory=isinstance(app, str),

@@ -28,6 +28,9 @@ DEFAULT_RULES = Path("rules/router.yaml")
 PACKAGED_RULES = Path(__file__).resolve().parent.parent / "rules" / "router.yaml"
 DEFAULT_STORE = "sqlite:///.tier-router/state.db"
 """The store when TIER_ROUTER_STORE is not set: a SQLite file shared by local processes."""
+DEFAULT_KEYS_FILE = Path(".tier-router/keys.yaml")
+"""Where `tier-router keys create` writes by default: beside the local store, ignored by git and
+outside `rules/` (which the Lambda artifact packages; its build excludes any keys.yaml too)."""
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_BODY_TIMEOUT_S = 30.0
 DEFAULT_MAX_JSON_VALUES = 200_000

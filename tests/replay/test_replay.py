@@ -389,3 +389,16 @@ def test_logged_cost_fields(rules: Rules) -> None:
     assert audit.errors == 0
     assert audit.rerouted == 4
     assert (audit.logged_requests, audit.logged_micro) == (2, 1200 + 7)
+
+
+def test_forced_progress_shows_the_final_count_of_a_short_log(tmp_path: Path, rules: Rules) -> None:
+    """`replay --progress` on a log under PROGRESS_MIN_LINES: no running updates, but the final
+    count (it printed nothing at all before)."""
+    path = tmp_path / "short.jsonl"
+    path.write_text((json.dumps(user("hi")) + "\n") * 12, encoding="utf-8")
+    err = io.StringIO()
+    replay(path, rules, progress=True, progress_stream=err)
+    assert err.getvalue().startswith("\rreplay: 12 lines, ")
+    assert "(100%)" in err.getvalue()
+    assert err.getvalue().endswith("\n")
+    assert err.getvalue().count("\r") == 1

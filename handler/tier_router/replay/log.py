@@ -51,7 +51,8 @@ def open_log(path: str | Path) -> tuple[IO[bytes], int | None]:
 
 
 class Progress:
-    """`\\r`-updated progress on stderr, past PROGRESS_MIN_LINES lines, ~4 times a second."""
+    """`\\r`-updated progress on stderr, past PROGRESS_MIN_LINES lines, ~4 times a second; the
+    final count always (a short log shows it once, at the end)."""
 
     def __init__(self, stream: IO[str], total_bytes: int | None, min_lines: int = PROGRESS_MIN_LINES):
         self.stream = stream
@@ -63,7 +64,7 @@ class Progress:
 
     def update(self, lines: int, done_bytes: int, final: bool = False) -> None:
         now = time.monotonic()
-        if lines < self.min_lines or (now - self.last < 0.25 and not final):
+        if not final and (lines < self.min_lines or now - self.last < 0.25):
             return
         self.last = now
         rate = lines / max(now - self.started, 1e-9)

@@ -88,11 +88,27 @@ def parse_rules(raw: Any, path: Path | str = "<rules>") -> Rules:
     try:
         spec = RulesFile.model_validate(raw)
     except ValidationError as exc:
-        raise RulesError(path, [pydantic_problem(error, raw) for error in exc.errors()]) from None
+        problems = [pydantic_problem(error, raw) for error in exc.errors()]
+        raise RulesError(path, problems + problems_past_unknown_keys(raw, exc)) from None
     problems = list(cross_check(spec))
     if problems:
         raise RulesError(path, problems + regex_problems(spec))
     return compile_rules(spec, Path(path))
+
+
+def problems_past_unknown_keys(raw: dict[str, Any], exc: ValidationError) -> list[Problem]:
+    """When the only schema errors are unknown top-level keys (a typo such as `ruels:`), the
+    file without them is checked too, so its cross-reference and regex problems come in the
+    same report instead of after the typo is fixed."""
+    errors = exc.errors()
+    if not all(e["type"] == "extra_forbidden" and len(e["loc"]) == 1 for e in errors):
+        return []
+    unknown_keys = {e["loc"][0] for e in errors}
+    try:
+        spec = RulesFile.model_validate({k: v for k, v in raw.items() if k not in unknown_keys})
+    except ValidationError:  # e.g. the typo hid a required section: nothing more to say
+        return []
+    return list(cross_check(spec)) + regex_problems(spec)
 
 
 def regex_problems(spec: RulesFile) -> list[Problem]:

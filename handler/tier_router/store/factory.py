@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from tier_router.errors import ConfigError
 from tier_router.settings import Settings
 from tier_router.store.base import Store
 
@@ -28,14 +29,44 @@ _FORMS = (
 )
 
 
-def open_store(url: str, *, settings: Settings, http_client: httpx.AsyncClient | None = None) -> Store:
-    """Build the store named by `url` (see module doc). `http_client` is shared by DynamoDB.
-    The deadline of every call is `settings.store_timeout_s`."""
-    deadline_s = settings.store_timeout_s
+class StoreURLError(ConfigError):
+    """A store URL the factory cannot use; the message names the URL and the valid forms."""
+
+
+def check_store_url(url: str) -> None:
+    """Raise `StoreURLError` unless `url` is a store URL `open_store` accepts (no I/O)."""
+    _parse(url)
+
+
+def _parse(url: str) -> tuple[str, str]:
+    """(scheme, the rest after `://`), checked."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ValueError(f"not a store URL: {url!r}; valid forms: {_FORMS}")
+        raise StoreURLError(f"not a store URL: {url!r}; valid forms: {_FORMS}")
     scheme = scheme.lower()
+    if scheme == "sqlite" and (not rest.startswith("/") or len(rest) < 2):
+        raise StoreURLError(f"sqlite URL needs a path, like sqlite:///state.db; got {url!r}")
+    if scheme == "dynamodb":
+        table, query = _dynamodb_parts(url)
+        if not table or set(query) - {"region", "endpoint"}:
+            raise StoreURLError(
+                f"bad dynamodb URL {url!r}: needs a table name; known options are region, endpoint"
+            )
+    elif scheme not in ("memory", "sqlite"):
+        raise StoreURLError(f"unknown store scheme {scheme!r} in {url!r}; valid forms: {_FORMS}")
+    return scheme, rest
+
+
+def _dynamodb_parts(url: str) -> tuple[str, dict[str, str]]:
+    parts = urlsplit(url)
+    return parts.netloc or parts.path.strip("/"), {k: v[-1] for k, v in parse_qs(parts.query).items()}
+
+
+def open_store(url: str, *, settings: Settings, http_client: httpx.AsyncClient | None = None) -> Store:
+    """Build the store named by `url` (see module doc). `http_client` is shared by DynamoDB.
+    The deadline of every call is `settings.store_timeout_s`. A bad URL: `StoreURLError`."""
+    deadline_s = settings.store_timeout_s
+    scheme, rest = _parse(url)
 
     if scheme == "memory":
         from tier_router.store.memory import MemoryStore
@@ -45,31 +76,18 @@ def open_store(url: str, *, settings: Settings, http_client: httpx.AsyncClient |
     if scheme == "sqlite":
         from tier_router.store.sqlite import SQLiteStore
 
-        if not rest.startswith("/") or len(rest) < 2:
-            raise ValueError(f"sqlite URL needs a path, like sqlite:///state.db; got {url!r}")
         path = Path(rest[1:])  # drop the slash that ends the (empty) host part
         path.parent.mkdir(parents=True, exist_ok=True)
         return SQLiteStore(path, deadline_s=deadline_s)
 
-    if scheme == "dynamodb":
-        from tier_router.store.dynamodb import DynamoDBStore
+    from tier_router.store.dynamodb import DynamoDBStore
 
-        parts = urlsplit(url)
-        table = parts.netloc or parts.path.strip("/")
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        unknown = set(query) - {"region", "endpoint"}
-        if not table or unknown:
-            raise ValueError(
-                f"bad dynamodb URL {url!r}: needs a table name; known options are region, endpoint"
-            )
-        aws = settings
-        return DynamoDBStore(
-            table,
-            region=query.get("region") or aws.aws_region,
-            endpoint=query.get("endpoint") or aws.aws_endpoint("dynamodb"),
-            credentials=aws.aws_credentials,
-            http_client=http_client,
-            deadline_s=deadline_s,
-        )
-
-    raise ValueError(f"unknown store scheme {scheme!r} in {url!r}; valid forms: {_FORMS}")
+    table, query = _dynamodb_parts(url)
+    return DynamoDBStore(
+        table,
+        region=query.get("region") or settings.aws_region,
+        endpoint=query.get("endpoint") or settings.aws_endpoint("dynamodb"),
+        credentials=settings.aws_credentials,
+        http_client=http_client,
+        deadline_s=deadline_s,
+    )
