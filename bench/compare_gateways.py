@@ -202,6 +202,8 @@ def one_run(
             if launch.python and name in IMPORTS and args.imports:
                 rows[name]["import_s"] = import_seconds(launch.python, IMPORTS[name])
             services[name], headers[name] = service, launch.headers
+        if not rows:
+            return rows  # nothing started: nothing to measure
         ports = {name: s.port for name, s in services.items()}
         wrk = shutil.which("wrk")
         for mode, request in MODES.items():
