@@ -57,3 +57,18 @@ def test_the_table_gives_the_median_and_the_spread_over_runs() -> None:
     assert "| floor | SKIPPED: did not start: exited with 1 |" in table
     assert "traceback" not in table
     assert "!! router plain: the upstream did not see as many requests as were served" in table
+
+
+def test_the_documented_commands_are_the_scripts() -> None:
+    """docs/comparison.md's command parses, and bench/README.md installs what the script looks for."""
+    page = (ROOT / "docs" / "comparison.md").read_text(encoding="utf-8")
+    block = page.split("```sh\n", 1)[1].split("```", 1)[0]
+    words = block.split("#", 1)[0].split()
+    assert words[:2] == [".venv/bin/python", "bench/compare_gateways.py"]
+    assert cg.parse_args(words[2:]).runs == 3
+    readme = (ROOT / "bench" / "README.md").read_text(encoding="utf-8")
+    assert f"{cg.LITELLM_VENV}/bin/pip install 'litellm[proxy]'" in readme
+    assert f"mkdir -p {cg.PORTKEY_DIR} && cd {cg.PORTKEY_DIR}" in readme
+    pin = "'overrides.@hono/node-server=1.13.5'"
+    assert pin in readme
+    assert pin in cg.PORTKEY_INSTALL
