@@ -157,17 +157,17 @@ def running(name: str, cmd: list[str], port: int, env: dict[str, str] | None = N
                 popen.wait()
 
 
-def post_once(port: int, timeout: float = 5.0) -> tuple[int, bytes]:
+def post_once(port: int, timeout: float = 5.0, headers: dict[str, str] = HEADERS) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("POST", PATH, json.dumps(BODY).encode(), HEADERS)
+        conn.request("POST", PATH, json.dumps(BODY).encode(), headers)
         response = conn.getresponse()
         return response.status, response.read()
     finally:
         conn.close()
 
 
-def wait_ready(service: Service, timeout: float = 30.0) -> None:
+def wait_ready(service: Service, timeout: float = 30.0, headers: dict[str, str] = HEADERS) -> None:
     """Until the service answers a valid ``chat.completion``; StartError with its log otherwise."""
     deadline = time.monotonic() + timeout
     last = "no answer"
@@ -175,7 +175,7 @@ def wait_ready(service: Service, timeout: float = 30.0) -> None:
         if service.popen.poll() is not None:
             raise StartError(f"{service.name} exited with {service.popen.returncode}:\n{service.log_tail()}")
         try:
-            status, data = post_once(service.port)
+            status, data = post_once(service.port, headers=headers)
             if status == 200 and json.loads(data).get("object") == "chat.completion":
                 return
             last = f"HTTP {status}: {data[:300]!r}"
@@ -237,10 +237,16 @@ class Latency:
 
 
 def measure_latency(
-    ports: dict[str, int], n: int, warmup: int, request: dict[str, Any] = BODY
+    ports: dict[str, int],
+    n: int,
+    warmup: int,
+    request: dict[str, Any] = BODY,
+    headers: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Latency]:
     """Sequential keep-alive requests, one per target per round, rotating the order every round.
-    A streamed answer counts when its last byte is read, and must end with `[DONE]`."""
+    A streamed answer counts when its last byte is read, and must end with `[DONE]`.
+    ``headers``: per target, instead of ``HEADERS`` (a gateway that wants its own key or routing headers)."""
+    headers = headers or {}
     body = json.dumps(request).encode()
     streamed = bool(request.get("stream"))
     conns = {name: http.client.HTTPConnection("127.0.0.1", port, timeout=30) for name, port in ports.items()}
@@ -252,7 +258,7 @@ def measure_latency(
             for name in names[shift:] + names[:shift]:
                 conn = conns[name]
                 started = time.perf_counter_ns()
-                conn.request("POST", PATH, body, HEADERS)
+                conn.request("POST", PATH, body, headers.get(name, HEADERS))
                 response = conn.getresponse()
                 data = response.read()
                 elapsed = time.perf_counter_ns() - started
@@ -273,8 +279,7 @@ def measure_latency(
 WRK_LUA = """\
 wrk.method = "POST"
 wrk.body = [==[{body}]==]
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {key}"
+{headers}
 
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -288,9 +293,12 @@ end
 """
 
 
-def write_wrk_script(request: dict[str, Any] = BODY) -> Path:
-    path = OUT / "post_chat.lua"
-    path.write_text(WRK_LUA.format(body=json.dumps(request), key=API_KEY), encoding="utf-8")
+def write_wrk_script(
+    request: dict[str, Any] = BODY, headers: dict[str, str] = HEADERS, name: str = "post_chat"
+) -> Path:
+    path = OUT / f"{name}.lua"
+    lines = "\n".join(f'wrk.headers["{key}"] = "{value}"' for key, value in headers.items())
+    path.write_text(WRK_LUA.format(body=json.dumps(request), headers=lines), encoding="utf-8")
     return path
 
 
@@ -318,12 +326,17 @@ def measure_throughput(
     rounds: int,
     threads: int,
     request: dict[str, Any] = BODY,
+    headers: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """``rounds`` wrk runs per target, alternating targets (order rotated) so load spikes from other
-    processes on the machine hit every target alike; medians per target, CPU summed over all runs."""
-    script = write_wrk_script(request)
-    for service in services.values():
-        run_wrk(wrk, script, service.port, 1, threads, 32)  # fill pools, warm caches
+    processes on the machine hit every target alike; medians per target, CPU summed over all runs.
+    ``headers``: per target, instead of ``HEADERS``."""
+    headers = headers or {}
+    scripts = {
+        name: write_wrk_script(request, headers.get(name, HEADERS), f"post_chat_{name}") for name in services
+    }
+    for name, service in services.items():
+        run_wrk(wrk, scripts[name], service.port, 1, threads, 32)  # fill pools, warm caches
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in services}
     names = list(services)
     for i in range(rounds):
@@ -331,7 +344,7 @@ def measure_throughput(
         for name in names[shift:] + names[:shift]:
             pid = services[name].popen.pid
             seen_before, cpu_before = upstream_requests(upstream.port), cpu_seconds(pid)
-            result = run_wrk(wrk, script, services[name].port, seconds, threads, 32)
+            result = run_wrk(wrk, scripts[name], services[name].port, seconds, threads, 32)
             result["cpu_s"] = cpu_seconds(pid) - cpu_before
             result["upstream_requests"] = upstream_requests(upstream.port) - seen_before
             runs[name].append(result)
