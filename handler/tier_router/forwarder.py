@@ -47,6 +47,7 @@ from tier_router.fallback import (
 )
 from tier_router.provider_keys import KeySource, redact
 from tier_router.providers.base import Adapter, ClientRequestError, StreamDecoder, UpstreamProtocolError
+from tier_router.providers.openai_embeddings import check_vectors
 from tier_router.providers.registry import adapter_for, embeddings_adapter_for
 from tier_router.redaction import Redactor
 from tier_router.retries import ContextFloor, retry_delay, skipped_too_small
@@ -107,6 +108,21 @@ class Plain:
         content = self.redactor.bytes(await response.aread())
         data = adapter.parse(content)
         return data, content if adapter.passthrough else None
+
+
+class Vectors(Plain):
+    """An embeddings answer: a whole answer holding one vector per input (`check_vectors`)."""
+
+    __slots__ = ("inputs",)
+
+    def __init__(self, inputs: int, redactor: Redactor) -> None:
+        super().__init__(redactor)
+        self.inputs = inputs
+
+    async def receive(self, adapter: Adapter, response: httpx.Response) -> PlainAnswer:
+        answer = await super().receive(adapter, response)
+        check_vectors(answer[0], self.inputs)
+        return answer
 
 
 class HeldBack(NamedTuple):
@@ -199,10 +215,11 @@ class Forwarder:
         headers = upstream_headers(served.response, self.redactor)
         return Completion(served.route, data, raw, served.attempts, headers)
 
-    async def embed(self, decision: Decision, body: dict[str, Any]) -> Completion:
-        """An embeddings answer: the same candidate loop, with each provider's embeddings
-        adapter (`providers.registry.EMBEDDINGS`) instead of its chat one."""
-        served = await self.serve(decision, body, self._plain, adapters=embeddings_adapter_for)
+    async def embed(self, decision: Decision, body: dict[str, Any], inputs: int) -> Completion:
+        """An embeddings answer of `inputs` vectors: the same candidate loop, with each
+        provider's embeddings adapter (`providers.registry.EMBEDDINGS`) instead of its chat one."""
+        reception = Vectors(inputs, self.redactor)
+        served = await self.serve(decision, body, reception, adapters=embeddings_adapter_for)
         data, raw = served.answer
         headers = upstream_headers(served.response, self.redactor)
         return Completion(served.route, data, raw, served.attempts, headers)

@@ -1,0 +1,166 @@
+"""Embeddings attacked: what a provider's 200 must hold before it is passed on, and what the
+hard cap reserves for inputs built to slip under it (token ids, multi-byte text, requests
+racing for a cap with room for one). In process: respx answers the providers of
+`tests.embeddings.test_rules.doc` (tier `vec` = [e-small on openai-a, e-large on openai-b])."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from tier_router.store.memory import MemoryStore
+from tier_router.store.sqlite import SQLiteStore
+
+from tests.embeddings.test_rules import doc
+from tests.support.router_app import Apps
+from tests.support.rules import BACKUP_BASE, KEYS, OPENAI_BASE
+
+A_URL, B_URL = OPENAI_BASE + "/embeddings", BACKUP_BASE + "/embeddings"
+TWO = ["first input", "second input"]
+
+
+def answer(*vectors: Any, **extra: Any) -> dict[str, Any]:
+    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+    return {"object": "list", "data": data, "model": "m", "usage": {"prompt_tokens": 4, "total_tokens": 4}}
+
+
+GOOD = answer([0.1, 0.2], [0.3, 0.4])
+MALFORMED = {
+    "too few vectors": answer([0.1, 0.2]),
+    "too many vectors": answer([0.1], [0.2], [0.3]),
+    "an empty data list": {"object": "list", "data": [], "usage": {"prompt_tokens": 4}},
+    "no data": {"object": "list", "usage": {"prompt_tokens": 4}},
+    "a null vector": answer([0.1, 0.2], None),
+    "an empty vector": answer([0.1, 0.2], []),
+    "strings for numbers": answer([0.1, 0.2], ["0.3", "0.4"]),
+    "a NaN": answer([0.1, 0.2], [float("nan"), 0.4]),
+    "an index twice": {"data": [{"index": 0, "embedding": [0.1]}, {"index": 0, "embedding": [0.2]}]},
+    "an index out of range": {"data": [{"index": 0, "embedding": [0.1]}, {"index": 5, "embedding": [0.2]}]},
+    "vectors of two lengths": answer([0.1, 0.2], [0.3]),
+    "items that are not objects": {"data": [1, 2], "usage": {"prompt_tokens": 4}},
+}
+
+
+async def post(apps: Apps, body: dict[str, Any], rules: dict[str, Any] | None = None, **options: Any) -> Any:
+    app = apps.app(rules or doc(), keys=KEYS, **options)
+    client = apps.client(app)
+    reply = await client.post("/v1/embeddings", json=body)
+    await app.gateway.drain()
+    return reply
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_a_200_without_one_vector_per_input_is_a_failed_attempt(apps: Apps, body: Any) -> None:
+    """Broke: any 200 with a `data` list was passed on as the answer (one vector for two
+    inputs, nulls, strings), settled and logged as a success; no fallback, no breaker."""
+    with respx.mock(assert_all_called=False) as mock:
+        bad = mock.post(A_URL).mock(return_value=httpx.Response(200, content=json.dumps(body).encode()))
+        good = mock.post(B_URL).mock(return_value=httpx.Response(200, json=GOOD))
+        reply = await post(apps, {"model": "auto", "input": TWO})
+    assert reply.status_code == 200
+    assert (bad.call_count, good.call_count) == (1, 1)
+    assert reply.headers["x-router-model"] == "e-large"
+    assert reply.headers["x-router-attempts"] == "2"
+    assert reply.json() == GOOD
+
+
+@pytest.mark.anyio
+async def test_garbage_from_every_candidate_is_a_502_not_a_200(apps: Apps) -> None:
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(A_URL).mock(return_value=httpx.Response(200, json=MALFORMED["too few vectors"]))
+        mock.post(B_URL).mock(return_value=httpx.Response(200, json=MALFORMED["a null vector"]))
+        reply = await post(apps, {"model": "auto", "input": TWO})
+    assert reply.status_code == 502
+    assert reply.json()["error"]["type"]
+    assert "x-router-request-id" in reply.headers
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "input_, body",
+    [
+        (TWO, answer(base64.b64encode(struct.pack("<2f", 0.1, 0.2)).decode(), "AAAAAAAAAAA=")),
+        (TWO, {"data": [{"embedding": [0.1, 2]}, {"embedding": [0, 0.5]}]}),  # no index, ints
+        ([[1, 2], [3]], answer([0.1], [0.2])),  # token ids: one vector per token-id array
+        ([1, 2, 3], answer([0.1, 0.2])),  # one input given as token ids
+        ("one string", {"data": [{"index": 0, "embedding": [0.5]}]}),  # no usage: still an answer
+    ],
+    ids=["base64", "no index", "token-id arrays", "one token-id input", "no usage"],
+)
+async def test_well_formed_answers_still_pass(apps: Apps, input_: Any, body: dict[str, Any]) -> None:
+    """The check above is not stricter than OpenAI-compatible providers are."""
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(A_URL).mock(return_value=httpx.Response(200, json=body))
+        reply = await post(apps, {"model": "auto", "input": input_})
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["x-router-model"] == "e-small"
+    assert reply.json() == body
+
+
+# -- the hard cap --------------------------------------------------------------------------------
+
+E_LARGE_PRICE = 0.13
+"""USD per 1M tokens of e-large, the dearest of tier `vec`: 0.13 micro-dollars a token."""
+
+
+def capped(daily_usd: float) -> dict[str, Any]:
+    return doc(budgets={"daily_usd": daily_usd, "reservation_margin": 1.0})
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "input_",
+    [
+        [[7] * 4000],  # 4,000 token ids: 4,000 billed tokens, whatever their digits
+        ["é" * 2000],  # 2,000 characters, 4,000 UTF-8 bytes: a byte-level tokenizer's worst case
+        ["😀" * 1000],  # 1,000 characters, 4,000 bytes
+    ],
+    ids=["token ids", "two-byte characters", "four-byte characters"],
+)
+async def test_the_reservation_bounds_the_billed_tokens_not_the_characters(apps: Apps, input_: Any) -> None:
+    """A cap of 3,000 tokens' worth at e-large's price: each input is 4,000 billable tokens at
+    worst (fewer characters), so it must be refused before any provider is asked."""
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(A_URL).mock(return_value=httpx.Response(200, json=answer([0.1])))
+        reply = await post(apps, {"model": "auto", "input": input_}, capped(3000 * E_LARGE_PRICE / 1e6))
+    assert reply.status_code == 429, reply.text
+    assert reply.json()["error"]["code"] == "budget_exceeded"
+    assert route.call_count == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("store_kind", ["memory", "sqlite"])
+async def test_concurrent_requests_against_a_cap_with_room_for_one(
+    apps: Apps, tmp_path: Path, store_kind: str
+) -> None:
+    """Eight requests at once, each reserving (1,000 + 2) tokens at e-large's price, under a cap
+    that holds one reservation and not two: one reaches a provider, seven are refused."""
+    store = MemoryStore() if store_kind == "memory" else SQLiteStore(tmp_path / "state.db")
+    release = asyncio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return httpx.Response(200, json=answer([0.1]))
+
+    rules = capped(1500 * E_LARGE_PRICE / 1e6)
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(A_URL).mock(side_effect=slow)
+        app = apps.app(rules, keys=KEYS, store=store)
+        client = apps.client(app)
+        body = {"model": "auto", "input": "x" * 1000}
+        sent = [asyncio.ensure_future(client.post("/v1/embeddings", json=body)) for _ in range(8)]
+        while sum(task.done() for task in sent) < 7:
+            await asyncio.sleep(0.01)
+        release.set()
+        replies = await asyncio.gather(*sent)
+        await app.gateway.drain()
+    assert sorted(r.status_code for r in replies) == [200] + [429] * 7
+    assert route.call_count == 1
