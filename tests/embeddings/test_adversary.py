@@ -1,14 +1,18 @@
 """Embeddings attacked: what a provider's 200 must hold before it is passed on, and what the
 hard cap reserves for inputs built to slip under it (token ids, multi-byte text, requests
-racing for a cap with room for one). In process: respx answers the providers of
-`tests.embeddings.test_rules.doc` (tier `vec` = [e-small on openai-a, e-large on openai-b])."""
+racing for a cap with room for one), and the lifecycle of requests that end without an answer.
+In process: respx answers the providers of `tests.embeddings.test_rules.doc` (tier `vec` =
+[e-small on openai-a, e-large on openai-b]); the lifecycle through `tier-router serve` in front
+of the session's fakes (`tests.embeddings.conftest`)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+import math
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,9 @@ import respx
 from tier_router.store.memory import MemoryStore
 from tier_router.store.sqlite import SQLiteStore
 
+from tests.embeddings.conftest import PRICE_B, line_of, start
 from tests.embeddings.test_rules import doc
+from tests.support.fake_providers import FakeProviders
 from tests.support.router_app import Apps
 from tests.support.rules import BACKUP_BASE, KEYS, OPENAI_BASE
 
@@ -164,3 +170,61 @@ async def test_concurrent_requests_against_a_cap_with_room_for_one(
         await app.gateway.drain()
     assert sorted(r.status_code for r in replies) == [200] + [429] * 7
     assert route.call_count == 1
+
+
+# -- lifecycle, through `tier-router serve` (SQLite store, logging on) ---------------------------
+
+
+def test_a_client_that_leaves_mid_attempt_is_charged_its_reservation(
+    tmp_path: Path, fakes: FakeProviders
+) -> None:
+    """Broke: the client left while provider A was computing; the line had no attempts and the
+    request was charged 0 — a caller could spend past the hard cap by hanging up on big
+    requests, which the provider bills all the same. Now the attempt is logged `abandoned` and
+    the request charged its reservation (the cost is unknown: the conservative choice)."""
+    with start(tmp_path, fakes, budgets={"daily_usd": 100.0}) as router:
+        fakes.a.control(mode="timeout", delay_s=30)
+        headers = {"authorization": f"Bearer {router.key}"}
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(router.url + "/v1/embeddings", json={"model": "auto", "input": "leave"},
+                       headers=headers, timeout=0.5)  # fmt: skip
+        fakes.a.wait_for(lambda stats: stats["requests"] == 1)
+        deadline = time.monotonic() + 10
+        while not router.request_lines()[1:] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [line] = [r for r in router.request_lines() if r["path"] == "/v1/embeddings"]
+        assert (line["outcome"], line["status"]) == ("client_gone", 499)
+        assert [(a["model"], a["outcome"]) for a in line["attempts"]] == [("emb-a", "abandoned")]
+        reservation = math.ceil(math.ceil((len("leave") + 2) * 1.5) * PRICE_B)  # the dearest: emb-b
+        assert line["cost_micro_usd"] == reservation
+        assert line["cost_estimated"] is True
+        assert fakes.b.requests == 0
+        ledger = router.ledger()
+        assert ledger.budget_spent == ledger.total == reservation
+
+
+def test_every_failure_before_and_after_routing_is_one_line_with_a_request_id(
+    tmp_path: Path, fakes: FakeProviders
+) -> None:
+    with start(tmp_path, fakes, budgets={"daily_usd": 100.0}) as router:
+        fakes.a.control(mode="status", status=500)
+        fakes.b.control(mode="status", status=500)
+        headers = {"authorization": f"Bearer {router.key}"}
+        sent = [
+            ({"json": {"model": "auto", "input": "fails"}, "headers": headers}, 502, "failed"),
+            ({"json": {"model": "auto", "input": []}, "headers": headers}, 400, "refused"),
+            ({"content": b"{", "headers": headers}, 400, "refused"),
+            ({"json": {"model": "auto", "input": "x"}}, 401, "refused"),
+            ({"json": {"model": "chat", "input": "x"}, "headers": headers}, 400, "refused"),
+        ]
+        ids = []
+        for options, status, outcome in sent:
+            reply = httpx.post(router.url + "/v1/embeddings", **options)
+            assert reply.status_code == status, reply.text
+            assert "Traceback" not in reply.text
+            ids.append((reply.headers["x-router-request-id"], status, outcome))
+        for request_id, status, outcome in ids:
+            line = line_of(router, request_id)
+            assert (line["endpoint"], line["status"], line["outcome"]) == ("embeddings", status, outcome)
+        ledger = router.ledger()
+        assert ledger.budget_spent == ledger.budget_committed == 0  # nothing answered, nothing held
