@@ -19,13 +19,15 @@ from typing import Any
 import httpx
 import pytest
 import respx
+import yaml
+from tier_router.router_keys import hash_key
 from tier_router.store.memory import MemoryStore
 from tier_router.store.sqlite import SQLiteStore
 
 from tests.embeddings.conftest import PRICE_B, line_of, start
 from tests.embeddings.test_rules import doc
 from tests.support.fake_providers import FakeProviders
-from tests.support.router_app import Apps
+from tests.support.router_app import Apps, app_settings
 from tests.support.rules import BACKUP_BASE, KEYS, OPENAI_BASE
 
 A_URL, B_URL = OPENAI_BASE + "/embeddings", BACKUP_BASE + "/embeddings"
@@ -228,3 +230,39 @@ def test_every_failure_before_and_after_routing_is_one_line_with_a_request_id(
             assert (line["endpoint"], line["status"], line["outcome"]) == ("embeddings", status, outcome)
         ledger = router.ledger()
         assert ledger.budget_spent == ledger.budget_committed == 0  # nothing answered, nothing held
+
+
+@pytest.mark.anyio
+async def test_a_router_keys_daily_cap_holds_for_embeddings(apps: Apps, tmp_path: Path) -> None:
+    """Key `capped` may spend 3,000 tokens' worth a day at e-large's price; `free` has no cap.
+    A 4,000-token input is refused for the first before any provider is asked, served for the
+    second, and the first key's spend stays under its cap."""
+    secrets = {"capped": "trk-capped-0123456789abcdef", "free": "trk-free-0123456789abcdef"}
+    cap = 3000 * E_LARGE_PRICE / 1e6
+    records = [{"name": "capped", "sha256": hash_key(secrets["capped"]), "daily_usd": cap},
+               {"name": "free", "sha256": hash_key(secrets["free"])}]  # fmt: skip
+    keys_file = tmp_path / "keys.yaml"
+    keys_file.write_text(yaml.safe_dump({"keys": records}))
+    settings = app_settings(keys_file=keys_file, require_auth=True)
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(url__regex=r"https://(openai|backup)\.test/v1/embeddings").mock(
+            side_effect=lambda _: httpx.Response(200, json=answer([0.1]))
+        )
+        app = apps.app(doc(budgets={"reservation_margin": 1.0}), keys=KEYS, settings=settings)
+        client = apps.client(app)
+        body = {"model": "auto", "input": [[7] * 4000]}
+        refused = await client.post(
+            "/v1/embeddings", json=body, headers={"authorization": "Bearer " + secrets["capped"]}
+        )
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "budget_exceeded"
+        assert route.call_count == 0
+        small = await client.post("/v1/embeddings", json={"model": "auto", "input": "short"},
+                                  headers={"authorization": "Bearer " + secrets["capped"]})  # fmt: skip
+        assert small.status_code == 200, small.text
+        served = await client.post(
+            "/v1/embeddings", json=body, headers={"authorization": "Bearer " + secrets["free"]}
+        )
+        assert served.status_code == 200, served.text
+        assert route.call_count == 2
+        await app.gateway.drain()
