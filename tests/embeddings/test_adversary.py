@@ -145,13 +145,26 @@ async def test_the_reservation_bounds_the_billed_tokens_not_the_characters(apps:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("store_kind", ["memory", "sqlite"])
+@pytest.mark.parametrize(
+    "store_kind", ["memory", "sqlite", pytest.param("dynamodb", marks=pytest.mark.integration)]
+)
 async def test_concurrent_requests_against_a_cap_with_room_for_one(
-    apps: Apps, tmp_path: Path, store_kind: str
+    apps: Apps, tmp_path: Path, store_kind: str, request: pytest.FixtureRequest
 ) -> None:
     """Eight requests at once, each reserving (1,000 + 2) tokens at e-large's price, under a cap
     that holds one reservation and not two: one reaches a provider, seven are refused."""
-    store = MemoryStore() if store_kind == "memory" else SQLiteStore(tmp_path / "state.db")
+    store: Any
+    if store_kind == "memory":
+        store = MemoryStore()
+    elif store_kind == "sqlite":
+        store = SQLiteStore(tmp_path / "state.db")
+    else:
+        from tier_router.store.dynamodb import DynamoDBStore
+
+        request.getfixturevalue("aws_env")
+        store = DynamoDBStore(
+            request.getfixturevalue("table"), endpoint=request.getfixturevalue("moto").endpoint
+        )
     release = asyncio.Event()
 
     async def slow(request: httpx.Request) -> httpx.Response:
@@ -160,6 +173,7 @@ async def test_concurrent_requests_against_a_cap_with_room_for_one(
 
     rules = capped(1500 * E_LARGE_PRICE / 1e6)
     with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="127.0.0.1").pass_through()  # the DynamoDB store's moto
         route = mock.post(A_URL).mock(side_effect=slow)
         app = apps.app(rules, keys=KEYS, store=store)
         client = apps.client(app)
@@ -170,6 +184,7 @@ async def test_concurrent_requests_against_a_cap_with_room_for_one(
         release.set()
         replies = await asyncio.gather(*sent)
         await app.gateway.drain()
+    await store.aclose()
     assert sorted(r.status_code for r in replies) == [200] + [429] * 7
     assert route.call_count == 1
 
