@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 import respx
 import yaml
@@ -281,3 +282,25 @@ async def test_a_router_keys_daily_cap_holds_for_embeddings(apps: Apps, tmp_path
         assert served.status_code == 200, served.text
         assert route.call_count == 2
         await app.gateway.drain()
+
+
+@pytest.mark.anyio
+async def test_models_retrieve_with_odd_ids(apps: Apps) -> None:
+    """Names may hold `/`, `:`, `@` and `+` (the SDK percent-encodes them); anything else is a
+    404 in OpenAI's shape, with a request id."""
+    rules = doc()
+    rules["models"]["openai/te-3@v1:large+"] = rules["models"].pop("e-large")
+    rules["tiers"] = {**rules["tiers"], "vec": ["e-small", "openai/te-3@v1:large+"], "vec-large": ["e-small"]}
+    app = apps.app(rules, keys=KEYS)
+    http = apps.client(app)
+    sdk = openai.AsyncOpenAI(base_url="http://router/v1", api_key="k" * 20, http_client=http, max_retries=0)
+    found = await sdk.models.retrieve("openai/te-3@v1:large+")
+    assert found.id == "openai/te-3@v1:large+"
+    for odd in ["a/b", "../../etc/passwd", "é模型", "x" * 5000, "%ZZ", "e-small/", "e-large"]:
+        with pytest.raises(openai.NotFoundError) as missing:
+            await sdk.models.retrieve(odd)
+        assert missing.value.body["code"] == "model_not_found"  # type: ignore[index]
+        assert missing.value.response.headers["x-router-request-id"]
+    reply = await http.get("/v1/models/" + "%00")
+    assert reply.status_code == 404
+    assert reply.json()["error"]["param"] == "model"
