@@ -53,7 +53,7 @@ async def embeddings(request: Request) -> Response:
     headers = {**decision_headers(admission.decision), **admission.response_headers()}
     try:
         with gateway.disconnects.request(request.scope, request.receive):
-            done = await gateway.forwarder.embed(admission.decision, body)
+            done = await gateway.forwarder.embed(admission.decision, body, parsed.count, exchange.attempts)
     except (ClientGone, AllCandidatesFailed, UpstreamClientError) as exc:
         return unanswered(exchange, exc, headers)
     exchange.served_by(done.route, done.attempts)

@@ -88,6 +88,9 @@ class Outcome(StrEnum):
     """Skipped: a model refused the prompt as too long, and this one's window is no larger."""
     DEADLINE = "request_deadline"
     """Cut by the request's own deadline (`routing.deadline_s`), before the model's timeout."""
+    ABANDONED = "abandoned"
+    """In flight when the request was given up (its client left, or shutdown): the provider
+    may bill it, so the request is charged its reservation (`lifecycle`)."""
 
     @classmethod
     def http(cls, status: int) -> Outcome:
@@ -120,8 +123,9 @@ NOT_TRIED = frozenset(
 """Skipped candidates: no request reached the provider (`router_busy`: the router's own pool
 had no connection for it in time)."""
 
-UNJUDGED = frozenset({Outcome.DEADLINE})
-"""Tried, yet no verdict on the model: the request's own deadline cut the attempt short."""
+UNJUDGED = frozenset({Outcome.DEADLINE, Outcome.ABANDONED})
+"""Tried, yet no verdict on the model: the request's own deadline, or its end, cut the attempt
+short."""
 
 
 class Breaker(StrEnum):
@@ -168,6 +172,7 @@ VERDICTS: dict[Outcome, Verdict] = {
     Outcome.WINDOW_TOO_SMALL: Verdict(moves_on=True, client_fault=False, breaker=Breaker.RELEASE),
     # The request ran out of time, not the model: nothing recorded against it.
     Outcome.DEADLINE: Verdict(moves_on=True, client_fault=False, breaker=Breaker.RELEASE),
+    Outcome.ABANDONED: Verdict(moves_on=False, client_fault=False, breaker=Breaker.RELEASE),
 }
 """Every outcome but the HTTP refusals, which `verdict` judges by status."""
 

@@ -47,6 +47,7 @@ from tier_router.fallback import (
 )
 from tier_router.provider_keys import KeySource, redact
 from tier_router.providers.base import Adapter, ClientRequestError, StreamDecoder, UpstreamProtocolError
+from tier_router.providers.openai_embeddings import check_vectors
 from tier_router.providers.registry import adapter_for, embeddings_adapter_for
 from tier_router.redaction import Redactor
 from tier_router.retries import ContextFloor, retry_delay, skipped_too_small
@@ -107,6 +108,19 @@ class Plain:
         content = self.redactor.bytes(await response.aread())
         data = adapter.parse(content)
         return data, content if adapter.passthrough else None
+
+
+class Vectors(Plain):
+    """An embeddings answer: a whole answer holding one vector per input (`check_vectors`)."""
+
+    def __init__(self, inputs: int, redactor: Redactor) -> None:
+        super().__init__(redactor)
+        self.inputs = inputs
+
+    async def receive(self, adapter: Adapter, response: httpx.Response) -> PlainAnswer:
+        answer = await super().receive(adapter, response)
+        check_vectors(answer[0], self.inputs)
+        return answer
 
 
 class HeldBack(NamedTuple):
@@ -199,10 +213,13 @@ class Forwarder:
         headers = upstream_headers(served.response, self.redactor)
         return Completion(served.route, data, raw, served.attempts, headers)
 
-    async def embed(self, decision: Decision, body: dict[str, Any]) -> Completion:
-        """An embeddings answer: the same candidate loop, with each provider's embeddings
-        adapter (`providers.registry.EMBEDDINGS`) instead of its chat one."""
-        served = await self.serve(decision, body, self._plain, adapters=embeddings_adapter_for)
+    async def embed(
+        self, decision: Decision, body: dict[str, Any], inputs: int, attempts: list[Attempt]
+    ) -> Completion:
+        """An embeddings answer of `inputs` vectors: the same candidate loop (filling `attempts`),
+        with each provider's embeddings adapter (`providers.registry.EMBEDDINGS`)."""
+        vectors = Vectors(inputs, self.redactor)
+        served = await self.serve(decision, body, vectors, adapters=embeddings_adapter_for, attempts=attempts)
         data, raw = served.answer
         headers = upstream_headers(served.response, self.redactor)
         return Completion(served.route, data, raw, served.attempts, headers)
@@ -238,12 +255,14 @@ class Forwarder:
         *,
         ends: float | None = None,
         adapters: Callable[[str], Adapter] = adapter_for,
+        attempts: list[Attempt] | None = None,
     ) -> Served[A]:
         """The candidate loop: every candidate the plan offers, until one serves — each tried
         once, or again after a refusal that may pass in a moment (`retries`). Raises
         UpstreamClientError (a refusal that is the client's fault, or a prompt too long for
-        every candidate left) or AllCandidatesFailed."""
-        attempts: list[Attempt] = []
+        every candidate left) or AllCandidatesFailed. `attempts` (the caller's, if given) is filled
+        as they happen; one cut off by a cancellation (the client left) is `abandoned`."""
+        attempts = [] if attempts is None else attempts
         plan = await self.health.plan(decision.candidates)
         floor: ContextFloor | None = None  # set by the first context_length_exceeded
         too_long: tuple[Attempt, ModelRoute] | None = None  # the last such refusal, if nothing tried since
@@ -263,7 +282,14 @@ class Forwarder:
                 if isinstance(prepared, Attempt):  # not tried
                     attempt, got = prepared, None
                 else:
-                    attempt, got = await self._attempt(route, prepared, reception, ends)
+                    sent = self.clock()
+                    try:
+                        attempt, got = await self._attempt(route, prepared, reception, ends)
+                    except asyncio.CancelledError:  # the request ended mid-attempt: billable
+                        cut = Attempt(route.name, route.provider_name, Outcome.ABANDONED, retry=retry)
+                        cut.elapsed_ms, cut.started = self._ms(sent), sent
+                        attempts.append(cut)
+                        raise
                     attempt.retry = retry
                 attempts.append(attempt)
                 judged = verdict(attempt.outcome)

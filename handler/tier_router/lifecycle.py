@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from tier_router.admission import Admission, SpendControls
 from tier_router.fallback import Attempt
+from tier_router.fallback import Outcome as AttemptOutcome
 from tier_router.request_line import Outcome, RequestLine
 from tier_router.routing.engine import Decision, ModelRoute
 from tier_router.stream import OpenedStream
@@ -58,6 +59,7 @@ of finishes (hundreds of streams cut at once) would otherwise queue inside the s
 the wait counts against each call's deadline and settles fail (seen: SQLite, 200 at once)."""
 CHARS_PER_TOKEN = 4
 """For pricing a stream cut short: the usual English estimate, rounded up."""
+ABANDONED = AttemptOutcome.ABANDONED
 
 
 def request_id_of(scope: dict[str, Any]) -> str:
@@ -244,9 +246,14 @@ class Lifecycle:
 
     def _price(self, exchange: Exchange) -> None:
         """The cost to settle. None — the reservation in full, or 0 without one — when a
-        provider answered without usage: the conservative choice. A stream the client left
-        before usage arrived is priced from what was streamed plus the prompt's estimate."""
+        provider answered without usage, or when nothing answered but an attempt was cut off in
+        flight (`abandoned`: the provider may bill it): the conservative choice. A stream the
+        client left before usage arrived is priced from what was streamed plus the prompt's
+        estimate."""
         if exchange.route is None:  # nothing was forwarded, or nothing answered
+            if exchange.cost is None and any(a.outcome is ABANDONED for a in exchange.attempts):
+                exchange.line.cost_estimated = True
+                return
             exchange.cost = exchange.cost or 0
         if exchange.cost is not None:
             return
