@@ -96,7 +96,7 @@ async def complete(
     decision = exchange.decision
     assert decision is not None
     ends = forwarder.deadline()
-    completion = await forwarder.complete(decision, body, ends=ends)
+    completion = await forwarder.complete(decision, body, ends=ends, attempts=exchange.attempts)
     attempts = list(completion.attempts)
     in_hand(exchange, completion, attempts, price)
     escalations: list[Escalation] = []

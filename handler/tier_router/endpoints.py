@@ -148,7 +148,7 @@ async def complete(
     price = gateway.spend.price
     with gateway.disconnects.request(request.scope, request.receive):
         if decision.cascade is None:
-            completion = await gateway.forwarder.complete(decision, body)
+            completion = await gateway.forwarder.complete(decision, body, attempts=exchange.attempts)
             cascade.in_hand(exchange, completion, completion.attempts, price)
         else:
             exchange.line.cascade = decision.cascade.to
@@ -173,7 +173,9 @@ async def stream(
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     ends = gateway.forwarder.deadline()
     with gateway.disconnects.request(request.scope, request.receive):
-        opened = await gateway.forwarder.open_stream(decision, body, include_usage, ends=ends)
+        opened = await gateway.forwarder.open_stream(
+            decision, body, include_usage, ends=ends, attempts=exchange.attempts
+        )
     exchange.stream = opened  # from here on, lifecycle closes it whatever happens
     n = body.get("n")
     opened.state.choices = n if type(n) is int and n > 1 else 1

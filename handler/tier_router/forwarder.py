@@ -173,6 +173,8 @@ class Served(NamedTuple, Generic[A]):
 
 Prepared = tuple[Adapter, httpx.Request, str | None]
 """A candidate's request, its adapter, and the provider key in it."""
+Tried = list[Attempt] | None
+"""The request's own attempts list to fill (a cut-off attempt stays on it) or None for a new one."""
 
 
 class Forwarder:
@@ -206,9 +208,9 @@ class Forwarder:
         self._transports: dict[httpx.URL, httpx.AsyncBaseTransport] = {}
 
     async def complete(
-        self, decision: Decision, body: dict[str, Any], *, ends: float | None = None
+        self, decision: Decision, body: dict[str, Any], *, ends: float | None = None, attempts: Tried = None
     ) -> Completion:
-        served = await self.serve(decision, body, self._plain, ends=ends)
+        served = await self.serve(decision, body, self._plain, ends=ends, attempts=attempts)
         data, raw = served.answer
         headers = upstream_headers(served.response, self.redactor)
         return Completion(served.route, data, raw, served.attempts, headers)
@@ -225,9 +227,11 @@ class Forwarder:
         return Completion(served.route, data, raw, served.attempts, headers)
 
     async def open_stream(
-        self, decision: Decision, body: dict[str, Any], include_usage: bool, *, ends: float | None = None
-    ) -> OpenedStream:
-        served = await self.serve(decision, body, Streamed(include_usage, self.max_sse_line), ends=ends)
+        self, decision: Decision, body: dict[str, Any], include_usage: bool, *, ends: float | None = None,
+        attempts: Tried = None,
+    ) -> OpenedStream:  # fmt: skip
+        streamed = Streamed(include_usage, self.max_sse_line)
+        served = await self.serve(decision, body, streamed, ends=ends, attempts=attempts)
         decoder, batches, held, pending = served.answer
         return OpenedStream(
             served.route,
@@ -248,15 +252,9 @@ class Forwarder:
         return self.clock() + self.deadline_s
 
     async def serve(
-        self,
-        decision: Decision,
-        body: dict[str, Any],
-        reception: Reception[A],
-        *,
-        ends: float | None = None,
-        adapters: Callable[[str], Adapter] = adapter_for,
-        attempts: list[Attempt] | None = None,
-    ) -> Served[A]:
+        self, decision: Decision, body: dict[str, Any], reception: Reception[A], *,
+        ends: float | None = None, adapters: Callable[[str], Adapter] = adapter_for, attempts: Tried = None,
+    ) -> Served[A]:  # fmt: skip
         """The candidate loop: every candidate the plan offers, until one serves — each tried
         once, or again after a refusal that may pass in a moment (`retries`). Raises
         UpstreamClientError (a refusal that is the client's fault, or a prompt too long for
