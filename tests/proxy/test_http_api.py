@@ -407,7 +407,7 @@ async def test_sdk_maps_router_errors_to_exception_classes(sdk, upstream, urls):
 async def test_an_unexpected_error_in_chat_is_a_logged_openai_shaped_500(make_app, chat, upstream, caplog):
     app = make_app()
 
-    async def broken(decision, body):
+    async def broken(decision, body, **_):
         raise RuntimeError("bug in the router")
 
     app.gateway.forwarder.complete = broken
