@@ -151,7 +151,9 @@ FEATURES = (
     Feature("plain (breakers on, nothing else)"),
     Feature("+ daily budget (hard cap, pacing)", {"budgets": BUDGETS}),
     Feature("+ router key: rpm/tpm, key daily_usd", {"budgets": KEY_BUDGETS, "limits": LIMITS}, keys=True),
-    Feature("+ response cache, misses", {"budgets": KEY_BUDGETS, "limits": LIMITS, "cache": CACHE}, keys=True),
+    Feature(
+        "+ response cache, misses", {"budgets": KEY_BUDGETS, "limits": LIMITS, "cache": CACHE}, keys=True
+    ),
     Feature(
         "+ response cache, hits",
         {"budgets": KEY_BUDGETS, "limits": LIMITS, "cache": CACHE},
@@ -173,11 +175,21 @@ FEATURES = (
     ),
     Feature(
         "all on: key limits, budgets, cache (miss), feedback",
-        {"budgets": KEY_BUDGETS, "limits": LIMITS, "cache": CACHE, "quality": {"feedback": {"enabled": True}}},
+        {
+            "budgets": KEY_BUDGETS,
+            "limits": LIMITS,
+            "cache": CACHE,
+            "quality": {"feedback": {"enabled": True}},
+        },
         keys=True,
     ),
-    Feature("embeddings (budget + key limits)", {"budgets": KEY_BUDGETS, "limits": LIMITS}, keys=True,
-            path="/v1/embeddings", streams=(False,)),
+    Feature(
+        "embeddings (budget + key limits)",
+        {"budgets": KEY_BUDGETS, "limits": LIMITS},
+        keys=True,
+        path="/v1/embeddings",
+        streams=(False,),
+    ),
 )
 
 
@@ -214,7 +226,11 @@ def request_body(feature: Feature, n: int, stream: bool) -> dict[str, Any]:
     if feature.path == "/v1/embeddings":
         return {"model": "auto", "input": f"embed this text {n}"}
     text = "Say hello in five words." if feature.same_prompt else f"Say hello in five words, #{n}."
-    body: dict[str, Any] = {"model": "auto", "messages": [{"role": "user", "content": text}], "max_tokens": 64}
+    body: dict[str, Any] = {
+        "model": "auto",
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": 64,
+    }
     if "cache" in feature.sections:
         body["temperature"] = 0  # cacheable without the opt-in header
     if stream:
@@ -377,7 +393,11 @@ def fresh_url(backend: Backend, tmp: Path, n: int) -> Backend:
 def table(results: list[Measured], store: str) -> str:
     dynamo = store == "dynamodb"
     head = "| feature set | stream | reads | writes | get_many | get | put | add | add_if | put_if | delete |"
-    head += " first req r/w |" + (" DynamoDB API calls / request |" if dynamo else "") + " hottest items (per request) |"
+    head += (
+        " first req r/w |"
+        + (" DynamoDB API calls / request |" if dynamo else "")
+        + " hottest items (per request) |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         p = r.per_request
@@ -417,7 +437,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await control(upstream, {"mode": "ok"})
                     run_backend = fresh_url(backend, Path(tmpdir), i * 2 + stream)
                     with contextlib.redirect_stdout(log_lines):  # the request log lines
-                        measured = await measure(run_backend, feature, stream, upstream, args.requests, Path(tmpdir))
+                        measured = await measure(
+                            run_backend, feature, stream, upstream, args.requests, Path(tmpdir)
+                        )
                     results.append(measured)
             report["stores"][backend.name] = [r.__dict__ for r in results]
             title = f"### {backend.name} store: operations per request (median of {args.requests}, after 1)"
@@ -430,7 +452,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=20, help="measured requests per feature set (after 1)")
+    parser.add_argument(
+        "--requests", type=int, default=20, help="measured requests per feature set (after 1)"
+    )
     parser.add_argument("--stores", default="sqlite,dynamodb", help="comma list: sqlite, dynamodb, memory")
     parser.add_argument("--json", type=Path, default=OUT / "store_ops.json")
     args = parser.parse_args(argv)
@@ -439,7 +463,7 @@ def main(argv: list[str] | None = None) -> None:
     report["seconds"] = round(time.perf_counter() - started, 1)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1))
-    print(f"\n{report['seconds']} s; load {report['machine']['load']} -> {report['load_after']}; json: {args.json}")
+    print(f"\n{report['seconds']} s; load {report['machine']['load']} -> {report['load_after']}; {args.json}")
 
 
 if __name__ == "__main__":
