@@ -320,6 +320,7 @@ async def measure(
             await response.aread()
             statuses.append(response.status_code)
             if feature.feedback and response.status_code == 200:
+                await settle(app)  # the request's fact is written by its settle
                 rid = response.headers.get("x-router-request-id", "")
                 fb = await http.post("/v1/feedback", json={"request_id": rid, "score": 1}, headers=headers)
                 statuses.append(fb.status_code)
