@@ -97,10 +97,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
     parser.add_argument("--router-store", default="")
+    parser.add_argument("--floor", action="store_true", help="profile the floor proxy instead (to compare)")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     po.OUT.mkdir(parents=True, exist_ok=True)
-    mode = "stream" if args.stream else "plain"
+    mode = ("floor-" if args.floor else "") + ("stream" if args.stream else "plain")
     store = args.router_store or f"sqlite:///{OUT / f'state-{mode}.db'}"
     for leftover in OUT.glob(f"state-{mode}.db*"):
         leftover.unlink()
@@ -115,7 +116,11 @@ def main(argv: list[str] | None = None) -> None:
         po.write_router_rules(rules, f"http://127.0.0.1:{port}/v1")
         rport = po.free_port()
         env = {**po.ROUTER_ENV, "TIER_ROUTER_STORE": store}
-        router = stack.enter_context(po.running("router", po.router_command(rules, rport), rport, env))
+        cmd = po.router_command(rules, rport)
+        if args.floor:
+            cmd = [py, str(ROOT / "bench" / "floor_proxy.py"), "--upstream", f"http://127.0.0.1:{port}/v1"]
+            cmd += ["--port", str(rport)]
+        router = stack.enter_context(po.running("router", cmd, rport, env))
         po.wait_ready(router)
         script = po.write_wrk_script(po.STREAM_BODY if args.stream else po.BODY, name=f"profile_{mode}")
         wrk = shutil.which("wrk")
