@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,12 +241,8 @@ def request_body(feature: Feature, n: int, stream: bool) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------- running
 
 
-@dataclass
-class Backend:
-    name: str
-    url: str
-    environ: dict[str, str]
-    moto: Any = None  # tests.support.moto_process.MotoProcess, for dynamodb
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+STORES = ("sqlite", "dynamodb", "memory")
 
 
 @dataclass
@@ -280,14 +276,14 @@ async def settle(app: Any) -> None:
 
 
 async def measure(
-    backend: Backend, feature: Feature, stream: bool, upstream: str, requests: int, tmp: Path
+    store_url: str, environ: dict[str, str], feature: Feature, stream: bool, upstream: str, requests: int
 ) -> Measured:
     rules = parse_rules(rules_doc(upstream, feature.sections), "store-ops.yaml")
     env = {
-        **backend.environ,
-        "TIER_ROUTER_STORE": backend.url,
+        **environ,
+        "TIER_ROUTER_STORE": store_url,
         "BENCH_UPSTREAM_KEY": UPSTREAM_KEY,
-        "TIER_ROUTER_RULES": str(tmp / "unused.yaml"),
+        "TIER_ROUTER_RULES": "unused.yaml",  # the rules are handed in
     }
     if feature.keys:
         env["TIER_ROUTER_API_KEYS"] = f"team={ROUTER_KEY}"
@@ -352,40 +348,13 @@ async def control(upstream: str, faults: dict[str, Any]) -> None:
         (await http.post(upstream + "/_control", json={"reset": True, **faults})).raise_for_status()
 
 
-@contextlib.contextmanager
-def backends(names: Sequence[str], tmp: Path) -> Iterator[list[Backend]]:
-    out = []
-    with contextlib.ExitStack() as stack:
-        for name in names:
-            if name == "sqlite":
-                out.append(Backend("sqlite", "", {}))
-            elif name == "memory":
-                out.append(Backend("memory", "memory://", {}))
-            elif name == "dynamodb":
-                from tests.support.moto_process import MotoProcess
-
-                moto = MotoProcess()
-                stack.callback(moto.stop)
-                aws = {
-                    "AWS_ACCESS_KEY_ID": "testing",
-                    "AWS_SECRET_ACCESS_KEY": "testing",
-                    "AWS_REGION": "us-east-1",
-                }
-                out.append(Backend("dynamodb", moto.endpoint, aws, moto))
-            else:
-                raise SystemExit(f"unknown store {name!r}: sqlite, memory, dynamodb")
-        yield out
-
-
-def fresh_url(backend: Backend, tmp: Path, n: int) -> Backend:
-    """A new, empty store per run: a new SQLite file or a new DynamoDB table."""
-    env = backend.environ
-    if backend.name == "sqlite":
-        return Backend("sqlite", f"sqlite:///{tmp / f'state-{n}.db'}", env)
-    if backend.name == "dynamodb":
-        table = backend.moto.create_table()
-        return Backend("dynamodb", f"dynamodb://{table}?endpoint={backend.url}", env)
-    return backend
+def fresh_store(name: str, moto: Any, tmp: Path, n: int) -> tuple[str, dict[str, str]]:
+    """A new, empty store per run (URL, environment): a SQLite file, a table on moto, memory."""
+    if name == "sqlite":
+        return f"sqlite:///{tmp / f'state-{n}.db'}", {}
+    if name == "dynamodb":
+        return f"dynamodb://{moto.create_table()}?endpoint={moto.endpoint}", AWS_ENV
+    return "memory://", {}
 
 
 # ----------------------------------------------------------------------------------------- report
@@ -424,27 +393,31 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "requests": args.requests,
         "stores": {},
     }
-    with (
-        tempfile.TemporaryDirectory() as tmpdir,
-        run_uvicorn_in_thread(make_fake_upstream("openai", name="store-ops")) as upstream,
-        backends(args.stores.split(","), Path(tmpdir)) as stores,
-        (OUT / "store_ops.log").open("w") as log_lines,
-    ):
+    names = args.stores.split(",")
+    if set(names) - set(STORES):
+        raise SystemExit(f"unknown store in {args.stores!r}: choose from {', '.join(STORES)}")
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        upstream = stack.enter_context(run_uvicorn_in_thread(make_fake_upstream("openai", name="store-ops")))
+        log_lines = stack.enter_context((OUT / "store_ops.log").open("w"))
+        moto = None
+        if "dynamodb" in names:
+            from tests.support.moto_process import MotoProcess
+
+            moto = MotoProcess()  # its own process: moto in this one would share the GIL
+            stack.callback(moto.stop)
         tables = []
-        for backend in stores:
+        for name in names:
             results = []
             for i, feature in enumerate(FEATURES):
                 for stream in feature.streams:
                     await control(upstream, {"mode": "ok"})
-                    run_backend = fresh_url(backend, Path(tmpdir), i * 2 + stream)
+                    url, environ = fresh_store(name, moto, tmp, i * 2 + stream)
                     with contextlib.redirect_stdout(log_lines):  # the request log lines
-                        measured = await measure(
-                            run_backend, feature, stream, upstream, args.requests, Path(tmpdir)
-                        )
-                    results.append(measured)
-            report["stores"][backend.name] = [r.__dict__ for r in results]
-            title = f"### {backend.name} store: operations per request (median of {args.requests}, after 1)"
-            tables.append(f"{title}\n\n{table(results, backend.name)}")
+                        results.append(await measure(url, environ, feature, stream, upstream, args.requests))
+            report["stores"][name] = [r.__dict__ for r in results]
+            title = f"### {name} store: operations per request (median of {args.requests}, after 1)"
+            tables.append(f"{title}\n\n{table(results, name)}")
             print("\n" + tables[-1])
         report["tables"] = tables
     report["load_after"] = os.getloadavg()
