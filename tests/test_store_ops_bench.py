@@ -1,0 +1,71 @@
+"""bench/store_ops.py counts what it claims: a known sequence of store calls comes out as exactly
+those primitives and key families, and a real request through the app is counted (so the bench
+cannot silently report zero)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from tier_router.app import create_app
+from tier_router.routing.loader import parse_rules
+from tier_router.store.memory import MemoryStore
+
+from bench import store_ops
+from tests.support.router_app import app_settings
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_counts_a_known_sequence_by_primitive_and_key() -> None:
+    store = store_ops.CountingStore(MemoryStore())
+    await store.put("fact:req_0b41d724da5fc4aa", {"a": 1})
+    await store.add("spend:2026-12-07", {"micro": 5})
+    await store.add("budget:2026-12-07", {"micro": 5}, limits={"micro": 10})
+    await store.add("budget:2026-12-07", {"micro": 1}, claim=("hold", "r1"))
+    assert await store.put_if("lease:x", {"owner": "a"}, expected={"owner": None})
+    assert await store.get("spend:2026-12-07") == {"micro": 5}
+    got = await store.get_many(["spend:2026-12-07", "budget:2026-12-07", "spend:2026-12-07"])
+    await store.delete("lease:x")
+    mark = len(store.calls)
+    await store.get("absent")
+
+    assert got["spend:2026-12-07"] == {"micro": 5}  # calls pass through to the real store
+    assert store_ops.summarize(store.counts()) == {
+        "get": 2, "get_many": 1, "put": 1, "add": 1, "add_if": 2, "put_if": 1, "delete": 1,
+        "reads": 3, "writes": 6,
+    }  # fmt: skip
+    assert store.families() == {
+        "put fact:<id>": 1,
+        "add spend:<day>": 1,
+        "add_if budget:<day>": 2,
+        "put_if lease:x": 1,
+        "get spend:<day>": 1,
+        "get_many spend:<day>": 1,  # a duplicate key in one batch is read once
+        "get_many budget:<day>": 1,
+        "delete lease:x": 1,
+        "get absent": 1,
+    }
+    assert store.counts(since=mark) == {"get": 1}
+
+
+def test_key_families_hide_the_variable_parts() -> None:
+    assert store_ops.key_family("budget:2026-12-07:key:team") == "budget:<day>:key:team"
+    assert store_ops.key_family("rl:team:29410333") == "rl:team:<n>"
+    assert store_ops.key_family("cache:9f86d081884c7d659a2feaa0c55ad015") == "cache:<id>"
+
+
+async def test_a_request_through_the_app_is_counted() -> None:
+    """A budgeted chat request against a mock provider: its settle's writes are seen."""
+    rules = store_ops.rules_doc("http://unused", {"budgets": store_ops.BUDGETS})
+    rules["providers"]["fake"] = {"kind": "mock", "base_url": "mock://m"}
+    store = store_ops.CountingStore(MemoryStore())
+    app = create_app(app_settings(), rules=parse_rules(rules, "t.yaml"), store=store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://router") as http:
+        body = store_ops.request_body(store_ops.FEATURES[1], 0, stream=False)
+        response = await http.post("/v1/chat/completions", json=body)
+    await store_ops.settle(app)
+    assert response.status_code == 200, response.text
+    row = store_ops.summarize(store.counts())
+    assert row["writes"] >= 2
+    assert store.families()["add_if budget:<day>"] >= 1
