@@ -32,11 +32,10 @@ class OpenAICompatAdapter:
         upstream = {**body, "model": route.model_id}
         if upstream.get("stream"):
             upstream["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        headers = {"content-type": "application/json", **route.provider.headers}
-        if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
         return UpstreamRequest(
-            endpoint(route.provider.base_url, "/chat/completions"), headers, dumps(upstream)
+            endpoint(route.provider.base_url, "/chat/completions"),
+            json_headers(route, api_key),
+            dumps(upstream),
         )
 
     def parse(self, content: bytes) -> dict[str, Any]:
@@ -82,6 +81,14 @@ class OpenAIStreamDecoder:
             if not chunk.get("choices") and not self.include_usage:
                 return []
         return [chunk]
+
+
+def json_headers(route: ModelRoute, api_key: str | None) -> dict[str, str]:
+    """An OpenAI-compatible request's headers: JSON, the provider's own, its key as a bearer."""
+    headers = {"content-type": "application/json", **route.provider.headers}
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    return headers
 
 
 def endpoint(base_url: str, path: str) -> str:

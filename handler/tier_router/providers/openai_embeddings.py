@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from tier_router.providers.base import UpstreamProtocolError, UpstreamRequest, dumps, load_json_object
-from tier_router.providers.openai_compat import endpoint, openai_error_message
+from tier_router.providers.openai_compat import endpoint, json_headers, openai_error_message
 from tier_router.routing.engine import ModelRoute
 
 ROUTER_FIELDS = frozenset({"metadata"})
@@ -29,9 +29,7 @@ class OpenAIEmbeddingsAdapter:
     def build(self, route: ModelRoute, body: dict[str, Any], api_key: str | None) -> UpstreamRequest:
         upstream = {k: v for k, v in body.items() if k not in ROUTER_FIELDS}
         upstream["model"] = route.model_id
-        headers = {"content-type": "application/json", **route.provider.headers}
-        if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
+        headers = json_headers(route, api_key)
         return UpstreamRequest(endpoint(route.provider.base_url, "/embeddings"), headers, dumps(upstream))
 
     def parse(self, content: bytes) -> dict[str, Any]:
