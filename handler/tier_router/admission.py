@@ -111,7 +111,10 @@ class SpendControls:
         self.guard: BudgetGuard | None = None
         self._configure(spec.budgets, spec.limits)
         self.ledger = SpendLedger(
-            store, retention_days=spec.budgets.retention_days, day_start_hour=spec.budgets.day_start_hour
+            store,
+            retention_days=spec.budgets.retention_days,
+            day_start_hour=spec.budgets.day_start_hour,
+            shards=spec.budgets.shards,
         )
         self.cache_config = spec.cache
         # The cache is the operator's choice (it costs store writes): off unless the rules
@@ -288,26 +291,34 @@ class SpendControls:
         cached = admission.cached is not None
         if cached:
             cost = 0
-        if admission.reservation is not None and self.guard is not None:
-            await self.guard.settle(admission.reservation, cost)
-            charged = admission.reservation.actual
-        else:
-            charged = cost
-        decision = admission.decision
-        try:
-            model = route.name if route else None
-            await self.ledger.record(
-                admission.reservation.day if admission.reservation else None,
-                cost=charged or 0,
-                tier=decision.tier,
-                model=model,
-                rule=decision.label,
-                router_key=admission.key_id,
-                cache_hit=cached,
-                result=None if line is None else RequestResult.of(line, cost=charged or 0, model=model),
+        reservation = admission.reservation
+        charged = cost
+        if reservation is not None:  # what the settle charges: the reservation when cost is None
+            charged = (
+                reservation.actual if reservation.settled else reservation.reserved if cost is None else cost
             )
-        except StoreError as exc:
-            log.warning("spend ledger write failed: %s", exc)
+        decision = admission.decision
+        model = route.name if route else None
+        counts = self.ledger.deltas(
+            cost=charged or 0,
+            tier=decision.tier,
+            model=model,
+            rule=decision.label,
+            router_key=admission.key_id,
+            cache_hit=cached,
+            result=None if line is None else RequestResult.of(line, cost=charged or 0, model=model),
+        )
+        # With a reservation, its settle writes the counters too (one write for both).
+        counted = False
+        if reservation is not None and self.guard is not None:
+            counted = await self.guard.settle(reservation, cost, counts=counts)
+        if not counted:
+            try:
+                await self.ledger.record_deltas(
+                    reservation.day if reservation else self.ledger.today_key(), counts
+                )
+            except StoreError as exc:
+                log.warning("spend ledger write failed: %s", exc)
         charged = charged or 0
         if (
             completion is not None

@@ -136,6 +136,13 @@ class BudgetConfig(Strict):
         default="allow",
         description="state store unreachable: let requests through uncounted, or fail them (503)",
     )
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="day items the spend counters and budgets are spread over (N× the write rate of"
+        " one item; each shard enforces its share of a cap); change it at a day boundary",
+    )
 
     @property
     def enabled(self) -> bool:

@@ -1,9 +1,10 @@
 """Daily budgets: pacing (a soft brake) and a hard cap, global and per router key.
 
-Store items, one per budget day and scope (prefix `budget:`):
+Store items: the day items of `spend.shards` — `spend:<day>` (or its N shards), which also
+hold the ledger's counters:
 
-    budget:<day>                 the global budget      {"committed": µ$, "spent": µ$}
-    budget:<day>:key:<key id>    one router key's budget (only for keys that have a cap)
+    committed, spent             the global budget (µ$)
+    kc.<key>, ks.<key>           one router key's committed and spent (keys that have a cap)
 
 `committed` = settled actual cost + outstanding reservations; the hard cap is enforced
 on it. `spent` = settled actual cost only; pacing reads it, so a burst of in-flight
@@ -14,14 +15,15 @@ Request lifecycle (see the package docstring for where the app calls what):
 
 1. `pace(tier, priority, key)` — may move the request one tier down (never HIGH);
    reads the budget items at most once per `cache_ttl_s` per process.
-2. `reserve(key, estimate(...), holder=request id)` — atomically adds the worst case to
-   `committed` under `limits={"committed": cap}` AND claims a hold field on the same item,
-   `h.<expiry>.<holder>` = the amount (one write): key item first, then global; if the global
-   one refuses, the key's hold is rolled back. Refusal → `CapReached`.
-3. `settle(reservation, actual)` — releases the hold and adds `actual - reserved` to
-   `committed` and `actual` to `spent` in one write, exactly once, even if the caller is
-   cancelled; a write that fails is tried again (every write is idempotent). A reservation
-   whose own write timed out settles so that its hold, should it land later, is refused.
+2. `reserve(key, estimate(...), holder=request id)` — ONE conditional write on one shard:
+   adds the worst case to `committed` and the key's `kc.<key>` under `limits` (each its
+   shard's share of its cap) AND claims a hold field, `h.<expiry>.<holder>[/<key>]` = the
+   amount. A shard that refuses sends it to the next; refused by all → `CapReached`.
+3. `settle(reservation, actual, counts=ledger deltas)` — ONE write: releases the hold, adds
+   `actual - reserved` to `committed` (and `kc.<key>`), `actual` to `spent` (and `ks.<key>`)
+   and the ledger's counters, exactly once, even if the caller is cancelled; a write that
+   fails is tried again (every write is idempotent). A reservation whose own write timed out
+   settles so that its hold, should it land later, is refused (its counters: by the ledger).
 4. Expiry: a hold still there `reservation_ttl_s` after it was taken is charged in full
    (`spent += amount`; `committed` keeps it) — its settle was lost, its process died, or its
    request ran longer. Runs in the background after a refusal or a failed reservation, when
@@ -29,35 +31,30 @@ Request lifecycle (see the package docstring for where the app calls what):
 
 Why holds and what they cost: `spend.holds`.
 
-Overrun bound (the guarantee): every reservation is admitted only if `committed` stays
-`<= cap`, so committed never exceeds the cap at any reservation. Settling moves it by
-`actual - reserved`; that is negative (frees room) unless a request under-reserved. Hence
-at all times, for each scope,
+Writes per request with a global and a key cap: 2 (reserve; settle-and-count) on one day item,
+where one item per scope took 4, plus 1 for the ledger (bench/store_ops.py).
+
+Overrun bound (the guarantee): a reservation is admitted only if its shard's `committed` (and
+`kc.<key>`) stays `<= share(cap)` of that shard; the shares sum to the cap (`spend.shards`), so
+committed, summed over the shards, never exceeds the cap at any reservation. Settling moves it
+by `actual - reserved`: negative (frees room) unless a request under-reserved. Hence at all
+times, for each scope (global, or a key), summed over the shards,
 
     spent <= committed <= cap + Σ over settled requests of max(0, actual_i - reserved_i)
 
-and, with reservations that are upper bounds (see below), the sum is 0: committed spend never
-passes the cap. Expiry keeps it so: an unsettled hold stays in `committed` and becomes spend
-(its reservation bounds its cost); the settle of a request that outlived its hold finds the
-hold gone and charges nothing more. Only with `on_store_error: allow` can requests go
-uncounted: those admitted while the store could not take their reservation at all.
+and, with reservations that are upper bounds (below), the sum is 0: committed spend never
+passes the cap. Expiry keeps it so: an unsettled hold stays in `committed` and becomes spend;
+the settle of a request that outlived its hold finds the hold gone and charges nothing more.
+Only with `on_store_error: allow` can requests go uncounted: those admitted while the store
+could not take their reservation at all. Under-use: a refusal of `w` leaves less than
+`shards × w` of the refusing cap unused (`spend.shards`).
 
 Reservation bound (why that sum is 0): `reservation(candidates, body)` reserves, for the
-dearest candidate,
-
-    input  = ceil(B × reservation_margin × (2 if the body has cache_control else 1)) × price.input
-    output = n × min(max_tokens or max_completion_tokens (the larger), max_output)
-             × price.output   (max_output, else default_max_output_tokens, when absent)
-
-where B (`spend.reservation.bound`) counts every string of the body — message text,
-tool_calls names and arguments, tools/functions, response_format schemas, audio data — at
-one token per UTF-8 byte (no tokenizer emits a token for less than one byte), JSON
-punctuation, 8 tokens per message, 16 per request, 512 when tools are present, and
-`image_tokens` (4,000) per image part. So `actual <= reserved` for any provider that bills
-within its documented rules and enforces the output limit; file parts cannot be bounded
-and are refused (400) while a hard cap applies. `reservation_margin` is headroom on top of a
-bound, not a correction of an estimate. The bound is NOT the routing estimate
-(`conversation_tokens`, ~chars/4), which stays cheap and can be ~4× low on adversarial text.
+dearest candidate, ceil(B × reservation_margin) input tokens (× 2 with cache_control) and
+n × the output limit (max_tokens, else the model's max_output, else default_max_output_tokens),
+where B (`spend.reservation.bound`, which says why) bounds every billed input at one token per
+UTF-8 byte; file parts cannot be bounded and are refused (400) while a hard cap applies. It is
+NOT the routing estimate (`conversation_tokens`, ~chars/4, ~4× low on adversarial text).
 Failures err the other way: a rollback or settle that cannot reach the store leaves the
 reservation counted (over-counting, never under-counting), except with `on_store_error:
 allow`, where requests admitted during an outage are not counted.
@@ -70,22 +67,34 @@ import logging
 import math
 import time
 from collections.abc import Callable, Collection, Coroutine, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
-from urllib.parse import quote
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from tier_router.outage import Outage
 from tier_router.schema import BudgetConfig, Price, Priority
 from tier_router.snapshot import Snapshot
 from tier_router.spend.counters import DAY_S, day_end, day_key, elapsed_fraction
-from tier_router.spend.holds import Holds, held_amounts
+from tier_router.spend.holds import Holds
 from tier_router.spend.pricing import usd, worst_case_micro_usd
 from tier_router.spend.reservation import CACHE_WRITE_MAX_MULTIPLIER, Bound
+from tier_router.spend.shards import (
+    day_items,
+    key_tag,
+    no_room,
+    scope_fields,
+    scope_status,
+    share,
+    spent_fields,
+    summed,
+    visiting_order,
+)
+from tier_router.spend.verdicts import CapReached, PaceDecision, Scope
 from tier_router.store.base import Store, StoreError, Value
+
+__all__ = ["BudgetGuard", "CapReached", "PaceDecision", "Priced", "Reservation"]
 
 logger = logging.getLogger(__name__)
 
-Scope = Literal["global", "key"]
 _SEEN_MAX = 4096  # pacing snapshot entries (items) kept per process before pruning stale ones
 
 
@@ -99,19 +108,6 @@ class Priced(Protocol):
     def max_output(self) -> int | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class PaceDecision:
-    """The tier to use. `reason` is ASCII (header-safe) and set only when downgraded."""
-
-    tier: str | None
-    downgraded_from: str | None = None
-    reason: str | None = None
-
-    @property
-    def downgraded(self) -> bool:
-        return self.downgraded_from is not None
-
-
 @dataclass(slots=True)
 class Reservation:
     """Money held for one request. Pass it back to `settle` exactly once (extra calls are
@@ -120,7 +116,7 @@ class Reservation:
     day: str
     router_key: str | None
     reserved: int
-    items: tuple[str, ...]  # store keys that may hold it (empty: nothing to settle)
+    items: tuple[str, ...]  # the day item (shard) that may hold it (empty: nothing to settle)
     expires_at: float  # the budget items' expiry
     hold: str = ""  # the hold field on each item (see the module docstring)
     uncounted: bool = False  # admitted without a full reservation because the store failed
@@ -128,33 +124,16 @@ class Reservation:
     actual: int | None = None  # what settle charged (reserved when the caller passed None)
 
 
-@dataclass(frozen=True, slots=True)
-class CapReached:
-    """The hard cap refused a reservation. Map it to HTTP 429 (see `message`, `retry_after_s`)."""
-
-    scope: Scope
-    router_key: str | None
-    cap: int
-    requested: int
-    retry_after_s: int  # until the budget day resets
-    fallback_tier: str | None  # `on_cap: tier:<name>`: retry once on this tier, else reject
-
-    @property
-    def message(self) -> str:
-        who = "this router's" if self.scope == "global" else f"router key {self.router_key!r}'s"
-        hours, rest = divmod(self.retry_after_s, 3600)
-        return (
-            f"The request would exceed {who} daily budget of ${usd(self.cap, 2)} "
-            f"(it may cost up to ${usd(self.requested)}). The budget resets in {hours}h{rest // 60:02d}m."
-        )
-
-
 @dataclass(slots=True)
 class _Scope:
     kind: Scope
-    item: str
     cap: int
-    label: str = field(default="")
+    tag: str | None = None  # the router key's field tag (`spend.shards.key_tag`); None: global
+    label: str = ""
+
+    @property
+    def committed(self) -> str:
+        return scope_fields(self.tag)[0]
 
 
 class BudgetGuard:
@@ -168,19 +147,21 @@ class BudgetGuard:
         clock: Callable[[], float] = time.time,
         cache_ttl_s: float = 1.0,
         tiers: Collection[str] | None = None,
-        key_prefix: str = "budget:",
+        key_prefix: str = "spend:",
     ) -> None:
-        """`tiers`: the rules file's tier names; downgrade entries naming others are dropped."""
+        """`tiers`: the rules file's tier names; downgrade entries naming others are dropped.
+        `key_prefix`: the day items' (shared with the `SpendLedger` of the same store)."""
         self.store = store
         self.config = config
         self._clock = clock
         self._prefix = key_prefix
+        self.shards = config.shards
         downgrade = (config.pacing.downgrade or {}) if config.pacing.enabled else {}
         self.downgrade = {
             src: dst for src, dst in downgrade.items() if tiers is None or (src in tiers and dst in tiers)
         }
         self._global_cap = config.daily_micro()
-        self._spent: Snapshot[int] = Snapshot(
+        self._spent: Snapshot[dict[str, int]] = Snapshot(
             self._fetch_spent, ttl_s=cache_ttl_s, clock=clock, max_entries=_SEEN_MAX
         )
         self._tasks: set[asyncio.Future[Any]] = set()  # strong references to background writes
@@ -193,17 +174,22 @@ class BudgetGuard:
 
     # --- items ------------------------------------------------------------------------
 
-    def _scopes(self, day: str, router_key: str | None) -> list[_Scope]:
-        """Key scope first: per-key caps refuse more often, and refusing there spares the
-        hot global item a write and a rollback."""
+    def items(self, day: str) -> list[str]:
+        """The day items (shards) budgets and the ledger share."""
+        return day_items(self._prefix, day, self.shards)
+
+    def _scopes(self, router_key: str | None) -> list[_Scope]:
+        """The caps that apply: the key's first (it names the refusal when both refuse)."""
         scopes = []
         key_cap = self.config.key_daily_micro(router_key)
         if key_cap is not None and router_key is not None:
-            item = f"{self._prefix}{day}:key:{quote(router_key, safe='')}"
-            scopes.append(_Scope("key", item, key_cap, f"router key {router_key!a}: "))
+            scopes.append(_Scope("key", key_cap, key_tag(router_key), f"router key {router_key!a}: "))
         if self._global_cap is not None:
-            scopes.append(_Scope("global", f"{self._prefix}{day}", self._global_cap))
+            scopes.append(_Scope("global", self._global_cap))
         return scopes
+
+    def _limits(self, scopes: Sequence[_Scope], index: int) -> dict[str, int]:
+        return {s.committed: share(s.cap, self.shards, index) for s in scopes}
 
     def capped(self, router_key: str | None) -> bool:
         """True when a hard cap (global or this key's) applies to the key's requests."""
@@ -252,17 +238,18 @@ class BudgetGuard:
         if priority == "high" or tier is None or tier not in self.downgrade:
             return unchanged
         now = self._clock()
-        scopes = self._scopes(day_key(now, self.config.day_start_hour), router_key)
+        scopes = self._scopes(router_key)
         if not scopes:
             return unchanged
-        spent = await self._spent.read([s.item for s in scopes], now)
+        shards = await self._spent.read(self.items(day_key(now, self.config.day_start_hour)), now)
         pacing = self.config.pacing
         fraction = max(elapsed_fraction(now, self.config.day_start_hour), pacing.min_day_fraction)
         threshold = 1 + pacing.slack * (1 if priority == "low" else 2)
         ahead: tuple[float, _Scope, int] | None = None
         for scope in scopes:
             allowance = scope.cap * fraction
-            used = spent.get(scope.item, 0)
+            spent_field = scope_fields(scope.tag)[1]
+            used = summed(shards.values(), [spent_field])[spent_field]
             ratio = used / allowance if allowance > 0 else (math.inf if used > 0 else 0.0)
             if ratio > threshold and (ahead is None or ratio > ahead[0]):
                 ahead = (ratio, scope, used)
@@ -276,7 +263,8 @@ class BudgetGuard:
         )
         return PaceDecision(self.downgrade[tier], tier, reason)
 
-    async def _fetch_spent(self, items: list[str], now: float) -> dict[str, int]:
+    async def _fetch_spent(self, items: list[str], now: float) -> dict[str, dict[str, int]]:
+        """Per item: its `spent` and every key's `ks.<key>` (what pacing sums)."""
         try:
             values: dict[str, Value] = await self.store.get_many(items)
         except StoreError as exc:
@@ -287,8 +275,7 @@ class BudgetGuard:
             for item, value in values.items():
                 if self.holds.due(value, now):
                     self._spawn(self.holds.reclaim(item, now))
-        spent = {k: values.get(k, {}).get("spent", 0) for k in items}
-        return {k: v if isinstance(v, int) else 0 for k, v in spent.items()}
+        return {k: spent_fields(values.get(k, {})) for k in items}
 
     # --- the hard cap -----------------------------------------------------------------
 
@@ -318,117 +305,121 @@ class BudgetGuard:
         now = self._clock()
         day = day_key(now, self.config.day_start_hour)
         expires = self._expiry(day)
-        if worst == 0:  # nothing to hold (and a zero add is not portable, see `holds.nonzero`)
-            return Reservation(day, router_key, 0, (), expires)
-        hold = self.holds.name(holder, now)
-        scopes = self._scopes(day, router_key)
-        done: list[str] = []
+        scopes = self._scopes(router_key)
+        if worst == 0 or not scopes:  # nothing to hold (a zero add is not portable: `holds.nonzero`)
+            return Reservation(day, router_key, worst, (), expires)
+        hold = self.holds.name(holder, now, scopes[0].tag)
+        items = self.items(day)
+        item = items[0]
         try:
-            for scope in scopes:
-                new = await self.holds.take(scope.item, hold, worst, scope.cap, expires)
-                if new is None:
-                    self._spawn(self.holds.reclaim(scope.item, now))  # tidy up expired holds
-                    await self._rollback(done, hold, worst, expires, confirmed=True)
-                    retry = math.ceil(day_end(day, self.config.day_start_hour) - now)
-                    return CapReached(
-                        scope.kind, router_key, scope.cap, worst, max(retry, 1), self.config.cap_tier
-                    )
-                done.append(scope.item)
+            for index in visiting_order(self.shards):
+                item = items[index]
+                if await self.holds.take(item, hold, worst, self._limits(scopes, index), expires):
+                    self._outage.ok()
+                    return Reservation(day, router_key, worst, (item,), expires, hold)
         except StoreError as exc:
             self._outage.failed("reserve", exc)
-            # The failed write may still land (a timeout is not a refusal): every scope may
-            # hold the reservation now or later. Either way the hold is found by id: released
-            # by the settle or the rollback below if it landed first, reclaimed when it expires
-            # if it lands after them.
-            items = tuple(s.item for s in scopes)
-            for item in items:  # e.g. an item too big to write: free what expired (background)
-                self._spawn(self.holds.reclaim(item, now))
+            # The failed write may still land (a timeout is not a refusal): `item` may hold the
+            # reservation now or later (the shards that refused hold nothing). Either way the
+            # hold is found by id: released by the settle or the rollback below if it landed
+            # first, reclaimed when it expires if it lands after them.
+            self._spawn(self.holds.reclaim(item, now))  # e.g. an item too big to write
             if self.config.on_store_error == "reject":
-                self._spawn(self._rollback(list(items), hold, worst, expires, confirmed=False))
+                self._spawn(self._rollback(item, hold, worst, expires, confirmed=False))
                 raise
-            # Fail open: serve; the settle will charge the actual cost on every scope.
-            return Reservation(day, router_key, worst, items, expires, hold, uncounted=True)
-        self._outage.ok()
-        return Reservation(day, router_key, worst, tuple(done), expires, hold)
-
-    async def _rollback(
-        self, items: list[str], hold: str, worst: int, expires: float, *, confirmed: bool
-    ) -> None:
-        """Undo a reservation on `items`. Never raises: a hold left behind expires (charged)."""
+            # Fail open: serve; the settle will charge the actual cost.
+            return Reservation(day, router_key, worst, (item,), expires, hold, uncounted=True)
         for item in items:
-            try:
-                await self.holds.settle(item, hold, worst, 0, expires, confirmed=confirmed)
-            except StoreError as exc:
-                logger.warning("budget rollback of $%s on %s failed: %s", usd(worst), item, exc)
+            self._spawn(self.holds.reclaim(item, now))  # tidy up expired holds (background)
+        scope = await self._refusing(scopes, items, worst)
+        retry = math.ceil(day_end(day, self.config.day_start_hour) - now)
+        return CapReached(scope.kind, router_key, scope.cap, worst, max(retry, 1), self.config.cap_tier)
 
-    async def settle(self, reservation: Reservation, actual_micro: int | None) -> None:
+    async def _refusing(self, scopes: list[_Scope], items: list[str], worst: int) -> _Scope:
+        """Which cap refused: the key's when it had no room on any shard (one read, on refusals
+        with both caps only), else the global one."""
+        if len(scopes) == 1:
+            return scopes[0]
+        try:
+            values = await self.store.get_many(items)
+        except StoreError:
+            return scopes[-1]
+        key = scopes[0]
+        full = no_room(values, items, key.committed, key.cap, worst)
+        return key if full else scopes[-1]
+
+    async def _rollback(self, item: str, hold: str, worst: int, expires: float, *, confirmed: bool) -> None:
+        """Undo a reservation on `item`. Never raises: a hold left behind expires (charged)."""
+        try:
+            await self.holds.settle(item, hold, worst, 0, expires, confirmed=confirmed)
+        except StoreError as exc:
+            logger.warning("budget rollback of $%s on %s failed: %s", usd(worst), item, exc)
+
+    async def settle(
+        self, reservation: Reservation, actual_micro: int | None, *, counts: dict[str, int] | None = None
+    ) -> bool:
         """Replace the reservation by the actual cost: 0 for a request that failed before a
         provider charged it, None when the cost is unknown (the reservation is charged).
+        `counts`: the ledger's deltas for the request (`SpendLedger.deltas`), written in the
+        same update when the reservation has one (returns True); False: the caller records them.
 
-        Exactly once: later calls do nothing. Never raises StoreError (a `finally` path);
-        the write finishes even if the caller is cancelled meanwhile.
+        Exactly once: later calls do nothing (and return True). Never raises StoreError (a
+        `finally` path); the write finishes even if the caller is cancelled meanwhile.
         """
         if reservation.settled:
-            return
+            return True
         actual = reservation.reserved if actual_micro is None else actual_micro
         if isinstance(actual, bool) or not isinstance(actual, int) or actual < 0:
             raise ValueError(f"actual_micro must be a non-negative int or None, got {actual_micro!r}")
         reservation.settled = True
         reservation.actual = actual
         if not reservation.items:
-            return
-        await asyncio.shield(self._spawn(self._apply(reservation, actual)))
+            return False
+        carried = counts if counts and not reservation.uncounted else None
+        await asyncio.shield(self._spawn(self._apply(reservation, actual, carried)))
+        return carried is not None
 
-    async def _apply(self, reservation: Reservation, actual: int) -> None:
+    async def _apply(self, reservation: Reservation, actual: int, counts: dict[str, int] | None) -> None:
         r = reservation
         for item in r.items:
             try:
                 new = await self.holds.settle(
-                    item, r.hold, r.reserved, actual, r.expires_at, confirmed=not r.uncounted
+                    item, r.hold, r.reserved, actual, r.expires_at, confirmed=not r.uncounted, counts=counts
                 )
             except StoreError as exc:
                 self._outage.failed("settle", exc)
                 logger.warning(
                     "budget settle on %s failed (%s): the hold stays and is charged in full at"
-                    " expiry, $%s where $%s was spent",
+                    " expiry, $%s where $%s was spent (the request's spend counters are not written)",
                     item,
                     exc,
                     usd(r.reserved),
                     usd(actual),
                 )
                 continue
-            if new is not None and "spent" in new:  # our add returned everyone's fresh total
-                self._spent.set(item, new["spent"])
+            if new is not None:  # our add returned everyone's fresh totals of what it moved
+                seen = self._spent.get(item) or {}
+                self._spent.amend(item, {**seen, **spent_fields(new)})
 
     # --- status and housekeeping ------------------------------------------------------
 
     async def status(self, router_keys: Sequence[str] = ()) -> dict[str, Any]:
-        """Today's caps, commitments and pace, for the status endpoint (one store read)."""
+        """Today's caps, commitments and pace, for the status endpoint (the shards summed)."""
         now = self._clock()
         day = day_key(now, self.config.day_start_hour)
-        named: list[tuple[str | None, _Scope]] = [(None, s) for s in self._scopes(day, None)]
+        named: list[tuple[str | None, _Scope]] = [(None, s) for s in self._scopes(None)]
         for key in dict.fromkeys(router_keys):
-            named += [(key, s) for s in self._scopes(day, key) if s.kind == "key"]
-        items = await self.store.get_many([s.item for _, s in named]) if named else {}
-        stale = [item for item, value in items.items() if self.holds.due(value, now)]
+            named += [(key, s) for s in self._scopes(key) if s.kind == "key"]
+        items = self.items(day)
+        values = await self.store.get_many(items) if named else {}
+        stale = [item for item, value in values.items() if self.holds.due(value, now)]
         if stale:  # report what counts: reclaim expired holds first, then read again
             await asyncio.gather(*(self.holds.reclaim(item, now, force=True) for item in stale))
-            items = await self.store.get_many([s.item for _, s in named])
+            values = await self.store.get_many(items)
         fraction = max(elapsed_fraction(now, self.config.day_start_hour), self.config.pacing.min_day_fraction)
         out: dict[str, Any] = {"day": day, "global": None, "keys": {}}
         for key, scope in named:
-            item = items.get(scope.item, {})
-            committed, spent = item.get("committed", 0), item.get("spent", 0)
-            holds = held_amounts(item)
-            entry = {
-                "cap_usd": usd(scope.cap),
-                "committed_usd": usd(_int(committed)),
-                "spent_usd": usd(_int(spent)),
-                "pace_usd": usd(math.floor(scope.cap * fraction)),
-                "in_flight": len(holds),
-                "held_usd": usd(sum(holds)),
-                "unsettled_usd": usd(_int(item.get("unsettled"))),
-            }
+            entry = scope_status(values.values(), scope.tag, scope.cap, fraction)
             if key is None:
                 out["global"] = entry
             else:
@@ -440,7 +431,3 @@ class BudgetGuard:
         self._tasks.add(task)  # strong reference: the loop keeps only weak ones
         task.add_done_callback(self._tasks.discard)
         return task
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) else 0

@@ -27,9 +27,11 @@ The budget day starts at `day_start_hour` UTC (e.g. 8 for a day that starts at 0
 UTC); "2026-11-23" is the day that STARTS on that date.
 
 Hot-key limit: one DynamoDB item sustains about 1,000 writes/s (one write unit per KB),
-and every request writes this item once. Beyond a few hundred requests/s, shard it:
-`shards=N` keeps N items `spend:<day>#0 .. #N-1`, writes to a random one and reads all N
-with one `get_many` (≤100 keys) and sums — N× the write headroom for the same read cost.
+and every request writes this item once (with budgets on, its settle does, `spend.budget`:
+the same items hold the budgets). Beyond a few hundred requests/s, shard it (`budgets.shards`,
+`spend.shards`): N items `spend:<day>#0 .. #N-1`, a write goes to a random one, reads get all
+N with one `get_many` (≤100 keys) and sum — N× the write headroom for the same read cost.
+Readers ignore the budget's fields (`committed`, `spent`, `kc.*`, holds).
 Size: each distinct value seen that day (a model, rule, tier, key or arm) takes up to six
 fields (errors and escalations only once it has had one): their names are 6 × its encoded
 length + 40 to 46 bytes of kinds and dots, their numbers 1 + 1 per 2 digits each in DynamoDB
@@ -53,6 +55,7 @@ from typing import Any, NotRequired, TypedDict, Unpack
 from urllib.parse import quote, unquote
 
 from tier_router.spend.pricing import usd
+from tier_router.spend.shards import MAX_SHARDS, day_items
 from tier_router.spend.results import RequestResult, Results, Tally, empty_results, rows
 from tier_router.store.base import Store, Value
 
@@ -221,7 +224,7 @@ class SpendLedger:
         clock: Callable[[], float] = time.time,
         key_prefix: str = "spend:",
     ) -> None:
-        if shards < 1 or shards > 100:
+        if shards < 1 or shards > MAX_SHARDS:
             raise ValueError("shards must be 1..100 (one get_many reads them all)")
         if not 0 <= day_start_hour <= 23:
             raise ValueError("day_start_hour must be 0..23")
@@ -236,8 +239,7 @@ class SpendLedger:
         return day_key(self._clock(), self.day_start_hour)
 
     def item_keys(self, day: str) -> list[str]:
-        base = f"{self._prefix}{day}"
-        return [base] if self.shards == 1 else [f"{base}#{i}" for i in range(self.shards)]
+        return day_items(self._prefix, day, self.shards)
 
     @staticmethod
     def deltas(**charge: Unpack[Charge]) -> dict[str, int]:
@@ -269,8 +271,10 @@ class SpendLedger:
         """Count one request on `day` (default: today). One atomic write. Raises StoreError;
         the caller (a `finally` path) should log and move on — spend counters are reporting,
         the budget items hold what enforcement needs."""
-        day = day or self.today_key()
-        deltas = self.deltas(**charge)
+        await self.record_deltas(day or self.today_key(), self.deltas(**charge))
+
+    async def record_deltas(self, day: str, deltas: dict[str, int]) -> None:
+        """Write `deltas` (from `deltas`) on one of `day`'s shards. Raises StoreError."""
         keys = self.item_keys(day)
         key = keys[0] if len(keys) == 1 else random.choice(keys)  # noqa: S311 - load spreading, not security
         expires = day_end(day, self.day_start_hour) + self.retention_days * DAY_S

@@ -24,8 +24,14 @@ and an expiry land in, the reservation counts once:
 Cost: each in-flight reservation is a ~60-byte field on the day item (tombstones exist only
 for reservations whose write timed out, and expired ones). DynamoDB bills a write by the
 item's size in KB: ~1 WCU up to ~15 requests in flight per budget scope, ~60 WCU at 1,000 (the
-adversary suite measured 46-62 KB); an item holds at most 400 KB (~6,500 in flight). Past
-that, spread budgets over several scopes (per-key caps) — sharded counters are future work.
+adversary suite measured 46-62 KB); an item holds at most 400 KB (~6,500 in flight). The day
+items are sharded (`spend.shards`): N shards hold N× the holds and the write rate.
+
+A hold of a key with a cap is named `h.<expiry>.<id>/<key>`: its amount is in `committed` AND
+`kc.<key>`, and every write that moves it moves both (`spend.shards.scope_deltas`). A settle
+may carry the ledger's counters for the request (`counts`): they land in the same write, or —
+when the hold is gone because it expired and was reclaimed — in one more write that removes the
+reclaim's tombstone (so a retried settle cannot count them twice).
 """
 
 from __future__ import annotations
@@ -38,11 +44,11 @@ import os
 
 from tier_router.outage import Outage
 from tier_router.spend.pricing import usd
+from tier_router.spend.shards import HOLD_PREFIX, KEY_MARK, hold_key_tag, scope_deltas, unsettled_deltas
 from tier_router.store.base import Store, StoreError, StoreUnavailable, Value
 
 logger = logging.getLogger("tier_router.spend.budget")
 
-HOLD_PREFIX = "h."
 TOMB_PREFIX = "t."
 RECLAIM_BATCH = 64
 """Holds released (concurrently) or tombstones dropped (in one write) per step of a reclaim."""
@@ -112,32 +118,49 @@ class Holds:
         self._sequence = itertools.count(1)
         self._next_reclaim: dict[str, float] = {}
 
-    def name(self, holder: str, now: float) -> str:
-        """A fresh hold's field name: its expiry, the holder, and a process-unique suffix."""
-        return f"{HOLD_PREFIX}{math.ceil(now + self.ttl_s)}.{holder}.{self._process}{next(self._sequence):x}"
+    def name(self, holder: str, now: float, key_tag: str | None = None) -> str:
+        """A fresh hold's field name: its expiry, the holder, a process-unique suffix, and the
+        router key whose cap it also counts against (`spend.shards.key_tag`)."""
+        holder = holder.replace(KEY_MARK, "%2F")
+        name = f"{HOLD_PREFIX}{math.ceil(now + self.ttl_s)}.{holder}.{self._process}{next(self._sequence):x}"
+        return name if key_tag is None else f"{name}{KEY_MARK}{key_tag}"
 
     async def take(
-        self, item: str, hold: str, amount: int, cap: int, expires: float
+        self, item: str, hold: str, amount: int, limits: dict[str, int], expires: float
     ) -> dict[str, int] | None:
-        """Add `amount` to `committed` under `cap` and claim `hold`; None when the cap refuses
-        (or, for a write landing after its reservation finished, its tombstone)."""
+        """Add `amount` to `committed` (and the hold's key's `kc.<key>`) under `limits` (a cap
+        per field) and claim `hold`; None when a cap refuses (or, for a write landing after its
+        reservation finished, its tombstone)."""
         return await self.store.add(
             item,
-            {"committed": amount},
+            scope_deltas(hold_key_tag(hold), amount, 0),
             expires_at=expires,
-            limits={"committed": cap},
+            limits=limits,
             claim=(hold, amount),
             absent=(tomb_of(hold),),
         )
 
     async def settle(
-        self, item: str, hold: str, reserved: int, actual: int, expires: float, *, confirmed: bool
+        self,
+        item: str,
+        hold: str,
+        reserved: int,
+        actual: int,
+        expires: float,
+        *,
+        confirmed: bool,
+        counts: dict[str, int] | None = None,
     ) -> dict[str, int] | None:
         """Replace the hold by `actual` (0 rolls back). `confirmed`: the hold's write is known
-        to have landed. Idempotent (see the module docstring); tried SETTLE_TRIES times.
+        to have landed. `counts` (confirmed only): the ledger's deltas for the request, written
+        with the settle (see the module docstring). Idempotent; tried SETTLE_TRIES times.
         Raises StoreError when every try failed."""
+        if counts and not confirmed:
+            raise ValueError("counts ride only on a confirmed settle")
         for attempt in range(SETTLE_TRIES):
             try:
+                if confirmed:
+                    return await self._settle_confirmed(item, hold, reserved, actual, expires, counts or {})
                 return await self._settle_once(item, hold, reserved, actual, expires, confirmed)
             except StoreUnavailable:
                 if attempt + 1 == SETTLE_TRIES:
@@ -145,12 +168,23 @@ class Holds:
                 await asyncio.sleep(SETTLE_BACKOFF_S[min(attempt, len(SETTLE_BACKOFF_S) - 1)])
         raise AssertionError("unreachable")
 
+    async def _settle_confirmed(
+        self, item: str, hold: str, reserved: int, actual: int, expires: float, counts: dict[str, int]
+    ) -> dict[str, int] | None:
+        held = {**scope_deltas(hold_key_tag(hold), actual - reserved, actual), **counts}
+        new = await self.store.add(item, held, expires_at=expires, release=hold)
+        if new is not None or not counts:
+            return new
+        # The hold is gone: reclaimed (charged in full, its tombstone left) or released by an
+        # earlier try of this settle whose answer was lost. Count the request only in the first
+        # case, by removing the tombstone in the same write: a second try finds none.
+        await self.store.add(item, counts, expires_at=expires, release=tomb_of(hold))
+        return None
+
     async def _settle_once(
         self, item: str, hold: str, reserved: int, actual: int, expires: float, confirmed: bool
     ) -> dict[str, int] | None:
-        held = nonzero({"committed": actual - reserved, "spent": actual})
-        if confirmed:
-            return await self.store.add(item, held, expires_at=expires, release=hold)
+        held = scope_deltas(hold_key_tag(hold), actual - reserved, actual)
         tomb = (tomb_of(hold), 1)
         new = await self.store.add(item, held, expires_at=expires, release=hold, claim=tomb)
         if new is not None:
@@ -158,7 +192,7 @@ class Holds:
         # No hold: its write never landed (yet). Charge the actual cost, and leave a tombstone
         # that refuses the hold if it lands later. None again: the hold landed meanwhile, or an
         # earlier try of this settle already finished it.
-        unheld = {**nonzero({"committed": actual, "spent": actual}), "unheld": 1}
+        unheld = {**scope_deltas(hold_key_tag(hold), actual, actual), "unheld": 1}
         new = await self.store.add(item, unheld, expires_at=expires, claim=tomb, absent=(hold,))
         if new is not None:
             return new
@@ -210,7 +244,7 @@ class Holds:
     async def _expire(self, item: str, name: str, amount: int) -> int:
         try:
             new = await self.store.add(
-                item, {"spent": amount, "unsettled": amount}, release=name, claim=(tomb_of(name), 1)
+                item, unsettled_deltas(hold_key_tag(name), amount), release=name, claim=(tomb_of(name), 1)
             )
         except StoreError as exc:
             self._outage.failed("reclaim", exc)
