@@ -75,7 +75,7 @@ def test_fifty_sampled_requests_at_once_never_pass_the_judging_budget(tmp_path: 
         lines = stack.judgements()
         day = time.strftime("%Y-%m-%d", time.gmtime())
         own = stack.item(f"judge:{day}")
-        router_budget = stack.item(f"budget:{day}")
+        router_budget = stack.item(f"spend:{day}")
         item = stack.quality_item()
     assert sorted(line["request_id"] for line in lines) == sorted(ids)  # one line each
     judged = [line for line in lines if line["verdict"] is not None]

@@ -54,7 +54,7 @@ def test_sigterm_with_hanging_judgements_settles_and_logs_them(tmp_path: Path) -
             time.sleep(0.02)
         stack.router.stop(timeout=30)  # raises if the process outlives the drain bound
         lines = stack.judgements()
-        router_budget = stack.item(f"budget:{time.strftime('%Y-%m-%d', time.gmtime())}")
+        router_budget = stack.item(f"spend:{time.strftime('%Y-%m-%d', time.gmtime())}")
         own = stack.item(f"judge:{time.strftime('%Y-%m-%d', time.gmtime())}")
         item = stack.quality_item()
         stack.app.gate.set()

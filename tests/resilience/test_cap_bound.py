@@ -106,7 +106,7 @@ async def test_committed_spend_never_exceeds_the_cap(
     costs = [int(Decimal(r.headers["x-router-cost-usd"]) * 1_000_000) for r in ok]
     assert sum(costs) <= cap, f"served {len(ok)} requests for ${sum(costs) / 1e6} against a ${cap_usd} cap"
     assert len(ok) < CONCURRENCY, "the cap never refused anything: the test does not exercise it"
-    item = await store.get(f"budget:{day_key(time.time())}")
+    item = await store.get(f"spend:{day_key(time.time())}")
     assert item is not None
     assert item["spent"] == sum(costs)
     assert item["spent"] <= item["committed"] <= cap

@@ -8,6 +8,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import pytest
@@ -26,11 +27,15 @@ pytestmark = pytest.mark.anyio
 DAY = "2026-11-23"
 NOON = at(2026, 11, 23, 12)
 USD = 1_000_000
-GLOBAL = f"budget:{DAY}"
+GLOBAL = f"spend:{DAY}"
 
 
-def key_item(key: str) -> str:
-    return f"budget:{DAY}:key:{key}"
+def key_totals(value: dict[str, Any] | None, key: str) -> dict[str, Any]:
+    """One router key's money on a day item: its `kc.<key>` / `ks.<key>` as committed / spent."""
+    value = value or {}
+    tag = quote(key, safe="")
+    fields = {"committed": f"kc.{tag}", "spent": f"ks.{tag}"}
+    return {name: value[f] for name, f in fields.items() if f in value}
 
 
 THREE_TIERS = {"premium": "standard", "standard": "budget"}
@@ -240,24 +245,30 @@ async def test_per_key_caps(store: Store, clock: FakeClock) -> None:
     assert (await store.get(GLOBAL) or {})["committed"] == 900_000 + 1_900_000 + 50 * USD
 
 
-async def test_key_refusal_spares_the_global_item(clock: FakeClock) -> None:
+async def test_key_and_global_cap_are_one_write(clock: FakeClock) -> None:
+    """Both caps in one conditional update: an admitted reservation is one add, a refused one
+    an add and the read that names the refusing cap."""
     observed = Observing(MemoryStore(clock=clock))
     guard = BudgetGuard(observed, budgets(daily_usd=100.0, per_key_daily_usd=1.0), clock=clock)
-    assert isinstance(await guard.reserve("k", 2 * USD), CapReached)
+    assert isinstance(await guard.reserve("k", USD // 2), Reservation)
     assert observed.calls == {"add": 1}
+    refused = await guard.reserve("k", USD)
+    assert isinstance(refused, CapReached)
+    assert refused.scope == "key"
+    assert observed.calls["add"] == 2
 
 
-async def test_global_refusal_rolls_back_the_key(store: Store, clock: FakeClock) -> None:
+async def test_global_refusal_leaves_the_key_untouched(store: Store, clock: FakeClock) -> None:
     clock.now = NOON
     guard = make(store, clock, daily_usd=1.0, per_key_daily_usd=10.0)
     ok = await guard.reserve("alice", 600_000)
     assert isinstance(ok, Reservation)
-    assert ok.items == (key_item("alice"), GLOBAL)
+    assert ok.items == (GLOBAL,)
     refused = await guard.reserve("bob", 600_000)
     assert isinstance(refused, CapReached)
     assert refused.scope == "global"
-    assert (await store.get(key_item("bob")) or {}).get("committed") == 0
-    assert (await store.get(key_item("alice")) or {}).get("committed") == 600_000
+    assert key_totals(await store.get(GLOBAL), "bob") == {}
+    assert key_totals(await store.get(GLOBAL), "alice") == {"committed": 600_000}
 
 
 async def test_on_cap_names_the_fallback_tier(clock: FakeClock) -> None:
@@ -319,7 +330,7 @@ async def test_settle_after_midnight_charges_the_reservation_day(store: Store, c
     assert isinstance(await guard.reserve(None, 900_000), Reservation)  # a new day, a new budget
     await guard.settle(late, 400_000)
     assert await store.get(GLOBAL) == {"committed": 400_000, "spent": 400_000}
-    assert (await store.get("budget:2026-11-24") or {})["committed"] == 900_000
+    assert (await store.get("spend:2026-11-24") or {})["committed"] == 900_000
 
 
 async def test_estimate_takes_the_worst_candidate() -> None:
@@ -351,11 +362,11 @@ async def test_cancelled_reserve_releases_its_reservation(clock: FakeClock) -> N
     clock.now = NOON
     inner = Watched(MemoryStore(clock=clock))
     guard = BudgetGuard(Slow(inner, 0.05), budgets(daily_usd=1.0, per_key_daily_usd=1.0), clock=clock)
-    with anyio.move_on_after(0.07):  # after the key add, during the global add
+    with anyio.move_on_after(0.02):  # during the reservation's add
         await guard.reserve("k", 300_000)
         pytest.fail("reserve should have been cancelled")
-    await inner.until(GLOBAL, {"committed": 0})  # the global add finished, then was released
-    assert (await inner.get(key_item("k")) or {}).get("committed") == 0  # (released first)
+    await inner.until(GLOBAL, {"committed": 0})  # the add finished, then was released
+    assert key_totals(await inner.get(GLOBAL), "k") == {"committed": 0}  # both scopes at once
 
 
 async def test_cancelled_settle_still_writes(clock: FakeClock) -> None:
@@ -393,29 +404,33 @@ async def test_store_down_can_reject(clock: FakeClock) -> None:
 
 
 @pytest.mark.parametrize("mode", ["allow", "reject"])
-async def test_store_fails_between_the_two_adds(clock: FakeClock, mode: str) -> None:
+async def test_store_fails_on_the_reservation_write(clock: FakeClock, mode: str) -> None:
+    """The one write of a reservation with both caps fails before it applies."""
     clock.now = NOON
     inner = MemoryStore(clock=clock)
-    flaky = Failing(inner, down=False, fail_adds={2})
+    flaky = Failing(inner, down=False, fail_adds={1})
     config = budgets(daily_usd=1.0, per_key_daily_usd=1.0, on_store_error=mode)  # type: ignore[arg-type]
     guard = BudgetGuard(flaky, config, clock=clock)
     if mode == "reject":
         with pytest.raises(StoreUnavailable):
             await guard.reserve("k", 300_000)
         for _ in range(100):  # the rollback runs in the background (the 503 does not wait)
-            if (await inner.get(key_item("k")) or {}).get("committed") == 0:
+            if (await inner.get(GLOBAL) or {}).get("unheld") == 1:
                 break
             await asyncio.sleep(0.01)
-        assert totals(await inner.get(key_item("k"))) == {"committed": 0}  # rolled back by its hold
+        value = await inner.get(GLOBAL)
+        assert totals(value) == {} and key_totals(value, "k") == {}  # nothing held, a tombstone left
+        assert (value or {}).get("unheld") == 1
         return
     held = await guard.reserve("k", 300_000)
     assert isinstance(held, Reservation)
     assert held.uncounted
-    assert held.items == (key_item("k"), GLOBAL)
+    assert held.items == (GLOBAL,)
     await guard.settle(held, 100_000)
-    assert totals(await inner.get(key_item("k"))) == {"committed": 100_000, "spent": 100_000}
-    # The global add failed before it applied: no hold there, so the settle charges the cost.
-    assert totals(await inner.get(GLOBAL)) == {"committed": 100_000, "spent": 100_000}
+    # No hold landed, so the settle charges the cost, on both scopes.
+    value = await inner.get(GLOBAL)
+    assert totals(value) == {"committed": 100_000, "spent": 100_000}
+    assert key_totals(value, "k") == {"committed": 100_000, "spent": 100_000}
 
 
 async def test_status(clock: FakeClock) -> None:
@@ -484,15 +499,15 @@ async def run_load(
 
 
 @pytest.mark.parametrize(
-    ("config", "item"),
+    ("config", "scope"),
     [
-        ({"daily_usd": 50.0}, GLOBAL),
-        ({"daily_usd": 1000.0, "per_key_daily_usd": 50.0}, key_item("load")),
+        ({"daily_usd": 50.0}, "committed"),
+        ({"daily_usd": 1000.0, "per_key_daily_usd": 50.0}, "kc.load"),
     ],
     ids=["global-cap", "key-cap"],
 )
 async def test_concurrent_requests_never_exceed_the_cap(
-    store: Store, clock: FakeClock, config: dict[str, Any], item: str
+    store: Store, clock: FakeClock, config: dict[str, Any], scope: str
 ) -> None:
     clock.now = NOON
     cap = 50 * WORST  # room for 50 worst-case requests
@@ -500,11 +515,12 @@ async def test_concurrent_requests_never_exceed_the_cap(
     guard = BudgetGuard(observed, budgets(**config), clock=clock)
     admitted, refused = await run_load([guard], "load", (WORST // 2, WORST))
     actual = sum(a for _, a in admitted)
-    final = await store.get(item) or {}
+    final = await store.get(GLOBAL) or {}
+    spent = "ks.load" if scope == "kc.load" else "spent"
 
     assert len(admitted) + refused == REQUESTS
-    assert observed.peak[item, "committed"] <= cap  # never above the cap, not even briefly
-    assert final["committed"] == final["spent"] == actual <= cap  # settles replaced every hold
+    assert observed.peak[GLOBAL, scope] <= cap  # never above the cap, not even briefly
+    assert final[scope] == final[spent] == actual <= cap  # settles replaced every hold
     # At least the 50 worst cases always fit; at most cap / cheapest possible request.
     assert 50 <= len(admitted) <= cap // (WORST // 2)
     # Expected ≈ cap / mean actual (0.75 × WORST) ≈ 67, less the tail; runs see 63-66.
@@ -553,7 +569,7 @@ async def test_reasons_are_header_safe(clock: FakeClock) -> None:
     clock.now = NOON
     store = MemoryStore(clock=clock)
     guard = make(store, clock, key_daily_usd={"ключ": 0.0})
-    await store.add(key_item("%D0%BA%D0%BB%D1%8E%D1%87"), {"spent": 5})
+    await store.add(GLOBAL, {"ks.%D0%BA%D0%BB%D1%8E%D1%87": 5})
     decision = await guard.pace("premium", "low", "ключ")
     assert decision.reason == (
         "router key '\\u043a\\u043b\\u044e\\u0447': spend $0.00 is infinitely ahead of pace"

@@ -22,7 +22,7 @@ from tests.support.stores import Wrapped
 pytestmark = pytest.mark.anyio
 
 DAY = "2026-11-23"
-GLOBAL = f"budget:{DAY}"
+GLOBAL = f"spend:{DAY}"
 TTL = 60
 WORST, ACTUAL = 300_000, 1_234
 

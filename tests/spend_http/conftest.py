@@ -150,12 +150,12 @@ class Router:
 
     async def budget_item(self) -> dict[str, Any]:
         """The global budget item the guard reserves against and pacing reads."""
-        return await self.store.get(f"budget:{self.day}") or {}
+        return await self.store.get(f"spend:{self.day}") or {}
 
     async def set_spent(self, micro: int) -> None:
         """Pre-load today's global spend (as if earlier requests had settled)."""
         await self.store.put(
-            f"budget:{self.day}", {"committed": micro, "spent": micro}, expires_at=self.clock() + 86_400
+            f"spend:{self.day}", {"committed": micro, "spent": micro}, expires_at=self.clock() + 86_400
         )
 
     async def drain(self) -> None:

@@ -17,7 +17,7 @@ from tests.support.clock import FakeClock
 from tests.support.stores import Wrapped
 
 DAY = "2026-11-23"
-GLOBAL = f"budget:{DAY}"
+GLOBAL = f"spend:{DAY}"
 KEY_ITEM = f"budget:{DAY}:key:team-a"
 TTL = 60
 CAP_USD = 1.0
