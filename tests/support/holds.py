@@ -30,8 +30,11 @@ def guard_on(store: Any, clock: FakeClock, **config: Any) -> BudgetGuard:
 
 
 async def counters(store: Store, item: str = GLOBAL) -> tuple[int, int, int]:
-    """(committed, spent, number of holds) on `item`."""
-    value = await store.get(item) or {}
+    """(committed, spent, number of holds) of the global scope, or of team-a's (`KEY_ITEM`)."""
+    value = await store.get(GLOBAL) or {}
+    if item == KEY_ITEM:
+        holds = sum(1 for name in value if name.startswith(HOLD_PREFIX) and name.endswith("/team-a"))
+        return int(value.get("kc.team-a", 0)), int(value.get("ks.team-a", 0)), holds
     holds = sum(1 for name in value if name.startswith(HOLD_PREFIX))
     return int(value.get("committed", 0)), int(value.get("spent", 0)), holds
 
