@@ -55,8 +55,8 @@ from typing import Any, NotRequired, TypedDict, Unpack
 from urllib.parse import quote, unquote
 
 from tier_router.spend.pricing import usd
-from tier_router.spend.shards import MAX_SHARDS, day_items
 from tier_router.spend.results import RequestResult, Results, Tally, empty_results, rows
+from tier_router.spend.shards import MAX_SHARDS, day_items
 from tier_router.store.base import Store, Value
 
 DAY_S = 86_400
