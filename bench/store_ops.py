@@ -146,11 +146,15 @@ class Feature:
 LIMITS = {"requests_per_minute": 100000, "tokens_per_minute": 10_000_000}
 BUDGETS = {"daily_usd": 1000}
 KEY_BUDGETS = {"daily_usd": 1000, "per_key_daily_usd": 500}
+SHARDED = {**KEY_BUDGETS, "shards": 4}
 CACHE = {"enabled": True, "ttl_s": 3600}
 FEATURES = (
     Feature("plain (breakers on, nothing else)"),
     Feature("+ daily budget (hard cap, pacing)", {"budgets": BUDGETS}),
     Feature("+ router key: rpm/tpm, key daily_usd", {"budgets": KEY_BUDGETS, "limits": LIMITS}, keys=True),
+    Feature(
+        "+ budgets.shards: 4 (key limits, key daily_usd)", {"budgets": SHARDED, "limits": LIMITS}, keys=True
+    ),
     Feature(
         "+ response cache, misses", {"budgets": KEY_BUDGETS, "limits": LIMITS, "cache": CACHE}, keys=True
     ),
