@@ -69,4 +69,41 @@ async def test_a_request_through_the_app_is_counted() -> None:
     assert response.status_code == 200, response.text
     row = store_ops.summarize(store.counts())
     assert row["writes"] == 2
-    assert store.families() == {"add_if spend:<day>": 2}
+    writes = {k: v for k, v in store.families().items() if not k.startswith("get")}
+    assert writes == {"add_if spend:<day>": 2}
+
+
+@pytest.mark.parametrize("shards", [1, 4])
+async def test_budgets_and_key_limits_take_three_writes(shards: int) -> None:
+    """The issue-18 target, through the app: a router key with rpm/tpm limits and a daily cap,
+    under a global cap with pacing — the rate-limit write, the reservation and the settle (which
+    counts the request too) are the request's only writes (6 before issue 18)."""
+    budgets = {**store_ops.KEY_BUDGETS, "shards": shards}
+    rules = store_ops.rules_doc("http://unused", {"budgets": budgets, "limits": store_ops.LIMITS})
+    rules["providers"]["fake"] = {"kind": "mock", "base_url": "mock://m"}
+    store = store_ops.CountingStore(MemoryStore())
+    settings = app_settings(api_keys=(f"team={store_ops.ROUTER_KEY}",), api_keys_set=True)
+    app = create_app(settings, rules=parse_rules(rules, "t.yaml"), store=store)
+    headers = {"authorization": f"Bearer {store_ops.ROUTER_KEY}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router") as http:
+        for n in range(3):
+            mark = len(store.calls)
+            body = store_ops.request_body(store_ops.FEATURES[2], n, stream=bool(n % 2))
+            response = await http.post("/v1/chat/completions", json=body, headers=headers)
+            await response.aread()
+            await store_ops.settle(app)
+            assert response.status_code == 200, response.text
+            row = store_ops.summarize(store.counts(mark))
+            assert row["writes"] == 3
+            families = store.families(mark)
+            assert families["add_if rl:team:<n>"] == 1
+            day_items = {k: v for k, v in families.items() if k.startswith("add_if spend:<day>")}
+            assert sum(day_items.values()) == 2
+            assert len(day_items) == 1  # reservation and settle on the same shard
+    spend = app.gateway.spend
+    report = await spend.ledger.today()
+    assert (report.requests, report.by_key) == (3, {"team": report.total})
+    budgets = await spend.guard.status(["team"])  # every shard read and summed
+    for scope in (budgets["global"], budgets["keys"]["team"]):
+        assert scope["in_flight"] == 0
+        assert scope["spent_usd"] == scope["committed_usd"] == report.as_dict()["total_usd"]

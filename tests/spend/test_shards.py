@@ -14,6 +14,7 @@ import pytest
 from tier_router.schema import BudgetConfig
 from tier_router.spend.budget import BudgetGuard, CapReached, Reservation
 from tier_router.spend.counters import SpendLedger
+from tier_router.spend.pricing import usd
 from tier_router.spend.shards import no_room, share, visiting_order
 from tier_router.store.base import Store, StoreUnavailable
 from tier_router.store.memory import MemoryStore
@@ -212,7 +213,8 @@ async def test_sums_across_shards_are_exact(store: Store, clock: FakeClock, shar
         assert sums[f"kc.k{i}"] == sums[f"ks.k{i}"] == by_key[f"k{i}"]
     status = await guard.status(["k0"])
     assert (status["global"]["in_flight"], status["keys"]["k0"]["in_flight"]) == (0, 0)
-    assert status["keys"]["k0"]["spent_usd"] == (await guard.status(["k0"]))["keys"]["k0"]["spent_usd"]
+    assert status["global"]["spent_usd"] == usd(total)  # what `tier-router status` shows: summed
+    assert status["keys"]["k0"]["spent_usd"] == status["keys"]["k0"]["committed_usd"] == usd(by_key["k0"])
     if shards > 1:  # the writes spread: every shard took some
         values = await store.get_many(items(shards))
         assert len(values) == shards
