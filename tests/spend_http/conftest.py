@@ -109,6 +109,10 @@ BASE_RULES: dict[str, Any] = {
 }
 
 
+BUDGET_FIELDS = {"committed", "spent", "unsettled", "unheld", "swept"}
+BUDGET_PREFIXES = ("h.", "t.", "kc.", "ks.", "ku.")
+
+
 @dataclass
 class Router:
     """One app, the httpx client talking to it, and the store/clock under it."""
@@ -149,8 +153,10 @@ class Router:
         return response.json()
 
     async def budget_item(self) -> dict[str, Any]:
-        """The global budget item the guard reserves against and pacing reads."""
-        return await self.store.get(f"spend:{self.day}") or {}
+        """The budget's fields of the day item the guard reserves against and pacing reads
+        (the item also holds the ledger's counters, `spend.shards`: left out here)."""
+        item = await self.store.get(f"spend:{self.day}") or {}
+        return {k: v for k, v in item.items() if k in BUDGET_FIELDS or k.startswith(BUDGET_PREFIXES)}
 
     async def set_spent(self, micro: int) -> None:
         """Pre-load today's global spend (as if earlier requests had settled)."""
