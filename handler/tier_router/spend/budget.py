@@ -314,7 +314,7 @@ class BudgetGuard:
         try:
             for index in visiting_order(self.shards):
                 item = items[index]
-                if await self.holds.take(item, hold, worst, self._limits(scopes, index), expires):
+                if await self.holds.take(item, hold, worst, self._limits(scopes, index), expires) is not None:
                     self._outage.ok()
                     return Reservation(day, router_key, worst, (item,), expires, hold)
         except StoreError as exc:
