@@ -21,12 +21,11 @@ limit refused, the result is None; if another writer got in between, we go round
 
 Limits worth knowing:
 - an item is at most 400 KB (ours are a few hundred bytes);
-- one partition key sustains about 1,000 writes/s (1 KB WCU each). A counter hotter than
-  that (say, a global spend counter under heavy load) must be sharded: keep N keys
-  `pk#0 .. pk#N-1`, `add` to a random shard, and read all N with one `get_many` and sum.
-  With `limits`, give each shard limit/N (or re-balance) — a per-shard ceiling is the
-  price of spreading writes. Nothing here shards today; budgets and breakers write far
-  below the limit.
+- one partition key sustains about 1,000 write units/s, and a write costs one unit per KB
+  of the item (before or after the update, the larger). A counter hotter than that is
+  sharded by its owner, not here: the day items of spend and budgets (`spend.shards`,
+  `budgets.shards`) keep N keys `spend:<day>#0 .. #N-1`, write one, read all N with one
+  `get_many` and sum; under `limits`, each shard enforces its share of the cap.
 """
 
 from __future__ import annotations
