@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import anyio
@@ -16,7 +16,8 @@ from tier_router.spend.budget import BudgetGuard, CapReached, Reservation
 from tier_router.spend.counters import SpendLedger
 from tier_router.spend.pricing import usd
 from tier_router.spend.shards import no_room, share, visiting_order
-from tier_router.store.base import Store, StoreUnavailable
+from tier_router.store.base import Store, StoreError, StoreUnavailable
+from tier_router.store.dynamodb import DynamoDBStore
 from tier_router.store.memory import MemoryStore
 
 from tests.support.clock import FakeClock, at
@@ -37,6 +38,19 @@ def items(shards: int) -> list[str]:
 async def summed(store: Store, shards: int, *fields: str) -> dict[str, int]:
     values = await store.get_many(items(shards))
     return {f: sum(int(v.get(f, 0)) for v in values.values()) for f in fields}
+
+
+@pytest.fixture
+async def patient(store: Store, clock: FakeClock) -> AsyncIterator[Store]:
+    """`store`, with a 30 s HTTP timeout on DynamoDB: moto serves one request at a time in this
+    process, and 32 at once on a loaded machine outlast the default 2 s (a timeout fails the
+    reservation open: right for the router, not what these tests are about)."""
+    if not isinstance(store, DynamoDBStore):
+        yield store
+        return
+    slow = DynamoDBStore(store.table, endpoint=store.url, region=store.region, clock=clock, timeout_s=30)
+    yield slow
+    await slow.aclose()
 
 
 def guard_on(store: Any, clock: FakeClock, shards: int, **config: Any) -> BudgetGuard:
@@ -134,8 +148,9 @@ def room_for_one(shards: int) -> int:
 @pytest.mark.parametrize("shards", [1, 4])
 @pytest.mark.parametrize("requests", [8, 32])
 async def test_many_requests_against_room_for_one(
-    store: Store, clock: FakeClock, shards: int, requests: int
+    patient: Store, clock: FakeClock, shards: int, requests: int
 ) -> None:
+    store = patient
     clock.now = NOON
     cap = room_for_one(shards)
     observed = Observing(store)
@@ -156,10 +171,11 @@ def room_for_two(shards: int) -> int:
 
 @pytest.mark.parametrize("shards", [1, 4])
 async def test_a_key_cap_and_the_global_cap_both_near_full(
-    store: Store, clock: FakeClock, shards: int
+    patient: Store, clock: FakeClock, shards: int
 ) -> None:
     """Room for one request under each key's cap, for two under the global cap; 16 concurrent
     requests of key a, then 16 of key b, then 8 more of each: no cap is ever passed."""
+    store = patient
     clock.now = NOON
     key_cap, cap = room_for_one(shards), room_for_two(shards)
     guard = guard_on(store, clock, shards, daily_usd=cap / USD, per_key_daily_usd=key_cap / USD)
@@ -182,7 +198,8 @@ async def test_a_key_cap_and_the_global_cap_both_near_full(
 
 
 @pytest.mark.parametrize("shards", [1, 4])
-async def test_sums_across_shards_are_exact(store: Store, clock: FakeClock, shards: int) -> None:
+async def test_sums_across_shards_are_exact(patient: Store, clock: FakeClock, shards: int) -> None:
+    store = patient
     clock.now = NOON
     guard = guard_on(store, clock, shards, daily_usd=100.0, per_key_daily_usd=50.0)
     ledger = SpendLedger(store, shards=shards, clock=clock)
@@ -302,3 +319,43 @@ async def test_a_cancelled_settle_still_counts_the_request(clock: FakeClock) -> 
     assert (report.total, report.requests, report.by_key) == (W // 2, 1, {"k": W // 2})
     assert await guard.settle(held, W // 2, counts=counts)  # a second settle does nothing
     assert (await ledger.report(DAY)).requests == 1
+
+
+class Full(Wrapped):
+    """Writes to `item` are refused by the store as DynamoDB refuses an update past 400 KB
+    (a ValidationException: not applied)."""
+
+    def __init__(self, inner: Store, item: str) -> None:
+        super().__init__(inner)
+        self.item = item
+        self.refused = 0
+
+    async def add(self, key: str, deltas: Mapping[str, int], **options: Any) -> dict[str, int] | None:
+        if key == self.item:
+            self.refused += 1
+            raise StoreError("DynamoDB rejected UpdateItem: Item size has exceeded the maximum allowed size")
+        return await super().add(key, deltas, **options)
+
+
+@pytest.mark.parametrize("mode", ["allow", "reject"])
+async def test_a_full_shard_passes_the_reservation_on(clock: FakeClock, mode: str) -> None:
+    """A shard the store refuses to write (not applied) is skipped: the reservation lands on
+    another, counted. With one shard there is no other: the store-error policy applies."""
+    clock.now = NOON
+    inner = MemoryStore(clock=clock)
+    full = Full(inner, items(4)[0])
+    guard = guard_on(full, clock, 4, daily_usd=1.0, on_store_error=mode)
+    for i in range(12):  # every start shard, shard 0 among them
+        held = await guard.reserve(None, W // 10, holder=f"r{i}")
+        assert isinstance(held, Reservation)
+        assert not held.uncounted
+        assert held.items != (items(4)[0],)
+    assert full.refused > 0
+    one = guard_on(Full(inner, items(1)[0]), clock, 1, daily_usd=1.0, on_store_error=mode)
+    if mode == "reject":
+        with pytest.raises(StoreError):
+            await one.reserve(None, W, holder="x")
+    else:
+        held = await one.reserve(None, W, holder="x")
+        assert isinstance(held, Reservation)
+        assert held.uncounted

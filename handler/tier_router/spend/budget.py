@@ -89,7 +89,7 @@ from tier_router.spend.shards import (
     visiting_order,
 )
 from tier_router.spend.verdicts import CapReached, PaceDecision, Scope
-from tier_router.store.base import Store, StoreError, Value
+from tier_router.store.base import Store, StoreError, StoreUnavailable, Value
 
 __all__ = ["BudgetGuard", "CapReached", "PaceDecision", "Priced", "Reservation"]
 
@@ -310,15 +310,24 @@ class BudgetGuard:
             return Reservation(day, router_key, worst, (), expires)
         hold = self.holds.name(holder, now, scopes[0].tag)
         items = self.items(day)
-        item = items[0]
-        try:
-            for index in visiting_order(self.shards):
-                item = items[index]
-                if await self.holds.take(item, hold, worst, self._limits(scopes, index), expires) is not None:
-                    self._outage.ok()
-                    return Reservation(day, router_key, worst, (item,), expires, hold)
-        except StoreError as exc:
-            self._outage.failed("reserve", exc)
+        item, failure, refused = items[0], None, 0
+        for index in visiting_order(self.shards):
+            item = items[index]
+            try:
+                new = await self.holds.take(item, hold, worst, self._limits(scopes, index), expires)
+            except StoreUnavailable as exc:  # it may still land: this shard may hold it, stop here
+                failure = exc
+                break
+            except StoreError as exc:  # not applied (e.g. the item is full, 400 KB): the next shard
+                failure = exc
+                self._spawn(self.holds.reclaim(item, now))
+                continue
+            if new is not None:
+                self._outage.ok()
+                return Reservation(day, router_key, worst, (item,), expires, hold)
+            refused += 1
+        if failure is not None and (isinstance(failure, StoreUnavailable) or not refused):
+            self._outage.failed("reserve", failure)
             # The failed write may still land (a timeout is not a refusal): `item` may hold the
             # reservation now or later (the shards that refused hold nothing). Either way the
             # hold is found by id: released by the settle or the rollback below if it landed
@@ -326,7 +335,7 @@ class BudgetGuard:
             self._spawn(self.holds.reclaim(item, now))  # e.g. an item too big to write
             if self.config.on_store_error == "reject":
                 self._spawn(self._rollback(item, hold, worst, expires, confirmed=False))
-                raise
+                raise failure
             # Fail open: serve; the settle will charge the actual cost.
             return Reservation(day, router_key, worst, (item,), expires, hold, uncounted=True)
         for item in items:
