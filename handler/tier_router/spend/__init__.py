@@ -9,6 +9,8 @@ Modules, one job each, all money in integer micro-dollars (1 USD = 1,000,000 µ$
                 latency, errors, escalations, successes per dimension value.
 - `budget`    — `BudgetGuard`: pacing (downgrade while ahead of pace) and a hard daily
                 cap (atomic reservations, settled with the actual cost).
+- `shards`    — the day items: names, shards and each shard's share of a cap, per-key fields.
+- `verdicts`  — `PaceDecision`, `CapReached`: what the guard answers besides a reservation.
 - `ratelimit` — `RateLimiter`: requests and tokens per minute per router key.
 - `cache`     — `ResponseCache`: exact-match cache for deterministic completions.
 
@@ -18,8 +20,12 @@ Per request, in this order (each step is skipped when its section is not configu
     guard.pace(tier, priority, key)       → maybe a cheaper tier (re-resolve the chain)
     cache.get(cache_key(...))             → hit: serve it, ledger.record(cost=0, cache_hit)
     guard.reserve(key, guard.estimate())  → CapReached: retry on `fallback_tier` or 429
-    try: forward   finally: guard.settle(reservation, cost_micro_usd(route.price, usage))
-    ledger.record(...); cache.put(...) if should_store(completion)
+    try: forward   finally: guard.settle(reservation, cost, counts=ledger.deltas(...))
+    (no reservation: ledger.record_deltas(...)); cache.put(...) if should_store(completion)
+
+The ledger's counters and the budgets share the day items (`shards`: `spend:<day>`, or N
+shards with `budgets.shards`), so a reservation is one write and its settle, counters included,
+one more.
 
 Every component fails open on store errors (logged once per outage), except the budget
 guard with `on_store_error: reject`. Their configuration (`budgets:`, `limits:`, `cache:`)
