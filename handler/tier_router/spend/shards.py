@@ -22,8 +22,11 @@ A cap across shards: shard i enforces `share(cap, N, i)` (cap // N, the remainde
 the first shards: the shares sum to the cap exactly), so the sum of committed never passes the
 cap. A reservation tries a shard picked at random, then the others in turn; it is refused only
 when every shard refused. Under-use bound: at a refusal of a reservation of `w`, every shard had
-less than `w` of room under its share of (at least) one of the caps, so a cap refuses while at
-most `N × w - N` µ$ (< N × w) of it is unused — with 1 shard, < w, as before. Moving `shards`
+at most `w - 1` µ$ of room under its share of (at least) one of the caps; when that is the same cap
+on every shard (one cap applies, or the other has room everywhere), at most `N × (w - 1)` µ$
+(< N × w) of that cap is unused — with 1 shard, < w, as before. A store error that certainly did
+not apply (e.g. a full 400 KB item) passes the request to the next shard too. A refused
+conditional write is billed on DynamoDB like a write: near a cap a request may cost N. Moving `shards`
 mid-day moves the day to other items: change it at a day boundary (`day_start_hour`), or that
 day's cap sees only what was committed since the change.
 """
