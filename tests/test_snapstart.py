@@ -158,7 +158,7 @@ def test_the_restore_marks_cached_secrets_stale(monkeypatch: pytest.MonkeyPatch)
 
 def test_a_failing_step_does_not_fail_the_restore(monkeypatch: pytest.MonkeyPatch) -> None:
     runtime = FakeRuntime()
-    entry = load_entry(monkeypatch, runtime)
+    load_entry(monkeypatch, runtime)
     from tier_router import lifecycle
 
     before = lifecycle.REQUEST_ID_PREFIX
