@@ -158,11 +158,11 @@ def test_the_restore_marks_cached_secrets_stale(monkeypatch: pytest.MonkeyPatch)
 
 def test_a_failing_step_does_not_fail_the_restore(monkeypatch: pytest.MonkeyPatch) -> None:
     runtime = FakeRuntime()
-    load_entry(monkeypatch, runtime)
+    entry = load_entry(monkeypatch, runtime)
     from tier_router import lifecycle
 
     before = lifecycle.REQUEST_ID_PREFIX
-    snapstart = sys.modules["tier_router.snapstart"]
+    snapstart = entry.snapstart  # the module the hooks were registered from
 
     def broken(gateway: Any) -> None:
         raise RuntimeError("broken step")
