@@ -157,3 +157,15 @@ def test_snapstart_takes_only_on_or_off() -> None:
     spec = load()["Parameters"]["SnapStart"]
     assert spec["Default"] == "Off"
     assert spec["AllowedValues"] == ["Off", "On"]
+
+
+@pytest.mark.parametrize(
+    ("snapstart", "mode", "allowed"),
+    [("Off", "buffered", True), ("Off", "lwa", True), ("On", "buffered", True), ("On", "lwa", False)],
+)
+def test_snapstart_is_refused_with_the_web_adapter(snapstart: str, mode: str, allowed: bool) -> None:
+    """The restore hooks run in the Mangum handler's runtime, which lwa mode replaces."""
+    rule = load()["Rules"]["SnapStartNeedsBufferedMode"]
+    r = resolved(SnapStart=snapstart, StreamingMode=mode)
+    applies = r.value(rule["RuleCondition"])
+    assert (not applies or all(r.value(a["Assert"]) for a in rule["Assertions"])) is allowed
