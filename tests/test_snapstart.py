@@ -5,15 +5,20 @@ different request ids, holders and random numbers, on fresh connections."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import importlib
+import itertools
 import json
 import os
 import random
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.demo import unjudged_demo
 
@@ -37,8 +42,18 @@ class FakeRuntime(types.ModuleType):
             func(*args)
 
 
+@functools.cache
+def budgeted_demo() -> Path:
+    """The demo rules with a daily cap: the spend holds (and their names) exist."""
+    rules = yaml.safe_load(unjudged_demo().read_text())
+    rules["budgets"] = {**rules.get("budgets", {}), "daily_usd": 100}
+    path = unjudged_demo().with_name("budgeted-demo.yaml")
+    path.write_text(yaml.safe_dump(rules, sort_keys=False))
+    return path
+
+
 def load_entry(monkeypatch: pytest.MonkeyPatch, runtime: FakeRuntime | None) -> Any:
-    monkeypatch.setenv("TIER_ROUTER_RULES", str(unjudged_demo()))
+    monkeypatch.setenv("TIER_ROUTER_RULES", str(budgeted_demo()))
     monkeypatch.setenv("TIER_ROUTER_STORE", "memory://")
     for name in ("tier_router.lambda_entry", "tier_router.asgi", "tier_router.snapstart"):
         sys.modules.pop(name, None)
@@ -53,12 +68,11 @@ def draws(entry: Any) -> dict[str, Any]:
     from tier_router import lifecycle
 
     gateway = entry.app.gateway
-    holds = gateway.spend.guard.holds if gateway.spend.guard is not None else None
     return {
         "request_id": lifecycle.request_id_of({}),
         "random": random.random(),
         "jitter": gateway.forwarder.rng.random(),
-        "holder": holds.name("req", 0.0) if holds is not None else None,
+        "holder": gateway.spend.guard.holds.name("req", 0.0),
     }
 
 
@@ -122,38 +136,87 @@ def test_two_restored_environments_draw_different_ids_and_numbers(monkeypatch: p
     entry = load_entry(monkeypatch, runtime)
     first, second = in_two_forks(entry, runtime)
     for name in ("request_id", "random", "jitter", "holder"):
-        if first[name] is not None:
-            assert first[name] != second[name], name
+        assert first[name] != second[name], name
     assert first["request_id"].endswith("00000001")  # a fresh counter, not the snapshot's
 
 
-def test_the_restore_closes_the_connection_pool_and_the_client_stays_usable(
+class Upstream:
+    """An HTTP/1.1 server on 127.0.0.1 answering `ok` to every request: it records each
+    connection it accepts and when the client closes it."""
+
+    def __init__(self) -> None:
+        self.connections: list[asyncio.Event] = []  # set when that connection is closed
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/"
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        closed = asyncio.Event()
+        self.connections.append(closed)
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            closed.set()
+            writer.close()
+
+
+def test_the_restore_closes_pooled_connections_and_the_next_request_opens_a_new_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     runtime = FakeRuntime()
     entry = load_entry(monkeypatch, runtime)
     client = entry.app.gateway.client
-    pool = client._transport._pool
-    closed: list[object] = []
-    real_aclose = pool.aclose
+    loop = asyncio.new_event_loop()  # Mangum's loop: the hooks run on the current one
+    asyncio.set_event_loop(loop)
+    upstream = Upstream()
+    try:
+        url = loop.run_until_complete(upstream.start())
+        for _ in range(2):
+            assert loop.run_until_complete(client.get(url)).text == "ok"
+        assert len(upstream.connections) == 1  # pooled: the snapshot would hold this one
+        runtime.restore()
+        loop.run_until_complete(asyncio.wait_for(upstream.connections[0].wait(), 10))  # closed
+        assert loop.run_until_complete(client.get(url)).text == "ok"  # the client still works,
+        assert len(upstream.connections) == 2  # on a connection of its own
+    finally:
+        loop.run_until_complete(client.aclose())
+        if upstream.server is not None:
+            upstream.server.close()
+            loop.run_until_complete(upstream.server.wait_closed())
+        asyncio.set_event_loop(None)
+        loop.close()
 
-    async def aclose() -> None:
-        closed.append(pool)
-        await real_aclose()
 
-    monkeypatch.setattr(pool, "aclose", aclose)
-    runtime.restore()
-    assert closed == [pool]
-    assert not client.is_closed  # the client takes new requests: its pool opens new connections
-
-
-def test_the_restore_marks_cached_secrets_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_restore_marks_the_ssm_key_cache_stale(monkeypatch: pytest.MonkeyPatch) -> None:
     runtime = FakeRuntime()
     entry = load_entry(monkeypatch, runtime)
-    keys = types.SimpleNamespace(_loaded_at=123.0)
+    from tier_router.aws.ssm import SSMKeySource
+
+    keys = SSMKeySource("/p/", names=["KEY"], client=types.SimpleNamespace(url="unused"))  # type: ignore[arg-type]
+    marked: list[bool] = []
+    monkeypatch.setattr(keys, "mark_stale", lambda: marked.append(True))
     monkeypatch.setattr(entry.app.gateway, "keys", keys)
     runtime.restore()
-    assert keys._loaded_at is None
+    assert marked == [True]
+
+
+def test_a_reseeded_holds_names_differ_from_the_original_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = load_entry(monkeypatch, FakeRuntime())
+    holds = entry.app.gateway.spend.guard.holds
+    state = (holds._process, holds._sequence)  # what a fork or a snapshot copies
+    first = holds.name("req", 0.0)
+    holds._process, holds._sequence = state[0], itertools.count(1)  # replay the copy
+    assert holds.name("req", 0.0) == first
+    holds._process, holds._sequence = state[0], itertools.count(1)
+    holds.reseed()
+    assert holds.name("req", 0.0) != first
 
 
 def test_a_failing_step_does_not_fail_the_restore(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -76,24 +76,22 @@ def reseed_ids(gateway: Any) -> None:
     guard = getattr(getattr(gateway, "spend", None), "guard", None)
     holds = getattr(guard, "holds", None)
     if holds is not None:
-        holds._process = os.urandom(3).hex()
-        holds._sequence = itertools.count(1)
+        holds.reseed()
 
 
 def expire_secrets(gateway: Any) -> None:
     """The SSM key cache counts as stale: refreshed in the background on first use."""
+    from tier_router.aws.ssm import SSMKeySource
+
     keys = getattr(gateway, "keys", None)
-    if keys is not None and hasattr(keys, "_loaded_at"):
-        keys._loaded_at = None
+    if isinstance(keys, SSMKeySource):
+        keys.mark_stale()
 
 
 def reopen_connections(gateway: Any) -> None:
-    """Close the shared client's connection pool (the client stays usable: the pool opens new
-    connections on the next request). Runs on Mangum's loop, idle between invocations."""
-    client = getattr(gateway, "client", None)
-    transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
-    pools = [getattr(t, "_pool", None) for t in transports if t is not None]
-    loop = asyncio.get_event_loop()
-    for pool in pools:
-        if pool is not None:
-            loop.run_until_complete(pool.aclose())
+    """Empty the shared client's connection pool (`Gateway.transport`; the client stays usable:
+    the pool opens new connections on the next request). Runs on Mangum's loop, idle between
+    invocations."""
+    transport = getattr(gateway, "transport", None)
+    if transport is not None:
+        asyncio.get_event_loop().run_until_complete(transport.aclose())

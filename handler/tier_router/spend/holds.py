@@ -112,6 +112,12 @@ class Holds:
         self._sequence = itertools.count(1)
         self._next_reclaim: dict[str, float] = {}
 
+    def reseed(self) -> None:
+        """A new process tag and sequence for hold names: for a copy of this process that must not
+        repeat the original's names (a SnapStart restore; `tier_router.snapstart`)."""
+        self._process = os.urandom(3).hex()
+        self._sequence = itertools.count(1)
+
     def name(self, holder: str, now: float) -> str:
         """A fresh hold's field name: its expiry, the holder, and a process-unique suffix."""
         return f"{HOLD_PREFIX}{math.ceil(now + self.ttl_s)}.{holder}.{self._process}{next(self._sequence):x}"
