@@ -122,7 +122,7 @@ class Gateway:
         )
         self.redactor = secrets_redactor(settings, self.keys, self.key_names)
         self.breakers = breaker_health(self.store, self.rules) if health is None else None
-        self.spend = SpendControls(self.store, self.rules)
+        self.spend = SpendControls(self.store, self.rules, region=settings.region)
         self.forwarder = Forwarder(
             self.client,
             self.keys,
