@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 import pytest
+from tier_router.settings import Settings
 
 from tests.support.cfn_template import Resolved, load
 
@@ -124,11 +125,51 @@ def test_a_shared_table_is_used_in_this_region_and_none_is_created() -> None:
     assert r.outputs["StateTableName"] == "tier-router-GlobalStateTable-ABC123"
 
 
+def rule_allows(rule_name: str, **given: str) -> bool:
+    rule = load()["Rules"][rule_name]
+    r = resolved(**given)
+    return not r.value(rule["RuleCondition"]) or all(r.value(a["Assert"]) for a in rule["Assertions"])
+
+
+@pytest.mark.parametrize(
+    ("replicas", "shared", "allowed"),
+    [("", "", True), ("eu-west-1", "", True), ("", "t", True), ("eu-west-1", "t", False)],
+)
+def test_replica_regions_and_a_shared_table_are_not_both_set(
+    replicas: str, shared: str, allowed: bool
+) -> None:
+    assert (
+        rule_allows("ReplicaRegionsOrSharedTableName", ReplicaRegions=replicas, SharedTableName=shared)
+        is allowed
+    )
+
+
 def test_a_shared_table_wins_over_replica_regions() -> None:
-    """Both set (a mistake the description warns of): no second global table is created."""
+    """Both set (the rule above refuses it): no second global table would be created."""
     r = resolved(SharedTableName="shared", ReplicaRegions="eu-west-1")
     assert not {"StateTable", "GlobalStateTable"} & set(r.resources)
     assert store_url(r) == "dynamodb://shared"
+
+
+@pytest.mark.parametrize(
+    ("given", "shared"),
+    [
+        ({}, False),
+        ({"SnapStart": "On"}, False),
+        ({"ReplicaRegions": "eu-west-1"}, True),
+        ({"SharedTableName": "tier-router-GlobalStateTable-ABC123"}, True),
+    ],
+)
+def test_the_router_keeps_its_own_items_on_a_table_regions_share(given: dict[str, str], shared: bool) -> None:
+    """TIER_ROUTER_SHARED_STORE: every key under the region's name (tier_router.store.regional),
+    so no item is written from two regions (a global table keeps one of two concurrent writes)."""
+    variables = function(resolved(**given))["Environment"]["Variables"]
+    assert variables.get("TIER_ROUTER_SHARED_STORE") == ("1" if shared else None)
+    environ = {
+        "TIER_ROUTER_SHARED_STORE": variables.get("TIER_ROUTER_SHARED_STORE", ""),
+        "AWS_REGION": "eu-west-1",
+    }
+    assert Settings.from_env(environ).shared_store is shared  # what the router makes of it
 
 
 @pytest.mark.parametrize(
@@ -165,7 +206,4 @@ def test_snapstart_takes_only_on_or_off() -> None:
 )
 def test_snapstart_is_refused_with_the_web_adapter(snapstart: str, mode: str, allowed: bool) -> None:
     """The restore hooks run in the Mangum handler's runtime, which lwa mode replaces."""
-    rule = load()["Rules"]["SnapStartNeedsBufferedMode"]
-    r = resolved(SnapStart=snapstart, StreamingMode=mode)
-    applies = r.value(rule["RuleCondition"])
-    assert (not applies or all(r.value(a["Assert"]) for a in rule["Assertions"])) is allowed
+    assert rule_allows("SnapStartNeedsBufferedMode", SnapStart=snapstart, StreamingMode=mode) is allowed
