@@ -6,12 +6,13 @@ them (tests/support/cfn_template.py): off by default and then the template it wa
 from __future__ import annotations
 
 import re
+import tomllib
 from typing import Any
 
 import pytest
 from tier_router.settings import Settings
 
-from tests.support.cfn_template import Resolved, load
+from tests.support.cfn_template import ROOT, Resolved, load
 
 TABLE_ACTIONS = [
     "dynamodb:GetItem",
@@ -207,3 +208,36 @@ def test_snapstart_takes_only_on_or_off() -> None:
 def test_snapstart_is_refused_with_the_web_adapter(snapstart: str, mode: str, allowed: bool) -> None:
     """The restore hooks run in the Mangum handler's runtime, which lwa mode replaces."""
     assert rule_allows("SnapStartNeedsBufferedMode", SnapStart=snapstart, StreamingMode=mode) is allowed
+
+
+def samconfig() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "samconfig.toml.example").read_text(encoding="utf-8"))
+
+
+def overrides(env: str) -> dict[str, str]:
+    pairs = samconfig()[env]["deploy"]["parameters"]["parameter_overrides"]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def test_the_global_table_is_named_so_other_regions_can_be_given_its_name() -> None:
+    r = resolved(ReplicaRegions="eu-west-1")
+    assert r.resources["GlobalStateTable"]["Properties"]["TableName"] == "tier-router-state"
+
+
+def test_samconfigs_replica_region_uses_the_home_stacks_global_table() -> None:
+    """samconfig.toml.example's `eu` environment: the same stack in eu-west-1 on the table the
+    default environment makes when ReplicaRegions names eu-west-1."""
+    home, replica = samconfig()["default"], samconfig()["eu"]["deploy"]["parameters"]
+    parameters = load()["Parameters"]
+    for env in ("default", "staging", "eu"):
+        assert set(overrides(env)) <= set(parameters), env
+    assert replica["stack_name"] == home["global"]["parameters"]["stack_name"]
+    assert replica["region"] == "eu-west-1"
+    assert "CAPABILITY_AUTO_EXPAND" in replica["capabilities"].split()  # AWS::LanguageExtensions
+    table = resolved(ReplicaRegions=replica["region"]).resources["GlobalStateTable"]["Properties"][
+        "TableName"
+    ]
+    assert overrides("eu")["SharedTableName"] == table
+    assert "ReplicaRegions" not in overrides("eu")
+    shared = resolved(**overrides("eu"))
+    assert not {"StateTable", "GlobalStateTable"} & set(shared.resources)

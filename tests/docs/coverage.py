@@ -43,6 +43,7 @@ CHECKED: dict[tuple[str, str, int], str] = {
     (README, "Embeddings", 1): RUN_ROUTER,
     (README, "Embeddings", 2): OUTPUT,
     (README, "Write your own rules", 1): YAML,
+    (README, AWS_QUICKSTART, 7): YAML,
     # docs/embeddings.md
     ("docs/embeddings.md", "Embeddings", 1): RUN_ROUTER,
     ("docs/embeddings.md", "Embeddings", 2): OUTPUT,
@@ -132,7 +133,13 @@ EXEMPT: dict[tuple[str, str, int], Exempt] = {
     (README, AWS_QUICKSTART, 2): Exempt("needs an AWS account", "aws_commands_match_the_template"),
     (README, AWS_QUICKSTART, 3): Exempt("needs a deployed stack", "aws_commands_match_the_template"),
     (README, AWS_QUICKSTART, 4): Exempt("needs a deployed stack", "aws_commands_match_the_template"),
-    (README, AWS_QUICKSTART, 5): Exempt("needs a deployed stack", "aws_commands_match_the_template"),
+    (README, AWS_QUICKSTART, 5): Exempt(
+        "samconfig.toml lines: deploying them needs an AWS account", "samconfig_overrides_the_template_takes"
+    ),
+    (README, AWS_QUICKSTART, 6): Exempt(
+        "needs an AWS account and the home region's stack", "aws_commands_match_the_template"
+    ),
+    (README, AWS_QUICKSTART, 8): Exempt("needs a deployed stack", "aws_commands_match_the_template"),
     ("docs/tracing.md", "Turn it on", 1): Exempt(
         "installs a package and serves until stopped; tests/tracing/test_serve.py serves the demo"
         " with these variables and a collector",

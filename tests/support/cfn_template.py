@@ -16,6 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 PSEUDO = {
     "AWS::Region": "us-east-1",
+    "AWS::StackName": "tier-router",
     "AWS::AccountId": "123456789012",
     "AWS::Partition": "aws",
     "AWS::URLSuffix": "amazonaws.com",
