@@ -237,7 +237,8 @@ def samconfig_overrides_the_template_takes(block: Block, workdir: Path) -> None:
     its value one the template allows."""
     data = template()["Parameters"]
     pairs = re.findall(r'^"(\w+)=([^"]*)",', block.text, flags=re.M)
-    assert pairs and len(pairs) == len(block.text.strip().splitlines()), block.text
+    assert pairs, block.text
+    assert len(pairs) == len(block.text.strip().splitlines()), block.text
     for name, value in pairs:
         spec = data[name]
         if "AllowedValues" in spec:
