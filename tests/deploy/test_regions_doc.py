@@ -9,6 +9,11 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+import yaml
+from tier_router.schema import BudgetConfig
+from tier_router.store.memory import MemoryStore
+from tier_router.store.regional import RegionalStore
+
 from tests.support.cfn_template import ROOT, load
 
 DOC = (ROOT / "docs" / "regions.md").read_text(encoding="utf-8")
@@ -69,3 +74,23 @@ def test_the_options_table_names_the_template_parameters_and_their_defaults() ->
     for name, default in rows:
         assert name in parameters, name
         assert str(parameters[name].get("Default", "")) == ("" if default == "(empty)" else default), name
+
+
+def test_the_rules_example_enforces_the_worked_examples_caps() -> None:
+    budgets = yaml.safe_load(section("### Budgets").split("```yaml\n", 1)[1].split("```", 1)[0])["budgets"]
+    *regions, _ = share_rows()
+    assert budgets["daily_usd"] == cap()
+    assert {region: Decimal(str(share)) for region, share in budgets["region_shares"].items()} == {
+        region: share for region, share, _ in regions
+    }
+    config = BudgetConfig(**budgets)
+    for region, _, usd in regions:
+        assert config.for_region(region).daily_micro() == usd * 1_000_000
+
+
+def test_the_key_example_is_how_the_store_names_a_regions_items() -> None:
+    example = re.search(r"`(eu-west-1:spend:\d{4}-\d\d-\d\d)`", DOC)
+    assert example
+    assert RegionalStore(MemoryStore(), "eu-west-1").key(example.group(1).removeprefix("eu-west-1:")) == (
+        example.group(1)
+    )
