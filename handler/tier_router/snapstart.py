@@ -5,18 +5,22 @@ and restores that one snapshot into every new execution environment. Whatever in
 must differ between environments, or that does not survive a freeze of minutes to days, is
 re-created after each restore:
 
-- the shared httpx client's pooled connections (providers, DynamoDB, SSM all use it): the old
-  pool is closed, the next request opens fresh connections (the snapshot's sockets are dead or,
-  worse, shared by every restored copy);
+- the shared httpx client's pooled connections (providers, DynamoDB, SSM all use it): its pool
+  (`Gateway.transport`) is emptied, the next request opens fresh connections (the snapshot's
+  sockets are dead or, worse, shared by every restored copy);
 - request-id seeds and counters: `lifecycle`'s fallback id prefix and counter, the spend holds'
-  process tag and sequence. Two environments restored from one snapshot would otherwise issue
-  the same ids and holders (the breaker board's lease tokens draw a uuid4 each: already unique);
+  process tag and sequence (`Holds.reseed`). Two environments restored from one snapshot would
+  otherwise issue the same ids and hold names (the breaker board's lease tokens draw a uuid4
+  each: already unique);
 - random state: the `random` module and the forwarder's jitter `Random`, reseeded from
   `os.urandom` (a snapshot would replay the same draws in every environment);
-- secrets with an expiry: the SSM provider-key cache is marked stale, so the first request after
-  a restore refreshes it in the background (served from cache meanwhile). AWS credentials are not
-  cached by the router (`aws.client` reads them on every call; Lambda supplies fresh ones after a
-  restore), so there is nothing to drop.
+- secrets with an expiry: the SSM provider-key cache is marked stale (`SSMKeySource.mark_stale`),
+  so the first request after a restore refreshes it in the background (served from cache
+  meanwhile). AWS credentials are not cached by the router (`aws.client` reads them on every
+  call; Lambda supplies fresh ones after a restore), so there is nothing to drop.
+
+Not covered: OpenTelemetry's exporter (`TIER_ROUTER_OTEL=1`, off by default) keeps its own
+connections and thread, which a restore does not renew.
 
 Before the snapshot nothing is done: init caches no secret (provider keys and the router keys
 file are read lazily, on the first request, which comes after the restore).
