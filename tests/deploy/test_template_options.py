@@ -227,13 +227,14 @@ def test_the_global_table_is_named_so_other_regions_can_be_given_its_name() -> N
 def test_samconfigs_replica_region_uses_the_home_stacks_global_table() -> None:
     """samconfig.toml.example's `eu` environment: the same stack in eu-west-1 on the table the
     default environment makes when ReplicaRegions names eu-west-1."""
-    home, replica = samconfig()["default"], samconfig()["eu"]["deploy"]["parameters"]
+    home, replica = samconfig()["default"], samconfig()["eu"]["global"]["parameters"]
     parameters = load()["Parameters"]
     for env in ("default", "staging", "eu"):
         assert set(overrides(env)) <= set(parameters), env
     assert replica["stack_name"] == home["global"]["parameters"]["stack_name"]
     assert replica["region"] == "eu-west-1"
-    assert "CAPABILITY_AUTO_EXPAND" in replica["capabilities"].split()  # AWS::LanguageExtensions
+    capabilities = samconfig()["eu"]["deploy"]["parameters"]["capabilities"]
+    assert "CAPABILITY_AUTO_EXPAND" in capabilities.split()  # AWS::LanguageExtensions
     table = resolved(ReplicaRegions=replica["region"]).resources["GlobalStateTable"]["Properties"][
         "TableName"
     ]
