@@ -56,7 +56,7 @@ def load_entry(monkeypatch: pytest.MonkeyPatch, runtime: FakeRuntime | None) -> 
     monkeypatch.setenv("TIER_ROUTER_RULES", str(budgeted_demo()))
     monkeypatch.setenv("TIER_ROUTER_STORE", "memory://")
     for name in ("tier_router.lambda_entry", "tier_router.asgi", "tier_router.snapstart"):
-        sys.modules.pop(name, None)
+        monkeypatch.delitem(sys.modules, name, raising=False)  # put back after the test
     if runtime is None:
         monkeypatch.setitem(sys.modules, "snapshot_restore_py", None)  # import -> ImportError
     else:
