@@ -95,7 +95,8 @@ def test_the_factory_namespaces_a_shared_store_by_this_region(tmp_path: Path) ->
 
 def test_the_region_setting_prefers_tier_router_region(tmp_path: Path) -> None:
     assert settings(tmp_path, TIER_ROUTER_REGION="eu-west-1", AWS_REGION="us-east-1").region == "eu-west-1"
-    assert settings(tmp_path, AWS_DEFAULT_REGION="us-west-2").region == "us-west-2"
+    assert settings(tmp_path, AWS_REGION="us-west-2").region == "us-west-2"
+    assert settings(tmp_path, AWS_DEFAULT_REGION="us-west-2").region is None  # a client default
     assert settings(tmp_path).region is None
 
 
