@@ -65,7 +65,9 @@ def table(moto: MotoServer) -> str:
     return name
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("dynamodb", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=["memory", "sqlite", "regional", pytest.param("dynamodb", marks=pytest.mark.integration)]
+)
 async def store(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> AsyncIterator[Store]:
     """The contract fixture: every test using it runs once per backend, all on `clock`."""
     s: Store
@@ -73,6 +75,10 @@ async def store(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path
         s = MemoryStore(clock=clock)
     elif request.param == "sqlite":
         s = SQLiteStore(tmp_path / "state.db", clock=clock)
+    elif request.param == "regional":  # one region's view of a table several regions share
+        from tier_router.store.regional import RegionalStore
+
+        s = RegionalStore(MemoryStore(clock=clock), "eu-west-1")
     else:
         from tier_router.store.dynamodb import DynamoDBStore
 

@@ -103,13 +103,15 @@ def escalates(decision: Decision, body: dict[str, Any]) -> bool:
 class SpendControls:
     """One per process: rate limiter, budget guard, ledger and cache over the shared store."""
 
-    def __init__(self, store: Store, rules: Rules) -> None:
+    def __init__(self, store: Store, rules: Rules, *, region: str | None = None) -> None:
+        """`region`: where this process runs, for `budgets.region_shares` (its share of each cap)."""
         spec = rules.spec
         self.rules = rules
         self.store = store
+        self.budgets = spec.budgets.for_region(region)
         self.limiter: RateLimiter | None = None
         self.guard: BudgetGuard | None = None
-        self._configure(spec.budgets, spec.limits)
+        self._configure(self.budgets, spec.limits)
         self.ledger = SpendLedger(
             store,
             retention_days=spec.budgets.retention_days,
@@ -133,8 +135,7 @@ class SpendControls:
     def apply_keys(self, records: Iterable[KeyRecord]) -> None:
         """Per-key budgets and rate limits from the router keys file, on top of the rules file's
         (the keys file wins for the keys it names)."""
-        spec = self.rules.spec
-        budgets, limits = spec.budgets, spec.limits
+        budgets, limits = self.budgets, self.rules.spec.limits
         key_daily = {r.name: r.daily_usd for r in records if r.daily_usd is not None}
         key_limits = {
             r.name: KeyRateLimit(requests_per_minute=r.rpm, tokens_per_minute=r.tpm)

@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--store", help="state store URL (default: $TIER_ROUTER_STORE or the local SQLite file)"
     )
+    status.add_argument(
+        "--regions",
+        help="on a table several regions share: more regions to read, comma-separated"
+        " (default: this one and those of budgets.region_shares)",
+    )
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(run=run_status)
 
@@ -169,10 +174,8 @@ def run_replay(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     import asyncio
 
-    from tier_router.admission import SpendControls
     from tier_router.errors import StoreError
-    from tier_router.gateway import breaker_health
-    from tier_router.quality import report as quality_report
+    from tier_router.status import read_status
     from tier_router.store.factory import StoreURLError, check_store_url, open_store
 
     rules = load_or_report(args.rules)
@@ -180,17 +183,12 @@ def run_status(args: argparse.Namespace) -> int:
         return 1
     settings = Settings.from_env()
     store_url = args.store or settings.store_url
+    regions = [r.strip() for r in (args.regions or "").split(",") if r.strip()]
 
     async def read() -> dict[str, Any]:
         store = open_store(store_url, settings=settings)
         try:
-            controls = SpendControls(store, rules)
-            data = await controls.status()
-            quality = await quality_report.read(controls.ledger, reference=rules.spec.quality.reference)
-            data["quality"] = quality.as_dict()
-            health = breaker_health(store, rules)
-            data["breakers"] = await health.states(list(rules.routes.values())) if health else {}
-            return data
+            return await read_status(store, rules, settings.region, regions)
         finally:
             await store.aclose()
 
@@ -204,10 +202,13 @@ def run_status(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"cannot read the state store {store_url}: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # a region without a share of budgets.region_shares
+        print(f"status: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(data))
     else:
-        print(cli_text.render_status(data))
+        print(cli_text.render_regions(data) if "regions" in data else cli_text.render_status(data))
     return 0
 
 

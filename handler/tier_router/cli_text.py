@@ -67,3 +67,17 @@ def render_status(data: dict[str, Any]) -> str:
     for model, state in data["breakers"].items():
         lines.append(f"  {model:<28} provider {state['provider']:<9} model {state['model']}")
     return "\n".join(lines)
+
+
+def render_regions(data: dict[str, Any]) -> str:
+    """`status` on a table several regions share: each region's status, then their spend summed."""
+    parts = []
+    for name, region in data["regions"].items():
+        parts += [f"== region {name}", render_status(region)]
+    spend = data["spend"]
+    parts += [
+        f"== all {len(data['regions'])} regions",
+        f"spend     ${spend['total_usd']} over {spend['requests']} requests"
+        f" ({spend['cache_hits']} cache hits)",
+    ]
+    return "\n".join(parts)

@@ -62,18 +62,33 @@ def tls_verify(environ: Mapping[str, str], ca_dir: Path = CA_DIR) -> ssl.SSLCont
     return ssl.create_default_context(capath=str(ca_dir))
 
 
+POOL_LIMITS = httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30)
+"""Idle connections are dropped after 30 s, below common server keep-alive timeouts (ALB 60 s,
+nginx 75 s), so the router does not reuse a connection the provider is closing."""
+
+
 def make_http_client(settings: Settings) -> httpx.AsyncClient:
-    """The one client per process: pooled keep-alive connections reused across requests
-    (and across Lambda invocations); `mock://` is served in-process. Idle connections are
-    dropped after 30 s, below common server keep-alive timeouts (ALB 60 s, nginx 75 s), so
-    the router does not reuse a connection the provider is closing."""
-    return httpx.AsyncClient(
-        verify=tls_verify(settings.environ),
+    """The one client per process: pooled keep-alive connections reused across requests (and
+    across Lambda invocations); `mock://` is served in-process."""
+    return make_http_pool(settings)[0]
+
+
+def make_http_pool(settings: Settings) -> tuple[httpx.AsyncClient, httpx.AsyncHTTPTransport]:
+    """`make_http_client`'s client and the transport holding its pooled connections, whose
+    `aclose()` empties the pool and leaves it usable: new connections are opened on the next
+    request (a SnapStart restore, `tier_router.snapstart`). `verify` and `limits` are the
+    client's too, for proxies set in the environment."""
+    verify = tls_verify(settings.environ)
+    transport = httpx.AsyncHTTPTransport(verify=verify, limits=POOL_LIMITS)
+    client = httpx.AsyncClient(
+        verify=verify,
+        limits=POOL_LIMITS,
+        transport=transport,
         mounts={"mock://": MockTransport()},
-        limits=httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30),
         timeout=httpx.Timeout(30.0),
         follow_redirects=False,
     )
+    return client, transport
 
 
 class Gateway:
@@ -92,7 +107,11 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.rules = rules or load_rules(settings.rules_path)
-        self.client = client or make_http_client(settings)
+        self.transport: httpx.AsyncHTTPTransport | None = None
+        """The connection pool of the client built here (None: the client was given)."""
+        if client is None:
+            client, self.transport = make_http_pool(settings)
+        self.client = client
         self.key_names = sorted({p.api_key_env for p in self.rules.spec.providers.values() if p.api_key_env})
         # Provider keys: the environment locally; SSM SecureStrings on Lambda, read lazily.
         self.keys = keys or key_source(self.key_names, settings=settings, http_client=self.client)
@@ -103,7 +122,7 @@ class Gateway:
         )
         self.redactor = secrets_redactor(settings, self.keys, self.key_names)
         self.breakers = breaker_health(self.store, self.rules) if health is None else None
-        self.spend = SpendControls(self.store, self.rules)
+        self.spend = SpendControls(self.store, self.rules, region=settings.region)
         self.forwarder = Forwarder(
             self.client,
             self.keys,

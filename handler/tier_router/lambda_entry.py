@@ -121,3 +121,13 @@ def run_probe() -> dict[str, Any]:
                 "ProviderUnhealthy", provider=result.provider, outcome=str(result.outcome)
             )
     return summary(results)
+
+
+try:  # Lambda's managed Python runtime only: SnapStart's restore hooks (tier_router.snapstart)
+    import snapshot_restore_py  # type: ignore[import-not-found]
+except ImportError:
+    pass
+else:
+    from tier_router import snapstart
+
+    snapstart.register(app, snapshot_restore_py)

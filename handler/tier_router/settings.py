@@ -128,6 +128,13 @@ class Settings:
     """Refuse every request when no router keys are configured (fail closed). On for Lambda."""
     aws_region: str | None = None
     """`AWS_REGION`, else `AWS_DEFAULT_REGION` (Lambda sets both). A URL's `?region=` wins."""
+    region: str | None = None
+    """Where this router runs: `TIER_ROUTER_REGION`, else `AWS_REGION` (which Lambda sets; not
+    `AWS_DEFAULT_REGION`, a client default). Its share of each budget cap (`budgets.region_shares`)
+    and, on a shared store, its items' namespace (docs/regions.md)."""
+    shared_store: bool = False
+    """`TIER_ROUTER_SHARED_STORE=1` (template.yaml sets it with a global table): routers in several
+    regions share the state store, so each keeps its own items (`store.regional`)."""
     aws_endpoint_url: str | None = None
     """`AWS_ENDPOINT_URL`: every AWS service at one endpoint (LocalStack, moto)."""
     dynamodb_endpoint_url: str | None = None
@@ -184,6 +191,8 @@ class Settings:
             emf_metrics=environ.get("TIER_ROUTER_EMF", "1" if lambda_ else "0") in _TRUE,
             require_auth=lambda_ or environ.get("TIER_ROUTER_REQUIRE_AUTH", "") in _TRUE,
             aws_region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None,
+            region=environ.get("TIER_ROUTER_REGION") or environ.get("AWS_REGION") or None,
+            shared_store=environ.get("TIER_ROUTER_SHARED_STORE", "").lower() in _TRUE,
             aws_endpoint_url=environ.get("AWS_ENDPOINT_URL") or None,
             dynamodb_endpoint_url=environ.get("AWS_ENDPOINT_URL_DYNAMODB") or None,
             ssm_endpoint_url=environ.get("AWS_ENDPOINT_URL_SSM") or None,

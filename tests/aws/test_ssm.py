@@ -175,6 +175,21 @@ async def test_refreshed_after_refresh_s_in_the_background(
     assert ssm_calls(wire) == 2
 
 
+async def test_marked_stale_the_cache_is_refreshed_in_the_background_before_refresh_s(
+    moto: MotoServer, prefix: str, wire: Wire, http: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """`mark_stale` (a SnapStart restore): served from the cache, refreshed at once, not in 300 s."""
+    moto.put_parameter(f"{prefix}KEY", "old-value")
+    keys = source(moto, prefix, ["KEY"], http, clock, refresh_s=300)
+    assert await keys.get("KEY") == "old-value"
+    moto.put_parameter(f"{prefix}KEY", "new-value")
+    keys.mark_stale()
+    assert await keys.get("KEY") == "old-value"  # no wait for SSM on the request's path
+    await keys.refresh()  # joins the refresh the get started
+    assert ssm_calls(wire) == 2
+    assert await keys.get("KEY") == "new-value"
+
+
 async def test_failed_refresh_keeps_serving_cached_values(
     moto: MotoServer,
     prefix: str,

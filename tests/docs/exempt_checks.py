@@ -79,6 +79,11 @@ def check_sam(argv: list[str], _: Path) -> None:
     if isinstance(overrides, str):
         for pair in overrides.split():
             assert pair.split("=", 1)[0] in data["Parameters"], pair
+    env = given.get("--config-env")
+    if env is not None:  # an environment of samconfig.toml.example, its parameters the template's
+        assert env in samconfig(), env
+        for pair in samconfig()[str(env)]["deploy"]["parameters"]["parameter_overrides"]:
+            assert pair.split("=", 1)[0] in data["Parameters"], pair
 
 
 def check_aws(argv: list[str], workdir: Path) -> None:
@@ -106,6 +111,18 @@ def check_aws(argv: list[str], workdir: Path) -> None:
         outputs = re.findall(r"OutputKey=='(\w+)'", str(given["--query"]))
         assert outputs, given["--query"]
         assert set(outputs) <= set(template()["Outputs"]), outputs
+        return
+    if service == "lambda":  # SnapStart's alias and versions (docs/regions.md)
+        assert action in {"update-alias", "delete-function"}, action
+        assert given["--function-name"] == "<function>", given
+        if action == "update-alias":
+            alias = template()["Resources"]["RouterFunction"]["Properties"]["AutoPublishAlias"]
+            assert alias is None  # a condition (read as None here): SnapStart=On gives `live`
+            assert "AutoPublishAlias: !If [IsSnapStart, live," in (ROOT / "template.yaml").read_text()
+            assert given["--name"] == "live", given
+            assert given["--function-version"] == "<previous>", given
+        else:
+            assert given["--qualifier"] == "<version>", given
         return
     raise AssertionError(f"no check for `aws {service} {action}`")
 
@@ -213,6 +230,21 @@ def tracing_commands_use_the_documented_settings(block: Block, workdir: Path) ->
     assert settings.otel_endpoint == environ["OTEL_EXPORTER_OTLP_ENDPOINT"] + "/v1/traces"
     args = build_parser().parse_args(argvs[3][1:])
     assert (ROOT / args.rules).is_file(), args.rules
+
+
+def samconfig_overrides_the_template_takes(block: Block, workdir: Path) -> None:
+    """`"Name=value",` lines of samconfig.toml's parameter_overrides: each a template parameter,
+    its value one the template allows."""
+    data = template()["Parameters"]
+    pairs = re.findall(r'^"(\w+)=([^"]*)",', block.text, flags=re.M)
+    assert pairs, block.text
+    assert len(pairs) == len(block.text.strip().splitlines()), block.text
+    for name, value in pairs:
+        spec = data[name]
+        if "AllowedValues" in spec:
+            assert value in [str(v) for v in spec["AllowedValues"]], (name, value)
+        if "AllowedPattern" in spec:
+            assert re.fullmatch(spec["AllowedPattern"], value), (name, value)
 
 
 def run(check: str, block: Block, workdir: Path) -> None:

@@ -182,6 +182,11 @@ class SSMKeySource(KeySource):
         if unknown and self.last_error is not None:
             raise SecretsError(f"provider keys {', '.join(unknown)} unavailable: {self.last_error}")
 
+    def mark_stale(self) -> None:
+        """Count the cached values as stale, as if `refresh_s` had passed: the next `get` serves
+        them and refreshes in the background (a SnapStart restore: the cache may be days old)."""
+        self._loaded_at = None
+
     # --- internals ----------------------------------------------------------------------
 
     def _stale(self, now: float) -> bool:

@@ -10,9 +10,10 @@ downstream sees a float.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Literal
+from decimal import Decimal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr, field_validator
 
 from tier_router.schema.common import (
     MAX_PER_MINUTE,
@@ -28,6 +29,11 @@ from tier_router.schema.common import (
 from tier_router.schema.routing import Price
 
 # --- budgets: -----------------------------------------------------------------------------
+
+Region = Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")]
+"""An AWS region's name (`eu-west-1`), as Lambda sets AWS_REGION."""
+Share = Annotated[Decimal, Field(gt=0, le=1, max_digits=7)]
+"""A region's share of a cap (exact: 0.3 is three tenths, so shares summing to 1 are exactly 1)."""
 
 
 class PacingConfig(Strict):
@@ -144,6 +150,46 @@ class BudgetConfig(Strict):
         " one item; each shard enforces its share of a cap); change it at a day boundary",
     )
 
+    region_shares: dict[Region, Share] = Field(
+        default_factory=dict,
+        description="several regions (docs/regions.md): each region's share of every cap above, summing"
+        " to at most 1, so the regions together never pass a cap",
+    )
+    _share: Decimal = PrivateAttr(default=Decimal(1))
+
+    @field_validator("region_shares")
+    @classmethod
+    def _shares_fit_in_the_cap(cls, shares: dict[str, Decimal]) -> dict[str, Decimal]:
+        total = sum(shares.values(), Decimal(0))
+        if total > 1:
+            raise ValueError(
+                f"the regions' shares add up to {total}: at most 1, or the regions together pass the cap"
+            )
+        return shares
+
+    def for_region(self, region: str | None) -> BudgetConfig:
+        """These budgets as `region` enforces them: every cap × its share in `region_shares`
+        (rounded down to a micro-dollar, so the shares' caps add up to at most the cap). No
+        shares, or no region (one process, locally): the caps as written."""
+        if not self.region_shares or region is None:
+            return self
+        if region not in self.region_shares:
+            raise ValueError(
+                f"budgets.region_shares gives this region ({region}) no share of the caps:"
+                f" add it (the shares of {', '.join(sorted(self.region_shares))} sum to at most 1)"
+            )
+        scaled = self.model_copy()
+        scaled._share = self.region_shares[region]
+        return scaled
+
+    @property
+    def share(self) -> Decimal:
+        """The share of each cap this process enforces (`for_region`); 1 = the whole cap."""
+        return self._share
+
+    def _shared(self, micro: int) -> int:
+        return micro if self._share == 1 else int(micro * self._share)
+
     @property
     def enabled(self) -> bool:
         return self.daily_usd is not None or self.per_key_daily_usd is not None or bool(self.key_daily_usd)
@@ -154,14 +200,14 @@ class BudgetConfig(Strict):
         return self.on_cap.partition(":")[2] if self.on_cap.startswith("tier:") else None
 
     def daily_micro(self) -> int | None:
-        return None if self.daily_usd is None else usd_to_micro(self.daily_usd)
+        return None if self.daily_usd is None else self._shared(usd_to_micro(self.daily_usd))
 
     def key_daily_micro(self, key_id: str | None) -> int | None:
         """The cap for one router key, or None when that key has none."""
         if key_id is None:
             return None
         usd = self.key_daily_usd.get(key_id, self.per_key_daily_usd)
-        return None if usd is None else usd_to_micro(usd)
+        return None if usd is None else self._shared(usd_to_micro(usd))
 
     def unknown_tiers(self, tiers: Collection[str]) -> list[str]:
         problems = []

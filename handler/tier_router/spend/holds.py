@@ -118,6 +118,12 @@ class Holds:
         self._sequence = itertools.count(1)
         self._next_reclaim: dict[str, float] = {}
 
+    def reseed(self) -> None:
+        """A new process tag and sequence for hold names: for a copy of this process that must not
+        repeat the original's names (a SnapStart restore; `tier_router.snapstart`)."""
+        self._process = os.urandom(3).hex()
+        self._sequence = itertools.count(1)
+
     def name(self, holder: str, now: float, key_tag: str | None = None) -> str:
         """A fresh hold's field name: its expiry, the holder, a process-unique suffix, and the
         router key whose cap it also counts against (`spend.shards.key_tag`)."""

@@ -5,6 +5,9 @@
     sqlite:////absolute/path.db                (SQLAlchemy's convention: 4 slashes = absolute)
     dynamodb://table[?region=..&endpoint=..]   production (AWS Lambda)
 
+With `Settings.shared_store` (a table several regions share), the store is wrapped in
+`RegionalStore`: this region's keys only (`store.regional`).
+
 The URL is the caller's (`Settings.store_url`; its default, `settings.DEFAULT_STORE`, is
 the local SQLite file). Everything else comes from `settings`: the deadline on every call
 (`store_timeout_s`) and, for DynamoDB, the region, endpoint and credentials (a URL's
@@ -65,6 +68,19 @@ def _dynamodb_parts(url: str) -> tuple[str, dict[str, str]]:
 def open_store(url: str, *, settings: Settings, http_client: httpx.AsyncClient | None = None) -> Store:
     """Build the store named by `url` (see module doc). `http_client` is shared by DynamoDB.
     The deadline of every call is `settings.store_timeout_s`. A bad URL: `StoreURLError`."""
+    store = _open(url, settings, http_client)
+    if not settings.shared_store:
+        return store
+    if not settings.region:
+        raise StoreURLError(
+            "TIER_ROUTER_SHARED_STORE is set but the region is unknown: set AWS_REGION or TIER_ROUTER_REGION"
+        )
+    from tier_router.store.regional import RegionalStore
+
+    return RegionalStore(store, settings.region)
+
+
+def _open(url: str, settings: Settings, http_client: httpx.AsyncClient | None) -> Store:
     deadline_s = settings.store_timeout_s
     scheme, rest = _parse(url)
 

@@ -1,0 +1,48 @@
+"""`tier-router status`: today's spend, budgets, quality and breaker states, read from the
+state store — for this router, or, on a table several regions share (`store.regional`), for
+each region and their spend summed.
+
+Regions are listed, not discovered (a key-value store cannot list its keys): this region,
+those of `budgets.region_shares`, and any named with `--regions`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from tier_router.admission import SpendControls
+from tier_router.gateway import breaker_health
+from tier_router.quality import report as quality_report
+from tier_router.routing.engine import Rules
+from tier_router.spend.counters import summarize
+from tier_router.store.base import Store, Value
+from tier_router.store.regional import RegionalStore
+
+
+async def read_status(
+    store: Store, rules: Rules, region: str | None, regions: Iterable[str] = ()
+) -> dict[str, Any]:
+    """One router's status; on a regional store, `{"spend": <all regions'>, "regions": {...}}`."""
+    if not isinstance(store, RegionalStore):
+        return await one_region(store, rules, region)
+    names = list(dict.fromkeys([store.region, *regions, *rules.spec.budgets.region_shares]))
+    ledger = SpendControls(store, rules).ledger
+    day = ledger.today_key()
+    per_region: dict[str, dict[str, Any]] = {}
+    items: list[Value] = []
+    for name in names:
+        view = store.in_region(name)
+        per_region[name] = await one_region(view, rules, name)
+        items += (await view.get_many(ledger.item_keys(day))).values()
+    return {"spend": summarize(day, items).as_dict(), "regions": per_region}
+
+
+async def one_region(store: Store, rules: Rules, region: str | None) -> dict[str, Any]:
+    controls = SpendControls(store, rules, region=region)
+    data = await controls.status()
+    quality = await quality_report.read(controls.ledger, reference=rules.spec.quality.reference)
+    data["quality"] = quality.as_dict()
+    health = breaker_health(store, rules)
+    data["breakers"] = await health.states(list(rules.routes.values())) if health else {}
+    return data
