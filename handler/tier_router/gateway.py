@@ -34,8 +34,8 @@ from tier_router.quality.loop import QualityLoop
 from tier_router.quality.runner import Judging
 from tier_router.redaction import MIN_SECRET_CHARS, Redactor, redact_logs
 from tier_router.router_keys import KeyRecord, KeyRing, KeysFileWatch, parse_keys, plain_keys, plain_secrets
+from tier_router.routing.compiled import load_rules_fast
 from tier_router.routing.engine import Rules
-from tier_router.routing.loader import load_rules
 from tier_router.settings import Settings
 from tier_router.store.base import Store
 from tier_router.store.deadline import DeadlineStore
@@ -91,7 +91,9 @@ class Gateway:
         span_processor: Any = None,
     ) -> None:
         self.settings = settings
-        self.rules = rules or load_rules(settings.rules_path)
+        self.rules = rules or load_rules_fast(
+            settings.rules_path, expect_compiled=settings.lambda_function_name is not None
+        )
         self.client = client or make_http_client(settings)
         self.key_names = sorted({p.api_key_env for p in self.rules.spec.providers.values() if p.api_key_env})
         # Provider keys: the environment locally; SSM SecureStrings on Lambda, read lazily.
