@@ -134,16 +134,15 @@ class SpendControls:
         (the keys file wins for the keys it names)."""
         spec = self.rules.spec
         budgets, limits = spec.budgets, spec.limits
+        key_daily = {r.name: r.daily_usd for r in records if r.daily_usd is not None}
+        limited = [r for r in records if r.rpm is not None or r.tpm is not None]
+        if not key_daily and not limited:
+            return
         from tier_router.schema import KeyRateLimit  # only for keys files that give per-key limits
 
-        key_daily = {r.name: r.daily_usd for r in records if r.daily_usd is not None}
         key_limits = {
-            r.name: KeyRateLimit(requests_per_minute=r.rpm, tokens_per_minute=r.tpm)
-            for r in records
-            if r.rpm is not None or r.tpm is not None
+            r.name: KeyRateLimit(requests_per_minute=r.rpm, tokens_per_minute=r.tpm) for r in limited
         }
-        if not key_daily and not key_limits:
-            return
         budgets = budgets.model_copy(update={"key_daily_usd": {**budgets.key_daily_usd, **key_daily}})
         limits = limits.model_copy(update={"keys": {**limits.keys, **key_limits}})
         self._configure(budgets, limits)

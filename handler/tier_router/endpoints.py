@@ -17,7 +17,6 @@ import socket
 import time
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -25,7 +24,7 @@ from tier_router import cascade
 from tier_router.admission import CACHED_MODEL_FIELD, Admission
 from tier_router.auth import check_tier
 from tier_router.aws.ssm import SSMKeySource
-from tier_router.body import invalid_request, read_json
+from tier_router.body import invalid_request, read_json, validation_error
 from tier_router.embedding_params import embedding_decision, is_embeddings, parse_embedding
 from tier_router.errors import APIError, ClientGone, SecretsError, StoreError
 from tier_router.fallback import AllCandidatesFailed, UpstreamClientError, all_failed_error
@@ -129,7 +128,7 @@ def decide(gateway: Gateway, request: Request, body: dict[str, Any], key: str | 
     try:
         # read_json refused lone surrogates; check_params made the direct checks redundant
         chat = parse_chat(body, text_checked=True, params_checked=True)
-    except ValidationError as exc:
+    except validation_error() as exc:
         raise invalid_request(exc) from None
     except RecursionError:
         raise APIError(400, "The request is nested too deeply.", code="invalid_request") from None
