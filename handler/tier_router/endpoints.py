@@ -33,8 +33,6 @@ from tier_router.holdback import held_stream
 from tier_router.lifecycle import Exchange
 from tier_router.params import check as check_params
 from tier_router.providers.base import dumps
-from tier_router.quality import report as quality_report
-from tier_router.quality.judge import answer_text
 from tier_router.recovery import Resume
 from tier_router.request_line import Outcome
 from tier_router.responses import (
@@ -156,6 +154,8 @@ async def complete(
             headers.update(cascade_headers(done.escalations, failure, done.decision))
     exchange.completion = completion.data if failure is None else None  # never cache a failed answer
     if exchange.sampled is not None:
+        from tier_router.quality.judge import answer_text  # judging is on: imported with it
+
         exchange.sampled.answer = answer_text(completion.data)
     exchange.ended(Outcome.OK, 200)
     headers.update(served_headers(completion.route, exchange.attempts))
@@ -269,6 +269,8 @@ async def status(request: Request) -> Response:
             breakers = await gateway.breakers.states(list(gateway.rules.routes.values()))
         spend = await gateway.spend.status()
         reference = gateway.rules.spec.quality.reference
+        from tier_router.quality import report as quality_report  # the status route only
+
         quality = await quality_report.read(gateway.spend.ledger, reference=reference)
     except StoreError as exc:
         raise APIError(503, f"state store unreachable: {exc}", code="store_unavailable") from None
