@@ -25,8 +25,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
+import math
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterable
@@ -75,10 +78,61 @@ def new_key() -> str:
 
 
 def parse_keys(text: str, source: str) -> list[KeyRecord]:
-    """A keys file's records; raises KeysError naming the source and the problem."""
-    from tier_router.keys_file import parse_keys_file  # YAML and pydantic: only for keys files
+    """A keys file's records; raises KeysError naming the source and the problem.
+
+    A keys file written as JSON whose every entry is plainly valid (exact types, every bound
+    met, names unique) is read here directly; anything else — YAML, coercions, problems — by
+    `keys_file` (YAML and pydantic, imported then), which accepts or refuses it with the
+    reason. So the first request on Lambda, which reads the SSM keys parameter, imports
+    neither for a JSON parameter (docs/coldstart.md); tests/coldstart holds both paths to
+    the same records."""
+    records = plain_json_keys(text)
+    if records is not None:
+        return records
+    from tier_router.keys_file import parse_keys_file
 
     return parse_keys_file(text, source)
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def plain_json_keys(text: str) -> list[KeyRecord] | None:
+    """The records of a plainly valid JSON keys file; None for anything that needs the full check."""
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return None
+    if type(raw) is not dict or set(raw) - {"keys"} or type(raw.get("keys", [])) is not list:
+        return None
+    records = []
+    for entry in raw.get("keys", []):
+        if type(entry) is not dict or not plain_entry_fields(entry):
+            return None
+        usd = entry.get("daily_usd")
+        records.append(KeyRecord(**{**entry, **({"daily_usd": float(usd)} if usd is not None else {})}))
+    names = [r.name for r in records]
+    return records if len(set(names)) == len(names) else None
+
+
+def plain_entry_fields(entry: dict[str, Any]) -> bool:
+    """An entry the keys file's model (`keys_file.KeyEntry`) would take exactly as it is."""
+    name, sha, usd = entry.get("name"), entry.get("sha256"), entry.get("daily_usd")
+    limits, tiers = [entry.get("rpm"), entry.get("tpm")], entry.get("tiers")
+    return (
+        set(entry) <= _FIELDS
+        and type(name) is str
+        and _NAME.fullmatch(name) is not None
+        and type(sha) is str
+        and _SHA256.fullmatch(sha) is not None
+        and (usd is None or (type(usd) in (int, float) and 0 <= usd < math.inf))
+        and all(n is None or (type(n) is int and n >= 0) for n in limits)
+        and (tiers is None or (type(tiers) is list and bool(tiers) and all(type(t) is str for t in tiers)))
+    )
+
+
+_FIELDS = {"name", "sha256", "daily_usd", "rpm", "tpm", "tiers"}
 
 
 def plain_entry(entry: str) -> tuple[str, str]:
