@@ -6,10 +6,13 @@ timed apart, medians over fresh processes, from the source tree and (optionally)
 Per run, two fresh children:
 1. `python -X importtime -c "import tier_router.lambda_entry"` (the import builds the app: rules
    file rules/router.yaml, memory store): per-module self and cumulative µs, and the total;
-2. the init steps alone, wall and process CPU: importing what builds a gateway; `load_rules`
-   of rules/router.yaml (YAML parse + pydantic validation + compile) the first time and again
-   (warm: no lazy first-call work); `create_app` with those rules; then the rest of
-   `lambda_entry`'s imports (mangum, probe, ...).
+2. the init steps alone, wall and process CPU: importing what builds a gateway; loading
+   rules/router.yaml from its compiled form (`routing.compiled.load_rules_fast`: what Lambda
+   does) the first time and again (warm: no lazy first-call work); `create_app` with those
+   rules; the rest of `lambda_entry`'s imports (mangum, ...); then, for comparison, the full
+   loader (`load_rules`: YAML + pydantic validation + compile, imports included).
+The source tree has no compiled rules (the build makes them): they are compiled into a scratch
+copy first, as handler/Makefile does.
 Reported: medians (and min-max) over runs; the top N modules by median cumulative time; self
 time summed by package (pydantic, starlette, httpx, yaml, re2, mangum, tier_router.<module>, ...).
 
@@ -27,6 +30,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -40,17 +44,20 @@ from pathlib import Path
 def now(): return time.perf_counter(), time.process_time()
 marks = [("start", now())]
 from tier_router.settings import Settings
-from tier_router.routing.loader import load_rules
+from tier_router.routing.compiled import load_rules_fast
 from tier_router.app import create_app
 marks.append(("import app modules", now()))
-rules = load_rules(Path(sys.argv[1]))
-marks.append(("load_rules (first)", now()))
-load_rules(Path(sys.argv[1]))
-marks.append(("load_rules (again)", now()))
+rules = load_rules_fast(Path(sys.argv[1]), expect_compiled=True)
+marks.append(("load_rules_fast, compiled (first)", now()))
+load_rules_fast(Path(sys.argv[1]), expect_compiled=True)
+marks.append(("load_rules_fast, compiled (again)", now()))
 app = create_app(Settings.from_env(), rules=rules)
 marks.append(("create_app", now()))
-import mangum, tier_router.probe, tier_router.quality.dispatch, tier_router.quality.sample
+import mangum, tier_router.quality.dispatch
 marks.append(("rest of lambda_entry's imports", now()))
+from tier_router.routing.loader import load_rules
+load_rules(Path(sys.argv[1]))
+marks.append(("full load_rules, imports included (not on Lambda)", now()))
 out = {b[0]: [(b[1][0] - a[1][0]) * 1e3, (b[1][1] - a[1][1]) * 1e3] for a, b in zip(marks, marks[1:])}
 out["modules"] = len(sys.modules)
 print(json.dumps(out))
@@ -77,7 +84,7 @@ def child_env(rules: Path) -> dict[str, str]:
 
 
 def command(python: str, artifact: Path | None, args: list[str]) -> tuple[list[str], dict[str, str]]:
-    env = child_env(RULES if artifact is None else artifact / "rules" / "router.yaml")
+    env = child_env(compiled_copy() if artifact is None else artifact / "rules" / "router.yaml")
     if artifact is None:
         env["PYTHONPATH"] = str(ROOT / "handler")
         return [python, "-B", *args], env
@@ -97,6 +104,21 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedP
     return proc
 
 
+SCRATCH = Path(tempfile.mkdtemp(prefix="import-profile-"))
+
+
+def compiled_copy() -> Path:
+    """rules/router.yaml and its compiled form in a scratch directory (made once)."""
+    copy = SCRATCH / "router.yaml"
+    if not copy.exists():
+        shutil.copy(RULES, copy)
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "handler")}
+        subprocess.run(
+            [sys.executable, "-B", "-m", "tier_router.routing.compiled", str(copy)], env=env, check=True
+        )
+    return copy
+
+
 def importtime_once(python: str, artifact: Path | None) -> dict[str, tuple[int, int]]:
     cmd, env = command(python, artifact, ["-X", "importtime", "-c", "import tier_router.lambda_entry"])
     proc = run(cmd, env, artifact or ROOT)
@@ -109,7 +131,7 @@ def importtime_once(python: str, artifact: Path | None) -> dict[str, tuple[int, 
 
 
 def steps_once(python: str, artifact: Path | None) -> dict[str, Any]:
-    rules = RULES if artifact is None else artifact / "rules" / "router.yaml"
+    rules = compiled_copy() if artifact is None else artifact / "rules" / "router.yaml"
     cmd, env = command(python, artifact, ["-c", STEPS, str(rules)])
     return json.loads(run(cmd, env, artifact or ROOT).stdout.strip().splitlines()[-1])
 

@@ -21,13 +21,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tier_router.errors import APIError
 from tier_router.request_line import RequestLine
 from tier_router.router_keys import KeyRecord
 from tier_router.routing.engine import Decision, ModelRoute, Rules
-from tier_router.schema import BudgetConfig, KeyRateLimit, RateLimitConfig
 from tier_router.spend import (
     BudgetGuard,
     CapReached,
@@ -45,6 +44,9 @@ from tier_router.spend import (
 from tier_router.spend.reservation import Bound, Unbounded, after_recovery, bound
 from tier_router.spend.results import RequestResult
 from tier_router.store.base import Store, StoreError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from tier_router.schema import BudgetConfig, RateLimitConfig
 
 log = logging.getLogger("tier_router.spend")
 CACHED_MODEL_FIELD = "x_router_model"
@@ -137,13 +139,14 @@ class SpendControls:
         (the keys file wins for the keys it names)."""
         budgets, limits = self.budgets, self.rules.spec.limits
         key_daily = {r.name: r.daily_usd for r in records if r.daily_usd is not None}
-        key_limits = {
-            r.name: KeyRateLimit(requests_per_minute=r.rpm, tokens_per_minute=r.tpm)
-            for r in records
-            if r.rpm is not None or r.tpm is not None
-        }
-        if not key_daily and not key_limits:
+        limited = [r for r in records if r.rpm is not None or r.tpm is not None]
+        if not key_daily and not limited:
             return
+        from tier_router.schema import KeyRateLimit  # only for keys files that give per-key limits
+
+        key_limits = {
+            r.name: KeyRateLimit(requests_per_minute=r.rpm, tokens_per_minute=r.tpm) for r in limited
+        }
         budgets = budgets.model_copy(update={"key_daily_usd": {**budgets.key_daily_usd, **key_daily}})
         limits = limits.model_copy(update={"keys": {**limits.keys, **key_limits}})
         self._configure(budgets, limits)

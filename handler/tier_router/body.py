@@ -25,11 +25,10 @@ import asyncio
 import itertools
 import json
 import re
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
-
-from pydantic import ValidationError
 
 from tier_router.errors import APIError, ClientGone, RequestError
 from tier_router.routing.request import MAY_HOLD_SURROGATES, encodable
@@ -261,7 +260,20 @@ def too_large(limit: int) -> APIError:
     )
 
 
-def invalid_request(exc: ValidationError) -> APIError:
+class _NotRaised(Exception):
+    """Matches nothing: pydantic is not imported, so no ValidationError can have been raised."""
+
+
+def validation_error() -> type[Exception]:
+    """pydantic's ValidationError for an `except` clause, without importing pydantic: the request
+    path imports it only for a body it cannot check directly (`routing.request.parse_chat`),
+    and until then nothing can raise it."""
+    core = sys.modules.get("pydantic_core")
+    return core.ValidationError if core is not None else _NotRaised  # type: ignore[no-any-return]
+
+
+def invalid_request(exc: Any) -> APIError:
+    """A 400 naming the first problem of pydantic's ValidationError `exc`."""
     error = exc.errors(include_url=False, include_input=False)[0]
     param = ".".join(str(part) for part in error["loc"])
     return APIError(

@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--examples", type=Path, help="examples file (default: beside the rules file)")
     check.set_defaults(run=run_check)
 
+    compile_ = commands.add_parser(
+        "compile", help="validate rules files and write their compiled forms (fast Lambda start-up)"
+    )
+    compile_.add_argument("paths", nargs="+", type=Path, help="rules files (each gets <file>.compiled.json)")
+    compile_.set_defaults(run=run_compile)
+
     explain = commands.add_parser("explain", help="show how one request would be routed (calls no provider)")
     explain.add_argument("prompt", nargs="?", help="the last user message")
     explain.add_argument(
@@ -265,6 +271,12 @@ def load_or_report(path: Path | None) -> Any:
     except RulesError as exc:
         print(exc, file=sys.stderr)
         return None
+
+
+def run_compile(args: argparse.Namespace) -> int:
+    from tier_router.routing.compiled import main as compile_main
+
+    return compile_main([str(path) for path in args.paths])
 
 
 def run_check(args: argparse.Namespace) -> int:

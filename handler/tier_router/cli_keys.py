@@ -80,12 +80,13 @@ def run_keys_create(args: argparse.Namespace) -> int:
     import yaml
     from pydantic import ValidationError
 
-    from tier_router.router_keys import KeyRecord, KeysError, append_key, hash_key, new_key
+    from tier_router.keys_file import append_key, validated_record
+    from tier_router.router_keys import KeysError, hash_key, new_key
 
     tiers = [t.strip() for t in args.tiers.split(",") if t.strip()] if args.tiers is not None else None
     secret = new_key()
     try:
-        record = KeyRecord(
+        record = validated_record(
             name=args.name,
             sha256=hash_key(secret),
             daily_usd=args.daily_usd,
@@ -101,7 +102,7 @@ def run_keys_create(args: argparse.Namespace) -> int:
         print(f"cannot create key: {problem}", file=sys.stderr)
         return 2
     if args.print_only:
-        entry = yaml.safe_dump({"keys": [record.model_dump(exclude_none=True)]}, sort_keys=False)
+        entry = yaml.safe_dump({"keys": [record.as_dict()]}, sort_keys=False)
         print(entry, end="", file=sys.stderr)
     else:
         try:

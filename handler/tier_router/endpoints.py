@@ -17,7 +17,6 @@ import socket
 import time
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -25,7 +24,7 @@ from tier_router import cascade
 from tier_router.admission import CACHED_MODEL_FIELD, Admission
 from tier_router.auth import check_tier
 from tier_router.aws.ssm import SSMKeySource
-from tier_router.body import invalid_request, read_json
+from tier_router.body import invalid_request, read_json, validation_error
 from tier_router.embedding_params import embedding_decision, is_embeddings, parse_embedding
 from tier_router.errors import APIError, ClientGone, SecretsError, StoreError
 from tier_router.fallback import AllCandidatesFailed, UpstreamClientError, all_failed_error
@@ -34,8 +33,6 @@ from tier_router.holdback import held_stream
 from tier_router.lifecycle import Exchange
 from tier_router.params import check as check_params
 from tier_router.providers.base import dumps
-from tier_router.quality import report as quality_report
-from tier_router.quality.judge import answer_text
 from tier_router.recovery import Resume
 from tier_router.request_line import Outcome
 from tier_router.responses import (
@@ -129,7 +126,7 @@ def decide(gateway: Gateway, request: Request, body: dict[str, Any], key: str | 
     try:
         # read_json refused lone surrogates; check_params made the direct checks redundant
         chat = parse_chat(body, text_checked=True, params_checked=True)
-    except ValidationError as exc:
+    except validation_error() as exc:
         raise invalid_request(exc) from None
     except RecursionError:
         raise APIError(400, "The request is nested too deeply.", code="invalid_request") from None
@@ -157,6 +154,8 @@ async def complete(
             headers.update(cascade_headers(done.escalations, failure, done.decision))
     exchange.completion = completion.data if failure is None else None  # never cache a failed answer
     if exchange.sampled is not None:
+        from tier_router.quality.judge import answer_text  # judging is on: imported with it
+
         exchange.sampled.answer = answer_text(completion.data)
     exchange.ended(Outcome.OK, 200)
     headers.update(served_headers(completion.route, exchange.attempts))
@@ -270,6 +269,8 @@ async def status(request: Request) -> Response:
             breakers = await gateway.breakers.states(list(gateway.rules.routes.values()))
         spend = await gateway.spend.status()
         reference = gateway.rules.spec.quality.reference
+        from tier_router.quality import report as quality_report  # the status route only
+
         quality = await quality_report.read(gateway.spend.ledger, reference=reference)
     except StoreError as exc:
         raise APIError(503, f"state store unreachable: {exc}", code="store_unavailable") from None

@@ -31,11 +31,11 @@ from tier_router.providers.mock import MockTransport
 from tier_router.quality.dispatch import lambda_dispatch
 from tier_router.quality.facts import Facts
 from tier_router.quality.loop import QualityLoop
-from tier_router.quality.runner import Judging
+from tier_router.quality.sampling import Sampling
 from tier_router.redaction import MIN_SECRET_CHARS, Redactor, redact_logs
 from tier_router.router_keys import KeyRecord, KeyRing, KeysFileWatch, parse_keys, plain_keys, plain_secrets
+from tier_router.routing.compiled import load_rules_fast
 from tier_router.routing.engine import Rules
-from tier_router.routing.loader import load_rules
 from tier_router.settings import Settings
 from tier_router.store.base import Store
 from tier_router.store.deadline import DeadlineStore
@@ -43,6 +43,7 @@ from tier_router.store.factory import open_store
 from tier_router.telemetry import AccessLog
 
 if TYPE_CHECKING:
+    from tier_router.quality.runner import Judging
     from tier_router.tracing.spans import Tracing
 
 log = logging.getLogger("tier_router")
@@ -106,7 +107,9 @@ class Gateway:
         span_processor: Any = None,
     ) -> None:
         self.settings = settings
-        self.rules = rules or load_rules(settings.rules_path)
+        self.rules = rules or load_rules_fast(
+            settings.rules_path, expect_compiled=settings.lambda_function_name is not None
+        )
         self.transport: httpx.AsyncHTTPTransport | None = None
         """The connection pool of the client built here (None: the client was given)."""
         if client is None:
@@ -141,7 +144,7 @@ class Gateway:
         self.tracing = start_tracing(settings, span_processor)
         self.quality = QualityLoop()
         self.quality.facts = Facts.build(self.store, self.rules.spec.quality)  # None: feedback off
-        judging = Judging.of(self.rules, self.store, self.forwarder, self.spend, self.access_log, drainer)
+        judging = judging_of(self, drainer)
         if judging is not None:  # on Lambda: judged in an asynchronous invocation of this function
             judging.dispatch = lambda_dispatch(settings, self.client) or judging.dispatch
         self.quality.judging = judging
@@ -186,6 +189,16 @@ class Gateway:
         self.access_log.flush()
         if self.tracing is not None:  # off the event loop: the export is blocking I/O
             await asyncio.to_thread(self.tracing.flush)
+
+
+def judging_of(gateway: Gateway, drainer: Drainer) -> Judging | None:
+    """Judging as the rules file configures it; its modules are imported only when it is on."""
+    if Sampling.of(gateway.rules.spec) is None:
+        return None
+    from tier_router.quality.runner import Judging
+
+    g = gateway
+    return Judging.of(g.rules, g.store, g.forwarder, g.spend, g.access_log, drainer)
 
 
 def start_tracing(settings: Settings, span_processor: Any = None) -> Tracing | None:

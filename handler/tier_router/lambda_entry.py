@@ -21,6 +21,9 @@ one is refused with the reason (logged, returned, never raised: an asynchronous 
 that raises is only retried, and the same event would fail the same way). After an HTTP
 event, work the request left pending (the judge event's `Invoke`) is finished before the
 invocation returns (within DRAIN_S): a frozen container would stall it.
+
+The probe and the judge's event parsing are imported by the events that need them, not at
+init: an HTTP request's cold start does not pay for them (docs/coldstart.md).
 """
 
 import asyncio
@@ -30,9 +33,7 @@ from typing import Any
 from mangum import Mangum
 
 from tier_router.asgi import app
-from tier_router.probe import probe_providers, summary
 from tier_router.quality.dispatch import EVENT_KIND
-from tier_router.quality.sample import Sample
 
 log = logging.getLogger("tier_router")
 _mangum = Mangum(app, lifespan="off")
@@ -83,6 +84,8 @@ def run_router_event(event: dict[str, Any]) -> dict[str, Any]:
 
 def run_judge(event: dict[str, Any]) -> dict[str, Any]:
     """One judgement of the event's sample, on Mangum's loop; a summary of what was done."""
+    from tier_router.quality.sample import Sample
+
     judging = app.gateway.quality.judging
     if judging is None:
         return refused("judging is off here: the rules file sets no quality.judge and quality.reference")
@@ -111,6 +114,8 @@ def refused(reason: str, kind: str | None = EVENT_KIND) -> dict[str, Any]:
 def run_probe() -> dict[str, Any]:
     """The probe on the app's own client, keys and breakers, on Mangum's event loop (where the
     shared client's pooled connections live)."""
+    from tier_router.probe import probe_providers, summary
+
     gateway = app.gateway
     board = gateway.breakers.board if gateway.breakers is not None else None
     loop = asyncio.get_event_loop()

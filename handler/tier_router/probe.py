@@ -25,6 +25,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -36,8 +37,10 @@ from tier_router.providers.base import UpstreamRequest
 from tier_router.providers.openai_compat import endpoint
 from tier_router.providers.registry import adapter_for
 from tier_router.routing.engine import ModelRoute, Rules
-from tier_router.schema import Provider
 from tier_router.settings import Settings
+
+if TYPE_CHECKING:
+    from tier_router.schema import Provider
 
 PING = {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
 """The completion probe's body (the model is the probed one's)."""

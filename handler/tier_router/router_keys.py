@@ -25,16 +25,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
+import math
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tier_router.errors import ConfigError
 
@@ -44,21 +45,24 @@ KEYS_FILE_CHECK_S = 2.0
 """A keys file is looked at (stat) at most this often, for changes."""
 
 
-class KeyRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyRecord:
+    """One router key: its name and hash, and its limits. A keys file's entries are checked by
+    `keys_file.KeyEntry` (pydantic, same fields: tests/coldstart ties them) before they become
+    records; `TIER_ROUTER_API_KEYS` entries are built here, so the request path never imports
+    pydantic or YAML for keys given in the environment."""
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    daily_usd: float | None = Field(default=None, ge=0)
-    rpm: int | None = Field(default=None, ge=0)
-    tpm: int | None = Field(default=None, ge=0)
-    tiers: list[str] | None = Field(default=None, min_length=1, description="tiers this key may use")
+    name: str
+    sha256: str
+    daily_usd: float | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    tiers: list[str] | None = None
+    """tiers this key may use"""
 
-
-class KeysFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    keys: list[KeyRecord] = Field(default_factory=list)
+    def as_dict(self) -> dict[str, Any]:
+        """The record as a keys file writes it (unset limits left out)."""
+        return {f: getattr(self, f) for f in self.__slots__ if getattr(self, f) is not None}
 
 
 class KeysError(ConfigError):
@@ -74,20 +78,61 @@ def new_key() -> str:
 
 
 def parse_keys(text: str, source: str) -> list[KeyRecord]:
+    """A keys file's records; raises KeysError naming the source and the problem.
+
+    A keys file written as JSON whose every entry is plainly valid (exact types, every bound
+    met, names unique) is read here directly; anything else — YAML, coercions, problems — by
+    `keys_file` (YAML and pydantic, imported then), which accepts or refuses it with the
+    reason. So the first request on Lambda, which reads the SSM keys parameter, imports
+    neither for a JSON parameter (docs/coldstart.md); tests/coldstart holds both paths to
+    the same records."""
+    records = plain_json_keys(text)
+    if records is not None:
+        return records
+    from tier_router.keys_file import parse_keys_file
+
+    return parse_keys_file(text, source)
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def plain_json_keys(text: str) -> list[KeyRecord] | None:
+    """The records of a plainly valid JSON keys file; None for anything that needs the full check."""
     try:
-        raw = yaml.safe_load(text) or {}
-        records = KeysFile.model_validate(raw).keys
-    except yaml.YAMLError as exc:
-        raise KeysError(f"{source}: invalid YAML/JSON ({exc.__class__.__name__})") from None
-    except ValidationError as exc:
-        first = exc.errors(include_input=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise KeysError(f"{source}: {where}: {first['msg']}") from None
+        raw = json.loads(text)
+    except ValueError:
+        return None
+    if type(raw) is not dict or set(raw) - {"keys"} or type(raw.get("keys", [])) is not list:
+        return None
+    records = []
+    for entry in raw.get("keys", []):
+        if type(entry) is not dict or not plain_entry_fields(entry):
+            return None
+        usd = entry.get("daily_usd")
+        records.append(KeyRecord(**{**entry, **({"daily_usd": float(usd)} if usd is not None else {})}))
     names = [r.name for r in records]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise KeysError(f"{source}: duplicate key names: {', '.join(duplicates)}")
-    return records
+    return records if len(set(names)) == len(names) else None
+
+
+def plain_entry_fields(entry: dict[str, Any]) -> bool:
+    """An entry the keys file's model (`keys_file.KeyEntry`) would take exactly as it is."""
+    name, sha, usd = entry.get("name"), entry.get("sha256"), entry.get("daily_usd")
+    limits, tiers = [entry.get("rpm"), entry.get("tpm")], entry.get("tiers")
+    return (
+        set(entry) <= _FIELDS
+        and type(name) is str
+        and _NAME.fullmatch(name) is not None
+        and type(sha) is str
+        and _SHA256.fullmatch(sha) is not None
+        and (usd is None or (type(usd) in (int, float) and 0 <= usd < math.inf))
+        and all(n is None or (type(n) is int and n >= 0) for n in limits)
+        and (tiers is None or (type(tiers) is list and bool(tiers) and all(type(t) is str for t in tiers)))
+    )
+
+
+_FIELDS = {"name", "sha256", "daily_usd", "rpm", "tpm", "tiers"}
 
 
 def plain_entry(entry: str) -> tuple[str, str]:
@@ -132,20 +177,6 @@ class KeyRing:
             if hmac.compare_digest(digest, stored):
                 found = record
         return found
-
-
-def append_key(path: Path, record: KeyRecord) -> None:
-    """Add a key to a keys file (created if absent); names stay unique."""
-    existing = parse_keys(path.read_text(encoding="utf-8"), str(path)) if path.exists() else []
-    if any(r.name == record.name for r in existing):
-        raise KeysError(f"{path}: a key named {record.name!r} already exists")
-    data: dict[str, Any] = {"keys": [r.model_dump(exclude_none=True) for r in [*existing, record]]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "# Router keys: SHA-256 hashes only. Create with `tier-router keys create NAME`.\n"
-        + yaml.safe_dump(data, sort_keys=False),
-        encoding="utf-8",
-    )
 
 
 def unknown_tier_problem(records: Iterable[KeyRecord], tiers: Iterable[str]) -> str | None:

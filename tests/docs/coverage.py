@@ -62,6 +62,13 @@ CHECKED: dict[tuple[str, str, int], str] = {
     ),
     # docs/tracing.md
     ("docs/tracing.md", "Tracing (OpenTelemetry)", 1): "tests/tracing/test_docs.py",
+    # docs/coldstart.md
+    (
+        "docs/coldstart.md",
+        "Compiled rules",
+        1,
+    ): "tests/coldstart/test_docs.py::test_the_stale_warning_is_the_one_shown",
+    ("docs/coldstart.md", "After editing a rules file", 1): RUN_OFFLINE,
     # docs/design.md
     ("docs/design.md", "Layout", 1): f"{REFERENCE}::test_the_layout_names_every_module",
     # docs/rules.md

@@ -71,10 +71,10 @@ def test_the_proposed_yaml_loads() -> None:
     assert limits.for_key("other") == (600, 2_000_000)
     cache = spec.cache
     assert cache.header == "x-router-cache"
-    assert cache.policy("premium", "code").model_dump() == {"enabled": True, "ttl_s": 600}
+    assert cache.policy("premium", "code")._asdict() == {"enabled": True, "ttl_s": 600}
     assert cache.policy("premium", "background-batch").ttl_s == 86_400  # rule beats tier
     assert not cache.policy("premium", "hard-reasoning").enabled
-    assert cache.policy(None, None).model_dump() == {"enabled": True, "ttl_s": 3600}  # no rule decided
+    assert cache.policy(None, None)._asdict() == {"enabled": True, "ttl_s": 3600}  # no rule decided
     assert cache.unknown_rules(["background-batch", "hard-reasoning"]) == []
     assert cache.unknown_rules(["background-batch"]) == ["cache.rules: unknown rule 'hard-reasoning'"]
 

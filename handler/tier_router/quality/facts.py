@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tier_router.request_line import Outcome
-from tier_router.schema.judging import QualitySpec
 from tier_router.spend.counters import DAY_S
 from tier_router.store.base import Store, StoreError, Value
 
 if TYPE_CHECKING:
     from tier_router.lifecycle import Exchange
+    from tier_router.schema.judging import QualitySpec
 
 log = logging.getLogger("tier_router")
 PREFIX = "fact:"

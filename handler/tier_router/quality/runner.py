@@ -31,8 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
+from tier_router.body import validation_error
 from tier_router.errors import RouterError
 from tier_router.fallback import AllCandidatesFailed, UpstreamClientError
 from tier_router.quality import judge
@@ -43,8 +42,6 @@ from tier_router.quality.spent import Spent
 from tier_router.request_line import Outcome
 from tier_router.routing.engine import Decision, Rules
 from tier_router.routing.request import parse_chat
-from tier_router.schema import BudgetConfig
-from tier_router.schema.spend import PacingConfig
 from tier_router.spend.budget import BudgetGuard, CapReached, Reservation
 from tier_router.spend.counters import DAY_S, day_key
 from tier_router.spend.reservation import Unbounded, bound
@@ -91,6 +88,8 @@ class Judging:
         self.forwarder, self.spend, self.access_log = forwarder, spend, access_log
         self.drainer, self.dispatch, self.clock = drainer, dispatch, clock
         self.spec, self.judge = spec, spec.judge
+        from tier_router.schema.spend import BudgetConfig, PacingConfig  # only when judging is on
+
         budgets = rules.spec.budgets
         self.day_start_hour = budgets.day_start_hour
         self.guard = BudgetGuard(
@@ -289,7 +288,7 @@ class Judging:
     def _decide(self, body: dict[str, Any]) -> Decision:
         try:
             return self.rules.decide(parse_chat(body))
-        except ValidationError as exc:  # its text would quote the prompt: name the field only
+        except validation_error() as exc:  # its text would quote the prompt: name the field only
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
             raise ValueError(

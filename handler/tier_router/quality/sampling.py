@@ -16,10 +16,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tier_router.routing.engine import Decision
-from tier_router.schema.rules_file import RulesFile
+
+if TYPE_CHECKING:
+    from tier_router.schema.rules_file import RulesFile
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,11 +18,9 @@ their errors are reported with the tier or rule and the field (`cascade.on[1].mi
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tier_router.routing.problem import unknown
-from tier_router.schema import RulesFile
-from tier_router.schema.quality import CascadeSpec
 from tier_router.validators import (
     Cascade,
     Validator,
@@ -31,6 +29,10 @@ from tier_router.validators import (
     build_one,
     build_validators,
 )
+
+if TYPE_CHECKING:
+    from tier_router.schema import RulesFile
+    from tier_router.schema.quality import CascadeSpec
 
 
 def compile_cascade(spec: CascadeSpec, named: dict[str, Validator], source: str) -> Cascade:

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import re2
 
 from tier_router.errors import ConfigError
 from tier_router.routing.features import Features
-from tier_router.schema import Condition, Pattern, ValueTest
+from tier_router.schema.units import CONDITION_FIELDS
+
+if TYPE_CHECKING:
+    from tier_router.schema import Condition, Pattern, ValueTest
 
 Target = Literal["last_user", "system", "any_text"]
 TARGET_OF_FIELD: dict[str, Target] = {
@@ -317,7 +320,7 @@ def compile_field(condition: Condition, field: str, sets: RegexSets, where: str)
     raise AssertionError(f"condition field without a compiler: {field}")
 
 
-FIELD_ORDER = {name: i for i, name in enumerate(Condition.model_fields)}
+FIELD_ORDER = {name: i for i, name in enumerate(CONDITION_FIELDS)}
 
 
 def label(predicate: Predicate) -> str:

@@ -19,23 +19,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tier_router.errors import RequestError
 from tier_router.routing.conditions import Context, Predicate, RegexSets
 from tier_router.routing.experiments import Exposure, Gate
 from tier_router.routing.features import Features, measure
 from tier_router.routing.request import Chat
-from tier_router.routing.routes import DEFAULT_RETRY, DEFAULT_TIMEOUTS, Chain, ModelRoute, fit_context
+from tier_router.routing.routes import Chain, ModelRoute, fit_context
 from tier_router.routing.splits import Split
 from tier_router.routing.sticky import NO_STICKY, NOT_READ, Sticky, StickySources
-from tier_router.schema import PRIORITIES, Priority, RulesFile
+from tier_router.schema.units import PRIORITIES
 from tier_router.validators import Cascade
+
+if TYPE_CHECKING:
+    from tier_router.schema import Priority, RulesFile
 
 __all__ = [
     "AUTO",
-    "DEFAULT_RETRY",
-    "DEFAULT_TIMEOUTS",
     "CompiledRule",
     "Decision",
     "DecisionKind",

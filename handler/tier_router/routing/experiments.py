@@ -23,12 +23,14 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from tier_router.routing.problem import unknown
 from tier_router.routing.sticky import Salt
-from tier_router.schema import Experiment, Rule
-from tier_router.schema.quality import percent_to_buckets
+from tier_router.schema.units import percent_to_buckets
+
+if TYPE_CHECKING:
+    from tier_router.schema import Experiment, Rule
 
 
 class Exposure(NamedTuple):  # built per gated request: a NamedTuple is the cheapest typed record

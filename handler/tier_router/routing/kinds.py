@@ -14,11 +14,14 @@ cascade or judging. `routing.loader` reports every problem found here with the o
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from tier_router.providers.registry import EMBEDDINGS
 from tier_router.routing.problem import Problem, unknown
-from tier_router.schema import Condition, RulesFile
-from tier_router.schema.embeddings import CHAT_ONLY_CONDITIONS
+from tier_router.schema.units import CHAT_ONLY_CONDITIONS
+
+if TYPE_CHECKING:
+    from tier_router.schema import Condition, RulesFile
 
 CHAT, EMBEDDING = "chat", "embedding"
 

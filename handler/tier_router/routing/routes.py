@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from tier_router.routing.features import Features
-from tier_router.schema import Price, Provider, Retry, Timeouts
 
-DEFAULT_RETRY = Retry()
-DEFAULT_TIMEOUTS = Timeouts()
+if TYPE_CHECKING:
+    from tier_router.schema import Price, Provider, Retry, Timeouts
+
+
+def default_retry() -> Retry:
+    from tier_router.schema import Retry  # a route built by hand (tests); a loaded one has its own
+
+    return Retry()
+
+
+def default_timeouts() -> Timeouts:
+    from tier_router.schema import Timeouts
+
+    return Timeouts()
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +34,9 @@ class ModelRoute:
     price: Price
     context_window: int | None
     max_output: int | None
-    retry: Retry = DEFAULT_RETRY
+    retry: Retry = field(default_factory=default_retry)
     """Same-model retries: the provider's, with the model's override applied."""
-    timeouts: Timeouts = DEFAULT_TIMEOUTS
+    timeouts: Timeouts = field(default_factory=default_timeouts)
     """The provider's timeouts, with the model's override applied."""
     kind: str = "chat"
     """"chat" or "embedding" (priced by input tokens only)."""

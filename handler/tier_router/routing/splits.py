@@ -18,10 +18,14 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tier_router.routing.routes import Chain, ModelRoute
 from tier_router.routing.sticky import Salt
-from tier_router.schema.quality import BUCKETS, TierSpec
+from tier_router.schema.units import BUCKETS
+
+if TYPE_CHECKING:
+    from tier_router.schema.quality import TierSpec
 
 
 @dataclass(frozen=True, slots=True, eq=False)

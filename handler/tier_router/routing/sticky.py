@@ -22,7 +22,7 @@ from hashlib import blake2b
 from typing import NamedTuple
 
 from tier_router.routing.features import Features
-from tier_router.schema.quality import BUCKETS
+from tier_router.schema.units import BUCKETS
 
 NO_STICKY = "none"
 """`Sticky.source` when no source was present: the request was placed at random."""

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_FLOOR, Decimal
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*"
-"""Providers, models, tiers, aliases and rules are named with this (unanchored) pattern."""
+from tier_router.schema.units import NAME_PATTERN, PRIORITIES, Priority, usd_to_micro
 
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=f"^{NAME_PATTERN}$")]
 KeyId = Annotated[str, Field(min_length=1, max_length=256)]
@@ -42,8 +40,8 @@ WindowSeconds = Annotated[float, Field(gt=0, le=MAX_WINDOW_S)]
 PricePerMTok = Annotated[float, Field(ge=0, le=MAX_PRICE_PER_MTOK)]
 """USD per 1M tokens."""
 
-PRIORITIES = ("low", "normal", "high")
-Priority = Literal["low", "normal", "high"]
+
+__all__ = ["NAME_PATTERN", "PRIORITIES", "Priority", "Strict", "usd_to_micro"]
 
 
 class Strict(BaseModel):
@@ -51,8 +49,3 @@ class Strict(BaseModel):
     disable what it meant to configure. No float may be NaN or infinite."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-def usd_to_micro(usd: float) -> int:
-    """USD -> micro-dollars, rounded DOWN (a cap of $0.0000019 allows 1 micro, not 2)."""
-    return int((Decimal(str(usd)) * 1_000_000).to_integral_value(rounding=ROUND_FLOOR))

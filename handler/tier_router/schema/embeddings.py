@@ -24,17 +24,9 @@ from pydantic import Field
 
 from tier_router.schema.common import Name, Strict
 from tier_router.schema.routing import Rule
+from tier_router.schema.units import CHAT_ONLY_CONDITIONS
 
-CHAT_ONLY_CONDITIONS = (
-    "system_matches",
-    "has_tools",
-    "json_response",
-    "has_images",
-    "message_count",
-    "max_tokens",
-)
-"""Conditions an embeddings rule cannot use: an embedding input has no system prompt, tools,
-response format, images, messages or output limit."""
+__all__ = ["CHAT_ONLY_CONDITIONS", "EmbeddingsSection"]
 
 
 class EmbeddingsSection(Strict):

@@ -22,6 +22,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from tier_router.schema.common import Name, Strict, Usd
+from tier_router.schema.forms import QualitySpecView
 
 MAX_RUBRIC_CHARS = 8_000
 MAX_RETENTION_DAYS = 400
@@ -48,7 +49,7 @@ class FeedbackSpec(Strict):
     )
 
 
-class QualitySpec(Strict):
+class QualitySpec(QualitySpecView, Strict):
     sample: float = Field(default=0.0, ge=0, le=1, description="share of eligible answers judged")
     reference: Name | None = Field(default=None, description="the tier sampled answers are compared with")
     judge: JudgeSpec | None = None
@@ -67,11 +68,6 @@ class QualitySpec(Strict):
         if self.sample > 0 and (self.reference is None or self.judge is None):
             raise ValueError("sampling (sample > 0) needs `reference` (a tier) and `judge` ({model: ...})")
         return self
-
-    @property
-    def judging(self) -> bool:
-        """Whether any request may be judged (a rule may sample when the file's rate is 0)."""
-        return self.reference is not None and self.judge is not None
 
 
 class RuleQuality(Strict):

@@ -21,16 +21,15 @@ an unknown tier, an arm of an unknown experiment, cascade cycles) are checked by
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, PrivateAttr, model_validator
 
 from tier_router.schema.common import Name, Strict
+from tier_router.schema.forms import ExperimentView, TierSpecView
+from tier_router.schema.units import percent_to_buckets
 
-BUCKETS = 10_000
-"""Sticky ids hash to a bucket in 0..BUCKETS-1: shares (rollouts, arms) have a resolution of
-0.01% (one bucket)."""
 MAX_WEIGHT = 10_000
 
 
@@ -44,29 +43,6 @@ ValidatorEntry = Annotated[Any, BeforeValidator(_validator_entry)]
 """A validator's name (a kind, or a `validators:` entry) or a one-key mapping {kind: options}.
 Built by `tier_router.validators.build_one` at load (kept as written here: the kinds and their
 options belong to the validators package)."""
-
-
-def percent_to_buckets(value: object) -> int:
-    """`"10%"`, `"2.5%"`, `10`, `2.5` → buckets out of BUCKETS (10% → 1000). Raises ValueError
-    for anything else, out of (0, 100], or finer than one bucket (0.01%)."""
-    if isinstance(value, bool):
-        raise ValueError("give a percentage such as 10% or 2.5")
-    if isinstance(value, str):
-        text = value.strip().removesuffix("%").strip()
-    elif isinstance(value, int | float):
-        text = repr(value)
-    else:
-        raise ValueError("give a percentage such as 10% or 2.5")
-    try:
-        number = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"not a percentage: {value!r} (give e.g. 10% or 2.5)") from None
-    if not number.is_finite() or not 0 < number <= 100:
-        raise ValueError(f"must be more than 0% and at most 100% (got {value!r})")
-    buckets = number * BUCKETS / 100
-    if buckets != buckets.to_integral_value():
-        raise ValueError(f"the finest share is 0.01% (got {value!r})")
-    return int(buckets)
 
 
 class WeightedModel(Strict):
@@ -108,7 +84,7 @@ class CascadeSpec(Strict):
         return value
 
 
-class TierSpec(Strict):
+class TierSpec(TierSpecView, Strict):
     """A tier: the list form `[a, b]`, or the mapping form `{models: [...], cascade: {...}}`."""
 
     models: list[WeightedModel]
@@ -127,25 +103,11 @@ class TierSpec(Strict):
         tier._listed = listed
         return tier  # type: ignore[no-any-return]
 
-    @property
-    def listed(self) -> bool:
-        """Written in the list form (error messages then say `tier 'x'[1]`, not `models[1]`)."""
-        return self._listed
-
-    @property
-    def names(self) -> list[str]:
-        """The models in the file's order (weighted and not)."""
-        return [entry.model for entry in self.models]
-
-    @property
-    def weighted(self) -> bool:
-        return any(entry.weight is not None for entry in self.models)
-
 
 Percent = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
 
 
-class Experiment(Strict):
+class Experiment(ExperimentView, Strict):
     """`experiments.<name>`: sticky ids split into arms by percent; the rest is in no arm.
     Rules gate on an arm with `arm: <experiment>/<arm>`."""
 
@@ -163,10 +125,6 @@ class Experiment(Strict):
             except ValueError as exc:
                 raise ValueError(f"arms.{arm}: {exc}") from None
         return self
-
-    def buckets(self) -> dict[str, int]:
-        """Arm → its share in buckets (of BUCKETS), in the file's order."""
-        return {arm: percent_to_buckets(share) for arm, share in self.arms.items()}
 
 
 STICKY_DEFAULT = ["header:x-router-sticky-key", "user", "key"]

@@ -8,13 +8,14 @@ from pydantic import Field, PrivateAttr, model_validator
 
 from tier_router.schema.common import Name, Strict
 from tier_router.schema.embeddings import EmbeddingsSection
+from tier_router.schema.forms import RulesFileView
 from tier_router.schema.judging import QualitySpec
 from tier_router.schema.quality import Experiment, TierSpec, ValidatorEntry
 from tier_router.schema.routing import Breakers, Model, PrioritySource, Provider, Routing, Rule
 from tier_router.schema.spend import BudgetConfig, CacheConfig, RateLimitConfig, derive_downgrade
 
 
-class RulesFile(Strict):
+class RulesFile(RulesFileView, Strict):
     version: Literal[1] = 1
     providers: dict[Name, Provider] = Field(min_length=1)
     models: dict[Name, Model] = Field(min_length=1)
@@ -44,11 +45,6 @@ class RulesFile(Strict):
         default=None, description="routing of POST /v1/embeddings with model auto (embedding tiers)"
     )
     _tiers: dict[str, list[str]] = PrivateAttr(default_factory=dict)
-
-    @property
-    def tiers(self) -> dict[str, list[str]]:
-        """Tier → its model names in the file's order (weights and cascades: `tier_specs`)."""
-        return self._tiers
 
     @model_validator(mode="after")
     def _tier_names(self) -> RulesFile:

@@ -9,11 +9,11 @@ downstream sees a float.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import AliasChoices, ConfigDict, Field, field_validator
 
 from tier_router.schema.common import (
     MAX_PER_MINUTE,
@@ -24,8 +24,8 @@ from tier_router.schema.common import (
     Strict,
     Usd,
     WindowSeconds,
-    usd_to_micro,
 )
+from tier_router.schema.forms import BudgetView, CacheView, RateLimitView
 from tier_router.schema.routing import Price
 
 # --- budgets: -----------------------------------------------------------------------------
@@ -95,7 +95,7 @@ def _cheaper(b: Price, a: Price) -> bool:
     return b.input <= a.input and b.output <= a.output and (b.input, b.output) != (a.input, a.output)
 
 
-class BudgetConfig(Strict):
+class BudgetConfig(BudgetView, Strict):
     """Daily budgets: a paced soft limit and a hard cap, global and per router key.
 
     No budget configured (`daily_usd`, `per_key_daily_usd` and `key_daily_usd` all
@@ -155,7 +155,6 @@ class BudgetConfig(Strict):
         description="several regions (docs/regions.md): each region's share of every cap above, summing"
         " to at most 1, so the regions together never pass a cap",
     )
-    _share: Decimal = PrivateAttr(default=Decimal(1))
 
     @field_validator("region_shares")
     @classmethod
@@ -166,58 +165,6 @@ class BudgetConfig(Strict):
                 f"the regions' shares add up to {total}: at most 1, or the regions together pass the cap"
             )
         return shares
-
-    def for_region(self, region: str | None) -> BudgetConfig:
-        """These budgets as `region` enforces them: every cap × its share in `region_shares`
-        (rounded down to a micro-dollar, so the shares' caps add up to at most the cap). No
-        shares, or no region (one process, locally): the caps as written."""
-        if not self.region_shares or region is None:
-            return self
-        if region not in self.region_shares:
-            raise ValueError(
-                f"budgets.region_shares gives this region ({region}) no share of the caps:"
-                f" add it (the shares of {', '.join(sorted(self.region_shares))} sum to at most 1)"
-            )
-        scaled = self.model_copy()
-        scaled._share = self.region_shares[region]
-        return scaled
-
-    @property
-    def share(self) -> Decimal:
-        """The share of each cap this process enforces (`for_region`); 1 = the whole cap."""
-        return self._share
-
-    def _shared(self, micro: int) -> int:
-        return micro if self._share == 1 else int(micro * self._share)
-
-    @property
-    def enabled(self) -> bool:
-        return self.daily_usd is not None or self.per_key_daily_usd is not None or bool(self.key_daily_usd)
-
-    @property
-    def cap_tier(self) -> str | None:
-        """The tier named by `on_cap: tier:<name>`, else None."""
-        return self.on_cap.partition(":")[2] if self.on_cap.startswith("tier:") else None
-
-    def daily_micro(self) -> int | None:
-        return None if self.daily_usd is None else self._shared(usd_to_micro(self.daily_usd))
-
-    def key_daily_micro(self, key_id: str | None) -> int | None:
-        """The cap for one router key, or None when that key has none."""
-        if key_id is None:
-            return None
-        usd = self.key_daily_usd.get(key_id, self.per_key_daily_usd)
-        return None if usd is None else self._shared(usd_to_micro(usd))
-
-    def unknown_tiers(self, tiers: Collection[str]) -> list[str]:
-        problems = []
-        for src, dst in (self.pacing.downgrade or {}).items():
-            for name in (src, dst):
-                if name not in tiers:
-                    problems.append(f"budgets.pacing.downgrade: unknown tier {name!r}")
-        if self.cap_tier is not None and self.cap_tier not in tiers:
-            problems.append(f"budgets.on_cap: unknown tier {self.cap_tier!r}")
-        return problems
 
 
 # --- limits: ------------------------------------------------------------------------------
@@ -236,25 +183,10 @@ class KeyRateLimit(Strict):
     )
 
 
-class RateLimitConfig(KeyRateLimit):
+class RateLimitConfig(RateLimitView, KeyRateLimit):
     """Per router key, fixed one-minute windows. The top-level values apply to every key."""
 
     keys: dict[KeyId, KeyRateLimit] = Field(default_factory=dict)
-
-    def for_key(self, key_id: str) -> tuple[int | None, int | None]:
-        """(requests_per_minute, tokens_per_minute) for one key; None = unlimited."""
-        own = self.keys.get(key_id)
-        if own is None:
-            return self.requests_per_minute, self.tokens_per_minute
-        return (
-            self.requests_per_minute if own.requests_per_minute is None else own.requests_per_minute,
-            self.tokens_per_minute if own.tokens_per_minute is None else own.tokens_per_minute,
-        )
-
-    @property
-    def enabled(self) -> bool:
-        limits = [self, *self.keys.values()]
-        return any(k.requests_per_minute is not None or k.tokens_per_minute is not None for k in limits)
 
 
 # --- cache: -------------------------------------------------------------------------------
@@ -265,14 +197,7 @@ class CacheOverride(Strict):
     ttl_s: int | None = Field(default=None, ge=1, le=30 * 86400)
 
 
-class CachePolicy(Strict):
-    """What applies to one request after tier and rule overrides."""
-
-    enabled: bool
-    ttl_s: int
-
-
-class CacheConfig(Strict):
+class CacheConfig(CacheView, Strict):
     """Exact-match response cache. Off unless `enabled: true`.
 
     Precedence: rules.<rule> over tiers.<tier> over the top level; the request header
@@ -301,20 +226,3 @@ class CacheConfig(Strict):
     @classmethod
     def _lower(cls, value: str | None) -> str | None:
         return value.lower() if value else value
-
-    def policy(self, tier: str | None, rule: str | None) -> CachePolicy:
-        """`rule`: the name of the rule that chose the tier, None when no rule did."""
-        enabled, ttl = self.enabled, self.ttl_s
-        for override in (self.tiers.get(tier or ""), self.rules.get(rule or "")):
-            if override is not None:
-                if override.enabled is not None:
-                    enabled = override.enabled
-                if override.ttl_s is not None:
-                    ttl = override.ttl_s
-        return CachePolicy(enabled=enabled, ttl_s=ttl)
-
-    def unknown_tiers(self, tiers: Collection[str]) -> list[str]:
-        return [f"cache.tiers: unknown tier {t!r}" for t in self.tiers if t not in tiers]
-
-    def unknown_rules(self, rules: Collection[str]) -> list[str]:
-        return [f"cache.rules: unknown rule {r!r}" for r in self.rules if r not in rules]

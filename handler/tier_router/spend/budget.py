@@ -68,10 +68,9 @@ import math
 import time
 from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tier_router.outage import Outage
-from tier_router.schema import BudgetConfig, Price, Priority
 from tier_router.snapshot import Snapshot
 from tier_router.spend.counters import DAY_S, day_end, day_key, elapsed_fraction
 from tier_router.spend.holds import Holds
@@ -92,6 +91,9 @@ from tier_router.spend.verdicts import CapReached, PaceDecision, Scope
 from tier_router.store.base import Store, StoreError, StoreUnavailable, Value
 
 __all__ = ["BudgetGuard", "CapReached", "PaceDecision", "Priced", "Reservation"]
+
+if TYPE_CHECKING:
+    from tier_router.schema import BudgetConfig, Price, Priority
 
 logger = logging.getLogger(__name__)
 

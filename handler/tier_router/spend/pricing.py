@@ -27,9 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tier_router.schema import Price
+if TYPE_CHECKING:
+    from tier_router.schema import Price
 
 _ONE_MILLION = Decimal(1_000_000)
 SCALE = 10**12

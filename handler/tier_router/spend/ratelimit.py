@@ -27,12 +27,14 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote
 
 from tier_router.outage import Outage
-from tier_router.schema import RateLimitConfig
 from tier_router.store.base import Store, StoreError
+
+if TYPE_CHECKING:
+    from tier_router.schema import RateLimitConfig
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,96 @@
+"""The Lambda handler's import path, in a fresh process: with compiled rules, the init phase
+imports neither pydantic nor YAML (nor the quality, replay or calibration tooling), and the
+first chat request still does not.
+
+The process is a real one (the import is the thing measured), serving one Function URL event
+through `lambda_handler` against the fake OpenAI upstream on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tier_router.routing.compiled import compile_file
+
+from tests.deploy.conftest import base_env, load_event, rules_for
+from tests.support.fake_providers import FakeProviders
+
+ROOT = Path(__file__).resolve().parents[2]
+ROUTER_KEY = "rk-coldstart-import-path-0123456789"
+NEVER_ON_THE_PATH = (
+    "pydantic",
+    "pydantic_core",
+    "yaml",
+    "tier_router.schema.rules_file",
+    "tier_router.keys_file",
+)
+
+CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import tier_router.lambda_entry as entry
+after_init = sorted(sys.modules)
+event = json.loads(sys.argv[2])
+result = entry.lambda_handler(event, None)
+print(json.dumps({"init": after_init, "first": sorted(sys.modules), "status": result["statusCode"]}))
+"""
+
+
+def run_handler(env: dict[str, str]) -> dict[str, Any]:
+    event = load_event("function_url_chat_base64.json", f"Bearer {ROUTER_KEY}")
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", CHILD, str(ROOT / "handler"), json.dumps(event)],
+        env={**env, "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["stderr"] = proc.stderr
+    return result
+
+
+@pytest.fixture
+def lambda_env(tmp_path: Path, fakes: FakeProviders) -> tuple[dict[str, str], Path]:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(json.dumps(rules_for(fakes.a.url), indent=2))
+    env = {
+        **base_env(),
+        "TIER_ROUTER_RULES": str(rules),
+        "TIER_ROUTER_STORE": "memory://",
+        "TIER_ROUTER_API_KEYS": f"team={ROUTER_KEY}",
+        "FAKE_OPENAI_KEY": "sk-fake-upstream-key-123456",
+    }
+    return env, rules
+
+
+def test_with_compiled_rules_neither_init_nor_the_first_request_imports_pydantic_or_yaml(
+    lambda_env: tuple[dict[str, str], Path],
+) -> None:
+    env, rules = lambda_env
+    compile_file(rules)
+    result = run_handler(env)
+    assert result["status"] == 200
+    for name in NEVER_ON_THE_PATH:
+        assert name not in result["init"], f"{name} imported at init"
+        assert name not in result["first"], f"{name} imported by the first request"
+    assert not [m for m in result["init"] if m.startswith(("tier_router.replay", "tier_router.calibrate"))]
+    assert "compiled rules" not in result["stderr"]
+
+
+def test_without_compiled_rules_the_full_loader_runs_and_says_so(
+    lambda_env: tuple[dict[str, str], Path],
+) -> None:
+    env, rules = lambda_env
+    result = run_handler(env)
+    assert result["status"] == 200
+    assert "pydantic" in result["init"]
+    assert f"no compiled rules rules.yaml.compiled.json: loading {rules} in full" in result["stderr"]
