@@ -139,6 +139,10 @@ class RegionalBudget(BudgetView):
     def share(self) -> Decimal:
         return self.__dict__["_region_share"]
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None) -> RegionalBudget:
+        """A copy with `update` applied that keeps this region's share (`SpendControls.apply_keys`)."""
+        return RegionalBudget(self.__dict__["_budgets"].model_copy(update=update), self.share)
+
 
 class RateLimitView:
     def for_key(self, key_id: str) -> tuple[int | None, int | None]:
