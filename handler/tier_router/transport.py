@@ -25,7 +25,6 @@ transport) is touched; anything else is left as it is.
 from __future__ import annotations
 
 import select
-import socket
 import typing
 
 import httpcore
@@ -63,7 +62,11 @@ def cheap_readable_checks(transport: httpx.AsyncBaseTransport) -> bool:
     return True
 
 
-def is_readable(sock: socket.socket) -> bool:
+class Socket(typing.Protocol):
+    def fileno(self) -> int: ...
+
+
+def is_readable(sock: Socket) -> bool:
     """httpcore's question: would a read return at once (data, or the end: the peer closed)?"""
     fd = sock.fileno()
     if fd < 0:  # closed: the next read returns the end
@@ -82,8 +85,8 @@ class ReadableCheckStream(httpcore.AsyncNetworkStream):
 
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self.inner = inner
-        sock = inner.get_extra_info("socket")
-        self.sock = sock if isinstance(sock, socket.socket) else None
+        sock = inner.get_extra_info("socket")  # asyncio's TransportSocket, uvloop's PseudoSocket, ...
+        self.sock: Socket | None = sock if callable(getattr(sock, "fileno", None)) else None
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
         return await self.inner.read(max_bytes, timeout)
