@@ -71,11 +71,15 @@ def is_readable(sock: Socket) -> bool:
     fd = sock.fileno()
     if fd < 0:  # closed: the next read returns the end
         return True
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
+    if _POLL is not None:
+        poller = _POLL()
+        poller.register(fd, _POLLIN)
         return bool(poller.poll(0))
     return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - Windows
+
+
+_POLL = getattr(select, "poll", None)
+_POLLIN = getattr(select, "POLLIN", 1)
 
 
 class ReadableCheckStream(httpcore.AsyncNetworkStream):

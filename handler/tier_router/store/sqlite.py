@@ -187,15 +187,19 @@ class SQLiteStore(Store):
                 call.outcome = exc
             return
         try:
-            for call in batch:
-                conn.execute("SAVEPOINT call")
-                if self._run_one(call):
-                    conn.execute("RELEASE call")
-                elif isinstance(call.outcome, sqlite3.Error):  # the transaction may be gone with it
-                    raise call.outcome
-                else:
-                    conn.execute("ROLLBACK TO call")
-                    conn.execute("RELEASE call")
+            if len(batch) == 1:  # alone in its transaction: no savepoint needed to undo it alone
+                if not self._run_one(batch[0]):
+                    raise batch[0].outcome  # type: ignore[misc]
+            else:
+                for call in batch:
+                    conn.execute("SAVEPOINT call")
+                    if self._run_one(call):
+                        conn.execute("RELEASE call")
+                    elif isinstance(call.outcome, sqlite3.Error):  # the transaction may be gone with it
+                        raise call.outcome
+                    else:
+                        conn.execute("ROLLBACK TO call")
+                        conn.execute("RELEASE call")
             self._maybe_purge(conn)
             conn.execute("COMMIT")
         except BaseException as exc:  # nothing of the batch landed: every call fails with it
