@@ -53,6 +53,7 @@ _CHUNK = 500  # stay under SQLite's bound-parameter limit on old builds (999)
 _PURGE_EVERY_S = 60.0
 _PURGE_BATCH = 500
 _EXIT_DRAIN_S = 5.0
+_THREAD_NAME = "tier-router-sqlite"
 
 
 class _Call:
@@ -98,7 +99,7 @@ class SQLiteStore(Store):
         self.path = str(path)
         self._busy_timeout_s = busy_timeout_s
         self._clock = clock
-        self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None  # started by the first call
         self._start_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None  # touched only on the writer thread
@@ -133,7 +134,10 @@ class SQLiteStore(Store):
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
-                    thread = threading.Thread(target=self._serve, name="tier-router-sqlite", daemon=True)
+                    calls = self._calls
+                    args = (weakref.ref(self), calls)
+                    thread = threading.Thread(target=_writer, args=args, name=_THREAD_NAME, daemon=True)
+                    weakref.finalize(self, calls.put, None)  # dropped without aclose: the thread ends
                     thread.start()
                     _LIVE.add(self)
                     self._thread = thread
@@ -153,21 +157,24 @@ class SQLiteStore(Store):
 
     # --- the writer thread ------------------------------------------------------------
 
-    def _serve(self) -> None:
-        """The writer thread: take what is queued as one batch, run it, answer, repeat."""
-        while True:
-            batch = [self._calls.get()]
-            with contextlib.suppress(queue.Empty):
-                while not batch[-1].closes:
-                    batch.append(self._calls.get_nowait())
-            last = batch.pop() if batch[-1].closes else None
-            if batch:
-                self._run_batch(batch)
-                self._answer(batch)
-            if last is not None:
-                self._run_one(last)
-                self._answer([last])
-                return
+    def _serve(self, first: _Call) -> bool:
+        """One batch: `first` and every call queued behind it, run and answered. False once
+        the closing call has run (the thread ends)."""
+        batch = [first]
+        with contextlib.suppress(queue.Empty):
+            while not batch[-1].closes:
+                call = self._calls.get_nowait()
+                if call is not None:  # (None: only ever queued alone, by a dropped store)
+                    batch.append(call)
+        last = batch.pop() if batch[-1].closes else None
+        if batch:
+            self._run_batch(batch)
+            self._answer(batch)
+        if last is not None:
+            self._run_one(last)
+            self._answer([last])
+            return False
+        return True
 
     def _run_batch(self, batch: list[_Call]) -> None:
         try:
@@ -361,6 +368,17 @@ class SQLiteStore(Store):
         if thread is not None and thread.is_alive():
             self._calls.put(_Call(self._close, (), None, None, closes=True))
             thread.join(_EXIT_DRAIN_S)
+
+
+def _writer(ref: weakref.ref[SQLiteStore], calls: queue.SimpleQueue[_Call | None]) -> None:
+    """A store's writer thread. Holds the store only while running a batch, so a store dropped
+    without `aclose` is freed (and its connection closed); its finalizer then queues None."""
+    while True:
+        first = calls.get()
+        store = None if first is None else ref()
+        if store is None or first is None or not store._serve(first):
+            return
+        del store, first
 
 
 @atexit.register
