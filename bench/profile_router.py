@@ -68,6 +68,8 @@ def analyse(collapsed: Path, top: int) -> dict[str, object]:
     total = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():  # --nonblocking: a sample read mid-update can be garbage; skip it
+            continue
         n = int(count)
         fs = frames(stack)
         if not fs:

@@ -140,7 +140,13 @@ def running(name: str, cmd: list[str], port: int, env: dict[str, str] | None = N
         popen = subprocess.Popen(
             cmd,
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            # handler/ first: the code of THIS checkout, not whichever one the venv's editable
+            # install points at (a git worktree sharing the venv would measure the other tree)
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join((str(ROOT / "handler"), str(ROOT))),
+                **(env or {}),
+            },
             stdout=sink,
             stderr=sink,
         )

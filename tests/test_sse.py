@@ -213,3 +213,24 @@ def test_long_lines_held_as_pieces_parse_the_same_however_they_are_split(lengths
     blocks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
     expected = [(name, "\n".join(lines)) for name, lines in items]
     assert flat(read(blocks)) == expected
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_compressed_stream_is_decoded_and_an_uncompressed_one_read_as_is(encoding: str) -> None:
+    """Uncompressed streams are read raw (no decoder layer per read); a provider that
+    compresses its stream still has it decoded, whatever the blocks' boundaries."""
+    import zlib
+
+    text = b'data: {"a": 1}\n\ndata: {"b": "\xc3\xa9"}\n\ndata: [DONE]\n\n'
+    packer = zlib.compressobj(wbits=31 if encoding == "gzip" else 15)
+    packed = packer.compress(text) + packer.flush()
+
+    async def collect(headers: dict[str, str], blocks: list[bytes]) -> list[tuple[str, str]]:
+        response = httpx.Response(200, headers=headers, stream=Blocks(blocks))
+        return flat([batch async for batch in sse_batches(response)])
+
+    expected = [("", '{"a": 1}'), ("", '{"b": "é"}'), ("", "[DONE]")]
+    halves = [packed[: len(packed) // 2], packed[len(packed) // 2 :]]
+    assert asyncio.run(collect({"content-encoding": encoding}, halves)) == expected
+    assert asyncio.run(collect({"content-encoding": "identity"}, [text[:7], text[7:]])) == expected
+    assert asyncio.run(collect({}, [text])) == expected

@@ -99,3 +99,89 @@ def test_without_a_usable_lookup_requests_go_through_send(client_type: type[NoLo
     response = asyncio.run(transport.handle_async_request(request))
     assert response.text == "via send"
     assert client.sent == [request]
+
+
+# -- the pool's readiness check, answered from each stream's own socket -----------------------------
+
+
+async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, closes: dict[str, bool]) -> None:
+    """An HTTP/1.1 server that answers every request with 200 "ok", then keeps the connection
+    open (keep-alive) or, while `closes["now"]`, closes it right after the answer, as a server
+    dropping idle connections does."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                ),
+                0,
+            )
+            await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+            if closes["now"]:
+                break
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    writer.close()
+
+
+def test_the_pool_streams_answer_is_readable_from_their_socket_and_drop_a_closed_connection() -> None:
+    """The pool's backend is wrapped once; its streams poll their own socket: idle and open,
+    not readable; closed by the server, readable — and the pool then opens a new connection
+    instead of sending into the closed one (the request succeeds)."""
+    from tier_router.transport import ReadableCheckBackend, ReadableCheckStream, cheap_readable_checks
+
+    async def main() -> None:
+        peers: list[object] = []
+        closes = {"now": False}
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            peers.append(writer.get_extra_info("peername"))
+            await _serve(reader, writer, closes)
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        url = httpx.URL(f"http://127.0.0.1:{port}/v1/chat/completions")
+        async with server, httpx.AsyncClient() as client:
+            transport = transport_for(client, url)
+            pool = transport._pool  # type: ignore[attr-defined]
+            assert isinstance(pool._network_backend, ReadableCheckBackend)
+            assert cheap_readable_checks(transport) is True  # idempotent: not wrapped twice
+            assert not isinstance(pool._network_backend.inner, ReadableCheckBackend)
+
+            async def post() -> str:
+                response = await transport.handle_async_request(httpx.Request("POST", url, content=b"{}"))
+                return (await response.aread()).decode()
+
+            assert await post() == "ok"
+            [connection] = pool.connections
+            stream = connection._connection._network_stream
+            assert isinstance(stream, ReadableCheckStream)
+            assert stream.sock is not None
+            assert stream.get_extra_info("is_readable") is False  # idle, open
+            assert await post() == "ok"
+            assert len(peers) == 1  # reused
+            closes["now"] = True
+            assert await post() == "ok"  # the server closes this one after answering
+            for _ in range(100):
+                if stream.get_extra_info("is_readable"):
+                    break
+                await asyncio.sleep(0.01)
+            assert stream.get_extra_info("is_readable") is True  # the end is waiting to be read
+            closes["now"] = False
+            assert await post() == "ok"  # ... so the pool did not reuse it
+            assert len(peers) == 2
+
+    asyncio.run(main())
+
+
+def test_a_transport_without_an_httpcore_pool_is_left_alone() -> None:
+    from tier_router.transport import cheap_readable_checks
+
+    own = httpx.MockTransport(lambda request: httpx.Response(200))
+    assert cheap_readable_checks(own) is False
+    assert transport_for(httpx.AsyncClient(transport=own), httpx.URL("https://provider.test/v1")) is own

@@ -134,9 +134,12 @@ async def sse_batches(
 ) -> AsyncIterator[Events]:
     """Server-sent events as (event name, data) pairs, in the batches they arrived in: one list
     per network read. Holds nothing to clean up: closing it never waits. Raises
-    UpstreamProtocolError on a line or event longer than `max_line` bytes."""
+    UpstreamProtocolError on a line or event longer than `max_line` bytes. An uncompressed
+    stream (the usual case) is read raw: no decoder and chunker layer per read."""
     parser = SSEParser(max_line)
-    async for block in response.aiter_bytes():
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    blocks = response.aiter_raw() if encoding in ("", "identity") else response.aiter_bytes()
+    async for block in blocks:
         batch = parser.feed(block)
         if batch:
             yield batch
