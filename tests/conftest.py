@@ -2,6 +2,7 @@
 `tests.support`, imported by name (`from tests.support.rules import three_providers`);
 a directory's own conftest holds only what is specific to it.
 
+- `pytest_xdist_auto_num_workers`: how many workers `-n auto` (pyproject's addopts) starts.
 - `anyio_backend`: asyncio only.
 - `clock`: a `FakeClock` at the real time (to the second); directories that need another
   start override it.
@@ -16,6 +17,7 @@ a directory's own conftest holds only what is specific to it.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -32,6 +34,20 @@ from tests.support.clock import FakeClock
 from tests.support.fake_providers import FakeProviders, fake_providers
 from tests.support.moto_server import MotoServer, use_fake_aws
 from tests.support.router_app import Apps
+
+WORKERS_PER_CORE = 2
+"""Most tests wait on subprocesses, sockets and timers, not on a core: two workers per core kept
+both cores busy (bench/RESULTS.md, "Issue 18: CI time")."""
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: WORKERS_PER_CORE per core, or $PYTEST_XDIST_AUTO_NUM_WORKERS (`-n 0`: none)."""
+    configured = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    if configured:
+        return int(configured)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return WORKERS_PER_CORE * (cores or 1)
 
 
 @pytest.fixture
@@ -65,6 +81,13 @@ def table(moto: MotoServer) -> str:
     return name
 
 
+EMULATOR_TIMEOUT_S = 30.0
+"""One HTTP attempt to moto from the `store` fixture. moto serves one request at a time (see
+moto_server.py): a test's 100 concurrent writes queue behind each other, which on a busy machine
+(pytest-xdist workers on every core) took longer than the client's default 2 s and failed as a
+ReadTimeout. These tests are about what the store computes; deadlines have tests of their own."""
+
+
 @pytest.fixture(params=["memory", "sqlite", pytest.param("dynamodb", marks=pytest.mark.integration)])
 async def store(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> AsyncIterator[Store]:
     """The contract fixture: every test using it runs once per backend, all on `clock`."""
@@ -78,7 +101,8 @@ async def store(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path
 
         request.getfixturevalue("aws_env")
         moto: MotoServer = request.getfixturevalue("moto")
-        s = DynamoDBStore(request.getfixturevalue("table"), endpoint=moto.endpoint, clock=clock)
+        table = request.getfixturevalue("table")
+        s = DynamoDBStore(table, endpoint=moto.endpoint, clock=clock, timeout_s=EMULATOR_TIMEOUT_S)
     yield s
     await s.aclose()
 
