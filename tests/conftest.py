@@ -42,10 +42,15 @@ both cores busy (bench/RESULTS.md, "Issue 18: CI time")."""
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto`: WORKERS_PER_CORE per core, or $PYTEST_XDIST_AUTO_NUM_WORKERS (`-n 0`: none)."""
+    """How many workers `-n auto` (pyproject's addopts) starts: $PYTEST_XDIST_AUTO_NUM_WORKERS if
+    set; none when the command names only test files or tests (`pytest tests/test_x.py::test_y`):
+    a worker takes seconds of CPU to start (importing the pytest plugins), more than most files
+    take to run; else WORKERS_PER_CORE per core (the suite, a test directory)."""
     configured = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
     if configured:
         return int(configured)
+    if config.args and all(Path(arg.split("::")[0]).is_file() for arg in config.args):
+        return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return WORKERS_PER_CORE * (cores or 1)
 
