@@ -2,6 +2,7 @@
 `tests.support`, imported by name (`from tests.support.rules import three_providers`);
 a directory's own conftest holds only what is specific to it.
 
+- `pytest_xdist_auto_num_workers`: how many workers `-n auto` (pyproject's addopts) starts.
 - `anyio_backend`: asyncio only.
 - `clock`: a `FakeClock` at the real time (to the second); directories that need another
   start override it.
@@ -16,6 +17,7 @@ a directory's own conftest holds only what is specific to it.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -32,6 +34,25 @@ from tests.support.clock import FakeClock
 from tests.support.fake_providers import FakeProviders, fake_providers
 from tests.support.moto_server import MotoServer, use_fake_aws
 from tests.support.router_app import Apps
+
+WORKERS_PER_CORE = 2
+"""Most tests wait on subprocesses, sockets and timers, not on a core: two workers per core kept
+both cores busy (bench/RESULTS.md, "Issue 18: CI time")."""
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """How many workers `-n auto` (pyproject's addopts) starts: $PYTEST_XDIST_AUTO_NUM_WORKERS if
+    set; none when the command names only test files or tests (`pytest tests/test_x.py::test_y`):
+    a worker takes seconds of CPU to start (importing the pytest plugins), more than most files
+    take to run; else WORKERS_PER_CORE per core (the suite, a test directory)."""
+    configured = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    if configured:
+        return int(configured)
+    if config.args and all(Path(arg.split("::")[0]).is_file() for arg in config.args):
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return WORKERS_PER_CORE * (cores or 1)
 
 
 @pytest.fixture
@@ -65,6 +86,13 @@ def table(moto: MotoServer) -> str:
     return name
 
 
+EMULATOR_TIMEOUT_S = 30.0
+"""One HTTP attempt to moto from the `store` fixture. moto serves one request at a time (see
+moto_server.py): a test's 100 concurrent writes queue behind each other, which on a busy machine
+(pytest-xdist workers on every core) took longer than the client's default 2 s and failed as a
+ReadTimeout. These tests are about what the store computes; deadlines have tests of their own."""
+
+
 @pytest.fixture(
     params=["memory", "sqlite", "regional", pytest.param("dynamodb", marks=pytest.mark.integration)]
 )
@@ -84,7 +112,8 @@ async def store(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path
 
         request.getfixturevalue("aws_env")
         moto: MotoServer = request.getfixturevalue("moto")
-        s = DynamoDBStore(request.getfixturevalue("table"), endpoint=moto.endpoint, clock=clock)
+        table = request.getfixturevalue("table")
+        s = DynamoDBStore(table, endpoint=moto.endpoint, clock=clock, timeout_s=EMULATOR_TIMEOUT_S)
     yield s
     await s.aclose()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ import openai
 import pytest
 
 from tests.support.fake_upstream import iter_sse, make_fake_upstream
-from tests.support.loopback import run_uvicorn_in_thread
+from tests.support.loopback import free_port, run_uvicorn_in_thread
 from tests.support.openai_bodies import WEATHER_TOOL
 
 pytestmark = pytest.mark.integration
@@ -471,14 +470,8 @@ async def test_async_openai_sdk_streams(openai_url: str, oa: httpx.Client) -> No
 # --------------------------------------------------------------------------------------------- CLI
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_cli_runs_a_fake_in_its_own_process() -> None:
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "tests.support.fake_upstream", "--kind", "anthropic", "--port", str(port)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

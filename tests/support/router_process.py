@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,14 +24,10 @@ from typing import Any
 import httpx
 import yaml
 
+from tests.support.loopback import free_port
+
 REQUEST_ID = "x-router-request-id"
 STARTUP_TIMEOUT_S = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tier_router_command() -> list[str]:
