@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from tier_router.errors import APIError, ClientGone, RequestError
+from tier_router.errors import APIError, ClientGone, RequestError, RouterError
 from tier_router.routing.request import MAY_HOLD_SURROGATES, encodable
 from tier_router.settings import Settings
 
@@ -260,7 +260,7 @@ def too_large(limit: int) -> APIError:
     )
 
 
-class _NotRaised(Exception):
+class _NotRaised(RouterError):
     """Matches nothing: pydantic is not imported, so no ValidationError can have been raised."""
 
 

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tier_router.errors import ConfigError
 from tier_router.routing.compile import compile_rules
 from tier_router.schema.forms import Form, form_class
 
@@ -38,8 +39,9 @@ SUFFIX = ".compiled.json"
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
 
 
-class CompiledRulesError(ValueError):
-    """A compiled rules file that cannot be used (the message says why)."""
+class CompiledRulesError(ConfigError):
+    """A compiled rules file that cannot be used (the message says why; never raised to a
+    caller: the rules file is then loaded in full)."""
 
 
 def compiled_path(rules: Path) -> Path:
