@@ -234,3 +234,20 @@ def test_a_compressed_stream_is_decoded_and_an_uncompressed_one_read_as_is(encod
     assert asyncio.run(collect({"content-encoding": encoding}, halves)) == expected
     assert asyncio.run(collect({"content-encoding": "identity"}, [text[:7], text[7:]])) == expected
     assert asyncio.run(collect({}, [text])) == expected
+
+
+@pytest.mark.parametrize("encoding", ["", "gzip"])
+def test_a_response_whose_body_was_already_read_is_parsed_from_its_content(encoding: str) -> None:
+    """A transport that answers with bytes (httpx reads them at once: in-process fakes, the
+    mock provider's kind) leaves no raw stream: the events come from the content."""
+    import gzip
+
+    text = b'data: {"a": 1}\n\ndata: [DONE]\n\n'
+    headers = {"content-encoding": encoding} if encoding else {}
+    content = gzip.compress(text) if encoding else text
+
+    async def collect() -> list[tuple[str, str]]:
+        response = httpx.Response(200, headers=headers, content=content)
+        return flat([batch async for batch in sse_batches(response)])
+
+    assert asyncio.run(collect()) == [("", '{"a": 1}'), ("", "[DONE]")]
