@@ -5,6 +5,7 @@ environment (`TIER_ROUTER_API_KEYS`)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,11 @@ def append_key(path: Path, record: KeyRecord) -> None:
         raise KeysError(f"{path}: a key named {record.name!r} already exists")
     data: dict[str, Any] = {"keys": [r.as_dict() for r in [*existing, record]]}
     path.parent.mkdir(parents=True, exist_ok=True)
+    # JSON (which is also YAML, so the file may be edited as either): a Lambda reading it from
+    # SSM parses it without importing YAML or pydantic (`router_keys.plain_json_keys`).
     path.write_text(
         "# Router keys: SHA-256 hashes only. Create with `tier-router keys create NAME`.\n"
-        + yaml.safe_dump(data, sort_keys=False),
+        + json.dumps(data, indent=2)
+        + "\n",
         encoding="utf-8",
     )

@@ -99,9 +99,13 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def plain_json_keys(text: str) -> list[KeyRecord] | None:
-    """The records of a plainly valid JSON keys file; None for anything that needs the full check."""
+    """The records of a plainly valid JSON keys file (after any leading `#` comment lines, as
+    `keys create` writes it); None for anything that needs the full check."""
+    body = text.lstrip()
+    while body.startswith("#"):
+        body = body.partition("\n")[2].lstrip()
     try:
-        raw = json.loads(text)
+        raw = json.loads(body)
     except ValueError:
         return None
     if type(raw) is not dict or set(raw) - {"keys"} or type(raw.get("keys", [])) is not list:

@@ -85,3 +85,22 @@ def test_a_json_keys_file_is_read_without_yaml_or_pydantic() -> None:
         timeout=60,
     )
     assert done.stdout.split() == ["1", "False", "False"]
+
+
+def test_keys_create_writes_a_file_the_fast_path_reads(tmp_path) -> None:
+    """`keys create` writes JSON under a comment line: still YAML for people, and the Lambda's
+    SSM copy of it is read without YAML or pydantic."""
+    import yaml
+    from tier_router.keys_file import append_key, parse_keys_file, validated_record
+    from tier_router.router_keys import plain_json_keys
+
+    path = tmp_path / "keys.yaml"
+    for name in ("billing", "search"):
+        record = validated_record(name=name, sha256="ab" * 32, daily_usd=2.5, rpm=60, tiers=["budget"])
+        append_key(path, record)
+    text = path.read_text()
+    fast = plain_json_keys(text)
+    assert fast is not None
+    assert fast == parse_keys_file(text, str(path))
+    assert [r.name for r in fast] == ["billing", "search"]
+    assert yaml.safe_load(text)["keys"][1]["tiers"] == ["budget"]
