@@ -138,7 +138,8 @@ async def sse_batches(
     stream (the usual case) is read raw: no decoder and chunker layer per read."""
     parser = SSEParser(max_line)
     encoding = response.headers.get("content-encoding", "").strip().lower()
-    blocks = response.aiter_raw() if encoding in ("", "identity") else response.aiter_bytes()
+    raw = encoding in ("", "identity") and not response.is_stream_consumed  # (in memory: a mock's)
+    blocks = response.aiter_raw() if raw else response.aiter_bytes()
     async for block in blocks:
         batch = parser.feed(block)
         if batch:
