@@ -235,6 +235,11 @@ def test_a_compressed_stream_is_decoded_and_an_uncompressed_one_read_as_is(encod
     assert asyncio.run(collect({"content-encoding": "identity"}, [text[:7], text[7:]])) == expected
     assert asyncio.run(collect({}, [text])) == expected
 
+    async def in_memory() -> list[tuple[str, str]]:  # a response built with its content (mock://)
+        return flat([batch async for batch in sse_batches(httpx.Response(200, content=text))])
+
+    assert asyncio.run(in_memory()) == expected
+
 
 @pytest.mark.parametrize("encoding", ["", "gzip"])
 def test_a_response_whose_body_was_already_read_is_parsed_from_its_content(encoding: str) -> None:

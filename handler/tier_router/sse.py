@@ -135,12 +135,10 @@ async def sse_batches(
     """Server-sent events as (event name, data) pairs, in the batches they arrived in: one list
     per network read. Holds nothing to clean up: closing it never waits. Raises
     UpstreamProtocolError on a line or event longer than `max_line` bytes. An uncompressed
-    stream (the usual case) is read raw: no decoder and chunker layer per read. A response
-    whose body was already read (a transport that answered with bytes: in-process fakes) has
-    no raw stream left and is read from its content."""
+    stream (the usual case) is read raw: no decoder and chunker layer per read."""
     parser = SSEParser(max_line)
     encoding = response.headers.get("content-encoding", "").strip().lower()
-    raw = encoding in ("", "identity") and not response.is_stream_consumed
+    raw = encoding in ("", "identity") and not response.is_stream_consumed  # (in memory: a mock's)
     blocks = response.aiter_raw() if raw else response.aiter_bytes()
     async for block in blocks:
         batch = parser.feed(block)
