@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from tier_router.schema import BudgetConfig
 from tier_router.spend import holds as holds_module
@@ -60,7 +61,7 @@ class LandsThenTimesOut(Wrapped):
         for name, value in (new or {}).items():
             if name == "committed" or name.startswith("kc."):
                 self.peaks[f"{key} {name}"] = max(self.peaks.get(f"{key} {name}", value), value)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         if self.rng.random() < self.share:
             self.timeouts += 1
             raise StoreUnavailable("landed, then timed out (test)")
