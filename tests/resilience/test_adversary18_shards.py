@@ -178,3 +178,66 @@ async def test_sharded_cap_holds_when_writes_land_then_time_out(
         # answer was lost may not have reached its charging write).
         assert sum(admitted) - sum(uncounted) <= sums[spent] <= sum(admitted)
         assert sums[spent] <= cap + sum(uncounted)
+
+
+@pytest.mark.parametrize("shards", [2, 4, 7])
+@pytest.mark.parametrize("backend", ["memory", "sqlite-two-processes"])
+async def test_key_caps_and_the_global_cap_both_near_full_on_different_shards(
+    tmp_path: Path, backend: str, shards: int, fast_retries: None
+) -> None:
+    """Three keys, each with a cap for 2 worst cases per shard, and a global cap for 4 per shard
+    (less than the keys' together): whichever binds, on whatever shard each request lands, no
+    scope passes its cap, with `reject` and writes that land then time out."""
+    clock = FakeClock()
+    clock.now = NOON
+    key_cap, global_cap = 2 * shards * WORST, 4 * shards * WORST
+    budgets = BudgetConfig(
+        daily_usd=global_cap / USD, per_key_daily_usd=key_cap / USD, shards=shards, on_store_error="reject"
+    )
+    inner: list[Store]
+    if backend == "memory":
+        inner = [MemoryStore(clock=clock)]
+    else:
+        inner = [SQLiteStore(tmp_path / "shared.db", clock=clock) for _ in range(2)]
+    stores = [LandsThenTimesOut(s, seed=shards * 17 + i, share=0.2) for i, s in enumerate(inner)]
+    guards = [BudgetGuard(s, budgets, clock=clock) for s in stores]  # type: ignore[arg-type]
+    served: dict[str, list[int]] = {"a": [], "b": [], "c": []}
+    rng = random.Random(shards)
+
+    async def one(i: int, key: str, actual: int) -> None:
+        guard = guards[i % len(guards)]
+        try:
+            held = await guard.reserve(key, WORST, holder=f"{key}{i}")
+        except StoreUnavailable:
+            return
+        if isinstance(held, CapReached):
+            return
+        try:
+            await anyio.sleep(rng.uniform(0, 0.002))
+        finally:
+            await guard.settle(held, actual)
+        served[key].append(actual)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for i in range(90):
+                tg.start_soon(one, i, "abc"[i % 3], rng.randint(WORST * 3 // 4, WORST))
+        await drain(guards)
+        values = await inner[0].get_many(day_items("spend:", DAY, shards))
+    finally:
+        for s in inner:
+            await s.aclose()
+    fields = ["committed", "spent"] + [f"{p}.{k}" for k in served for p in ("kc", "ks")]
+    sums = summed(values.values(), fields)
+    peaks: dict[str, int] = {}
+    for s in stores:
+        for name, value in s.peaks.items():
+            peaks[name] = max(peaks.get(name, value), value)
+
+    assert not [n for v in values.values() for n in v if n.startswith("h.")]
+    assert sums["committed"] == sums["spent"] == sum(map(sum, served.values())) <= global_cap
+    assert sum(v for n, v in peaks.items() if n.endswith(" committed")) <= global_cap
+    for key, costs in served.items():
+        assert sums[f"kc.{key}"] == sums[f"ks.{key}"] == sum(costs) <= key_cap
+        assert sum(v for n, v in peaks.items() if n.endswith(f" kc.{key}")) <= key_cap
+    assert sum(len(c) for c in served.values()) >= 2  # something was served
