@@ -131,12 +131,21 @@ def config(kind: str, cap: int, shards: int, mode: str) -> BudgetConfig:
     return BudgetConfig(**values, shards=shards, on_store_error=mode)
 
 
-@pytest.mark.parametrize("shards", [1, 2, 4, 7])
+LOCAL = [(b, n) for b in ("memory", "sqlite-two-processes") for n in (1, 2, 4, 7)]
+MOTO = [pytest.param("dynamodb", n, marks=pytest.mark.integration) for n in (1, 4)]  # one request at a time
+
+
+@pytest.mark.parametrize(("backend", "shards"), [*LOCAL, *MOTO])
 @pytest.mark.parametrize("mode", ["reject", "allow"])
 @pytest.mark.parametrize("kind", ["global", "key"])
-@pytest.mark.parametrize("backend", ["memory", "sqlite-two-processes"])
 async def test_sharded_cap_holds_when_writes_land_then_time_out(
-    tmp_path: Path, backend: str, kind: str, mode: str, shards: int, fast_retries: None
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    backend: str,
+    kind: str,
+    mode: str,
+    shards: int,
+    fast_retries: None,
 ) -> None:
     clock = FakeClock()
     clock.now = NOON
@@ -144,6 +153,13 @@ async def test_sharded_cap_holds_when_writes_land_then_time_out(
     inner: list[Store]
     if backend == "memory":
         inner = [MemoryStore(clock=clock)]
+    elif backend == "dynamodb":  # moto: two stores (two processes) on one table
+        from tier_router.store.dynamodb import DynamoDBStore
+
+        request.getfixturevalue("aws_env")
+        moto = request.getfixturevalue("moto")
+        table = request.getfixturevalue("table")
+        inner = [DynamoDBStore(table, endpoint=moto.endpoint, clock=clock, timeout_s=30.0) for _ in range(2)]
     else:
         inner = [SQLiteStore(tmp_path / "shared.db", clock=clock) for _ in range(2)]
     stores = [LandsThenTimesOut(s, seed=shards * 31 + i) for i, s in enumerate(inner)]
