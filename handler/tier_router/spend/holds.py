@@ -202,8 +202,8 @@ class Holds:
         if await self.store.add(item, counts, expires_at=expires, release=tomb_of(hold)) is None and first:
             # No hold and no tombstone on the first try: no earlier try of this settle exists, so
             # the hold was reclaimed and its tombstone swept since (the request outlived 2 × ttl).
-            # Count it under a mark of its own (swept like a tombstone), so that a retry of this
-            # write counts it once; a retry of the whole settle, not being first, counts nothing.
+            # Count it, under a mark (swept like a tombstone) that refuses a second such write for
+            # this hold; a later try of this settle, not being first, counts nothing (at most once).
             await self.store.add(item, counts, expires_at=expires, claim=(tomb_of(hold) + COUNTED_MARK, 1))
         return None
 
