@@ -31,7 +31,10 @@ A hold of a key with a cap is named `h.<expiry>.<id>/<key>`: its amount is in `c
 `kc.<key>`, and every write that moves it moves both (`spend.shards.scope_deltas`). A settle
 may carry the ledger's counters for the request (`counts`): they land in the same write, or —
 when the hold is gone because it expired and was reclaimed — in one more write that removes the
-reclaim's tombstone (so a retried settle cannot count them twice).
+reclaim's tombstone (so a retried settle cannot count them twice); when that tombstone was
+already swept (the request outlived 2 × `reservation_ttl_s`), the first try of the settle counts
+them in a write that claims a mark `t.<expiry>.<id>+` (at most once; a later try cannot tell a
+swept tombstone from its own earlier write having landed, so it counts nothing).
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ from tier_router.store.base import Store, StoreError, StoreUnavailable, Value
 logger = logging.getLogger("tier_router.spend.budget")
 
 TOMB_PREFIX = "t."
+COUNTED_MARK = "+"
+"""`t.<expiry>.<id>+`: a settle counted its request after the hold's tombstone was swept."""
 RECLAIM_BATCH = 64
 """Holds released (concurrently) or tombstones dropped (in one write) per step of a reclaim."""
 RECLAIM_MAX = 1024
@@ -166,7 +171,9 @@ class Holds:
         for attempt in range(SETTLE_TRIES):
             try:
                 if confirmed:
-                    return await self._settle_confirmed(item, hold, reserved, actual, expires, counts or {})
+                    return await self._settle_confirmed(
+                        item, hold, reserved, actual, expires, counts or {}, first=attempt == 0
+                    )
                 return await self._settle_once(item, hold, reserved, actual, expires, confirmed)
             except StoreUnavailable:
                 if attempt + 1 == SETTLE_TRIES:
@@ -175,7 +182,15 @@ class Holds:
         raise AssertionError("unreachable")
 
     async def _settle_confirmed(
-        self, item: str, hold: str, reserved: int, actual: int, expires: float, counts: dict[str, int]
+        self,
+        item: str,
+        hold: str,
+        reserved: int,
+        actual: int,
+        expires: float,
+        counts: dict[str, int],
+        *,
+        first: bool,
     ) -> dict[str, int] | None:
         held = {**scope_deltas(hold_key_tag(hold), actual - reserved, actual), **counts}
         new = await self.store.add(item, held, expires_at=expires, release=hold)
@@ -184,7 +199,12 @@ class Holds:
         # The hold is gone: reclaimed (charged in full, its tombstone left) or released by an
         # earlier try of this settle whose answer was lost. Count the request only in the first
         # case, by removing the tombstone in the same write: a second try finds none.
-        await self.store.add(item, counts, expires_at=expires, release=tomb_of(hold))
+        if await self.store.add(item, counts, expires_at=expires, release=tomb_of(hold)) is None and first:
+            # No hold and no tombstone on the first try: no earlier try of this settle exists, so
+            # the hold was reclaimed and its tombstone swept since (the request outlived 2 × ttl).
+            # Count it, under a mark (swept like a tombstone) that refuses a second such write for
+            # this hold; a later try of this settle, not being first, counts nothing (at most once).
+            await self.store.add(item, counts, expires_at=expires, claim=(tomb_of(hold) + COUNTED_MARK, 1))
         return None
 
     async def _settle_once(
