@@ -31,6 +31,18 @@ NEVER_ON_THE_PATH = (
     "tier_router.keys_file",
 )
 
+NOT_AFTER_INIT = (
+    "tier_router.providers.mock",  # imported by the first mock:// request (gateway.LazyMockTransport)
+    "tier_router.quality.feedback",  # imported by the first POST /v1/feedback (app.feedback)
+    "tier_router.quality.counts",
+    "tier_router.probe",
+    "tier_router.cli",
+    "tier_router.tracing",
+)
+"""Modules neither the init nor a first chat request to an OpenAI-style provider imports, with
+compiled production-shaped rules (budgets and rate limits on, no mock provider, no quality
+loop): each is imported by the first request that needs it."""
+
 CHILD = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
@@ -84,6 +96,18 @@ def test_with_compiled_rules_neither_init_nor_the_first_request_imports_pydantic
         assert name not in result["first"], f"{name} imported by the first request"
     assert not [m for m in result["init"] if m.startswith(("tier_router.replay", "tier_router.calibrate"))]
     assert "compiled rules" not in result["stderr"]
+
+
+def test_modules_the_first_chat_request_does_not_need_are_not_imported(
+    lambda_env: tuple[dict[str, str], Path],
+) -> None:
+    env, rules = lambda_env
+    compile_file(rules)
+    result = run_handler(env)
+    assert result["status"] == 200
+    for name in NOT_AFTER_INIT:
+        loaded = [m for m in result["first"] if m == name or m.startswith(f"{name}.")]
+        assert not loaded, f"{name} imported by the init or the first request: {loaded}"
 
 
 def test_without_compiled_rules_the_full_loader_runs_and_says_so(
