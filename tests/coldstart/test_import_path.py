@@ -35,13 +35,15 @@ NOT_AFTER_INIT = (
     "tier_router.providers.mock",  # imported by the first mock:// request (gateway.LazyMockTransport)
     "tier_router.quality.feedback",  # imported by the first POST /v1/feedback (app.feedback)
     "tier_router.quality.counts",
+    "tier_router.validators",  # a decision with a cascade, or a rules file with validators
+    "tier_router.holdback",  # a stream held back by its cascade (`stream: hold`)
     "tier_router.probe",
     "tier_router.cli",
     "tier_router.tracing",
 )
 """Modules neither the init nor a first chat request to an OpenAI-style provider imports, with
-compiled production-shaped rules (budgets and rate limits on, no mock provider, no quality
-loop): each is imported by the first request that needs it."""
+compiled production-shaped rules (budgets and rate limits on, no mock provider, no cascade,
+no quality loop): each is imported by the first request that needs it."""
 
 CHILD = """
 import json, sys
