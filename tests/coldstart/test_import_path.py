@@ -120,3 +120,22 @@ def test_without_compiled_rules_the_full_loader_runs_and_says_so(
     assert result["status"] == 200
     assert "pydantic" in result["init"]
     assert f"no compiled rules rules.yaml.compiled.json: loading {rules} in full" in result["stderr"]
+
+
+def test_a_broken_lazily_imported_mock_provider_fails_its_first_request_loudly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    import httpx
+    from tier_router.gateway import LazyMockTransport
+
+    monkeypatch.setitem(sys.modules, "tier_router.providers.mock", None)  # `import` raises ImportError
+    transport = LazyMockTransport()
+    request = httpx.Request("POST", "mock://m/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+    with pytest.raises(ImportError):
+        asyncio.run(transport.handle_async_request(request))
+    monkeypatch.delitem(sys.modules, "tier_router.providers.mock")
+    answer = asyncio.run(transport.handle_async_request(request))  # the next request imports it
+    assert answer.status_code == 200
+    assert "You said: hi" in asyncio.run(answer.aread()).decode()
