@@ -132,7 +132,9 @@ def test_a_broken_lazily_imported_mock_provider_fails_its_first_request_loudly(
 
     monkeypatch.setitem(sys.modules, "tier_router.providers.mock", None)  # `import` raises ImportError
     transport = LazyMockTransport()
-    request = httpx.Request("POST", "mock://m/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+    request = httpx.Request(
+        "POST", "mock://m/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+    )
     with pytest.raises(ImportError):
         asyncio.run(transport.handle_async_request(request))
     monkeypatch.delitem(sys.modules, "tier_router.providers.mock")
