@@ -24,7 +24,6 @@ from tier_router import embeddings, endpoints
 from tier_router.errors import APIError, ClientGone
 from tier_router.gateway import Gateway
 from tier_router.lifecycle import Exchange
-from tier_router.quality.feedback import feedback
 from tier_router.request_line import CHAT_PATHS, EMBEDDINGS_PATHS, Outcome
 from tier_router.responses import error_response
 from tier_router.settings import Settings
@@ -144,6 +143,14 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     return unexpected(request, exc)
+
+
+async def feedback(request: Request) -> Response:
+    """POST /v1/feedback (`quality.feedback`, imported by the first feedback request: the chat
+    path does not need it, docs/coldstart.md)."""
+    from tier_router.quality.feedback import feedback as record_feedback
+
+    return await record_feedback(request)
 
 
 def create_app(settings: Settings | None = None, **gateway_options: Any) -> RouterApp:

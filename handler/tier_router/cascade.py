@@ -24,15 +24,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tier_router.fallback import AllCandidatesFailed, Attempt, UpstreamClientError
 from tier_router.forwarder import Completion, Forwarder
 from tier_router.lifecycle import Exchange
 from tier_router.routing.engine import Decision, ModelRoute, Rules
-from tier_router.validators import Ask, Cascade, Failure, Reply, Validator, validate
-from tier_router.validators.schemas import CHECK_TIME_S, is_compiled
-from tier_router.validators.time_limit import time_limit
+
+if TYPE_CHECKING:
+    from tier_router.validators import Ask, Cascade, Failure, Reply, Validator
 
 
 @dataclass(slots=True)
@@ -103,6 +103,8 @@ async def complete(
     cascade = decision.cascade
     ask: Ask | None = None
     failure: Failure | None = None
+    if cascade is not None:  # `validators` only for a decision with a cascade (docs/coldstart.md)
+        from tier_router.validators import Ask, Reply
     while cascade is not None:
         ask = ask or Ask.of(body)
         failure = await checked(cascade.checks, Reply.of(completion.data), ask)
@@ -162,6 +164,8 @@ async def checked(checks: tuple[Validator, ...], reply: Reply, ask: Ask) -> Fail
     request on the event loop. Later requests with the same schema and a small answer are
     checked inline (tens of µs), their schema checks held to INLINE_TIME_S: what a hostile
     schema can make one check cost is bounded by time only (see `validators.time_limit`)."""
+    from tier_router.validators.schemas import CHECK_TIME_S, is_compiled
+
     active = [check for check in checks if check.applies(ask)]
     schemas = [s for check in active for s in check.schemas(ask)]
     if size(reply) > INLINE_CHARS or not all(is_compiled(s) for s in schemas):
@@ -172,6 +176,9 @@ async def checked(checks: tuple[Validator, ...], reply: Reply, ask: Ask) -> Fail
 def within(seconds: float, checks: tuple[Validator, ...], reply: Reply, ask: Ask) -> Failure | None:
     """`validate`, every schema check of the answer (all its choices and tool calls) together
     within `seconds`."""
+    from tier_router.validators import validate
+    from tier_router.validators.time_limit import time_limit
+
     with time_limit(seconds):
         return validate(checks, reply, ask)
 

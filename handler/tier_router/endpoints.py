@@ -29,7 +29,6 @@ from tier_router.embedding_params import embedding_decision, is_embeddings, pars
 from tier_router.errors import APIError, ClientGone, SecretsError, StoreError
 from tier_router.fallback import AllCandidatesFailed, UpstreamClientError, all_failed_error
 from tier_router.gateway import Gateway
-from tier_router.holdback import held_stream
 from tier_router.lifecycle import Exchange
 from tier_router.params import check as check_params
 from tier_router.providers.base import dumps
@@ -46,7 +45,6 @@ from tier_router.responses import (
 from tier_router.router_keys import KeyRecord
 from tier_router.routing.engine import Decision, UnknownModelError, WrongKindError
 from tier_router.routing.request import parse_chat
-from tier_router.validators.schemas import STATS as SCHEMA_STATS
 
 EXCHANGE = "tier_router.exchange"
 """The scope key under which `app` hands each request's Exchange to Starlette routes."""
@@ -182,6 +180,8 @@ async def stream(
     headers.update(served_headers(opened.route, opened.attempts))
     headers.update(opened.headers)
     if decision.cascade is not None and decision.cascade.hold_stream:
+        from tier_router.holdback import held_stream  # with `validators`: cascades only
+
         return await held_stream(request, gateway, exchange, body, headers, include_usage, ends)
     limit = gateway.rules.spec.routing.max_stream_recoveries
     resume = Resume(gateway.forwarder, gateway.spend, decision, body, include_usage, limit)
@@ -275,6 +275,8 @@ async def status(request: Request) -> Response:
     except StoreError as exc:
         raise APIError(503, f"state store unreachable: {exc}", code="store_unavailable") from None
     tiers = {t: [r.name for r in c] for t, c in gateway.rules.tiers.items()}
+    from tier_router.validators.schemas import STATS as SCHEMA_STATS  # imported by a cascade's check
+
     checks = dataclasses.asdict(SCHEMA_STATS)  # this process's, since it started
     return JSONResponse(
         {**spend, "quality": quality.as_dict(), "breakers": breakers, "tiers": tiers, "schema_checks": checks}

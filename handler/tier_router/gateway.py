@@ -27,7 +27,6 @@ from tier_router.forwarder import Forwarder
 from tier_router.lifecycle import Drainer, Lifecycle
 from tier_router.provider_keys import KeySource
 from tier_router.providers.base import dumps
-from tier_router.providers.mock import MockTransport
 from tier_router.quality.dispatch import lambda_dispatch
 from tier_router.quality.facts import Facts
 from tier_router.quality.loop import QualityLoop
@@ -85,11 +84,27 @@ def make_http_pool(settings: Settings) -> tuple[httpx.AsyncClient, httpx.AsyncHT
         verify=verify,
         limits=POOL_LIMITS,
         transport=transport,
-        mounts={"mock://": MockTransport()},
+        mounts={"mock://": LazyMockTransport()},
         timeout=httpx.Timeout(30.0),
         follow_redirects=False,
     )
     return client, transport
+
+
+class LazyMockTransport(httpx.AsyncBaseTransport):
+    """`mock://` served in-process by `providers.mock.MockTransport`, whose modules are imported
+    by the first `mock://` request: a rules file without mock providers never loads them
+    (docs/coldstart.md)."""
+
+    def __init__(self) -> None:
+        self._mock: httpx.AsyncBaseTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._mock is None:
+            from tier_router.providers.mock import MockTransport
+
+            self._mock = MockTransport()
+        return await self._mock.handle_async_request(request)
 
 
 class Gateway:

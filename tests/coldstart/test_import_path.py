@@ -31,6 +31,20 @@ NEVER_ON_THE_PATH = (
     "tier_router.keys_file",
 )
 
+NOT_AFTER_INIT = (
+    "tier_router.providers.mock",  # imported by the first mock:// request (gateway.LazyMockTransport)
+    "tier_router.quality.feedback",  # imported by the first POST /v1/feedback (app.feedback)
+    "tier_router.quality.counts",
+    "tier_router.validators",  # a decision with a cascade, or a rules file with validators
+    "tier_router.holdback",  # a stream held back by its cascade (`stream: hold`)
+    "tier_router.probe",
+    "tier_router.cli",
+    "tier_router.tracing",
+)
+"""Modules neither the init nor a first chat request to an OpenAI-style provider imports, with
+compiled production-shaped rules (budgets and rate limits on, no mock provider, no cascade,
+no quality loop): each is imported by the first request that needs it."""
+
 CHILD = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
@@ -86,6 +100,18 @@ def test_with_compiled_rules_neither_init_nor_the_first_request_imports_pydantic
     assert "compiled rules" not in result["stderr"]
 
 
+def test_modules_the_first_chat_request_does_not_need_are_not_imported(
+    lambda_env: tuple[dict[str, str], Path],
+) -> None:
+    env, rules = lambda_env
+    compile_file(rules)
+    result = run_handler(env)
+    assert result["status"] == 200
+    for name in NOT_AFTER_INIT:
+        loaded = [m for m in result["first"] if m == name or m.startswith(f"{name}.")]
+        assert not loaded, f"{name} imported by the init or the first request: {loaded}"
+
+
 def test_without_compiled_rules_the_full_loader_runs_and_says_so(
     lambda_env: tuple[dict[str, str], Path],
 ) -> None:
@@ -94,3 +120,24 @@ def test_without_compiled_rules_the_full_loader_runs_and_says_so(
     assert result["status"] == 200
     assert "pydantic" in result["init"]
     assert f"no compiled rules rules.yaml.compiled.json: loading {rules} in full" in result["stderr"]
+
+
+def test_a_broken_lazily_imported_mock_provider_fails_its_first_request_loudly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    import httpx
+    from tier_router.gateway import LazyMockTransport
+
+    monkeypatch.setitem(sys.modules, "tier_router.providers.mock", None)  # `import` raises ImportError
+    transport = LazyMockTransport()
+    request = httpx.Request(
+        "POST", "mock://m/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+    )
+    with pytest.raises(ImportError):
+        asyncio.run(transport.handle_async_request(request))
+    monkeypatch.delitem(sys.modules, "tier_router.providers.mock")
+    answer = asyncio.run(transport.handle_async_request(request))  # the next request imports it
+    assert answer.status_code == 200
+    assert "You said: hi" in asyncio.run(answer.aread()).decode()

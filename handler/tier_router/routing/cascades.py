@@ -21,28 +21,32 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tier_router.routing.problem import unknown
-from tier_router.validators import (
-    Cascade,
-    Validator,
-    ValidatorConfigError,
-    build_named,
-    build_one,
-    build_validators,
-)
 
 if TYPE_CHECKING:
     from tier_router.schema import RulesFile
     from tier_router.schema.quality import CascadeSpec
+    from tier_router.validators import Cascade, Validator
 
 
 def compile_cascade(spec: CascadeSpec, named: dict[str, Validator], source: str) -> Cascade:
+    from tier_router.validators import Cascade, build_validators
+
     checks = build_validators(list(spec.on), named, "on")
     return Cascade(spec.to, checks, spec.stream == "hold", source)
 
 
 def compile_cascades(spec: RulesFile) -> tuple[dict[str, Cascade], dict[str, Cascade]]:
     """(tier → its cascade, rule → its cascade), for those that have one. The file must have
-    passed `cascade_problems`."""
+    passed `cascade_problems`. `tier_router.validators` is imported only by a file with
+    validators or cascades (docs/coldstart.md)."""
+    if (
+        not spec.validators
+        and not any(rule.cascade for rule in spec.rules)
+        and not any(t.cascade for t in spec.tier_specs.values())
+    ):
+        return {}, {}
+    from tier_router.validators import build_named
+
     named = build_named(dict(spec.validators))
     tiers = {
         tier: compile_cascade(t.cascade, named, f"tier {tier!r}")
@@ -60,6 +64,8 @@ def compile_cascades(spec: RulesFile) -> tuple[dict[str, Cascade], dict[str, Cas
 def cascade_problems(spec: RulesFile) -> Iterator[tuple[str, str]]:
     """(where, reason) for every invalid validator, unknown `to` tier, rule cascade to its own
     tier, and cascade cycle."""
+    from tier_router.validators import ValidatorConfigError, build_one
+
     named, broken, broken_names = check_named(spec.validators)
     yield from broken
     tiers = spec.tier_specs
@@ -93,6 +99,8 @@ def check_named(
 ) -> tuple[dict[str, Validator], list[tuple[str, str]], set[str]]:
     """The `validators:` section entry by entry: the good ones, (where, reason) for the others,
     and the others' names."""
+    from tier_router.validators import ValidatorConfigError, build_named
+
     named: dict[str, Validator] = {}
     broken: list[tuple[str, str]] = []
     for name, item in entries.items():

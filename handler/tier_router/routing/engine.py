@@ -30,10 +30,10 @@ from tier_router.routing.routes import Chain, ModelRoute, fit_context
 from tier_router.routing.splits import Split
 from tier_router.routing.sticky import NO_STICKY, NOT_READ, Sticky, StickySources
 from tier_router.schema.units import PRIORITIES
-from tier_router.validators import Cascade
 
 if TYPE_CHECKING:
     from tier_router.schema import Priority, RulesFile
+    from tier_router.validators import Cascade
 
 __all__ = [
     "AUTO",
