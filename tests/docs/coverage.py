@@ -40,8 +40,6 @@ CHECKED: dict[tuple[str, str, int], str] = {
     (README, TRY, 1): RUN_ROUTER,
     (README, TRY, 2): RUN_ROUTER,
     (README, TRY, 3): OUTPUT,
-    (README, "Embeddings", 1): RUN_ROUTER,
-    (README, "Embeddings", 2): OUTPUT,
     (README, "Write your own rules", 1): YAML,
     # docs/regions.md
     ("docs/regions.md", "Budgets: a share of the cap per region", 1): YAML,

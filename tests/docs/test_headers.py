@@ -1,5 +1,5 @@
-"""The README's "Which headers to look at": which responses carry which `x-router-*` headers,
-read from the README and checked on the demo rules' app, one request per status it names."""
+"""docs/http-api.md's "Headers" paragraph: which responses carry which `x-router-*` headers, read
+from the page and checked on the demo rules' app, one request per status it names."""
 
 from __future__ import annotations
 
@@ -24,13 +24,14 @@ from tests.support.router_app import asgi_client
 CHAT = "/v1/chat/completions"
 UNSET = "TIER_ROUTER_DOCS_TEST_NO_SUCH_KEY"
 NAME = re.compile(r"`(x-router-[a-z-]+)`")
+PAGE = "docs/http-api.md"
 
 
 def claims() -> dict[str, Any]:
     """The paragraph's sentences: which headers, on which statuses."""
-    text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
-    start = text.index("**Which headers to look at.**")
-    paragraph = text[start : text.index("All of them:", start)]
+    text = " ".join((ROOT / PAGE).read_text(encoding="utf-8").split())
+    start = text.index("**Headers.**")
+    paragraph = text[start : text.index("(`tests/docs/test_headers.py`", start)]
     every, rest = paragraph.split("Every response, errors included, carries", 1)[1].split(
         "An answer (200) adds", 1
     )
@@ -146,7 +147,7 @@ def router_headers(response: httpx.Response) -> set[str]:
     return {name for name in response.headers if name.startswith("x-router-")}
 
 
-def test_the_readme_says_what_this_test_checks() -> None:
+def test_the_page_says_what_this_test_checks() -> None:
     assert CLAIMS["every"] == {"x-router-request-id"}
     assert CLAIMS["before"] == {"x-router-request-id"}
     assert CLAIMS["unless_streamed"] == {"x-router-cost-usd"}
