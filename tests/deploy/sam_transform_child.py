@@ -38,11 +38,19 @@ def translate(template: dict[str, Any], parameters: dict[str, str]) -> dict[str,
     return {"resources": lambda_resources}
 
 
+def rules_through_sam(template: dict[str, Any], parameters: dict[str, str]) -> Any:
+    """The template's `Rules` as SAM's transform hands them on to CloudFormation (or its refusal)."""
+    try:
+        return transform(copy.deepcopy(template), parameters, NoManagedPolicies()).get("Rules")
+    except InvalidDocumentException as exc:
+        return {"refused": [str(cause) for cause in exc.causes]}
+
+
 def main() -> None:
     parameters = json.loads(sys.argv[1])
     template = load()
     template["Resources"]["RouterFunction"]["Properties"]["CodeUri"] = "s3://bucket/router.zip"  # packaged
-    template.pop("Rules", None)  # CloudFormation checks rules, not the SAM transform
+    rules = template.pop("Rules", None)  # CloudFormation checks rules, not the SAM transform
     sam_only = copy.deepcopy(template)
     sam_only["Transform"] = "AWS::Serverless-2016-10-31"
     extended = copy.deepcopy(sam_only)
@@ -60,6 +68,8 @@ def main() -> None:
                 "transform": template["Transform"],
                 "sam_only": translate(sam_only, parameters),
                 "language_extensions_first": translate(extended, parameters),
+                "rules": rules,
+                "rules_through_sam": rules_through_sam({**extended, "Rules": rules}, parameters),
             }
         )
     )

@@ -119,3 +119,13 @@ def test_cfn_lint_finds_nothing_in_either_branch_of_the_options() -> None:
         check=False,
     )
     assert (done.returncode, done.stdout) == (0, ""), done.stdout + done.stderr
+
+
+def test_sam_hands_the_template_rules_on_to_cloudformation_unchanged() -> None:
+    """CloudFormation evaluates `Rules` before it makes anything; SAM's transform must pass them
+    through as written, the own-region refusal of ReplicaRegions included."""
+    result = transformed(ReplicaRegions="eu-west-1,ap-northeast-1")
+    assert result["rules_through_sam"] == result["rules"]
+    assert result["rules"]["ReplicaRegionsAreOtherRegions"]["Assertions"][0]["Assert"] == {
+        "Fn::Not": [{"Fn::Contains": [{"Ref": "ReplicaRegions"}, {"Ref": "AWS::Region"}]}]
+    }

@@ -129,7 +129,8 @@ def test_a_shared_table_is_used_in_this_region_and_none_is_created() -> None:
 def rule_allows(rule_name: str, **given: str) -> bool:
     rule = load()["Rules"][rule_name]
     r = resolved(**given)
-    return not r.value(rule["RuleCondition"]) or all(r.value(a["Assert"]) for a in rule["Assertions"])
+    applies = r.value(rule.get("RuleCondition", True))
+    return not applies or all(r.value(a["Assert"]) for a in rule["Assertions"])
 
 
 @pytest.mark.parametrize(
@@ -173,26 +174,70 @@ def test_the_router_keeps_its_own_items_on_a_table_regions_share(given: dict[str
     assert Settings.from_env(environ).shared_store is shared  # what the router makes of it
 
 
-@pytest.mark.parametrize(
-    "value", ["", "eu-west-1", "eu-west-1,ap-northeast-1", "us-gov-west-1,eu-central-2,ap-south-1"]
-)
-def test_replica_regions_pattern_accepts(value: str) -> None:
-    assert re.fullmatch(load()["Parameters"]["ReplicaRegions"]["AllowedPattern"], value)
+def pattern_allows(value: str) -> bool:
+    """CloudFormation's check of a CommaDelimitedList: each space-trimmed member against the pattern."""
+    spec = load()["Parameters"]["ReplicaRegions"]
+    assert spec["Type"] == "CommaDelimitedList"
+    return all(re.fullmatch(spec["AllowedPattern"], member.strip()) for member in value.split(","))
 
 
 @pytest.mark.parametrize(
     "value",
     [
-        "eu-west-1,",
-        ",eu-west-1",
-        "eu-west-1, ap-northeast-1",
-        "EU-WEST-1",
-        "a,b",
-        "eu-west-1,eu-west-2,eu-west-3,us-east-2",
+        "",
+        "eu-west-1",
+        "eu-west-1,ap-northeast-1",
+        "us-gov-west-1,eu-central-2,ap-south-1",
+        "eu-west-1, ap-south-1",
     ],
 )
+def test_replica_regions_pattern_accepts(value: str) -> None:
+    assert pattern_allows(value)
+
+
+@pytest.mark.parametrize("value", ["EU-WEST-1", "a,b", "eu-west-1,eu_west_2", "eu-west-1;ap-south-1"])
 def test_replica_regions_pattern_refuses(value: str) -> None:
-    assert not re.fullmatch(load()["Parameters"]["ReplicaRegions"]["AllowedPattern"], value)
+    assert not pattern_allows(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [("", True), ("eu-west-1", True), ("eu-west-1,", False), (",eu-west-1", False), ("a-b-1,,c-d-2", False)],
+)
+def test_a_stray_comma_in_replica_regions_is_refused(value: str, allowed: bool) -> None:
+    """The pattern takes an empty member (the default is one), so a rule refuses one among regions."""
+    assert rule_allows("ReplicaRegionsHaveNoEmptyMember", ReplicaRegions=value) is allowed
+
+
+@pytest.mark.parametrize(
+    ("replicas", "allowed"),
+    [
+        ("", True),
+        ("eu-west-1", True),
+        ("eu-west-1,ap-northeast-1,us-west-2", True),
+        ("us-east-1", False),  # the stack's own region (the resolver's AWS::Region)
+        ("eu-west-1,us-east-1", False),
+        ("eu-west-1,ap-northeast-1,us-east-1", False),
+        ("us-east-2", True),  # a prefix or suffix of it is another region
+    ],
+)
+def test_replica_regions_that_name_this_stacks_region_are_refused(replicas: str, allowed: bool) -> None:
+    assert rule_allows("ReplicaRegionsAreOtherRegions", ReplicaRegions=replicas) is allowed
+
+
+def test_the_own_region_refusal_says_what_to_do() -> None:
+    [assertion] = load()["Rules"]["ReplicaRegionsAreOtherRegions"]["Assertions"]
+    assert "remove this stack's region from ReplicaRegions" in assertion["AssertDescription"]
+
+
+def test_a_fourth_replica_region_fails_the_table_by_name_rather_than_being_left_out() -> None:
+    three = resolved(ReplicaRegions="eu-west-1,ap-northeast-1,us-west-2")
+    four = resolved(ReplicaRegions="eu-west-1,ap-northeast-1,us-west-2,eu-central-1")
+    assert not three.condition("HasTooManyReplicas")
+    assert four.condition("HasTooManyReplicas")
+    regions = [r["Region"] for r in four.resources["GlobalStateTable"]["Properties"]["Replicas"]]
+    assert regions[-1] == "ReplicaRegions-takes-at-most-three-regions"
+    assert not re.fullmatch(load()["Parameters"]["ReplicaRegions"]["AllowedPattern"], regions[-1])
 
 
 def test_snapstart_takes_only_on_or_off() -> None:

@@ -243,8 +243,10 @@ def samconfig_overrides_the_template_takes(block: Block, workdir: Path) -> None:
         spec = data[name]
         if "AllowedValues" in spec:
             assert value in [str(v) for v in spec["AllowedValues"]], (name, value)
+        # a CommaDelimitedList's pattern applies to each space-trimmed member
+        members = [m.strip() for m in value.split(",")] if spec["Type"] == "CommaDelimitedList" else [value]
         if "AllowedPattern" in spec:
-            assert re.fullmatch(spec["AllowedPattern"], value), (name, value)
+            assert all(re.fullmatch(spec["AllowedPattern"], m) for m in members), (name, value)
 
 
 def run(check: str, block: Block, workdir: Path) -> None:

@@ -1,9 +1,10 @@
 """template.yaml as CloudFormation resolves it for given parameter values: short tags read as
 the intrinsic functions they stand for, conditions evaluated, `Fn::If` branches chosen,
 `AWS::NoValue` dropped, resources whose condition is false left out, parameter references
-(and `Fn::Sub`/`Fn::Select`/`Fn::Split` over them) substituted. References to resources and
-their attributes stay as they are. The SAM transform itself is not run (`sam validate --lint`,
-.ci/sam.sh, checks that part)."""
+(and `Fn::Sub`/`Fn::Select`/`Fn::Split`/`Fn::Join` over them) substituted; a CommaDelimitedList
+parameter is a list; the rule functions `Fn::Contains` and `Fn::EachMemberEquals` evaluated.
+References to resources and their attributes stay as they are. The SAM transform itself is not
+run (`sam validate --lint`, .ci/sam.sh, checks that part)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,11 @@ class Resolved:
         unknown = set(given) - set(data["Parameters"])
         assert not unknown, f"no such parameters: {unknown}"
         defaults = {name: str(spec.get("Default", "")) for name, spec in data["Parameters"].items()}
-        self.parameters = {**PSEUDO, **defaults, **given}
+        text = {**defaults, **given}
+        lists = {name for name, spec in data["Parameters"].items() if spec["Type"] == "CommaDelimitedList"}
+        # A CommaDelimitedList is a list, each member space-trimmed (CloudFormation's reading).
+        typed = {name: [s.strip() for s in v.split(",")] if name in lists else v for name, v in text.items()}
+        self.parameters: dict[str, Any] = {**PSEUDO, **typed}
         self.conditions = data.get("Conditions", {})
         self.resources = {
             name: self.value({k: v for k, v in resource.items() if k != "Condition"})
@@ -100,6 +105,15 @@ class Resolved:
             if name == "Fn::Split":
                 delimiter, text = arg[0], self.value(arg[1])
                 return text.split(delimiter) if isinstance(text, str) else {name: [delimiter, text]}
+            if name == "Fn::Join":
+                delimiter, items = arg[0], self.value(arg[1])
+                if isinstance(items, list) and all(isinstance(i, str) for i in items):
+                    return delimiter.join(items)
+                return {name: [delimiter, items]}
+            if name == "Fn::Contains":  # rules: a string in a list of strings
+                return self.value(arg[1]) in self.value(arg[0])
+            if name == "Fn::EachMemberEquals":  # rules: every member of a list is the string
+                return all(item == self.value(arg[1]) for item in self.value(arg[0]))
             if name == "Fn::Select":
                 index, items = int(arg[0]), self.value(arg[1])
                 return items[index] if isinstance(items, list) else {name: [index, items]}
