@@ -19,11 +19,13 @@ re-created after each restore:
   meanwhile). AWS credentials are not cached by the router (`aws.client` reads them on every
   call; Lambda supplies fresh ones after a restore), so there is nothing to drop.
 
-Not covered: OpenTelemetry's exporter (`TIER_ROUTER_OTEL=1`, off by default) keeps its own
-connections and thread, which a restore does not renew.
+- OpenTelemetry's exporter (`TIER_ROUTER_OTEL=1`): a new provider, exporter (HTTP session),
+  batch queue and worker thread (`Tracing.renew`); the old one is shut down in the background.
 
-Before the snapshot nothing is done: init caches no secret (provider keys and the router keys
-file are read lazily, on the first request, which comes after the restore).
+Before the snapshot, spans still queued are exported (`Tracing.flush`, bounded): otherwise
+every environment restored from the snapshot would export them again. Nothing else: init
+caches no secret (provider keys and the router keys file are read lazily, on the first
+request, which comes after the restore).
 
 `snapshot_restore_py` exists only in Lambda's managed Python runtime; `register` imports it
 guardedly and does nothing elsewhere. `lambda_entry` imports this module only when that import
@@ -47,19 +49,26 @@ log = logging.getLogger("tier_router")
 
 def register(app: Any, runtime: ModuleType) -> None:
     """Register the hooks with `snapshot_restore_py` (`runtime`) for this app."""
-    runtime.register_before_snapshot(before_snapshot)
+    runtime.register_before_snapshot(before_snapshot, app)
     runtime.register_after_restore(after_restore, app)
 
 
-def before_snapshot() -> None:
-    """Nothing to drop: init leaves no secret with an expiry in memory (module doc)."""
+def before_snapshot(app: Any) -> None:
+    """Export the queued spans, once, before they are copied into every restored environment.
+    No secret to drop: init leaves none with an expiry in memory (module doc). Never raises."""
+    tracing = getattr(app.gateway, "tracing", None)
+    if tracing is not None:
+        try:
+            tracing.flush()
+        except Exception:
+            log.exception("snapstart: exporting spans before the snapshot failed")
     log.info("snapstart: snapshot taken after init")
 
 
 def after_restore(app: Any) -> None:
     """Re-create what restored environments must not share (module doc). Never raises: a
     failed hook fails the restore, and each step below only improves on a working default."""
-    for step in (reseed_random, reseed_ids, expire_secrets, reopen_connections):
+    for step in (reseed_random, reseed_ids, expire_secrets, reopen_connections, renew_tracing):
         try:
             step(app.gateway)
         except Exception:
@@ -99,3 +108,10 @@ def reopen_connections(gateway: Any) -> None:
     transport = getattr(gateway, "transport", None)
     if transport is not None:
         asyncio.get_event_loop().run_until_complete(transport.aclose())
+
+
+def renew_tracing(gateway: Any) -> None:
+    """A new span exporter, batch thread and HTTP session (`Tracing.renew`), when tracing is on."""
+    tracing = getattr(gateway, "tracing", None)
+    if tracing is not None:
+        tracing.renew()

@@ -12,17 +12,23 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 
 class FakeCollector:
-    """An OTLP/HTTP receiver on 127.0.0.1: keeps each POST; `hang` makes it never answer."""
+    """An OTLP/HTTP receiver on 127.0.0.1: keeps each POST; `hang` makes it never answer;
+    `keep_alive` keeps a connection open for the next POST (HTTP/1.1, as real collectors do)."""
 
-    def __init__(self, *, hang: bool = False) -> None:
+    def __init__(self, *, hang: bool = False, keep_alive: bool = False) -> None:
         self.posts: list[tuple[str, str, bytes]] = []
+        self.client_ports: list[int] = []
+        """Each POST's client port: which TCP connection it came on (`keep_alive`: reused)."""
         self.release = threading.Event()
         collector = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 collector.posts.append((self.path, self.headers.get("content-type", ""), body))
+                collector.client_ports.append(self.client_address[1])
                 if hang:
                     collector.release.wait(30)
                     return

@@ -20,8 +20,9 @@ the request, so an attempt carries its typed outcome, not its detail).
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -62,20 +63,48 @@ FAILED = frozenset({Outcome.FAILED, Outcome.ERROR, Outcome.STREAM_INTERRUPTED})
 class Tracing:
     """One per process (the gateway's): spans of finished requests, and their export."""
 
-    def __init__(self, provider: TracerProvider, flusher: Flusher | None = None) -> None:
-        self.provider = provider
-        self.tracer: Tracer = provider.get_tracer(SCOPE)
-        self.flusher = flusher or Flusher(provider)
+    def __init__(
+        self,
+        provider: TracerProvider,
+        flusher: Flusher | None = None,
+        rebuild: Callable[[], TracerProvider] | None = None,
+    ) -> None:
+        self._use(provider, flusher)
+        self._rebuild = rebuild
+        self.retiring: threading.Thread | None = None
+        """The last `renew`'s shutdown of the provider it replaced (tests join it)."""
         self._propagator = TraceContextTextMapPropagator()
         self._servers: dict[str, tuple[str | None, int | None]] = {}
 
+    def _use(self, provider: TracerProvider, flusher: Flusher | None = None) -> None:
+        self.provider = provider
+        self.tracer: Tracer = provider.get_tracer(SCOPE)
+        self.flusher = flusher or Flusher(provider)
+
     @classmethod
     def build(cls, settings: Settings, processor: SpanProcessor | None = None) -> Tracing:
-        return cls(tracer_provider(settings, processor))
+        if processor is not None:  # a test's processor: used once, never rebuilt
+            return cls(tracer_provider(settings, processor))
+        return cls(tracer_provider(settings), rebuild=lambda: tracer_provider(settings))
 
     def flush(self) -> bool:
         """Export the spans queued, waiting FLUSH_S at most (Lambda: before returning)."""
         return self.flusher.flush()
+
+    def renew(self) -> bool:
+        """After a SnapStart restore (`tier_router.snapstart`): a new provider, so a new exporter
+        (its own HTTP session: the snapshot's pooled connection to the collector is dead, or
+        shared by every restored environment), batch queue and worker thread. The old one is
+        shut down on a daemon thread (`retiring`): its queue is empty (the before-snapshot
+        hook flushed it) and nothing waits for it. False when there is nothing to rebuild (a
+        span processor given by a test)."""
+        if self._rebuild is None:
+            return False
+        old = self.provider
+        self._use(self._rebuild())
+        self.retiring = threading.Thread(target=old.shutdown, name="tier-router-otel-retire", daemon=True)
+        self.retiring.start()
+        return True
 
     def record(self, exchange: Exchange, scope: Mapping[str, Any]) -> None:
         """The spans of `exchange`, a finished request. Never raises."""
