@@ -6,11 +6,14 @@ the parameters its table lists."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from decimal import Decimal
 
 import yaml
 from tier_router.schema import BudgetConfig
+from tier_router.schema.spend import RateLimitConfig
+from tier_router.spend.ratelimit import Allowed, RateLimiter
 from tier_router.store.memory import MemoryStore
 from tier_router.store.regional import RegionalStore
 
@@ -94,3 +97,42 @@ def test_the_key_example_is_how_the_store_names_a_regions_items() -> None:
     assert RegionalStore(MemoryStore(), "eu-west-1").key(example.group(1).removeprefix("eu-west-1:")) == (
         example.group(1)
     )
+
+
+def rate_rows() -> list[tuple[int, int, int]]:
+    rows = re.findall(r"^\| (\d) \| (\d+) \| (\d+) \|$", section("### Rate limits: per region"), re.M)
+    return [(int(r), int(each), int(total)) for r, each, total in rows]
+
+
+async def admitted_in_one_minute(rpm: int, regions: list[str], tries: int) -> dict[str, int]:
+    """`tries` requests of one key in each region, one shared table, one window: how many pass."""
+    table = MemoryStore(clock=lambda: 600.0)  # the store's clock and the limiter's: one window
+    admitted = {}
+    for region in regions:
+        limiter = RateLimiter(
+            RegionalStore(table, region), RateLimitConfig(requests_per_minute=rpm), clock=lambda: 600.0
+        )
+        results = [await limiter.check("key-a", 10) for _ in range(tries)]
+        admitted[region] = sum(isinstance(r, Allowed) for r in results)
+    return admitted
+
+
+def test_a_keys_rate_limit_counts_in_each_region_it_calls() -> None:
+    rpm = int(re.search(r"a key with `requests_per_minute: (\d+)`", FLAT).group(1))
+    rows = rate_rows()
+    assert [r for r, _, _ in rows] == [1, 2, 3]
+    regions = ["us-east-1", "eu-west-1", "ap-northeast-1"]
+    for count, each, total in rows:
+        admitted = asyncio.run(admitted_in_one_minute(rpm, regions[:count], tries=rpm + 50))
+        assert set(admitted.values()) == {each} == {rpm}
+        assert sum(admitted.values()) == total == count * rpm
+
+
+def test_dividing_the_limit_by_the_regions_holds_the_total() -> None:
+    rpm = int(re.search(r"a key with `requests_per_minute: (\d+)`", FLAT).group(1))
+    divided = int(re.search(r"write `requests_per_minute: (\d+)` \((\d+) / 3\)", FLAT).group(1))
+    assert divided == rpm // 3
+    regions = ["us-east-1", "eu-west-1", "ap-northeast-1"]
+    admitted = asyncio.run(admitted_in_one_minute(divided, regions, tries=rpm))
+    assert sum(admitted.values()) == rpm
+    assert admitted["us-east-1"] == divided  # all traffic in one region: only its part passes
