@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from tier_router.settings import Settings
 
-from tests.support.cfn_template import ROOT, Resolved, load
+from tests.support.cfn_template import PSEUDO, ROOT, Resolved, load
 
 TABLE_ACTIONS = [
     "dynamodb:GetItem",
@@ -285,5 +285,7 @@ def test_samconfigs_replica_region_uses_the_home_stacks_global_table() -> None:
     ]
     assert overrides("eu")["SharedTableName"] == table
     assert "ReplicaRegions" not in overrides("eu")
+    assert home["global"]["parameters"]["region"] == PSEUDO["AWS::Region"]  # as the resolver reads it:
+    assert rule_allows("ReplicaRegionsAreOtherRegions", ReplicaRegions=replica["region"])  # not its own
     shared = resolved(**overrides("eu"))
     assert not {"StateTable", "GlobalStateTable"} & set(shared.resources)

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.cfn_template import Resolved
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -42,37 +44,10 @@ def template() -> dict[str, Any]:
     return yaml.load((ROOT / "template.yaml").read_text(encoding="utf-8"), Loader=CfnLoader)  # noqa: S506
 
 
-def evaluate(node: Any, conditions: dict[str, Any], parameters: dict[str, str]) -> Any:
-    """A condition (or a value inside one) for these parameter values (their defaults else)."""
-    if isinstance(node, dict) and len(node) == 1:
-        [(name, arg)] = node.items()
-        if name == "Ref":
-            return parameters[arg]
-        if name == "Condition":
-            return evaluate(conditions[arg], conditions, parameters)
-        values = [evaluate(a, conditions, parameters) for a in arg]
-        if name == "Fn::Equals":
-            return values[0] == values[1]
-        if name == "Fn::Not":
-            return not values[0]
-        if name == "Fn::And":
-            return all(values)
-        if name == "Fn::Or":
-            return any(values)
-        raise AssertionError(f"unexpected function {name}")
-    return node
-
-
 def created(data: dict[str, Any], **given: str) -> set[str]:
-    """The resources CloudFormation creates with these parameters."""
-    parameters = {name: str(spec.get("Default", "")) for name, spec in data["Parameters"].items()} | given
-    conditions = data["Conditions"]
-    return {
-        name
-        for name, resource in data["Resources"].items()
-        if "Condition" not in resource
-        or evaluate({"Condition": resource["Condition"]}, conditions, parameters)
-    }
+    """The resources CloudFormation creates with these parameters (their conditions resolved by
+    tests/support/cfn_template.py, which reads every function the template's conditions use)."""
+    return set(Resolved(data, **given).resources)
 
 
 def test_the_alarm_exists_only_when_its_threshold_is_set() -> None:
