@@ -11,7 +11,9 @@ processes on 127.0.0.1, then measures, for each target and for "direct" (straigh
 3. CPU time per request of each proxy process during the wrk run (``/proc/<pid>/stat``) - what Lambda
    bills - and checks that the upstream saw as many requests as the proxy served.
 
-Reports router/floor ratios for added p50 (target <= 1.25) and throughput (target >= 0.8).
+Reports router/floor ratios for added p50 (target <= 1.25), throughput (target >= 0.8) and CPU per
+request in the wrk runs (target <= 1.3). The router runs in its default configuration: a fresh SQLite
+store file per run and the request log on (``--router-store memory://`` to leave the store's disk out).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ PATH = "/v1/chat/completions"
 API_KEY = "bench-key"
 TARGET_P50_RATIO = 1.25  # router added p50 / floor added p50 must stay at or below this
 TARGET_RPS_RATIO = 0.8  # router req/s / floor req/s must stay at or above this
+TARGET_CPU_RATIO = 1.3  # router CPU per request / floor CPU per request (wrk runs) at or below this
 
 # A typical small chat request (~0.5 KB): what a gateway mostly sees. model "auto" lets the router's
 # rules decide; the fake upstream and the floor accept any model name.
@@ -65,8 +68,9 @@ HEADERS = {"content-type": "application/json", "authorization": f"Bearer {API_KE
 # ----------------------------------------------------------------------------- router wiring (LEAD)
 
 # LEAD: environment the router process needs (the upstream key is read via `api_key_env`);
-# the state store comes from --router-store.
-ROUTER_ENV = {"BENCH_UPSTREAM_KEY": API_KEY}
+# the state store comes from --router-store. The request log stays on, as by default (one JSON line per
+# request on stdout, which `running` sends to bench/out/proxy_overhead/router.log).
+ROUTER_ENV = {"BENCH_UPSTREAM_KEY": API_KEY, "TIER_ROUTER_LOG_REQUESTS": "1"}
 
 
 def write_router_rules(path: Path, upstream_url: str) -> None:
@@ -441,7 +445,11 @@ def ratios(latency: dict[str, Any], throughput: dict[str, Any]) -> dict[str, Any
         cpu = throughput["router"]["cpu_us_per_request"] / max(
             throughput["floor"]["cpu_us_per_request"], 1e-9
         )
-        out["cpu_per_request_router_over_floor"] = {"value": round(cpu, 3)}
+        out["cpu_per_request_router_over_floor"] = {
+            "value": round(cpu, 3),
+            "target": f"<= {TARGET_CPU_RATIO}",
+            "ok": cpu <= TARGET_CPU_RATIO,
+        }
     return out
 
 
@@ -507,8 +515,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="wrk runs per target, alternated (default 3, quick 1)")
     parser.add_argument(
         "--router-store",
-        default="memory://",
-        help="router state store URL (default memory://: measures the router's own code, not disk I/O)",
+        default="",
+        help="router state store URL (default: a fresh SQLite file per run, like `tier-router serve`'s"
+        " default store; memory:// measures the router's code without the store's disk I/O)",
     )
     parser.add_argument("--stream", action="store_true", help="streamed requests (SSE) instead of plain ones")
     parser.add_argument("--json", type=Path, help="write the full report here")
@@ -521,7 +530,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.requests = args.requests or (300 if args.quick else 2000)
     args.wrk_seconds = args.wrk_seconds or (3 if args.quick else 10)
     args.rounds = args.rounds or (1 if args.quick else 3)
+    args.router_store = args.router_store or fresh_sqlite_store()
     return args
+
+
+def fresh_sqlite_store() -> str:
+    """The default configuration's store (settings.DEFAULT_STORE is a SQLite file): a new file per run
+    under bench/out/, so no earlier run's spend, breakers or ledger rows are read or grown."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"state-{os.getpid()}-{time.time_ns()}.db"
+    return f"sqlite:///{path}"
 
 
 def main(argv: list[str] | None = None) -> int:
