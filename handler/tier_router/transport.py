@@ -18,8 +18,22 @@ pool, httpcore asks the connection's stream whether the server has closed it
 looks the raw socket up through anyio's typed attributes, which build a dict of closures per
 call: at 32 concurrent requests that lookup cost more than the poll itself. The pool's network
 backend is wrapped so that each stream remembers its socket once and polls it directly — the
-same question, the same answer. Only an `httpcore.AsyncConnectionPool` (httpx's default
-transport) is touched; anything else is left as it is.
+same question, the same answer; each stream keeps one `poll` object registered on its socket.
+Only an `httpcore.AsyncConnectionPool` (httpx's default transport) is touched; anything else is
+left as it is.
+
+The pool's bookkeeping, made linear (`LinearPool`): on every request's start and end httpcore
+walks its connections, and for each idle one counts all the connections again (a list built to
+take its `len`): at 32 concurrent requests, ~1,000 state checks per walk, two walks per request —
+more CPU than the rest of the router's own work on a request. `LinearPool` is httpcore 1.0.9's pool
+with that walk done in one pass: the same checks in the same order, the same connections closed,
+reused and opened. It is applied only to the httpcore versions it was written against
+(`HTTPCORE_TESTED`); any other version keeps its own pool.
+
+The request in one write (`ReadableCheckStream.write`): h11 hands the request's head and its body
+to the stream as two writes — two `send` syscalls, two trips through anyio. The head is held
+until the body's write (or the first read, or close) and both go out as one: the same bytes in
+the same order, one syscall.
 """
 
 from __future__ import annotations
@@ -32,6 +46,8 @@ import httpx
 
 HTTPX_TESTED = ">=0.27,<0.30"
 """The httpx versions `_transport_for_url` was tested with (the pin in pyproject.toml)."""
+HTTPCORE_TESTED = frozenset({"1.0.9"})
+"""The httpcore versions whose pool `LinearPool` reproduces (tests/test_transport.py)."""
 
 
 def transport_for(client: httpx.AsyncClient, url: httpx.URL) -> httpx.AsyncBaseTransport:
@@ -53,6 +69,8 @@ def cheap_readable_checks(transport: httpx.AsyncBaseTransport) -> bool:
     pool = getattr(transport, "_pool", None)
     if not isinstance(pool, httpcore.AsyncConnectionPool):
         return False
+    if type(pool) is httpcore.AsyncConnectionPool and httpcore.__version__ in HTTPCORE_TESTED:
+        pool.__class__ = LinearPool  # the same pool, its walk in one pass (module doc)
     backend = getattr(pool, "_network_backend", None)
     if isinstance(backend, ReadableCheckBackend):
         return True
@@ -66,11 +84,14 @@ class Socket(typing.Protocol):
     def fileno(self) -> int: ...
 
 
-def is_readable(sock: Socket) -> bool:
-    """httpcore's question: would a read return at once (data, or the end: the peer closed)?"""
+def is_readable(sock: Socket, poller: Poller | None = None) -> bool:
+    """httpcore's question: would a read return at once (data, or the end: the peer closed)?
+    `poller`: one already registered on `sock`'s descriptor (`readiness_poller`)."""
     fd = sock.fileno()
     if fd < 0:  # closed: the next read returns the end
         return True
+    if poller is not None:
+        return bool(poller.poll(0))
     if _POLL is not None:
         poller = _POLL()
         poller.register(fd, _POLLIN)
@@ -78,27 +99,65 @@ def is_readable(sock: Socket) -> bool:
     return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - Windows
 
 
+class Poller(typing.Protocol):
+    def poll(self, timeout: float) -> list[tuple[int, int]]: ...
+
+
+def readiness_poller(sock: Socket | None) -> Poller | None:
+    """A `poll` object watching `sock` for reads, made once per connection (None without poll)."""
+    if sock is None or _POLL is None:
+        return None
+    fd = sock.fileno()
+    if fd < 0:
+        return None
+    poller = _POLL()
+    poller.register(fd, _POLLIN)
+    return poller
+
+
 _POLL = getattr(select, "poll", None)
 _POLLIN = getattr(select, "POLLIN", 1)
+_HEAD_END = b"\r\n\r\n"
+_HTTP11 = b" HTTP/1.1\r\n"
 
 
 class ReadableCheckStream(httpcore.AsyncNetworkStream):
-    """A network stream that remembers its socket, for `is_readable`; all else is the inner one's."""
+    """A network stream that remembers its socket, for `is_readable`, and sends a request's head
+    with its body (module doc); all else is the inner one's."""
 
-    __slots__ = ("inner", "sock")
+    __slots__ = ("held", "held_timeout", "inner", "poller", "sock")
 
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self.inner = inner
         sock = inner.get_extra_info("socket")  # asyncio's TransportSocket, uvloop's PseudoSocket, ...
         self.sock: Socket | None = sock if callable(getattr(sock, "fileno", None)) else None
+        self.poller = readiness_poller(self.sock)
+        self.held = b""
+        """A request head not yet sent: it goes out with the next write, before a read or close."""
+        self.held_timeout: float | None = None
+
+    async def _flush(self) -> None:
+        held, self.held = self.held, b""
+        await self.inner.write(held, self.held_timeout)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        if self.held:
+            await self._flush()
         return await self.inner.read(max_bytes, timeout)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        if not buffer:
+            return
+        if self.held:
+            buffer, self.held = self.held + buffer, b""
+        elif buffer.endswith(_HEAD_END) and _HTTP11 in buffer[: buffer.find(b"\r\n") + 2]:
+            # an HTTP/1.1 request head (h11 writes it alone): hold it for its body
+            self.held, self.held_timeout = buffer, timeout
+            return
         await self.inner.write(buffer, timeout)
 
     async def aclose(self) -> None:
+        self.held = b""  # closing instead of reading: nothing waits for an answer to it
         await self.inner.aclose()
 
     async def start_tls(
@@ -111,7 +170,7 @@ class ReadableCheckStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> typing.Any:
         if info == "is_readable" and self.sock is not None:
-            return is_readable(self.sock)
+            return is_readable(self.sock, self.poller)
         return self.inner.get_extra_info(info)
 
 
@@ -145,6 +204,42 @@ class ReadableCheckBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self.inner.sleep(seconds)
+
+
+class LinearPool(httpcore.AsyncConnectionPool):
+    """httpcore's pool, its bookkeeping walk in one pass (module doc). Nothing else differs."""
+
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        # httpcore 1.0.9's walk, step for step. Its third test, `is_idle() and len([is_idle()
+        # for every connection]) > max_keepalive`, counts every connection: `len(connections)`.
+        closing: list[httpcore.AsyncConnectionInterface] = []
+        connections = self._connections
+        for connection in list(connections):
+            if connection.is_closed():
+                connections.remove(connection)
+            elif connection.has_expired() or (
+                connection.is_idle() and len(connections) > self._max_keepalive_connections
+            ):
+                connections.remove(connection)
+                closing.append(connection)
+        for pool_request in [request for request in self._requests if request.is_queued()]:
+            origin = pool_request.request.url.origin
+            available = next(
+                (c for c in connections if c.can_handle_request(origin) and c.is_available()), None
+            )
+            if available is not None:
+                pool_request.assign_to_connection(available)
+                continue
+            if len(connections) >= self._max_connections:
+                idle = next((c for c in connections if c.is_idle()), None)
+                if idle is None:
+                    continue  # stays queued until a connection frees up
+                connections.remove(idle)
+                closing.append(idle)
+            connection = self.create_connection(origin)
+            connections.append(connection)
+            pool_request.assign_to_connection(connection)
+        return closing
 
 
 class ClientTransport(httpx.AsyncBaseTransport):
