@@ -450,6 +450,12 @@ def ratios(latency: dict[str, Any], throughput: dict[str, Any]) -> dict[str, Any
             "target": f"<= {TARGET_CPU_RATIO}",
             "ok": cpu <= TARGET_CPU_RATIO,
         }
+    for name in ("base",):  # the other checkout's router: the same ratios, for comparison only
+        if name in throughput and "floor" in throughput:
+            floor = throughput["floor"]
+            out[f"rps_{name}_over_floor"] = {"value": round(throughput[name]["rps"] / floor["rps"], 3)}
+            cpu = throughput[name]["cpu_us_per_request"] / max(floor["cpu_us_per_request"], 1e-9)
+            out[f"cpu_per_request_{name}_over_floor"] = {"value": round(cpu, 3)}
     return out
 
 
@@ -520,13 +526,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " default store; memory:// measures the router's code without the store's disk I/O)",
     )
     parser.add_argument("--stream", action="store_true", help="streamed requests (SSE) instead of plain ones")
+    parser.add_argument(
+        "--base-tree",
+        type=Path,
+        help="target `base`: the router of another checkout (its handler/ first on PYTHONPATH), e.g. "
+        "/work/main, for a before/after in the same run: --targets floor,router,base --base-tree ...",
+    )
     parser.add_argument("--json", type=Path, help="write the full report here")
     parser.add_argument("--enforce", action="store_true", help="exit 1 if a router/floor target is missed")
     args = parser.parse_args(argv)
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(args.targets) - {"floor", "router"}
+    unknown = set(args.targets) - {"floor", "router", "base"}
     if unknown:
         parser.error(f"unknown targets: {sorted(unknown)}")
+    if "base" in args.targets and args.base_tree is None:
+        parser.error("target base needs --base-tree")
     args.requests = args.requests or (300 if args.quick else 2000)
     args.wrk_seconds = args.wrk_seconds or (3 if args.quick else 10)
     args.rounds = args.rounds or (1 if args.quick else 3)
@@ -586,7 +600,12 @@ def main(argv: list[str] | None = None) -> int:
                 rules = OUT / "router_rules.yaml"
                 write_router_rules(rules, upstream_base)
                 cmd = router_command(rules, port)
-                env = {**ROUTER_ENV, "TIER_ROUTER_STORE": args.router_store}
+                store = args.router_store
+                env = {**ROUTER_ENV, "TIER_ROUTER_STORE": store}
+                if target == "base":  # its own fresh store file, its own code
+                    env["TIER_ROUTER_STORE"] = store if store.startswith("memory:") else fresh_sqlite_store()
+                    tree = args.base_tree.resolve()
+                    env["PYTHONPATH"] = os.pathsep.join((str(tree / "handler"), str(tree)))
             service = stack.enter_context(running(target, cmd, port, env))
             try:
                 wait_ready(service)
@@ -639,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
             "body_bytes": len(json.dumps(request)),
             "stream": args.stream,
             "router_store": args.router_store if "router" in args.targets else None,
+            "base_tree": str(args.base_tree) if "base" in args.targets else None,
         },
         "latency": latency,
         "throughput": throughput,
