@@ -532,6 +532,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="target `base`: the router of another checkout (its handler/ first on PYTHONPATH), e.g. "
         "/work/main, for a before/after in the same run: --targets floor,router,base --base-tree ...",
     )
+    parser.add_argument("--base-store", help="target base's store URL (default: as the router's)")
     parser.add_argument("--json", type=Path, help="write the full report here")
     parser.add_argument("--enforce", action="store_true", help="exit 1 if a router/floor target is missed")
     args = parser.parse_args(argv)
@@ -602,8 +603,10 @@ def main(argv: list[str] | None = None) -> int:
                 cmd = router_command(rules, port)
                 store = args.router_store
                 env = {**ROUTER_ENV, "TIER_ROUTER_STORE": store}
-                if target == "base":  # its own fresh store file, its own code
-                    env["TIER_ROUTER_STORE"] = store if store.startswith("memory:") else fresh_sqlite_store()
+                if target == "base":  # its own fresh store file (or --base-store), its own code
+                    env["TIER_ROUTER_STORE"] = args.base_store or (
+                        store if store.startswith("memory:") else fresh_sqlite_store()
+                    )
                     tree = args.base_tree.resolve()
                     env["PYTHONPATH"] = os.pathsep.join((str(tree / "handler"), str(tree)))
             service = stack.enter_context(running(target, cmd, port, env))
