@@ -230,3 +230,80 @@ def test_requests_through_the_real_pool_arrive_whole_and_reuse_connections() -> 
     assert asyncio.run(main()) == ["ok"] * 40
     assert sorted(received) == sorted(f'{{"n":{i}}}'.encode() for i in range(40))
     assert len(peers) <= 8
+
+
+class CountingPoller:
+    """The pool's `poll` object, counting the polls (select.poll objects take no attributes)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.polls = inner, 0
+
+    def register(self, fd: int, events: int) -> None:
+        self.inner.register(fd, events)  # type: ignore[attr-defined]
+
+    def unregister(self, fd: int) -> None:
+        self.inner.unregister(fd)  # type: ignore[attr-defined]
+
+    def poll(self, timeout: float) -> list[tuple[int, int]]:
+        self.polls += 1
+        return self.inner.poll(timeout)  # type: ignore[attr-defined,no-any-return]
+
+
+def test_one_poll_per_walk_finds_the_idle_connection_the_server_closed() -> None:
+    """Three idle connections, the server closes one: one walk over the pool polls once, drops
+    exactly that one, keeps the others, and answers single questions afterwards as before."""
+    from tier_router.transport import ReadableCheckBackend
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                body = await reader.readexactly(length)
+                if body == b"wait":
+                    await asyncio.sleep(0.2)  # keeps the three requests on three connections
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+                if body == b"close":
+                    await asyncio.sleep(0.05)  # closed once the pool holds it idle, as keep-alive ends
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        url = httpx.URL(f"http://127.0.0.1:{port}/v1/chat/completions")
+        async with server, httpx.AsyncClient() as client:
+            transport = transport_for(client, url)
+            pool = transport._pool  # type: ignore[attr-defined]
+            backend = pool._network_backend
+            assert isinstance(backend, ReadableCheckBackend)
+
+            async def post(body: bytes) -> str:
+                response = await transport.handle_async_request(httpx.Request("POST", url, content=body))
+                return (await response.aread()).decode()
+
+            assert await asyncio.gather(post(b"wait"), post(b"wait"), post(b"wait")) == ["ok"] * 3
+            assert len(pool.connections) == 3
+            assert await post(b"close") == "ok"
+            assert len(pool.connections) == 3
+            streams = {c: c._connection._network_stream for c in pool.connections}
+            for _ in range(100):
+                if any(s.get_extra_info("is_readable") for s in streams.values()):
+                    break
+                await asyncio.sleep(0.01)
+            [closed] = [c for c, s in streams.items() if s.get_extra_info("is_readable")]
+            counting = backend.readiness.poller = CountingPoller(backend.readiness.poller)
+            closing = pool._assign_requests_to_connections()
+            assert closing == [closed]
+            assert closed not in pool.connections
+            assert len(pool.connections) == 2
+            assert counting.polls == 1
+            assert backend.readiness.ready is None  # outside a walk: each stream polls its own socket
+            assert not any(s.get_extra_info("is_readable") for c, s in streams.items() if c is not closed)
+            await pool._close_connections(closing)
+            assert await post(b"again") == "ok"
+
+    asyncio.run(main())

@@ -18,7 +18,8 @@ pool, httpcore asks the connection's stream whether the server has closed it
 looks the raw socket up through anyio's typed attributes, which build a dict of closures per
 call: at 32 concurrent requests that lookup cost more than the poll itself. The pool's network
 backend is wrapped so that each stream remembers its socket once and polls it directly — the
-same question, the same answer; each stream keeps one `poll` object registered on its socket.
+same question, the same answer. And a walk over the pool asks every idle connection: one `poll`
+over all of the pool's sockets (`Readiness`) answers them all.
 Only an `httpcore.AsyncConnectionPool` (httpx's default transport) is touched; anything else is
 left as it is.
 
@@ -84,14 +85,11 @@ class Socket(typing.Protocol):
     def fileno(self) -> int: ...
 
 
-def is_readable(sock: Socket, poller: Poller | None = None) -> bool:
-    """httpcore's question: would a read return at once (data, or the end: the peer closed)?
-    `poller`: one already registered on `sock`'s descriptor (`readiness_poller`)."""
+def is_readable(sock: Socket) -> bool:
+    """httpcore's question: would a read return at once (data, or the end: the peer closed)?"""
     fd = sock.fileno()
     if fd < 0:  # closed: the next read returns the end
         return True
-    if poller is not None:
-        return bool(poller.poll(0))
     if _POLL is not None:
         poller = _POLL()
         poller.register(fd, _POLLIN)
@@ -99,20 +97,33 @@ def is_readable(sock: Socket, poller: Poller | None = None) -> bool:
     return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - Windows
 
 
-class Poller(typing.Protocol):
-    def poll(self, timeout: float) -> list[tuple[int, int]]: ...
+class Readiness:
+    """The sockets of one pool's connections in one `poll` object: during a walk over the pool
+    (`LinearPool`) one `poll` answers every connection's `is_readable` — the same answers as one
+    `poll` each, taken at one instant instead of a few microseconds apart."""
 
+    __slots__ = ("owners", "poller", "ready")
 
-def readiness_poller(sock: Socket | None) -> Poller | None:
-    """A `poll` object watching `sock` for reads, made once per connection (None without poll)."""
-    if sock is None or _POLL is None:
-        return None
-    fd = sock.fileno()
-    if fd < 0:
-        return None
-    poller = _POLL()
-    poller.register(fd, _POLLIN)
-    return poller
+    def __init__(self) -> None:
+        self.poller = _POLL() if _POLL is not None else None
+        self.owners: dict[int, ReadableCheckStream] = {}
+        self.ready: set[int] | None = None
+        """Descriptors with something to read (or closed), while a walk runs; None otherwise."""
+
+    def add(self, fd: int, stream: ReadableCheckStream) -> None:
+        if self.poller is not None:
+            self.owners[fd] = stream
+            self.poller.register(fd, _POLLIN)
+
+    def remove(self, fd: int, stream: ReadableCheckStream) -> None:
+        """Before `stream`'s socket closes (its descriptor may then be reused by another)."""
+        if self.poller is not None and self.owners.get(fd) is stream:
+            del self.owners[fd]
+            self.poller.unregister(fd)
+
+    def begin_walk(self) -> None:
+        if self.poller is not None and self.owners:
+            self.ready = {fd for fd, _ in self.poller.poll(0)}
 
 
 _POLL = getattr(select, "poll", None)
@@ -125,13 +136,16 @@ class ReadableCheckStream(httpcore.AsyncNetworkStream):
     """A network stream that remembers its socket, for `is_readable`, and sends a request's head
     with its body (module doc); all else is the inner one's."""
 
-    __slots__ = ("held", "held_timeout", "inner", "poller", "sock")
+    __slots__ = ("fd", "held", "held_timeout", "inner", "readiness", "sock")
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+    def __init__(self, inner: httpcore.AsyncNetworkStream, readiness: Readiness | None = None) -> None:
         self.inner = inner
         sock = inner.get_extra_info("socket")  # asyncio's TransportSocket, uvloop's PseudoSocket, ...
         self.sock: Socket | None = sock if callable(getattr(sock, "fileno", None)) else None
-        self.poller = readiness_poller(self.sock)
+        self.fd = -1 if self.sock is None else self.sock.fileno()
+        self.readiness = readiness if self.fd >= 0 else None
+        if self.readiness is not None:
+            self.readiness.add(self.fd, self)
         self.held = b""
         """A request head not yet sent: it goes out with the next write, before a read or close."""
         self.held_timeout: float | None = None
@@ -158,6 +172,8 @@ class ReadableCheckStream(httpcore.AsyncNetworkStream):
 
     async def aclose(self) -> None:
         self.held = b""  # closing instead of reading: nothing waits for an answer to it
+        if self.readiness is not None:
+            self.readiness.remove(self.fd, self)
         await self.inner.aclose()
 
     async def start_tls(
@@ -166,11 +182,15 @@ class ReadableCheckStream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
     ) -> httpcore.AsyncNetworkStream:
-        return ReadableCheckStream(await self.inner.start_tls(ssl_context, server_hostname, timeout))
+        tls = await self.inner.start_tls(ssl_context, server_hostname, timeout)
+        return ReadableCheckStream(tls, self.readiness)  # the same socket: the TLS stream owns it now
 
     def get_extra_info(self, info: str) -> typing.Any:
         if info == "is_readable" and self.sock is not None:
-            return is_readable(self.sock, self.poller)
+            readiness = self.readiness
+            if readiness is not None and readiness.ready is not None and self.sock.fileno() == self.fd:
+                return self.fd in readiness.ready  # the walk's one poll (`Readiness`)
+            return is_readable(self.sock)
         return self.inner.get_extra_info(info)
 
 
@@ -179,6 +199,7 @@ class ReadableCheckBackend(httpcore.AsyncNetworkBackend):
 
     def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
         self.inner = inner
+        self.readiness = Readiness()
 
     async def connect_tcp(
         self,
@@ -191,7 +212,7 @@ class ReadableCheckBackend(httpcore.AsyncNetworkBackend):
         stream = await self.inner.connect_tcp(
             host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
         )
-        return ReadableCheckStream(stream)
+        return ReadableCheckStream(stream, self.readiness)
 
     async def connect_unix_socket(
         self,
@@ -200,7 +221,7 @@ class ReadableCheckBackend(httpcore.AsyncNetworkBackend):
         socket_options: typing.Iterable[typing.Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         stream = await self.inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
-        return ReadableCheckStream(stream)
+        return ReadableCheckStream(stream, self.readiness)
 
     async def sleep(self, seconds: float) -> None:
         await self.inner.sleep(seconds)
@@ -214,14 +235,22 @@ class LinearPool(httpcore.AsyncConnectionPool):
         # for every connection]) > max_keepalive`, counts every connection: `len(connections)`.
         closing: list[httpcore.AsyncConnectionInterface] = []
         connections = self._connections
-        for connection in list(connections):
-            if connection.is_closed():
-                connections.remove(connection)
-            elif connection.has_expired() or (
-                connection.is_idle() and len(connections) > self._max_keepalive_connections
-            ):
-                connections.remove(connection)
-                closing.append(connection)
+        backend = self._network_backend
+        readiness = backend.readiness if isinstance(backend, ReadableCheckBackend) else None
+        if readiness is not None:
+            readiness.begin_walk()  # one poll for every idle connection's `has_expired`
+        try:
+            for connection in list(connections):
+                if connection.is_closed():
+                    connections.remove(connection)
+                elif connection.has_expired() or (
+                    connection.is_idle() and len(connections) > self._max_keepalive_connections
+                ):
+                    connections.remove(connection)
+                    closing.append(connection)
+        finally:
+            if readiness is not None:
+                readiness.ready = None
         for pool_request in [request for request in self._requests if request.is_queued()]:
             origin = pool_request.request.url.origin
             available = next(
