@@ -307,3 +307,19 @@ def test_one_poll_per_walk_finds_the_idle_connection_the_server_closed() -> None
             assert await post(b"again") == "ok"
 
     asyncio.run(main())
+
+
+def test_a_held_head_that_cannot_be_written_still_lets_the_answer_be_read() -> None:
+    """httpcore reads the answer after a failed request write (a server may refuse early and
+    close): a head that fails when it goes out, at the first read, is treated alike."""
+
+    class Refusing(Recording):
+        async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+            raise httpcore.WriteError("connection reset")
+
+    async def main() -> bytes:
+        stream = ReadableCheckStream(Refusing())
+        await stream.write(b"GET /v1/models HTTP/1.1\r\nHost: a.test\r\n\r\n", 5.0)
+        return await stream.read(65536, 60.0)
+
+    assert asyncio.run(main()).startswith(b"HTTP/1.1 200 OK")

@@ -39,6 +39,7 @@ the same order, one syscall.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import typing
 
@@ -156,7 +157,8 @@ class ReadableCheckStream(httpcore.AsyncNetworkStream):
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
         if self.held:
-            await self._flush()
+            with contextlib.suppress(httpcore.WriteError):  # as httpcore treats a failed request
+                await self._flush()  # write: read the answer (a server may refuse early, then close)
         return await self.inner.read(max_bytes, timeout)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
