@@ -227,6 +227,18 @@ def cpu_seconds(pid: int) -> float:
     return total / tick
 
 
+def context_switches(pid: int) -> int:
+    """Voluntary context switches of every thread of ``pid`` so far (0 when it is gone)."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                for line in (task / "status").read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches"):
+                        total += int(line.split()[1])
+    return total
+
+
 # ------------------------------------------------------------------------------------------- latency
 
 
@@ -354,8 +366,10 @@ def measure_throughput(
         for name in names[shift:] + names[:shift]:
             pid = services[name].popen.pid
             seen_before, cpu_before = upstream_requests(upstream.port), cpu_seconds(pid)
+            switches_before = context_switches(pid)
             result = run_wrk(wrk, scripts[name], services[name].port, seconds, threads, 32)
             result["cpu_s"] = cpu_seconds(pid) - cpu_before
+            result["switches"] = context_switches(pid) - switches_before
             result["upstream_requests"] = upstream_requests(upstream.port) - seen_before
             runs[name].append(result)
     return {name: summarize_runs(results) for name, results in runs.items()}
@@ -376,6 +390,9 @@ def summarize_runs(results: list[dict[str, Any]]) -> dict[str, Any]:
         "errors": errors,
         "cpu_s": round(cpu, 2),
         "cpu_us_per_request": round(cpu / max(requests, 1) * 1e6, 1),
+        # voluntary context switches of the process's threads: a thread hand-off (the SQLite
+        # writer, the GIL) shows here before it shows in req/s
+        "switches_per_request": round(sum(r["switches"] for r in results) / max(requests, 1), 2),
         "cores_busy": round(cpu / seconds, 2),
         "upstream_requests": upstream,
         # wrk does not count requests still in flight when it stops, the upstream does
@@ -478,14 +495,14 @@ def render(report: dict[str, Any]) -> str:
             "",
             f"wrk -t{cfg['wrk_threads']} -c32 -d{cfg['wrk_seconds']}s, median of {cfg['wrk_rounds']} runs:",
             f"{'target':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU µs/req':>11}"
-            f" {'cores':>6} {'upstream':>9}",
+            f" {'cores':>6} {'upstream':>9} {'switches':>9}",
         ]
         for name, row in thr.items():
             errors = sum(row["errors"].values())
             lines.append(
                 f"{name:<8} {row['rps']:>9.0f} {row['p50_us'] / 1000:>8.2f} {row['p99_us'] / 1000:>8.2f}"
                 f" {errors:>7} {row['cpu_us_per_request']:>11.0f} {row['cores_busy']:>6.2f}"
-                f" {row['upstream_requests']:>9}"
+                f" {row['upstream_requests']:>9} {row['switches_per_request']:>9.2f}"
             )
     elif report.get("throughput_skipped"):
         lines += ["", f"throughput: SKIPPED - {report['throughput_skipped']}"]
