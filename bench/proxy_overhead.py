@@ -11,7 +11,9 @@ processes on 127.0.0.1, then measures, for each target and for "direct" (straigh
 3. CPU time per request of each proxy process during the wrk run (``/proc/<pid>/stat``) - what Lambda
    bills - and checks that the upstream saw as many requests as the proxy served.
 
-Reports router/floor ratios for added p50 (target <= 1.25) and throughput (target >= 0.8).
+Reports router/floor ratios for added p50 (target <= 1.25), throughput (target >= 0.8) and CPU per
+request in the wrk runs (target <= 1.3). The router runs in its default configuration: a fresh SQLite
+store file per run and the request log on (``--router-store memory://`` to leave the store's disk out).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ PATH = "/v1/chat/completions"
 API_KEY = "bench-key"
 TARGET_P50_RATIO = 1.25  # router added p50 / floor added p50 must stay at or below this
 TARGET_RPS_RATIO = 0.8  # router req/s / floor req/s must stay at or above this
+TARGET_CPU_RATIO = 1.3  # router CPU per request / floor CPU per request (wrk runs) at or below this
 
 # A typical small chat request (~0.5 KB): what a gateway mostly sees. model "auto" lets the router's
 # rules decide; the fake upstream and the floor accept any model name.
@@ -65,8 +68,9 @@ HEADERS = {"content-type": "application/json", "authorization": f"Bearer {API_KE
 # ----------------------------------------------------------------------------- router wiring (LEAD)
 
 # LEAD: environment the router process needs (the upstream key is read via `api_key_env`);
-# the state store comes from --router-store.
-ROUTER_ENV = {"BENCH_UPSTREAM_KEY": API_KEY}
+# the state store comes from --router-store. The request log stays on, as by default (one JSON line per
+# request on stdout, which `running` sends to bench/out/proxy_overhead/router.log).
+ROUTER_ENV = {"BENCH_UPSTREAM_KEY": API_KEY, "TIER_ROUTER_LOG_REQUESTS": "1"}
 
 
 def write_router_rules(path: Path, upstream_url: str) -> None:
@@ -223,6 +227,18 @@ def cpu_seconds(pid: int) -> float:
     return total / tick
 
 
+def context_switches(pid: int) -> int:
+    """Voluntary context switches of every thread of ``pid`` so far (0 when it is gone)."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                for line in (task / "status").read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches"):
+                        total += int(line.split()[1])
+    return total
+
+
 # ------------------------------------------------------------------------------------------- latency
 
 
@@ -350,8 +366,10 @@ def measure_throughput(
         for name in names[shift:] + names[:shift]:
             pid = services[name].popen.pid
             seen_before, cpu_before = upstream_requests(upstream.port), cpu_seconds(pid)
+            switches_before = context_switches(pid)
             result = run_wrk(wrk, scripts[name], services[name].port, seconds, threads, 32)
             result["cpu_s"] = cpu_seconds(pid) - cpu_before
+            result["switches"] = context_switches(pid) - switches_before
             result["upstream_requests"] = upstream_requests(upstream.port) - seen_before
             runs[name].append(result)
     return {name: summarize_runs(results) for name, results in runs.items()}
@@ -372,6 +390,9 @@ def summarize_runs(results: list[dict[str, Any]]) -> dict[str, Any]:
         "errors": errors,
         "cpu_s": round(cpu, 2),
         "cpu_us_per_request": round(cpu / max(requests, 1) * 1e6, 1),
+        # voluntary context switches of the process's threads: a thread hand-off (the SQLite
+        # writer, the GIL) shows here before it shows in req/s
+        "switches_per_request": round(sum(r["switches"] for r in results) / max(requests, 1), 2),
         "cores_busy": round(cpu / seconds, 2),
         "upstream_requests": upstream,
         # wrk does not count requests still in flight when it stops, the upstream does
@@ -441,7 +462,17 @@ def ratios(latency: dict[str, Any], throughput: dict[str, Any]) -> dict[str, Any
         cpu = throughput["router"]["cpu_us_per_request"] / max(
             throughput["floor"]["cpu_us_per_request"], 1e-9
         )
-        out["cpu_per_request_router_over_floor"] = {"value": round(cpu, 3)}
+        out["cpu_per_request_router_over_floor"] = {
+            "value": round(cpu, 3),
+            "target": f"<= {TARGET_CPU_RATIO}",
+            "ok": cpu <= TARGET_CPU_RATIO,
+        }
+    for name in ("base",):  # the other checkout's router: the same ratios, for comparison only
+        if name in throughput and "floor" in throughput:
+            floor = throughput["floor"]
+            out[f"rps_{name}_over_floor"] = {"value": round(throughput[name]["rps"] / floor["rps"], 3)}
+            cpu = throughput[name]["cpu_us_per_request"] / max(floor["cpu_us_per_request"], 1e-9)
+            out[f"cpu_per_request_{name}_over_floor"] = {"value": round(cpu, 3)}
     return out
 
 
@@ -464,14 +495,14 @@ def render(report: dict[str, Any]) -> str:
             "",
             f"wrk -t{cfg['wrk_threads']} -c32 -d{cfg['wrk_seconds']}s, median of {cfg['wrk_rounds']} runs:",
             f"{'target':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU µs/req':>11}"
-            f" {'cores':>6} {'upstream':>9}",
+            f" {'cores':>6} {'upstream':>9} {'switches':>9}",
         ]
         for name, row in thr.items():
             errors = sum(row["errors"].values())
             lines.append(
                 f"{name:<8} {row['rps']:>9.0f} {row['p50_us'] / 1000:>8.2f} {row['p99_us'] / 1000:>8.2f}"
                 f" {errors:>7} {row['cpu_us_per_request']:>11.0f} {row['cores_busy']:>6.2f}"
-                f" {row['upstream_requests']:>9}"
+                f" {row['upstream_requests']:>9} {row['switches_per_request']:>9.2f}"
             )
     elif report.get("throughput_skipped"):
         lines += ["", f"throughput: SKIPPED - {report['throughput_skipped']}"]
@@ -507,21 +538,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="wrk runs per target, alternated (default 3, quick 1)")
     parser.add_argument(
         "--router-store",
-        default="memory://",
-        help="router state store URL (default memory://: measures the router's own code, not disk I/O)",
+        default="",
+        help="router state store URL (default: a fresh SQLite file per run, like `tier-router serve`'s"
+        " default store; memory:// measures the router's code without the store's disk I/O)",
     )
     parser.add_argument("--stream", action="store_true", help="streamed requests (SSE) instead of plain ones")
+    parser.add_argument(
+        "--base-tree",
+        type=Path,
+        help="target `base`: the router of another checkout (its handler/ first on PYTHONPATH), e.g. "
+        "/work/main, for a before/after in the same run: --targets floor,router,base --base-tree ...",
+    )
+    parser.add_argument("--base-store", help="target base's store URL (default: as the router's)")
     parser.add_argument("--json", type=Path, help="write the full report here")
     parser.add_argument("--enforce", action="store_true", help="exit 1 if a router/floor target is missed")
     args = parser.parse_args(argv)
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(args.targets) - {"floor", "router"}
+    unknown = set(args.targets) - {"floor", "router", "base"}
     if unknown:
         parser.error(f"unknown targets: {sorted(unknown)}")
+    if "base" in args.targets and args.base_tree is None:
+        parser.error("target base needs --base-tree")
     args.requests = args.requests or (300 if args.quick else 2000)
     args.wrk_seconds = args.wrk_seconds or (3 if args.quick else 10)
     args.rounds = args.rounds or (1 if args.quick else 3)
+    args.router_store = args.router_store or fresh_sqlite_store()
     return args
+
+
+def fresh_sqlite_store() -> str:
+    """The default configuration's store (settings.DEFAULT_STORE is a SQLite file): a new file per run
+    under bench/out/, so no earlier run's spend, breakers or ledger rows are read or grown."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"state-{os.getpid()}-{time.time_ns()}.db"
+    return f"sqlite:///{path}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -568,7 +618,14 @@ def main(argv: list[str] | None = None) -> int:
                 rules = OUT / "router_rules.yaml"
                 write_router_rules(rules, upstream_base)
                 cmd = router_command(rules, port)
-                env = {**ROUTER_ENV, "TIER_ROUTER_STORE": args.router_store}
+                store = args.router_store
+                env = {**ROUTER_ENV, "TIER_ROUTER_STORE": store}
+                if target == "base":  # its own fresh store file (or --base-store), its own code
+                    env["TIER_ROUTER_STORE"] = args.base_store or (
+                        store if store.startswith("memory:") else fresh_sqlite_store()
+                    )
+                    tree = args.base_tree.resolve()
+                    env["PYTHONPATH"] = os.pathsep.join((str(tree / "handler"), str(tree)))
             service = stack.enter_context(running(target, cmd, port, env))
             try:
                 wait_ready(service)
@@ -621,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
             "body_bytes": len(json.dumps(request)),
             "stream": args.stream,
             "router_store": args.router_store if "router" in args.targets else None,
+            "base_tree": str(args.base_tree) if "base" in args.targets else None,
         },
         "latency": latency,
         "throughput": throughput,
