@@ -9,6 +9,11 @@ import logging
 from tier_router.dataclass_bytecode import precompiled
 
 with precompiled():  # the Lambda artifact's dataclass methods, compiled at build (docs/coldstart.md)
+    # What the first upstream request imports anyway (httpcore's connection locks and sockets on
+    # asyncio): imported here, where the 20 dataclasses it creates come precompiled.
+    import anyio._backends._asyncio
+    import anyio._core._sockets  # noqa: F401
+
     from tier_router.app import create_app
 
     app = create_app()

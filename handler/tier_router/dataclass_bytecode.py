@@ -35,8 +35,9 @@ from typing import Any
 BYTECODE = Path(__file__).resolve().parent.parent / "dataclass-bytecode.marshal"
 """In the Lambda artifact (handler/Makefile): the stored code objects."""
 INIT_MODULES = ("tier_router.lambda_entry", "tier_router.store.dynamodb", "tier_router.store.regional")
-"""What the build imports: the handler (its app built from the environment, as at init) and the
-stores a deployment's init may open besides the one the build's app opens."""
+"""What the build imports: the handler (its app built from the environment, as at init: with
+`tier_router.asgi`'s imports) and the stores a deployment's init may open besides the one the
+build's app opens."""
 
 
 def load(path: Path = BYTECODE) -> dict[str, CodeType]:
