@@ -54,21 +54,37 @@ def load(path: Path = BYTECODE) -> dict[str, CodeType]:
     return codes
 
 
+class Use:
+    """What `precompiled()` did: how many code objects it had (`stored`; 0: nothing changed),
+    and how many texts it did not have and compiled (`compiled`)."""
+
+    __slots__ = ("compiled", "stored")
+
+    def __init__(self, stored: int) -> None:
+        self.stored = stored
+        self.compiled = 0
+
+
 @contextmanager
-def precompiled(path: Path = BYTECODE) -> Iterator[int]:
+def precompiled(path: Path = BYTECODE) -> Iterator[Use]:
     """While the block runs, `dataclasses` uses the stored code object of a text it has.
-    Yields how many are stored (0: none, nothing changed; so also under `recording()`, as
-    when the build imports the handler)."""
+    Nothing changes without stored code objects, or when `dataclasses.exec` is already shadowed
+    (under `recording()`, as when the build imports the handler, or an outer `precompiled()`)."""
     codes = {} if "exec" in vars(dataclasses) else load(path)
+    use = Use(len(codes))
     if not codes:
-        yield 0
+        yield use
         return
 
     def exec_stored(source: str | CodeType, globals: Any = None, locals: Any = None) -> None:
-        builtins.exec(codes.get(source, source), globals, locals)  # type: ignore[arg-type]  # noqa: S102
+        code = codes.get(source) if isinstance(source, str) else source
+        if code is None:
+            use.compiled += 1
+            code = source
+        builtins.exec(code, globals, locals)  # noqa: S102
 
     with _shadow_exec(exec_stored):
-        yield len(codes)
+        yield use
 
 
 @contextmanager
