@@ -40,6 +40,7 @@ NOT_AFTER_INIT = (
     "tier_router.probe",
     "tier_router.cli",
     "tier_router.tracing",
+    "difflib",  # "did you mean" in a rules file's problems (routing.problem.unknown)
 )
 """Modules neither the init nor a first chat request to an OpenAI-style provider imports, with
 compiled production-shaped rules (budgets and rate limits on, no mock provider, no cascade,
