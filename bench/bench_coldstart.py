@@ -14,13 +14,23 @@ the same recipe, which is what runs here). Rows, each the median of --runs fresh
                        loader: YAML + pydantic at init, one warning line);
 - dynamodb (moto)      the same with state in DynamoDB: moto on 127.0.0.1, a new table;
 - memory://, no .pyc   the artifact with its bytecode deleted = what SAM's default Python
-                       builder ships (it precompiles nothing).
+                       builder ships (it precompiles nothing);
+- library floor        a fresh process (same flags and preamble) importing only the third-party
+                       and standard-library modules the router's init imports (the artifact's
+                       sys.modules after init, minus tier_router.*): nothing built, nothing
+                       served. Router minus floor = the router's own init and first request.
+                       Alternated with the memory:// row, run by run;
+- memory://, baseline  with --baseline DIR: another built artifact (e.g. main's), its rules
+                       compiled by its own code, alternated with the two rows above.
+--quick: only those two or three rows.
 
 The provider is the fake OpenAI upstream (tests/support/fake_upstream.py) on 127.0.0.1, in this
 process. Peak RSS is the child's VmHWM (/proc/self/status): its `getrusage` ru_maxrss is also
 reported, but Linux carries the parent's RSS at fork/exec into it (it read 106 MB here only
-because this process had imported moto). Process CPU is the child's user+sys time, the figure
-least disturbed by a busy machine; Lambda at 1024 MB gives a function roughly 0.6 of a vCPU.
+because this process had imported moto). Process CPU is the child's user+sys time (interpreter
+start and exit included), the figure least disturbed by a busy machine; "init+first CPU" is the
+child's CPU time during the import and the first request alone (the floor's: its imports).
+Lambda at 1024 MB gives a function roughly 0.6 of a vCPU.
 Size is the unzipped (and zipped) size of the artifact, everything included.
 Targets: init + first request <= 250 ms, RSS <= 60 MB, package <= 10 MB.
 Not measurable here: Lambda's own runtime start-up and code download, and Graviton's speed —
@@ -141,6 +151,7 @@ def sample_router(
         "init_ms": init,
         "first_request_ms": first,
         "init_plus_first_ms": init + first,
+        "init_plus_first_cpu_ms": (report["import_cpu_s"] + report["invokes"][0]["cpu_s"]) * 1000,
         "process_wall_ms": wall * 1000,
         "rss_mb": (report["vmhwm_kb"] or report["maxrss_kb"]) / 1024,
         "ru_maxrss_mb": report["maxrss_kb"] / 1024,
@@ -225,6 +236,7 @@ def sample_floor(python: str, artifact: Path, env: dict[str, str], modules: list
         "init_ms": report["import_s"] * 1000,
         "first_request_ms": 0.0,
         "init_plus_first_ms": report["import_s"] * 1000,
+        "init_plus_first_cpu_ms": report["import_cpu_s"] * 1000,
         "process_wall_ms": wall * 1000,
         "rss_mb": report["vmhwm_kb"] / 1024,
         "ru_maxrss_mb": report["vmhwm_kb"] / 1024,
@@ -333,17 +345,19 @@ def print_rows(artifact: Path, runs: int, rows: list[dict[str, Any]]) -> None:
     print(f"artifact {artifact}  ({runs} fresh processes per row, medians)")
     print(f"machine  {machine()}")
     header = (
-        f"| {'row':<30} | init ms | first req ms | init+first ms (min-max) | process ms"
-        " | process CPU ms | peak RSS MB |"
+        f"| {'row':<30} | init ms | first req ms | init+first ms (min-max) | init+first CPU ms"
+        " | process ms | process CPU ms | peak RSS MB |"
     )
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for r in rows:
         low, high = r["init_plus_first_ms_min"], r["init_plus_first_ms_max"]
         spread = f"{r['init_plus_first_ms']:.0f} ({low:.0f}-{high:.0f})"
+        cpu = r.get("init_plus_first_cpu_ms")  # artifact_child reports it since issue 18
         print(
             f"| {r['name']:<30} | {r['init_ms']:7.0f} | {r['first_request_ms']:12.1f} | {spread:>23} |"
-            f" {r['process_wall_ms']:10.0f} | {r['process_cpu_ms']:14.0f} | {r['rss_mb']:11.1f} |"
+            f" {'-' if cpu is None else f'{cpu:.0f}':>17} | {r['process_wall_ms']:10.0f} |"
+            f" {r['process_cpu_ms']:14.0f} | {r['rss_mb']:11.1f} |"
         )
 
 
