@@ -429,7 +429,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.extend(alternate(arms, args.runs))
         if args.quick:
             print_rows(artifact, args.runs, rows)
-            print(json.dumps({"artifact": str(artifact), "machine": machine(), "rows": rows}))
+            quick = {"artifact": str(artifact), "machine": machine(), "rows": rows}
+            print(json.dumps(quick))
+            if args.json:
+                args.json.write_text(json.dumps(quick, indent=2))
             return 0
         full = Path(tmp) / "full" / "rules.yaml"
         full.parent.mkdir()
