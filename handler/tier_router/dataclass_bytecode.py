@@ -80,7 +80,7 @@ def precompiled(path: Path = BYTECODE) -> Iterator[Use]:
         code = codes.get(source) if isinstance(source, str) else source
         if code is None:
             use.compiled += 1
-            code = source
+            code = _compile(source)
         builtins.exec(code, globals, locals)  # noqa: S102
 
     with _shadow_exec(exec_stored):
@@ -94,11 +94,20 @@ def recording() -> Iterator[dict[str, CodeType]]:
 
     def exec_recorded(source: str | CodeType, globals: Any = None, locals: Any = None) -> None:
         if isinstance(source, str):
-            source = codes.setdefault(source, compile(source, "<string>", "exec"))
+            source = codes.setdefault(source, _compile(source))
         builtins.exec(source, globals, locals)  # noqa: S102
 
     with _shadow_exec(exec_recorded):
         yield codes
+
+
+def _compile(source: str | CodeType) -> CodeType:
+    """`source` compiled as `exec` compiles it when `dataclasses` calls it: without the
+    __future__ flags of the calling code (this module's `annotations` would turn the generated
+    methods' annotations into strings)."""
+    if isinstance(source, CodeType):
+        return source
+    return compile(source, "<string>", "exec", dont_inherit=True)
 
 
 @contextmanager

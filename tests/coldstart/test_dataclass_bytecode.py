@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import inspect
 import json
 import os
 import subprocess
@@ -83,6 +84,8 @@ def behaviour(module: ModuleType) -> list[Any]:
     seen += [repr(box), box.size, box == module.Box("b", [1, 2, 3, 4]), module.Box("c").items]
     opts = module.Options(fast=True)
     seen += [repr(opts), opts == module.Options(fast=True)]
+    for cls in (module.Point, module.Box, module.Options):  # what introspection sees
+        seen += [cls.__init__.__annotations__, str(inspect.signature(cls)), cls.__init__.__qualname__]
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.x = 5
     with pytest.raises(TypeError):
