@@ -9,11 +9,12 @@ start, as a module's own compile is (which is why the artifact ships .pyc files)
 So handler/Makefile imports the handler module once at build time, under `recording()`, and
 writes every text `dataclasses` compiled with its code object (`python -m
 tier_router.dataclass_bytecode OUT`, marshal, tagged with the interpreter's bytecode magic
-number). At init, `lambda_entry` imports the app under `precompiled()`: `dataclasses` gets the
-stored code object for a text it has — what `exec` would compile from that text (same text, same
-compiler, same "<string>" file name) — and compiles any other text as before. A file written by
-another Python (its magic number), or no file (the source tree, tests, `tier-router serve`),
-changes nothing. Either way is left as it was when the `with` block ends.
+number). At init, `tier_router.asgi` builds the app under `precompiled()`: `dataclasses` gets
+the stored code object for a text it has — what `exec` would compile from that text (same text,
+same compiler, same "<string>" file name, no __future__ flags) — and compiles any other text as
+before. A file written by another Python (its magic number), or no file (the source tree, tests,
+`tier-router serve`), changes nothing. Either way, `dataclasses` is left as it was when the
+`with` block ends.
 
 How: `dataclasses` calls `exec` by name, so a module attribute `exec` shadows the builtin for
 that module alone while the block runs.
