@@ -14,13 +14,23 @@ the same recipe, which is what runs here). Rows, each the median of --runs fresh
                        loader: YAML + pydantic at init, one warning line);
 - dynamodb (moto)      the same with state in DynamoDB: moto on 127.0.0.1, a new table;
 - memory://, no .pyc   the artifact with its bytecode deleted = what SAM's default Python
-                       builder ships (it precompiles nothing).
+                       builder ships (it precompiles nothing);
+- library floor        a fresh process (same flags and preamble) importing only the third-party
+                       and standard-library modules the router's init imports (the artifact's
+                       sys.modules after init, minus tier_router.*): nothing built, nothing
+                       served. Router minus floor = the router's own init and first request.
+                       Alternated with the memory:// row, run by run;
+- memory://, baseline  with --baseline DIR: another built artifact (e.g. main's), its rules
+                       compiled by its own code, alternated with the two rows above.
+--quick: only those two or three rows.
 
 The provider is the fake OpenAI upstream (tests/support/fake_upstream.py) on 127.0.0.1, in this
 process. Peak RSS is the child's VmHWM (/proc/self/status): its `getrusage` ru_maxrss is also
 reported, but Linux carries the parent's RSS at fork/exec into it (it read 106 MB here only
-because this process had imported moto). Process CPU is the child's user+sys time, the figure
-least disturbed by a busy machine; Lambda at 1024 MB gives a function roughly 0.6 of a vCPU.
+because this process had imported moto). Process CPU is the child's user+sys time (interpreter
+start and exit included), the figure least disturbed by a busy machine; "init+first CPU" is the
+child's CPU time during the import and the first request alone (the floor's: its imports).
+Lambda at 1024 MB gives a function roughly 0.6 of a vCPU.
 Size is the unzipped (and zipped) size of the artifact, everything included.
 Targets: init + first request <= 250 ms, RSS <= 60 MB, package <= 10 MB.
 Not measurable here: Lambda's own runtime start-up and code download, and Graviton's speed —
@@ -127,29 +137,115 @@ def run_child(
         return json.loads(result.read_text()), wall, proc.stderr
 
 
+def sample_router(
+    python: str, artifact: Path, env: dict[str, str], event: dict[str, Any]
+) -> dict[str, float]:
+    """One fresh process: init (import of the handler module) and the first request."""
+    report, wall, _ = run_child(python, artifact, env, [event], [])
+    result = report["invokes"][0]["result"]
+    if result["statusCode"] != 200:
+        sys.exit(f"{artifact}: first request answered {result['statusCode']}: {result.get('body')}")
+    init = report["import_s"] * 1000
+    first = report["invokes"][0]["duration_s"] * 1000
+    return {
+        "init_ms": init,
+        "first_request_ms": first,
+        "init_plus_first_ms": init + first,
+        "init_plus_first_cpu_ms": (report["import_cpu_s"] + report["invokes"][0]["cpu_s"]) * 1000,
+        "process_wall_ms": wall * 1000,
+        "rss_mb": (report["vmhwm_kb"] or report["maxrss_kb"]) / 1024,
+        "ru_maxrss_mb": report["maxrss_kb"] / 1024,
+        "process_cpu_ms": report["cpu_s"] * 1000,
+    }
+
+
 def measure(
     name: str, python: str, artifact: Path, env: dict[str, str], event: dict[str, Any], runs: int
 ) -> dict[str, Any]:
-    samples = []
+    return summarize(name, [sample_router(python, artifact, env, event) for _ in range(runs)])
+
+
+def alternate(arms: dict[str, Any], runs: int) -> list[dict[str, Any]]:
+    """Each arm (name -> a function taking no argument and returning one sample) run once per
+    round, `runs` rounds: a busy spell of the machine hurts every arm alike."""
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in arms}
     for _ in range(runs):
-        report, wall, _ = run_child(python, artifact, env, [event], [])
-        result = report["invokes"][0]["result"]
-        if result["statusCode"] != 200:
-            sys.exit(f"{name}: first request answered {result['statusCode']}: {result.get('body')}")
-        init = report["import_s"] * 1000
-        first = report["invokes"][0]["duration_s"] * 1000
-        samples.append(
-            {
-                "init_ms": init,
-                "first_request_ms": first,
-                "init_plus_first_ms": init + first,
-                "process_wall_ms": wall * 1000,
-                "rss_mb": (report["vmhwm_kb"] or report["maxrss_kb"]) / 1024,
-                "ru_maxrss_mb": report["maxrss_kb"] / 1024,
-                "process_cpu_ms": report["cpu_s"] * 1000,
-            }
-        )
-    row: dict[str, Any] = {"name": name, "runs": runs}
+        for name, sample in arms.items():
+            samples[name].append(sample())
+    return [summarize(name, rows) for name, rows in samples.items()]
+
+
+INIT_MODULES = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+before = set(sys.modules)
+import tier_router.lambda_entry
+print(json.dumps([m for m in sys.modules if m not in before]))
+"""
+
+FLOOR = """
+import time
+STARTED = time.perf_counter()
+import importlib, json, os, resource, sys, sysconfig, types, typing  # what artifact_child imports first
+sys.path.insert(0, sys.argv[1])
+started, cpu = time.perf_counter(), time.process_time()
+for name in json.loads(sys.argv[2]):
+    importlib.import_module(name)
+import_s, import_cpu_s = time.perf_counter() - started, time.process_time() - cpu
+usage = resource.getrusage(resource.RUSAGE_SELF)
+with open("/proc/self/status", encoding="ascii") as f:
+    hwm_kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+print(json.dumps({"import_s": import_s, "import_cpu_s": import_cpu_s, "vmhwm_kb": hwm_kb,
+                  "cpu_s": usage.ru_utime + usage.ru_stime, "modules": len(sys.modules)}))
+"""
+
+
+def library_modules(python: str, artifact: Path, env: dict[str, str]) -> list[str]:
+    """What the handler's init imports besides the router itself (third-party and standard
+    library, in import order): the library floor's import list."""
+    proc = subprocess.run(
+        [python, "-I", "-S", "-B", "-c", INIT_MODULES, str(artifact)],
+        env=env,
+        cwd=artifact,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    names = json.loads(proc.stdout.strip().splitlines()[-1])
+    return [n for n in names if n != "tier_router" and not n.startswith("tier_router.")]
+
+
+def sample_floor(python: str, artifact: Path, env: dict[str, str], modules: list[str]) -> dict[str, float]:
+    """The library floor, once: a fresh process (same flags, same preamble as artifact_child)
+    that imports only `modules`; no app is built, no request served. The router's init minus
+    this is the router's own (its modules and create_app)."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [python, "-I", "-S", "-B", "-c", FLOOR, str(artifact), json.dumps(modules)],
+        env=env,
+        cwd=artifact,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    wall = time.perf_counter() - started
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {
+        "init_ms": report["import_s"] * 1000,
+        "first_request_ms": 0.0,
+        "init_plus_first_ms": report["import_s"] * 1000,
+        "init_plus_first_cpu_ms": report["import_cpu_s"] * 1000,
+        "process_wall_ms": wall * 1000,
+        "rss_mb": report["vmhwm_kb"] / 1024,
+        "ru_maxrss_mb": report["vmhwm_kb"] / 1024,
+        "process_cpu_ms": report["cpu_s"] * 1000,
+    }
+
+
+def summarize(name: str, samples: list[dict[str, float]]) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": name, "runs": len(samples)}
     for key in samples[0]:
         values = [s[key] for s in samples]
         row[key] = statistics.median(values)
@@ -245,6 +341,26 @@ def machine() -> dict[str, Any]:
     }
 
 
+def print_rows(artifact: Path, runs: int, rows: list[dict[str, Any]]) -> None:
+    print(f"artifact {artifact}  ({runs} fresh processes per row, medians)")
+    print(f"machine  {machine()}")
+    header = (
+        f"| {'row':<30} | init ms | first req ms | init+first ms (min-max) | init+first CPU ms"
+        " | process ms | process CPU ms | peak RSS MB |"
+    )
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for r in rows:
+        low, high = r["init_plus_first_ms_min"], r["init_plus_first_ms_max"]
+        spread = f"{r['init_plus_first_ms']:.0f} ({low:.0f}-{high:.0f})"
+        cpu = r.get("init_plus_first_cpu_ms")  # artifact_child reports it since issue 18
+        print(
+            f"| {r['name']:<30} | {r['init_ms']:7.0f} | {r['first_request_ms']:12.1f} | {spread:>23} |"
+            f" {'-' if cpu is None else f'{cpu:.0f}':>17} | {r['process_wall_ms']:10.0f} |"
+            f" {r['process_cpu_ms']:14.0f} | {r['rss_mb']:11.1f} |"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--artifact", help="built artifact dir (default: the host-native one in .aws-sam)")
@@ -252,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--importtime", type=int, default=0, metavar="N", help="print the top N imports")
     parser.add_argument("--store-ops", action="store_true", help="only count DynamoDB calls per request")
+    parser.add_argument(
+        "--baseline", type=Path, help="another built artifact (e.g. main's): its memory:// row, alternated"
+    )
+    parser.add_argument("--quick", action="store_true", help="only the memory:// rows and the library floor")
     args = parser.parse_args(argv)
 
     from tests.support.fake_upstream import make_fake_upstream
@@ -289,7 +409,31 @@ def main(argv: list[str] | None = None) -> int:
         if compiles:
             compile_rules(python, artifact, rules)
         run_child(python, artifact, env, [event], [])  # warm the OS page cache, as Lambda's is warm
-        rows.append(measure("memory://", python, artifact, env, event, args.runs))
+        floor_modules = library_modules(python, artifact, env)
+        arms = {
+            "memory://": lambda: sample_router(python, artifact, env, event),
+            f"library floor ({len(floor_modules)} modules)": lambda: sample_floor(
+                python, artifact, env, floor_modules
+            ),
+        }
+        if args.baseline:
+            baseline = args.baseline.resolve()
+            base_rules = Path(tmp) / "baseline" / "rules.yaml"
+            base_rules.parent.mkdir()
+            base_rules.write_text(rules.read_text())
+            if (baseline / "tier_router" / "routing" / "compiled.py").exists():
+                compile_rules(python, baseline, base_rules)
+            base_env_ = {**env, "TIER_ROUTER_RULES": str(base_rules)}
+            run_child(python, baseline, base_env_, [event], [])
+            arms["memory://, baseline"] = lambda: sample_router(python, baseline, base_env_, event)
+        rows.extend(alternate(arms, args.runs))
+        if args.quick:
+            print_rows(artifact, args.runs, rows)
+            quick = {"artifact": str(artifact), "machine": machine(), "rows": rows}
+            print(json.dumps(quick))
+            if args.json:
+                args.json.write_text(json.dumps(quick, indent=2))
+            return 0
         full = Path(tmp) / "full" / "rules.yaml"
         full.parent.mkdir()
         full.write_text(rules.read_text())
@@ -335,21 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         "importtime": imports,
     }
 
-    print(f"artifact {artifact}  ({results['python']}, {args.runs} fresh processes per row, medians)")
-    print(f"machine  {results['machine']}")
-    header = (
-        f"| {'row':<30} | init ms | first req ms | init+first ms (min-max) | process ms"
-        " | process CPU ms | peak RSS MB |"
-    )
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for r in rows:
-        low, high = r["init_plus_first_ms_min"], r["init_plus_first_ms_max"]
-        spread = f"{r['init_plus_first_ms']:.0f} ({low:.0f}-{high:.0f})"
-        print(
-            f"| {r['name']:<30} | {r['init_ms']:7.0f} | {r['first_request_ms']:12.1f} | {spread:>23} |"
-            f" {r['process_wall_ms']:10.0f} | {r['process_cpu_ms']:14.0f} | {r['rss_mb']:11.1f} |"
-        )
+    print_rows(artifact, args.runs, rows)
     for label, s in sizes.items():
         print(
             f"size ({label}): {s['unzipped_mb']:.2f} MB unzipped, {s['zipped_mb']:.2f} MB zipped,"

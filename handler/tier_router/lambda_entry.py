@@ -26,14 +26,26 @@ The probe and the judge's event parsing are imported by the events that need the
 init: an HTTP request's cold start does not pay for them (docs/coldstart.md).
 """
 
-import asyncio
-import logging
-from typing import Any
+import gc
 
-from mangum import Mangum
+# Init (these imports build the app) allocates ~36,000 objects that live as long as the process:
+# modules, classes, functions, the app. With the cyclic collector on, every 700 allocations it
+# walks the young ones and finds them alive (~80 collections, ~10 ms of a cold start's CPU:
+# bench/RESULTS.md, "Issue 18 (2nd session): cold start"), so it is off while they run.
+collecting = gc.isenabled()
+gc.disable()
+try:
+    import asyncio
+    import logging
+    from typing import Any
 
-from tier_router.asgi import app
-from tier_router.quality.dispatch import EVENT_KIND
+    from mangum import Mangum
+
+    from tier_router.asgi import app
+    from tier_router.quality.dispatch import EVENT_KIND
+finally:
+    if collecting:
+        gc.enable()
 
 log = logging.getLogger("tier_router")
 _mangum = Mangum(app, lifespan="off")

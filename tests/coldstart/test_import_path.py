@@ -40,6 +40,7 @@ NOT_AFTER_INIT = (
     "tier_router.probe",
     "tier_router.cli",
     "tier_router.tracing",
+    "difflib",  # "did you mean" in a rules file's problems (routing.problem.unknown)
 )
 """Modules neither the init nor a first chat request to an OpenAI-style provider imports, with
 compiled production-shaped rules (budgets and rate limits on, no mock provider, no cascade,
@@ -110,6 +111,38 @@ def test_modules_the_first_chat_request_does_not_need_are_not_imported(
     for name in NOT_AFTER_INIT:
         loaded = [m for m in result["first"] if m == name or m.startswith(f"{name}.")]
         assert not loaded, f"{name} imported by the init or the first request: {loaded}"
+
+
+GC_CHILD = """
+import gc, json, sys
+sys.path.insert(0, sys.argv[1])
+before = sum(s["collections"] for s in gc.get_stats())
+import tier_router.lambda_entry
+after = sum(s["collections"] for s in gc.get_stats())
+print(json.dumps({"collections": after - before, "enabled": gc.isenabled()}))
+"""
+
+
+def test_the_init_runs_no_cyclic_collection_and_leaves_the_collector_on(
+    lambda_env: tuple[dict[str, str], Path],
+) -> None:
+    """Init only builds what lives as long as the process: walking it ~80 times for cycles found
+    nothing (lambda_entry turns the collector off for the imports that build the app)."""
+    env, rules = lambda_env
+    compile_file(rules)
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", GC_CHILD, str(ROOT / "handler")],
+        env={**env, "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["enabled"] is True
+    # at most one, before lambda_entry's first line runs (loading it); ~80 with the collector on
+    assert result["collections"] <= 1
 
 
 def test_without_compiled_rules_the_full_loader_runs_and_says_so(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,8 @@ class RulesError(ConfigError):
 
 
 def unknown(kind: str, name: str, known: Iterable[str]) -> str:
+    import difflib  # only for a rules file with a problem: not on the init path (docs/coldstart.md)
+
     names = sorted(known)
     hint = difflib.get_close_matches(name, names, n=1)
     suffix = f"; did you mean {hint[0]!r}?" if hint else ""
