@@ -74,10 +74,10 @@ from tier_router.outage import Outage
 from tier_router.snapshot import Snapshot
 from tier_router.spend.counters import DAY_S, day_end, day_key, elapsed_fraction
 from tier_router.spend.holds import Holds
+from tier_router.spend.layout import DayLayouts, Layout
 from tier_router.spend.pricing import usd, worst_case_micro_usd
 from tier_router.spend.reservation import CACHE_WRITE_MAX_MULTIPLIER, Bound
 from tier_router.spend.shards import (
-    day_items,
     key_tag,
     no_room,
     scope_fields,
@@ -150,14 +150,15 @@ class BudgetGuard:
         cache_ttl_s: float = 1.0,
         tiers: Collection[str] | None = None,
         key_prefix: str = "spend:",
+        layouts: DayLayouts | None = None,
     ) -> None:
         """`tiers`: the rules file's tier names; downgrade entries naming others are dropped.
-        `key_prefix`: the day items' (shared with the `SpendLedger` of the same store)."""
+        `key_prefix`: the day items' (shared with the `SpendLedger` of the same store).
+        `layouts`: the days' pinned layouts (`spend.layout`; share one with the ledger)."""
         self.store = store
         self.config = config
         self._clock = clock
         self._prefix = key_prefix
-        self.shards = config.shards
         downgrade = (config.pacing.downgrade or {}) if config.pacing.enabled else {}
         self.downgrade = {
             src: dst for src, dst in downgrade.items() if tiers is None or (src in tiers and dst in tiers)
@@ -169,6 +170,10 @@ class BudgetGuard:
         self._tasks: set[asyncio.Future[Any]] = set()  # strong references to background writes
         self._outage = Outage(logger, "budget")
         self.holds = Holds(store, self._outage, ttl_s=config.reservation_ttl_s)
+        self.layouts = layouts or DayLayouts(
+            store, shards=config.shards, expires=self._expiry, prefix=key_prefix
+        )
+        self.layouts.capped_keys.update(key_tag(key) for key in config.key_daily_usd)
 
     @property
     def enabled(self) -> bool:
@@ -176,9 +181,10 @@ class BudgetGuard:
 
     # --- items ------------------------------------------------------------------------
 
-    def items(self, day: str) -> list[str]:
-        """The day items (shards) budgets and the ledger share."""
-        return day_items(self._prefix, day, self.shards)
+    async def layout(self, day: str) -> Layout:
+        """The day's pinned layout: its items (shards) budgets and the ledger share, and what it
+        spent before the pin (`spend.layout`). Raises StoreError."""
+        return await self.layouts.pinned(day)
 
     def _scopes(self, router_key: str | None) -> list[_Scope]:
         """The caps that apply: the key's first (it names the refusal when both refuse)."""
@@ -190,8 +196,9 @@ class BudgetGuard:
             scopes.append(_Scope("global", self._global_cap))
         return scopes
 
-    def _limits(self, scopes: Sequence[_Scope], index: int) -> dict[str, int]:
-        return {s.committed: share(s.cap, self.shards, index) for s in scopes}
+    @staticmethod
+    def _limits(scopes: Sequence[_Scope], layout: Layout, index: int) -> dict[str, int]:
+        return {s.committed: share(layout.room(s.committed, s.cap), layout.shards, index) for s in scopes}
 
     def capped(self, router_key: str | None) -> bool:
         """True when a hard cap (global or this key's) applies to the key's requests."""
@@ -243,7 +250,12 @@ class BudgetGuard:
         scopes = self._scopes(router_key)
         if not scopes:
             return unchanged
-        shards = await self._spent.read(self.items(day_key(now, self.config.day_start_hour)), now)
+        try:
+            layout = await self.layout(day_key(now, self.config.day_start_hour))
+        except StoreError as exc:
+            self._outage.failed("pacing read", exc)
+            return unchanged
+        shards = [*(await self._spent.read(layout.items, now)).values(), layout.carried]
         pacing = self.config.pacing
         fraction = max(elapsed_fraction(now, self.config.day_start_hour), pacing.min_day_fraction)
         threshold = 1 + pacing.slack * (1 if priority == "low" else 2)
@@ -251,7 +263,7 @@ class BudgetGuard:
         for scope in scopes:
             allowance = scope.cap * fraction
             spent_field = scope_fields(scope.tag)[1]
-            used = summed(shards.values(), [spent_field])[spent_field]
+            used = summed(shards, [spent_field])[spent_field]
             ratio = used / allowance if allowance > 0 else (math.inf if used > 0 else 0.0)
             if ratio > threshold and (ahead is None or ratio > ahead[0]):
                 ahead = (ratio, scope, used)
@@ -310,13 +322,21 @@ class BudgetGuard:
         scopes = self._scopes(router_key)
         if worst == 0 or not scopes:  # nothing to hold (a zero add is not portable: `holds.nonzero`)
             return Reservation(day, router_key, worst, (), expires)
+        try:
+            layout = await self.layout(day)
+        except StoreError as exc:  # no write was tried: nothing to roll back
+            self._outage.failed("reserve", exc)
+            if self.config.on_store_error == "reject":
+                raise
+            # Fail open: serve; the settle finds the day's layout and charges the actual cost.
+            return Reservation(day, router_key, worst, (), expires, uncounted=True)
         hold = self.holds.name(holder, now, scopes[0].tag)
-        items = self.items(day)
+        items = layout.items
         item, failure, refused = items[0], None, 0
-        for index in visiting_order(self.shards):
+        for index in visiting_order(layout.shards):
             item = items[index]
             try:
-                new = await self.holds.take(item, hold, worst, self._limits(scopes, index), expires)
+                new = await self.holds.take(item, hold, worst, self._limits(scopes, layout, index), expires)
             except StoreUnavailable as exc:  # it may still land: this shard may hold it, stop here
                 failure = exc
                 break
@@ -342,21 +362,21 @@ class BudgetGuard:
             return Reservation(day, router_key, worst, (item,), expires, hold, uncounted=True)
         for item in items:
             self._spawn(self.holds.reclaim(item, now))  # tidy up expired holds (background)
-        scope = await self._refusing(scopes, items, worst)
+        scope = await self._refusing(scopes, layout, worst)
         retry = math.ceil(day_end(day, self.config.day_start_hour) - now)
         return CapReached(scope.kind, router_key, scope.cap, worst, max(retry, 1), self.config.cap_tier)
 
-    async def _refusing(self, scopes: list[_Scope], items: list[str], worst: int) -> _Scope:
+    async def _refusing(self, scopes: list[_Scope], layout: Layout, worst: int) -> _Scope:
         """Which cap refused: the key's when it had no room on any shard (one read, on refusals
         with both caps only), else the global one."""
         if len(scopes) == 1:
             return scopes[0]
         try:
-            values = await self.store.get_many(items)
+            values = await self.store.get_many(layout.items)
         except StoreError:
             return scopes[-1]
         key = scopes[0]
-        full = no_room(values, items, key.committed, key.cap, worst)
+        full = no_room(values, list(layout.items), key.committed, layout.room(key.committed, key.cap), worst)
         return key if full else scopes[-1]
 
     async def _rollback(self, item: str, hold: str, worst: int, expires: float, *, confirmed: bool) -> None:
@@ -384,7 +404,7 @@ class BudgetGuard:
             raise ValueError(f"actual_micro must be a non-negative int or None, got {actual_micro!r}")
         reservation.settled = True
         reservation.actual = actual
-        if not reservation.items:
+        if not reservation.items and not reservation.uncounted:
             return False
         carried = counts if counts and not reservation.uncounted else None
         await asyncio.shield(self._spawn(self._apply(reservation, actual, carried)))
@@ -392,7 +412,15 @@ class BudgetGuard:
 
     async def _apply(self, reservation: Reservation, actual: int, counts: dict[str, int] | None) -> None:
         r = reservation
-        for item in r.items:
+        items = r.items
+        if not items:  # admitted while the day's layout could not be read: charge where it is now
+            try:
+                items = ((await self.layout(r.day)).items[0],)
+            except StoreError as exc:
+                self._outage.failed("settle", exc)
+                logger.warning("budget settle of $%s failed (%s): not counted", usd(actual), exc)
+                return
+        for item in items:
             try:
                 new = await self.holds.settle(
                     item, r.hold, r.reserved, actual, r.expires_at, confirmed=not r.uncounted, counts=counts
@@ -421,7 +449,8 @@ class BudgetGuard:
         named: list[tuple[str | None, _Scope]] = [(None, s) for s in self._scopes(None)]
         for key in dict.fromkeys(router_keys):
             named += [(key, s) for s in self._scopes(key) if s.kind == "key"]
-        items = self.items(day)
+        layout = await self.layouts.view(day)
+        items = layout.items
         values = await self.store.get_many(items) if named else {}
         stale = [item for item, value in values.items() if self.holds.due(value, now)]
         if stale:  # report what counts: reclaim expired holds first, then read again
@@ -430,7 +459,7 @@ class BudgetGuard:
         fraction = max(elapsed_fraction(now, self.config.day_start_hour), self.config.pacing.min_day_fraction)
         out: dict[str, Any] = {"day": day, "global": None, "keys": {}}
         for key, scope in named:
-            entry = scope_status(values.values(), scope.tag, scope.cap, fraction)
+            entry = scope_status([*values.values(), layout.carried], scope.tag, scope.cap, fraction)
             if key is None:
                 out["global"] = entry
             else:
