@@ -322,6 +322,7 @@ class BudgetGuard:
         scopes = self._scopes(router_key)
         if worst == 0 or not scopes:  # nothing to hold (a zero add is not portable: `holds.nonzero`)
             return Reservation(day, router_key, worst, (), expires)
+        hold = self.holds.name(holder, now, scopes[0].tag)
         try:
             layout = await self.layout(day)
         except StoreError as exc:  # no write was tried: nothing to roll back
@@ -329,8 +330,7 @@ class BudgetGuard:
             if self.config.on_store_error == "reject":
                 raise
             # Fail open: serve; the settle finds the day's layout and charges the actual cost.
-            return Reservation(day, router_key, worst, (), expires, uncounted=True)
-        hold = self.holds.name(holder, now, scopes[0].tag)
+            return Reservation(day, router_key, worst, (), expires, hold, uncounted=True)
         items = layout.items
         item, failure, refused = items[0], None, 0
         for index in visiting_order(layout.shards):
