@@ -123,7 +123,7 @@ async def test_the_layout_is_read_once_per_day_and_process(clock: FakeClock) -> 
     held = await asyncio.gather(*(guard.reserve(None, W, holder=f"r{i}") for i in range(20)))
     assert pins == [LAYOUT]
     first_reads = observed.calls["get_many"]
-    assert first_reads <= 3  # the carry: 101 candidate items + the legacy item, in two batches
+    assert first_reads == 1  # the carry: 101 candidate items + the legacy item, in one call
     await asyncio.gather(*(guard.settle(h, W) for h in held if isinstance(h, Reservation)))
     observed.calls.clear()
     for i in range(5):

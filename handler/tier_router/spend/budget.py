@@ -1,7 +1,7 @@
 """Daily budgets: pacing (a soft brake) and a hard cap, global and per router key.
 
-Store items: the day items of `spend.shards` — `spend:<day>` (or its N shards), which also
-hold the ledger's counters:
+Store items: the day items of `spend.shards` — `spend:<day>` (or its N shards, as the day's
+layout pins them: `spend.layout`), which also hold the ledger's counters:
 
     committed, spent             the global budget (µ$)
     kc.<key>, ks.<key>           one router key's committed and spent (keys that have a cap)
@@ -31,14 +31,15 @@ Request lifecycle (see the package docstring for where the app calls what):
 
 Why holds and what they cost: `spend.holds`.
 
-Writes per request with a global and a key cap: 2 (reserve; settle-and-count) on one day item,
-where one item per scope took 4, plus 1 for the ledger (bench/store_ops.py).
+Writes per request with a global and a key cap: 2 (reserve; settle-and-count) on one day item
+(bench/store_ops.py).
 
 Overrun bound (the guarantee): a reservation is admitted only if its shard's `committed` (and
-`kc.<key>`) stays `<= share(cap)` of that shard; the shares sum to the cap (`spend.shards`), so
-committed, summed over the shards, never exceeds the cap at any reservation. Settling moves it
-by `actual - reserved`: negative (frees room) unless a request under-reserved. Hence at all
-times, for each scope (global, or a key), summed over the shards,
+`kc.<key>`) stays `<= share(cap - carried)` of that shard (carried: what the day committed
+before its layout was pinned, `spend.layout`); the shares sum to that, so committed, summed over
+the shards plus the carry, never exceeds the cap at any reservation. Settling moves it by
+`actual - reserved`: negative unless a request under-reserved. Hence at all times, for each
+scope (global, or a key), summed over the shards and the carry,
 
     spent <= committed <= cap + Σ over settled requests of max(0, actual_i - reserved_i)
 
@@ -50,11 +51,9 @@ could not take their reservation at all. Under-use: a refusal of `w` leaves less
 `shards × w` of the refusing cap unused (`spend.shards`).
 
 Reservation bound (why that sum is 0): `reservation(candidates, body)` reserves, for the
-dearest candidate, ceil(B × reservation_margin) input tokens (× 2 with cache_control) and
-n × the output limit (max_tokens, else the model's max_output, else default_max_output_tokens),
-where B (`spend.reservation.bound`, which says why) bounds every billed input at one token per
-UTF-8 byte; file parts cannot be bounded and are refused (400) while a hard cap applies. It is
-NOT the routing estimate (`conversation_tokens`, ~chars/4, ~4× low on adversarial text).
+dearest candidate, an upper bound of every billed input (`spend.reservation.bound` says why) ×
+reservation_margin and n × the output limit; file parts are refused (400) under a hard cap. It
+is NOT the routing estimate (`conversation_tokens`, ~chars/4, ~4× low on adversarial text).
 Failures err the other way: a rollback or settle that cannot reach the store leaves the
 reservation counted (over-counting, never under-counting), except with `on_store_error:
 allow`, where requests admitted during an outage are not counted.
@@ -68,7 +67,7 @@ import math
 import time
 from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from tier_router.outage import Outage
 from tier_router.snapshot import Snapshot
@@ -76,7 +75,7 @@ from tier_router.spend.counters import DAY_S, day_end, day_key, elapsed_fraction
 from tier_router.spend.holds import Holds
 from tier_router.spend.layout import DayLayouts, Layout
 from tier_router.spend.pricing import usd, worst_case_micro_usd
-from tier_router.spend.reservation import CACHE_WRITE_MAX_MULTIPLIER, Bound
+from tier_router.spend.reservation import CACHE_WRITE_MAX_MULTIPLIER, Bound, Priced
 from tier_router.spend.shards import (
     key_tag,
     no_room,
@@ -87,43 +86,17 @@ from tier_router.spend.shards import (
     summed,
     visiting_order,
 )
-from tier_router.spend.verdicts import CapReached, PaceDecision, Scope
+from tier_router.spend.verdicts import CapReached, PaceDecision, Reservation, Scope
 from tier_router.store.base import Store, StoreError, StoreUnavailable, Value
 
 __all__ = ["BudgetGuard", "CapReached", "PaceDecision", "Priced", "Reservation"]
 
 if TYPE_CHECKING:
-    from tier_router.schema import BudgetConfig, Price, Priority
+    from tier_router.schema import BudgetConfig, Priority
 
 logger = logging.getLogger(__name__)
 
 _SEEN_MAX = 4096  # pacing snapshot entries (items) kept per process before pruning stale ones
-
-
-class Priced(Protocol):
-    """What `estimate` needs from a candidate (`routing.engine.ModelRoute` fits)."""
-
-    @property
-    def price(self) -> Price: ...
-
-    @property
-    def max_output(self) -> int | None: ...
-
-
-@dataclass(slots=True)
-class Reservation:
-    """Money held for one request. Pass it back to `settle` exactly once (extra calls are
-    no-ops)."""
-
-    day: str
-    router_key: str | None
-    reserved: int
-    items: tuple[str, ...]  # the day item (shard) that may hold it (empty: nothing to settle)
-    expires_at: float  # the budget items' expiry
-    hold: str = ""  # the hold field on each item (see the module docstring)
-    uncounted: bool = False  # admitted without a full reservation because the store failed
-    settled: bool = False
-    actual: int | None = None  # what settle charged (reserved when the caller passed None)
 
 
 @dataclass(slots=True)
@@ -182,8 +155,7 @@ class BudgetGuard:
     # --- items ------------------------------------------------------------------------
 
     async def layout(self, day: str) -> Layout:
-        """The day's pinned layout: its items (shards) budgets and the ledger share, and what it
-        spent before the pin (`spend.layout`). Raises StoreError."""
+        """The day's pinned layout (`spend.layout`): its shards and its carry. Raises StoreError."""
         return await self.layouts.pinned(day)
 
     def _scopes(self, router_key: str | None) -> list[_Scope]:
