@@ -73,7 +73,7 @@ from tier_router.outage import Outage
 from tier_router.snapshot import Snapshot
 from tier_router.spend.counters import DAY_S, day_end, day_key, elapsed_fraction
 from tier_router.spend.holds import Holds
-from tier_router.spend.layout import DayLayouts, Layout
+from tier_router.spend.layout import LEGACY_PREFIX, DayLayouts, Layout
 from tier_router.spend.pricing import usd, worst_case_micro_usd
 from tier_router.spend.reservation import CACHE_WRITE_MAX_MULTIPLIER, Bound, Priced
 from tier_router.spend.shards import (
@@ -143,8 +143,9 @@ class BudgetGuard:
         self._tasks: set[asyncio.Future[Any]] = set()  # strong references to background writes
         self._outage = Outage(logger, "budget")
         self.holds = Holds(store, self._outage, ttl_s=config.reservation_ttl_s)
+        legacy = LEGACY_PREFIX if key_prefix == "spend:" else None  # judging's kept its names
         self.layouts = layouts or DayLayouts(
-            store, shards=config.shards, expires=self._expiry, prefix=key_prefix
+            store, shards=config.shards, expires=self._expiry, prefix=key_prefix, legacy_prefix=legacy
         )
         self.layouts.capped_keys.update(key_tag(key) for key in config.key_daily_usd)
 

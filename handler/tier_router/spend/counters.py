@@ -54,7 +54,7 @@ from functools import lru_cache
 from typing import Any, NotRequired, TypedDict, Unpack
 from urllib.parse import quote, unquote
 
-from tier_router.spend.layout import DayLayouts
+from tier_router.spend.layout import LEGACY_PREFIX, DayLayouts
 from tier_router.spend.pricing import usd
 from tier_router.spend.results import RequestResult, Results, Tally, empty_results, rows
 from tier_router.spend.shards import MAX_SHARDS, day_items
@@ -238,7 +238,10 @@ class SpendLedger:
         self.shards = shards
         self._clock = clock
         self._prefix = key_prefix
-        self.layouts = layouts or DayLayouts(store, shards=shards, expires=self._expiry, prefix=key_prefix)
+        legacy = LEGACY_PREFIX if key_prefix == "spend:" else None
+        self.layouts = layouts or DayLayouts(
+            store, shards=shards, expires=self._expiry, prefix=key_prefix, legacy_prefix=legacy
+        )
 
     def _expiry(self, day: str) -> float:
         return day_end(day, self.day_start_hour) + self.retention_days * DAY_S

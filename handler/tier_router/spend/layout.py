@@ -102,8 +102,10 @@ class DayLayouts:
         shards: int,
         expires: Callable[[str], float],
         prefix: str = "spend:",
-        legacy_prefix: str = LEGACY_PREFIX,
+        legacy_prefix: str | None = LEGACY_PREFIX,
     ) -> None:
+        """`legacy_prefix`: the legacy budget items a pin carries (None: none, e.g. for budgets
+        that kept their items' names, as judging's `judge:<day>`)."""
         if not 1 <= shards <= MAX_SHARDS:
             raise ValueError(f"shards must be 1..{MAX_SHARDS} (one get_many reads them all)")
         self.store = store
@@ -182,12 +184,16 @@ class DayLayouts:
         """What `day` spent outside the items a pin of `self.shards` reads (module docstring)."""
         own = set(self._items(day, self.shards))
         candidates = [*self._items(day, 1), *self._items(day, MAX_SHARDS)]
-        legacy = f"{self._legacy}{day}"
-        values = await self.store.get_many([*candidates, legacy])  # one call (DynamoDB: 2 batches)
+        legacy = None if self._legacy is None else f"{self._legacy}{day}"
+        values = await self.store.get_many(
+            [*candidates, *([legacy] if legacy else [])]
+        )  # DynamoDB: 2 batches
         carried: dict[str, int] = {}
         for name in candidates:
             if name not in own and name in values:
                 add_into(carried, carried_fields(values[name]))
+        if legacy is None:
+            return carried
         if legacy in values:
             add_into(carried, legacy_fields(values[legacy], None))
         tags = sorted(self.capped_keys | ledger_key_tags(values.get(n, {}) for n in candidates))
