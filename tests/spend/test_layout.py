@@ -250,3 +250,13 @@ async def test_a_reader_does_not_pin(clock: FakeClock) -> None:
 def test_layout_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match=r"1\.\.100"):
         DayLayouts(MemoryStore(), shards=0, expires=lambda day: 0.0)
+
+
+async def test_judging_budget_carries_no_legacy_router_items(clock: FakeClock) -> None:
+    """Judging's guard (`judge:<day>`) kept its item names: the router's `budget:<day>` is not its."""
+    clock.now = NOON
+    store = MemoryStore(clock=clock)
+    await legacy_day(store)
+    judge = BudgetGuard(store, BudgetConfig(daily_usd=1.0), clock=clock, key_prefix="judge:")
+    assert (await judge.layout(DAY)).carried == {}
+    assert await spend(judge, 12) == 10
