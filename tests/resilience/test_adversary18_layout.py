@@ -114,7 +114,7 @@ async def test_routers_with_different_shard_counts_hold_one_cap(
     _, committed, spent = CAPS[kind]
     try:
         admitted, uncounted, refused, failed = await load(guards, "k", seed=sum(counts))
-        layouts = [await g.layout(DAY) for g in guards]
+        layouts = [await g.layouts.pinned(DAY) for g in guards]
         values = await inner[0].get_many(layouts[0].items)
     finally:
         for s in {id(s): s for s in inner}.values():

@@ -166,7 +166,9 @@ async def test_pacing_cache_is_short_and_shared(clock: FakeClock) -> None:
     inner = MemoryStore(clock=clock)
     observed = Observing(inner)
     guard = BudgetGuard(observed, budgets(daily_usd=24.0), clock=clock)
-    await guard.layout(DAY)  # the day's first request pins its layout (spend.layout): not counted here
+    await guard.layouts.pinned(
+        DAY
+    )  # the day's first request pins its layout (spend.layout): not counted here
     observed.calls.clear()
     results = await asyncio.gather(*(guard.pace("premium", "low", None) for _ in range(20)))
     assert {r.tier for r in results} == {"premium"}
@@ -253,7 +255,7 @@ async def test_key_and_global_cap_are_one_write(clock: FakeClock) -> None:
     an add and the read that names the refusing cap."""
     observed = Observing(MemoryStore(clock=clock))
     guard = BudgetGuard(observed, budgets(daily_usd=100.0, per_key_daily_usd=1.0), clock=clock)
-    await guard.layout(day_key(clock(), 0))  # once per day and process (spend.layout)
+    await guard.layouts.pinned(day_key(clock(), 0))  # once per day and process (spend.layout)
     observed.calls.clear()
     assert isinstance(await guard.reserve("k", USD // 2), Reservation)
     assert observed.calls == {"add": 1}

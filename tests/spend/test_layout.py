@@ -70,12 +70,12 @@ async def test_a_mid_day_shards_change_keeps_the_days_layout(
     new = guard_on(store, clock, then, daily_usd=1.0)
     assert await spend(new, 10) == 4  # room for $0.40 more, not for $1
     assert await committed(store) == USD
-    assert (await new.layout(DAY)).items == tuple(items(first))
+    assert (await new.layouts.pinned(DAY)).items == tuple(items(first))
     status = await new.status()
     assert status["global"]["committed_usd"] == "1.000000"  # readers use the pinned layout too
     clock.advance(86_400)
     assert await spend(new, 12) == 10
-    assert (await new.layout(NEXT)).items == tuple(items(then, NEXT))
+    assert (await new.layouts.pinned(NEXT)).items == tuple(items(then, NEXT))
     values = await store.get_many(items(then, NEXT))
     assert sum(int(v.get("committed", 0)) for v in values.values()) == USD
 
@@ -99,7 +99,7 @@ async def test_routers_with_different_counts_racing_hold_one_cap(
         return True
 
     admitted = sum(await asyncio.gather(*(one(i) for i in range(24))))
-    pinned = {(await g.layout(DAY)).shards for g in guards}
+    pinned = {(await g.layouts.pinned(DAY)).shards for g in guards}
     assert len(pinned) == 1
     assert pinned <= set(counts)
     assert admitted == 4
@@ -215,7 +215,7 @@ async def test_legacy_spend_is_carried_once_however_many_pin(store: Store, clock
     clock.now = NOON
     await legacy_day(store)
     guards = [guard_on(store, clock, (1, 2, 4)[i % 3], daily_usd=1.6) for i in range(16)]
-    layouts = await asyncio.gather(*(g.layout(DAY) for g in guards))
+    layouts = await asyncio.gather(*(g.layouts.pinned(DAY) for g in guards))
     assert len({(x.shards, tuple(sorted(x.carried.items()))) for x in layouts}) == 1
     assert layouts[0].carried["committed"] == 8 * W
     await store.add(f"budget:{DAY}", {"committed": -W // 2, "spent": W // 2})  # an old settle lands
@@ -229,7 +229,7 @@ async def test_legacy_spend_is_carried_once_however_many_pin(store: Store, clock
 async def test_days_without_legacy_items_carry_nothing(store: Store, clock: FakeClock) -> None:
     clock.now = NOON
     guard = guard_on(store, clock, 2, daily_usd=1.0)
-    assert await guard.layout(DAY) == Layout(DAY, 2, tuple(items(2)), {})
+    assert await guard.layouts.pinned(DAY) == Layout(DAY, 2, tuple(items(2)), {})
     assert await store.get(LAYOUT) == {"shards": 2}
 
 
@@ -258,5 +258,5 @@ async def test_judging_budget_carries_no_legacy_router_items(clock: FakeClock) -
     store = MemoryStore(clock=clock)
     await legacy_day(store)
     judge = BudgetGuard(store, BudgetConfig(daily_usd=1.0), clock=clock, key_prefix="judge:")
-    assert (await judge.layout(DAY)).carried == {}
+    assert (await judge.layouts.pinned(DAY)).carried == {}
     assert await spend(judge, 12) == 10

@@ -122,7 +122,7 @@ async def test_reserve_and_settle_are_two_writes_with_both_caps(clock: FakeClock
     observed = Observing(MemoryStore(clock=clock))
     guard = guard_on(observed, clock, shards, daily_usd=10.0, per_key_daily_usd=5.0)
     ledger = SpendLedger(observed, shards=shards, clock=clock)
-    await guard.layout(DAY)  # once per day and process (spend.layout); not per request
+    await guard.layouts.pinned(DAY)  # once per day and process (spend.layout); not per request
     observed.calls.clear()
     held = await guard.reserve("team", W, holder="req-1")
     assert isinstance(held, Reservation)

@@ -155,10 +155,6 @@ class BudgetGuard:
 
     # --- items ------------------------------------------------------------------------
 
-    async def layout(self, day: str) -> Layout:
-        """The day's pinned layout (`spend.layout`): its shards and its carry. Raises StoreError."""
-        return await self.layouts.pinned(day)
-
     def _scopes(self, router_key: str | None) -> list[_Scope]:
         """The caps that apply: the key's first (it names the refusal when both refuse)."""
         scopes = []
@@ -224,7 +220,7 @@ class BudgetGuard:
         if not scopes:
             return unchanged
         try:
-            layout = await self.layout(day_key(now, self.config.day_start_hour))
+            layout = await self.layouts.pinned(day_key(now, self.config.day_start_hour))
         except StoreError as exc:
             self._outage.failed("pacing read", exc)
             return unchanged
@@ -271,10 +267,18 @@ class BudgetGuard:
     ) -> Reservation | CapReached:
         """Hold `worst_micro` against every cap that applies, as a hold named after `holder`
         (the request id). Safe under cancellation: a reservation the caller never received is
-        released."""
+        released (the day's layout is read first, in the caller: cancelled there, nothing is held)."""
         if isinstance(worst_micro, bool) or not isinstance(worst_micro, int) or worst_micro < 0:
             raise ValueError(f"worst_micro must be a non-negative int, got {worst_micro!r}")
-        task = self._spawn(self._reserve(router_key, worst_micro, holder))
+        now = self._clock()
+        day = day_key(now, self.config.day_start_hour)
+        layout: Layout | StoreError | None = None
+        if worst_micro and self._scopes(router_key):
+            try:
+                layout = await self.layouts.pinned(day)
+            except StoreError as exc:
+                layout = exc
+        task = self._spawn(self._reserve(router_key, worst_micro, holder, now, layout))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -288,20 +292,19 @@ class BudgetGuard:
         if isinstance(result, Reservation):
             self._spawn(self.settle(result, 0))
 
-    async def _reserve(self, router_key: str | None, worst: int, holder: str) -> Reservation | CapReached:
-        now = self._clock()
+    async def _reserve(
+        self, router_key: str | None, worst: int, holder: str, now: float, layout: Layout | StoreError | None
+    ) -> Reservation | CapReached:
         day = day_key(now, self.config.day_start_hour)
         expires = self._expiry(day)
         scopes = self._scopes(router_key)
-        if worst == 0 or not scopes:  # nothing to hold (a zero add is not portable: `holds.nonzero`)
+        if worst == 0 or not scopes or layout is None:  # nothing to hold (a zero add is not portable)
             return Reservation(day, router_key, worst, (), expires)
         hold = self.holds.name(holder, now, scopes[0].tag)
-        try:
-            layout = await self.layout(day)
-        except StoreError as exc:  # no write was tried: nothing to roll back
-            self._outage.failed("reserve", exc)
+        if isinstance(layout, StoreError):  # no write was tried: nothing to roll back
+            self._outage.failed("reserve", layout)
             if self.config.on_store_error == "reject":
-                raise
+                raise layout
             # Fail open: serve; the settle finds the day's layout and charges the actual cost.
             return Reservation(day, router_key, worst, (), expires, hold, uncounted=True)
         items = layout.items
@@ -388,10 +391,9 @@ class BudgetGuard:
         items = r.items
         if not items:  # admitted while the day's layout could not be read: charge where it is now
             try:
-                items = ((await self.layout(r.day)).items[0],)
+                items = ((await self.layouts.pinned(r.day)).items[0],)
             except StoreError as exc:
-                self._outage.failed("settle", exc)
-                logger.warning("budget settle of $%s failed (%s): not counted", usd(actual), exc)
+                self._outage.failed("settle", exc)  # not counted (logged once per outage)
                 return
         for item in items:
             try:
