@@ -96,6 +96,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_Day = Layout | StoreError | None  # the day's layout for a reservation; None: nothing to hold
 _SEEN_MAX = 4096  # pacing snapshot entries (items) kept per process before pruning stale ones
 
 
@@ -272,13 +273,14 @@ class BudgetGuard:
             raise ValueError(f"worst_micro must be a non-negative int, got {worst_micro!r}")
         now = self._clock()
         day = day_key(now, self.config.day_start_hour)
-        layout: Layout | StoreError | None = None
-        if worst_micro and self._scopes(router_key):
+        scopes = self._scopes(router_key) if worst_micro else []
+        layout: _Day = None
+        if scopes:
             try:
                 layout = await self.layouts.pinned(day)
             except StoreError as exc:
                 layout = exc
-        task = self._spawn(self._reserve(router_key, worst_micro, holder, now, layout))
+        task = self._spawn(self._reserve(router_key, worst_micro, holder, now, scopes, layout))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -293,12 +295,11 @@ class BudgetGuard:
             self._spawn(self.settle(result, 0))
 
     async def _reserve(
-        self, router_key: str | None, worst: int, holder: str, now: float, layout: Layout | StoreError | None
+        self, router_key: str | None, worst: int, holder: str, now: float, scopes: list[_Scope], layout: _Day
     ) -> Reservation | CapReached:
         day = day_key(now, self.config.day_start_hour)
         expires = self._expiry(day)
-        scopes = self._scopes(router_key)
-        if worst == 0 or not scopes or layout is None:  # nothing to hold (a zero add is not portable)
+        if layout is None:  # nothing to hold: no cap, or 0 (a zero add is not portable: `holds.nonzero`)
             return Reservation(day, router_key, worst, (), expires)
         hold = self.holds.name(holder, now, scopes[0].tag)
         if isinstance(layout, StoreError):  # no write was tried: nothing to roll back
