@@ -276,8 +276,8 @@ class BudgetGuard:
         scopes = self._scopes(router_key) if worst_micro else []
         layout: _Day = None
         if scopes:
-            try:
-                layout = await self.layouts.pinned(day)
+            try:  # cached after the day's first request: no await
+                layout = self.layouts.cached(day) or await self.layouts.pinned(day)
             except StoreError as exc:
                 layout = exc
         task = self._spawn(self._reserve(router_key, worst_micro, holder, now, scopes, layout))

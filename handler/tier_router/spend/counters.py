@@ -288,7 +288,7 @@ class SpendLedger:
 
     async def record_deltas(self, day: str, deltas: dict[str, int]) -> None:
         """Write `deltas` (from `deltas`) on one of `day`'s shards. Raises StoreError."""
-        keys = (await self.layouts.pinned(day)).items
+        keys = (self.layouts.cached(day) or await self.layouts.pinned(day)).items
         key = keys[0] if len(keys) == 1 else random.choice(keys)  # noqa: S311 - load spreading, not security
         await self.store.add(key, deltas, expires_at=self._expiry(day))
 
