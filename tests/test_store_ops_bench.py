@@ -68,9 +68,9 @@ async def test_a_request_through_the_app_is_counted() -> None:
     await store_ops.settle(app)
     assert response.status_code == 200, response.text
     row = store_ops.summarize(store.counts())
-    assert row["writes"] == 2
+    assert row["writes"] == 2 + 1  # and the day's layout, pinned by its first request (spend.layout)
     writes = {k: v for k, v in store.families().items() if not k.startswith("get")}
-    assert writes == {"add_if spend:<day>": 2}
+    assert writes == {"add_if spend:<day>": 2, "put_if spend:<day>#layout": 1}
 
 
 @pytest.mark.parametrize("shards", [1, 4])
@@ -94,8 +94,9 @@ async def test_budgets_and_key_limits_take_three_writes(shards: int) -> None:
             await store_ops.settle(app)
             assert response.status_code == 200, response.text
             row = store_ops.summarize(store.counts(mark))
-            assert row["writes"] == 3
             families = store.families(mark)
+            assert row["writes"] == 3 + families["put_if spend:<day>#layout"]
+            assert families["put_if spend:<day>#layout"] == (1 if n == 0 else 0)  # the day's first request
             assert families["add_if rl:team:<n>"] == 1
             day_items = {k: v for k, v in families.items() if k.startswith("add_if spend:<day>")}
             assert sum(day_items.values()) == 2

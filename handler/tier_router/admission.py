@@ -113,13 +113,13 @@ class SpendControls:
         self.budgets = spec.budgets.for_region(region)
         self.limiter: RateLimiter | None = None
         self.guard: BudgetGuard | None = None
-        self._configure(self.budgets, spec.limits)
         self.ledger = SpendLedger(
             store,
             retention_days=spec.budgets.retention_days,
             day_start_hour=spec.budgets.day_start_hour,
             shards=spec.budgets.shards,
         )
+        self._configure(self.budgets, spec.limits)
         self.cache_config = spec.cache
         # The cache is the operator's choice (it costs store writes): off unless the rules
         # file enables it somewhere; the request header only widens or bypasses it there.
@@ -131,7 +131,9 @@ class SpendControls:
     def _configure(self, budgets: BudgetConfig, limits: RateLimitConfig) -> None:
         self.limiter = RateLimiter(self.store, limits) if limits.enabled else None
         self.guard = (
-            BudgetGuard(self.store, budgets, tiers=set(self.rules.tiers)) if budgets.enabled else None
+            BudgetGuard(self.store, budgets, tiers=set(self.rules.tiers), layouts=self.ledger.layouts)
+            if budgets.enabled
+            else None
         )
 
     def apply_keys(self, records: Iterable[KeyRecord]) -> None:

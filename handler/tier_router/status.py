@@ -27,14 +27,13 @@ async def read_status(
     if not isinstance(store, RegionalStore):
         return await one_region(store, rules, region)
     names = list(dict.fromkeys([store.region, *regions, *rules.spec.budgets.region_shares]))
-    ledger = SpendControls(store, rules).ledger
-    day = ledger.today_key()
+    day = SpendControls(store, rules).ledger.today_key()
     per_region: dict[str, dict[str, Any]] = {}
     items: list[Value] = []
     for name in names:
         view = store.in_region(name)
         per_region[name] = await one_region(view, rules, name)
-        items += (await view.get_many(ledger.item_keys(day))).values()
+        items += await SpendControls(view, rules).ledger.day_values(day)  # its pinned layout
     return {"spend": summarize(day, items).as_dict(), "regions": per_region}
 
 

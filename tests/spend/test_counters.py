@@ -105,7 +105,10 @@ async def test_record_is_one_write() -> None:
     from tier_router.store.memory import MemoryStore
 
     observed = Observing(MemoryStore())
-    await SpendLedger(observed).record(cost=1, tier="t", model="m", rule="r", router_key="k")
+    ledger = SpendLedger(observed)
+    await ledger.layouts.pinned(ledger.today_key())  # once per day and process (spend.layout)
+    observed.calls.clear()
+    await ledger.record(cost=1, tier="t", model="m", rule="r", router_key="k")
     assert observed.calls == {"add": 1}
 
 

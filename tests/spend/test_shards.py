@@ -122,6 +122,8 @@ async def test_reserve_and_settle_are_two_writes_with_both_caps(clock: FakeClock
     observed = Observing(MemoryStore(clock=clock))
     guard = guard_on(observed, clock, shards, daily_usd=10.0, per_key_daily_usd=5.0)
     ledger = SpendLedger(observed, shards=shards, clock=clock)
+    await guard.layouts.pinned(DAY)  # once per day and process (spend.layout); not per request
+    observed.calls.clear()
     held = await guard.reserve("team", W, holder="req-1")
     assert isinstance(held, Reservation)
     counts = ledger.deltas(cost=W // 2, tier="t", model="m", rule="r", router_key="team")
@@ -351,7 +353,8 @@ async def test_a_full_shard_passes_the_reservation_on(clock: FakeClock, mode: st
         assert not held.uncounted
         assert held.items != (items(4)[0],)
     assert full.refused > 0
-    one = guard_on(Full(inner, items(1)[0]), clock, 1, daily_usd=1.0, on_store_error=mode)
+    fresh = MemoryStore(clock=clock)  # `inner`'s day is pinned to 4 shards (spend.layout)
+    one = guard_on(Full(fresh, items(1)[0]), clock, 1, daily_usd=1.0, on_store_error=mode)
     if mode == "reject":
         with pytest.raises(StoreError):
             await one.reserve(None, W, holder="x")

@@ -1,7 +1,7 @@
 """Daily budgets: pacing (a soft brake) and a hard cap, global and per router key.
 
-Store items: the day items of `spend.shards` — `spend:<day>` (or its N shards), which also
-hold the ledger's counters:
+Store items: the day items of `spend.shards` — `spend:<day>` (or its N shards, as the day's
+layout pins them: `spend.layout`), which also hold the ledger's counters:
 
     committed, spent             the global budget (µ$)
     kc.<key>, ks.<key>           one router key's committed and spent (keys that have a cap)
@@ -31,14 +31,15 @@ Request lifecycle (see the package docstring for where the app calls what):
 
 Why holds and what they cost: `spend.holds`.
 
-Writes per request with a global and a key cap: 2 (reserve; settle-and-count) on one day item,
-where one item per scope took 4, plus 1 for the ledger (bench/store_ops.py).
+Writes per request with a global and a key cap: 2 (reserve; settle-and-count) on one day item
+(bench/store_ops.py).
 
 Overrun bound (the guarantee): a reservation is admitted only if its shard's `committed` (and
-`kc.<key>`) stays `<= share(cap)` of that shard; the shares sum to the cap (`spend.shards`), so
-committed, summed over the shards, never exceeds the cap at any reservation. Settling moves it
-by `actual - reserved`: negative (frees room) unless a request under-reserved. Hence at all
-times, for each scope (global, or a key), summed over the shards,
+`kc.<key>`) stays `<= share(cap - carried)` of that shard (carried: what the day committed
+before its layout was pinned, `spend.layout`); the shares sum to that, so committed, summed over
+the shards plus the carry, never exceeds the cap at any reservation. Settling moves it by
+`actual - reserved`: negative unless a request under-reserved. Hence at all times, for each
+scope (global, or a key), summed over the shards and the carry,
 
     spent <= committed <= cap + Σ over settled requests of max(0, actual_i - reserved_i)
 
@@ -50,11 +51,9 @@ could not take their reservation at all. Under-use: a refusal of `w` leaves less
 `shards × w` of the refusing cap unused (`spend.shards`).
 
 Reservation bound (why that sum is 0): `reservation(candidates, body)` reserves, for the
-dearest candidate, ceil(B × reservation_margin) input tokens (× 2 with cache_control) and
-n × the output limit (max_tokens, else the model's max_output, else default_max_output_tokens),
-where B (`spend.reservation.bound`, which says why) bounds every billed input at one token per
-UTF-8 byte; file parts cannot be bounded and are refused (400) while a hard cap applies. It is
-NOT the routing estimate (`conversation_tokens`, ~chars/4, ~4× low on adversarial text).
+dearest candidate, an upper bound of every billed input (`spend.reservation.bound` says why) ×
+reservation_margin and n × the output limit; file parts are refused (400) under a hard cap. It
+is NOT the routing estimate (`conversation_tokens`, ~chars/4, ~4× low on adversarial text).
 Failures err the other way: a rollback or settle that cannot reach the store leaves the
 reservation counted (over-counting, never under-counting), except with `on_store_error:
 allow`, where requests admitted during an outage are not counted.
@@ -68,16 +67,16 @@ import math
 import time
 from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from tier_router.outage import Outage
 from tier_router.snapshot import Snapshot
 from tier_router.spend.counters import DAY_S, day_end, day_key, elapsed_fraction
 from tier_router.spend.holds import Holds
+from tier_router.spend.layout import LEGACY_PREFIX, DayLayouts, Layout
 from tier_router.spend.pricing import usd, worst_case_micro_usd
-from tier_router.spend.reservation import CACHE_WRITE_MAX_MULTIPLIER, Bound
+from tier_router.spend.reservation import CACHE_WRITE_MAX_MULTIPLIER, Bound, Priced
 from tier_router.spend.shards import (
-    day_items,
     key_tag,
     no_room,
     scope_fields,
@@ -87,43 +86,18 @@ from tier_router.spend.shards import (
     summed,
     visiting_order,
 )
-from tier_router.spend.verdicts import CapReached, PaceDecision, Scope
+from tier_router.spend.verdicts import CapReached, PaceDecision, Reservation, Scope
 from tier_router.store.base import Store, StoreError, StoreUnavailable, Value
 
 __all__ = ["BudgetGuard", "CapReached", "PaceDecision", "Priced", "Reservation"]
 
 if TYPE_CHECKING:
-    from tier_router.schema import BudgetConfig, Price, Priority
+    from tier_router.schema import BudgetConfig, Priority
 
 logger = logging.getLogger(__name__)
 
+_Day = Layout | StoreError | None  # the day's layout for a reservation; None: nothing to hold
 _SEEN_MAX = 4096  # pacing snapshot entries (items) kept per process before pruning stale ones
-
-
-class Priced(Protocol):
-    """What `estimate` needs from a candidate (`routing.engine.ModelRoute` fits)."""
-
-    @property
-    def price(self) -> Price: ...
-
-    @property
-    def max_output(self) -> int | None: ...
-
-
-@dataclass(slots=True)
-class Reservation:
-    """Money held for one request. Pass it back to `settle` exactly once (extra calls are
-    no-ops)."""
-
-    day: str
-    router_key: str | None
-    reserved: int
-    items: tuple[str, ...]  # the day item (shard) that may hold it (empty: nothing to settle)
-    expires_at: float  # the budget items' expiry
-    hold: str = ""  # the hold field on each item (see the module docstring)
-    uncounted: bool = False  # admitted without a full reservation because the store failed
-    settled: bool = False
-    actual: int | None = None  # what settle charged (reserved when the caller passed None)
 
 
 @dataclass(slots=True)
@@ -150,14 +124,15 @@ class BudgetGuard:
         cache_ttl_s: float = 1.0,
         tiers: Collection[str] | None = None,
         key_prefix: str = "spend:",
+        layouts: DayLayouts | None = None,
     ) -> None:
         """`tiers`: the rules file's tier names; downgrade entries naming others are dropped.
-        `key_prefix`: the day items' (shared with the `SpendLedger` of the same store)."""
+        `key_prefix`: the day items' (shared with the `SpendLedger` of the same store).
+        `layouts`: the days' pinned layouts (`spend.layout`; share one with the ledger)."""
         self.store = store
         self.config = config
         self._clock = clock
         self._prefix = key_prefix
-        self.shards = config.shards
         downgrade = (config.pacing.downgrade or {}) if config.pacing.enabled else {}
         self.downgrade = {
             src: dst for src, dst in downgrade.items() if tiers is None or (src in tiers and dst in tiers)
@@ -169,16 +144,17 @@ class BudgetGuard:
         self._tasks: set[asyncio.Future[Any]] = set()  # strong references to background writes
         self._outage = Outage(logger, "budget")
         self.holds = Holds(store, self._outage, ttl_s=config.reservation_ttl_s)
+        legacy = LEGACY_PREFIX if key_prefix == "spend:" else None  # judging's kept its names
+        self.layouts = layouts or DayLayouts(
+            store, shards=config.shards, expires=self._expiry, prefix=key_prefix, legacy_prefix=legacy
+        )
+        self.layouts.capped_keys.update(key_tag(key) for key in config.key_daily_usd)
 
     @property
     def enabled(self) -> bool:
         return self.config.enabled
 
     # --- items ------------------------------------------------------------------------
-
-    def items(self, day: str) -> list[str]:
-        """The day items (shards) budgets and the ledger share."""
-        return day_items(self._prefix, day, self.shards)
 
     def _scopes(self, router_key: str | None) -> list[_Scope]:
         """The caps that apply: the key's first (it names the refusal when both refuse)."""
@@ -190,8 +166,9 @@ class BudgetGuard:
             scopes.append(_Scope("global", self._global_cap))
         return scopes
 
-    def _limits(self, scopes: Sequence[_Scope], index: int) -> dict[str, int]:
-        return {s.committed: share(s.cap, self.shards, index) for s in scopes}
+    @staticmethod
+    def _limits(scopes: Sequence[_Scope], layout: Layout, index: int) -> dict[str, int]:
+        return {s.committed: share(layout.room(s.committed, s.cap), layout.shards, index) for s in scopes}
 
     def capped(self, router_key: str | None) -> bool:
         """True when a hard cap (global or this key's) applies to the key's requests."""
@@ -243,7 +220,12 @@ class BudgetGuard:
         scopes = self._scopes(router_key)
         if not scopes:
             return unchanged
-        shards = await self._spent.read(self.items(day_key(now, self.config.day_start_hour)), now)
+        try:
+            layout = await self.layouts.pinned(day_key(now, self.config.day_start_hour))
+        except StoreError as exc:
+            self._outage.failed("pacing read", exc)
+            return unchanged
+        shards = [*(await self._spent.read(layout.items, now)).values(), layout.carried]
         pacing = self.config.pacing
         fraction = max(elapsed_fraction(now, self.config.day_start_hour), pacing.min_day_fraction)
         threshold = 1 + pacing.slack * (1 if priority == "low" else 2)
@@ -251,7 +233,7 @@ class BudgetGuard:
         for scope in scopes:
             allowance = scope.cap * fraction
             spent_field = scope_fields(scope.tag)[1]
-            used = summed(shards.values(), [spent_field])[spent_field]
+            used = summed(shards, [spent_field])[spent_field]
             ratio = used / allowance if allowance > 0 else (math.inf if used > 0 else 0.0)
             if ratio > threshold and (ahead is None or ratio > ahead[0]):
                 ahead = (ratio, scope, used)
@@ -286,10 +268,19 @@ class BudgetGuard:
     ) -> Reservation | CapReached:
         """Hold `worst_micro` against every cap that applies, as a hold named after `holder`
         (the request id). Safe under cancellation: a reservation the caller never received is
-        released."""
+        released (the day's layout is read first, in the caller: cancelled there, nothing is held)."""
         if isinstance(worst_micro, bool) or not isinstance(worst_micro, int) or worst_micro < 0:
             raise ValueError(f"worst_micro must be a non-negative int, got {worst_micro!r}")
-        task = self._spawn(self._reserve(router_key, worst_micro, holder))
+        now = self._clock()
+        day = day_key(now, self.config.day_start_hour)
+        scopes = self._scopes(router_key) if worst_micro else []
+        layout: _Day = None
+        if scopes:
+            try:  # cached after the day's first request: no await
+                layout = self.layouts.cached(day) or await self.layouts.pinned(day)
+            except StoreError as exc:
+                layout = exc
+        task = self._spawn(self._reserve(router_key, worst_micro, holder, now, scopes, layout))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -303,20 +294,26 @@ class BudgetGuard:
         if isinstance(result, Reservation):
             self._spawn(self.settle(result, 0))
 
-    async def _reserve(self, router_key: str | None, worst: int, holder: str) -> Reservation | CapReached:
-        now = self._clock()
+    async def _reserve(
+        self, router_key: str | None, worst: int, holder: str, now: float, scopes: list[_Scope], layout: _Day
+    ) -> Reservation | CapReached:
         day = day_key(now, self.config.day_start_hour)
         expires = self._expiry(day)
-        scopes = self._scopes(router_key)
-        if worst == 0 or not scopes:  # nothing to hold (a zero add is not portable: `holds.nonzero`)
+        if layout is None:  # nothing to hold: no cap, or 0 (a zero add is not portable: `holds.nonzero`)
             return Reservation(day, router_key, worst, (), expires)
         hold = self.holds.name(holder, now, scopes[0].tag)
-        items = self.items(day)
+        if isinstance(layout, StoreError):  # no write was tried: nothing to roll back
+            self._outage.failed("reserve", layout)
+            if self.config.on_store_error == "reject":
+                raise layout
+            # Fail open: serve; the settle finds the day's layout and charges the actual cost.
+            return Reservation(day, router_key, worst, (), expires, hold, uncounted=True)
+        items = layout.items
         item, failure, refused = items[0], None, 0
-        for index in visiting_order(self.shards):
+        for index in visiting_order(layout.shards):
             item = items[index]
             try:
-                new = await self.holds.take(item, hold, worst, self._limits(scopes, index), expires)
+                new = await self.holds.take(item, hold, worst, self._limits(scopes, layout, index), expires)
             except StoreUnavailable as exc:  # it may still land: this shard may hold it, stop here
                 failure = exc
                 break
@@ -342,21 +339,21 @@ class BudgetGuard:
             return Reservation(day, router_key, worst, (item,), expires, hold, uncounted=True)
         for item in items:
             self._spawn(self.holds.reclaim(item, now))  # tidy up expired holds (background)
-        scope = await self._refusing(scopes, items, worst)
+        scope = await self._refusing(scopes, layout, worst)
         retry = math.ceil(day_end(day, self.config.day_start_hour) - now)
         return CapReached(scope.kind, router_key, scope.cap, worst, max(retry, 1), self.config.cap_tier)
 
-    async def _refusing(self, scopes: list[_Scope], items: list[str], worst: int) -> _Scope:
+    async def _refusing(self, scopes: list[_Scope], layout: Layout, worst: int) -> _Scope:
         """Which cap refused: the key's when it had no room on any shard (one read, on refusals
         with both caps only), else the global one."""
         if len(scopes) == 1:
             return scopes[0]
         try:
-            values = await self.store.get_many(items)
+            values = await self.store.get_many(layout.items)
         except StoreError:
             return scopes[-1]
         key = scopes[0]
-        full = no_room(values, items, key.committed, key.cap, worst)
+        full = no_room(values, list(layout.items), key.committed, layout.room(key.committed, key.cap), worst)
         return key if full else scopes[-1]
 
     async def _rollback(self, item: str, hold: str, worst: int, expires: float, *, confirmed: bool) -> None:
@@ -384,7 +381,7 @@ class BudgetGuard:
             raise ValueError(f"actual_micro must be a non-negative int or None, got {actual_micro!r}")
         reservation.settled = True
         reservation.actual = actual
-        if not reservation.items:
+        if not reservation.items and not reservation.uncounted:
             return False
         carried = counts if counts and not reservation.uncounted else None
         await asyncio.shield(self._spawn(self._apply(reservation, actual, carried)))
@@ -392,7 +389,14 @@ class BudgetGuard:
 
     async def _apply(self, reservation: Reservation, actual: int, counts: dict[str, int] | None) -> None:
         r = reservation
-        for item in r.items:
+        items = r.items
+        if not items:  # admitted while the day's layout could not be read: charge where it is now
+            try:
+                items = ((await self.layouts.pinned(r.day)).items[0],)
+            except StoreError as exc:
+                self._outage.failed("settle", exc)  # not counted (logged once per outage)
+                return
+        for item in items:
             try:
                 new = await self.holds.settle(
                     item, r.hold, r.reserved, actual, r.expires_at, confirmed=not r.uncounted, counts=counts
@@ -421,7 +425,8 @@ class BudgetGuard:
         named: list[tuple[str | None, _Scope]] = [(None, s) for s in self._scopes(None)]
         for key in dict.fromkeys(router_keys):
             named += [(key, s) for s in self._scopes(key) if s.kind == "key"]
-        items = self.items(day)
+        layout = await self.layouts.view(day)
+        items = layout.items
         values = await self.store.get_many(items) if named else {}
         stale = [item for item, value in values.items() if self.holds.due(value, now)]
         if stale:  # report what counts: reclaim expired holds first, then read again
@@ -430,7 +435,7 @@ class BudgetGuard:
         fraction = max(elapsed_fraction(now, self.config.day_start_hour), self.config.pacing.min_day_fraction)
         out: dict[str, Any] = {"day": day, "global": None, "keys": {}}
         for key, scope in named:
-            entry = scope_status(values.values(), scope.tag, scope.cap, fraction)
+            entry = scope_status([*values.values(), layout.carried], scope.tag, scope.cap, fraction)
             if key is None:
                 out["global"] = entry
             else:

@@ -54,6 +54,7 @@ from functools import lru_cache
 from typing import Any, NotRequired, TypedDict, Unpack
 from urllib.parse import quote, unquote
 
+from tier_router.spend.layout import LEGACY_PREFIX, DayLayouts
 from tier_router.spend.pricing import usd
 from tier_router.spend.results import RequestResult, Results, Tally, empty_results, rows
 from tier_router.spend.shards import MAX_SHARDS, day_items
@@ -223,7 +224,10 @@ class SpendLedger:
         shards: int = 1,
         clock: Callable[[], float] = time.time,
         key_prefix: str = "spend:",
+        layouts: DayLayouts | None = None,
     ) -> None:
+        """`layouts`: the days' pinned layouts (`spend.layout`), shared with the budget guard of
+        the same store; by default the ledger's own, pinning `shards`."""
         if shards < 1 or shards > MAX_SHARDS:
             raise ValueError("shards must be 1..100 (one get_many reads them all)")
         if not 0 <= day_start_hour <= 23:
@@ -234,12 +238,21 @@ class SpendLedger:
         self.shards = shards
         self._clock = clock
         self._prefix = key_prefix
+        legacy = LEGACY_PREFIX if key_prefix == "spend:" else None
+        self.layouts = layouts or DayLayouts(
+            store, shards=shards, expires=self._expiry, prefix=key_prefix, legacy_prefix=legacy
+        )
+
+    def _expiry(self, day: str) -> float:
+        return day_end(day, self.day_start_hour) + self.retention_days * DAY_S
 
     def today_key(self) -> str:
         return day_key(self._clock(), self.day_start_hour)
 
     def item_keys(self, day: str) -> list[str]:
-        return day_items(self._prefix, day, self.shards)
+        """The day's items: as pinned, when this process knows the pin; else as configured."""
+        known = self.layouts.cached(day)
+        return list(known.items) if known else day_items(self._prefix, day, self.shards)
 
     @staticmethod
     def deltas(**charge: Unpack[Charge]) -> dict[str, int]:
@@ -275,14 +288,18 @@ class SpendLedger:
 
     async def record_deltas(self, day: str, deltas: dict[str, int]) -> None:
         """Write `deltas` (from `deltas`) on one of `day`'s shards. Raises StoreError."""
-        keys = self.item_keys(day)
+        keys = (self.layouts.cached(day) or await self.layouts.pinned(day)).items
         key = keys[0] if len(keys) == 1 else random.choice(keys)  # noqa: S311 - load spreading, not security
-        expires = day_end(day, self.day_start_hour) + self.retention_days * DAY_S
-        await self.store.add(key, deltas, expires_at=expires)
+        await self.store.add(key, deltas, expires_at=self._expiry(day))
 
     async def report(self, day: str) -> SpendReport:
-        items = await self.store.get_many(self.item_keys(day))
-        return summarize(day, list(items.values()))
+        return summarize(day, await self.day_values(day))
+
+    async def day_values(self, day: str) -> list[Value]:
+        """The day's (pinned) items, and what the pin carried from before it (`spend.layout`)."""
+        layout = await self.layouts.view(day)
+        items = await self.store.get_many(layout.items)
+        return [*items.values(), dict(layout.carried)]
 
     async def today(self) -> SpendReport:
         return await self.report(self.today_key())

@@ -43,9 +43,12 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tier_router.errors import RequestError
+
+if TYPE_CHECKING:
+    from tier_router.schema import Price
 
 IMAGE_PART_TYPES = frozenset({"image_url", "input_image", "image"})
 FILE_PART_TYPES = frozenset({"file", "input_file"})
@@ -179,3 +182,13 @@ def after_recovery(billed: Bound, candidates: Sequence[Limited], default_max_out
         outputs.append(min(limits) if limits else default_max_output)
     prefill = max(outputs, default=default_max_output)
     return Bound(billed.input_tokens + prefill, billed.max_tokens, 1, billed.cache_writes)
+
+
+class Priced(Protocol):
+    """What `estimate` needs from a candidate (`routing.engine.ModelRoute` fits)."""
+
+    @property
+    def price(self) -> Price: ...
+
+    @property
+    def max_output(self) -> int | None: ...

@@ -26,9 +26,8 @@ at most `w - 1` µ$ of room under its share of (at least) one of the caps; when 
 on every shard (one cap applies, or the other has room everywhere), at most `N × (w - 1)` µ$
 (< N × w) of that cap is unused — with 1 shard, < w, as before. A store error that certainly did
 not apply (e.g. a full 400 KB item) passes the request to the next shard too. A refused
-conditional write is billed on DynamoDB like a write: near a cap a request may cost N. Moving `shards`
-mid-day moves the day to other items: change it at a day boundary (`day_start_hour`), or that
-day's cap sees only what was committed since the change.
+conditional write is billed on DynamoDB like a write: near a cap a request may cost N. A day's count is
+pinned by its first writer (`spend.layout`): a `shards` change takes effect the next day.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What the budget guard answers besides a reservation: a pacing decision, a refusal."""
+"""What the budget guard answers: a reservation, a pacing decision, a refusal."""
 
 from __future__ import annotations
 
@@ -42,3 +42,20 @@ class CapReached:
             f"The request would exceed {who} daily budget of ${usd(self.cap, 2)} "
             f"(it may cost up to ${usd(self.requested)}). The budget resets in {hours}h{rest // 60:02d}m."
         )
+
+
+@dataclass(slots=True)
+class Reservation:
+    """Money held for one request. Pass it back to `settle` exactly once (extra calls are
+    no-ops)."""
+
+    day: str
+    router_key: str | None
+    reserved: int
+    items: tuple[str, ...]  # the day item (shard) that may hold it (empty: nothing to settle, or
+    # the day's layout was unknown: `uncounted`, settled where it is then)
+    expires_at: float  # the budget items' expiry
+    hold: str = ""  # the hold field on each item (see the module docstring)
+    uncounted: bool = False  # admitted without a full reservation because the store failed
+    settled: bool = False
+    actual: int | None = None  # what settle charged (reserved when the caller passed None)
