@@ -159,14 +159,19 @@ class StallWatch:
     one per `seconds` of it); a stalled read is still cut at its own deadline, to the tick.
 
     Only the time spent awaiting a read counts: while the stream's task is elsewhere (sending
-    to a slow client) nothing is under way, and a timer that fires then just lapses."""
+    to a slow client) nothing is under way, and a timer that fires then just lapses.
 
-    __slots__ = ("due", "fired", "seconds", "task", "timer", "when")
+    `read(awaitable)` is the whole of it; a caller that pays it per read may spell it out
+    instead, with no coroutine around the read: `arm()`, the await, `expired()` on a
+    CancelledError (True: it was this limit's, and the task is uncancelled), `disarm()`."""
+
+    __slots__ = ("due", "fired", "loop", "seconds", "task", "timer", "when")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.due: float | None = None
         """The deadline of the read under way; None between reads."""
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.task: asyncio.Task[Any] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.when = 0.0
@@ -176,37 +181,52 @@ class StallWatch:
     async def read(self, awaitable: Awaitable[T], due: float | None = None) -> T:
         """`await awaitable`, or TimeoutError once `seconds` have passed (or at the loop time
         `due`, if given: a deadline shared by several reads)."""
-        loop = asyncio.get_running_loop()
+        self.arm(due)
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if self.expired():
+                raise TimeoutError from None
+            raise
+        finally:
+            self.disarm()
+
+    def arm(self, due: float | None = None) -> None:
+        """A read starts (on the running loop, in the current task)."""
+        loop = self.loop
+        if loop is None:
+            self.loop = loop = asyncio.get_running_loop()
         if due is None:
             due = loop.time() + self.seconds
         self.due = due
-        self.task = task = asyncio.current_task(loop)
+        self.task = asyncio.current_task(loop)
         if self.timer is None or self.when > due:
             if self.timer is not None:
                 self.timer.cancel()
             self.when = due
             self.timer = loop.call_at(due, self._check)
-        try:
-            return await awaitable
-        except asyncio.CancelledError:
-            if self.fired and task is not None and task.uncancel() == 0:
-                raise TimeoutError from None
-            raise
-        finally:
-            self.due = None
-            self.fired = False
+
+    def expired(self) -> bool:
+        """The read was cancelled: True when by this limit (then the task is uncancelled: the
+        cancellation is spent, a TimeoutError stands for it), False when by anyone else."""
+        return self.fired and self.task is not None and self.task.uncancel() == 0
+
+    def disarm(self) -> None:
+        """The read is over, however it ended."""
+        self.due = None
+        self.fired = False
 
     def _check(self) -> None:
         self.timer = None
         due = self.due
-        if due is None or self.task is None:  # between reads: the next read arms it again
+        if due is None or self.task is None or self.loop is None:  # between reads: lapses
             return
         if due <= self.when:
             self.fired = True
             self.task.cancel()
         else:
             self.when = due
-            self.timer = asyncio.get_running_loop().call_at(due, self._check)
+            self.timer = self.loop.call_at(due, self._check)
 
     def close(self) -> None:
         """Cancel the pending timer (the stream is done). Idempotent."""

@@ -132,17 +132,22 @@ class OpenedStream:
                 if ended:
                     return
                 if failure is None and self._batches is not None:
+                    watch.arm()  # (`watch.read`, spelled out: no coroutine around each read)
                     try:
-                        events = await watch.read(anext(self._batches))
+                        events = await anext(self._batches)
                         continue
+                    except asyncio.CancelledError:
+                        if not watch.expired():
+                            raise
+                        failure = self._stalled()
                     except StopAsyncIteration:
                         failure = UpstreamProtocolError("the provider's stream ended before its end marker")
-                    except TimeoutError:  # its own text is empty: say which limit, and its value
-                        failure = TimeoutError(
-                            f"the provider sent nothing for {self.stall_s:g} s (its stall limit)"
-                        )
+                    except TimeoutError:
+                        failure = self._stalled()
                     except (UpstreamProtocolError, httpx.HTTPError) as exc:
                         failure = exc
+                    finally:
+                        watch.disarm()
                 if failure is None:
                     return
                 if not state.complete:
@@ -158,6 +163,10 @@ class OpenedStream:
         finally:
             watch.close()
             await self.aclose()
+
+    def _stalled(self) -> TimeoutError:
+        """The stall limit's error: its own text is empty, so say which limit, and its value."""
+        return TimeoutError(f"the provider sent nothing for {self.stall_s:g} s (its stall limit)")
 
     async def _drain(self, watch: StallWatch) -> None:
         """Read what follows the end marker (usually just the end of the chunked body), so the
@@ -219,10 +228,24 @@ def frame(
     text unless `scrubber` changed it; the final usage-only chunk goes to `on_usage` first
     (which may amend it: the cost). Text the scrubber still holds back when no
     `finish_reason` took it goes out before the usage chunk, or at the end when `final`.
-    `state` sees every chunk as it is sent."""
+    `state` sees every chunk as it is sent.
+
+    Paid per streamed chunk, so the common one (`text_delta`: one choice, a delta of text
+    only, not the last) is looked into once for the scrubber, the state and the count alike;
+    any other goes through each one's general reading."""
     out = []
     chars = 0
     for chunk, raw in chunks:
+        text = text_delta(chunk)
+        if text is not None:
+            if scrubber is not None and scrubber.chunk(chunk):
+                raw = None
+                text = chunk["choices"][0]["delta"]["content"]
+            if state is not None:
+                state.observe_text(chunk, text)
+            chars += len(text)
+            out.append(b"data: " + (raw.encode() if raw is not None else dumps(chunk)) + b"\n\n")
+            continue
         if scrubber is not None and scrubber.chunk(chunk):
             raw = None
         if state is not None:
@@ -236,6 +259,21 @@ def frame(
     if final:
         chars += _leftover(scrubber, out, state)
     return b"".join(out), chars
+
+
+def text_delta(chunk: dict[str, Any]) -> str | None:
+    """The text of the common chunk — one choice, index 0, a delta of `content` text only, no
+    `finish_reason` — else None. Never raises."""
+    try:
+        (choice,) = chunk["choices"]
+        delta = choice["delta"]
+        if len(delta) == 1 and choice["finish_reason"] is None and choice["index"] == 0:
+            text = delta["content"]
+            if text.__class__ is str:
+                return text  # type: ignore[no-any-return]
+    except (LookupError, TypeError, ValueError):
+        pass
+    return None
 
 
 def _leftover(scrubber: StreamScrubber | None, out: list[bytes], state: StreamState | None = None) -> int:
