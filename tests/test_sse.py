@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tier_router.providers.base import UpstreamProtocolError
-from tier_router.sse import SSEParser, sse_batches, within
+from tier_router.sse import SSEParser, StallWatch, sse_batches
 
 
 class Blocks(httpx.AsyncByteStream):
@@ -92,35 +93,113 @@ def test_a_last_event_without_its_blank_line_is_still_delivered() -> None:
     assert flat(read([b"data: [DONE]"])) == [("", "[DONE]")]
 
 
-# -- `within`: the per-read stall limit ------------------------------------------------------------
+# -- `StallWatch`: the per-read stall limit, one timer per stream ----------------------------------
 
 
-def test_within_returns_the_result_and_leaves_no_timer() -> None:
+def test_a_read_returns_its_result_and_a_closed_watch_leaves_no_timer() -> None:
     async def main() -> None:
-        assert await within(1.0, asyncio.sleep(0, result="chunk")) == "chunk"
-        await asyncio.sleep(0.05)  # a timer left behind would cancel us here
+        watch = StallWatch(0.02)
+        assert await watch.read(asyncio.sleep(0, result="chunk")) == "chunk"
+        watch.close()
+        await asyncio.sleep(0.1)  # a timer left behind would cancel us here
         assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
     asyncio.run(main())
 
 
-def test_within_raises_timeout_error_and_the_task_is_not_left_cancelled() -> None:
+def test_a_stalled_read_raises_timeout_error_and_the_task_is_not_left_cancelled() -> None:
     async def main() -> None:
+        watch = StallWatch(0.02)
         with pytest.raises(TimeoutError):
-            await within(0.02, asyncio.sleep(5))
+            await watch.read(asyncio.sleep(5))
         assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
         await asyncio.sleep(0)  # still usable
+        watch.close()
 
     asyncio.run(main())
 
 
 def test_a_cancellation_that_is_not_the_deadline_stays_a_cancellation() -> None:
     async def main() -> None:
-        task = asyncio.create_task(within(5.0, asyncio.sleep(5)))
+        watch = StallWatch(5.0)
+        task = asyncio.create_task(watch.read(asyncio.sleep(5)))
         await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        watch.close()
+
+    asyncio.run(main())
+
+
+def test_the_limit_is_per_read_however_long_the_stream_has_run() -> None:
+    """The one timer is armed at the first read: reads that each take under the limit, and
+    together far more than it, are never cut; a stalled read after them is, and not before its
+    own limit has passed."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        watch = StallWatch(0.5)
+        for _ in range(6):  # 0.6 s of reads of 0.1 s each
+            assert await watch.read(asyncio.sleep(0.1, result=1)) == 1
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await watch.read(asyncio.sleep(30))
+        assert loop.time() - started >= 0.5 - 0.01  # (the loop's clock resolution)
+        watch.close()
+
+    asyncio.run(main())
+
+
+def test_time_spent_between_reads_does_not_count() -> None:
+    """A timer that fires while the stream's task is elsewhere (sending to a slow client)
+    lapses: the next read has its whole limit."""
+
+    async def main() -> None:
+        watch = StallWatch(0.05)
+        await watch.read(asyncio.sleep(0))
+        await asyncio.sleep(0.2)  # not a read: the pending timer fires meanwhile, and lapses
+        assert await watch.read(asyncio.sleep(0.01, result="late")) == "late"
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+        watch.close()
+
+    asyncio.run(main())
+
+
+def test_a_stream_of_many_reads_arms_one_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-read limit costs one timer handle per stream, not one per read."""
+    armed: list[float] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        call_at = loop.call_at
+
+        def counting(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+            armed.append(when)
+            return call_at(when, callback, *args, **kwargs)
+
+        monkeypatch.setattr(loop, "call_at", counting)
+        watch = StallWatch(30.0)
+        for i in range(50):
+            assert await watch.read(asyncio.sleep(0, result=i)) == i
+        watch.close()
+
+    asyncio.run(main())
+    assert len(armed) == 1
+
+
+def test_a_shared_deadline_shorter_than_the_limit_is_kept() -> None:
+    """`due` (the drain's deadline over several reads) re-arms the timer earlier."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        watch = StallWatch(30.0)
+        await watch.read(asyncio.sleep(0))  # armed for 30 s
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await watch.read(asyncio.sleep(30), started + 0.05)
+        assert loop.time() - started < 29
+        watch.close()
 
     asyncio.run(main())
 

@@ -21,6 +21,7 @@ from tier_router.provider_keys import KeySource
 from tier_router.providers.base import MAX_BAD_CHUNKS, content_chars
 from tier_router.routing.loader import parse_rules
 from tier_router.routing.request import parse_chat
+from tier_router.sse import StallWatch
 from tier_router.stream import OpenedStream
 
 RULES = {
@@ -201,6 +202,101 @@ def test_what_was_framed_before_a_failure_is_counted() -> None:
             await read()
         assert len(frames) == 2
         assert opened.streamed_chars == 11
+
+    quietly(main)
+
+
+def test_a_stream_of_many_reads_arms_one_stall_timer_and_one_for_the_drain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stall limit is kept per read by one timer per stream (`sse.StallWatch`), not one
+    timer per read; the drain after the end marker has a shorter deadline of its own."""
+    blocks = [data(delta(content=f"w{i} ")) for i in range(30)] + [data("[DONE]")]
+    armed: list[float] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        opened = await open_stream(Upstream(blocks, stall=False))
+        call_at = loop.call_at
+
+        def counting(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+            if isinstance(getattr(callback, "__self__", None), StallWatch):
+                armed.append(when)
+            return call_at(when, callback, *args, **kwargs)
+
+        monkeypatch.setattr(loop, "call_at", counting)
+        frames = [frame async for frame in opened.frames(lambda chunk: None)]
+        assert len(frames) == 30
+        monkeypatch.undo()
+
+    quietly(main)
+    assert len(armed) == 2
+
+
+class Exchange:
+    """What `answer_events` fills, recording each outcome with what the client had been sent."""
+
+    def __init__(self) -> None:
+        self.cost = self.usage = self.stream = self.route = None
+        self.attempts: list[Any] = []
+        self.outcomes: list[tuple[Any, int]] = []
+        self.sent = 0
+
+    def ended(self, outcome: Any, status: int | None = None) -> None:
+        self.outcomes.append((outcome, self.sent))
+
+    def total_cost(self, cost: int | None) -> int | None:
+        return cost
+
+
+class Spend:
+    def price(self, route: Any, usage: dict[str, Any]) -> int:
+        return 7
+
+
+def test_done_goes_in_the_same_send_as_the_last_chunks_after_the_outcome_is_set() -> None:
+    from tier_router.request_line import Outcome
+    from tier_router.responses import DONE, answer_events
+
+    usage = {"id": "c", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}
+    finish = {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    blocks = [data(delta(content="Hi")), data(finish) + data(usage) + data("[DONE]")]
+
+    async def main() -> None:
+        exchange = Exchange()
+        opened = await open_stream(Upstream(blocks, stall=False))
+        frames = []
+        async for frame in answer_events(exchange, opened, Spend(), None):  # type: ignore[arg-type]
+            frames.append(frame)
+            exchange.sent += 1
+        assert len(frames) == 2  # the held first chunk; then finish, usage and [DONE] in one send
+        assert frames[-1].endswith(b"\n\n" + DONE)
+        assert b'"finish_reason":"stop"' in frames[-1].replace(b" ", b"")
+        assert b'"cost_usd":' in frames[-1]
+        assert frames[-1].count(DONE) == 1
+        assert exchange.outcomes == [(Outcome.OK, 1)]  # set before the client could see [DONE]
+        assert exchange.cost == 7
+
+    quietly(main)
+
+
+def test_a_complete_answer_without_the_end_marker_still_ends_with_done_once() -> None:
+    """Every choice finished, then the upstream closed without `[DONE]`: the client gets
+    `[DONE]` once, in the send of the chunks that completed the answer's stream."""
+    from tier_router.request_line import Outcome
+    from tier_router.responses import DONE, answer_events
+
+    finish = {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    blocks = [data(delta(content="Hi")), data(finish)]
+
+    async def main() -> None:
+        exchange = Exchange()
+        opened = await open_stream(Upstream(blocks, stall=False))
+        frames = [frame async for frame in answer_events(exchange, opened, Spend(), None)]  # type: ignore[arg-type]
+        body = b"".join(frames)
+        assert body.endswith(DONE)
+        assert body.count(DONE) == 1
+        assert [outcome for outcome, _ in exchange.outcomes] == [Outcome.OK]
 
     quietly(main)
 

@@ -87,6 +87,13 @@ class Assembly(StreamState):
             if isinstance(reason, str):
                 self.reasons[index] = reason
 
+    def observe_text(self, chunk: dict[str, Any], text: str) -> None:
+        """The common chunk (`stream.text_delta`): choice 0's text, and nothing else."""
+        super().observe_text(chunk, text)
+        if text:
+            self.texts.setdefault(0, []).append(text)
+            self.text_chars += len(text)
+
     def _call(self, index: int, call: Any) -> None:
         if not isinstance(call, dict):
             return

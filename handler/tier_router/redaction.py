@@ -141,10 +141,15 @@ class Redactor:
         if compiled is None:
             return data
         if len(compiled.needles) > FEW:
-            found = compiled.raw.search(data) is not None
+            if compiled.raw.search(data) is None:
+                return data
         else:
-            found = any(needle in data for needle in compiled.needles)
-        return compiled.raw.sub(REDACTED.encode(), data) if found else data
+            for needle in compiled.needles:  # a loop: no generator per call (one per streamed read)
+                if needle in data:
+                    break
+            else:
+                return data
+        return compiled.raw.sub(REDACTED.encode(), data)
 
     def stream(self) -> StreamScrubber | None:
         """A scrubber for one stream, None when there is nothing to scrub."""

@@ -129,10 +129,20 @@ async def answer_events(
         if shown is not None:
             chunk["usage"] = {**usage, "cost_usd": shown / 1_000_000}
 
+    completed = False
+
+    def on_complete() -> bytes:
+        """The answer is complete: the outcome is set before the client can see `[DONE]` (a
+        client may close there), which goes in the same send as the last chunks."""
+        nonlocal completed
+        completed = True
+        exchange.ended(Outcome.OK)
+        return DONE
+
     try:
         while True:
             try:
-                async for frame in current.frames(on_usage):
+                async for frame in current.frames(on_usage, on_complete):
                     yield frame
                 break
             except RECOVERABLE:
@@ -144,8 +154,9 @@ async def answer_events(
                     raise
                 exchange.stream = current = taken
                 exchange.route = taken.route
-        exchange.ended(Outcome.OK)  # complete before the end marker: a client may close at [DONE]
-        yield DONE
+        if not completed:  # a stream that ended without a word (no upstream left to read)
+            exchange.ended(Outcome.OK)  # before the end marker: a client may close at [DONE]
+            yield DONE
     except RECOVERABLE as exc:
         exchange.ended(Outcome.STREAM_INTERRUPTED)
         failed = f"The provider's stream failed after it started: {str(exc) or exc.__class__.__name__}"

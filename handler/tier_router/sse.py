@@ -2,8 +2,9 @@
 the per-read stall limit.
 
 A stream is read one network read at a time: each read becomes one batch of complete events,
-so per-read work (a deadline, a send to the client) is not paid per event, and nothing waits
-for more data than has come. Writing events to the client is `forwarder.OpenedStream.frames`.
+so per-read work (a send to the client) is not paid per event, and nothing waits for more data
+than has come; the stall limit (`StallWatch`) is one timer per stream, not one per read.
+Writing events to the client is `stream.OpenedStream.frames`.
 """
 
 from __future__ import annotations
@@ -149,33 +150,86 @@ async def sse_batches(
         yield batch
 
 
-class _Deadline:
-    """`within`'s timer callback: cancels the task and remembers that it did."""
+class StallWatch:
+    """One stream's stall limit: every upstream read done within `seconds` of its start, or
+    TimeoutError. Kept by one timer per stream, not one per read: the timer is armed for the
+    read under way and left pending across later reads; when it fires it checks the read then
+    under way (if any) and fires for real only when that read's own deadline is the one it was
+    armed for, else re-arms for it. A fast stream creates one timer handle in all (a slow one,
+    one per `seconds` of it); a stalled read is still cut at its own deadline, to the tick.
 
-    __slots__ = ("fired", "task")
+    Only the time spent awaiting a read counts: while the stream's task is elsewhere (sending
+    to a slow client) nothing is under way, and a timer that fires then just lapses.
 
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
+    `read(awaitable)` is the whole of it; a caller that pays it per read may spell it out
+    instead, with no coroutine around the read: `arm()`, the await, `expired()` on a
+    CancelledError (True: it was this limit's, and the task is uncancelled), `disarm()`."""
+
+    __slots__ = ("due", "fired", "loop", "seconds", "task", "timer", "when")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.due: float | None = None
+        """The deadline of the read under way; None between reads."""
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.when = 0.0
+        """When the pending timer fires."""
         self.fired = False
 
-    def __call__(self) -> None:
-        self.fired = True
-        self.task.cancel()
+    async def read(self, awaitable: Awaitable[T], due: float | None = None) -> T:
+        """`await awaitable`, or TimeoutError once `seconds` have passed (or at the loop time
+        `due`, if given: a deadline shared by several reads)."""
+        self.arm(due)
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if self.expired():
+                raise TimeoutError from None
+            raise
+        finally:
+            self.disarm()
 
+    def arm(self, due: float | None = None) -> None:
+        """A read starts (on the running loop, in the current task)."""
+        loop = self.loop
+        if loop is None:
+            self.loop = loop = asyncio.get_running_loop()
+        if due is None:
+            due = loop.time() + self.seconds
+        self.due = due
+        self.task = asyncio.current_task(loop)
+        if self.timer is None or self.when > due:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.when = due
+            self.timer = loop.call_at(due, self._check)
 
-async def within(seconds: float, awaitable: Awaitable[T]) -> T:
-    """`await awaitable`, or TimeoutError after `seconds` — `asyncio.timeout` without its
-    context-manager machinery: a stream pays this once per upstream read."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task(loop)
-    assert task is not None
-    deadline = _Deadline(task)
-    timer = loop.call_at(loop.time() + seconds, deadline)
-    try:
-        return await awaitable
-    except asyncio.CancelledError:
-        if deadline.fired and task.uncancel() == 0:
-            raise TimeoutError from None
-        raise
-    finally:
-        timer.cancel()
+    def expired(self) -> bool:
+        """The read was cancelled: True when by this limit (then the task is uncancelled: the
+        cancellation is spent, a TimeoutError stands for it), False when by anyone else."""
+        return self.fired and self.task is not None and self.task.uncancel() == 0
+
+    def disarm(self) -> None:
+        """The read is over, however it ended."""
+        self.due = None
+        self.fired = False
+
+    def _check(self) -> None:
+        self.timer = None
+        due = self.due
+        if due is None or self.task is None or self.loop is None:  # between reads: lapses
+            return
+        if due <= self.when:
+            self.fired = True
+            self.task.cancel()
+        else:
+            self.when = due
+            self.timer = self.loop.call_at(due, self._check)
+
+    def close(self) -> None:
+        """Cancel the pending timer (the stream is done). Idempotent."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None

@@ -27,7 +27,7 @@ from tier_router.providers.base import (
 )
 from tier_router.redaction import Redactor, StreamScrubber
 from tier_router.routing.engine import ModelRoute
-from tier_router.sse import Events, within
+from tier_router.sse import Events, StallWatch
 from tier_router.stream_state import StreamState
 
 DRAIN_S = 1.0
@@ -75,11 +75,21 @@ class OpenedStream:
         """Chunks skipped because they were not JSON, in this stream and the ones before it."""
         return self.earlier_bad_chunks + getattr(self.decoder, "bad_chunks", 0)
 
-    async def frames(self, on_usage: Callable[[dict[str, Any]], None]) -> AsyncIterator[bytes]:
+    async def frames(
+        self, on_usage: Callable[[dict[str, Any]], None], on_complete: Callable[[], bytes] | None = None
+    ) -> AsyncIterator[bytes]:
         """The stream as the client gets it: SSE `data:` frames, as bytes — the held chunks
         first, then whatever each upstream read brings, encoded together (one send per read,
-        not per chunk), each read within `stall_s`. `on_usage` may amend the final usage-only
-        chunk (the cost) before it is encoded.
+        not per chunk), each read within `stall_s` (one `StallWatch` for the stream). `on_usage`
+        may amend the final usage-only chunk (the cost) before it is encoded.
+
+        When the answer is complete (the end marker, or every choice finished before a stream
+        that then broke off), `on_complete` is called before the last frame goes, and what it
+        returns (the client's `[DONE]`) ends that frame: one send, not two. The last frame waits
+        for the rest of the upstream body to be read (`_drain`, usually nothing: the end of the
+        chunked body came with the end marker), so the connection goes back to the pool before
+        the client can see the end and close. Without `on_complete` a complete stream's last
+        frame goes as soon as it is decoded.
 
         OpenAI-compatible chunks are forwarded as the provider's own text, not re-encoded —
         unless a secret had to be scrubbed from them (`redaction.StreamScrubber`: the text of
@@ -87,6 +97,7 @@ class OpenedStream:
         UpstreamProtocolError / TimeoutError / httpx errors on a failure mid-stream, after
         yielding what was decoded before the failure.
         """
+        watch = StallWatch(self.stall_s)
         try:
             decoder, state = self.decoder, self.state
             scrubber = self.redactor.stream()
@@ -106,27 +117,37 @@ class OpenedStream:
                         chunks = self.rewrite(chunks)
                     except UpstreamProtocolError as exc:
                         chunks, failure = [], exc
+                ended = failure is None and decoder.finished
+                sent = b""
                 if chunks or (decoder.finished and scrubber is not None):
                     sent, chars = frame(chunks, on_usage, scrubber, final=decoder.finished, state=state)
                     self.streamed_chars += chars
-                    if sent:
-                        yield self.redactor.bytes(sent)
                     chunks = []
-                if failure is None and decoder.finished:
-                    await self._drain()
+                if ended:
+                    await self._drain(watch)
+                    if on_complete is not None:
+                        sent += on_complete()
+                if sent:
+                    yield self.redactor.bytes(sent)
+                if ended:
                     return
                 if failure is None and self._batches is not None:
+                    watch.arm()  # (`watch.read`, spelled out: no coroutine around each read)
                     try:
-                        events = await within(self.stall_s, anext(self._batches))
+                        events = await anext(self._batches)
                         continue
+                    except asyncio.CancelledError:
+                        if not watch.expired():
+                            raise
+                        failure = self._stalled()
                     except StopAsyncIteration:
                         failure = UpstreamProtocolError("the provider's stream ended before its end marker")
-                    except TimeoutError:  # its own text is empty: say which limit, and its value
-                        failure = TimeoutError(
-                            f"the provider sent nothing for {self.stall_s:g} s (its stall limit)"
-                        )
+                    except TimeoutError:
+                        failure = self._stalled()
                     except (UpstreamProtocolError, httpx.HTTPError) as exc:
                         failure = exc
+                    finally:
+                        watch.disarm()
                 if failure is None:
                     return
                 if not state.complete:
@@ -134,22 +155,31 @@ class OpenedStream:
                 # Every choice sent its finish_reason: the answer is complete without the end marker.
                 sent, chars = frame([], on_usage, scrubber, final=True, state=state)
                 self.streamed_chars += chars
+                if on_complete is not None:
+                    sent += on_complete()
                 if sent:
                     yield self.redactor.bytes(sent)
                 return
         finally:
+            watch.close()
             await self.aclose()
 
-    async def _drain(self) -> None:
+    def _stalled(self) -> TimeoutError:
+        """The stall limit's error: its own text is empty, so say which limit, and its value."""
+        return TimeoutError(f"the provider sent nothing for {self.stall_s:g} s (its stall limit)")
+
+    async def _drain(self, watch: StallWatch) -> None:
         """Read what follows the end marker (usually just the end of the chunked body), so the
         connection goes back to the pool: a response closed unread takes its connection with
-        it, and every streamed request would pay a new TCP (and TLS) handshake."""
-        if self._batches is None:
+        it, and every streamed request would pay a new TCP (and TLS) handshake. At most
+        DRAIN_S (or the stall limit, if shorter) in all."""
+        batches = self._batches
+        if batches is None:
             return
+        due = asyncio.get_running_loop().time() + min(self.stall_s, DRAIN_S)
         with contextlib.suppress(Exception):
-            async with asyncio.timeout(min(self.stall_s, DRAIN_S)):
-                async for _ in self._batches:
-                    pass
+            while True:
+                await watch.read(anext(batches), due)
 
     async def aclose(self) -> None:
         """Close the upstream response. Idempotent, and safe from any task at any time — also
@@ -198,10 +228,24 @@ def frame(
     text unless `scrubber` changed it; the final usage-only chunk goes to `on_usage` first
     (which may amend it: the cost). Text the scrubber still holds back when no
     `finish_reason` took it goes out before the usage chunk, or at the end when `final`.
-    `state` sees every chunk as it is sent."""
+    `state` sees every chunk as it is sent.
+
+    Paid per streamed chunk, so the common one (`text_delta`: one choice, a delta of text
+    only, not the last) is looked into once for the scrubber, the state and the count alike;
+    any other goes through each one's general reading."""
     out = []
     chars = 0
     for chunk, raw in chunks:
+        text = text_delta(chunk)
+        if text is not None:
+            if scrubber is not None and scrubber.chunk(chunk):
+                raw = None
+                text = chunk["choices"][0]["delta"]["content"]
+            if state is not None:
+                state.observe_text(chunk, text)
+            chars += len(text)
+            out.append(b"data: " + (raw.encode() if raw is not None else dumps(chunk)) + b"\n\n")
+            continue
         if scrubber is not None and scrubber.chunk(chunk):
             raw = None
         if state is not None:
@@ -215,6 +259,21 @@ def frame(
     if final:
         chars += _leftover(scrubber, out, state)
     return b"".join(out), chars
+
+
+def text_delta(chunk: dict[str, Any]) -> str | None:
+    """The text of the common chunk — one choice, index 0, a delta of `content` text only, no
+    `finish_reason` — else None. Never raises."""
+    try:
+        (choice,) = chunk["choices"]
+        delta = choice["delta"]
+        if len(delta) == 1 and choice["finish_reason"] is None and choice["index"] == 0:
+            text = delta["content"]
+            if text.__class__ is str:
+                return text  # type: ignore[no-any-return]
+    except (LookupError, TypeError, ValueError):
+        pass
+    return None
 
 
 def _leftover(scrubber: StreamScrubber | None, out: list[bytes], state: StreamState | None = None) -> int:

@@ -74,6 +74,13 @@ class StreamState:
         except (AttributeError, TypeError):
             self.not_text = True
 
+    def observe_text(self, chunk: dict[str, Any], text: str) -> None:
+        """`observe` for the common chunk (`stream.text_delta`), whose text is `text`."""
+        if self.chunk_id is None:
+            self.chunk_id = chunk.get("id")
+        if text:
+            self.parts.append(text)
+
     @property
     def complete(self) -> bool:
         """Every choice asked for has sent its `finish_reason`."""

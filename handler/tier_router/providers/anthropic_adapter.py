@@ -17,6 +17,7 @@ from tier_router.providers.base import (
     check_bad_chunks,
     dumps,
     load_json_object,
+    loads,
 )
 from tier_router.routing.engine import ModelRoute
 
@@ -73,7 +74,7 @@ class AnthropicStreamDecoder:
 
     def feed(self, event: str, data: str) -> list[dict[str, Any]]:
         try:
-            decoded = json.loads(data)
+            decoded = loads(data)
         except ValueError:  # an isolated bad event is skipped; a few more and the stream failed
             self.bad_chunks += 1
             check_bad_chunks(self.bad_chunks)

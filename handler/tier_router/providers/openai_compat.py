@@ -18,6 +18,7 @@ from tier_router.providers.base import (
     check_bad_chunks,
     dumps,
     load_json_object,
+    loads,
 )
 from tier_router.routing.engine import ModelRoute
 
@@ -66,7 +67,7 @@ class OpenAIStreamDecoder:
             self.finished = True
             return []
         try:
-            chunk = json.loads(data)
+            chunk = loads(data)
         except ValueError:  # an isolated bad chunk is skipped; a few more and the stream failed
             self.bad_chunks += 1
             check_bad_chunks(self.bad_chunks)
