@@ -42,7 +42,6 @@ from typing import Any, TypeVar
 
 from tier_router.store.base import Marks, Scalar, Store, StoreError, StoreUnavailable, Value
 from tier_router.store.record import Record, apply_add, matches_expected
-from tier_router.store.upsert import fits_one_statement, upsert_add
 
 T = TypeVar("T")
 
@@ -57,17 +56,10 @@ _EXIT_DRAIN_S = 5.0
 _THREAD_NAME = "tier-router-sqlite"
 
 
-class _NotAlone:
-    """What a call's one-statement form answers when it cannot decide alone (nothing written)."""
-
-
-_NOT_ALONE = _NotAlone()
-
-
 class _Call:
     """One store call queued for the writer thread, and where its outcome goes."""
 
-    __slots__ = ("alone", "args", "closes", "fn", "future", "loop", "outcome", "writes")
+    __slots__ = ("args", "closes", "fn", "future", "loop", "outcome", "writes")
 
     def __init__(
         self,
@@ -77,15 +69,11 @@ class _Call:
         future: asyncio.Future[Any] | None,
         *,
         writes: bool = False,
-        alone: Callable[..., Any] | None = None,
         closes: bool = False,
     ) -> None:
         self.fn, self.args, self.loop, self.future = fn, args, loop, future
         self.writes = writes
         """Runs inside the batch's write transaction."""
-        self.alone = alone
-        """The same call as ONE statement that commits itself, for a batch of one: it returns
-        `_NOT_ALONE` when it cannot decide alone (nothing was written), and `fn` runs instead."""
         self.closes = closes
         """The thread's last call: it runs after everything queued before it."""
         self.outcome: object = None
@@ -122,20 +110,14 @@ class SQLiteStore(Store):
 
     # --- plumbing: the loop side ------------------------------------------------------
 
-    async def _on_thread(
-        self,
-        fn: Callable[..., T],
-        *args: object,
-        writes: bool = False,
-        alone: Callable[..., T | _NotAlone] | None = None,
-    ) -> T:
+    async def _on_thread(self, fn: Callable[..., T], *args: object, writes: bool = False) -> T:
         """Run `fn` on the writer thread (inside the batch's transaction when `writes`);
         sqlite3 errors become StoreError(s)."""
         if self._closed:
             raise StoreError(f"SQLite store {self.path} is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._submit(_Call(fn, args, loop, future, writes=writes, alone=alone))
+        self._submit(_Call(fn, args, loop, future, writes=writes))
         try:
             # A caller that stops waiting (the store deadline) cancels only its future: the
             # call stays queued and runs. A write that timed out may land later, as on
@@ -205,8 +187,6 @@ class SQLiteStore(Store):
             for call in batch:
                 self._run_one(call)
             return
-        if len(batch) == 1 and batch[0].alone is not None and self._run_alone(conn, batch[0]):
-            return
         try:
             conn.execute("BEGIN IMMEDIATE")  # the write lock, before the first read
         except BaseException as exc:
@@ -234,21 +214,6 @@ class SQLiteStore(Store):
                 conn.execute("ROLLBACK")  # never leave the connection inside a transaction
             for call in batch:
                 call.outcome = exc
-
-    def _run_alone(self, conn: sqlite3.Connection, call: _Call) -> bool:
-        """A write alone in its batch, as one self-committing statement (no BEGIN, SELECT,
-        COMMIT: each statement is a GIL hand-over between this thread and the busy loop).
-        False when the statement could not decide alone: nothing was written."""
-        try:
-            self._maybe_purge(conn)  # (its own statement: a purge is independent of the call)
-            outcome = call.alone(*call.args)  # type: ignore[misc]
-        except Exception as exc:  # the statement rolled itself back: nothing landed
-            call.outcome = exc
-            return True
-        if outcome is _NOT_ALONE:
-            return False
-        call.outcome = outcome
-        return True
 
     @staticmethod
     def _run_one(call: _Call) -> bool:
@@ -330,32 +295,9 @@ class SQLiteStore(Store):
                     out[k] = json.loads(v)
         return out
 
-    def _upsert_add(
-        self,
-        key: str,
-        deltas: dict[str, int],
-        limits: dict[str, int],
-        expiry: int | None,
-        marks: Marks,
-        one: bool,
-    ) -> dict[str, int] | _NotAlone:
-        """`add` as one statement (`store.upsert`), or `_NOT_ALONE` when it wrote nothing."""
-        new = upsert_add(self._connection(), key, deltas, limits, expiry, self._clock())
-        return _NOT_ALONE if new is None else new
-
     def _add_to(
-        self,
-        key: str,
-        deltas: dict[str, int],
-        limits: dict[str, int],
-        expiry: int | None,
-        marks: Marks,
-        one: bool,
+        self, key: str, deltas: dict[str, int], limits: dict[str, int], expiry: int | None, marks: Marks
     ) -> dict[str, int] | None:
-        if one:
-            new = self._upsert_add(key, deltas, limits, expiry, marks, one)
-            if not isinstance(new, _NotAlone):
-                return new
         result = apply_add(self._read(key), deltas, limits, expiry, self._clock(), marks)
         if result is None:
             return None
@@ -393,11 +335,7 @@ class SQLiteStore(Store):
     async def _add(
         self, key: str, deltas: dict[str, int], limits: dict[str, int], expires_at: int | None, marks: Marks
     ) -> dict[str, int] | None:
-        one = fits_one_statement(deltas, limits, marks)
-        alone = self._upsert_add if one else None
-        return await self._on_thread(
-            self._add_to, key, deltas, limits, expires_at, marks, one, writes=True, alone=alone
-        )
+        return await self._on_thread(self._add_to, key, deltas, limits, expires_at, marks, writes=True)
 
     async def _put_if(
         self, key: str, value: Value, expires_at: int | None, expected: dict[str, Scalar | None]
