@@ -187,3 +187,49 @@ async def test_reads_alone_run_without_taking_the_write_lock(tmp_path: Path) -> 
         other.execute("ROLLBACK")
         other.close()
     await store.aclose()
+
+
+class TracingStore(SQLiteStore):
+    """Records every SQL statement the writer thread's connection runs."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.statements: list[str] = []
+
+    def _connection(self) -> sqlite3.Connection:
+        fresh = self._conn is None
+        conn = super()._connection()
+        if fresh:
+            conn.set_trace_callback(self.statements.append)
+        return conn
+
+
+def verbs(statements: list[str]) -> list[str]:
+    return [" ".join(s.split()[:2]) if s.startswith("BEGIN") else s.split()[0] for s in statements]
+
+
+async def test_an_add_alone_in_its_batch_runs_four_statements_and_no_savepoint(tmp_path: Path) -> None:
+    """The settle's cost is paid per statement (each one hands the GIL to the busy loop): a batch
+    of one is its own transaction, so it needs no SAVEPOINT/RELEASE around its call."""
+    store = TracingStore(tmp_path / "s.db")
+    await store.add("k", {"n": 1})  # opens the connection (pragmas, schema) and the purge clock
+    store.statements.clear()
+    assert await store.add("k", {"n": 2}) == {"n": 3}
+    assert verbs(store.statements) == ["BEGIN IMMEDIATE", "SELECT", "INSERT", "COMMIT"]
+    await store.aclose()
+
+
+async def test_a_batch_of_adds_pays_one_begin_and_one_commit_and_a_savepoint_per_call(tmp_path: Path) -> None:
+    store = TracingStore(tmp_path / "s.db")
+    await store.add("k", {"n": 1})
+    async with parked(store):
+        store.statements.clear()
+        adds = [asyncio.ensure_future(store.add("k", {"n": 1})) for _ in range(3)]
+        await settle()
+    assert sorted(r["n"] for r in await asyncio.gather(*adds) if r) == [2, 3, 4]
+    assert verbs(store.statements) == [
+        "BEGIN IMMEDIATE",
+        *(["SAVEPOINT", "SELECT", "INSERT", "RELEASE"] * 3),
+        "COMMIT",
+    ]
+    await store.aclose()
