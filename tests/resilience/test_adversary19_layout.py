@@ -26,6 +26,7 @@ from tier_router.schema import BudgetConfig
 from tier_router.spend.budget import BudgetGuard, Reservation
 from tier_router.spend.counters import SpendLedger, day_key
 from tier_router.store.memory import MemoryStore
+from tier_router.store.regional import RegionalStore
 from tier_router.store.sqlite import SQLiteStore
 
 from tests.support.clock import FakeClock, at
@@ -145,3 +146,90 @@ async def test_two_shard_counts_across_midnight_hold_each_days_cap(
         report = await la.report(day)
         assert report.requests == admitted[day]  # each admitted request counted once
         assert report.total == admitted[day] * W
+
+
+# --- region shares on one shared table, each region with two shard counts -----------------
+
+NOON = at(2026, 11, 23, 12)
+
+
+async def test_region_shares_with_two_shard_counts_per_region_hold_the_cap() -> None:
+    """Two regions write one table (`store.regional` namespaces), each with a share of $2.40,
+    and in each region two processes with 1 and 4 shards start the day together: each region
+    pins its own layout, and the regions' committed together never pass the cap."""
+    table, clock = MemoryStore(), FakeClock(NOON)
+    shares = {"us-east-1": 0.5, "eu-west-1": 0.5}
+    budgets = BudgetConfig(daily_usd=2.4, shards=1, reservation_ttl_s=600, region_shares=shares)
+    guards = [
+        BudgetGuard(
+            RegionalStore(table, region),
+            budgets.for_region(region).model_copy(update={"shards": shards}),
+            clock=clock,
+        )
+        for region in shares
+        for shards in (1, 4)
+    ]
+    held = await asyncio.gather(
+        *(g.reserve(None, W, holder=f"g{i}-{j}") for i, g in enumerate(guards) for j in range(10))
+    )
+    admitted = [r for r in held if isinstance(r, Reservation)]
+    assert len(admitted) == 24  # $1.20 a region: 12 of $0.10 (1 shard, or $0.30 on each of 4)
+    pins = {region: (await table.get(f"{region}:spend:{DAY}#layout")) for region in shares}
+    assert all(pin is not None for pin in pins.values())
+    everything = await table.get_many([f"{region}:{item}" for region in shares for item in all_items(DAY)])
+    assert sum(int(v.get("committed", 0)) for v in everything.values()) == 24 * W <= 24 * W
+
+
+# --- the upgrade day raced by six processes on one SQLite file ---------------------------
+
+
+async def test_upgrade_day_raced_by_six_sqlite_processes_carries_once(tmp_path: Path) -> None:
+    """A router before issue 18 left $0.50 committed (two requests still in flight) in
+    `budget:<day>`; six new processes (1, 2 and 4 shards, each its own connection) take their
+    first requests of the day at the same moment. One pin carries the $0.50 once; the day
+    admits exactly the $0.70 left of $1.20, and the ledger counts each admitted request once."""
+    path = str(tmp_path / "state.sqlite3")
+    clock = FakeClock(NOON)
+    seed = SQLiteStore(path)
+    await seed.put(
+        f"budget:{DAY}", {"committed": 5 * W, "spent": 3 * W, "h.9999999999.x.1": W, "h.9999999999.x.2": W}
+    )
+    await seed.add(f"spend:{DAY}", {"total": 3 * W, "requests": 3})
+    procs = []
+    for i in range(6):
+        store = SQLiteStore(path)
+        ledger = SpendLedger(store, shards=(1, 2, 4)[i % 3], clock=clock)
+        guard = BudgetGuard(
+            store,
+            BudgetConfig(daily_usd=1.2, shards=(1, 2, 4)[i % 3], reservation_ttl_s=600),
+            clock=clock,
+            layouts=ledger.layouts,
+        )
+        procs.append((guard, ledger))
+
+    async def one(guard: BudgetGuard, ledger: SpendLedger, holder: str) -> int:
+        r = await guard.reserve(None, W // 2, holder=holder)
+        if not isinstance(r, Reservation):
+            return 0
+        counts = ledger.deltas(cost=W // 2, tier="main", model="a", rule="r", router_key=None)
+        if not await guard.settle(r, W // 2, counts=counts):
+            await ledger.record_deltas(r.day, counts)
+        return 1
+
+    results = await asyncio.gather(
+        *(one(g, led, f"p{i}-{j}") for i, (g, led) in enumerate(procs) for j in range(8))
+    )
+    layouts = {
+        (lay.shards, tuple(sorted(lay.carried.items()))) for lay in [g.layouts.cached(DAY) for g, _ in procs]
+    }
+    assert len(layouts) == 1  # one layout, one carry, in every process
+    ((shards, carried),) = layouts
+    assert dict(carried)["committed"] == 5 * W
+    admitted = sum(results)
+    room = {1: 14, 2: 14, 4: 12}[shards]  # $0.70 left in $0.05 requests; 4 shards: $0.175 each -> 3
+    assert admitted == room
+    report = await procs[0][1].report(DAY)
+    assert report.requests == 3 + admitted  # the legacy ledger's 3, then each admitted request once
+    assert report.total == 3 * W + admitted * (W // 2)
+    values = await seed.get_many(all_items(DAY))
+    assert sum(int(v.get("committed", 0)) for v in values.values()) <= 12 * W
