@@ -17,7 +17,8 @@ changes after):
 
 - the legacy budget items of routers before issue 18: `budget:<day>` (global `committed`,
   `spent`) and `budget:<day>:key:<key>` (a key's, read for the keys with a cap in the rules
-  or keys file and every key the day's ledger counted);
+  or keys file, every key of the keys file under `per_key_daily_usd`, and every key the day's
+  ledger counted);
 - the day's spend items of another shard count (`spend:<day>`, `spend:<day>#0..#99` outside
   the pinned ones), written before pinning existed.
 
