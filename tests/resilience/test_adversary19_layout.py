@@ -20,11 +20,13 @@ from typing import Any
 
 import pytest
 from tier_router.admission import SpendControls
+from tier_router.quality import report as quality_report
 from tier_router.router_keys import KeyRecord
 from tier_router.routing.loader import parse_rules
 from tier_router.schema import BudgetConfig
 from tier_router.spend.budget import BudgetGuard, Reservation
 from tier_router.spend.counters import SpendLedger, day_key
+from tier_router.spend.results import RequestResult
 from tier_router.store.memory import MemoryStore
 from tier_router.store.regional import RegionalStore
 from tier_router.store.sqlite import SQLiteStore
@@ -233,3 +235,26 @@ async def test_upgrade_day_raced_by_six_sqlite_processes_carries_once(tmp_path: 
     assert report.total == 3 * W + admitted * (W // 2)
     values = await seed.get_many(all_items(DAY))
     assert sum(int(v.get("committed", 0)) for v in values.values()) <= 12 * W
+
+
+# --- readers in a fresh process after a mid-day shards change -----------------------------
+
+
+@pytest.mark.parametrize(("pinned", "configured"), [(1, 3), (3, 1)])
+async def test_the_quality_report_of_a_fresh_process_reads_the_pinned_layout(
+    pinned: int, configured: int
+) -> None:
+    """`tier-router quality report` and `tier-router status` (its quality section) run in a new
+    process, after the rules file's `shards` changed mid-day: the day's requests are on the
+    pinned items. Before the fix the report read the configured count's items (the layout
+    this process had not cached): the day's 12 requests showed as 0."""
+    store, clock = MemoryStore(), FakeClock(NOON)
+    server = SpendLedger(store, shards=pinned, clock=clock)
+    for _ in range(12):
+        result = RequestResult(cost=10, tier="budget", rule="short", key=None, arm=None, model="small")
+        await server.record(
+            DAY, cost=10, tier="budget", model="small", rule="short", router_key=None, result=result
+        )
+    cli = SpendLedger(store, shards=configured, clock=clock)
+    report = await quality_report.read(cli, today=DAY)
+    assert report.requests["tier"]["budget"] == 12

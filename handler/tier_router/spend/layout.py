@@ -144,6 +144,13 @@ class DayLayouts:
             return known
         return Layout(day, self.shards, self._items(day, self.shards), await self._carry(day), pinned=False)
 
+    def layout_of(self, day: str, pin: Value | None) -> Layout:
+        """The layout a reader of past days uses, from the day's pin item as read (batched by
+        the caller): the pinned one, or (none) the configured count's items, with no carry."""
+        if pin is not None:
+            return self._remember(self._parse(day, pin))
+        return Layout(day, self.shards, self._items(day, self.shards), pinned=False)
+
     def _items(self, day: str, shards: int) -> tuple[str, ...]:
         return tuple(day_items(self._prefix, day, shards))
 
