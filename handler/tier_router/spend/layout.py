@@ -147,8 +147,8 @@ class DayLayouts:
     def layout_of(self, day: str, pin: Value | None) -> Layout:
         """The layout a reader of past days uses, from the day's pin item as read (batched by
         the caller): the pinned one, or (none) the configured count's items, with no carry."""
-        if pin is not None:
-            return self._remember(self._parse(day, pin))
+        if pin is not None:  # not remembered: a report of many days keeps the hot path's days
+            return self._parse(day, pin)
         return Layout(day, self.shards, self._items(day, self.shards), pinned=False)
 
     def _items(self, day: str, shards: int) -> tuple[str, ...]:
