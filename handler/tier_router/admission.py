@@ -43,6 +43,7 @@ from tier_router.spend import (
 )
 from tier_router.spend.reservation import Bound, Unbounded, after_recovery, bound
 from tier_router.spend.results import RequestResult
+from tier_router.spend.shards import key_tag
 from tier_router.store.base import Store, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -140,6 +141,10 @@ class SpendControls:
         """Per-key budgets and rate limits from the router keys file, on top of the rules file's
         (the keys file wins for the keys it names)."""
         budgets, limits = self.budgets, self.rules.spec.limits
+        records = list(records)
+        if budgets.per_key_daily_usd is not None:  # every key is capped: the day's pin carries its
+            # legacy budget item, even with only reservations in flight (no ledger count yet)
+            self.ledger.layouts.capped_keys.update(key_tag(r.name) for r in records)
         key_daily = {r.name: r.daily_usd for r in records if r.daily_usd is not None}
         limited = [r for r in records if r.rpm is not None or r.tpm is not None]
         if not key_daily and not limited:

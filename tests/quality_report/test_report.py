@@ -163,7 +163,8 @@ class Batches(Wrapped):
 
 @pytest.mark.anyio
 async def test_many_days_are_read_in_batches_of_100_keys(store: Store, clock: FakeClock) -> None:
-    """60 days of a 2-shard ledger: 60 quality keys + 120 ledger keys, read 100 at a time."""
+    """60 days of a 2-shard ledger: 60 quality keys + 60 day pins, then 120 ledger keys, read 100
+    at a time."""
     watched = Batches(store)
     ledger = SpendLedger(watched, clock=clock, shards=2)  # type: ignore[arg-type]
     old = days_back(ledger.today_key(), 60)[0]
@@ -171,7 +172,7 @@ async def test_many_days_are_read_in_batches_of_100_keys(store: Store, clock: Fa
 
     data = (await read(ledger, days=60)).as_dict()
 
-    assert watched.sizes == [100, 80]
+    assert watched.sizes == [100, 20, 100, 20]
     assert data["days"][0] == old
     assert len(data["days"]) == 60
     assert data["tier"]["budget"]["losses"] == 1

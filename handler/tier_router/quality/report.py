@@ -1,7 +1,7 @@
 """The quality report: per tier, rule, model and arm, how the judged answers did against the
 reference tier's, what feedback said, and what answering on a cheaper tier saved.
 
-    report = await read(ledger, days=7, reference="premium")   # one store read per 100 keys
+    report = await read(ledger, days=7, reference="premium")   # store reads of <= 100 keys
     report.as_dict()                                           # `tier-router quality --json`,
                                                                # `/v1/router/status` → `quality`
     render(report.as_dict())                                   # `tier-router quality`
@@ -98,16 +98,24 @@ async def read(
     ledger's store: quality and spend items read together. Raises StoreError."""
     covered = days_back(today or ledger.today_key(), days)
     quality_keys = [item_key(day) for day in covered]
-    spend_keys = [key for day in covered for key in ledger.item_keys(day)]
-    items: dict[str, Any] = {}
-    keys = quality_keys + spend_keys
-    for start in range(0, len(keys), READ_BATCH):
-        items.update(await ledger.store.get_many(keys[start : start + READ_BATCH]))
+    pins = [ledger.layouts.key(day) for day in covered]  # each day's layout (`spend.layout`)
+    items = await _read(ledger, quality_keys + pins)
+    layouts = [ledger.layouts.layout_of(day, items.get(pin)) for day, pin in zip(covered, pins, strict=True)]
+    spend_keys = [key for layout in layouts for key in layout.items]
+    items.update(await _read(ledger, spend_keys))
     label = covered[0] if len(covered) == 1 else f"{covered[0]}..{covered[-1]}"
     quality = summarize(label, _present(items, quality_keys))
-    spend = summarize_spend(label, list(_present(items, spend_keys)))
+    carried = [dict(layout.carried) for layout in layouts if layout.carried]  # from before each pin
+    spend = summarize_spend(label, [*_present(items, spend_keys), *carried])
     requests = {dim: {name: t.requests for name, t in vs.items()} for dim, vs in spend.results.items()}
     return QualityReport(covered, quality, requests, reference)
+
+
+async def _read(ledger: SpendLedger, keys: list[str]) -> dict[str, Any]:
+    items: dict[str, Any] = {}
+    for start in range(0, len(keys), READ_BATCH):
+        items.update(await ledger.store.get_many(keys[start : start + READ_BATCH]))
+    return items
 
 
 def _present(items: dict[str, Any], keys: Iterable[str]) -> Iterable[dict[str, Any]]:

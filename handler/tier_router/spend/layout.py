@@ -17,7 +17,8 @@ changes after):
 
 - the legacy budget items of routers before issue 18: `budget:<day>` (global `committed`,
   `spent`) and `budget:<day>:key:<key>` (a key's, read for the keys with a cap in the rules
-  or keys file and every key the day's ledger counted);
+  or keys file, every key of the keys file under `per_key_daily_usd`, and every key the day's
+  ledger counted);
 - the day's spend items of another shard count (`spend:<day>`, `spend:<day>#0..#99` outside
   the pinned ones), written before pinning existed.
 
@@ -142,6 +143,13 @@ class DayLayouts:
         if known is not None:
             return known
         return Layout(day, self.shards, self._items(day, self.shards), await self._carry(day), pinned=False)
+
+    def layout_of(self, day: str, pin: Value | None) -> Layout:
+        """The layout a reader of past days uses, from the day's pin item as read (batched by
+        the caller): the pinned one, or (none) the configured count's items, with no carry."""
+        if pin is not None:  # not remembered: a report of many days keeps the hot path's days
+            return self._parse(day, pin)
+        return Layout(day, self.shards, self._items(day, self.shards), pinned=False)
 
     def _items(self, day: str, shards: int) -> tuple[str, ...]:
         return tuple(day_items(self._prefix, day, shards))
