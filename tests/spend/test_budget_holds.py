@@ -49,6 +49,14 @@ class Late(Wrapped):
         self.parked.clear()
 
 
+async def background_writes_done(guard: BudgetGuard) -> None:
+    """Wait for the guard's background writes, however slow the store: a fixed sleep lost this
+    race on a loaded machine against moto."""
+    if guard._tasks:
+        _, pending = await asyncio.wait(set(guard._tasks), timeout=30)
+        assert not pending, f"background writes still running after 30 s: {pending}"
+
+
 def guard_on(store: Any, clock: FakeClock, **config: Any) -> BudgetGuard:
     return BudgetGuard(store, BudgetConfig(daily_usd=1.0, reservation_ttl_s=TTL, **config), clock=clock)
 
@@ -119,7 +127,7 @@ async def test_reject_mode_rollback_refuses_a_reservation_landing_later(
     guard = guard_on(late, clock, on_store_error="reject")
     with pytest.raises(StoreUnavailable):
         await guard.reserve(None, WORST, holder="req-2")
-    await asyncio.sleep(0.05)  # the rollback runs in the background: nothing to release yet,
+    await background_writes_done(guard)  # the rollback runs in the background: nothing to release yet,
     late.stalled = False  # so it leaves a tombstone ...
     await late.land()  # ... and the write that lands afterwards is refused
     assert await counters(store) == (0, 0, 0)
