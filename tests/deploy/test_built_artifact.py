@@ -117,7 +117,10 @@ def test_function_url_and_http_api_events_on_dynamodb(
 
     # Spend and rate-limit state landed in DynamoDB (moto's table), under the key's name.
     items = scan(moto, table)
-    spend = [item for pk, item in items.items() if pk.startswith("spend:")]
+    # The day's item, and the pin of the day's shard layout its first writer put beside it.
+    layout = [item for pk, item in items.items() if pk.startswith("spend:") and pk.endswith("#layout")]
+    assert [item["shards"] for item in layout] == [1], sorted(items)
+    spend = [item for pk, item in items.items() if pk.startswith("spend:") and not pk.endswith("#layout")]
     assert len(spend) == 1, sorted(items)
     assert spend[0]["requests"] == 2
     assert spend[0]["total"] > 0
