@@ -7,41 +7,11 @@ parameters; `sam validate --lint` (.ci/sam.sh) checks the rest."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.support.cfn_template import Resolved
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class CfnLoader(yaml.SafeLoader):
-    """`!Ref X` -> {"Ref": X}, `!Condition C` -> {"Condition": C}, `!GetAtt A.B` ->
-    {"Fn::GetAtt": [A, B]}, `!Name v` -> {"Fn::Name": v}."""
-
-
-def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    if suffix in ("Ref", "Condition"):
-        return {suffix: value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-CfnLoader.add_multi_constructor("!", _tag)
-
-
-def template() -> dict[str, Any]:
-    return yaml.load((ROOT / "template.yaml").read_text(encoding="utf-8"), Loader=CfnLoader)  # noqa: S506
+from tests.support.cfn_template import Resolved, load
 
 
 def created(data: dict[str, Any], **given: str) -> set[str]:
@@ -51,7 +21,7 @@ def created(data: dict[str, Any], **given: str) -> set[str]:
 
 
 def test_the_alarm_exists_only_when_its_threshold_is_set() -> None:
-    data = template()
+    data = load()
     assert "JudgedLossAlarm" not in created(data)  # the default: no alarm
     assert "JudgedLossAlarm" not in created(data, JudgedLossAlarmThreshold="")
     assert "JudgedLossAlarm" in created(data, JudgedLossAlarmThreshold="0.2")
@@ -61,7 +31,7 @@ def test_the_alarm_exists_only_when_its_threshold_is_set() -> None:
 
 
 def test_the_alarm_watches_a_tiers_hourly_loss_rate() -> None:
-    alarm = template()["Resources"]["JudgedLossAlarm"]
+    alarm = load()["Resources"]["JudgedLossAlarm"]
     assert alarm["Type"] == "AWS::CloudWatch::Alarm"
     props = alarm["Properties"]
     assert (props["Namespace"], props["MetricName"]) == ("TierRouter", "JudgedLoss")
@@ -81,5 +51,5 @@ def test_the_alarm_watches_a_tiers_hourly_loss_rate() -> None:
 )
 def test_the_threshold_is_a_rate_or_empty(value: str, allowed: bool) -> None:
     """CloudFormation matches AllowedPattern against the whole value."""
-    pattern = template()["Parameters"]["JudgedLossAlarmThreshold"]["AllowedPattern"]
+    pattern = load()["Parameters"]["JudgedLossAlarmThreshold"]["AllowedPattern"]
     assert (re.fullmatch(pattern, value) is not None) is allowed
