@@ -42,7 +42,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from tier_router.spend.shards import HOLD_PREFIX, MAX_SHARDS, day_items
+from tier_router.spend.shards import HOLD_PREFIX, MAX_SHARDS, day_items, scope_fields
 from tier_router.store.base import Store, StoreError, StoreUnavailable, Value
 
 LAYOUT_MARK = "#layout"
@@ -53,7 +53,8 @@ LEDGER_KEY_KINDS = ("key.", "key_n.")
 """The ledger's per-key fields: their value names are the key tags of keys that spent that day."""
 _SKIPPED = (HOLD_PREFIX, "t.")
 """Hold and tombstone fields: a hold's amount is already in `committed`."""
-_LEGACY_SCOPES = {"committed": "kc.", "spent": "ks.", "unsettled": "ku."}
+_LEGACY_FIELDS = scope_fields(None)
+"""A legacy budget item's fields (global or one key's): the global scope's names."""
 PIN_TRIES = 3
 _KEPT_DAYS = 4
 
@@ -216,8 +217,8 @@ class DayLayouts:
 def legacy_fields(value: Mapping[str, object], tag: str | None) -> dict[str, int]:
     """A legacy budget item's spend as day-item fields: the global scope's, or key `tag`'s."""
     out = {}
-    for name, scoped in _LEGACY_SCOPES.items():
+    for name, field_name in zip(_LEGACY_FIELDS, scope_fields(tag), strict=True):
         amount = value.get(name)
         if isinstance(amount, int) and not isinstance(amount, bool) and amount:
-            out[name if tag is None else scoped + tag] = amount
+            out[field_name] = amount
     return out
