@@ -18,7 +18,8 @@ from tier_router.routing.loader import load_rules
 
 from tests.quality_report.example import example_report
 from tests.quality_report.test_replay_quality import QUALITY, REQUESTS, RULES, SHORT, user, write
-from tests.quality_report.test_template_alarm import created, template
+from tests.quality_report.test_template_alarm import created
+from tests.support.cfn_template import load
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,7 +80,7 @@ def test_the_alarm_command() -> None:
     words = alarm.split()
     assert words[:3] == ["sam", "deploy", "--parameter-overrides"]
     given = dict(word.split("=", 1) for word in words[3:])
-    data = template()
+    data = load()
     assert set(given) <= set(data["Parameters"])
     assert "JudgedLossAlarm" in created(data, **given)
     assert data["Resources"]["JudgedLossAlarm"]["Properties"]["TreatMissingData"] == "notBreaching"
