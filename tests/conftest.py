@@ -13,11 +13,13 @@ a directory's own conftest holds only what is specific to it.
 - `apps`: router apps in-process and clients talking to them, closed after the test.
 - `upstream`: every provider mocked by respx (an unmocked URL fails the request).
 - `chat`, `completion`: an OpenAI request body, a provider's answer (`tests.support.openai_bodies`).
+- `rate_window`: for tests that count real-clock rate-limit windows: starts them clear of a minute edge.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -64,6 +66,20 @@ def anyio_backend() -> str:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+RATE_WINDOW_MARGIN_S = 5.0
+"""The rate limiter's windows are epoch minutes (spend/ratelimit.py). A test that sends a few
+requests on the real clock and expects the third to be refused passes them in well under a second,
+but a run that crosses a minute edge counts them in two windows (CI once saw 200, 200, 200)."""
+
+
+@pytest.fixture
+def rate_window() -> None:
+    """Wait, when needed, until at least RATE_WINDOW_MARGIN_S remain in the current minute."""
+    left = 60.0 - time.time() % 60.0
+    if left < RATE_WINDOW_MARGIN_S:
+        time.sleep(left + 0.05)
 
 
 @pytest.fixture

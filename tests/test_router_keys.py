@@ -118,6 +118,7 @@ def test_key_daily_budget_from_the_keys_file(tmp_path: Path) -> None:
     assert response.headers["x-should-retry"] == "false"
 
 
+@pytest.mark.usefixtures("rate_window")
 def test_key_rate_limit_from_the_keys_file(tmp_path: Path) -> None:
     path = keys_file(tmp_path, {"name": "slow", "sha256": hash_key("k3"), "rpm": 2})
     app = create_app(Settings(rules_path=DEMO, keys_file=path))

@@ -105,6 +105,7 @@ async def test_an_embedding_request_is_not_open_to_feedback(demo: httpx.AsyncCli
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("rate_window")
 async def test_router_keys_tiers_and_rate_limits_apply(tmp_path: Path) -> None:
     keys = {
         "keys": [

@@ -61,6 +61,7 @@ def test_a_created_key_works_and_a_revoked_one_stops(
     assert asyncio.run(scenario()) == [200, 200, 401, 200]
 
 
+@pytest.mark.usefixtures("rate_window")
 def test_new_limits_apply(tmp_path: Path) -> None:
     path = tmp_path / "keys.yaml"
     write(path, {"name": "a", "sha256": hash_key("trk-a")})

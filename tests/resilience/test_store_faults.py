@@ -59,6 +59,7 @@ async def test_failures_with_store_down_still_fall_back_and_never_open_a_breaker
     assert primary.call_count == 16
 
 
+@pytest.mark.usefixtures("rate_window")
 async def test_rate_limits_fail_open(
     make_router, faulty_store, rules_dict, upstream: respx.MockRouter, urls, chat, completion
 ) -> None:
