@@ -109,24 +109,24 @@ def _too_long(param: str, size: int) -> APIError:
 
 
 def _explicit(source: str, value: str, scope: str) -> Conversation:
-    h = blake2b(digest_size=16, person=PERSON)
-    _feed_str(h, scope)
-    _feed_str(h, source)
-    _feed_str(h, value)
-    return Conversation(source, h.digest())
+    out: list[str] = []
+    _feed_str(out, scope)
+    _feed_str(out, source)
+    _feed_str(out, value)
+    return Conversation(source, _digest(out))
 
 
 def prefix_digest(body: Mapping[str, Any], scope: str = "") -> bytes:
     """blake2b-128 of the stable prefix (see the module doc), in canonical form."""
-    h = blake2b(digest_size=16, person=PERSON)
-    _feed_str(h, scope)
-    _feed_str(h, "prefix")
+    out: list[str] = []
+    _feed_str(out, scope)
+    _feed_str(out, "prefix")
     user = body.get("user")
-    _feed_str(h, user if user.__class__ is str else "")
+    _feed_str(out, user if user.__class__ is str else "")
     tools = body.get("tools") or body.get("functions")
-    if tools:
-        h.update(b"T")
-        _feed(h, tools)
+    if tools:  # C-speed canonical JSON (sorted keys, no whitespace), then capped like any string
+        out.append("T")
+        _feed_str(out, json.dumps(tools, sort_keys=True, ensure_ascii=False, separators=(",", ":")))
     messages = body.get("messages")
     if messages.__class__ is list:
         for message in messages:  # type: ignore[union-attr]
@@ -134,61 +134,62 @@ def prefix_digest(body: Mapping[str, Any], scope: str = "") -> bytes:
                 continue
             role = message.get("role")
             if role == "user":
-                h.update(b"U")
-                _feed_message(h, message)
+                out.append("U")
+                _feed_message(out, message)
                 break
             if role in SYSTEM_ROLES:
-                h.update(b"S")
-                _feed_message(h, message)
+                out.append("S")
+                _feed_message(out, message)
             # Anything else before the first user message (rare: an assistant greeting) is
             # part of every turn's prefix as well, but not what names the conversation.
-    return h.digest()
+    return _digest(out)
 
 
-def _feed_message(h: Any, message: Mapping[str, Any]) -> None:
+def _digest(out: list[str]) -> bytes:
+    """One encode, one hash: every piece is already capped and length-prefixed."""
+    return blake2b("".join(out).encode("utf-8", "surrogatepass"), digest_size=16, person=PERSON).digest()
+
+
+def _feed_message(out: list[str], message: Mapping[str, Any]) -> None:
     name = message.get("name")
-    _feed_str(h, name if name.__class__ is str else "")
+    _feed_str(out, name if name.__class__ is str else "")
     content = message.get("content")
     if content.__class__ is str:  # the same as one text part
-        h.update(b"[")
-        _feed_part(h, {"type": "text", "text": content})
+        out.append("[t")
+        _feed_str(out, content)  # type: ignore[arg-type]
     elif content.__class__ is list:
-        h.update(b"[")
+        out.append("[")
         for part in content:  # type: ignore[union-attr]
-            _feed_part(h, part)
+            if isinstance(part, Mapping) and part.get("type") == "text" and part.get("text").__class__ is str:
+                out.append("t")
+                _feed_str(out, part["text"])
+            else:  # an image, a file, audio: by its data (url / base64), capped like any string
+                _feed(out, part)
     else:
-        _feed(h, content)
+        _feed(out, content)
 
 
-def _feed_part(h: Any, part: Any) -> None:
-    if isinstance(part, Mapping) and part.get("type") == "text" and part.get("text").__class__ is str:
-        h.update(b"t")
-        _feed_str(h, part["text"])
-    else:  # an image, a file, audio: by its data (url / base64), capped like any string
-        _feed(h, part)
-
-
-def _feed(h: Any, value: Any) -> None:
-    """Canonical, unambiguous bytes for a JSON value: type tag, length prefix, sorted keys."""
+def _feed(out: list[str], value: Any) -> None:
+    """Canonical, unambiguous text for a JSON value: type tag, length prefix, sorted keys."""
     kind = value.__class__
     if kind is str:
-        h.update(b"s")
-        _feed_str(h, value)
+        out.append("s")
+        _feed_str(out, value)
     elif kind is dict or isinstance(value, Mapping):
-        h.update(b"{%d:" % len(value))
+        out.append(f"{{{len(value)}:")
         for key in sorted(value):
-            _feed_str(h, str(key))
-            _feed(h, value[key])
+            _feed_str(out, str(key))
+            _feed(out, value[key])
     elif kind is list or kind is tuple:
-        h.update(b"[%d:" % len(value))
+        out.append(f"[{len(value)}:")
         for item in value:
-            _feed(h, item)
+            _feed(out, item)
     else:  # numbers, booleans, null: JSON's own spelling
-        h.update(b"n")
-        _feed_str(h, json.dumps(value))
+        out.append("n")
+        _feed_str(out, json.dumps(value))
 
 
-def _feed_str(h: Any, text: str) -> None:
-    data = text[:HASHED_CHARS].encode("utf-8", "surrogatepass")
-    h.update(b"%d:%d:" % (len(text), len(data)))
-    h.update(data)
+def _feed_str(out: list[str], text: str) -> None:
+    """`<length>:` then the text up to HASHED_CHARS: the length tells where the piece ends."""
+    out.append(f"{len(text)}:")
+    out.append(text[:HASHED_CHARS])
