@@ -274,3 +274,34 @@ def test_repr_and_label_hold_no_raw_text() -> None:
         assert len(got.label) == 16
         assert got.label == got.digest[:8].hex()
         assert raw.encode() not in got.digest
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"metadata": {"conversation_id": 7}}, {"prompt_cache_key": 7}, {"prompt_cache_key": ["k"]}],
+    ids=["metadata", "prompt-cache-key", "prompt-cache-key-array"],
+)
+def test_errors_match_the_parameter_check(extra: dict) -> None:
+    """The same body refused by `params.check` and by `identify` gets the same 400."""
+    from tier_router.params import check
+
+    body = turn(1, **extra)
+    with pytest.raises(APIError) as by_params:
+        check(body)
+    with pytest.raises(APIError) as by_identify:
+        identify(body, {})
+    ours, theirs = by_identify.value, by_params.value
+    assert (ours.status, ours.message, ours.code, ours.param) == (
+        theirs.status,
+        theirs.message,
+        theirs.code,
+        theirs.param,
+    )
+
+
+def test_a_body_that_passes_the_parameter_check_is_identified() -> None:
+    from tier_router.params import check
+
+    body = turn(2, metadata={"conversation_id": "m" * MAX_ID_CHARS}, prompt_cache_key="k")
+    check(body)
+    assert identify(body, {}).source == "metadata"
