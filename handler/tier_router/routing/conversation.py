@@ -54,6 +54,8 @@ PERSON: Final = b"tr-conversation1"
 """blake2b's personalisation (16 bytes): these digests never equal another purpose's."""
 
 SOURCES: Final = ("header", "metadata", "prompt_cache_key", "prefix")
+CANONICAL: Final = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+"""Tools' canonical JSON: sorted keys, no whitespace (built once, not per request)."""
 
 
 class Conversation(NamedTuple):
@@ -126,7 +128,7 @@ def prefix_digest(body: Mapping[str, Any], scope: str = "") -> bytes:
     tools = body.get("tools") or body.get("functions")
     if tools:  # C-speed canonical JSON (sorted keys, no whitespace), then capped like any string
         out.append("T")
-        _feed_str(out, json.dumps(tools, sort_keys=True, ensure_ascii=False, separators=(",", ":")))
+        _feed_str(out, CANONICAL.encode(tools))
     messages = body.get("messages")
     if messages.__class__ is list:
         for message in messages:  # type: ignore[union-attr]
