@@ -103,6 +103,8 @@ class Decision:
     """The tier's weighted pick, for people: "deepseek-chat: 90% of tier 'standard' by weight"."""
     sticky_digest: bytes = field(default=b"", repr=False)
     """blake2b of the sticky id (never the id): re-applies splits on `retier` / `escalate`."""
+    prompt_cache: int | None = None
+    """`prompt_cache.min_tokens` for this tier and rule; None: no automatic cache breakpoints."""
 
     @property
     def label(self) -> str:
@@ -402,8 +404,8 @@ class Rules:
             return rule_priority, "rule"
         return spec.default, "default"
 
-    @staticmethod
     def _finish(
+        self,
         requested: str,
         tier: str | None,
         kind: DecisionKind,
@@ -436,4 +438,5 @@ class Rules:
             sticky.source,
             split,
             sticky.digest,
+            self.spec.prompt_cache.min_tokens_for(tier, rule_name),
         )
