@@ -58,7 +58,8 @@ def test_each_tier_and_rule_gets_its_setting_fully_and_compiled(tmp_path: Path) 
         assert spec.prompt_cache.min_tokens_for("claude-only", None) == 2048
         assert spec.prompt_cache.min_tokens_for("fast", None) is None
         assert spec.prompt_cache.min_tokens_for("smart", "needs-thinking") == 4096
-        assert spec.prompt_cache.min_tokens_for("fast", "needs-thinking") == 4096  # the rule wins
+        # field by field: the rule gives min_tokens only, so the tier's `auto: false` still holds
+        assert spec.prompt_cache.min_tokens_for("fast", "needs-thinking") is None
 
 
 def test_off_by_default(tmp_path: Path) -> None:
