@@ -67,3 +67,12 @@ def test_off_by_default(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(three_providers()))
     spec = load_rules(path).spec
     assert all(spec.prompt_cache.min_tokens_for(t, None) is None for t in spec.tiers)
+
+
+def test_used_only_when_something_turns_it_on(tmp_path: Path) -> None:
+    assert not load_rules(
+        write(tmp_path, min_tokens=2048, tiers={"fast": {"min_tokens": 9}})
+    ).spec.prompt_cache.used
+    assert load_rules(write(tmp_path, rules={"needs-thinking": {"auto": True}})).spec.prompt_cache.used
+    engine = load_rules(write(tmp_path, auto=False))
+    assert engine.prompt_cache is None  # off: the engine asks nothing per request

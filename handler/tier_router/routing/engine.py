@@ -197,6 +197,7 @@ class Rules:
         self.priority_header = header.lower() if header else None
         self.valid_names = sorted(self.targets)
         self.sticky_sources = StickySources(self.spec.routing.sticky)
+        self.prompt_cache = self.spec.prompt_cache if self.spec.prompt_cache.used else None  # None: off
         self.uses_sticky = bool(self.splits) or any(
             rule.gate is not None for rule in (*self.rules, *self.embedding_rules)
         )
@@ -438,5 +439,5 @@ class Rules:
             sticky.source,
             split,
             sticky.digest,
-            self.spec.prompt_cache.min_tokens_for(tier, rule_name),
+            None if self.prompt_cache is None else self.prompt_cache.min_tokens_for(tier, rule_name),
         )

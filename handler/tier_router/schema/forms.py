@@ -181,6 +181,12 @@ class CacheView:
 
 
 class PromptCacheView:
+    @property
+    def used(self) -> bool:
+        """Some tier or rule (or the top level) turns automatic breakpoints on."""
+        overrides = (*self.tiers.values(), *self.rules.values())
+        return self.auto or any(o.auto for o in overrides)
+
     def min_tokens_for(self, tier: str | None, rule: str | None) -> int | None:
         """The prefix size from which breakpoints are marked for a request of `tier` decided by
         `rule` (None when no rule did); None: automatic breakpoints are off for it."""
