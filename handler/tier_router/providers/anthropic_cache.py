@@ -14,8 +14,10 @@ Anthropic allows at most `MAX_BREAKPOINTS` (4) per request, counting the client'
 ``cache_control`` markers: those are kept and count against the limit, so a body that already
 has 4 is left alone. A breakpoint is placed only where the prefix up to and including its
 block is estimated at `min_tokens` or more (a shorter prefix is not cached by Anthropic and a
-write would cost 1.25x for nothing). The estimate is the router's routing estimate
-(`routing.tokens.estimate_tokens`, chars/4 for ASCII) of each block's compact JSON.
+write would cost 1.25x for nothing). The estimate is the one routing conditions use
+(`routing.features.measure`): `routing.tokens.estimate_tokens` (chars/4 for ASCII) of a text
+block's text, `MESSAGE_OVERHEAD_TOKENS` per turn, `IMAGE_TOKENS` per image, and the
+estimate of the compact JSON of tool definitions and of other blocks (tool calls, results).
 
 Nothing else changes: removing the markers gives back the body as built, except a system
 prompt given as a string, which becomes the equivalent single text block to carry a marker.
@@ -26,7 +28,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tier_router.routing.tokens import estimate_tokens
+from tier_router.routing.tokens import IMAGE_TOKENS, MESSAGE_OVERHEAD_TOKENS, estimate_tokens
 
 MAX_BREAKPOINTS = 4
 """Anthropic's limit on `cache_control` blocks per request."""
@@ -43,33 +45,34 @@ def mark(body: dict[str, Any], min_tokens: int) -> int:
     else:
         system_blocks = system or []
     messages = body.get("messages") or []
-    present = sum(_marked(b) for b in (*tools, *system_blocks)) + sum(
-        _marked(b) for m in messages for b in _content(m)
-    )
+    present = sum(_marked(b) for b in (*tools, *system_blocks))
+    tools_tokens = sum(_tokens(t) for t in tools)
+    prefix = tools_tokens + sum(_tokens(b) for b in system_blocks)
+    ends: list[tuple[int, int, int]] = []  # earlier turns: (turn tokens, prefix through it, index)
+    for i, message in enumerate(messages):
+        turn = MESSAGE_OVERHEAD_TOKENS
+        for block in _content(message):
+            if "cache_control" in block:
+                present += 1
+            turn += _tokens(block)
+        prefix += turn
+        ends.append((turn, prefix, i))
     budget = MAX_BREAKPOINTS - present
-    if budget <= 0:
+    if budget <= 0 or prefix < min_tokens:  # no room, or no prefix long enough to cache
         return 0
 
-    tools_tokens = sum(_tokens(t) for t in tools)
-    system_tokens = sum(_tokens(b) for b in system_blocks)
     chosen: list[dict[str, Any]] = []
     if tools and tools_tokens >= min_tokens and not _marked(tools[-1]):
         chosen.append(tools[-1])
-    if system_blocks and tools_tokens + system_tokens >= min_tokens and not _marked(system_blocks[-1]):
+    system_through = ends[0][1] - ends[0][0] if ends else prefix
+    if system_blocks and system_through >= min_tokens and not _marked(system_blocks[-1]):
         if isinstance(system, str):
             body["system"] = system_blocks
         chosen.append(system_blocks[-1])
 
-    earlier = messages[:-1]
-    prefix = tools_tokens + system_tokens
-    ends: list[tuple[int, int, int]] = []  # (turn tokens, prefix tokens through it, index)
-    for i, message in enumerate(earlier):
-        turn = sum(_tokens(b) for b in _content(message))
-        prefix += turn
-        ends.append((turn, prefix, i))
-    order = ends[-1:] + sorted(ends[:-1], key=lambda e: (-e[0], -e[2]))
-    for _turn, through, i in order:
-        blocks = _content(earlier[i])
+    earlier = ends[:-1]  # the final message is the new turn: never marked
+    for _turn, through, i in earlier[-1:] + sorted(earlier[:-1], key=lambda e: (-e[0], -e[2])):
+        blocks = _content(messages[i])
         if through >= min_tokens and blocks and not _marked(blocks[-1]):
             chosen.append(blocks[-1])
 
@@ -88,4 +91,9 @@ def _marked(block: Any) -> bool:
 
 
 def _tokens(block: Any) -> int:
+    kind = block.get("type") if isinstance(block, dict) else None
+    if kind == "text" and isinstance(block.get("text"), str):
+        return estimate_tokens(block["text"])
+    if kind == "image":
+        return IMAGE_TOKENS
     return estimate_tokens(json.dumps(block, separators=(",", ":"), ensure_ascii=False))
