@@ -11,6 +11,7 @@ import yaml
 from tier_router.cli import main
 from tier_router.routing.compiled import compile_file, load_rules_fast
 from tier_router.routing.loader import load_rules
+from tier_router.routing.request import parse_chat
 
 from tests.support.rules import three_providers
 
@@ -76,3 +77,15 @@ def test_used_only_when_something_turns_it_on(tmp_path: Path) -> None:
     assert load_rules(write(tmp_path, rules={"needs-thinking": {"auto": True}})).spec.prompt_cache.used
     engine = load_rules(write(tmp_path, auto=False))
     assert engine.prompt_cache is None  # off: the engine asks nothing per request
+
+
+def test_a_decision_moved_to_another_tier_takes_that_tiers_setting(tmp_path: Path) -> None:
+    engine = load_rules(
+        write(tmp_path, auto=True, tiers={"fast": {"auto": False}, "smart": {"min_tokens": 3000}})
+    )
+    decision = engine.decide(
+        parse_chat({"model": "claude-only", "messages": [{"role": "user", "content": "hi"}]})
+    )
+    assert decision.prompt_cache == 1024
+    assert engine.retier(decision, "fast", "pacing").prompt_cache is None
+    assert engine.retier(decision, "smart", "pacing").prompt_cache == 3000

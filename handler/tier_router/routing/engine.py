@@ -270,6 +270,9 @@ class Rules:
             None,
         )
 
+    def prompt_cache_for(self, tier: str | None, rule: str | None) -> int | None:
+        return None if self.prompt_cache is None else self.prompt_cache.min_tokens_for(tier, rule)
+
     def retier(self, decision: Decision, tier: str, why: str) -> Decision:
         """The same decision moved to another tier (budget pacing, the cap's fallback tier,
         a key's allowed tiers): the new tier's split, by the same sticky id, and the new
@@ -291,6 +294,7 @@ class Rules:
             skipped=skipped,
             split=split,
             cascade=cascade,
+            prompt_cache=self.prompt_cache_for(tier, decision.rule_name),
         )
 
     def escalate(self, decision: Decision, failure_text: str) -> Decision:
@@ -310,6 +314,7 @@ class Rules:
             skipped=skipped,
             split=split,
             cascade=self.cascades.get(tier),
+            prompt_cache=self.prompt_cache_for(tier, decision.rule_name),
         )
 
     def cascade_path(self, decision: Decision) -> tuple[Chain, ...]:
@@ -439,5 +444,5 @@ class Rules:
             sticky.source,
             split,
             sticky.digest,
-            None if self.prompt_cache is None else self.prompt_cache.min_tokens_for(tier, rule_name),
+            self.prompt_cache_for(tier, rule_name),
         )
