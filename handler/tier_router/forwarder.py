@@ -274,7 +274,7 @@ class Forwarder:
                 attempts.append(skipped_too_small(route, floor))
                 await plan.release(route)
                 continue
-            prepared = await self._prepare(route, admitted, body, adapters)
+            prepared = await self._prepare(route, admitted, body, adapters, decision.prompt_cache)
             retry = False
             while True:
                 if isinstance(prepared, Attempt):  # not tried
@@ -377,8 +377,9 @@ class Forwarder:
         )
 
     async def _prepare(
-        self, route: ModelRoute, admitted: bool, body: dict[str, Any], adapters: Callable[[str], Adapter]
-    ) -> Prepared | Attempt:
+        self, route: ModelRoute, admitted: bool, body: dict[str, Any], adapters: Callable[[str], Adapter],
+        prompt_cache: int | None,
+    ) -> Prepared | Attempt:  # fmt: skip
         """The request for one candidate, or the attempt that says why it cannot be tried."""
         if not admitted:
             return Attempt(route.name, route.provider_name, Outcome.BREAKER_OPEN, "circuit breaker is open")
@@ -390,7 +391,7 @@ class Forwarder:
                 return Attempt(route.name, route.provider_name, Outcome.MISSING_KEY, f"{env} is not set")
         adapter = adapters(route.provider.kind)
         try:
-            upstream = adapter.build(route, body, secret)
+            upstream = adapter.build(route, body, secret, prompt_cache)
         except ClientRequestError as exc:  # this provider cannot express it; another may
             return Attempt(route.name, route.provider_name, Outcome.UNSUPPORTED, str(exc), status=400)
         request = httpx.Request(

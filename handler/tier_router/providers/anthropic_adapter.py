@@ -9,7 +9,7 @@ import json
 import time
 from typing import Any
 
-from tier_router.providers import anthropic
+from tier_router.providers import anthropic, anthropic_cache
 from tier_router.providers.base import (
     ClientRequestError,
     UpstreamProtocolError,
@@ -29,12 +29,16 @@ class AnthropicAdapter:
     kind = "anthropic"
     passthrough = False
 
-    def build(self, route: ModelRoute, body: dict[str, Any], api_key: str | None) -> UpstreamRequest:
+    def build(
+        self, route: ModelRoute, body: dict[str, Any], api_key: str | None, prompt_cache: int | None = None
+    ) -> UpstreamRequest:
         default_max = min(DEFAULT_MAX_TOKENS, route.max_output or DEFAULT_MAX_TOKENS)
         try:
             upstream = anthropic.build_request(body, route.model_id, default_max_tokens=default_max)
         except anthropic.TranslationError as exc:
             raise ClientRequestError(str(exc)) from None
+        if prompt_cache is not None:
+            anthropic_cache.mark(upstream, prompt_cache)
         headers = {**anthropic.build_headers(api_key or ""), **route.provider.headers}
         return UpstreamRequest(f"{route.provider.base_url}/v1/messages", headers, dumps(upstream))
 

@@ -72,7 +72,13 @@ class Adapter(Protocol):
     passthrough: bool
     """True when the upstream's JSON body already is an OpenAI chat.completion."""
 
-    def build(self, route: ModelRoute, body: dict[str, Any], api_key: str | None) -> UpstreamRequest: ...
+    def build(
+        self, route: ModelRoute, body: dict[str, Any], api_key: str | None, prompt_cache: int | None = None
+    ) -> UpstreamRequest:
+        """The provider's request for `body`. `prompt_cache`: mark the prompt's stable prefix
+        for the provider's cache from this many estimated tokens (providers that need markers:
+        `providers.anthropic_cache`); None: leave the prompt as the client sent it."""
+        ...
 
     def parse(self, content: bytes) -> dict[str, Any]: ...
 

@@ -29,7 +29,9 @@ class OpenAICompatAdapter:
     kind = "openai"
     passthrough = True
 
-    def build(self, route: ModelRoute, body: dict[str, Any], api_key: str | None) -> UpstreamRequest:
+    def build(
+        self, route: ModelRoute, body: dict[str, Any], api_key: str | None, prompt_cache: int | None = None
+    ) -> UpstreamRequest:
         upstream = {**body, "model": route.model_id}
         if upstream.get("stream"):
             upstream["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}

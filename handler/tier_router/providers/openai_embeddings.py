@@ -26,7 +26,9 @@ class OpenAIEmbeddingsAdapter:
     kind = "openai"
     passthrough = True
 
-    def build(self, route: ModelRoute, body: dict[str, Any], api_key: str | None) -> UpstreamRequest:
+    def build(
+        self, route: ModelRoute, body: dict[str, Any], api_key: str | None, prompt_cache: int | None = None
+    ) -> UpstreamRequest:
         upstream = {k: v for k, v in body.items() if k not in ROUTER_FIELDS}
         upstream["model"] = route.model_id
         headers = json_headers(route, api_key)

@@ -103,6 +103,8 @@ class Decision:
     """The tier's weighted pick, for people: "deepseek-chat: 90% of tier 'standard' by weight"."""
     sticky_digest: bytes = field(default=b"", repr=False)
     """blake2b of the sticky id (never the id): re-applies splits on `retier` / `escalate`."""
+    prompt_cache: int | None = None
+    """`prompt_cache.min_tokens` for this tier and rule; None: no automatic cache breakpoints."""
 
     @property
     def label(self) -> str:
@@ -195,6 +197,7 @@ class Rules:
         self.priority_header = header.lower() if header else None
         self.valid_names = sorted(self.targets)
         self.sticky_sources = StickySources(self.spec.routing.sticky)
+        self.prompt_cache = self.spec.prompt_cache if self.spec.prompt_cache.used else None  # None: off
         self.uses_sticky = bool(self.splits) or any(
             rule.gate is not None for rule in (*self.rules, *self.embedding_rules)
         )
@@ -267,6 +270,9 @@ class Rules:
             None,
         )
 
+    def prompt_cache_for(self, tier: str | None, rule: str | None) -> int | None:
+        return None if self.prompt_cache is None else self.prompt_cache.min_tokens_for(tier, rule)
+
     def retier(self, decision: Decision, tier: str, why: str) -> Decision:
         """The same decision moved to another tier (budget pacing, the cap's fallback tier,
         a key's allowed tiers): the new tier's split, by the same sticky id, and the new
@@ -288,6 +294,7 @@ class Rules:
             skipped=skipped,
             split=split,
             cascade=cascade,
+            prompt_cache=self.prompt_cache_for(tier, decision.rule_name),
         )
 
     def escalate(self, decision: Decision, failure_text: str) -> Decision:
@@ -307,6 +314,7 @@ class Rules:
             skipped=skipped,
             split=split,
             cascade=self.cascades.get(tier),
+            prompt_cache=self.prompt_cache_for(tier, decision.rule_name),
         )
 
     def cascade_path(self, decision: Decision) -> tuple[Chain, ...]:
@@ -402,8 +410,8 @@ class Rules:
             return rule_priority, "rule"
         return spec.default, "default"
 
-    @staticmethod
     def _finish(
+        self,
         requested: str,
         tier: str | None,
         kind: DecisionKind,
@@ -436,4 +444,5 @@ class Rules:
             sticky.source,
             split,
             sticky.digest,
+            self.prompt_cache_for(tier, rule_name),
         )

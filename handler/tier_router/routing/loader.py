@@ -290,10 +290,12 @@ def cross_check(spec: RulesFile) -> Iterable[Problem]:
             yield Problem(f"aliases.{alias}", "an alias cannot reuse the name of a tier, a model or 'auto'")
         if target != AUTO and target not in tiers and target not in models:
             yield Problem(f"aliases.{alias}", unknown("tier or model", target, {**tiers, **models}))
-    for problem in (*spec.budgets.unknown_tiers(tiers), *spec.cache.unknown_tiers(tiers)):
+    sections = (spec.budgets, spec.cache, spec.prompt_cache)
+    rule_names = [rule.name for rule in spec.rules]
+    for problem in [p for part in sections for p in part.unknown_tiers(tiers)]:
         section, _, reason = problem.partition(": ")
         yield Problem(section, reason)
-    for problem in spec.cache.unknown_rules([rule.name for rule in spec.rules]):
+    for problem in (*spec.cache.unknown_rules(rule_names), *spec.prompt_cache.unknown_rules(rule_names)):
         section, _, reason = problem.partition(": ")
         yield Problem(section, reason)
     seen_rules: set[str] = set()

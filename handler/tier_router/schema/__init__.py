@@ -5,6 +5,7 @@
     quality     weighted tiers, cascades, experiments, rollouts, sticky sources
     judging     sampled judging and feedback (the `quality:` section)
     spend       budgets (pacing, hard cap), limits, cache
+    prompt_cache  automatic provider prompt-cache breakpoints
     rules_file  RulesFile: the whole file, and the defaults that need all of it
 
 Only shapes live here. Cross references (a tier naming an unknown model, a rule naming an
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
         usd_to_micro,
     )
     from tier_router.schema.judging import FeedbackSpec, JudgeSpec, QualitySpec, RuleQuality
+    from tier_router.schema.prompt_cache import PromptCacheConfig, PromptCacheOverride
     from tier_router.schema.quality import CascadeSpec, Experiment, TierSpec, WeightedModel
     from tier_router.schema.routing import (
         Breakers,
@@ -98,6 +100,8 @@ _HOMES = {
     "Price": "tier_router.schema.routing",
     "Priority": "tier_router.schema.units",
     "PrioritySource": "tier_router.schema.routing",
+    "PromptCacheConfig": "tier_router.schema.prompt_cache",
+    "PromptCacheOverride": "tier_router.schema.prompt_cache",
     "Provider": "tier_router.schema.routing",
     "QualitySpec": "tier_router.schema.judging",
     "Range": "tier_router.schema.routing",
@@ -152,6 +156,8 @@ __all__ = [
     "Price",
     "Priority",
     "PrioritySource",
+    "PromptCacheConfig",
+    "PromptCacheOverride",
     "Provider",
     "QualitySpec",
     "Range",

@@ -180,6 +180,32 @@ class CacheView:
         return [f"cache.rules: unknown rule {r!r}" for r in self.rules if r not in rules]
 
 
+class PromptCacheView:
+    @property
+    def used(self) -> bool:
+        """Some tier or rule (or the top level) turns automatic breakpoints on."""
+        overrides = (*self.tiers.values(), *self.rules.values())
+        return self.auto or any(o.auto for o in overrides)
+
+    def min_tokens_for(self, tier: str | None, rule: str | None) -> int | None:
+        """The prefix size from which breakpoints are marked for a request of `tier` decided by
+        `rule` (None when no rule did); None: automatic breakpoints are off for it."""
+        auto, min_tokens = self.auto, self.min_tokens
+        for override in (self.tiers.get(tier or ""), self.rules.get(rule or "")):
+            if override is not None:
+                if override.auto is not None:
+                    auto = override.auto
+                if override.min_tokens is not None:
+                    min_tokens = override.min_tokens
+        return min_tokens if auto else None
+
+    def unknown_tiers(self, tiers: Collection[str]) -> list[str]:
+        return [f"prompt_cache.tiers: unknown tier {t!r}" for t in self.tiers if t not in tiers]
+
+    def unknown_rules(self, rules: Collection[str]) -> list[str]:
+        return [f"prompt_cache.rules: unknown rule {r!r}" for r in self.rules if r not in rules]
+
+
 VIEWS: dict[str, type] = {
     "RulesFile": RulesFileView,
     "TierSpec": TierSpecView,
@@ -188,6 +214,7 @@ VIEWS: dict[str, type] = {
     "BudgetConfig": BudgetView,
     "RateLimitConfig": RateLimitView,
     "CacheConfig": CacheView,
+    "PromptCacheConfig": PromptCacheView,
 }
 """Model class name → its view (models without behaviour have none)."""
 

@@ -10,6 +10,7 @@ from tier_router.schema.common import Name, Strict
 from tier_router.schema.embeddings import EmbeddingsSection
 from tier_router.schema.forms import RulesFileView
 from tier_router.schema.judging import QualitySpec
+from tier_router.schema.prompt_cache import PromptCacheConfig
 from tier_router.schema.quality import Experiment, TierSpec, ValidatorEntry
 from tier_router.schema.routing import Breakers, Model, PrioritySource, Provider, Routing, Rule
 from tier_router.schema.spend import BudgetConfig, CacheConfig, RateLimitConfig, derive_downgrade
@@ -35,6 +36,10 @@ class RulesFile(RulesFileView, Strict):
     budgets: BudgetConfig = BudgetConfig()
     limits: RateLimitConfig = RateLimitConfig()
     cache: CacheConfig = CacheConfig()
+    prompt_cache: PromptCacheConfig = Field(
+        default=PromptCacheConfig(),
+        description="automatic Anthropic cache breakpoints: {auto: true, min_tokens: 1024}, per tier/rule",
+    )
     validators: dict[Name, ValidatorEntry] = Field(
         default_factory=dict, description="configured validators, usable by name in a cascade's `on:`"
     )
