@@ -45,6 +45,7 @@ from tier_router.telemetry import AccessLog
 
 if TYPE_CHECKING:
     from tier_router.cascade import Escalation
+    from tier_router.conversations import Conversations, Turn
     from tier_router.quality.loop import QualityLoop
     from tier_router.quality.sampling import Sampled
     from tier_router.tracing.spans import Tracing
@@ -89,6 +90,8 @@ class Exchange:
     prior_cost: int | None = 0
     """What the answers a cascade escalated cost (micro-dollars; None when one came without
     usage): `finish` adds it to `cost`, the served answer's, before settling."""
+    turn: Turn | None = None
+    """The conversation this request is a turn of (`conversations`), remembered after the answer."""
     sampled: Sampled | None = None
     """Picked for judging at admission (`quality.sampling`): the reference tier, the body,
     and the served answer's text (non-streamed answers; a stream's is in its state)."""
@@ -102,6 +105,8 @@ class Exchange:
         self.decision = decision
         self.line.tier, self.line.rule, self.line.priority = decision.tier, decision.label, decision.priority
         self.line.experiment, self.line.arm = decision.experiment, decision.arm
+        if decision.conversation is not None:
+            self.line.conversation = decision.conversation.as_dict()
 
     def admitted(self, admission: Admission) -> None:
         self.admission = admission
@@ -166,8 +171,10 @@ class Lifecycle:
         quality: QualityLoop | None = None,
         drainer: Drainer | None = None,
         tracing: Tracing | None = None,
+        conversations: Conversations | None = None,
     ) -> None:
         self.spend = spend
+        self.conversations = conversations
         self.access_log = access_log
         self.background = background
         self.quality = quality if quality is not None and quality.active else None
@@ -217,6 +224,8 @@ class Lifecycle:
                         completion=exchange.completion,
                         line=exchange.line,
                     )
+            if exchange.turn is not None and self.conversations is not None:
+                await self.conversations.remember(exchange)
         except Exception:
             log.exception("settling request %s failed", exchange.request_id)
         finally:
