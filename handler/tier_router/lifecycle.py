@@ -202,6 +202,8 @@ class Lifecycle:
             return
         exchange.finished = True
         exchange.line.latency_ms = round((time.perf_counter() - exchange.started) * 1000, 2)
+        if exchange.turn is not None and self.conversations is not None:
+            self.conversations.note(exchange)  # before any await: the next turn may be on its way
         task = self.drainer.start(self._finish(exchange, scope))
         if self.background and "aws.event" not in scope:
             return

@@ -94,7 +94,7 @@ class Memory:
         return {
             "tier": self.tier,
             "model": self.model,
-            "at": round(self.at, 3),
+            "at_ms": int(self.at * 1000),  # a store holds ints and strings
             "prompt": self.prompt_tokens,
             "completion": self.completion_tokens,
             "moved_by": self.moved_by.value,
@@ -105,15 +105,15 @@ class Memory:
         """The stored item back, or None when it is absent or not one of ours (never raises)."""
         if not isinstance(item, dict):
             return None
-        tier, model, at = item.get("tier"), item.get("model"), item.get("at")
-        if not (isinstance(tier, str) and isinstance(model, str) and isinstance(at, int | float)):
+        tier, model, at_ms = item.get("tier"), item.get("model"), item.get("at_ms")
+        if not (isinstance(tier, str) and isinstance(model, str) and type(at_ms) is int):
             return None
         try:
             moved_by = Move(item.get("moved_by", "first"))
         except ValueError:
             moved_by = Move.FIRST
         return cls(
-            tier, model, float(at), _count(item.get("prompt")), _count(item.get("completion")), moved_by
+            tier, model, at_ms / 1000, _count(item.get("prompt")), _count(item.get("completion")), moved_by
         )
 
 
