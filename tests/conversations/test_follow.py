@@ -60,7 +60,8 @@ def test_a_warm_50k_prefix_stays_when_switching_costs_more() -> None:
     estimate = stayed.conversation.estimate
     assert stayed.conversation.stick is Stick.KEPT
     assert (stayed.tier, names(stayed)[0]) == ("smart", "claude")
-    assert estimate.warm and estimate.prefix_tokens == 50_000
+    assert estimate.warm
+    assert estimate.prefix_tokens == 50_000
     # stay: 50,000 cached x $0.3 + 200 out x $15 = 15,000 + 3,000 µ$; move: 50,000 x $1 + 200 x $4
     assert (estimate.stay, estimate.move) == (18_000, 50_800)
     assert "conversation kept on claude" in stayed.why
@@ -70,7 +71,8 @@ def test_the_same_prefix_gone_cold_moves_to_the_cheaper_model() -> None:
     r = rules()
     cold = Memory("smart", "claude", NOW - 301, prompt_tokens=50_000, completion_tokens=200)
     moved = placed(r, turn(r, "short again"), cold)
-    assert moved.conversation.stick is Stick.MOVED and moved.conversation.move is Move.RULE
+    assert moved.conversation.stick is Stick.MOVED
+    assert moved.conversation.move is Move.RULE
     assert moved.conversation.estimate.warm is False
     assert (moved.conversation.estimate.stay, moved.conversation.estimate.move) == (153_000, 50_800)
     assert (moved.tier, names(moved)[0]) == ("fast", "primary")
@@ -189,7 +191,8 @@ def test_memory_round_trips_through_a_store_item_and_refuses_garbage() -> None:
     assert Memory.from_item({"tier": "fast", "model": 3, "at_ms": 1}) is None
     assert Memory.from_item({"tier": "fast", "model": "m", "at_ms": "1"}) is None
     odd = Memory.from_item({"tier": "fast", "model": "m", "at_ms": 1, "moved_by": "??", "prompt": -4})
-    assert odd is not None and (odd.moved_by, odd.prompt_tokens) == (Move.FIRST, 0)
+    assert odd is not None
+    assert (odd.moved_by, odd.prompt_tokens) == (Move.FIRST, 0)
 
 
 def test_the_refresh_is_half_the_shorter_ttl() -> None:

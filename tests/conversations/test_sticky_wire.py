@@ -92,7 +92,7 @@ def test_a_five_turn_conversation_keeps_its_model_across_a_rule_boundary(
     assert len(lines) == 5
     convs = [line["conversation"] for line in lines]
     assert len({c["conversation"] for c in convs}) == 1  # one conversation, one label
-    assert [c["stick"] for c in convs][0] == "new"
+    assert next(c["stick"] for c in convs) == "new"
     assert all(c["stick"] == "kept" and c["remembered"] == "model-a" for c in convs[1:]), convs
     # The rule boundary was crossed: the rules alone would have sent later turns to `smart`;
     # staying was priced and was cheaper.
@@ -130,7 +130,8 @@ def test_a_failover_moves_the_conversation_and_the_next_turn_stays(
     lines = log_lines(capsys.readouterr().out)
     moved = lines[1]["conversation"]
     assert moved["moved_by"] == "failover"
-    assert lines[2]["conversation"]["stick"] == "kept" and lines[2]["conversation"]["remembered"] == "model-b"
+    assert lines[2]["conversation"]["stick"] == "kept"
+    assert lines[2]["conversation"]["remembered"] == "model-b"
     assert lines[3]["conversation"]["conversation"] != lines[0]["conversation"]["conversation"]
 
 
@@ -159,12 +160,11 @@ def test_an_explicit_conversation_id_groups_turns_whatever_their_prefix(
 
 
 def test_a_bad_explicit_id_is_a_400_naming_the_parameter(fakes: FakeProviders, tmp_path: Path) -> None:
-    with live_router(rules(fakes), tmp_path) as client:
-        with pytest.raises(openai.BadRequestError) as caught:
-            client.chat.completions.create(
-                model="auto",
-                messages=[{"role": "user", "content": "Hi"}],
-                metadata={"conversation_id": "x" * 600},
-            )
+    with live_router(rules(fakes), tmp_path) as client, pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": "Hi"}],
+            metadata={"conversation_id": "x" * 600},
+        )
     assert caught.value.body["param"] == "metadata.conversation_id"  # type: ignore[index]
     assert "x" * 600 not in str(caught.value)
