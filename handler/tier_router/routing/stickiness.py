@@ -151,6 +151,9 @@ class Placement:
     """The remembered model, when there was one."""
     estimate: Estimate | None = None
     """The priced choice, when the rules picked another tier."""
+    inferred: bool = False
+    """The memory is the conversation's first turn re-decided by the rules (a first turn that
+    went where its rules said is not written: single-turn traffic writes nothing)."""
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"conversation": self.label, "stick": self.stick.value}
@@ -160,6 +163,8 @@ class Placement:
             data["remembered"] = self.remembered
         if self.estimate is not None:
             data["estimate"] = self.estimate.as_dict()
+        if self.inferred:
+            data["inferred"] = True
         return data
 
 
