@@ -128,9 +128,8 @@ class Conversations:
             if memory is None:  # a first turn answered as its rules said writes nothing: re-decide it
                 memory = self._first_turn(body, headers, scope)
                 inferred = memory is not None
-        placed = follow(self.rules, self.policy, decision, conversation.label, memory, self.clock())
-        if inferred and placed.conversation is not None:
-            placed = replace(placed, conversation=replace(placed.conversation, inferred=True))
+        now = self.clock()
+        placed = follow(self.rules, self.policy, decision, conversation.label, memory, now, inferred=inferred)
         ruled = decision.candidates[0].name if decision.candidates else None
         return placed, Turn(conversation, memory, stored, read, (decision.tier, ruled))
 
