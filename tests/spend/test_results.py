@@ -257,7 +257,14 @@ def test_deltas_are_small_and_safe() -> None:
         "model.medium": 420,
         "model_n.medium": 1,
         "model_ms.medium": 900,
-    }  # no zero deltas: errors and successes are absent, not 0
+        # the escalated answer's usage (the final answer's line has none): on its model and the rule
+        "model_use.small": 1,
+        "model_in.small": 10,
+        "model_out.small": 20,
+        "rule_use.short": 1,
+        "rule_in.short": 10,
+        "rule_out.short": 20,
+    }  # no zero deltas: errors, successes and cached tokens are absent, not 0
 
 
 def test_old_items_report_cost_without_results() -> None:

@@ -251,13 +251,17 @@ class RequestResult:
     def tallies(self) -> Iterator[tuple[str, str, Tally]]:
         """(dimension, value, what it adds) for every dimension value this request counts on."""
         whole = Tally(1, self.cost, self.latency_ms, int(self.error), int(self.escalated), int(self.success))
-        for dim, name in (("tier", self.tier), ("key", self.key), ("arm", self.arm)):
+        every = [a.tokens for a in self.escalated_answers if a.tokens is not None]
+        every += [self.tokens] if self.tokens is not None else []
+        rule = sum(every, Tokens()).tally(replace(whole)) if every else whole  # every answer's tokens
+        for dim, name, tally in (
+            ("tier", self.tier, whole),
+            ("rule", self.rule, rule),
+            ("key", self.key, whole),
+            ("arm", self.arm, whole),
+        ):
             if name:
-                yield dim, name, whole
-        if self.rule:
-            every = [a.tokens for a in self.escalated_answers if a.tokens is not None]
-            every += [self.tokens] if self.tokens is not None else []
-            yield "rule", self.rule, sum(every, Tokens()).tally(replace(whole)) if every else whole
+                yield dim, name, tally
         escalated_cost = 0
         for answer in self.escalated_answers:
             escalated_cost += answer.cost
