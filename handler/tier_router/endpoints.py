@@ -68,7 +68,10 @@ async def chat(request: Request, gateway: Gateway, exchange: Exchange) -> Respon
     body = await read_json(
         request.headers, request.receive, gateway.body_limits, timed="aws.event" not in request.scope
     )
-    decision = check_tier(gateway.rules, record, decide(gateway, request, body, key_id))
+    decided, exchange.turn = await gateway.conversations.place(
+        decide(gateway, request, body, key_id), body, request.headers, key_id
+    )
+    decision = check_tier(gateway.rules, record, decided)
     exchange.routed(decision)
     try:
         admission = await gateway.spend.admit(
@@ -231,8 +234,10 @@ async def explain(request: Request) -> Response:
             decision = embedding_decision(gateway.rules, parse_embedding(body), request.headers, key)
         except (UnknownModelError, WrongKindError) as exc:
             raise model_errors(exc) from None
-    else:
-        decision = decide(gateway, request, body, key)
+    else:  # placed by its conversation's memory as a turn would be (read only: nothing is written)
+        decision, _ = await gateway.conversations.place(
+            decide(gateway, request, body, key), body, request.headers, key
+        )
     data = decision.as_dict()
     if gateway.breakers is not None:
         try:

@@ -22,6 +22,7 @@ from tier_router.auth import Auth, KeysLoader
 from tier_router.aws.ssm import fetch_parameter, key_source
 from tier_router.body import BodyLimits
 from tier_router.breakers import BreakerBoard, BreakerConfig, BreakerHealth, Health
+from tier_router.conversations import Conversations
 from tier_router.disconnect import DisconnectWatch
 from tier_router.forwarder import Forwarder
 from tier_router.lifecycle import Drainer, Lifecycle
@@ -166,6 +167,7 @@ class Gateway:
         if judging is not None:  # on Lambda: judged in an asynchronous invocation of this function
             judging.dispatch = lambda_dispatch(settings, self.client) or judging.dispatch
         self.quality.judging = judging
+        self.conversations = Conversations(self.store, self.rules)
         self.lifecycle = Lifecycle(
             self.spend,
             self.access_log,
@@ -173,6 +175,7 @@ class Gateway:
             quality=self.quality,
             drainer=drainer,
             tracing=self.tracing,
+            conversations=self.conversations,
         )
         watch = (  # before the first read, so a change in between is seen
             KeysFileWatch(settings.keys_file, base=plain_keys(settings.api_keys), tiers=self.rules.tiers)

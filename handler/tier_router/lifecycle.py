@@ -46,6 +46,7 @@ from tier_router.telemetry import AccessLog
 
 if TYPE_CHECKING:
     from tier_router.cascade import Escalation
+    from tier_router.conversations import Conversations, Turn
     from tier_router.quality.loop import QualityLoop
     from tier_router.quality.sampling import Sampled
     from tier_router.tracing.spans import Tracing
@@ -90,6 +91,8 @@ class Exchange:
     prior_cost: int | None = 0
     """What the answers a cascade escalated cost (micro-dollars; None when one came without
     usage): `finish` adds it to `cost`, the served answer's, before settling."""
+    turn: Turn | None = None
+    """The conversation this request is a turn of (`conversations`), remembered after the answer."""
     sampled: Sampled | None = None
     """Picked for judging at admission (`quality.sampling`): the reference tier, the body,
     and the served answer's text (non-streamed answers; a stream's is in its state)."""
@@ -103,6 +106,8 @@ class Exchange:
         self.decision = decision
         self.line.tier, self.line.rule, self.line.priority = decision.tier, decision.label, decision.priority
         self.line.experiment, self.line.arm = decision.experiment, decision.arm
+        if decision.conversation is not None:
+            self.line.conversation = decision.conversation.as_dict()
 
     def admitted(self, admission: Admission) -> None:
         self.admission = admission
@@ -167,8 +172,10 @@ class Lifecycle:
         quality: QualityLoop | None = None,
         drainer: Drainer | None = None,
         tracing: Tracing | None = None,
+        conversations: Conversations | None = None,
     ) -> None:
         self.spend = spend
+        self.conversations = conversations
         self.access_log = access_log
         self.background = background
         self.quality = quality if quality is not None and quality.active else None
@@ -196,6 +203,8 @@ class Lifecycle:
             return
         exchange.finished = True
         exchange.line.latency_ms = round((time.perf_counter() - exchange.started) * 1000, 2)
+        if exchange.turn is not None and self.conversations is not None:
+            self.conversations.note(exchange)  # before any await: the next turn may be on its way
         task = self.drainer.start(self._finish(exchange, scope))
         if self.background and "aws.event" not in scope:
             return
@@ -219,6 +228,8 @@ class Lifecycle:
                         completion=exchange.completion,
                         line=exchange.line,
                     )
+            if exchange.turn is not None and self.conversations is not None:
+                await self.conversations.remember(exchange)
         except Exception:
             log.exception("settling request %s failed", exchange.request_id)
         finally:

@@ -99,6 +99,9 @@ class RequestLine:
     validation: str | None = None
     """The served answer's own validation failure ("validator: reason"), when it was served
     anyway (no cascade left to take, or every escalation candidate failed)."""
+    conversation: dict[str, Any] | None = None
+    """Sticky conversations (`routing.stickiness.Placement.as_dict`, plus "moved_by" when the
+    answering model moved it): {"conversation": <label>, "stick", "move", "remembered", ...}."""
 
     @property
     def arm_label(self) -> str | None:
@@ -160,6 +163,8 @@ class RequestLine:
             data["cascade"] = self.cascade
         if self.validation is not None:
             data["validation"] = self.validation
+        if self.conversation is not None:
+            data["conversation"] = self.conversation
         return data
 
     @classmethod
@@ -213,4 +218,5 @@ _READ_TYPES: dict[str, type | tuple[type, ...]] = {
     "escalations": list,
     "cascade": str,
     "validation": str,
+    "conversation": dict,
 }

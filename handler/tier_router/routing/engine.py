@@ -21,8 +21,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tier_router.errors import RequestError
 from tier_router.routing.conditions import Context, Predicate, RegexSets
+from tier_router.routing.errors import UnknownModelError, WrongKindError
 from tier_router.routing.experiments import Exposure, Gate
 from tier_router.routing.features import Features, measure
 from tier_router.routing.request import Chat
@@ -32,6 +32,7 @@ from tier_router.routing.sticky import NO_STICKY, NOT_READ, Sticky, StickySource
 from tier_router.schema.units import PRIORITIES
 
 if TYPE_CHECKING:
+    from tier_router.routing.stickiness import Placement
     from tier_router.schema import Priority, RulesFile
     from tier_router.validators import Cascade
 
@@ -105,6 +106,8 @@ class Decision:
     """blake2b of the sticky id (never the id): re-applies splits on `retier` / `escalate`."""
     prompt_cache: int | None = None
     """`prompt_cache.min_tokens` for this tier and rule; None: no automatic cache breakpoints."""
+    conversation: Placement | None = None
+    """Where sticky conversations placed it (`routing.stickiness.follow`); None: not a conversation's."""
 
     @property
     def label(self) -> str:
@@ -123,6 +126,7 @@ class Decision:
         data["features"] = self.features.as_dict()
         data["cascade"] = cascade_dict(self.cascade)
         data.update(experiment=self.experiment, arm=self.arm, sticky=self.sticky, split=self.split)
+        data["conversation"] = self.conversation.as_dict() if self.conversation is not None else None
         return data
 
 
@@ -135,27 +139,6 @@ def cascade_dict(cascade: Cascade | None) -> dict[str, Any] | None:
         "stream": "hold" if cascade.hold_stream else "pass",
         "source": cascade.source,
     }
-
-
-class UnknownModelError(RequestError, LookupError):
-    """The request named a model that is neither `auto`, a tier, an alias nor a model."""
-
-    def __init__(self, requested: str, valid: list[str], message: str | None = None) -> None:
-        self.requested = requested
-        self.valid = valid
-        default = f"The model {requested!r} does not exist on this router. Use one of: {', '.join(valid)}."
-        super().__init__(message or default)
-
-
-class WrongKindError(RequestError, LookupError):
-    """The request named an embedding tier or model on chat, or a chat one on embeddings."""
-
-    def __init__(self, requested: str, endpoint: str, kind: str) -> None:
-        self.requested = requested
-        super().__init__(
-            f"{requested!r} is {'an' if kind == 'embedding' else 'a'} {kind} model or tier: it cannot"
-            f" serve {endpoint}. See GET /v1/models for the names this router serves."
-        )
 
 
 @dataclass(frozen=True, slots=True)

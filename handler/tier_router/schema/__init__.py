@@ -6,6 +6,7 @@
     judging     sampled judging and feedback (the `quality:` section)
     spend       budgets (pacing, hard cap), limits, cache
     prompt_cache  automatic provider prompt-cache breakpoints
+    conversations  sticky conversations, cache-aware moves
     rules_file  RulesFile: the whole file, and the defaults that need all of it
 
 Only shapes live here. Cross references (a tier naming an unknown model, a rule naming an
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
         Usd,
         usd_to_micro,
     )
+    from tier_router.schema.conversations import ConversationsConfig
     from tier_router.schema.judging import FeedbackSpec, JudgeSpec, QualitySpec, RuleQuality
     from tier_router.schema.prompt_cache import PromptCacheConfig, PromptCacheOverride
     from tier_router.schema.quality import CascadeSpec, Experiment, TierSpec, WeightedModel
@@ -83,6 +85,7 @@ _HOMES = {
     "CachePolicy": "tier_router.schema.forms",
     "CascadeSpec": "tier_router.schema.quality",
     "Condition": "tier_router.schema.routing",
+    "ConversationsConfig": "tier_router.schema.conversations",
     "Experiment": "tier_router.schema.quality",
     "FeedbackSpec": "tier_router.schema.judging",
     "HeaderTest": "tier_router.schema.routing",
@@ -141,6 +144,7 @@ __all__ = [
     "CachePolicy",
     "CascadeSpec",
     "Condition",
+    "ConversationsConfig",
     "Experiment",
     "FeedbackSpec",
     "HeaderTest",

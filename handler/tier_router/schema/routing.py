@@ -281,6 +281,11 @@ class Rule(Strict):
     quality: RuleQuality | None = Field(
         default=None, description="this rule's own judging sample rate (and reference tier)"
     )
+    sticky: bool | None = Field(
+        default=None,
+        description="false: this rule's requests follow the rule every turn, never a conversation's"
+        " remembered model (default: `conversations.sticky`)",
+    )
 
     @field_validator("arm")
     @classmethod

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, model_validator
 
 from tier_router.schema.common import Name, Strict
+from tier_router.schema.conversations import ConversationsConfig
 from tier_router.schema.embeddings import EmbeddingsSection
 from tier_router.schema.forms import RulesFileView
 from tier_router.schema.judging import QualitySpec
@@ -39,6 +40,10 @@ class RulesFile(RulesFileView, Strict):
     prompt_cache: PromptCacheConfig = Field(
         default=PromptCacheConfig(),
         description="automatic Anthropic cache breakpoints: {auto: true, min_tokens: 1024}, per tier/rule",
+    )
+    conversations: ConversationsConfig = Field(
+        default=ConversationsConfig(),
+        description="sticky conversations: later turns stay on the model that answered (cache-aware moves)",
     )
     validators: dict[Name, ValidatorEntry] = Field(
         default_factory=dict, description="configured validators, usable by name in a cascade's `on:`"
