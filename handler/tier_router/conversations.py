@@ -28,9 +28,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from tier_router.errors import RouterError
 from tier_router.outage import Outage
 from tier_router.request_line import Outcome
 from tier_router.routing.conversation import Conversation, identify
+from tier_router.routing.request import parse_chat
 from tier_router.routing.stickiness import (
     Memory,
     Move,
@@ -66,6 +68,8 @@ class Turn:
     """What the store held before this turn (None: nothing, not read, or unreadable)."""
     read: bool
     """Whether the memory was read (a later turn of a sticky conversation)."""
+    ruled: tuple[str | None, str | None] = (None, None)
+    """The tier and first model the rules alone gave this turn."""
 
 
 def has_earlier_turn(body: Mapping[str, Any]) -> bool:
@@ -116,13 +120,40 @@ class Conversations:
                 self._outage.failed("read", exc)
                 unread = Placement(conversation.label, Stick.UNREAD)
                 return replace(decision, conversation=unread), Turn(conversation, None, None, read=False)
-        memory = stored
+        memory, inferred = stored, False
         if read:  # this process's own last turn, when newer: its write may still be in flight
             recent = self._recent.get(conversation.digest)
             if recent is not None and (stored is None or recent.at > stored.at):
                 memory = recent
-        placed = follow(self.rules, self.policy, decision, conversation.label, memory, self.clock())
-        return placed, Turn(conversation, memory, stored, read)
+            if memory is None:  # a first turn answered as its rules said writes nothing: re-decide it
+                memory = self._first_turn(body, headers, scope)
+                inferred = memory is not None
+        now = self.clock()
+        placed = follow(self.rules, self.policy, decision, conversation.label, memory, now, inferred=inferred)
+        ruled = decision.candidates[0].name if decision.candidates else None
+        return placed, Turn(conversation, memory, stored, read, (decision.tier, ruled))
+
+    def _first_turn(
+        self, body: Mapping[str, Any], headers: Mapping[str, str], scope: str | None
+    ) -> Memory | None:
+        """The conversation's first turn as the rules decide it (the request's messages up to
+        the first answer): where it went unless something moved it, and a move is written."""
+        messages = body["messages"]
+        cut = next(
+            i
+            for i, m in enumerate(messages)
+            if isinstance(m, Mapping) and m.get("role") in EARLIER_TURN_ROLES
+        )
+        if cut == 0:
+            return None
+        try:
+            chat = parse_chat({**body, "messages": messages[:cut]}, text_checked=True, params_checked=True)
+            first = self.rules.decide(chat, headers, scope)
+        except (RouterError, ValueError, TypeError):  # a body that is only valid with its later turns
+            return None
+        if not first.candidates:
+            return None
+        return Memory(first.tier or "", first.candidates[0].name, 0.0)  # time unknown: priced cold
 
     def note(self, exchange: Exchange) -> None:
         """As soon as the request ends, before anything is awaited: this process's next turn of
@@ -145,6 +176,8 @@ class Conversations:
             placement = exchange.decision.conversation  # type: ignore[union-attr]
             line = exchange.line
             line.conversation = {**(line.conversation or placement.as_dict()), "moved_by": new.moved_by.value}  # type: ignore[union-attr]
+        if not turn.read and (new.tier, new.model) == turn.ruled:
+            return  # a first turn where its rules sent it: the next turn re-decides it (`_first_turn`)
         if not should_remember(turn.stored, new, self.policy.refresh_s):
             return
         try:

@@ -81,7 +81,7 @@ def test_streamed_turns_are_sticky(tmp_path: Path) -> None:
 
 
 def test_explain_says_when_a_decision_came_from_stickiness(tmp_path: Path) -> None:
-    with demo_router(tmp_path) as (client, url):
+    with demo_router(tmp_path) as (client, _url):
         messages: list[dict[str, Any]] = [{"role": "user", "content": "hi"}]
         answer, _ = send(client, messages)
         messages += [

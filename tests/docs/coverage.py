@@ -85,6 +85,7 @@ CHECKED: dict[tuple[str, str, int], str] = {
     ("docs/replay.md", "Cost audit: tier-router replay", 5): "tests/quality_report/test_docs.py",
     # docs/spend.md, docs/state.md
     ("docs/prompt-cache.md", "Automatic prompt-cache breakpoints (Anthropic)", 1): YAML,
+    ("docs/conversations.md", "Sticky conversations", 1): YAML,
     ("docs/spend.md", "Spend: costs, budgets, rate limits, cache", 1): YAML,
     ("docs/spend.md", "Router keys", 1): f"{REFERENCE}::test_the_router_keys_example",
     (

@@ -151,6 +151,9 @@ class Placement:
     """The remembered model, when there was one."""
     estimate: Estimate | None = None
     """The priced choice, when the rules picked another tier."""
+    inferred: bool = False
+    """The memory is the conversation's first turn re-decided by the rules (a first turn that
+    went where its rules said is not written: single-turn traffic writes nothing)."""
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"conversation": self.label, "stick": self.stick.value}
@@ -160,6 +163,8 @@ class Placement:
             data["remembered"] = self.remembered
         if self.estimate is not None:
             data["estimate"] = self.estimate.as_dict()
+        if self.inferred:
+            data["inferred"] = True
         return data
 
 
@@ -223,6 +228,8 @@ def follow(
     label: str,
     memory: Memory | None,
     now: float,
+    *,
+    inferred: bool = False,
 ) -> Decision:
     """The decision to forward for this turn (see the module doc); `decision.conversation` says
     what stickiness did."""
@@ -233,24 +240,28 @@ def follow(
     remembered = rules.routes.get(memory.model)
     chain = rules.tiers.get(memory.tier, ())
     if remembered is None or remembered not in chain or not _fits(remembered, decision):
-        placed = Placement(label, Stick.MOVED, Move.UNAVAILABLE, memory.model)
+        placed = Placement(label, Stick.MOVED, Move.UNAVAILABLE, memory.model, None, inferred)
         return replace(decision, conversation=placed)
     if memory.tier == decision.tier:
-        kept = Placement(label, Stick.KEPT, None, memory.model)
+        kept = Placement(label, Stick.KEPT, None, memory.model, None, inferred)
         return replace(decision, candidates=_first(remembered, decision.candidates), conversation=kept)
     if decision.kind is DecisionKind.EXPLICIT or not rules.same_kind(memory.tier, decision.tier):
-        return replace(decision, conversation=Placement(label, Stick.MOVED, Move.CLIENT, memory.model))
+        return replace(
+            decision, conversation=Placement(label, Stick.MOVED, Move.CLIENT, memory.model, None, inferred)
+        )
     if memory.moved_by is Move.PACING:
-        return replace(decision, conversation=Placement(label, Stick.MOVED, Move.PACING, memory.model))
+        return replace(
+            decision, conversation=Placement(label, Stick.MOVED, Move.PACING, memory.model, None, inferred)
+        )
     estimate = None
     if policy.cache_aware and memory.moved_by is not Move.ESCALATION and decision.candidates:
         estimate = price_move(remembered, decision.candidates[0], memory, decision, now, policy.cache_ttl_s)
         if estimate.move < estimate.stay:
-            placed = Placement(label, Stick.MOVED, Move.RULE, memory.model, estimate)
+            placed = Placement(label, Stick.MOVED, Move.RULE, memory.model, estimate, inferred)
             return replace(decision, conversation=placed)
     why = f"conversation kept on {memory.model} (tier {memory.tier!r})"
     stayed = rules.retier(decision, memory.tier, why)
-    placed = Placement(label, Stick.KEPT, None, memory.model, estimate)
+    placed = Placement(label, Stick.KEPT, None, memory.model, estimate, inferred)
     return replace(stayed, candidates=_first(remembered, stayed.candidates), conversation=placed)
 
 
