@@ -72,15 +72,28 @@ class Turn:
     """The tier and first model the rules alone gave this turn."""
 
 
-def has_earlier_turn(body: Mapping[str, Any]) -> bool:
-    """Whether the request carries an answer of an earlier turn (so a memory may exist)."""
+def first_answer(body: Mapping[str, Any]) -> int | None:
+    """The index of the first answer in the request (an assistant, tool or function message
+    after a user message), or None: then the request is its conversation's first turn, and no
+    memory can exist. An assistant greeting before the first user message answers nothing."""
     messages = body.get("messages")
     if messages.__class__ is not list:
-        return False
-    for message in messages:  # type: ignore[union-attr]
-        if isinstance(message, Mapping) and message.get("role") in EARLIER_TURN_ROLES:
-            return True
-    return False
+        return None
+    asked = False
+    for i, message in enumerate(messages):  # type: ignore[arg-type]
+        if not isinstance(message, Mapping):
+            continue
+        role = message.get("role")
+        if role == "user":
+            asked = True
+        elif asked and role in EARLIER_TURN_ROLES:
+            return i
+    return None
+
+
+def has_earlier_turn(body: Mapping[str, Any]) -> bool:
+    """Whether the request carries an answer of an earlier turn (so a memory may exist)."""
+    return first_answer(body) is not None
 
 
 class Conversations:
@@ -138,13 +151,8 @@ class Conversations:
     ) -> Memory | None:
         """The conversation's first turn as the rules decide it (the request's messages up to
         the first answer): where it went unless something moved it, and a move is written."""
-        messages = body["messages"]
-        cut = next(
-            i
-            for i, m in enumerate(messages)
-            if isinstance(m, Mapping) and m.get("role") in EARLIER_TURN_ROLES
-        )
-        if cut == 0:
+        messages, cut = body["messages"], first_answer(body)
+        if cut is None:
             return None
         try:
             chat = parse_chat({**body, "messages": messages[:cut]}, text_checked=True, params_checked=True)
