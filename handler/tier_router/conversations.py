@@ -43,6 +43,7 @@ from tier_router.routing.stickiness import (
     moved_by,
     should_remember,
 )
+from tier_router.routing.sticky import NO_STICKY
 from tier_router.store.base import Store, StoreError
 
 if TYPE_CHECKING:
@@ -69,7 +70,8 @@ class Turn:
     read: bool
     """Whether the memory was read (a later turn of a sticky conversation)."""
     ruled: tuple[str | None, str | None] = (None, None)
-    """The tier and first model the rules alone gave this turn."""
+    """The tier and first model the rules alone gave this turn, when re-deciding it gives them
+    again: (None, None) for a turn placed at random (a split or rollout without a sticky id)."""
 
 
 def first_answer(body: Mapping[str, Any]) -> int | None:
@@ -143,8 +145,10 @@ class Conversations:
                 inferred = memory is not None
         now = self.clock()
         placed = follow(self.rules, self.policy, decision, conversation.label, memory, now, inferred=inferred)
-        ruled = decision.candidates[0].name if decision.candidates else None
-        return placed, Turn(conversation, memory, stored, read, (decision.tier, ruled))
+        ruled = (None, None)  # placed at random (no sticky id): re-deciding it would draw again
+        if decision.candidates and decision.sticky != NO_STICKY:
+            ruled = (decision.tier, decision.candidates[0].name)
+        return placed, Turn(conversation, memory, stored, read, ruled)
 
     def _first_turn(
         self, body: Mapping[str, Any], headers: Mapping[str, str], scope: str | None
