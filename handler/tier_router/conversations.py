@@ -72,6 +72,8 @@ class Turn:
     ruled: tuple[str | None, str | None] = (None, None)
     """The tier and first model the rules alone gave this turn, when re-deciding it gives them
     again: (None, None) for a turn placed at random (a split or rollout without a sticky id)."""
+    ended: float | None = None
+    """When the request ended (`note`): the memory's time, however late `remember` runs."""
 
 
 def first_answer(body: Mapping[str, Any]) -> int | None:
@@ -171,23 +173,32 @@ class Conversations:
         """As soon as the request ends, before anything is awaited: this process's next turn of
         the conversation sees where this one went, even before `remember`'s write lands (a
         client running a tool loop sends its next turn within a millisecond of the answer)."""
-        new = self._next_memory(exchange)
-        if new is not None and exchange.turn is not None:
-            self._keep(exchange.turn.conversation.digest, new)
+        turn = exchange.turn
+        if turn is None:
+            return
+        turn.ended = self.clock()
+        new = self._next_memory(exchange, turn.ended)
+        if new is not None:
+            self._keep(turn.conversation.digest, new)
 
     async def remember(self, exchange: Exchange) -> None:
         """After the answer (the lifecycle's settle): write the conversation's memory when it is
         new, moved or `refresh_s` old. Never raises."""
         turn = exchange.turn
-        new = self._next_memory(exchange)
-        if turn is None or new is None:
+        if turn is None:
             return
-        self._keep(turn.conversation.digest, new)  # now with the stream's final usage
+        new = self._next_memory(exchange, self.clock() if turn.ended is None else turn.ended)
+        if new is None:
+            return
         old = turn.memory
         if new.moved_by is not Move.FIRST and (old is None or old.model != new.model):
             placement = exchange.decision.conversation  # type: ignore[union-attr]
             line = exchange.line
             line.conversation = {**(line.conversation or placement.as_dict()), "moved_by": new.moved_by.value}  # type: ignore[union-attr]
+        latest = self._recent.get(turn.conversation.digest)
+        if latest is not None and latest.at > new.at:
+            return  # a newer turn of this conversation ended here meanwhile: its memory stands
+        self._keep(turn.conversation.digest, new)  # now with the stream's final usage
         if not turn.read and (new.tier, new.model) == turn.ruled:
             return  # a first turn where its rules sent it: the next turn re-decides it (`_first_turn`)
         if not should_remember(turn.stored, new, self.policy.refresh_s):
@@ -200,7 +211,7 @@ class Conversations:
         except StoreError as exc:
             self._outage.failed("write", exc)
 
-    def _next_memory(self, exchange: Exchange) -> Memory | None:
+    def _next_memory(self, exchange: Exchange, at: float) -> Memory | None:
         """What the conversation should remember after this request (None: nothing to)."""
         turn, decision, route = exchange.turn, exchange.decision, exchange.route
         if turn is None or decision is None or route is None or exchange.line.outcome is not Outcome.OK:
@@ -217,7 +228,7 @@ class Conversations:
         return Memory(
             decision.tier or "",
             route.name,
-            self.clock(),
+            at,
             _tokens(usage.get("prompt_tokens")),
             _tokens(usage.get("completion_tokens")),
             move,
