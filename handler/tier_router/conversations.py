@@ -120,10 +120,18 @@ class Conversations:
         return KEY_PREFIX + conversation.digest.hex()
 
     async def place(
-        self, decision: Decision, body: Mapping[str, Any], headers: Mapping[str, str], scope: str | None
+        self,
+        decision: Decision,
+        body: Mapping[str, Any],
+        headers: Mapping[str, str],
+        scope: str | None,
+        *,
+        restrict: Callable[[Decision], Decision] | None = None,
     ) -> tuple[Decision, Turn | None]:
         """`decision` placed by its conversation's memory (`stickiness.follow`), and the turn to
-        `remember` after the answer. Raises `APIError` (400) for a malformed explicit id."""
+        `remember` after the answer. `restrict`: what the caller's key does to a decision (its
+        allowed tiers), already applied to `decision`; applied to a re-decided first turn too.
+        Raises `APIError` (400) for a malformed explicit id."""
         if not self.policy.active:
             return decision, None
         conversation = identify(body, headers, scope or "")
@@ -143,7 +151,7 @@ class Conversations:
             if recent is not None and (stored is None or recent.at > stored.at):
                 memory = recent
             if memory is None:  # a first turn answered as its rules said writes nothing: re-decide it
-                memory = self._first_turn(body, headers, scope)
+                memory = self._first_turn(body, headers, scope, restrict)
                 inferred = memory is not None
         now = self.clock()
         placed = follow(self.rules, self.policy, decision, conversation.label, memory, now, inferred=inferred)
@@ -153,7 +161,11 @@ class Conversations:
         return placed, Turn(conversation, memory, stored, read, ruled)
 
     def _first_turn(
-        self, body: Mapping[str, Any], headers: Mapping[str, str], scope: str | None
+        self,
+        body: Mapping[str, Any],
+        headers: Mapping[str, str],
+        scope: str | None,
+        restrict: Callable[[Decision], Decision] | None,
     ) -> Memory | None:
         """The conversation's first turn as the rules decide it (the request's messages up to
         the first answer): where it went unless something moved it, and a move is written."""
@@ -163,6 +175,8 @@ class Conversations:
         try:
             chat = parse_chat({**body, "messages": messages[:cut]}, text_checked=True, params_checked=True)
             first = self.rules.decide(chat, headers, scope)
+            if restrict is not None:
+                first = restrict(first)
         except (RouterError, ValueError, TypeError):  # a body that is only valid with its later turns
             return None
         if not first.candidates:

@@ -15,6 +15,7 @@ import dataclasses
 import os
 import socket
 import time
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request
@@ -68,10 +69,11 @@ async def chat(request: Request, gateway: Gateway, exchange: Exchange) -> Respon
     body = await read_json(
         request.headers, request.receive, gateway.body_limits, timed="aws.event" not in request.scope
     )
-    decided, exchange.turn = await gateway.conversations.place(
-        decide(gateway, request, body, key_id), body, request.headers, key_id
+    restrict = partial(check_tier, gateway.rules, record)  # the tiers the key may use, before
+    placed, exchange.turn = await gateway.conversations.place(  # the memory is priced against them
+        restrict(decide(gateway, request, body, key_id)), body, request.headers, key_id, restrict=restrict
     )
-    decision = check_tier(gateway.rules, record, decided)
+    decision = restrict(placed)  # a memory from before the key was limited
     exchange.routed(decision)
     try:
         admission = await gateway.spend.admit(
