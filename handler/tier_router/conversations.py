@@ -109,6 +109,8 @@ class Conversations:
         self.policy = Policy.of(rules)
         self.clock = clock
         self._outage = Outage(logger, "conversations", "deciding each turn by the rules")
+        self._write_outage = Outage(logger, "conversations", "turns are not remembered")
+        """Its own: a store that reads but cannot write is one outage, not one per turn."""
         self._recent: OrderedDict[bytes, Memory] = OrderedDict()
         """This process's last turns (bounded, least recently used out first): see `note`."""
 
@@ -221,9 +223,9 @@ class Conversations:
             await self.store.put(
                 self.key(turn.conversation), new.as_item(), expires_at=new.at + self.policy.ttl_s
             )
-            self._outage.ok()
+            self._write_outage.ok()
         except StoreError as exc:
-            self._outage.failed("write", exc)
+            self._write_outage.failed("write", exc)
 
     def _next_memory(self, exchange: Exchange, at: float) -> Memory | None:
         """What the conversation should remember after this request (None: nothing to)."""
