@@ -181,8 +181,8 @@ class Conversations:
                 first = restrict(first)
         except (RouterError, ValueError, TypeError):  # a body that is only valid with its later turns
             return None
-        if not first.candidates:
-            return None
+        if not first.candidates or not self.policy.applies(self.rules, first):
+            return None  # a first turn that was not sticky (`sticky: false`) left no memory
         return Memory(first.tier or "", first.candidates[0].name, 0.0)  # time unknown: priced cold
 
     def note(self, exchange: Exchange) -> None:
