@@ -226,7 +226,8 @@ async def chat_route(request: Request) -> Response:
 
 
 async def explain(request: Request) -> Response:
-    gateway = await authenticated(request)
+    gateway = gateway_of(request)
+    record = await caller(request, gateway, request.scope[EXCHANGE])
     body = await read_json(
         request.headers, request.receive, gateway.body_limits, timed="aws.event" not in request.scope
     )
@@ -237,9 +238,11 @@ async def explain(request: Request) -> Response:
         except (UnknownModelError, WrongKindError) as exc:
             raise model_errors(exc) from None
     else:  # placed by its conversation's memory as a turn would be (read only: nothing is written)
-        decision, _ = await gateway.conversations.place(
-            decide(gateway, request, body, key), body, request.headers, key
+        restrict = partial(check_tier, gateway.rules, record)  # and by the key's tiers, as in `chat`
+        placed, _ = await gateway.conversations.place(
+            restrict(decide(gateway, request, body, key)), body, request.headers, key, restrict=restrict
         )
+        decision = restrict(placed)
     data = decision.as_dict()
     if gateway.breakers is not None:
         try:

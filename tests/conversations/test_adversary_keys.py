@@ -81,7 +81,12 @@ class Chat:
 
 def conversations(out: str) -> list[dict[str, Any]]:
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    return [line["conversation"] for line in lines if line.get("event") == "request"]
+    chats = [
+        line
+        for line in lines
+        if line.get("event") == "request" and line.get("path") == "/v1/chat/completions"
+    ]
+    return [line["conversation"] for line in chats]
 
 
 async def test_a_tier_limited_key_keeps_its_conversation_on_the_model_that_answered(
@@ -96,6 +101,15 @@ async def test_a_tier_limited_key_keeps_its_conversation_on_the_model_that_answe
             later = await chat.turn(text)
             assert later.headers["x-router-model"] == "large"
             assert later.headers["x-router-attempts"] == "1"  # the failed model is not tried first
+        explained = await chat.client.post(
+            "/v1/route/explain",
+            json={"model": "auto", "messages": [*chat.messages, {"role": "user", "content": "more"}]},
+            headers={"authorization": "Bearer k-mid"},
+        )
+    assert explained.status_code == 200, explained.text
+    assert explained.json()["tier"] == "mid"  # as the turn would be: the key's tier ...
+    assert explained.json()["chain"][0]["model"] == "large"  # ... on the conversation's model
+    assert explained.json()["conversation"]["stick"] == "kept"
     placed = conversations(capsys.readouterr().out)
     assert placed[0]["moved_by"] == "failover"
     assert [p["stick"] for p in placed[1:]] == ["kept", "kept"]
