@@ -8,15 +8,20 @@ Store operations (why a store item and not a token the client carries: OpenAI SD
 send response headers back, so a carried token would make almost no client sticky):
 
 - read: ONE `get`, only on a turn that has an earlier answer in it (an assistant or tool
-  message). A conversation's first turn has nothing to remember yet and reads nothing.
+  message after a user message: a greeting before the first question answers nothing). A
+  conversation's first turn has nothing to remember yet and reads nothing.
 - write: ONE `put` after the answer (`remember`, from the lifecycle's settle, never before the
-  first byte): on the first turn, when the conversation moved (failover, escalation, a priced
-  move, pacing, a client naming another tier), and when the stored turn is `refresh_s` old.
-  Other turns write nothing.
+  first byte): on a first turn that did not go where its rules send it (or was placed at
+  random, which re-deciding would not repeat), when the conversation moved (failover,
+  escalation, a priced move, pacing, a client naming another tier), and when the stored turn
+  is `refresh_s` old. Other turns write nothing, and neither does a settle that lands after a
+  newer turn of the conversation ended in this process. The memory's time is when the turn
+  ended (`note`), not when its settle ran.
 
 A store that fails or is slow (the store's deadline) costs stickiness, never the request: the
-rules decide (`Stick.UNREAD`), logged once per outage; a failed write is logged the same way and
-the next turn decides afresh.
+rules decide (`Stick.UNREAD`), logged once per outage; a failed write is logged the same way
+(an outage of its own: a store that reads but cannot write is logged once) and the next turn
+decides afresh.
 """
 
 from __future__ import annotations
