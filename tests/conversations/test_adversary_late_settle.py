@@ -72,3 +72,32 @@ async def test_the_memory_is_stamped_when_the_turn_ended_not_when_its_settle_ran
     assert item is not None
     assert item["moved_by"] == Move.FAILOVER.value
     assert item["at_ms"] == int(ended * 1000)
+
+
+@pytest.mark.parametrize("ends", ["failover-first", "failover-last"])
+@pytest.mark.parametrize("settles", ["in-order", "reversed"])
+async def test_parallel_turns_leave_the_process_and_the_store_agreeing_on_the_last_answer(
+    ends: str, settles: str
+) -> None:
+    """A tool loop fires two requests of one conversation at once; one fails over, the other
+    does not. Whatever order they end and settle in, this process and the store (another
+    process) then place the next turn on the model that answered the turn that ended last."""
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    process = Conversations(store, RULES, clock=clock)
+    await one_turn(store, RULES, request(1), conversations=process)
+    clock.advance(1)
+    _, failover = await placed(process, request(2))
+    _, steady = await placed(process, request(2))
+    answered(failover, serve=1)
+    answered(steady)
+    order = [failover, steady] if ends == "failover-first" else [steady, failover]
+    for exchange in order:
+        process.note(exchange)
+        clock.advance(0.01)
+    for exchange in order if settles == "in-order" else order[::-1]:
+        await process.remember(exchange)
+    last = order[-1].route.name  # type: ignore[union-attr]
+    here, _ = await placed(process, request(3))
+    elsewhere, _ = await placed(Conversations(store, RULES, clock=clock), request(3))
+    assert (here.candidates[0].name, elsewhere.candidates[0].name) == (last, last)
