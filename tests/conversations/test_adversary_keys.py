@@ -165,3 +165,39 @@ async def test_a_tier_limited_keys_first_turn_is_re_decided_within_its_tiers(
         assert (await chat.turn("and then?")).headers["x-router-model"] == "large"
     placed = conversations(capsys.readouterr().out)[1]
     assert (placed["stick"], placed["remembered"], placed.get("inferred")) == ("kept", "large", True)
+
+
+async def test_a_memory_from_before_the_key_was_limited_is_never_followed_out_of_its_tiers(
+    tmp_path: Path,
+) -> None:
+    """team-a's conversation is on `mid`; the keys file then limits team-a to `cheap` (a deploy:
+    another process reads the new file). Even with stickiness that never leaves a model for a
+    rule (`cache_aware: false`), the turn goes to `cheap`: the memory cannot take a key out of
+    its tiers."""
+    store = MemoryStore()
+    doc = {**RULES, "conversations": {"cache_aware": False}}
+    before, after = tmp_path / "before", tmp_path / "after"
+    before.mkdir()
+    after.mkdir()
+    limited = after / "keys.yaml"
+    limited.write_text(
+        yaml.safe_dump({"keys": [{"name": "team-a", "sha256": hash_key("k-a"), "tiers": ["cheap"]}]})
+    )
+    old = create_app(
+        Settings(rules_path=tmp_path / "r.yaml", keys_file=make_keys(before)),
+        rules=parse_rules(doc),
+        store=store,
+    )
+    new = create_app(
+        Settings(rules_path=tmp_path / "r.yaml", keys_file=limited), rules=parse_rules(doc), store=store
+    )
+    async with asgi_client(old) as one, asgi_client(new) as two:
+        chat = Chat(one, "k-a", **{"x-conversation-id": "c-1"})
+        assert (await chat.turn("prove it")).headers["x-router-tier"] == "mid"
+        assert (await chat.turn("hello")).headers["x-router-tier"] == "mid"  # kept there by the memory
+        chat.client = two
+        limited_turn = await chat.turn("hello again")
+    assert (limited_turn.headers["x-router-tier"], limited_turn.headers["x-router-model"]) == (
+        "cheap",
+        "small",
+    )
