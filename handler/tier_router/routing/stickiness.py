@@ -21,7 +21,9 @@ What `follow` does, in order:
    is a day's state, not the conversation's). Otherwise, with `conversations.cache_aware` (the
    default), the move is priced (`price_move`): staying pays the cached-input price on the warm
    prefix, moving pays the full input price on a cold model; the cheaper wins, a tie stays.
-   Without it, the conversation always stays on its model.
+   Without it, the conversation always stays on its model. Staying moves the turn to the
+   remembered tier, unless the rules' own chain holds the remembered model: then it goes first
+   there, and the rules' chain stays its fallback.
 
 Warm: the provider still holds the prefix when the last turn the memory records is at most
 `cache_ttl_s` old. `Memory.at` is refreshed at most every half `cache_ttl_s`
@@ -259,8 +261,13 @@ def follow(
         if estimate.move < estimate.stay:
             placed = Placement(label, Stick.MOVED, Move.RULE, memory.model, estimate, inferred)
             return replace(decision, conversation=placed)
-    why = f"conversation kept on {memory.model} (tier {memory.tier!r})"
-    stayed = rules.retier(decision, memory.tier, why)
+    if remembered in decision.candidates and memory.moved_by is not Move.ESCALATION:
+        # The rules' own chain holds the model: kept on it there, with the rules' fallback (the
+        # remembered tier's chain may lack one: a tier the client once named, of one model).
+        stayed = replace(decision, why=f"{decision.why}; then conversation kept on {memory.model}")
+    else:
+        why = f"conversation kept on {memory.model} (tier {memory.tier!r})"
+        stayed = rules.retier(decision, memory.tier, why)
     placed = Placement(label, Stick.KEPT, None, memory.model, estimate, inferred)
     return replace(stayed, candidates=_first(remembered, stayed.candidates), conversation=placed)
 
