@@ -61,6 +61,7 @@ the wait counts against each call's deadline and settles fail (seen: SQLite, 200
 CHARS_PER_TOKEN = 4
 """For pricing a stream cut short: the usual English estimate, rounded up."""
 ABANDONED = AttemptOutcome.ABANDONED
+ANSWERED = AttemptOutcome.OK
 
 
 def request_id_of(scope: dict[str, Any]) -> str:
@@ -287,6 +288,11 @@ class Lifecycle:
         route, attempts = exchange.route, exchange.attempts
         if route is not None:
             line.model, line.provider = route.name, route.provider_name
+            for attempt in reversed(attempts):  # the answer's: what was added for its prompt cache
+                if attempt.outcome is ANSWERED and attempt.model == route.name:
+                    if attempt.cache is not None:
+                        line.prompt_cache = attempt.cache.as_dict()
+                    break
         if attempts:
             line.attempts = [a.as_dict() for a in attempts]
             line.upstream_ms = round(sum(a.elapsed_ms for a in attempts), 2)
