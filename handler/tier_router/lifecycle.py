@@ -46,6 +46,7 @@ from tier_router.telemetry import AccessLog
 if TYPE_CHECKING:
     from tier_router.cascade import Escalation
     from tier_router.conversations import Conversations, Turn
+    from tier_router.providers.cache_hints import CacheWork
     from tier_router.quality.loop import QualityLoop
     from tier_router.quality.sampling import Sampled
     from tier_router.tracing.spans import Tracing
@@ -288,11 +289,9 @@ class Lifecycle:
         route, attempts = exchange.route, exchange.attempts
         if route is not None:
             line.model, line.provider = route.name, route.provider_name
-            for attempt in reversed(attempts):  # the answer's: what was added for its prompt cache
-                if attempt.outcome is ANSWERED and attempt.model == route.name:
-                    if attempt.cache is not None:
-                        line.prompt_cache = attempt.cache.as_dict()
-                    break
+            cache = _prompt_cache_work(attempts, route.name)
+            if cache is not None:
+                line.prompt_cache = cache.as_dict()
         if attempts:
             line.attempts = [a.as_dict() for a in attempts]
             line.upstream_ms = round(sum(a.elapsed_ms for a in attempts), 2)
@@ -305,6 +304,18 @@ class Lifecycle:
         if exchange.decision is not None:
             line.features = exchange.decision.features.as_dict()
         self.access_log.write(line.record())
+
+
+def _prompt_cache_work(attempts: list[Attempt], model: str) -> CacheWork | None:
+    """What was added for the prompt cache to the answered request: the last answered attempt
+    of the model that served (an index walk: nothing allocated when nothing was added)."""
+    i = len(attempts)
+    while i:
+        i -= 1
+        attempt = attempts[i]
+        if attempt.outcome is ANSWERED and attempt.model == model:
+            return attempt.cache
+    return None
 
 
 def _int(value: object) -> int | None:
