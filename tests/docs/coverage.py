@@ -85,15 +85,16 @@ CHECKED: dict[tuple[str, str, int], str] = {
     ("docs/replay.md", "Cost audit: tier-router replay", 5): "tests/quality_report/test_docs.py",
     # docs/spend.md, docs/state.md
     ("docs/prompt-cache.md", "Automatic prompt-cache breakpoints (Anthropic)", 1): YAML,
+    ("docs/spend.md", "Spend: costs, budgets, rate limits, cache", 1): YAML,
+    ("docs/spend.md", "Router keys", 1): f"{REFERENCE}::test_the_router_keys_example",
+    ("docs/state.md", "Shared state and circuit breakers", 1): YAML,
+    # docs/prompt-cache.md: prompt_cache_key
     ("docs/prompt-cache.md", "prompt_cache_key (OpenAI-compatible providers)", 1): (
         "tests/prompt_cache/test_docs.py::test_the_providers_example_decides_as_the_text_says"
     ),
     ("docs/prompt-cache.md", "Seen in explain and the log line", 1): (
         "tests/prompt_cache/test_docs.py::test_the_log_line_excerpt_is_a_real_lines_field"
     ),
-    ("docs/spend.md", "Spend: costs, budgets, rate limits, cache", 1): YAML,
-    ("docs/spend.md", "Router keys", 1): f"{REFERENCE}::test_the_router_keys_example",
-    ("docs/state.md", "Shared state and circuit breakers", 1): YAML,
     # docs/http-api.md
     ("docs/http-api.md", "POST /v1/feedback", 1): "tests/feedback/test_feedback_docs.py",
     ("docs/http-api.md", "POST /v1/feedback", 2): "tests/feedback/test_feedback_docs.py",
