@@ -198,3 +198,14 @@ def test_memory_round_trips_through_a_store_item_and_refuses_garbage() -> None:
 def test_the_refresh_is_half_the_shorter_ttl() -> None:
     assert Policy.of(rules()).refresh_s == 150
     assert Policy.of(rules(conversations={"cache_ttl_s": 0, "ttl_s": 600})).refresh_s == 300
+
+
+def test_a_turn_kept_on_another_tier_keeps_the_rules_chain_as_its_last_resort() -> None:
+    """Kept on claude (tier claude-only: one model) while the rules chose fast: if claude is
+    down, the turn still has the rules' own models to fall back on, after the remembered tier's."""
+    r = rules()
+    up = Memory("claude-only", "claude", NOW - 10, prompt_tokens=50_000, moved_by=Move.ESCALATION)
+    kept = placed(r, turn(r, "short again"), up)
+    assert kept.conversation.stick is Stick.KEPT
+    assert kept.tier == "claude-only"
+    assert names(kept) == ["claude", "primary", "secondary"]

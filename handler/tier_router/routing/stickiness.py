@@ -265,11 +265,15 @@ def follow(
         # The rules' own chain holds the model: kept on it there, with the rules' fallback (the
         # remembered tier's chain may lack one: a tier the client once named, of one model).
         stayed = replace(decision, why=f"{decision.why}; then conversation kept on {memory.model}")
-    else:
+        candidates = _first(remembered, stayed.candidates)
+    else:  # the remembered tier's chain, then the rules' own as the last resort: a kept turn
+        # never has fewer models to fall back on than the rules gave it (a one-model tier)
         why = f"conversation kept on {memory.model} (tier {memory.tier!r})"
         stayed = rules.retier(decision, memory.tier, why)
+        kept = _first(remembered, stayed.candidates)
+        candidates = (*kept, *(r for r in decision.candidates if r not in kept))
     placed = Placement(label, Stick.KEPT, None, memory.model, estimate, inferred)
-    return replace(stayed, candidates=_first(remembered, stayed.candidates), conversation=placed)
+    return replace(stayed, candidates=candidates, conversation=placed)
 
 
 def price_move(
