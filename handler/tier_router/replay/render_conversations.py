@@ -51,13 +51,13 @@ def conversations_text(section: dict[str, Any] | None) -> list[str]:
             f" {usd(cache['saved_micro_usd'], 4):>10}"
         )
     if any(s["most_switches"] for s in section["sets"]):
-        out.append("  conversations with most switches (label switches/turns)")
+        out.append("  most switches (label switches/turns)")
     for s in section["sets"]:
         if s["most_switches"]:
             shown = ", ".join(
                 f"{m['conversation']} {m['switches']}/{m['turns']}" for m in s["most_switches"][:MOST_SHOWN]
             )
-            out.append(f"  most switches ({_set_name(s)}): {shown}")
+            out.append(f"    {_set_name(s)}: {shown}")
     untimed = max(s["untimed_turns"] for s in section["sets"])
     if untimed:
         out.append(f"  {untimed:,} turns had no ts: each taken as at the line before it")
@@ -81,9 +81,10 @@ def trend_text(trend: dict[str, Any] | None) -> list[str]:
         )
     for model, change in trend["changes"].items():
         out.append(
-            f"  {model}: output tokens/request {_percent(change['completion_tokens_per_request'])},"
-            f" input {_percent(change['prompt_tokens_per_request'])},"
-            f" cost/request {_percent(change['cost_per_request'])} from {change['from']} to {change['to']}"
+            f"  {model} {change['from']} -> {change['to']}:"
+            f" out tok/req {_percent(change['completion_tokens_per_request'])},"
+            f" in tok/req {_percent(change['prompt_tokens_per_request'])},"
+            f" $/request {_percent(change['cost_per_request'])}"
         )
     if trend["untimed"]:
         out.append(f"  {trend['untimed']:,} lines with logged usage had no ts: not in the trend")
