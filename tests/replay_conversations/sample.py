@@ -31,7 +31,11 @@ OPENERS = (
 FOLLOW_UPS = ("Thanks. And the invoice?", "Can you resend it?", "One more thing, please.", "Great, bye.")
 ANSWER = "Certainly: I have looked into it and will update you here."
 MODELS = {"budget": "deepseek-chat", "standard": "gpt-4.1-mini", "premium": "claude-sonnet-4.5"}
-COMPLETION = {"deepseek-chat": (60, 60, 60), "gpt-4.1-mini": (120, 150, 190), "claude-sonnet-4.5": (200, 200, 200)}
+COMPLETION = {
+    "deepseek-chat": (60, 60, 60),
+    "gpt-4.1-mini": (120, 150, 190),
+    "claude-sonnet-4.5": (200, 200, 200),
+}
 GAP_S = (60, 60, 600, 60)
 """Seconds before turns 2..5: the third conversation's turn 4 comes 10 minutes later (cold)."""
 

@@ -98,6 +98,8 @@ class Tally:
         log's own set); None: the previous turn's prompt when warm on the same model."""
         self.turns += 1
         self.untimed += not timed
+        if timed:
+            self._forget(now)
         thread = self.threads.get(label)
         if thread is None:
             thread = self.threads[label] = Thread(model, now, prompt)
@@ -121,8 +123,6 @@ class Tally:
             if hit:
                 plain = rate.cost(prompt, completion, _cached_usage(prompt, completion, hit))
             self.with_cache += plain
-        if timed:
-            self._forget(now)
         return thread
 
     def _forget(self, now: float) -> None:
