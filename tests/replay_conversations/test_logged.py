@@ -161,3 +161,21 @@ def test_malformed_fields_are_tolerated(tmp_path: Path) -> None:
     ]
     render_text(data)
     render_html(data)
+
+
+def test_a_request_line_names_its_model_by_model_used_or_a_model_in_its_body(tmp_path: Path) -> None:
+    """`model_used` / `response.model` say which model served a request line; without them its
+    body's `model` does when it names a model (here `small`, priced at 0.10*1000 + 0.40*100),
+    never when it names a tier or `auto` (the rules chose)."""
+    rules = write_rules(tmp_path / "rules.yaml")
+    used = {"prompt_tokens": 1000, "completion_tokens": 100}
+    log = [
+        line({**turns("Hi.")[0], "model": "small"}, START, usage=used),
+        line({**turns("Hello.")[0], "model": "auto"}, START + 1, usage=used),
+        line({**turns("Hey.")[0], "model": "budget"}, START + 2, usage=used),
+    ]
+    data = run(tmp_path, log, rules)
+    assert [(r["model"], r["requests"], r["cost_micro_usd_per_request"]) for r in data["trend"]["days"]] == [
+        ("small", 1, 140.0)
+    ]
+    assert sets(data)["logged"]["turns"] == 1

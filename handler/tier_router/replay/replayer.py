@@ -127,6 +127,15 @@ class Replayer:
             return self.model if self.model in rules.targets else AUTO
         return name if isinstance(name, str) and name in rules.targets else AUTO
 
+    def _names_a_model(self, name: Any) -> bool:
+        """Whether a logged request's `model` says which model served it: a model of the rules,
+        or a name they do not know (a log from before the router); not a tier, alias or auto."""
+        return (
+            isinstance(name, str)
+            and bool(name)
+            and (name in self.rules.routes or name not in self.rules.targets)
+        )
+
     def request_line(self, lineno: int, obj: dict[str, Any], *, text_checked: bool = False) -> None:
         audit = self.audit
         body = body_of(obj)
@@ -177,11 +186,13 @@ class Replayer:
         served = None
         if counted is not None or "cost_micro_usd" in obj or "cost_usd" in obj:
             used, micro = self._logged(obj, response, counted)
-            if counted is not None:
-                used = used if used is not None else logged_name if isinstance(logged_name, str) else None
-                if used is not None:
-                    audit.trend.add(ts, used, prompt, completion, micro)
-                    served = (used, usage)
+            if used is None and self._names_a_model(logged_name):
+                used = logged_name
+            if counted is not None and used is not None:
+                if micro is None and used in self.rates:  # the body's model: priced here
+                    micro = self.rates[used].cost(*counted)
+                audit.trend.add(ts, used, prompt, completion, micro)
+                served = (used, usage)
         old = None
         if self.against is not None:
             old = self.compare(
