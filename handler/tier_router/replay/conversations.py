@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from tier_router.conversations import has_earlier_turn
 from tier_router.errors import APIError
 from tier_router.routing.conversation import identify
-from tier_router.routing.stickiness import Memory, Move, Policy, Stick, follow, moved_by, should_remember
+from tier_router.routing.stickiness import Memory, Move, Policy, follow, moved_by, should_remember
 from tier_router.spend.pricing import usd
 
 if TYPE_CHECKING:
@@ -120,9 +120,7 @@ class Tally:
             plain = rate.cost(prompt, completion, None)
             self.priced += 1
             self.without_cache += plain
-            if hit:
-                plain = rate.cost(prompt, completion, _cached_usage(prompt, completion, hit))
-            self.with_cache += plain
+            self.with_cache += rate.cached_cost(prompt, completion, hit) if hit else plain
         return thread
 
     def _forget(self, now: float) -> None:
@@ -170,14 +168,6 @@ class Tally:
         }
 
 
-def _cached_usage(prompt: int, completion: int, cached: int) -> dict[str, Any]:
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-    }
-
-
 def remembered(
     decision: Decision, served: ModelRoute, old: Memory | None, now: float, prompt: int, completion: int
 ) -> Memory:
@@ -208,32 +198,29 @@ class Sticky:
         timed: bool,
         prompt: int,
         completion: int,
-    ) -> Decision:
-        """The decision the router would forward for this turn (counted), its memory updated."""
+    ) -> ModelRoute | None:
+        """The model that answers this turn as the router would place it (counted; None: the
+        decision has no model), the conversation's memory updated as the router updates it."""
         policy = self.policy
         thread = self.tally.threads.get(label)
         stored = thread.memory if thread is not None else None
-        memory = None
-        if (
-            stored is not None
-            and now - stored.at <= policy.ttl_s
-            and policy.applies(self.rules, decision)
-            and has_earlier_turn(body)
-        ):
-            memory = stored
-        placed = follow(self.rules, policy, decision, label, memory, now)
+        sticky = policy.applies(self.rules, decision)
+        if stored is not None and sticky and now - stored.at <= policy.ttl_s and has_earlier_turn(body):
+            memory: Memory | None = stored
+            placed = follow(self.rules, policy, decision, label, memory, now)
+        else:  # `follow` without a memory leaves the rules' decision as it is (NEW, or OFF)
+            memory, placed = None, decision
         if not placed.candidates:
-            return placed
+            return None
         served = placed.candidates[0]
         thread = self.tally.turn(
             label, served.name, now, timed, prompt, completion, self.rates.get(served.name)
         )
-        placement = placed.conversation
-        if placement is not None and placement.stick is not Stick.OFF:
+        if sticky:  # the router remembers every placed turn but those stickiness is off for
             new = remembered(placed, served, memory, now, prompt, completion)
             if should_remember(memory, new, policy.refresh_s):
                 thread.memory = new
-        return placed
+        return served
 
 
 def logged_cached_tokens(obj: Mapping[str, Any], usage: Any) -> int | None:

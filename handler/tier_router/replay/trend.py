@@ -3,10 +3,11 @@ what the log says was used — how a model getting more verbose shows up in a re
 
 Counted: the router's served lines that log their tokens (`prompt_tokens`, `completion_tokens`;
 cost: `cost_micro_usd`, else those tokens at the model's price in the rules), and request lines
-with a logged usage (model: `model_used`, else `response.model`, else the body's `model`;
-cost: the logged one, else the usage at that model's price). A line without `ts` is counted as
-untimed; a cost that cannot be known (no logged cost, a model the rules do not price) leaves
-the line out of that day's cost per request only. Memory: one row per (day, model).
+with a logged usage (model: `model_used`, else `response.model`, else the body's `model` when
+it names a model; cost: the logged one, else the usage at that model's price). A line without
+`ts` is counted as untimed; a cost that cannot be known (no logged cost, a model the rules do
+not price) leaves the line out of that day's cost per request only. Memory: one row per
+(day, model).
 """
 
 from __future__ import annotations
