@@ -141,6 +141,7 @@ class Feature:
     fail_first: bool = False  # the upstream answers 500 once before the measured requests
     feedback: bool = False  # a POST /v1/feedback after each answer
     streams: tuple[bool, ...] = (False, True)
+    conversation: bool = False  # every request a later turn of one growing conversation (sticky)
 
 
 LIMITS = {"requests_per_minute": 100000, "tokens_per_minute": 10_000_000}
@@ -165,6 +166,12 @@ FEATURES = (
         same_prompt=True,
     ),
     Feature("breakers after a failure (no spend)", fail_first=True),
+    Feature(
+        "sticky conversation: later turns (budgets, key limits)",
+        {"budgets": KEY_BUDGETS, "limits": LIMITS},
+        keys=True,
+        conversation=True,
+    ),
     Feature("feedback on (quality loop), no judging", {"quality": {"feedback": {"enabled": True}}}),
     Feature(
         "feedback on + POST /v1/feedback each",
@@ -230,11 +237,15 @@ def request_body(feature: Feature, n: int, stream: bool) -> dict[str, Any]:
     if feature.path == "/v1/embeddings":
         return {"model": "auto", "input": f"embed this text {n}"}
     text = "Say hello in five words." if feature.same_prompt else f"Say hello in five words, #{n}."
-    body: dict[str, Any] = {
-        "model": "auto",
-        "messages": [{"role": "user", "content": text}],
-        "max_tokens": 64,
-    }
+    messages: list[dict[str, Any]] = [{"role": "user", "content": text}]
+    if feature.conversation:  # turn n + 2 of one conversation: its first turn, then n + 1 answers
+        messages = [{"role": "user", "content": "Say hello in five words."}]
+        for i in range(n + 1):
+            messages += [
+                {"role": "assistant", "content": f"Hello there, friend number {i}!"},
+                {"role": "user", "content": f"Again, #{i}."},
+            ]
+    body: dict[str, Any] = {"model": "auto", "messages": messages, "max_tokens": 64}
     if "cache" in feature.sections:
         body["temperature"] = 0  # cacheable without the opt-in header
     if stream:

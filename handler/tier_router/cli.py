@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="on a table several regions share: more regions to read, comma-separated"
         " (default: this one and those of budgets.region_shares)",
     )
+    status.add_argument(
+        "--days",
+        type=int,
+        default=14,
+        help="budget days of the token and cost trend per model and rule (default 14, at most 366)",
+    )
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(run=run_status)
 
@@ -181,9 +187,13 @@ def run_status(args: argparse.Namespace) -> int:
     import asyncio
 
     from tier_router.errors import StoreError
+    from tier_router.spend import trend
     from tier_router.status import read_status
     from tier_router.store.factory import StoreURLError, check_store_url, open_store
 
+    if not 1 <= args.days <= trend.MAX_DAYS:
+        print(f"status: --days must be 1..{trend.MAX_DAYS}, not {args.days}", file=sys.stderr)
+        return 2
     rules = load_or_report(args.rules)
     if rules is None:
         return 1
@@ -194,7 +204,7 @@ def run_status(args: argparse.Namespace) -> int:
     async def read() -> dict[str, Any]:
         store = open_store(store_url, settings=settings)
         try:
-            return await read_status(store, rules, settings.region, regions)
+            return await read_status(store, rules, settings.region, regions, args.days)
         finally:
             await store.aclose()
 
@@ -213,8 +223,13 @@ def run_status(args: argparse.Namespace) -> int:
         return 2
     if args.json:
         print(json.dumps(data))
+    elif "regions" in data:
+        print(cli_text.render_regions(data))
+        for name, region in data["regions"].items():
+            print(f"== trend of region {name}\n{trend.render(region['trend'])}")
     else:
-        print(cli_text.render_regions(data) if "regions" in data else cli_text.render_status(data))
+        print(cli_text.render_status(data))
+        print(trend.render(data["trend"]))
     return 0
 
 

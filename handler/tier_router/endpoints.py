@@ -5,7 +5,7 @@ POST /v1/route/explain      the decision for a body (chat, or embeddings: `input
                             with breaker states, nothing forwarded
 GET  /v1/models             auto, the tiers, the models and the aliases
 GET  /v1/models/{id}        one of them (OpenAI's model object), or 404
-GET  /v1/router/status      today's spend and results, quality, budgets, breakers, schema checks
+GET  /v1/router/status      today's spend and results, quality, token trend, budgets, breakers, schema checks
 GET  /healthz, /readyz      liveness; readiness (keys, store)
 """
 
@@ -277,6 +277,9 @@ async def status(request: Request) -> Response:
         from tier_router.quality import report as quality_report  # the status route only
 
         quality = await quality_report.read(gateway.spend.ledger, reference=reference)
+        from tier_router.spend.trend import read_trend  # the status route only
+
+        trend = await read_trend(gateway.spend.ledger)
     except StoreError as exc:
         raise APIError(503, f"state store unreachable: {exc}", code="store_unavailable") from None
     tiers = {t: [r.name for r in c] for t, c in gateway.rules.tiers.items()}
@@ -284,7 +287,14 @@ async def status(request: Request) -> Response:
 
     checks = dataclasses.asdict(SCHEMA_STATS)  # this process's, since it started
     return JSONResponse(
-        {**spend, "quality": quality.as_dict(), "breakers": breakers, "tiers": tiers, "schema_checks": checks}
+        {
+            **spend,
+            "quality": quality.as_dict(),
+            "trend": trend.as_dict(),
+            "breakers": breakers,
+            "tiers": tiers,
+            "schema_checks": checks,
+        }
     )
 
 

@@ -37,6 +37,7 @@ from tier_router.router_keys import KeyRecord, KeyRing, KeysFileWatch, parse_key
 from tier_router.routing.compiled import load_rules_fast
 from tier_router.routing.engine import Rules
 from tier_router.settings import Settings
+from tier_router.spend.baseline import Baseline
 from tier_router.store.base import Store
 from tier_router.store.deadline import DeadlineStore
 from tier_router.store.factory import open_store
@@ -157,6 +158,8 @@ class Gateway:
             enabled=settings.log_requests, emf=settings.emf_metrics, buffered=settings.background_settle
         )
         drainer = Drainer()
+        if self.access_log.emf:  # OutputTokensVsLastWeek: each model's baseline, loaded once a day
+            self.access_log.baseline = Baseline(self.spend.ledger, start=drainer.start)
         self.tracing = start_tracing(settings, span_processor)
         self.quality = QualityLoop()
         self.quality.facts = Facts.build(self.store, self.rules.spec.quality)  # None: feedback off

@@ -39,6 +39,7 @@ from tier_router.fallback import Attempt
 from tier_router.fallback import Outcome as AttemptOutcome
 from tier_router.request_line import Outcome, RequestLine
 from tier_router.routing.engine import Decision, ModelRoute
+from tier_router.spend.pricing import cache_savings_micro_usd, cached_tokens
 from tier_router.stream import OpenedStream
 from tier_router.stream_state import add_usage
 from tier_router.telemetry import AccessLog
@@ -202,6 +203,8 @@ class Lifecycle:
             return
         exchange.finished = True
         exchange.line.latency_ms = round((time.perf_counter() - exchange.started) * 1000, 2)
+        if exchange.turn is not None and self.conversations is not None:
+            self.conversations.note(exchange)  # before any await: the next turn may be on its way
         task = self.drainer.start(self._finish(exchange, scope))
         if self.background and "aws.event" not in scope:
             return
@@ -215,6 +218,7 @@ class Lifecycle:
             self._price(exchange)
             if exchange.prior_cost != 0 and exchange.route is not None:  # escalated answers too
                 exchange.cost = exchange.total_cost(exchange.cost)
+            note_usage(exchange)  # before the settle: its results count the tokens
             if exchange.admission is not None:
                 async with self._settle_slot():
                     exchange.cost = await self.spend.settle(
@@ -292,13 +296,21 @@ class Lifecycle:
             line.upstream_ms = round(sum(a.elapsed_ms for a in attempts), 2)
         if exchange.admission is not None:
             line.cost_micro_usd = exchange.cost
-        usage = exchange.usage
-        if isinstance(usage, dict):
-            line.prompt_tokens = _int(usage.get("prompt_tokens"))
-            line.completion_tokens = _int(usage.get("completion_tokens"))
         if exchange.decision is not None:
             line.features = exchange.decision.features.as_dict()
         self.access_log.write(line.record())
+
+
+def note_usage(exchange: Exchange) -> None:
+    """The served answer's usage on its line: tokens, cached tokens and what they saved."""
+    usage, line = exchange.usage, exchange.line
+    if not isinstance(usage, dict):
+        return
+    line.prompt_tokens = _int(usage.get("prompt_tokens"))
+    line.completion_tokens = _int(usage.get("completion_tokens"))
+    line.cached_tokens = cached_tokens(usage) or None
+    if line.cached_tokens and exchange.route is not None:
+        line.cache_savings_micro_usd = cache_savings_micro_usd(exchange.route.price, usage) or None
 
 
 def _int(value: object) -> int | None:

@@ -70,6 +70,11 @@ class RequestLine:
     from what had been streamed and the prompt's estimate."""
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    """Of `prompt_tokens`, those read from the provider's prompt cache; written when non-zero."""
+    cache_savings_micro_usd: int | None = None
+    """What those cached reads saved against the input price (rounded down); written when
+    non-zero."""
     bad_chunks: int = 0
     """Stream chunks skipped because they were not JSON (`providers.base.MAX_BAD_CHUNKS`)."""
     recovered: str | None = None
@@ -136,6 +141,10 @@ class RequestLine:
         data["cost_estimated"] = self.cost_estimated
         if self.prompt_tokens is not None or self.completion_tokens is not None:
             data.update(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
+        if self.cached_tokens:
+            data["cached_tokens"] = self.cached_tokens
+        if self.cache_savings_micro_usd:
+            data["cache_savings_micro_usd"] = self.cache_savings_micro_usd
         if self.bad_chunks:
             data["bad_chunks"] = self.bad_chunks
         if self.recovered is not None:
@@ -195,6 +204,8 @@ _READ_TYPES: dict[str, type | tuple[type, ...]] = {
     "cost_estimated": bool,
     "prompt_tokens": int,
     "completion_tokens": int,
+    "cached_tokens": int,
+    "cache_savings_micro_usd": int,
     "bad_chunks": int,
     "recovered": str,
     "cache": str,

@@ -9,10 +9,15 @@ With EMF on (the default on Lambda), the same line carries an `_aws` block in Cl
 Embedded Metric Format, so CloudWatch extracts metrics from the log stream itself: no
 PutMetricData calls, no extra latency, no SDK import. Metrics (namespace `TierRouter`):
 Requests, Errors, Fallbacks, LatencyMs, UpstreamMs, PromptTokens, CompletionTokens, CostUSD,
-CacheHits, Downgrades — by tier, and by model + provider; and Validated / Escalations by
+CacheHits, Downgrades, InputTokens, OutputTokens, CachedTokens (prompt-cache reads) and
+CacheSavings (micro-dollars) — by tier, and by model + provider; Validated / Escalations by
 `routed_tier` (the tier the rules chose, whose answers a cascade checks: an alarm on
-Escalations / Validated is an alarm on that tier's answer quality). (Each dimension
-combination is a custom metric CloudWatch bills for; that is why the sets stay this small.)
+Escalations / Validated is an alarm on that tier's answer quality); and, on an answered
+request whose model has a baseline (`spend.baseline`), OutputTokensVsLastWeek — its output
+tokens over its model's per-request average of the week before last — by model and for the
+whole router (no dimension): its daily Average is this week's over last week's, which the
+token-inflation alarm watches. (Each dimension combination is a custom metric CloudWatch
+bills for; that is why the sets stay this small.)
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import atexit
 import json
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 FLUSH_S = 0.2
 FLUSH_LINES = 256
@@ -38,9 +43,25 @@ METRICS = [
     {"Name": "CostUSD", "Unit": "None"},
     {"Name": "CacheHits", "Unit": "Count"},
     {"Name": "Downgrades", "Unit": "Count"},
+    {"Name": "InputTokens", "Unit": "Count"},
+    {"Name": "OutputTokens", "Unit": "Count"},
+    {"Name": "CachedTokens", "Unit": "Count"},
+    {"Name": "CacheSavings", "Unit": "None"},
 ]
 DIMENSIONS = [["tier"], ["model", "provider"]]
 CASCADE_METRICS = [{"Name": "Validated", "Unit": "Count"}, {"Name": "Escalations", "Unit": "Count"}]
+INFLATION = {
+    "Namespace": NAMESPACE,
+    "Dimensions": [[], ["model"]],
+    "Metrics": [{"Name": "OutputTokensVsLastWeek", "Unit": "None"}],
+}
+"""The token-inflation metric's directive: by model, and the router's as a whole."""
+
+
+class Baselines(Protocol):
+    """Last week's output tokens per request of each model (`spend.baseline.Baseline`)."""
+
+    def ratio(self, model: str, output_tokens: int) -> float | None: ...
 
 
 class AccessLog:
@@ -55,6 +76,8 @@ class AccessLog:
         self.enabled = enabled
         self.emf = emf
         self.buffered = buffered
+        self.baseline: Baselines | None = None
+        """With EMF: the baseline of each model's OutputTokensVsLastWeek (the gateway's)."""
         self._pending: list[str] = []
         self._flush_scheduled = False
         if buffered:
@@ -90,7 +113,8 @@ class AccessLog:
         now = time.time()
         record["ts"] = round(now, 3)
         if self.emf and "_aws" not in record and record.get("event") == "request":
-            add_emf(record, now)  # the request metrics; other lines (feedback) bring their own or none
+            # the request metrics; other lines (feedback) bring their own or none
+            add_emf(record, now, self.baseline)
         self._emit(json.dumps(record, separators=(",", ":"), default=str) + "\n")
 
     def event(self, name: str, **fields: str) -> None:
@@ -116,7 +140,7 @@ def emf_block(now: float, *directives: dict[str, Any]) -> dict[str, Any]:
     return {"Timestamp": int(now * 1000), "CloudWatchMetrics": list(directives)}
 
 
-def add_emf(record: dict[str, Any], now: float) -> None:
+def add_emf(record: dict[str, Any], now: float, baseline: Baselines | None = None) -> None:
     """Metric values as top-level fields, plus the `_aws` directive that names them."""
     attempts = record.get("attempts") or []
     escalations = len(record.get("escalations") or ())  # each escalated tier's first try is no fallback
@@ -133,8 +157,16 @@ def add_emf(record: dict[str, Any], now: float) -> None:
             "CostUSD": (record.get("cost_micro_usd") or 0) / 1_000_000,
             "CacheHits": 1 if record.get("cache") == "hit" else 0,
             "Downgrades": 1 if record.get("downgraded_from") else 0,
+            "InputTokens": record.get("prompt_tokens") or 0,
+            "OutputTokens": record.get("completion_tokens") or 0,
+            "CachedTokens": record.get("cached_tokens") or 0,
+            "CacheSavings": record.get("cache_savings_micro_usd") or 0,
         }
     )
+    ratio = None
+    output, model = record.get("completion_tokens"), record.get("model")
+    if baseline is not None and record.get("outcome") == "ok" and type(output) is int and model:
+        ratio = baseline.ratio(model, output)
     for name in ("tier", "model", "provider"):
         if not record.get(name):
             record[name] = "-"  # EMF dimensions must be strings
@@ -146,4 +178,7 @@ def add_emf(record: dict[str, Any], now: float) -> None:
         directives.append(
             {"Namespace": NAMESPACE, "Dimensions": [["routed_tier"]], "Metrics": CASCADE_METRICS}
         )
+    if ratio is not None:
+        record["OutputTokensVsLastWeek"] = ratio
+        directives.append(INFLATION)
     record["_aws"] = emf_block(now, *directives)

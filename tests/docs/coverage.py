@@ -86,8 +86,29 @@ CHECKED: dict[tuple[str, str, int], str] = {
     ("docs/replay.md", "Conversations and the trend over time", 1): RUN_OFFLINE,
     # docs/spend.md, docs/state.md
     ("docs/prompt-cache.md", "Automatic prompt-cache breakpoints (Anthropic)", 1): YAML,
+    ("docs/conversations.md", "Sticky conversations", 1): YAML,
     ("docs/spend.md", "Spend: costs, budgets, rate limits, cache", 1): YAML,
     ("docs/spend.md", "Router keys", 1): f"{REFERENCE}::test_the_router_keys_example",
+    (
+        "docs/spend.md",
+        "Tokens per request over time",
+        1,
+    ): "tests/inflation/test_docs.py::test_the_status_commands",
+    (
+        "docs/spend.md",
+        "Tokens per request over time",
+        2,
+    ): "tests/inflation/test_docs.py::test_the_trend_output",
+    (
+        "docs/spend.md",
+        "Tokens per request over time",
+        3,
+    ): "tests/inflation/test_docs.py::test_the_json_excerpt",
+    (
+        "docs/spend.md",
+        "Tokens per request over time",
+        4,
+    ): "tests/inflation/test_docs.py::test_the_alarm_command",
     ("docs/state.md", "Shared state and circuit breakers", 1): YAML,
     # docs/http-api.md
     ("docs/http-api.md", "POST /v1/feedback", 1): "tests/feedback/test_feedback_docs.py",

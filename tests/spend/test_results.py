@@ -257,7 +257,14 @@ def test_deltas_are_small_and_safe() -> None:
         "model.medium": 420,
         "model_n.medium": 1,
         "model_ms.medium": 900,
-    }  # no zero deltas: errors and successes are absent, not 0
+        # the escalated answer's usage (the final answer's line has none): on its model and the rule
+        "model_use.small": 1,
+        "model_in.small": 10,
+        "model_out.small": 20,
+        "rule_use.short": 1,
+        "rule_in.short": 10,
+        "rule_out.short": 20,
+    }  # no zero deltas: errors, successes and cached tokens are absent, not 0
 
 
 def test_old_items_report_cost_without_results() -> None:
@@ -316,3 +323,40 @@ def test_bytes_per_distinct_value() -> None:
     assert names == 6 * len(key) + 40
     numbers = 6 * (-(-11 // 2) + 1)  # even if every count had 11 digits
     assert names + numbers == 6 * len(key) + 82 == 202
+
+
+def test_bytes_per_model_value() -> None:
+    """The size note for a model (or rule): with tokens, up to twelve fields — a 20-character
+    model name costs at most 12 × 20 + 112 bytes of names and 12 × 7 of numbers (every count up
+    to 11 digits) = 436 bytes a day; a rule's names are 12 bytes shorter."""
+    model = "m" * 20
+    request = line(
+        tier="t",
+        rule="r" * 20,
+        key="k",
+        model=model,
+        outcome=Outcome.STREAM_INTERRUPTED,  # an error (a success is the other of the two)
+        escalations=[{"model": model, "cost_micro_usd": 1, "prompt_tokens": 1, "completion_tokens": 1}],
+        latency_ms=999_999.0,
+        prompt_tokens=99_999_999_999,
+        completion_tokens=99_999_999_999,
+        cached_tokens=99_999_999_999,
+        cache_savings_micro_usd=99_999_999_999,
+    )
+    deltas = SpendLedger.deltas(
+        cost=12_345_678_901,
+        tier=None,
+        model=None,
+        rule=None,
+        router_key=None,
+        result=RequestResult.of(request, cost=12_345_678_901),
+    )
+    fields = [name for name in deltas if name.split(".", 1)[0].startswith("model")]
+    missing = ["model_ok." + model]  # errors and successes are exclusive in one request
+    assert len(fields) == 11
+    names = sum(len(n.encode()) for n in [*fields, *missing])
+    assert names == 12 * len(model) + 112
+    numbers = 12 * (-(-11 // 2) + 1)
+    assert names + numbers == 436
+    rule_fields = [name for name in deltas if name.startswith("rule")]
+    assert sum(len(n.encode()) for n in rule_fields) + len("rule_ok.") + 20 == 12 * 20 + 100

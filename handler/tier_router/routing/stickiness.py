@@ -94,7 +94,7 @@ class Memory:
         return {
             "tier": self.tier,
             "model": self.model,
-            "at": round(self.at, 3),
+            "at_ms": int(self.at * 1000),  # a store holds ints and strings
             "prompt": self.prompt_tokens,
             "completion": self.completion_tokens,
             "moved_by": self.moved_by.value,
@@ -105,15 +105,15 @@ class Memory:
         """The stored item back, or None when it is absent or not one of ours (never raises)."""
         if not isinstance(item, dict):
             return None
-        tier, model, at = item.get("tier"), item.get("model"), item.get("at")
-        if not (isinstance(tier, str) and isinstance(model, str) and isinstance(at, int | float)):
+        tier, model, at_ms = item.get("tier"), item.get("model"), item.get("at_ms")
+        if not (isinstance(tier, str) and isinstance(model, str) and type(at_ms) is int):
             return None
         try:
             moved_by = Move(item.get("moved_by", "first"))
         except ValueError:
             moved_by = Move.FIRST
         return cls(
-            tier, model, float(at), _count(item.get("prompt")), _count(item.get("completion")), moved_by
+            tier, model, at_ms / 1000, _count(item.get("prompt")), _count(item.get("completion")), moved_by
         )
 
 
@@ -151,6 +151,9 @@ class Placement:
     """The remembered model, when there was one."""
     estimate: Estimate | None = None
     """The priced choice, when the rules picked another tier."""
+    inferred: bool = False
+    """The memory is the conversation's first turn re-decided by the rules (a first turn that
+    went where its rules said is not written: single-turn traffic writes nothing)."""
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"conversation": self.label, "stick": self.stick.value}
@@ -160,6 +163,8 @@ class Placement:
             data["remembered"] = self.remembered
         if self.estimate is not None:
             data["estimate"] = self.estimate.as_dict()
+        if self.inferred:
+            data["inferred"] = True
         return data
 
 
@@ -223,6 +228,8 @@ def follow(
     label: str,
     memory: Memory | None,
     now: float,
+    *,
+    inferred: bool = False,
 ) -> Decision:
     """The decision to forward for this turn (see the module doc); `decision.conversation` says
     what stickiness did."""
@@ -233,24 +240,28 @@ def follow(
     remembered = rules.routes.get(memory.model)
     chain = rules.tiers.get(memory.tier, ())
     if remembered is None or remembered not in chain or not _fits(remembered, decision):
-        placed = Placement(label, Stick.MOVED, Move.UNAVAILABLE, memory.model)
+        placed = Placement(label, Stick.MOVED, Move.UNAVAILABLE, memory.model, None, inferred)
         return replace(decision, conversation=placed)
     if memory.tier == decision.tier:
-        kept = Placement(label, Stick.KEPT, None, memory.model)
+        kept = Placement(label, Stick.KEPT, None, memory.model, None, inferred)
         return replace(decision, candidates=_first(remembered, decision.candidates), conversation=kept)
     if decision.kind is DecisionKind.EXPLICIT or not rules.same_kind(memory.tier, decision.tier):
-        return replace(decision, conversation=Placement(label, Stick.MOVED, Move.CLIENT, memory.model))
+        return replace(
+            decision, conversation=Placement(label, Stick.MOVED, Move.CLIENT, memory.model, None, inferred)
+        )
     if memory.moved_by is Move.PACING:
-        return replace(decision, conversation=Placement(label, Stick.MOVED, Move.PACING, memory.model))
+        return replace(
+            decision, conversation=Placement(label, Stick.MOVED, Move.PACING, memory.model, None, inferred)
+        )
     estimate = None
     if policy.cache_aware and memory.moved_by is not Move.ESCALATION and decision.candidates:
         estimate = price_move(remembered, decision.candidates[0], memory, decision, now, policy.cache_ttl_s)
         if estimate.move < estimate.stay:
-            placed = Placement(label, Stick.MOVED, Move.RULE, memory.model, estimate)
+            placed = Placement(label, Stick.MOVED, Move.RULE, memory.model, estimate, inferred)
             return replace(decision, conversation=placed)
     why = f"conversation kept on {memory.model} (tier {memory.tier!r})"
     stayed = rules.retier(decision, memory.tier, why)
-    placed = Placement(label, Stick.KEPT, None, memory.model, estimate)
+    placed = Placement(label, Stick.KEPT, None, memory.model, estimate, inferred)
     return replace(stayed, candidates=_first(remembered, stayed.candidates), conversation=placed)
 
 

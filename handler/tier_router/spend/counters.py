@@ -11,6 +11,12 @@ One item per budget day, `spend:<day>` (day = "2026-11-23"), updated by ONE atom
     <dim>_err.<value>    errors
     <dim>_esc.<value>    escalations
     <dim>_ok.<value>     successes
+    <dim>_use.<value>    requests whose provider reported usage     (dim: model, rule)
+    <dim>_in.<value>     input tokens (cached ones included)         (dim: model, rule)
+    <dim>_out.<value>    output tokens                              (dim: model, rule)
+    <dim>_cin.<value>    cached input tokens                        (dim: model, rule)
+    <dim>_chit.<value>   requests with cached input (a cache hit)    (dim: model, rule)
+    <dim>_sav.<value>    what the cached input saved, µ$ (rounded down) (dim: model, rule)
 
 Values are percent-encoded (`urllib.parse.quote`, only `A-Za-z0-9_.-~` kept), so any router
 key id or model name is a safe field name and decodes back exactly; the kind (`tier_n`)
@@ -19,9 +25,10 @@ something. The item expires `retention_days` after its day ends.
 
 Compatibility: the cost fields are the ones written before results were counted (`tier.x`
 etc.; `arm.x` is new), and readers ignore kinds they do not know — so older routers read
-new items (cost only) and new readers read old items: their values have a cost and no
-results (requests 0, rates null). A day written partly by each has results for the requests
-counted since the change, and costs for all.
+new items (cost only, or results without tokens) and new readers read old items: their
+values have a cost and no results (requests 0, rates null), or results and no tokens
+(metered 0: tokens per request null). A day written partly by each has results (tokens) for
+the requests counted since the change, and costs for all.
 
 The budget day starts at `day_start_hour` UTC (e.g. 8 for a day that starts at 08:00
 UTC); "2026-11-23" is the day that STARTS on that date.
@@ -32,15 +39,18 @@ the same items hold the budgets). Beyond a few hundred requests/s, shard it (`bu
 `spend.shards`): N items `spend:<day>#0 .. #N-1`, a write goes to a random one, reads get all
 N with one `get_many` (≤100 keys) and sum — N× the write headroom for the same read cost.
 Readers ignore the budget's fields (`committed`, `spent`, `kc.*`, holds).
-Size: each distinct value seen that day (a model, rule, tier, key or arm) takes up to six
-fields (errors and escalations only once it has had one): their names are 6 × its encoded
-length + 40 to 46 bytes of kinds and dots, their numbers 1 + 1 per 2 digits each in DynamoDB
-— at most 6 × len + 88 bytes with every count up to 11 digits: ~200 bytes for a 20-character
-key id (`tests/spend/test_results.py`), so DynamoDB's 400 KB item limit holds ~2,000 such
-values a day (every shard may see every value: shards add write headroom, not room). An
-update is billed by the item's size (one write unit per KB, before or after, the larger):
-with results each value is ~5× the bytes it was, so a day with many keys or models costs
-more write units per request.
+Size: each distinct value seen that day (a tier, key or arm) takes up to six fields (errors
+and escalations only once it has had one): their names are 6 × its encoded length + 40 to
+46 bytes of kinds and dots, their numbers 1 + 1 per 2 digits each in DynamoDB — at most
+6 × len + 88 bytes with every count up to 11 digits: ~200 bytes for a 20-character key id
+(`tests/spend/test_results.py`), so DynamoDB's 400 KB item limit holds ~2,000 such values a
+day (every shard may see every value: shards add write headroom, not room). A model or a
+rule takes up to twelve (its tokens, cache hits and savings too): 12 × len + 112 bytes of
+names (a model; a rule's are 12 fewer), 12 × 7 of numbers at most (every count up to 11
+digits: 99 billion tokens a day) — 436 bytes for a 20-character model name. Tiers, rules
+and models are few (the rules file names them); keys and arms are what grows. An update is
+billed by the item's size (one write unit per KB, before or after, the larger): a day with
+many keys or models costs more write units per request.
 """
 
 from __future__ import annotations
@@ -63,8 +73,21 @@ from tier_router.store.base import Store, Value
 DAY_S = 86_400
 BREAKDOWNS = ("tier", "model", "rule", "key")
 """The cost breakdowns of `SpendReport` (`by_tier` ...); `arm` costs are in its results."""
-METRIC_KINDS = {"n": "requests", "ms": "latency_ms", "err": "errors", "esc": "escalations", "ok": "successes"}
-"""`<dim>_<suffix>.<value>` -> the `Tally` field it holds (`<dim>.<value>` holds the cost)."""
+METRIC_KINDS = {
+    "n": "requests",
+    "ms": "latency_ms",
+    "err": "errors",
+    "esc": "escalations",
+    "ok": "successes",
+    "use": "metered",
+    "in": "input_tokens",
+    "out": "output_tokens",
+    "cin": "cached_tokens",
+    "chit": "cached_requests",
+    "sav": "savings",
+}
+"""`<dim>_<suffix>.<value>` -> the `Tally` field it holds (`<dim>.<value>` holds the cost); the
+token kinds are written for `model` and `rule` only (`spend.results`)."""
 _SUFFIXES = {attr: suffix for suffix, attr in METRIC_KINDS.items()}
 
 

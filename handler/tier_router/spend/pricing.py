@@ -14,6 +14,9 @@ Usage is the OpenAI shape; `prompt_tokens` INCLUDES cached reads and cache write
     cache writes   = prompt_tokens_details.cache_write_tokens  at input × cache_write_multiplier
     output         = completion_tokens                 at price.output
 
+What the cached reads saved (`cache_savings_micro_usd`) is cached × (input − cached_input),
+rounded DOWN: the ledger's savings are never overstated (they are reporting, not a charge).
+
 `cache_write_multiplier` is 1.25 by default: Anthropic's 5-minute cache-write price (its
 1-hour writes cost 2×; pass 2.0 if you use them). Missing, None, negative or non-numeric
 fields count as 0; a usage with only `total_tokens` is charged entirely at the dearer of
@@ -25,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -149,6 +152,32 @@ def cost_micro_usd(
         + completion * _dec(price.output)
     )
     return _ceil(micro)
+
+
+def cached_tokens(usage: Mapping[str, Any] | None) -> int:
+    """The cached input tokens (`prompt_tokens_details.cached_tokens`) of `usage`, as the cost
+    counts them: never negative, never more than `prompt_tokens` when that is given."""
+    if not isinstance(usage, Mapping):
+        return 0
+    details = usage.get("prompt_tokens_details")
+    if not isinstance(details, Mapping):
+        return 0
+    cached = _count(details.get("cached_tokens")) or 0
+    prompt = _count(usage.get("prompt_tokens"))
+    return cached if prompt is None else min(cached, prompt)
+
+
+def cache_savings_micro_usd(price: Price, usage: Mapping[str, Any] | None) -> int:
+    """What the cached reads of `usage` saved at `price`: cached tokens × (input − cached_input),
+    in micro-dollars rounded DOWN (0 without cached reads or without a cached price)."""
+    cached = cached_tokens(usage)
+    if not cached or price.cached_input is None:
+        return 0
+    rates = rates_of(price)
+    if rates is not None:
+        return cached * (rates.input - rates.cached_input) // SCALE  # floor division
+    saved = cached * (_dec(price.input) - _dec(price.cached_input))
+    return int(saved.to_integral_value(rounding=ROUND_FLOOR))
 
 
 def worst_case_micro_usd(price: Price, input_tokens: int, max_output_tokens: int) -> int:

@@ -14,7 +14,12 @@ it has — `Tally`s the ledger adds to today's item and a replay adds up from a 
 
 Counted per value: requests, cost (µ$), latency (ms, end to end, the request's own on every
 value it counts on — an escalated request's includes both answers), errors, escalations and
-successes. What counts as what:
+successes. On `model` and `rule` only, the tokens the provider's usage reported (the line's
+`prompt_tokens`, `completion_tokens`, `cached_tokens`; a model counts its own answer's, a rule
+every answer's), the requests whose usage had cached input and what the cache saved
+(`cache_savings_micro_usd`), and the requests that reported usage at all (`metered`: the
+denominator of tokens per request — a response-cache hit, a failure or a stream cut before
+its usage count as requests, not as metered). What counts as what:
 
 - error: the router failed the client — outcome `failed` (no candidate answered),
   `stream_interrupted` (the stream broke after content) or `error` (the router's own fault).
@@ -32,7 +37,7 @@ good answer costs (null without a success).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tier_router.request_line import Outcome, RequestLine
@@ -42,6 +47,9 @@ DIMENSIONS = ("tier", "rule", "model", "arm", "key")
 ERROR_OUTCOMES = frozenset({Outcome.FAILED, Outcome.STREAM_INTERRUPTED, Outcome.ERROR})
 ANSWERED = frozenset({Outcome.OK, Outcome.CACHE_HIT})
 METRICS = ("requests", "cost", "latency_ms", "errors", "escalations", "successes")
+TOKEN_METRICS = ("metered", "input_tokens", "output_tokens", "cached_tokens", "cached_requests", "savings")
+"""What `model` and `rule` values count besides `METRICS` (`Tally`)."""
+TOKEN_DIMENSIONS = ("model", "rule")
 
 
 @dataclass(slots=True)
@@ -56,6 +64,16 @@ class Tally:
     errors: int = 0
     escalations: int = 0
     successes: int = 0
+    metered: int = 0
+    """Requests whose provider reported usage (the token counts' denominator)."""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    """Input tokens read from the provider's prompt cache (included in `input_tokens`)."""
+    cached_requests: int = 0
+    """Requests with cached input (`cached_tokens` > 0)."""
+    savings: int = 0
+    """Micro-dollars the cached input saved, rounded down (`pricing.cache_savings_micro_usd`)."""
 
     def add(self, other: Tally) -> None:
         self.requests += other.requests
@@ -64,6 +82,12 @@ class Tally:
         self.errors += other.errors
         self.escalations += other.escalations
         self.successes += other.successes
+        self.metered += other.metered
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cached_tokens += other.cached_tokens
+        self.cached_requests += other.cached_requests
+        self.savings += other.savings
 
     def row(self) -> dict[str, Any]:
         """The status / replay row: rates rounded to 4 decimals; null without requests
@@ -130,11 +154,55 @@ def table(title: str, shown: dict[str, dict[str, Any]]) -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
+class Tokens:
+    """One answer's usage as the ledger counts it (`Tally`'s token fields)."""
+
+    input: int = 0
+    output: int = 0
+    cached: int = 0
+    savings: int = 0
+    """Micro-dollars, rounded down."""
+
+    def tally(self, tally: Tally) -> Tally:
+        """`tally` (one request's counts) with these tokens: a metered request."""
+        tally.metered = 1
+        tally.input_tokens, tally.output_tokens, tally.cached_tokens = self.input, self.output, self.cached
+        tally.cached_requests = int(self.cached > 0)
+        tally.savings = self.savings
+        return tally
+
+    def __add__(self, other: Tokens) -> Tokens:
+        return Tokens(
+            self.input + other.input,
+            self.output + other.output,
+            self.cached + other.cached,
+            self.savings + other.savings,
+        )
+
+    @classmethod
+    def of(cls, prompt: Any, completion: Any, cached: Any = None, savings: Any = None) -> Tokens | None:
+        """From a line's or an escalation's fields; None when neither token count is there (no
+        usage). A count that is not a non-negative int reads as 0 (a log is data)."""
+        if _count(prompt) is None and _count(completion) is None:
+            return None
+        return cls(_count(prompt) or 0, _count(completion) or 0, _count(cached) or 0, _amount(savings))
+
+
+def _count(value: Any) -> int | None:
+    return value if type(value) is int and value >= 0 else None
+
+
+def _amount(value: Any) -> int:
+    return value if type(value) is int else 0
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
-    """An answer that failed validation and was escalated: its model and its own cost."""
+    """An answer that failed validation and was escalated: its model, its own cost and tokens."""
 
     model: str
     cost: int
+    tokens: Tokens | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +222,8 @@ class RequestResult:
     escalated: bool = False
     success: bool = False
     escalated_answers: tuple[Answer, ...] = ()
+    tokens: Tokens | None = None
+    """The final answer's usage (None: it reported none)."""
 
     @classmethod
     def of(cls, line: RequestLine, *, cost: int, model: str | None = None) -> RequestResult:
@@ -173,21 +243,34 @@ class RequestResult:
             escalated=escalated,
             success=outcome in ANSWERED and not escalated and line.validation is None,
             escalated_answers=answers,
+            tokens=Tokens.of(
+                line.prompt_tokens, line.completion_tokens, line.cached_tokens, line.cache_savings_micro_usd
+            ),
         )
 
     def tallies(self) -> Iterator[tuple[str, str, Tally]]:
         """(dimension, value, what it adds) for every dimension value this request counts on."""
         whole = Tally(1, self.cost, self.latency_ms, int(self.error), int(self.escalated), int(self.success))
-        for dim, name in (("tier", self.tier), ("rule", self.rule), ("key", self.key), ("arm", self.arm)):
+        every = [a.tokens for a in self.escalated_answers if a.tokens is not None]
+        every += [self.tokens] if self.tokens is not None else []
+        rule = sum(every, Tokens()).tally(replace(whole)) if every else whole  # every answer's tokens
+        for dim, name, tally in (
+            ("tier", self.tier, whole),
+            ("rule", self.rule, rule),
+            ("key", self.key, whole),
+            ("arm", self.arm, whole),
+        ):
             if name:
-                yield dim, name, whole
+                yield dim, name, tally
         escalated_cost = 0
         for answer in self.escalated_answers:
             escalated_cost += answer.cost
-            yield "model", answer.model, Tally(1, answer.cost, self.latency_ms, 0, 1, 0)
+            tally = Tally(1, answer.cost, self.latency_ms, 0, 1, 0)
+            yield "model", answer.model, tally if answer.tokens is None else answer.tokens.tally(tally)
         if self.model:
             final = max(self.cost - escalated_cost, 0)
-            yield "model", self.model, Tally(1, final, self.latency_ms, int(self.error), 0, int(self.success))
+            tally = Tally(1, final, self.latency_ms, int(self.error), 0, int(self.success))
+            yield "model", self.model, tally if self.tokens is None else self.tokens.tally(tally)
 
 
 def _answers(escalations: list[Any]) -> Iterator[Answer]:
@@ -198,7 +281,8 @@ def _answers(escalations: list[Any]) -> Iterator[Answer]:
             continue
         model, cost = entry.get("model"), entry.get("cost_micro_usd")
         if isinstance(model, str) and model:
-            yield Answer(model, cost if type(cost) is int and cost >= 0 else 0)
+            tokens = Tokens.of(entry.get("prompt_tokens"), entry.get("completion_tokens"))
+            yield Answer(model, cost if type(cost) is int and cost >= 0 else 0, tokens)
 
 
 def add_request(results: Results, result: RequestResult) -> None:
