@@ -18,11 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_cli_reports_conversations_before_and_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Three growing conversations; the old rules re-decide short-chat every turn (one switch
-    each, to `medium`), the new ones keep each conversation on `small`."""
+    """Three growing conversations; the old rules (stickiness off) re-decide every turn (one
+    switch each, to `medium`), the new ones keep each conversation on `small`."""
     monkeypatch.chdir(tmp_path)
     Path("new.yaml").write_text(rules_text())
-    Path("old.yaml").write_text(rules_text(sticky_short=False))
+    Path("old.yaml").write_text(rules_text(conversations="conversations: {sticky: false}"))
     openers = [f"Tell me about island {n}." for n in range(3)]
     log = []
     for n, opener in enumerate(openers):

@@ -22,7 +22,10 @@ from tier_router.store.memory import MemoryStore
 from tests.replay_conversations.logs import START, turns, write_rules
 
 CONVERSATIONS: list[tuple[list[str], list[float]]] = [
-    (["Why do ships float?", "Ok.", "Why do they rust?", "Ok.", "More.", "Fine."], [0, 60, 120, 700, 760, 4900]),
+    (
+        ["Why do ships float?", "Ok.", "Why do they rust?", "Ok.", "More.", "Fine."],
+        [0, 60, 120, 700, 760, 4900],
+    ),
     (["Tell me about the sea.", "Why is it salty?", "I see.", "Why blue?", "Nice."], [5, 65, 400, 460, 520]),
     (["Hello.", "And then?", "Go on.", "More.", "Thanks!", "Bye."], [10, 70, 130, 190, 250, 310]),
 ]
@@ -55,8 +58,10 @@ def replay_models(rules: Rules, schedule: list[tuple[float, dict[str, Any]]]) ->
     served = []
     for at, body in schedule:
         decision = rules.decide(parse_chat(body), {})
-        label = identify(body, {}, "").label
-        route = sticky.turn(decision, body, label, at, True, decision.features.conversation_tokens, 300)
+        label, route = sticky.turn(
+            decision, body, {}, "", (at, True), (decision.features.conversation_tokens, 300)
+        )
+        assert label == identify(body, {}, "").label
         assert route is not None
         served.append(route.name)
     return served
@@ -68,7 +73,10 @@ def replay_models(rules: Rules, schedule: list[tuple[float, dict[str, Any]]]) ->
         {"max_messages": 6},
         {"max_messages": 50},
         {"max_messages": 50, "sticky_short": False},
-        {"max_messages": 6, "conversations": "conversations: {cache_aware: false, ttl_s: 600, cache_ttl_s: 100}"},
+        {
+            "max_messages": 6,
+            "conversations": "conversations: {cache_aware: false, ttl_s: 600, cache_ttl_s: 100}",
+        },
         {"max_messages": 6, "conversations": "conversations: {sticky: false}", "sticky_hard": True},
     ],
     ids=["boundary", "alternating", "short-not-sticky", "not-cache-aware", "file-off-hard-on"],

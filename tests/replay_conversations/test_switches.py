@@ -29,10 +29,10 @@ def growing(opener: str) -> list[str]:
 
 def test_a_rule_boundary_crossed_as_the_conversation_grows(tmp_path: Path) -> None:
     """The rules (sticky) keep each conversation on `small` past the short-chat boundary (staying
-    warm on small is cheaper than medium); the old rules (short-chat `sticky: false`) switch
-    each conversation once, to standard's `medium`, when it grows past 6 messages."""
+    warm on small is cheaper than medium); the old rules (stickiness off, as before it existed)
+    switch each conversation once, to standard's `medium`, when it grows past 6 messages."""
     new = write_rules(tmp_path / "new.yaml")
-    old = write_rules(tmp_path / "old.yaml", sticky_short=False)
+    old = write_rules(tmp_path / "old.yaml", conversations="conversations: {sticky: false}")
     log = []
     for n in range(3):
         log += conversation_lines(growing(f"Tell me about ship number {n}."), START + n * 7)
@@ -103,9 +103,6 @@ def test_a_conversation_opened_on_premium_moves_when_moving_is_cheaper(tmp_path:
         replayer.run(stream)
     thread = replayer.turns.new.tally.threads[label(bodies[0])]
     assert (thread.turns, thread.switches, thread.model) == (4, 1, "small")
-    assert thread.memory is not None
-    assert thread.memory.model == "small"
-    assert thread.memory.moved_by.value == "rule"
 
 
 def test_two_conversations_with_different_prefixes_are_independent(tmp_path: Path) -> None:
@@ -129,12 +126,13 @@ def test_two_conversations_with_different_prefixes_are_independent(tmp_path: Pat
 
 
 def test_a_conversation_idle_past_ttl_is_forgotten(tmp_path: Path) -> None:
-    """As the router's store: after `conversations.ttl_s` (here 600 s) the memory is gone. The
-    conversation's next turn starts afresh — a new conversation in the counts, no switch."""
+    """Replay's counts forget a conversation idle for longer than `conversations.ttl_s` (here
+    600 s; the router's store has expired it too): its next turn counts as a new conversation,
+    not as a switch."""
     rules = write_rules(tmp_path / "rules.yaml", max_messages=50, conversations="conversations: {ttl_s: 600}")
     bodies = turns("Why do ships float?", "Ok.", "Why again?")
     log = [line(bodies[0], START), line(bodies[1], START + 60), line(bodies[2], START + 60 + 601)]
     by = sets(run(tmp_path, log, rules))
-    # turn 1 large, turn 2 moves to small (1 switch); turn 3 is alone: premium, large again
+    # turn 1 large, turn 2 moves to small (1 switch); turn 3 starts a new count
     assert (by["rules"]["conversations"], by["rules"]["turns"], by["rules"]["switches"]) == (2, 3, 1)
     assert by["rules"]["multi_turn"] == 1

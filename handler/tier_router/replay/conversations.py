@@ -5,12 +5,12 @@ Three sets of conversations are counted, each in a `Tally`:
 
 - `Sticky` (one per rules set: the rules, and the `--against` ones in a second, independent
   one): every re-routed line is a turn of the conversation `routing.conversation.identify`
-  names (scope: the line's logged `key`, as the router's). The turn is placed exactly as the
-  router places it (`routing.stickiness.follow` on the memory the router's store would hold,
-  read only on a turn with an earlier answer in it, expired `conversations.ttl_s` after it was
-  written), and remembered as the router remembers it (`moved_by`, `should_remember`): the
-  answering model is the placed decision's first candidate (no failure is simulated), its
-  tokens the logged usage or replay's estimate.
+  names (scope: the line's logged `key`, as the router's). The router's own
+  `tier_router.conversations.Conversations` places each turn and remembers it, as one router
+  process whose store is a `MemoryStore` on replay's clock (so a replay's switches are the
+  router's, by construction): the answering model is the placed decision's first candidate (no
+  failure, escalation or pacing is simulated), its tokens the logged usage or replay's
+  estimate.
 - the log's own (`"logged"`): the router's lines by their logged `conversation.conversation`
   label and `model`, and request lines that log the model that served them.
 
@@ -22,28 +22,33 @@ cached tokens it logged instead. Costs are at the rules' prices, with the cache
 
 Time is the lines' `ts`; a line without one happens when the line before it did (a log without
 any `ts` happens all at once: every cache warm, no memory expired). Memory: a conversation idle
-for longer than `conversations.ttl_s` (and the cache's TTL) is folded into the totals and
-forgotten, as the router's store forgets it: a later turn starts a new conversation. Without
-`ts`, nothing is forgotten (one small entry per conversation).
+for longer than `conversations.ttl_s` (and the cache's TTL) is folded into the counts and
+forgotten: a later turn counts as a new conversation (the router's store has forgotten it too;
+its process keeps its last 4,096 conversations' turns). Without `ts`, nothing is forgotten (one
+small entry per conversation).
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from tier_router.conversations import has_earlier_turn
+from tier_router.conversations import Conversations, Turn
 from tier_router.errors import APIError
+from tier_router.request_line import Outcome, RequestLine
 from tier_router.routing.conversation import identify
-from tier_router.routing.stickiness import Memory, Move, Policy, follow, moved_by, should_remember
 from tier_router.spend.pricing import usd
+from tier_router.store.memory import MemoryStore
 
 if TYPE_CHECKING:
+    from tier_router.lifecycle import Exchange
     from tier_router.replay.pricing import Rate
     from tier_router.routing.engine import Decision, ModelRoute, Rules
+
+T = TypeVar("T")
 
 MOST_SWITCHES_LISTED = 10
 """Conversations listed by their label under "most switches", per set."""
@@ -51,15 +56,13 @@ MOST_SWITCHES_LISTED = 10
 
 @dataclass(slots=True)
 class Thread:
-    """One conversation's state in one set: its last turn, its counts, the router's memory."""
+    """One conversation's state in one set: its last turn and its counts."""
 
     model: str
     at: float
     prompt: int
     turns: int = 1
     switches: int = 0
-    memory: Memory | None = None
-    """What the router's store would hold for it (a `Sticky` set only)."""
 
 
 class Tally:
@@ -168,59 +171,73 @@ class Tally:
         }
 
 
-def remembered(
-    decision: Decision, served: ModelRoute, old: Memory | None, now: float, prompt: int, completion: int
-) -> Memory:
-    """The memory the router writes after `served` answered `decision` with nothing failing or
-    escalating (`tier_router.conversations.Conversations.remember`'s rule: the move that put
-    it there, else the remembered one when the model is the same, else a first turn)."""
-    move = moved_by(decision, served, False, False)
-    if move is None:
-        move = old.moved_by if old is not None and old.model == served.name else Move.FIRST
-    return Memory(decision.tier or "", served.name, now, prompt, completion, move)
+@dataclass(slots=True)
+class Answered:
+    """What the router's `Conversations.note` / `remember` read of a request that was answered:
+    by the placed decision's first model, nothing failing, escalating or downgraded."""
+
+    turn: Turn
+    decision: Decision
+    route: ModelRoute
+    usage: dict[str, int]
+    line: RequestLine = field(default_factory=lambda: RequestLine("replay", outcome=Outcome.OK))
+
+
+def run_now(step: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never waits (every `MemoryStore` primitive runs to completion
+    without awaiting) to its end, here and now: replay reads its log without an event loop."""
+    try:
+        step.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    step.close()
+    raise RuntimeError("a replay conversation step waited for something")
 
 
 class Sticky:
-    """One rules set's conversations, each turn placed as the router would place it."""
+    """One rules set's conversations, each turn placed and remembered by the router's own
+    `Conversations` (as one router process: its store a `MemoryStore` on the replay's clock)."""
 
     def __init__(self, rules: Rules, rates: Mapping[str, Rate]) -> None:
-        self.rules = rules
+        self.now = 0.0
+        self.router = Conversations(MemoryStore(clock=self.clock), rules, clock=self.clock)
+        self.policy = self.router.policy
         self.rates = rates
-        self.policy = Policy.of(rules)
         self.tally = Tally(self.policy.cache_ttl_s, max(self.policy.ttl_s, self.policy.cache_ttl_s))
+
+    def clock(self) -> float:
+        return self.now
 
     def turn(
         self,
         decision: Decision,
         body: Mapping[str, Any],
-        label: str,
-        now: float,
-        timed: bool,
-        prompt: int,
-        completion: int,
-    ) -> ModelRoute | None:
-        """The model that answers this turn as the router would place it (counted; None: the
-        decision has no model), the conversation's memory updated as the router updates it."""
-        policy = self.policy
-        thread = self.tally.threads.get(label)
-        stored = thread.memory if thread is not None else None
-        sticky = policy.applies(self.rules, decision)
-        if stored is not None and sticky and now - stored.at <= policy.ttl_s and has_earlier_turn(body):
-            memory: Memory | None = stored
-            placed = follow(self.rules, policy, decision, label, memory, now)
-        else:  # `follow` without a memory leaves the rules' decision as it is (NEW, or OFF)
-            memory, placed = None, decision
+        headers: Mapping[str, str],
+        scope: str,
+        at: tuple[float, bool],
+        tokens: tuple[int, int],
+    ) -> tuple[str, ModelRoute | None]:
+        """The conversation's label and the model that answers this turn as the router would
+        place it (counted; None: the decision has no model), then remembered as the router
+        remembers it. `at`: (now, whether
+        the line had its own `ts`); `tokens`: (prompt, completion). Raises `APIError` (400) for a
+        malformed explicit conversation id, as the router does."""
+        self.now, timed = at
+        placed, turn = run_now(self.router.place(decision, body, headers, scope))
+        label = turn.conversation.label if turn is not None else identify(body, headers, scope).label
         if not placed.candidates:
-            return None
+            return label, None
         served = placed.candidates[0]
-        thread = self.tally.turn(
-            label, served.name, now, timed, prompt, completion, self.rates.get(served.name)
-        )
-        if sticky:  # the router remembers every placed turn but those stickiness is off for
-            new = remembered(placed, served, memory, now, prompt, completion)
-            if should_remember(memory, new, policy.refresh_s):
-                thread.memory = new
-        return served
+        prompt, completion = tokens
+        self.tally.turn(label, served.name, self.now, timed, prompt, completion, self.rates.get(served.name))
+        if turn is not None:
+            answered = Answered(
+                turn, placed, served, {"prompt_tokens": prompt, "completion_tokens": completion}
+            )
+            exchange = cast("Exchange", answered)
+            self.router.note(exchange)
+            run_now(self.router.remember(exchange))
+        return label, served
 
 
 def logged_cached_tokens(obj: Mapping[str, Any], usage: Any) -> int | None:
@@ -283,22 +300,22 @@ class Turns:
     ) -> None:
         """A re-routed line: a turn for the rules (and the old rules: `decisions[1]`); with
         `served` (the model the log says answered, and its logged usage), one for the log's."""
-        now, timed = self.clock(ts)
+        at = self.clock(ts)
         key = obj.get("key")
+        scope = key if isinstance(key, str) else ""
+        prompt, completion = tokens
+        new, old = decisions
         try:
-            label = identify(body, headers, key if isinstance(key, str) else "").label
+            label, _ = self.new.turn(new, body, headers, scope, at, tokens)
+            if old is not None and self.old is not None:
+                self.old.turn(old, body, headers, scope, at, tokens)
         except APIError:  # a malformed explicit id: the router refuses the request (400)
             self.unidentified += 1
             return
-        prompt, completion = tokens
-        new, old = decisions
-        self.new.turn(new, body, label, now, timed, prompt, completion)
-        if old is not None and self.old is not None:
-            self.old.turn(old, body, label, now, timed, prompt, completion)
         if served is not None:
             model, usage = served
             cached = logged_cached_tokens(obj, usage) or 0
-            self.logged.turn(label, model, now, timed, prompt, completion, self.rates.get(model), cached)
+            self.logged.turn(label, model, *at, prompt, completion, self.rates.get(model), cached)
 
     def router(
         self, obj: Mapping[str, Any], ts: float | None, model: str, prompt: int, completion: int
