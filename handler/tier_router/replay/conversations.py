@@ -173,7 +173,7 @@ class Tally:
 
 @dataclass(slots=True)
 class Answered:
-    """What the router's `Conversations.note` / `remember` read of a request that was answered:
+    """What the router's `Conversations.remember` reads of a request that was answered:
     by the placed decision's first model, nothing failing, escalating or downgraded."""
 
     turn: Turn
@@ -235,8 +235,7 @@ class Sticky:
                 turn, placed, served, {"prompt_tokens": prompt, "completion_tokens": completion}
             )
             exchange = cast("Exchange", answered)
-            self.router.note(exchange)
-            run_now(self.router.remember(exchange))
+            run_now(self.router.remember(exchange))  # `note` + the store's write: in one step here
         return label, served
 
 
