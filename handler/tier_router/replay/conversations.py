@@ -50,6 +50,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+UNTIMED_AT = 1_000_000_000.0
+"""The clock before the log's first `ts` (2001-09-09): any fixed instant far from 0, so that a
+memory whose time the router does not know (`at` 0.0: a first turn re-decided) reads as cold,
+as the router means it."""
 MOST_SWITCHES_LISTED = 10
 """Conversations listed by their label under "most switches", per set."""
 
@@ -199,7 +203,7 @@ class Sticky:
     `Conversations` (as one router process: its store a `MemoryStore` on the replay's clock)."""
 
     def __init__(self, rules: Rules, rates: Mapping[str, Rate]) -> None:
-        self.now = 0.0
+        self.now = UNTIMED_AT
         self.router = Conversations(MemoryStore(clock=self.clock), rules, clock=self.clock)
         self.policy = self.router.policy
         self.rates = rates
@@ -219,9 +223,8 @@ class Sticky:
     ) -> tuple[str, ModelRoute | None]:
         """The conversation's label and the model that answers this turn as the router would
         place it (counted; None: the decision has no model), then remembered as the router
-        remembers it. `at`: (now, whether
-        the line had its own `ts`); `tokens`: (prompt, completion). Raises `APIError` (400) for a
-        malformed explicit conversation id, as the router does."""
+        remembers it. `at`: (now, whether the line had its own `ts`); `tokens`: (prompt,
+        completion). Raises `APIError` (400) for a malformed explicit id, as the router does."""
         self.now, timed = at
         placed, turn = run_now(self.router.place(decision, body, headers, scope))
         label = turn.conversation.label if turn is not None else identify(body, headers, scope).label
@@ -277,7 +280,7 @@ class Turns:
         policy = self.new.policy
         self.logged = Tally(policy.cache_ttl_s, max(policy.ttl_s, policy.cache_ttl_s))
         self.rates = rates
-        self.now = 0.0
+        self.now = UNTIMED_AT
         self.unidentified = 0
 
     def clock(self, ts: float | None) -> tuple[float, bool]:
