@@ -327,6 +327,7 @@ def run_check(args: argparse.Namespace) -> int:
 def run_explain(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from tier_router import cli_explain
     from tier_router.embedding_params import embedding_decision, is_embeddings, parse_embedding
     from tier_router.errors import APIError
     from tier_router.routing.engine import UnknownModelError, WrongKindError
@@ -335,11 +336,14 @@ def run_explain(args: argparse.Namespace) -> int:
     rules = load_or_report(args.rules)
     if rules is None:
         return 1
+    conversation = None
     try:
         body = explain_body(args)
         headers = parse_headers(args.header)
         embedding = parse_embedding(body) if is_embeddings(body) else None
         request = parse_chat(body) if embedding is None else None
+        if request is not None:  # identified as the router would (its memory is not read)
+            conversation = cli_explain.conversation_of(rules, body, headers, args.key)
     except (ValueError, OSError, APIError) as exc:
         message = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
         print(f"invalid request: {message}", file=sys.stderr)
@@ -349,18 +353,22 @@ def run_explain(args: argparse.Namespace) -> int:
             decision = embedding_decision(rules, embedding, headers, key=args.key)
         else:
             decision = rules.decide(request, headers, key=args.key)  # type: ignore[arg-type]
+            decision = cli_explain.placed_offline(rules, decision, conversation)
     except (UnknownModelError, WrongKindError) as exc:
         print(exc, file=sys.stderr)
         return 1
     states = breaker_states(rules, decision, args.store or configured_store_url())
     if args.json:
-        data = decision.as_dict()
+        data = cli_explain.as_dict(decision, conversation)
         if states is not None:
             for entry in data["chain"]:
                 entry["breakers"] = states.get(entry["model"])
         print(json.dumps(data, ensure_ascii=False))
     else:
-        print(cli_text.render_decision(decision, states))
+        text = cli_text.render_decision(decision, states).split("\n")
+        if embedding is None:  # before the last line (features)
+            text[-1:-1] = cli_explain.lines(decision, conversation)
+        print("\n".join(text))
     return 0
 
 

@@ -63,6 +63,7 @@ from tier_router.errors import APIError, UpstreamError
 from tier_router.providers.base import UpstreamProtocolError
 
 if TYPE_CHECKING:
+    from tier_router.providers.cache_hints import CacheWork
     from tier_router.routing.engine import ModelRoute
 
 
@@ -282,6 +283,8 @@ class Attempt:
     started: float = field(default=0.0, compare=False)
     """When it was sent, on the forwarder's clock (`time.perf_counter`); 0.0 when not tried.
     Not logged: tracing places the attempt's span with it."""
+    cache: CacheWork | None = field(default=None, compare=False)
+    """An answered attempt: what its adapter added for the prompt cache (the line's `prompt_cache`)."""
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -5,14 +5,17 @@ candidate the breaker plan offers, it builds the provider's request, sends it, n
 attempt's outcome, and lets the fallback policy (`fallback.verdict`) say what follows — serve,
 move on to the next candidate, or hand a refusal that is the client's fault back as is.
 
-What differs between a plain and a streamed answer is a small strategy (`Reception`): how long
-an attempt may take, and how a 200 answer is taken in —
+What differs between a plain and a streamed answer is a small strategy (`reception.Reception`):
+how long an attempt may take, and how a 200 answer is taken in —
 - `Plain`: the whole body within `timeouts.total`, parsed;
 - `Streamed`: an event stream (by its content type), held back until its first content (text
   or tool call) within `timeouts.first_token`. Nothing reaches the client before that, so a
   stream that fails until then is an attempt like any other; after it, `OpenedStream.frames`
   raises and the caller recovers the stream on the next candidate (`recovery`) or ends it with
   an error event and no `[DONE]`, so a truncated answer never looks complete.
+
+Each candidate's request carries the decision's prompt-cache hints (`providers.cache_hints`);
+what its adapter added rides on the answered attempt (`Attempt.cache`) to the log line.
 
 Between attempts, `retries` says whether the same model is asked again (a short
 `retry-after`, a first 5xx) and, after a `context_length_exceeded` refusal, which candidates
@@ -23,12 +26,11 @@ the policy in `fallback`, once, for both kinds of answer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import httpx
 
@@ -46,16 +48,30 @@ from tier_router.fallback import (
     verdict,
 )
 from tier_router.provider_keys import KeySource, redact
-from tier_router.providers.base import Adapter, ClientRequestError, StreamDecoder, UpstreamProtocolError
-from tier_router.providers.openai_embeddings import check_vectors
+from tier_router.providers.base import Adapter, ClientRequestError
+from tier_router.providers.cache_hints import CacheWork, hints_for
 from tier_router.providers.registry import adapter_for, embeddings_adapter_for
+from tier_router.reception import PLAIN, HeldBack, Plain, PlainAnswer, Reception, Streamed, Vectors
 from tier_router.redaction import Redactor
 from tier_router.retries import ContextFloor, retry_delay, skipped_too_small
 from tier_router.routing.engine import Decision, ModelRoute
 from tier_router.settings import DEFAULT_MAX_SSE_LINE_BYTES
-from tier_router.sse import Events, sse_batches
-from tier_router.stream import Held, OpenedStream, hold_until_content
+from tier_router.stream import OpenedStream
 from tier_router.transport import transport_for
+
+__all__ = [
+    "PLAIN",
+    "Completion",
+    "Forwarder",
+    "HeldBack",
+    "Plain",
+    "PlainAnswer",
+    "Reception",
+    "Served",
+    "Streamed",
+    "Vectors",
+    "upstream_headers",
+]
 
 PASSTHROUGH_HEADERS = frozenset({"x-request-id", "request-id", "openai-processing-ms"})
 BASE_HEADERS = {"user-agent": "tier-router", "accept": "application/json"}
@@ -74,92 +90,6 @@ class Completion:
     headers: dict[str, str]
 
 
-# -- how an answer is received: the per-attempt strategy ------------------------------------------
-
-
-class Reception(Protocol[A]):
-    """How one attempt takes in a 200 answer: the part of the candidate loop that differs
-    between plain and streamed answers. `receive` raises one of `fallback.FAILURES` when the
-    answer is not valid; on success it owns the response (read to its end, or kept open)."""
-
-    def deadline(self, route: ModelRoute) -> float:
-        """Seconds the whole attempt may take, from sending the request to `receive`'s return."""
-        ...
-
-    async def receive(self, adapter: Adapter, response: httpx.Response) -> A: ...
-
-
-PlainAnswer = tuple[dict[str, Any], bytes | None]
-
-
-class Plain:
-    """A whole answer: the body, scrubbed of every secret the redactor knows, then parsed;
-    `raw` is the body when it is the OpenAI answer as is."""
-
-    __slots__ = ("redactor",)
-
-    def __init__(self, redactor: Redactor | None = None) -> None:
-        self.redactor = redactor or Redactor()
-
-    def deadline(self, route: ModelRoute) -> float:
-        return route.timeouts.total
-
-    async def receive(self, adapter: Adapter, response: httpx.Response) -> PlainAnswer:
-        content = self.redactor.bytes(await response.aread())
-        data = adapter.parse(content)
-        return data, content if adapter.passthrough else None
-
-
-class Vectors(Plain):
-    """An embeddings answer: a whole answer holding one vector per input (`check_vectors`)."""
-
-    def __init__(self, inputs: int, redactor: Redactor) -> None:
-        super().__init__(redactor)
-        self.inputs = inputs
-
-    async def receive(self, adapter: Adapter, response: httpx.Response) -> PlainAnswer:
-        answer = await super().receive(adapter, response)
-        check_vectors(answer[0], self.inputs)
-        return answer
-
-
-class HeldBack(NamedTuple):
-    decoder: StreamDecoder
-    batches: AsyncIterator[Events]
-    held: Held
-    pending: Events
-
-
-class Streamed:
-    """An event stream, read until its first content."""
-
-    __slots__ = ("include_usage", "max_line")
-
-    def __init__(self, include_usage: bool, max_line: int = DEFAULT_MAX_SSE_LINE_BYTES) -> None:
-        self.include_usage = include_usage
-        self.max_line = max_line
-
-    def deadline(self, route: ModelRoute) -> float:
-        return route.timeouts.first_token
-
-    async def receive(self, adapter: Adapter, response: httpx.Response) -> HeldBack:
-        content_type = response.headers.get("content-type", "")
-        if not content_type.startswith("text/event-stream"):
-            raise UpstreamProtocolError(f"expected an event stream, got {content_type or 'no type'!r}")
-        decoder = adapter.decoder(self.include_usage)
-        batches = sse_batches(response, self.max_line)
-        try:
-            held, pending = await hold_until_content(batches, decoder)
-        except BaseException:
-            with contextlib.suppress(RuntimeError):
-                await batches.aclose()  # type: ignore[attr-defined]
-            raise
-        return HeldBack(decoder, batches, held, pending)
-
-
-PLAIN = Plain()
-
-
 # -- the candidate loop --------------------------------------------------------------------------
 
 
@@ -171,8 +101,9 @@ class Served(NamedTuple, Generic[A]):
     answer: A
 
 
-Prepared = tuple[Adapter, httpx.Request, str | None]
-"""A candidate's request, its adapter, and the provider key in it."""
+Prepared = tuple[Adapter, httpx.Request, str | None, CacheWork | None]
+"""A candidate's request, its adapter, the provider key in it, and what its adapter added for
+the provider's prompt cache."""
 Tried = list[Attempt] | None
 """The request's own attempts list to fill (a cut-off attempt stays on it) or None for a new one."""
 
@@ -274,7 +205,7 @@ class Forwarder:
                 attempts.append(skipped_too_small(route, floor))
                 await plan.release(route)
                 continue
-            prepared = await self._prepare(route, admitted, body, adapters, decision.prompt_cache)
+            prepared = await self._prepare(route, admitted, body, adapters, decision)
             retry = False
             while True:
                 if isinstance(prepared, Attempt):  # not tried
@@ -324,7 +255,7 @@ class Forwarder:
     ) -> tuple[Attempt, tuple[str | None, httpx.Response, A] | None]:
         """Send one candidate's request: the attempt, and when it was answered, the key used,
         the response (owned by the reception from here on) and the answer."""
-        adapter, request, secret = prepared
+        adapter, request, secret, cache = prepared
         started = self.clock()
         response: httpx.Response | None = None
         own = reception.deadline(route)
@@ -350,7 +281,7 @@ class Forwarder:
             failed.started = started
             return failed, None
         ok = Attempt(route.name, route.provider_name, Outcome.OK, elapsed_ms=self._ms(started))
-        ok.started = started
+        ok.started, ok.cache = started, cache
         return ok, (secret, response, answer)
 
     def _refusal(
@@ -378,7 +309,7 @@ class Forwarder:
 
     async def _prepare(
         self, route: ModelRoute, admitted: bool, body: dict[str, Any], adapters: Callable[[str], Adapter],
-        prompt_cache: int | None,
+        decision: Decision,
     ) -> Prepared | Attempt:  # fmt: skip
         """The request for one candidate, or the attempt that says why it cannot be tried."""
         if not admitted:
@@ -391,7 +322,7 @@ class Forwarder:
                 return Attempt(route.name, route.provider_name, Outcome.MISSING_KEY, f"{env} is not set")
         adapter = adapters(route.provider.kind)
         try:
-            upstream = adapter.build(route, body, secret, prompt_cache)
+            upstream = adapter.build(route, body, secret, hints_for(decision, route))
         except ClientRequestError as exc:  # this provider cannot express it; another may
             return Attempt(route.name, route.provider_name, Outcome.UNSUPPORTED, str(exc), status=400)
         request = httpx.Request(
@@ -401,7 +332,7 @@ class Forwarder:
             content=upstream.content,
             extensions={"timeout": self._timeout(route)},
         )
-        return adapter, request, secret
+        return adapter, request, secret, upstream.cache
 
     def _scrub(self, text: str, secret: str | None) -> str:
         """Provider text for an error or a log: every known secret, the key just used (even

@@ -47,6 +47,7 @@ from tier_router.telemetry import AccessLog
 if TYPE_CHECKING:
     from tier_router.cascade import Escalation
     from tier_router.conversations import Conversations, Turn
+    from tier_router.providers.cache_hints import CacheWork
     from tier_router.quality.loop import QualityLoop
     from tier_router.quality.sampling import Sampled
     from tier_router.tracing.spans import Tracing
@@ -62,6 +63,7 @@ the wait counts against each call's deadline and settles fail (seen: SQLite, 200
 CHARS_PER_TOKEN = 4
 """For pricing a stream cut short: the usual English estimate, rounded up."""
 ABANDONED = AttemptOutcome.ABANDONED
+ANSWERED = AttemptOutcome.OK
 
 
 def request_id_of(scope: dict[str, Any]) -> str:
@@ -291,6 +293,9 @@ class Lifecycle:
         route, attempts = exchange.route, exchange.attempts
         if route is not None:
             line.model, line.provider = route.name, route.provider_name
+            cache = _prompt_cache_work(attempts, route.name)
+            if cache is not None:
+                line.prompt_cache = cache.as_dict()
         if attempts:
             line.attempts = [a.as_dict() for a in attempts]
             line.upstream_ms = round(sum(a.elapsed_ms for a in attempts), 2)
@@ -311,6 +316,18 @@ def note_usage(exchange: Exchange) -> None:
     line.cached_tokens = cached_tokens(usage) or None
     if line.cached_tokens and exchange.route is not None:
         line.cache_savings_micro_usd = cache_savings_micro_usd(exchange.route.price, usage) or None
+
+
+def _prompt_cache_work(attempts: list[Attempt], model: str) -> CacheWork | None:
+    """What was added for the prompt cache to the answered request: the last answered attempt
+    of the model that served (an index walk: nothing allocated when nothing was added)."""
+    i = len(attempts)
+    while i:
+        i -= 1
+        attempt = attempts[i]
+        if attempt.outcome is ANSWERED and attempt.model == model:
+            return attempt.cache
+    return None
 
 
 def _int(value: object) -> int | None:

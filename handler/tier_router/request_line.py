@@ -102,6 +102,10 @@ class RequestLine:
     conversation: dict[str, Any] | None = None
     """Sticky conversations (`routing.stickiness.Placement.as_dict`, plus "moved_by" when the
     answering model moved it): {"conversation": <label>, "stick", "move", "remembered", ...}."""
+    prompt_cache: dict[str, Any] | None = None
+    """What the router added to the answered request for the provider's prompt cache, when it
+    added something (`providers.cache_hints.CacheWork`): {"marks": <cache_control breakpoints>,
+    "key": <whether it set prompt_cache_key>}."""
 
     @property
     def arm_label(self) -> str | None:
@@ -165,6 +169,8 @@ class RequestLine:
             data["validation"] = self.validation
         if self.conversation is not None:
             data["conversation"] = self.conversation
+        if self.prompt_cache is not None:
+            data["prompt_cache"] = self.prompt_cache
         return data
 
     @classmethod
@@ -219,4 +225,5 @@ _READ_TYPES: dict[str, type | tuple[type, ...]] = {
     "cascade": str,
     "validation": str,
     "conversation": dict,
+    "prompt_cache": dict,
 }

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+from tier_router.routing.conversation import identify
+from tier_router.routing.stickiness import Memory
 
 from tests.support.clients import sync_client
 from tests.support.fake_providers import FakeProviders
-from tests.support.router_app import app_settings, build_app, production_client, serve_in_thread
+from tests.support.router_app import app_settings, asgi_client, build_app, production_client, serve_in_thread
 from tests.support.rules import KEYS, three_providers
 
 ROUTER_KEY = "rk-conv"
@@ -168,3 +171,41 @@ def test_a_bad_explicit_id_is_a_400_naming_the_parameter(fakes: FakeProviders, t
         )
     assert caught.value.body["param"] == "metadata.conversation_id"  # type: ignore[index]
     assert "x" * 600 not in str(caught.value)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("age_s", "expected"), [(60, "claude"), (600, "model-a")])
+async def test_a_warm_50k_prefix_keeps_the_conversation_where_a_move_would_cost_more(
+    fakes: FakeProviders, tmp_path: Path, age_s: int, expected: str
+) -> None:
+    """A conversation on claude ($3 in, $0.30 cached, $15 out) whose last turn read a 50,000-token
+    prompt; its next turn is short, and the rules alone send it to `fast` (model-a, $1 / $4). A
+    minute after that turn (warm), staying costs 50,000 x 0.3 + 100 x 15 = 16,500 µ$ and moving
+    50,000 x 1 + 100 x 4 = 50,400 µ$: the turn stays on claude. Ten minutes after (cold), staying
+    would cost 151,500 µ$: it moves. The router on SQLite, the memory in its store."""
+    doc = rules(fakes)
+    doc["models"]["claude"]["price"]["cached_input"] = 0.3
+    body = {
+        "model": "auto",
+        "messages": [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "Here is our codebase."},
+            {"role": "assistant", "content": "Understood."},
+            {"role": "user", "content": "Thanks!"},
+        ],
+    }
+    settings = app_settings(store_url=f"sqlite:///{tmp_path / 'state.db'}")
+    app = build_app(doc, settings=settings, keys=KEYS, client=production_client())
+    key = app.gateway.conversations.key(identify(body, {}, ""))
+    memory = Memory("smart", "claude", time.time() - age_s, prompt_tokens=50_000, completion_tokens=100)
+    await app.gateway.store.put(key, memory.as_item(), expires_at=time.time() + 3600)
+    async with asgi_client(app) as client:
+        explained = (await client.post("/v1/route/explain", json=body)).json()  # writes nothing
+        response = await client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    assert response.headers["x-router-model"] == expected
+    assert explained["chain"][0]["model"] == expected, explained["conversation"]
+    estimate = explained["conversation"]["estimate"]
+    assert (estimate["stay_micro_usd"], estimate["move_micro_usd"]) == (
+        (16_500, 50_400) if age_s == 60 else (151_500, 50_400)
+    )

@@ -110,6 +110,13 @@ CHECKED: dict[tuple[str, str, int], str] = {
         4,
     ): "tests/inflation/test_docs.py::test_the_alarm_command",
     ("docs/state.md", "Shared state and circuit breakers", 1): YAML,
+    # docs/prompt-cache.md: prompt_cache_key
+    ("docs/prompt-cache.md", "prompt_cache_key (OpenAI-compatible providers)", 1): (
+        "tests/prompt_cache/test_docs.py::test_the_providers_example_decides_as_the_text_says"
+    ),
+    ("docs/prompt-cache.md", "Seen in explain and the log line", 1): (
+        "tests/prompt_cache/test_docs.py::test_the_log_line_excerpt_is_a_real_lines_field"
+    ),
     # docs/http-api.md
     ("docs/http-api.md", "POST /v1/feedback", 1): "tests/feedback/test_feedback_docs.py",
     ("docs/http-api.md", "POST /v1/feedback", 2): "tests/feedback/test_feedback_docs.py",

@@ -23,13 +23,16 @@ EPHEMERAL = {"type": "ephemeral"}
 
 
 def rules(fakes: FakeProviders, **sections: Any) -> dict[str, Any]:
-    return three_providers(
+    doc = three_providers(
         fakes.a.url + "/v1",
         fakes.b.url + "/v1",
         fakes.anthropic.url,
         models=("model-a", "model-b", "claude"),
         **sections,
     )
+    # the rule routes every turn (a sticky conversation would stay where its first turn went)
+    doc["rules"][0]["sticky"] = False
+    return doc
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from tier_router.providers.base import (
     load_json_object,
     loads,
 )
+from tier_router.providers.cache_hints import NO_HINTS, CacheHints, marked
 from tier_router.routing.engine import ModelRoute
 
 DEFAULT_MAX_TOKENS = 4096
@@ -30,17 +31,20 @@ class AnthropicAdapter:
     passthrough = False
 
     def build(
-        self, route: ModelRoute, body: dict[str, Any], api_key: str | None, prompt_cache: int | None = None
+        self, route: ModelRoute, body: dict[str, Any], api_key: str | None, hints: CacheHints = NO_HINTS
     ) -> UpstreamRequest:
+        """`hints.min_tokens`: cache breakpoints (`anthropic_cache.mark`). `hints.key` is not
+        sent: the Messages API has no `prompt_cache_key` (a client's is dropped too)."""
         default_max = min(DEFAULT_MAX_TOKENS, route.max_output or DEFAULT_MAX_TOKENS)
         try:
             upstream = anthropic.build_request(body, route.model_id, default_max_tokens=default_max)
         except anthropic.TranslationError as exc:
             raise ClientRequestError(str(exc)) from None
-        if prompt_cache is not None:
-            anthropic_cache.mark(upstream, prompt_cache)
+        cache = None
+        if hints.min_tokens is not None:
+            cache = marked(anthropic_cache.mark(upstream, hints.min_tokens))
         headers = {**anthropic.build_headers(api_key or ""), **route.provider.headers}
-        return UpstreamRequest(f"{route.provider.base_url}/v1/messages", headers, dumps(upstream))
+        return UpstreamRequest(f"{route.provider.base_url}/v1/messages", headers, dumps(upstream), cache)
 
     def parse(self, content: bytes) -> dict[str, Any]:
         data = load_json_object(content, "the provider's response")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tier_router.errors import RequestError, UpstreamError
+from tier_router.providers.cache_hints import NO_HINTS, CacheHints, CacheWork
 from tier_router.routing.engine import ModelRoute
 
 
@@ -48,6 +49,8 @@ class UpstreamRequest:
     url: str
     headers: dict[str, str]
     content: bytes
+    cache: CacheWork | None = None
+    """What the adapter added for the provider's prompt cache (None: nothing)."""
 
 
 class StreamDecoder(Protocol):
@@ -73,11 +76,12 @@ class Adapter(Protocol):
     """True when the upstream's JSON body already is an OpenAI chat.completion."""
 
     def build(
-        self, route: ModelRoute, body: dict[str, Any], api_key: str | None, prompt_cache: int | None = None
+        self, route: ModelRoute, body: dict[str, Any], api_key: str | None, hints: CacheHints = NO_HINTS
     ) -> UpstreamRequest:
-        """The provider's request for `body`. `prompt_cache`: mark the prompt's stable prefix
-        for the provider's cache from this many estimated tokens (providers that need markers:
-        `providers.anthropic_cache`); None: leave the prompt as the client sent it."""
+        """The provider's request for `body`. `hints` (`providers.cache_hints`): mark the
+        prompt's stable prefix from `hints.min_tokens` estimated tokens (providers that need
+        markers: `providers.anthropic_cache`), send `hints.key` as `prompt_cache_key` when the
+        client sent none (providers that take it); what was added is the request's `cache`."""
         ...
 
     def parse(self, content: bytes) -> dict[str, Any]: ...

@@ -4,7 +4,8 @@ Groq, vLLM, Ollama, ...).
 The client's body passes through with only `model` replaced, so fields this router does
 not know still reach the provider. For streams the router always asks for usage
 (`stream_options.include_usage`) so streamed requests can be priced; the usage-only chunk
-is dropped again if the client did not ask for it.
+is dropped again if the client did not ask for it. One field may be added: `prompt_cache_key`
+from the conversation (`CacheHints.key`, for providers that take it) when the client sent none.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tier_router.providers.base import (
     load_json_object,
     loads,
 )
+from tier_router.providers.cache_hints import KEYED, NO_HINTS, CacheHints
 from tier_router.routing.engine import ModelRoute
 
 DONE = "[DONE]"
@@ -30,15 +32,20 @@ class OpenAICompatAdapter:
     passthrough = True
 
     def build(
-        self, route: ModelRoute, body: dict[str, Any], api_key: str | None, prompt_cache: int | None = None
+        self, route: ModelRoute, body: dict[str, Any], api_key: str | None, hints: CacheHints = NO_HINTS
     ) -> UpstreamRequest:
         upstream = {**body, "model": route.model_id}
         if upstream.get("stream"):
             upstream["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        cache = None
+        if hints.key is not None and body.get("prompt_cache_key") is None:  # the client's own wins
+            upstream["prompt_cache_key"] = hints.key
+            cache = KEYED
         return UpstreamRequest(
             endpoint(route.provider.base_url, "/chat/completions"),
             json_headers(route, api_key),
             dumps(upstream),
+            cache,
         )
 
     def parse(self, content: bytes) -> dict[str, Any]:

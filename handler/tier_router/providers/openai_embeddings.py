@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 from tier_router.providers.base import UpstreamProtocolError, UpstreamRequest, dumps, load_json_object
+from tier_router.providers.cache_hints import NO_HINTS, CacheHints
 from tier_router.providers.openai_compat import endpoint, json_headers, openai_error_message
 from tier_router.routing.engine import ModelRoute
 
@@ -27,8 +28,9 @@ class OpenAIEmbeddingsAdapter:
     passthrough = True
 
     def build(
-        self, route: ModelRoute, body: dict[str, Any], api_key: str | None, prompt_cache: int | None = None
+        self, route: ModelRoute, body: dict[str, Any], api_key: str | None, hints: CacheHints = NO_HINTS
     ) -> UpstreamRequest:
+        """Embeddings have no prompt cache: `hints` are not used."""
         upstream = {k: v for k, v in body.items() if k not in ROUTER_FIELDS}
         upstream["model"] = route.model_id
         headers = json_headers(route, api_key)

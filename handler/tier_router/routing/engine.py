@@ -127,6 +127,7 @@ class Decision:
         data["cascade"] = cascade_dict(self.cascade)
         data.update(experiment=self.experiment, arm=self.arm, sticky=self.sticky, split=self.split)
         data["conversation"] = self.conversation.as_dict() if self.conversation is not None else None
+        data["prompt_cache"] = None if self.prompt_cache is None else {"min_tokens": self.prompt_cache}
         return data
 
 

@@ -180,6 +180,15 @@ class CacheView:
         return [f"cache.rules: unknown rule {r!r}" for r in self.rules if r not in rules]
 
 
+class ProviderView:
+    @property
+    def sends_prompt_cache_key(self) -> bool:
+        """Whether requests to this provider carry `prompt_cache_key` from the conversation
+        (`prompt_cache_key:` as written; unset: only an `openai` provider at api.openai.com),
+        decided when the file loads."""
+        return self._sends_prompt_cache_key
+
+
 class PromptCacheView:
     @property
     def used(self) -> bool:
@@ -215,6 +224,7 @@ VIEWS: dict[str, type] = {
     "RateLimitConfig": RateLimitView,
     "CacheConfig": CacheView,
     "PromptCacheConfig": PromptCacheView,
+    "Provider": ProviderView,
 }
 """Model class name → its view (models without behaviour have none)."""
 

@@ -8,8 +8,9 @@ one precise `RulesError`.
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from tier_router.schema.common import (
     MAX_TIMEOUT_S,
@@ -21,6 +22,7 @@ from tier_router.schema.common import (
     Strict,
     WindowSeconds,
 )
+from tier_router.schema.forms import ProviderView
 from tier_router.schema.judging import RuleQuality
 from tier_router.schema.quality import (
     STICKY_DEFAULT,
@@ -85,7 +87,11 @@ class Retry(Strict):
     )
 
 
-class Provider(Strict):
+OPENAI_HOST = "api.openai.com"
+"""Where `prompt_cache_key` is sent when a provider does not say (other servers may refuse it)."""
+
+
+class Provider(ProviderView, Strict):
     kind: Literal["openai", "anthropic", "mock"]
     base_url: str = Field(min_length=1)
     api_key_env: str | None = Field(
@@ -97,6 +103,12 @@ class Provider(Strict):
     headers: dict[str, str] = Field(default_factory=dict, description="extra static headers, no secrets")
     probe: HealthCheck = HealthCheck()
     retry: Retry = Retry()
+    prompt_cache_key: bool | None = Field(
+        default=None,
+        description="send OpenAI's prompt_cache_key (tr-<conversation>) when the client sent none;"
+        " unset: only to api.openai.com (other OpenAI-compatible servers may refuse unknown fields)",
+    )
+    _sends_prompt_cache_key: bool = PrivateAttr(default=False)
 
     @field_validator("base_url")
     @classmethod
@@ -109,6 +121,21 @@ class Provider(Strict):
     def _key_needed(self) -> Provider:
         if self.kind != "mock" and self.api_key_env is None:
             raise ValueError("api_key_env is required: name the environment variable that holds the key")
+        return self
+
+    @model_validator(mode="after")
+    def _prompt_cache_key(self) -> Provider:
+        """Decided once, here: whether this provider's requests carry `prompt_cache_key`."""
+        if self.kind == "anthropic" and self.prompt_cache_key:
+            raise ValueError(
+                "prompt_cache_key: the Anthropic API has no prompt_cache_key"
+                " (mark its prompt cache with the prompt_cache: section)"
+            )
+        if self.prompt_cache_key is not None:
+            self._sends_prompt_cache_key = self.prompt_cache_key
+        else:
+            host = urlsplit(self.base_url).hostname
+            self._sends_prompt_cache_key = self.kind == "openai" and host == OPENAI_HOST
         return self
 
 
