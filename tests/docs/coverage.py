@@ -83,6 +83,7 @@ CHECKED: dict[tuple[str, str, int], str] = {
     ),
     ("docs/replay.md", "Cost audit: tier-router replay", 4): "tests/quality_report/test_docs.py",
     ("docs/replay.md", "Cost audit: tier-router replay", 5): "tests/quality_report/test_docs.py",
+    ("docs/replay.md", "Conversations and the trend over time", 1): RUN_OFFLINE,
     # docs/spend.md, docs/state.md
     ("docs/prompt-cache.md", "Automatic prompt-cache breakpoints (Anthropic)", 1): YAML,
     ("docs/conversations.md", "Sticky conversations", 1): YAML,

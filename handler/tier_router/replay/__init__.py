@@ -2,7 +2,8 @@
 
 Reads a request log (JSON Lines) one line at a time, runs every request through the rules
 without calling any provider, prices it, and aggregates per tier, model and rule. Memory is
-bounded: nothing per record is kept except the first few errors and tier changes.
+bounded: nothing per record is kept except the first few errors and tier changes, and one
+small entry per conversation seen within `conversations.ttl_s`.
 
 Modules, one job each (the CLI imports this package only when `replay` runs: it is never on
 the request path):
@@ -13,11 +14,15 @@ the request path):
                results (`spend.results`) and the cascades of the new rules.
 - `quality`  — `QualityLog`: the log's judgement and feedback lines, counted per tier, rule,
                model and arm (never routed or priced).
+- `conversations` — `Turns`: each conversation's turns placed as the router would (`Sticky`,
+               per rules set) and as logged; switches and cache savings per set (`Tally`).
+- `trend`    — `Trend`: logged tokens and cost per request per UTC day and model.
 - `replayer` — `Replayer`: each line through the rules (and `--against` older ones);
                `replay`: one log file in, the report out.
 - `report`   — `report`: the `--json` object (schema `tier-router.replay/1`), with
                `results` and `cascades` (`cascade_estimates`: cheap + rate × escalated).
-- `render`   — the report as text (the CLI's output) and as a self-contained HTML page.
+- `render`   — the report as text (the CLI's output) and as a self-contained HTML page
+               (`render_conversations`: its conversations and trend sections).
 """
 
 from tier_router.replay.audit import MAX_ERRORS_LISTED, Audit, Row

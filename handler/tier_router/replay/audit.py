@@ -1,8 +1,10 @@
 """The running totals of one replay, per tier, model and rule; results per tier, rule, model and
-arm (`spend.results`); what the new rules' cascades would cost (`Cascades`).
+arm (`spend.results`); what the new rules' cascades would cost (`Cascades`); conversations
+(`replay.conversations`) and the trend per day (`replay.trend`).
 
 Memory is bounded: nothing per record is kept except the first few errors and tier changes,
-so the sizes depend on the tiers, models, rules and arms, not on the number of lines.
+so the sizes depend on the tiers, models, rules and arms, not on the number of lines — except
+conversations, one small entry per conversation seen within `conversations.ttl_s`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tier_router.replay.conversations import Turns
 from tier_router.replay.quality import QualityLog
+from tier_router.replay.trend import Trend
 from tier_router.spend.results import Results, empty_results
 
 MAX_ERRORS_LISTED = 20
@@ -57,6 +61,10 @@ class Audit:
     answer), the same tokens on the target tier's first model (the escalated answer)], µ$."""
     quality: QualityLog = field(default_factory=QualityLog)
     """The log's judgement and feedback lines (`replay.quality`): counted, never routed."""
+    turns: Turns | None = None
+    """Conversations: each turn as the router would place it, per rules set, and as logged."""
+    trend: Trend = field(default_factory=Trend)
+    """Logged tokens and cost per request, per UTC day and model."""
     errors: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
     first_errors: list[tuple[int, str]] = field(default_factory=list)

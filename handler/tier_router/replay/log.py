@@ -7,20 +7,25 @@ Accepted lines (one JSON object each; blank lines are ignored):
 - a wrapped one: `{"request": BODY}` or `{"body": BODY}` (the OpenAI Batch API input shape),
   optionally with what actually happened: `"response": {"model", "usage"}` or top-level
   `"usage"`, `"cost_micro_usd"` / `"cost_usd"`, and `"headers"` (the request's headers, for
-  header conditions). An id is taken from `custom_id`, `request_id` or `id`.
+  header conditions), and `"key"` (the router key's name: conversations are identified within
+  it, as the router does). An id is taken from `custom_id`, `request_id` or `id`.
 - the router's own access-log line (`{"event": "request", ...}`, see `app.log_request`).
   It carries no prompt text, so it cannot be re-routed: its tier, rule and model are kept as
   logged, its routed cost is the logged `cost_micro_usd` (or, if absent, its tokens at the
   logged model's current price), and its tokens are priced at the baseline model. Lines of
   requests no model served (refused, failed, client errors) are counted but not priced.
   They take no part in `--against` comparisons.
+- any of these may carry `ts`, when it was logged (Unix seconds, as the router writes it, or an
+  ISO 8601 string): conversations (`replay.conversations`) and the trend (`replay.trend`) use it.
 - a judgement or feedback line (`{"type": "judgement" | "feedback", ...}`): not a request;
   counted as quality (`replay.quality`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
+import math
 import sys
 import time
 from pathlib import Path
@@ -96,3 +101,22 @@ def headers_of(obj: dict[str, Any]) -> dict[str, str]:
     if not isinstance(raw, dict):
         return {}
     return {str(k).lower(): str(v) for k, v in raw.items()}
+
+
+def timestamp(value: Any) -> float | None:
+    """A line's `ts` as Unix seconds: a number (as the router logs it) or an ISO 8601 string
+    (naive: UTC); None when absent or unusable (a log is data: a bad `ts` is no `ts`)."""
+    if value.__class__ in (int, float):
+        return float(value) if math.isfinite(value) and value > 0 else None
+    if value.__class__ is str:
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        try:
+            return parsed.timestamp()
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None

@@ -19,7 +19,7 @@ from typing import Any
 
 from tier_router.routing.engine import Rules
 from tier_router.schema import Price
-from tier_router.spend.pricing import Rates, cost_micro_usd, rates_of
+from tier_router.spend.pricing import SCALE, Rates, cost_micro_usd, rates_of
 
 DEFAULT_COMPLETION_TOKENS = 300
 """Completion tokens assumed for a request whose log has no usage (capped by its max_tokens)."""
@@ -42,6 +42,21 @@ class Rate:
             return self.rates.plain_cost(prompt, completion)
         if usage is None:
             usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+        return cost_micro_usd(self.price, usage)
+
+    def cached_cost(self, prompt: int, completion: int, cached: int) -> int:
+        """Micro-dollars, rounded up, with `cached` of the prompt tokens read from the cache;
+        equal to `cost_micro_usd` of that usage (`prompt_tokens_details.cached_tokens`)."""
+        if self.rates is not None:
+            r = self.rates
+            return -(
+                -((prompt - cached) * r.input + cached * r.cached_input + completion * r.output) // SCALE
+            )
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "prompt_tokens_details": {"cached_tokens": cached},
+        }
         return cost_micro_usd(self.price, usage)
 
 

@@ -10,6 +10,12 @@ import html
 from typing import Any
 
 from tier_router.quality.report import table as quality_table
+from tier_router.replay.render_conversations import (
+    conversations_html,
+    conversations_text,
+    trend_html,
+    trend_text,
+)
 from tier_router.replay.report import ratio
 from tier_router.spend.pricing import usd
 from tier_router.spend.results import table
@@ -137,6 +143,8 @@ def render_text(data: dict[str, Any]) -> str:
         hidden = changes["changed_tier"] - changes["requests_listed"]
         if hidden > 0:
             out.append(f"  ... and {hidden:,} more (raise --list)")
+    out += conversations_text(data.get("conversations"))
+    out += trend_text(data.get("trend"))
     errors = data["errors"]
     if errors["count"]:
         kinds = ", ".join(f"{k} {n:,}" for k, n in errors["by_kind"].items())
@@ -298,6 +306,8 @@ def render_html(data: dict[str, Any]) -> str:
             f" cost {_signed_usd(changes['delta_micro_usd'])}.</p>"
             f"<ul>{items}</ul>"
         )
+    sections += conversations_html(data.get("conversations"))
+    sections += trend_html(data.get("trend"))
     errors = data["errors"]
     if errors["count"]:
         items = "".join(f"<li>line {e['line']}: {esc(e['reason'])}</li>" for e in errors["first"])

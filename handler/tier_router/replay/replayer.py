@@ -32,12 +32,13 @@ from typing import IO, Any
 from pydantic import ValidationError
 
 from tier_router.replay.audit import Audit, add_row
-from tier_router.replay.log import Progress, ReplayError, body_of, headers_of, open_log
+from tier_router.replay.conversations import Turns
+from tier_router.replay.log import Progress, ReplayError, body_of, headers_of, open_log, timestamp
 from tier_router.replay.pricing import Rate, default_baseline, estimated_completion, token_count, usage_tokens
 from tier_router.replay.quality import is_quality_line
 from tier_router.replay.report import report
 from tier_router.request_line import CHAT_PATHS, EMBEDDINGS, RequestLine
-from tier_router.routing.engine import AUTO, Rules, UnknownModelError
+from tier_router.routing.engine import AUTO, Decision, Rules, UnknownModelError
 from tier_router.routing.request import MAY_HOLD_SURROGATES, Chat, parse_chat
 from tier_router.spend.results import RequestResult, add_request
 
@@ -82,6 +83,7 @@ class Replayer:
         self.tier_cascades: dict[str, Any] = dict(getattr(rules, "cascades", None) or {})
         """Tier -> its cascade in these rules (for router lines, which are not re-routed)."""
         self.audit = Audit()
+        self.turns = self.audit.turns = Turns(rules, self.rates, against, self.old_rates)
 
     def run(self, stream: IO[bytes], progress: Progress | None = None) -> Audit:
         audit = self.audit
@@ -125,6 +127,15 @@ class Replayer:
             return self.model if self.model in rules.targets else AUTO
         return name if isinstance(name, str) and name in rules.targets else AUTO
 
+    def _names_a_model(self, name: Any) -> bool:
+        """Whether a logged request's `model` says which model served it: a model of the rules,
+        or a name they do not know (a log from before the router); not a tier, alias or auto."""
+        return (
+            isinstance(name, str)
+            and bool(name)
+            and (name in self.rules.routes or name not in self.rules.targets)
+        )
+
     def request_line(self, lineno: int, obj: dict[str, Any], *, text_checked: bool = False) -> None:
         audit = self.audit
         body = body_of(obj)
@@ -165,16 +176,26 @@ class Replayer:
         base = self.base_rate.cost(prompt, completion, priced)
         tier = decision.tier or "-"
         audit.rerouted += 1
+        ts = timestamp(obj.get("ts"))
         add_row(audit.by_tier, tier, prompt, completion, routed, base)
         add_row(audit.by_model, route.name, prompt, completion, routed, base)
         add_row(audit.by_rule, decision.label, prompt, completion, routed, base)
         cascade = getattr(decision, "cascade", None)
         if cascade is not None:
             self._cascade(tier, cascade.to, routed, prompt, completion, priced)
+        served = None
         if counted is not None or "cost_micro_usd" in obj or "cost_usd" in obj:
-            self._logged(obj, response, counted)
+            used, micro = self._logged(obj, response, counted)
+            if used is None and self._names_a_model(logged_name):
+                used = logged_name
+            if counted is not None and used is not None:
+                if micro is None and used in self.rates:  # the body's model: priced here
+                    micro = self.rates[used].cost(*counted)
+                audit.trend.add(ts, used, prompt, completion, micro)
+                served = (used, usage)
+        old = None
         if self.against is not None:
-            self.compare(
+            old = self.compare(
                 lineno,
                 obj,
                 logged_name,
@@ -187,6 +208,7 @@ class Replayer:
                 completion,
                 priced,
             )
+        self.turns.request(obj, body, headers, ts, (decision, old), (prompt, completion), served)
 
     def _cascade(
         self, tier: str, to: str, cheap: int, prompt: int, completion: int, priced: Mapping[str, Any] | None
@@ -199,8 +221,13 @@ class Replayer:
 
     def _logged(
         self, obj: dict[str, Any], response: Any, counted: tuple[int, int, Mapping[str, Any] | None] | None
-    ) -> None:
-        """What the request actually cost, when the log says (or lets us compute it)."""
+    ) -> tuple[str | None, int | None]:
+        """The model the log says served the request (None: not logged), and what the request
+        actually cost (µ$), when the log says (or lets us compute it)."""
+        used = obj.get("model_used")
+        if used is None and isinstance(response, dict):
+            used = response.get("model")
+        used = used if isinstance(used, str) and used else None
         micro = obj.get("cost_micro_usd")
         if type(micro) is not int or micro < 0:
             dollars = obj.get("cost_usd")
@@ -208,15 +235,13 @@ class Replayer:
             if type(dollars) in (int, float) and math.isfinite(dollars) and dollars >= 0:
                 micro = round(dollars * 1_000_000)
             elif counted is not None:
-                used = obj.get("model_used")
-                if used is None and isinstance(response, dict):
-                    used = response.get("model")
-                rate = self.rates.get(used) if isinstance(used, str) else None
+                rate = self.rates.get(used) if used is not None else None
                 if rate is not None:
                     micro = rate.cost(*counted)
         if micro is not None:
             self.audit.logged_requests += 1
             self.audit.logged_micro += micro
+        return used, micro
 
     def compare(
         self,
@@ -231,9 +256,12 @@ class Replayer:
         prompt: int,
         completion: int,
         priced: Mapping[str, Any] | None,
-    ) -> None:
+    ) -> Decision | None:
+        """Route the request by the older rules too and count a change; the old decision
+        (None: the old rules do not know the requested model)."""
         audit = self.audit
         assert self.against is not None
+        old: Decision | None = None
         old_name = self._requested(self.against, logged_name)
         if old_name != request.model:
             request = request.model_copy(update={"model": old_name})
@@ -242,14 +270,14 @@ class Replayer:
             old_tier, old_rule = old.tier or "-", old.label
             old_routed = self.old_rates[old.candidates[0].name].cost(prompt, completion, priced)
         except UnknownModelError:
-            old_tier, old_rule, old_routed = "(unknown model)", "-", 0
+            old, old_tier, old_rule, old_routed = None, "(unknown model)", "-", 0
         audit.compared += 1
         audit.old_routed_micro += old_routed
         audit.new_routed_micro += routed
         if old_tier == tier:
             if old_rule != rule:
                 audit.rule_changed += 1
-            return
+            return old
         audit.changed += 1
         key = (old_tier, tier)
         entry = audit.transitions.get(key)
@@ -272,6 +300,7 @@ class Replayer:
                     "delta_micro_usd": routed - old_routed,
                 }
             )
+        return old
 
     def router_line(self, lineno: int, obj: dict[str, Any]) -> None:
         """The router's own log line (`RequestLine`): priced as logged (no prompt text to
@@ -292,14 +321,21 @@ class Replayer:
             return
         features = line.features or {}
         prompt, completion = line.prompt_tokens, line.completion_tokens
+        ts = timestamp(obj.get("ts"))
+        logged = line.cost_micro_usd
+        rate = self.rates.get(model)
+        if prompt is not None and completion is not None:
+            cost = logged if logged is not None and logged >= 0 else None
+            if cost is None and rate is not None:
+                cost = rate.cost(prompt, completion, None)
+            audit.trend.add(ts, model, prompt, completion, cost)
         if prompt is None or completion is None:
             audit.estimated_usage += 1
             if prompt is None:
                 prompt = token_count(features.get("conversation_tokens")) or 0
             if completion is None:
                 completion = estimated_completion(token_count(features.get("max_tokens")))
-        logged = line.cost_micro_usd
-        rate = self.rates.get(model)
+        self.turns.router(obj, ts, model, prompt, completion)
         if logged is not None and logged >= 0:
             routed = logged
             audit.logged_requests += 1

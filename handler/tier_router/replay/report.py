@@ -6,6 +6,9 @@ tier. `results`: per tier / rule / model / arm / key, what the router's own sett
 say happened (the rows of `/v1/router/status`, `spend.results`). `cascades`: what the new
 rules' cascades would cost (`cascade_estimates`). `quality`: the log's judgements and feedback
 per tier / rule / model / arm beside the replay's cost (`replay.quality`; null without any).
+`conversations`: per rules set (and as logged) the conversations, turns, model switches and the
+prompt cache's savings (`replay.conversations`; null without any turn). `trend`: logged tokens
+and cost per request per UTC day and model (`replay.trend`; null without a timed line).
 Money is in integer micro-dollars plus a decimal-dollar string (`spend.pricing.usd`).
 """
 
@@ -108,6 +111,8 @@ def report(
         },
     }
     data["quality"] = audit.quality.section({"tier": data["by_tier"], "rule": data["by_rule"]})
+    data["conversations"] = audit.turns.section(rules, against) if audit.turns is not None else None
+    data["trend"] = audit.trend.section()
     if against is not None:
         transitions = [
             {
