@@ -153,14 +153,15 @@ class Conversations:
                 unread = Placement(conversation.label, Stick.UNREAD)
                 return replace(decision, conversation=unread), Turn(conversation, None, None, read=False)
         memory, inferred = stored, False
+        now = self.clock()
         if read:  # this process's own last turn, when newer: its write may still be in flight
             recent = self._recent.get(conversation.digest)
-            if recent is not None and (stored is None or recent.at > stored.at):
+            fresh = recent is not None and now - recent.at < self.policy.ttl_s  # expires as the item does
+            if fresh and (stored is None or recent.at > stored.at):  # type: ignore[union-attr]
                 memory = recent
             if memory is None:  # a first turn answered as its rules said writes nothing: re-decide it
                 memory = self._first_turn(body, headers, scope, restrict)
                 inferred = memory is not None
-        now = self.clock()
         placed = follow(self.rules, self.policy, decision, conversation.label, memory, now, inferred=inferred)
         ruled = (None, None)  # placed at random (no sticky id): re-deciding it would draw again
         if decision.candidates and decision.sticky != NO_STICKY:

@@ -17,6 +17,7 @@ from tier_router.routing.request import parse_chat
 from tier_router.routing.stickiness import Stick
 from tier_router.store.base import Store
 from tier_router.store.deadline import DeadlineStore
+from tier_router.store.memory import MemoryStore
 
 from tests.support.clock import FakeClock
 from tests.support.rules import three_providers
@@ -191,3 +192,24 @@ async def test_a_garbage_item_reads_as_no_memory(store: Store, clock: FakeClock)
         RULES.decide(parse_chat(request)), request, {}, None
     )
     assert decision.conversation.inferred  # the item is ignored; the first turn re-decided
+
+
+async def test_this_processs_last_turn_expires_with_the_memory(clock: FakeClock) -> None:
+    """One process (one `Conversations`): after `ttl_s` its own record of the last turn is as
+    forgotten as the store's item."""
+    conversations = Conversations(MemoryStore(clock=clock), RULES, clock=clock)
+
+    async def turn(request: dict[str, Any], serve: int = 0) -> Decision:
+        decision, placed = await conversations.place(RULES.decide(parse_chat(request)), request, {}, None)
+        exchange = Exchange(RequestLine("r"), 0.0, decision=decision, turn=placed)
+        exchange.route = decision.candidates[serve]
+        exchange.line.outcome = Outcome.OK
+        conversations.note(exchange)
+        await conversations.remember(exchange)
+        return decision
+
+    await turn(body(1))
+    await turn(body(2), serve=1)  # moved to secondary
+    assert (await turn(body(3))).candidates[0].name == "secondary"
+    clock.advance(3600 + 1)
+    assert (await turn(body(4))).candidates[0].name == "primary"  # the first turn, re-decided
