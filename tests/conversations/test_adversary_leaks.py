@@ -17,25 +17,14 @@ from tier_router.routing.loader import parse_rules
 from tier_router.settings import Settings
 from tier_router.store.memory import MemoryStore
 
+from tests.conversations.turns import FLAKY_THEN_STEADY
 from tests.support.router_app import asgi_client
 from tests.support.stores import Wrapped
 
 pytestmark = pytest.mark.anyio
 SECRET_ID = "acct-7731-ssn-123-45-6789"
 SECRET_TEXT = "my password is hunter2-zebra"
-RULES: dict[str, Any] = {
-    "version": 1,
-    "providers": {
-        "ok": {"kind": "mock", "base_url": "mock://ok"},
-        "down": {"kind": "mock", "base_url": "mock://down?fail_rate=1"},
-    },
-    "models": {
-        "flaky": {"provider": "down", "id": "mock-flaky", "price": {"input": 1.0, "output": 4.0}},
-        "steady": {"provider": "ok", "id": "mock-steady", "price": {"input": 1.0, "output": 4.0}},
-    },
-    "tiers": {"main": ["flaky", "steady"]},
-    "default_tier": "main",
-}
+RULES = FLAKY_THEN_STEADY
 
 
 class Recording(Wrapped):

@@ -14,6 +14,21 @@ from tier_router.routing.engine import Decision, Rules
 from tier_router.routing.request import parse_chat
 from tier_router.store.base import Store
 
+FLAKY_THEN_STEADY: dict[str, Any] = {
+    "version": 1,
+    "providers": {
+        "ok": {"kind": "mock", "base_url": "mock://ok"},
+        "down": {"kind": "mock", "base_url": "mock://down?fail_rate=1"},
+    },
+    "models": {
+        "flaky": {"provider": "down", "id": "mock-flaky", "price": {"input": 1.0, "output": 4.0}},
+        "steady": {"provider": "ok", "id": "mock-steady", "price": {"input": 1.0, "output": 4.0}},
+    },
+    "tiers": {"main": ["flaky", "steady"]},
+    "default_tier": "main",
+}
+"""One tier whose first model always fails (its provider is down) and whose second answers."""
+
 
 def user(text: str) -> dict[str, str]:
     return {"role": "user", "content": text}
