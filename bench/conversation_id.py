@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
-from collections.abc import Callable
+import sys
+from pathlib import Path
 from typing import Any
 
-from tier_router.routing.conversation import identify
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "handler")]
+
+from tier_router.routing.conversation import identify  # noqa: E402
+
+from bench.bench_params import measure  # noqa: E402
 
 SYSTEM = "You are a helpful assistant for ACME's billing team. Answer briefly and cite invoices."
 TOOL = {
@@ -66,23 +70,6 @@ def huge_system() -> dict[str, Any]:
     return body
 
 
-def measure(fn: Callable[[], Any], iterations: int) -> dict[str, float]:
-    for _ in range(min(iterations, 500)):
-        fn()
-    clock = time.perf_counter_ns
-    samples = []
-    for _ in range(iterations):
-        start = clock()
-        fn()
-        samples.append(clock() - start)
-    samples.sort()
-    return {
-        "p50_us": round(samples[len(samples) // 2] / 1000, 2),
-        "p99_us": round(samples[int(len(samples) * 0.99)] / 1000, 2),
-        "mean_us": round(statistics.fmean(samples) / 1000, 2),
-    }
-
-
 def run(iterations: int) -> dict[str, Any]:
     cases = {
         "small": (small(), {}),
@@ -97,8 +84,8 @@ def run(iterations: int) -> dict[str, Any]:
             "bytes": len(json.dumps(body)),
             "messages": len(body["messages"]),
             "source": identify(body, headers).source,
-            "identify": measure(lambda b=body, h=headers: identify(b, h, "tenant"), n),
-            "json.dumps(body), for scale": measure(lambda b=body: json.dumps(b), n),
+            "identify": measure(lambda b=body, h=headers: identify(b, h, "tenant"), n, warmup=500),
+            "json.dumps(body), for scale": measure(lambda b=body: json.dumps(b), n, warmup=500),
         }
     return report
 
