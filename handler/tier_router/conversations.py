@@ -79,6 +79,8 @@ class Turn:
     again: (None, None) for a turn placed at random (a split or rollout without a sticky id)."""
     ended: float | None = None
     """When the request ended (`note`): the memory's time, however late `remember` runs."""
+    moved: Move | None = None
+    """Why this turn's answer moved the conversation (`remember`), for the log line."""
 
 
 def first_answer(body: Mapping[str, Any]) -> int | None:
@@ -98,11 +100,6 @@ def first_answer(body: Mapping[str, Any]) -> int | None:
         elif asked and role in EARLIER_TURN_ROLES:
             return i
     return None
-
-
-def has_earlier_turn(body: Mapping[str, Any]) -> bool:
-    """Whether the request carries an answer of an earlier turn (so a memory may exist)."""
-    return first_answer(body) is not None
 
 
 class Conversations:
@@ -142,9 +139,10 @@ class Conversations:
         if not self.policy.active:
             return decision, None
         conversation = identify(body, headers, scope or "")
-        stored, read = None, False
-        if self.policy.applies(self.rules, decision) and has_earlier_turn(body):
-            read = True
+        stored = None
+        cut = first_answer(body) if self.policy.applies(self.rules, decision) else None
+        read = cut is not None  # a later turn of a sticky conversation: its memory may exist
+        if read:
             try:
                 stored = Memory.from_item(await self.store.get(self.key(conversation)))
                 self._outage.ok()
@@ -154,13 +152,13 @@ class Conversations:
                 return replace(decision, conversation=unread), Turn(conversation, None, None, read=False)
         memory, inferred = stored, False
         now = self.clock()
-        if read:  # this process's own last turn, when newer: its write may still be in flight
+        if cut is not None:  # this process's own last turn, when newer: its write may still be in flight
             recent = self._recent.get(conversation.digest)
             fresh = recent is not None and now - recent.at < self.policy.ttl_s  # expires as the item does
             if fresh and (stored is None or recent.at > stored.at):  # type: ignore[union-attr]
                 memory = recent
             if memory is None:  # a first turn answered as its rules said writes nothing: re-decide it
-                memory = self._first_turn(body, headers, scope, restrict)
+                memory = self._first_turn(body, cut, headers, scope, restrict)
                 inferred = memory is not None
         placed = follow(self.rules, self.policy, decision, conversation.label, memory, now, inferred=inferred)
         ruled = (None, None)  # placed at random (no sticky id): re-deciding it would draw again
@@ -171,17 +169,17 @@ class Conversations:
     def _first_turn(
         self,
         body: Mapping[str, Any],
+        cut: int,
         headers: Mapping[str, str],
         scope: str | None,
         restrict: Callable[[Decision], Decision] | None,
     ) -> Memory | None:
         """The conversation's first turn as the rules decide it (the request's messages up to
-        the first answer): where it went unless something moved it, and a move is written."""
-        messages, cut = body["messages"], first_answer(body)
-        if cut is None:
-            return None
+        `cut`, the first answer): where it went unless something moved it, and a move is written."""
         try:
-            chat = parse_chat({**body, "messages": messages[:cut]}, text_checked=True, params_checked=True)
+            chat = parse_chat(
+                {**body, "messages": body["messages"][:cut]}, text_checked=True, params_checked=True
+            )
             first = self.rules.decide(chat, headers, scope)
             if restrict is not None:
                 first = restrict(first)
@@ -214,9 +212,7 @@ class Conversations:
             return
         old = turn.memory
         if new.moved_by is not Move.FIRST and (old is None or old.model != new.model):
-            placement = exchange.decision.conversation  # type: ignore[union-attr]
-            line = exchange.line
-            line.conversation = {**(line.conversation or placement.as_dict()), "moved_by": new.moved_by.value}  # type: ignore[union-attr]
+            turn.moved = new.moved_by  # on the request's line
         latest = self._recent.get(turn.conversation.digest)
         if latest is not None and latest.at > new.at:
             return  # a newer turn of this conversation ended here meanwhile: its memory stands
@@ -246,15 +242,7 @@ class Conversations:
         old = turn.memory
         if move is None:
             move = old.moved_by if old is not None and old.model == route.name else Move.FIRST
-        usage = exchange.usage if isinstance(exchange.usage, dict) else {}
-        return Memory(
-            decision.tier or "",
-            route.name,
-            at,
-            _tokens(usage.get("prompt_tokens")),
-            _tokens(usage.get("completion_tokens")),
-            move,
-        )
+        return Memory.answered(decision.tier or "", route.name, at, exchange.usage, move)
 
     def _keep(self, digest: bytes, memory: Memory) -> None:
         recent = self._recent
@@ -262,7 +250,3 @@ class Conversations:
         recent.move_to_end(digest)
         if len(recent) > RECENT_MAX:
             recent.popitem(last=False)
-
-
-def _tokens(value: object) -> int:
-    return value if type(value) is int and value > 0 else 0

@@ -108,8 +108,6 @@ class Exchange:
         self.decision = decision
         self.line.tier, self.line.rule, self.line.priority = decision.tier, decision.label, decision.priority
         self.line.experiment, self.line.arm = decision.experiment, decision.arm
-        if decision.conversation is not None:
-            self.line.conversation = decision.conversation.as_dict()
 
     def admitted(self, admission: Admission) -> None:
         self.admission = admission
@@ -303,6 +301,12 @@ class Lifecycle:
             line.cost_micro_usd = exchange.cost
         if exchange.decision is not None:
             line.features = exchange.decision.features.as_dict()
+            placement = exchange.decision.conversation
+            if placement is not None:
+                line.conversation = placement.as_dict()
+                moved = exchange.turn.moved if exchange.turn is not None else None
+                if moved is not None:
+                    line.conversation["moved_by"] = moved.value
         self.access_log.write(line.record())
 
 

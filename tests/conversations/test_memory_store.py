@@ -167,7 +167,11 @@ async def test_a_failing_or_slow_store_costs_stickiness_not_the_request(
     assert decision.conversation.stick is Stick.UNREAD
     assert [r.name for r in decision.candidates] == ["primary", "secondary"]  # the rules' own
     assert "conversations" in caplog.text
-    assert exchange.line.conversation is None or exchange.line.conversation.get("stick") != "kept"
+    assert exchange.turn is not None
+    assert exchange.turn.moved is None  # the unread turn remembers nothing, moves nothing:
+    faulty.mode = "ok"
+    after, _ = await one_turn(store, clock, body(4))  # the memory from before the outage stands
+    assert after.candidates[0].name == "secondary"
 
 
 async def test_an_unanswered_turn_is_not_remembered(clock: FakeClock) -> None:

@@ -55,13 +55,18 @@ class ModelRoute:
 Chain = tuple[ModelRoute, ...]
 
 
+def needed_tokens(features: Features) -> int:
+    """The context a request needs: its conversation (estimated) plus the output it asks for."""
+    return features.conversation_tokens + (features.max_tokens or 0)
+
+
 def fit_context(chain: Chain, features: Features) -> tuple[Chain, tuple[tuple[str, str], ...]]:
     """Drop models whose context window cannot hold the conversation plus the requested output.
 
     The token count is an estimate, so this only removes models that are clearly too small;
     if it would remove every model, the chain is kept whole and the providers decide.
     """
-    needed = features.conversation_tokens + (features.max_tokens or 0)
+    needed = needed_tokens(features)
     if all(route.context_window is None or route.context_window >= needed for route in chain):
         return chain, ()
     kept = tuple(r for r in chain if r.context_window is None or r.context_window >= needed)

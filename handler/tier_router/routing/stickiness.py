@@ -38,6 +38,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from tier_router.routing.engine import DecisionKind
+from tier_router.routing.routes import needed_tokens
 from tier_router.spend.pricing import cost_micro_usd
 
 if TYPE_CHECKING:
@@ -101,6 +102,20 @@ class Memory:
             "completion": self.completion_tokens,
             "moved_by": self.moved_by.value,
         }
+
+    @classmethod
+    def answered(cls, tier: str, model: str, at: float, usage: object, moved_by: Move) -> Memory:
+        """The memory of a turn `model` answered with `usage` (OpenAI's shape; anything else: no tokens)."""
+        if not isinstance(usage, dict):
+            usage = {}
+        return cls(
+            tier,
+            model,
+            at,
+            _count(usage.get("prompt_tokens")),
+            _count(usage.get("completion_tokens")),
+            moved_by,
+        )
 
     @classmethod
     def from_item(cls, item: dict[str, Any] | None) -> Memory | None:
@@ -320,9 +335,8 @@ def should_remember(old: Memory | None, new: Memory, refresh_s: float) -> bool:
 
 
 def _fits(route: ModelRoute, decision: Decision) -> bool:
-    features = decision.features
-    needed = features.conversation_tokens + (features.max_tokens or 0)
-    return route.context_window is None or route.context_window >= needed
+    """As `routes.fit_context` keeps a model: its window holds what the request needs."""
+    return route.context_window is None or route.context_window >= needed_tokens(decision.features)
 
 
 def _first(route: ModelRoute, chain: tuple[ModelRoute, ...]) -> tuple[ModelRoute, ...]:
