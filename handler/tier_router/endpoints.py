@@ -26,6 +26,7 @@ from tier_router.admission import CACHED_MODEL_FIELD, Admission
 from tier_router.auth import check_tier
 from tier_router.aws.ssm import SSMKeySource
 from tier_router.body import invalid_request, read_json, validation_error
+from tier_router.conversations import Turn
 from tier_router.embedding_params import embedding_decision, is_embeddings, parse_embedding
 from tier_router.errors import APIError, ClientGone, SecretsError, StoreError
 from tier_router.fallback import AllCandidatesFailed, UpstreamClientError, all_failed_error
@@ -69,11 +70,7 @@ async def chat(request: Request, gateway: Gateway, exchange: Exchange) -> Respon
     body = await read_json(
         request.headers, request.receive, gateway.body_limits, timed="aws.event" not in request.scope
     )
-    restrict = partial(check_tier, gateway.rules, record)  # the tiers the key may use, before
-    placed, exchange.turn = await gateway.conversations.place(  # the memory is priced against them
-        restrict(decide(gateway, request, body, key_id)), body, request.headers, key_id, restrict=restrict
-    )
-    decision = restrict(placed)  # a memory from before the key was limited
+    decision, exchange.turn = await placed(gateway, request, body, record, key_id)
     exchange.routed(decision)
     try:
         admission = await gateway.spend.admit(
@@ -137,6 +134,19 @@ def decide(gateway: Gateway, request: Request, body: dict[str, Any], key: str | 
         return gateway.rules.decide(chat, request.headers, key)
     except (UnknownModelError, WrongKindError) as exc:
         raise model_errors(exc) from None
+
+
+async def placed(
+    gateway: Gateway, request: Request, body: dict[str, Any], record: KeyRecord | None, key: str | None
+) -> tuple[Decision, Turn | None]:
+    """A chat request's decision: the rules', within the tiers the caller's key may use, placed
+    by its conversation's memory (priced against those tiers), and limited to them again (a
+    memory from before the key was limited); and the turn to remember."""
+    restrict = partial(check_tier, gateway.rules, record)
+    decision, turn = await gateway.conversations.place(
+        restrict(decide(gateway, request, body, key)), body, request.headers, key, restrict=restrict
+    )
+    return restrict(decision), turn
 
 
 async def complete(
@@ -237,12 +247,8 @@ async def explain(request: Request) -> Response:
             decision = embedding_decision(gateway.rules, parse_embedding(body), request.headers, key)
         except (UnknownModelError, WrongKindError) as exc:
             raise model_errors(exc) from None
-    else:  # placed by its conversation's memory as a turn would be (read only: nothing is written)
-        restrict = partial(check_tier, gateway.rules, record)  # and by the key's tiers, as in `chat`
-        placed, _ = await gateway.conversations.place(
-            restrict(decide(gateway, request, body, key)), body, request.headers, key, restrict=restrict
-        )
-        decision = restrict(placed)
+    else:  # placed as the turn would be (read only: explain writes nothing)
+        decision, _ = await placed(gateway, request, body, record, key)
     data = decision.as_dict()
     if gateway.breakers is not None:
         try:
