@@ -188,11 +188,12 @@ def run_status(args: argparse.Namespace) -> int:
 
     from tier_router.errors import StoreError
     from tier_router.spend import trend
+    from tier_router.spend.counters import MAX_DAYS
     from tier_router.status import read_status
     from tier_router.store.factory import StoreURLError, check_store_url, open_store
 
-    if not 1 <= args.days <= trend.MAX_DAYS:
-        print(f"status: --days must be 1..{trend.MAX_DAYS}, not {args.days}", file=sys.stderr)
+    if not 1 <= args.days <= MAX_DAYS:
+        print(f"status: --days must be 1..{MAX_DAYS}, not {args.days}", file=sys.stderr)
         return 2
     rules = load_or_report(args.rules)
     if rules is None:

@@ -36,8 +36,9 @@ def run_quality(args: argparse.Namespace) -> int:
     from tier_router.admission import SpendControls
     from tier_router.cli import load_or_report
     from tier_router.errors import StoreError
-    from tier_router.quality.report import MAX_DAYS, read, render
+    from tier_router.quality.report import read, render
     from tier_router.settings import Settings
+    from tier_router.spend.counters import MAX_DAYS
     from tier_router.store.factory import open_store
 
     if not 1 <= args.days <= MAX_DAYS:

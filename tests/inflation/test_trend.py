@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from tier_router.cli import main
 from tier_router.request_line import Outcome, RequestLine
-from tier_router.spend.counters import DAY_S, SpendLedger, day_key
+from tier_router.spend.counters import DAY_S, SpendLedger, day_key, days_back
 from tier_router.spend.results import RequestResult
-from tier_router.spend.trend import days_back, read_trend, render, spark
+from tier_router.spend.trend import read_trend, render, spark
 from tier_router.store.base import Store
 from tier_router.store.memory import MemoryStore
 from tier_router.store.sqlite import SQLiteStore

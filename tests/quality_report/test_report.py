@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 from tier_router.quality import counts
-from tier_router.quality.report import MAX_DAYS, days_back, read, render
+from tier_router.quality.report import read, render
 from tier_router.quality.sample import Verdict
-from tier_router.spend.counters import SpendLedger
+from tier_router.spend.counters import MAX_DAYS, SpendLedger, days_back
 from tier_router.spend.results import RequestResult
 from tier_router.store.base import Store, Value
 

@@ -28,25 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
 from typing import Any
 
 from tier_router.quality.counts import DIMENSIONS, QualityDay, QualityTally, item_key, summarize
-from tier_router.spend.counters import SpendLedger
+from tier_router.spend.counters import SpendLedger, days_back, read_batched
 from tier_router.spend.counters import summarize as summarize_spend
 from tier_router.spend.pricing import usd
-
-MAX_DAYS = 366
-READ_BATCH = 100
-"""Keys per `get_many` (DynamoDB's BatchGetItem limit)."""
-
-
-def days_back(today: str, days: int) -> list[str]:
-    """`days` budget days ending with `today`, oldest first."""
-    if not 1 <= days <= MAX_DAYS:
-        raise ValueError(f"days must be 1..{MAX_DAYS}")
-    last = date.fromisoformat(today)
-    return [(last - timedelta(days=back)).isoformat() for back in range(days - 1, -1, -1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,23 +86,16 @@ async def read(
     covered = days_back(today or ledger.today_key(), days)
     quality_keys = [item_key(day) for day in covered]
     pins = [ledger.layouts.key(day) for day in covered]  # each day's layout (`spend.layout`)
-    items = await _read(ledger, quality_keys + pins)
+    items = await read_batched(ledger.store, quality_keys + pins)
     layouts = [ledger.layouts.layout_of(day, items.get(pin)) for day, pin in zip(covered, pins, strict=True)]
     spend_keys = [key for layout in layouts for key in layout.items]
-    items.update(await _read(ledger, spend_keys))
+    items.update(await read_batched(ledger.store, spend_keys))
     label = covered[0] if len(covered) == 1 else f"{covered[0]}..{covered[-1]}"
     quality = summarize(label, _present(items, quality_keys))
     carried = [dict(layout.carried) for layout in layouts if layout.carried]  # from before each pin
     spend = summarize_spend(label, [*_present(items, spend_keys), *carried])
     requests = {dim: {name: t.requests for name, t in vs.items()} for dim, vs in spend.results.items()}
     return QualityReport(covered, quality, requests, reference)
-
-
-async def _read(ledger: SpendLedger, keys: list[str]) -> dict[str, Any]:
-    items: dict[str, Any] = {}
-    for start in range(0, len(keys), READ_BATCH):
-        items.update(await ledger.store.get_many(keys[start : start + READ_BATCH]))
-    return items
 
 
 def _present(items: dict[str, Any], keys: Iterable[str]) -> Iterable[dict[str, Any]]:

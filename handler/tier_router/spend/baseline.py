@@ -26,9 +26,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tier_router.spend.counters import SpendLedger
+from tier_router.spend.counters import SpendLedger, days_back
 from tier_router.spend.results import Tally
-from tier_router.spend.trend import WEEK, days_back, read_days
+from tier_router.spend.trend import WEEK, read_days
 
 log = logging.getLogger("tier_router")
 MIN_REQUESTS = 10

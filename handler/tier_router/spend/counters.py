@@ -108,6 +108,28 @@ def _iso_day(days_since_epoch: int) -> str:
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
+MAX_DAYS = 366
+"""The longest span a report reads (status' trend, the quality report)."""
+READ_BATCH = 100
+"""Keys per `get_many` when a report reads many days (DynamoDB's BatchGetItem limit)."""
+
+
+def days_back(today: str, days: int) -> list[str]:
+    """`days` budget days ending with `today`, oldest first."""
+    if not 1 <= days <= MAX_DAYS:
+        raise ValueError(f"days must be 1..{MAX_DAYS}")
+    last = date.fromisoformat(today)
+    return [(last - timedelta(days=back)).isoformat() for back in range(days - 1, -1, -1)]
+
+
+async def read_batched(store: Store, keys: list[str]) -> dict[str, Value]:
+    """Every present item of `keys`, in `get_many` calls of at most READ_BATCH keys."""
+    found: dict[str, Value] = {}
+    for start in range(0, len(keys), READ_BATCH):
+        found.update(await store.get_many(keys[start : start + READ_BATCH]))
+    return found
+
+
 @lru_cache(maxsize=64)
 def day_start(day: str, day_start_hour: int = 0) -> float:
     """Unix seconds at which budget day `day` starts."""

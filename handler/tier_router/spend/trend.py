@@ -23,51 +23,38 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
 from typing import Any
 
-from tier_router.spend.counters import SpendLedger, SpendReport, summarize
+from tier_router.spend.counters import (
+    SpendLedger,
+    SpendReport,
+    days_back,
+    read_batched,
+    summarize,
+)
 from tier_router.spend.pricing import usd
 from tier_router.spend.results import TOKEN_DIMENSIONS, Tally
-from tier_router.store.base import Store, Value
+from tier_router.store.base import Value
 
 DEFAULT_DAYS = 14
-MAX_DAYS = 366
 WEEK = 7
-READ_BATCH = 100
-"""Keys per `get_many` (DynamoDB's BatchGetItem limit)."""
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_DAYS = 14
 """The text's daily column shows at most this many days (the JSON has every day)."""
-
-
-def days_back(today: str, days: int) -> list[str]:
-    """`days` budget days ending with `today`, oldest first."""
-    if not 1 <= days <= MAX_DAYS:
-        raise ValueError(f"days must be 1..{MAX_DAYS}")
-    last = date.fromisoformat(today)
-    return [(last - timedelta(days=back)).isoformat() for back in range(days - 1, -1, -1)]
 
 
 async def read_days(ledger: SpendLedger, days: list[str]) -> dict[str, SpendReport]:
     """Each day's report: the days' layout pins in one read, then every day's items (shards
     summed, with what each pin carried) — `get_many` calls of at most 100 keys."""
     pins = [ledger.layouts.key(day) for day in days]
-    pinned = await _read(ledger.store, pins)
+    pinned = await read_batched(ledger.store, pins)
     layouts = [ledger.layouts.layout_of(day, pinned.get(pin)) for day, pin in zip(days, pins, strict=True)]
-    items = await _read(ledger.store, [key for layout in layouts for key in layout.items])
+    items = await read_batched(ledger.store, [key for layout in layouts for key in layout.items])
     reports = {}
     for layout in layouts:
         values: list[Value] = [items[key] for key in layout.items if key in items]
         reports[layout.day] = summarize(layout.day, [*values, dict(layout.carried)])
     return reports
-
-
-async def _read(store: Store, keys: list[str]) -> dict[str, Value]:
-    found: dict[str, Value] = {}
-    for start in range(0, len(keys), READ_BATCH):
-        found.update(await store.get_many(keys[start : start + READ_BATCH]))
-    return found
 
 
 @dataclass(frozen=True, slots=True)
